@@ -1,0 +1,17 @@
+//! Runtime of structured-async: the [`Coroutine`] trait, the local executor and its
+//! subsystem-aware poll loop, timers, and the machinery behind nurseries.
+//!
+//! Users normally depend on the `structured-async` facade, which re-exports this crate.
+
+mod coroutine;
+pub mod executor;
+pub mod nursery;
+pub mod subsystem;
+pub mod time;
+
+pub use coroutine::{AsFuture, Coroutine, CoroutineExt, Step};
+pub use subsystem::{ParkHint, Subsystem};
+
+/// Items the macros' expansions name; not part of the public API.
+#[doc(hidden)]
+pub mod __private {}

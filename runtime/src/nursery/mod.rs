@@ -1,0 +1,1 @@
+//! Nursery machinery: children stored inside their parent, woken one at a time.

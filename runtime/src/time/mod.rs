@@ -1,0 +1,1 @@
+//! Timers as a subsystem: a hierarchical timing wheel, `sleep`, `timeout`, `interval`.
