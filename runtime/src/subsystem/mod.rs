@@ -5,6 +5,8 @@
 //! number of waiters, never busy-polls one that has no waiters, and parks the thread in the one
 //! that can block when nothing else is ready.
 
+pub mod ring;
+
 use std::time::Instant;
 
 /// How a subsystem would like the loop to wait for its next event.
