@@ -13,6 +13,10 @@ pub use structured_async_runtime::*;
 
 /// Everything a user types, in one import.
 pub mod prelude {
+    pub use structured_async_runtime::{
+        AsyncCancel, Cancel, Executor, JoinHandle, Runtime, Scheduler, Spawner,
+        WorkStealingSpawner, block_on, spawn_local, yield_now,
+    };
     pub use structured_async_runtime::{Coroutine, CoroutineExt, Step, Subsystem};
 }
 

@@ -10,6 +10,10 @@ pub mod subsystem;
 pub mod time;
 
 pub use coroutine::{AsFuture, Coroutine, CoroutineExt, Step};
+pub use executor::{
+    AsyncCancel, Builder, Cancel, Executor, Handle, JoinHandle, Runtime, Scheduler, Spawner,
+    WorkStealingSpawner, block_on, spawn_local, yield_now,
+};
 pub use subsystem::{ParkHint, Subsystem};
 
 /// Items the macros' expansions name; not part of the public API.

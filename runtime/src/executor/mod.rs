@@ -1,1 +1,42 @@
-//! The local executor, `block_on`, wakers and the poll loop (issue: runtime core).
+//! The local executor: `block_on`, `spawn_local`, wakers, the executor traits, and the
+//! subsystem-aware poll loop.
+//!
+//! A [`Runtime`] runs on one thread. Its spawned tasks live in a slab; a woken task is queued
+//! by its waker, which is the task's reference-counted header, so waking or cloning a waker
+//! never allocates. Wakes from other threads go through a locked queue and an unpark.
+//!
+//! # Invariants
+//!
+//! 1. No `RefCell` of the executor is borrowed while user code runs (a task's poll, a future's
+//!    destructor, a subsystem's poll): futures are taken out of the slab to be polled and
+//!    dropped after the borrow ends, so a task may spawn, cancel or wake anything.
+//! 2. While a task is polled its slot says `Running`; a cancel that arrives then (the task
+//!    aborting itself) is recorded in the slot and carried out when the poll returns.
+//! 3. A header is in at most one ready queue at a time: a waker queues it only when it moves
+//!    the header's state from "not scheduled" to "scheduled", and the executor clears that bit
+//!    right before polling, so a wake during the poll queues it again, once.
+//! 4. A header keeps the executor's `Shared` part alive, never the executor itself: a waker
+//!    woken after its task finished, or after the runtime was dropped, touches only that
+//!    `Shared` (finished tasks are marked done and skipped; a dropped runtime closes its remote
+//!    queue, which then refuses pushes).
+
+mod context;
+mod core;
+mod join;
+mod queue;
+mod run_loop;
+mod runtime;
+mod task;
+mod traits;
+mod waker;
+
+pub use join::JoinHandle;
+pub use runtime::{
+    Builder, DEFAULT_BUDGET, Handle, Runtime, SpawnError, TIMERS_PRIORITY, YieldNow, block_on,
+    spawn_local, try_spawn_local, yield_now,
+};
+pub use task::Runnable;
+pub use traits::{AsyncCancel, Cancel, Executor, Scheduler, Spawner, WorkStealingSpawner};
+pub use waker::flag_waker;
+
+pub(crate) use context::current as current_core;

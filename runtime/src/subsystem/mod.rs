@@ -5,9 +5,29 @@
 //! number of waiters, never busy-polls one that has no waiters, and parks the thread in the one
 //! that can block when nothing else is ready.
 
+pub(crate) mod registry;
 pub mod ring;
 
+use std::rc::Rc;
 use std::time::Instant;
+
+/// The subsystem of type `S` registered with the runtime running on this thread; `None`
+/// outside a runtime or when no such subsystem is registered.
+///
+/// Futures use it to find the subsystem they register their waker with (`sleep` finds the
+/// timers this way).
+///
+/// ```
+/// use structured_async::{block_on, subsystem, time::Timers};
+///
+/// assert!(subsystem::current::<Timers>().is_none());
+/// block_on(async {
+///     assert!(subsystem::current::<Timers>().is_some(), "every runtime has timers");
+/// });
+/// ```
+pub fn current<S: Subsystem>() -> Option<Rc<S>> {
+    crate::executor::current_core()?.registry.find::<S>()
+}
 
 /// How a subsystem would like the loop to wait for its next event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

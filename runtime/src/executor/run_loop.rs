@@ -1,0 +1,103 @@
+//! The poll loop behind `block_on`. Each turn:
+//!
+//! 1. take the wakes and tasks other threads queued;
+//! 2. poll up to `budget` ready tasks (the root future is one of them), consulting the
+//!    memory-only `ready_hint` of busy subsystems with waiters between two task polls;
+//! 3. poll the subsystems whose turn it is, weighted by priority × waiters
+//!    ([`Registry::poll_due`]);
+//! 4. if no task is ready: keep spinning while a busy-polled subsystem has waiters, else park
+//!    (in the fd-backed subsystem if any, else the thread) until the nearest deadline or a wake.
+
+use super::context;
+use super::core::Core;
+use super::task::{Header, ROOT};
+use crate::subsystem::registry::ParkPlan;
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Clears the "running" flag and retires the root header however `block_on` ends.
+struct RunGuard<'a> {
+    core: &'a Core,
+    root: Arc<Header>,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.root.transition_to_done();
+        self.core.running.set(false);
+    }
+}
+
+impl Core {
+    /// Runs `future` and every task on this executor until `future` completes.
+    pub(crate) fn block_on<F: Future>(self: &Rc<Self>, future: F) -> F::Output {
+        assert!(
+            !self.running.replace(true),
+            "Runtime::block_on called from inside the same runtime; spawn_local the work or \
+             .await it instead"
+        );
+        let _enter = context::enter(self);
+        let root = self.schedule_new(ROOT);
+        let _guard = RunGuard {
+            core: self,
+            root: Arc::clone(&root),
+        };
+        let root_waker = Waker::from(Arc::clone(&root));
+        let mut future = pin!(future);
+        loop {
+            self.drain_remote();
+            self.registry.begin_turn();
+            let mut now = None;
+            let mut polled = 0;
+            while polled < self.budget {
+                let Some(header) = self.pop_ready() else {
+                    break;
+                };
+                if header.key != ROOT {
+                    polled += 1;
+                    let _ = self.run_task(header);
+                } else if Arc::ptr_eq(&header, &root) {
+                    polled += 1;
+                    if root.transition_to_running() {
+                        let mut cx = Context::from_waker(&root_waker);
+                        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                            return output;
+                        }
+                    }
+                }
+                if polled < self.budget && self.has_ready() {
+                    let now = *now.get_or_insert_with(Instant::now);
+                    self.registry.poll_hinted(now);
+                }
+            }
+            let now = Instant::now();
+            self.registry.poll_due(now);
+            if !self.has_ready() && !self.shared().has_pending() {
+                self.park(now);
+            }
+        }
+    }
+
+    /// Waits for work as the registered subsystems allow (step 4 of the loop).
+    fn park(&self, now: Instant) {
+        match self.registry.park_plan(now) {
+            ParkPlan::Spin => std::hint::spin_loop(),
+            ParkPlan::Park { timeout, .. } if timeout == Some(Duration::ZERO) => {}
+            ParkPlan::Park { subsystem, timeout } => {
+                if subsystem.is_some_and(|s| s.park(timeout)) {
+                    return;
+                }
+                // A wake from another thread between the check in the loop and here left an
+                // unpark token, so this returns at once (no lost wake-up).
+                match timeout {
+                    Some(timeout) => std::thread::park_timeout(timeout),
+                    None => std::thread::park(),
+                }
+            }
+        }
+    }
+}
