@@ -180,8 +180,7 @@ impl Clock {
 
 /// The timer subsystem of the runtime running on this thread, if any.
 fn current_timers() -> Option<Rc<Timers>> {
-    // TODO(timers): `crate::subsystem::current::<Timers>()` once the executor lands.
-    None
+    crate::subsystem::current::<Timers>()
 }
 
 /// `now + duration`; see [`later`].
