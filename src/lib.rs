@@ -18,6 +18,7 @@ pub mod prelude {
         WorkStealingSpawner, block_on, spawn_local, yield_now,
     };
     pub use structured_async_runtime::{Coroutine, CoroutineExt, Step, Subsystem};
+    pub use structured_async_runtime::{ChildHandle, Scope, nursery};
     pub use structured_async_runtime::{Elapsed, Interval, interval, sleep, sleep_until, timeout};
 }
 

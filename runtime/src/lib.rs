@@ -15,6 +15,7 @@ pub use executor::{
     WorkStealingSpawner, block_on, spawn_local, yield_now,
 };
 pub use subsystem::{ParkHint, Subsystem};
+pub use nursery::{ChildHandle, ChildOutput, Scope};
 pub use time::{Elapsed, Interval, interval, sleep, sleep_until, timeout};
 
 /// Items the macros' expansions name; not part of the public API.

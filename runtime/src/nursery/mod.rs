@@ -1,1 +1,97 @@
-//! Nursery machinery: children stored inside their parent, woken one at a time.
+//! Nurseries: scoped spawning whose children borrow from the parent and can never outlive it.
+//!
+//! A nursery is one future. Its children live inside it (in size-classed slots that never
+//! move, [`arena`]), each with its own wake node ([`wake`]), so a wake polls exactly one child
+//! and spawning allocates nothing once the storage is warm. Leaking the nursery leaks its
+//! children with it: they are never polled again, so nothing they borrow can dangle.
+//!
+//! ```
+//! use structured_async::{block_on, nursery};
+//!
+//! let mut data = vec![1u64; 1000];
+//! let total: u64 = block_on(nursery!(|n| {
+//!     // Children borrow disjoint chunks of `data` mutably: no `Arc`, no `'static`.
+//!     for chunk in data.chunks_mut(100) {
+//!         n.spawn(async move { chunk.iter_mut().for_each(|x| *x *= 2) });
+//!     }
+//!     0
+//! }));
+//! assert_eq!(total, 0);
+//! assert_eq!(data.iter().sum::<u64>(), 2000);
+//! ```
+
+mod arena;
+mod driver;
+mod outcome;
+mod scope;
+mod wake;
+
+use core::pin::pin;
+
+pub use outcome::ChildOutput;
+pub use scope::{ChildHandle, Scope};
+
+/// Runs `body` with a [`Scope`], then every child it spawned, and resolves once all are done.
+///
+/// This is what [`nursery!`](crate::nursery!) expands to; `body` is an async closure, so it
+/// may borrow the caller's locals and hand them on to children.
+///
+/// - Resolves to the body's output after the body and every child finished.
+/// - In a nursery whose body returns `Result<_, E>`, the first `Err` from the body or a child
+///   cancels (drops) everything else and becomes the output (see [`ChildOutput`]).
+/// - A panicking child cancels everything else; the panic resumes here.
+/// - Dropping the returned future drops every child before the drop returns.
+///
+/// ```
+/// use structured_async::block_on;
+/// use structured_async::nursery::nursery;
+///
+/// let name = String::from("child");
+/// let len = block_on(nursery(async |n| n.spawn(async { name.len() }).await));
+/// assert_eq!(len, 5);
+/// ```
+pub async fn nursery<'env, F, R>(body: F) -> R
+where
+    F: for<'scope> AsyncFnOnce(&'scope Scope<'scope, 'env, R>) -> R + 'env,
+    R: ChildOutput<R> + 'env,
+{
+    let scope = Scope::new();
+    let body = pin!(Some(body(&scope)));
+    driver::Driver::new(&scope, body).await
+}
+
+/// `nursery!(|n| BODY)`: a future that runs the async `BODY` with the nursery's [`Scope`] `n`,
+/// and every child spawned with `n.spawn(future)`, resolving once all of them are done.
+///
+/// Children may borrow anything that outlives the nursery (no `'static`, no `Send`). `n` and
+/// the [`ChildHandle`]s it returns cannot leave the body. `nursery!(move |n| BODY)` moves the
+/// captured variables into the nursery instead of borrowing them.
+///
+/// ```
+/// use structured_async::{block_on, nursery};
+///
+/// let pages = ["a", "bb", "ccc"];
+/// let sizes: Result<usize, String> = block_on(nursery!(|n| {
+///     let handles: Vec<_> = pages.iter().map(|p| n.spawn(async move { Ok(p.len()) })).collect();
+///     let mut total = 0;
+///     for h in handles {
+///         total += h.await?;
+///     }
+///     Ok(total)
+/// }));
+/// assert_eq!(sizes, Ok(6));
+/// ```
+#[macro_export]
+macro_rules! nursery {
+    (|$n:pat_param| $body:expr) => {
+        $crate::nursery::nursery(async |$n| $body)
+    };
+    (move |$n:pat_param| $body:expr) => {
+        $crate::nursery::nursery(async move |$n| $body)
+    };
+    ($($other:tt)*) => {
+        ::core::compile_error!(
+            "expected a closure: `nursery!(|n| body)` or `nursery!(move |n| body)`, where `body` spawns children with `n.spawn(future)`"
+        )
+    };
+}

@@ -1,0 +1,194 @@
+//! Storage for children: slots of a few size classes, carved from chunks that double in size and
+//! never move, recycled through free lists threaded through the free slots themselves.
+//!
+//! So spawning allocates only when a class runs out of room (O(log n) times for n children), a
+//! child never moves once placed (it may be pinned), and children of any type share the storage.
+//!
+//! Invariants (cited as "arena rule N"):
+//! 1. A slot handed out by [`Arena::alloc`] for class `c` is `stride(c)` bytes, aligned to
+//!    `align(c)`, and stays valid and in place until it is given back with [`Arena::free`] or the
+//!    arena is dropped.
+//! 2. The arena never reads or drops what a slot holds: its user drops a child before freeing
+//!    its slot, and the arena's drop only returns memory.
+
+use core::alloc::Layout;
+use core::ptr;
+use std::alloc::{alloc, dealloc, handle_alloc_error};
+
+/// Classes per doubling of size: strides are `(4 + m) << (k - 2)` bytes for `m` in `0..4`.
+const STEPS: usize = 4;
+/// The smallest stride, big enough to hold a free-list link.
+const MIN_STRIDE: usize = 8;
+/// Slots in a class's first chunk; each later chunk doubles the class's capacity.
+const FIRST_SLOTS: usize = 8;
+
+/// The size class holding values of `layout`: the smallest stride at least as large as the
+/// value whose largest power-of-two factor satisfies its alignment.
+pub(super) const fn class_of(layout: Layout) -> usize {
+    let need = if layout.size() > MIN_STRIDE {
+        layout.size()
+    } else {
+        MIN_STRIDE
+    };
+    let mut class = 0;
+    loop {
+        let stride = stride(class);
+        if stride >= need && align(class) >= layout.align() {
+            return class;
+        }
+        class += 1;
+    }
+}
+
+/// The slot size of `class`.
+pub(super) const fn stride(class: usize) -> usize {
+    let k = class / STEPS + 3;
+    (STEPS + class % STEPS) << (k - 2)
+}
+
+/// The alignment every slot of `class` has: the largest power of two dividing its stride.
+pub(super) const fn align(class: usize) -> usize {
+    1 << stride(class).trailing_zeros()
+}
+
+/// One size class: a bump region in its newest chunk and a free list of recycled slots.
+struct Class {
+    free: *mut u8,
+    bump: *mut u8,
+    end: *mut u8,
+    chunks: Vec<(*mut u8, Layout)>,
+}
+
+/// The children's storage of one nursery.
+pub(super) struct Arena {
+    classes: Vec<Class>,
+}
+
+impl Arena {
+    pub(super) const fn new() -> Self {
+        Arena {
+            classes: Vec::new(),
+        }
+    }
+
+    /// A slot of `class` (arena rule 1).
+    #[inline]
+    pub(super) fn alloc(&mut self, class: usize) -> *mut u8 {
+        if let Some(c) = self.classes.get_mut(class) {
+            if !c.free.is_null() {
+                let slot = c.free;
+                // SAFETY: a free slot's first word holds the next free slot (see `free`).
+                c.free = unsafe { slot.cast::<*mut u8>().read() };
+                return slot;
+            }
+            if c.bump != c.end {
+                let slot = c.bump;
+                // SAFETY: `bump` and `end` lie in the same chunk and `end - bump` is a multiple
+                // of the stride, so one more stride stays inside or reaches `end`.
+                c.bump = unsafe { slot.add(stride(class)) };
+                return slot;
+            }
+        }
+        self.grow(class)
+    }
+
+    #[cold]
+    fn grow(&mut self, class: usize) -> *mut u8 {
+        while self.classes.len() <= class {
+            self.classes.push(Class {
+                free: ptr::null_mut(),
+                bump: ptr::null_mut(),
+                end: ptr::null_mut(),
+                chunks: Vec::new(),
+            });
+        }
+        let c = &mut self.classes[class];
+        let slots = FIRST_SLOTS << c.chunks.len();
+        let layout = Layout::from_size_align(stride(class) * slots, align(class))
+            .expect("a nursery's children exceed the address space");
+        // SAFETY: the layout's size is non-zero (strides and slot counts are).
+        let chunk = unsafe { alloc(layout) };
+        if chunk.is_null() {
+            handle_alloc_error(layout);
+        }
+        c.chunks.push((chunk, layout));
+        // SAFETY: the chunk is `slots` strides long; the first one is handed out now.
+        unsafe {
+            c.bump = chunk.add(stride(class));
+            c.end = chunk.add(stride(class) * slots);
+        }
+        chunk
+    }
+
+    /// Gives a slot back to its class.
+    ///
+    /// # Safety
+    /// `slot` came from `alloc(class)` on this arena, is not used afterwards, and whatever it
+    /// held was already dropped (arena rule 2).
+    #[inline]
+    pub(super) unsafe fn free(&mut self, class: usize, slot: *mut u8) {
+        let c = &mut self.classes[class];
+        // SAFETY: the slot is ours again, at least `MIN_STRIDE` bytes and pointer-aligned.
+        unsafe { slot.cast::<*mut u8>().write(c.free) };
+        c.free = slot;
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        for class in &self.classes {
+            for &(chunk, layout) in &class.chunks {
+                // SAFETY: allocated in `grow` with this layout; no slot is used any more.
+                unsafe { dealloc(chunk, layout) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_fit_size_and_alignment() {
+        for size in [0usize, 1, 7, 8, 9, 24, 33, 100, 1000, 4096, 100_000] {
+            for want in [1usize, 2, 8, 16, 64, 4096] {
+                let Ok(layout) = Layout::from_size_align(size, want) else {
+                    continue;
+                };
+                let layout = layout.pad_to_align();
+                let c = class_of(layout);
+                assert!(stride(c) >= layout.size(), "{layout:?}");
+                assert!(align(c) >= layout.align(), "{layout:?}");
+                assert_eq!(stride(c) % align(c), 0);
+                // The next smaller class would not do, unless it is misaligned.
+                if c > 0 && align(c - 1) >= layout.align() {
+                    assert!(stride(c - 1) < layout.size().max(MIN_STRIDE), "{layout:?}");
+                }
+            }
+        }
+        // Rounding wastes at most a quarter of a slot past the first classes.
+        let c = class_of(Layout::from_size_align(1025, 1).unwrap());
+        assert_eq!(stride(c), 1280);
+    }
+
+    #[test]
+    fn slots_are_distinct_aligned_and_recycled() {
+        let mut arena = Arena::new();
+        let class = class_of(Layout::new::<[u64; 5]>());
+        let slots: Vec<*mut u8> = (0..100).map(|_| arena.alloc(class)).collect();
+        for (i, &s) in slots.iter().enumerate() {
+            assert_eq!(s as usize % align(class), 0);
+            for &t in &slots[..i] {
+                assert!((s as usize).abs_diff(t as usize) >= stride(class));
+            }
+            // SAFETY: the slot is ours and `stride(class)` bytes long.
+            unsafe { s.write_bytes(i as u8, stride(class)) };
+        }
+        // SAFETY: each slot came from this class and is not used again.
+        unsafe { arena.free(class, slots[7]) };
+        assert_eq!(arena.alloc(class), slots[7]);
+        // Four chunks (8, 16, 32 and 64 slots) hold 100 children.
+        assert_eq!(arena.classes[class].chunks.len(), 4);
+    }
+}

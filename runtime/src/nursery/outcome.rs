@@ -1,0 +1,77 @@
+//! Which outputs end a nursery early: in a nursery whose body returns `Result<_, E>`, the first
+//! `Err(E)` from the body or a child cancels everything else and becomes the nursery's output.
+//! Any other body accepts children of any output type and never ends early.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a finished child (or the body) of a nursery whose body returns `R` settles: `Ok` with
+/// the value its handle yields, or `Err` with the nursery's output, cancelling the rest.
+///
+/// - Body `Result<U, E>`: children return `()` or `Result<T, E>`; an `Err` ends the nursery.
+/// - Body `()`, a number, `bool`, `char`, `String`, `Option`, `Vec`, a tuple, an array, a
+///   reference, a `Box`/`Rc`/`Arc`, a map or a set, or `Duration`: children return anything.
+///
+/// A body of another type can return `Ok::<_, core::convert::Infallible>(value)` instead.
+///
+/// ```
+/// use structured_async::nursery::ChildOutput;
+///
+/// assert_eq!(<Result<u8, &str> as ChildOutput<Result<(), &str>>>::settle(Err("no")), Err(Err("no")));
+/// assert_eq!(<Result<u8, &str> as ChildOutput<Result<(), &str>>>::settle(Ok(1)), Ok(Ok(1)));
+/// assert_eq!(<Result<u8, &str> as ChildOutput<()>>::settle(Err("kept")), Ok(Err("kept")));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "a child returning `{Self}` cannot run in a nursery whose body returns `{R}`",
+    label = "this child's output",
+    note = "in a nursery whose body returns `Result<_, E>`, children return `()` or `Result<_, E>`, and the first `Err` cancels the rest",
+    note = "a body of a type of your own can return `Ok::<_, core::convert::Infallible>(value)`"
+)]
+pub trait ChildOutput<R>: Sized {
+    /// `Ok(self)` to hand to the child's handle, or `Err(output)` to end the nursery with.
+    fn settle(self) -> Result<Self, R>;
+}
+
+impl<T, U, E> ChildOutput<Result<U, E>> for Result<T, E> {
+    #[inline]
+    fn settle(self) -> Result<Self, Result<U, E>> {
+        match self {
+            Err(e) => Err(Err(e)),
+            ok => Ok(ok),
+        }
+    }
+}
+
+impl<U, E> ChildOutput<Result<U, E>> for () {
+    #[inline]
+    fn settle(self) -> Result<(), Result<U, E>> {
+        Ok(())
+    }
+}
+
+/// Bodies of these types never end early, so their children may return anything.
+macro_rules! never_fails {
+    ($([$($gen:tt)*] $body:ty;)*) => {$(
+        impl<$($gen)* O> ChildOutput<$body> for O {
+            #[inline]
+            fn settle(self) -> Result<O, $body> {
+                Ok(self)
+            }
+        }
+    )*};
+}
+
+never_fails! {
+    [] ();
+    [] bool; [] char; [] String; [] Duration;
+    [] u8; [] u16; [] u32; [] u64; [] u128; [] usize;
+    [] i8; [] i16; [] i32; [] i64; [] i128; [] isize;
+    [] f32; [] f64;
+    [V,] Option<V>; [V,] Vec<V>; [V,] VecDeque<V>; [V: ?Sized,] Box<V>; [V: ?Sized,] Rc<V>;
+    [V: ?Sized,] Arc<V>; ['a, V: ?Sized,] &'a V; ['a, V: ?Sized,] &'a mut V;
+    [K, V, S,] HashMap<K, V, S>; [K, V,] BTreeMap<K, V>; [V, S,] HashSet<V, S>;
+    [A, B,] (A, B); [A, B, C,] (A, B, C); [A, B, C, D,] (A, B, C, D);
+    [V, const N: usize,] [V; N];
+}

@@ -1,0 +1,606 @@
+//! The scope a nursery's body receives as `n`: it places children in the nursery's storage and
+//! hands out [`ChildHandle`]s, both bounded by the invariant `'scope` lifetime.
+//!
+//! Invariants (cited as "slot rule N"):
+//! 1. Slot `i`'s [`Entry`] says what its payload holds: `Running` a pinned child future,
+//!    `Done` its output, anything else nothing. The payload never moves while it holds a value.
+//! 2. A slot is freed (payload back to the arena, index back to the free list) only when it
+//!    holds nothing and no handle refers to it, so a handle's index always names its own child.
+//! 3. Only the thread that owns the nursery touches entries, the arena and the run queue (the
+//!    scope is neither `Send` nor `Sync`), and no reference into them is held across a call
+//!    that may run user code (a poll or a drop), which may spawn or drop handles re-entrantly.
+
+use core::cell::{Cell, UnsafeCell};
+use core::future::Future;
+use core::marker::PhantomData;
+use core::pin::Pin;
+use core::ptr;
+use core::task::{Context, Poll, Waker};
+
+use super::arena::{self, Arena};
+use super::outcome::ChildOutput;
+use super::wake::{HubRef, WakeNode, chunk_len, chunk_of};
+use core::alloc::Layout;
+
+/// What a slot holds (slot rule 1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum State {
+    /// On the free list.
+    Free,
+    /// A child future that has not finished.
+    Running,
+    /// The child finished and its future is being dropped.
+    Finishing,
+    /// The child's output, waiting for its handle.
+    Done,
+    /// Nothing: the child was cancelled or its output taken, and a handle still refers here.
+    Empty,
+}
+
+/// What one poll of a child did.
+pub(super) enum Polled {
+    Pending,
+    Done,
+    /// The child's output ended the nursery; it is in the scope's `failure` cell.
+    Failed,
+}
+
+/// Type-erased operations on one child type, one static table per type.
+pub(super) struct VTable {
+    /// Polls the future; on completion drops it and stores the output (or the failure).
+    poll: unsafe fn(*mut u8, &mut Context<'_>, &Cell<State>, *const ()) -> Polled,
+    drop_future: unsafe fn(*mut u8),
+    drop_output: unsafe fn(*mut u8),
+    class: usize,
+}
+
+static NO_CHILD: VTable = VTable {
+    poll: |_, _, _, _| Polled::Pending,
+    drop_future: |_| {},
+    drop_output: |_| {},
+    class: 0,
+};
+
+/// A child's payload: its future, then, in the same place, its output.
+#[repr(C)]
+union Stage<F: Future> {
+    future: core::mem::ManuallyDrop<F>,
+    output: core::mem::ManuallyDrop<F::Output>,
+}
+
+struct VTableOf<F, R>(PhantomData<(F, R)>);
+
+impl<F: Future, R> VTableOf<F, R>
+where
+    F::Output: ChildOutput<R>,
+{
+    const TABLE: &'static VTable = &VTable {
+        poll: poll_child::<F, R>,
+        drop_future: drop_as::<F>,
+        drop_output: drop_as::<F::Output>,
+        class: arena::class_of(Layout::new::<Stage<F>>()),
+    };
+}
+
+/// # Safety
+/// `payload` holds a pinned `F` (slot rule 1), `state` is its slot's state and `failure` points
+/// to the scope's `Cell<Option<R>>`.
+unsafe fn poll_child<F: Future, R>(
+    payload: *mut u8,
+    cx: &mut Context<'_>,
+    state: &Cell<State>,
+    failure: *const (),
+) -> Polled
+where
+    F::Output: ChildOutput<R>,
+{
+    // SAFETY: the payload holds a live `F` that never moves (slot rule 1).
+    let future = unsafe { Pin::new_unchecked(&mut *payload.cast::<F>()) };
+    let Poll::Ready(output) = future.poll(cx) else {
+        return Polled::Pending;
+    };
+    // If dropping the future panics, the slot must not be dropped again.
+    state.set(State::Finishing);
+    // SAFETY: the future finished; it is dropped in place exactly once.
+    unsafe { ptr::drop_in_place(payload.cast::<F>()) };
+    match output.settle() {
+        Ok(output) => {
+            // SAFETY: the slot is laid out for `Stage<F>`, whose fields start at its start.
+            unsafe { payload.cast::<F::Output>().write(output) };
+            state.set(State::Done);
+            Polled::Done
+        }
+        Err(end) => {
+            state.set(State::Empty);
+            // SAFETY: the caller passes the scope's failure cell, typed by the same `R`.
+            let failure = unsafe { &*failure.cast::<Cell<Option<R>>>() };
+            // The first failure wins (the driver stops at it anyway).
+            let first = failure.take();
+            failure.set(Some(first.unwrap_or(end)));
+            Polled::Failed
+        }
+    }
+}
+
+/// # Safety
+/// `payload` holds a live `T` that is not used afterwards.
+unsafe fn drop_as<T>(payload: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe { ptr::drop_in_place(payload.cast::<T>()) }
+}
+
+/// One child slot's bookkeeping, kept by the nursery's owner (slot rule 3).
+pub(super) struct Entry {
+    payload: Cell<*mut u8>,
+    vtable: Cell<&'static VTable>,
+    waiter: Cell<Option<Waker>>,
+    state: Cell<State>,
+    has_handle: Cell<bool>,
+    next_free: Cell<u32>,
+}
+
+/// The type-erased core of a nursery: children, their wake nodes and the run queue.
+pub(super) struct Core {
+    pub(super) hub: HubRef,
+    arena: UnsafeCell<Arena>,
+    /// Slot indices handed out so far (slot 0 is the body).
+    len: Cell<u32>,
+    /// Head of the free slot list; 0 when empty.
+    free: Cell<u32>,
+    /// Children not finished yet.
+    live: Cell<usize>,
+    /// Set once the nursery cancels: children spawned afterwards are dropped unpolled.
+    cancelled: Cell<bool>,
+    /// The owner's run queue: nodes to poll this turn, oldest first (wake rule 3).
+    run_head: Cell<*const WakeNode>,
+    run_tail: Cell<*const WakeNode>,
+}
+
+impl Core {
+    pub(super) fn new() -> Self {
+        let core = Core {
+            hub: HubRef::new(),
+            arena: UnsafeCell::new(Arena::new()),
+            len: Cell::new(1),
+            free: Cell::new(0),
+            live: Cell::new(0),
+            cancelled: Cell::new(false),
+            run_head: Cell::new(ptr::null()),
+            run_tail: Cell::new(ptr::null()),
+        };
+        core.hub.ensure(0);
+        core
+    }
+
+    #[inline]
+    fn entry(&self, index: u32) -> &Entry {
+        let (k, offset) = chunk_of(index);
+        debug_assert!(index != 0 && index < self.len.get());
+        // SAFETY: `index` was handed out, so its chunk exists; chunks never move and only the
+        // owner reads the table (slot rule 3).
+        unsafe { &*(*self.hub.slot_table())[k].cast::<Entry>().add(offset) }
+    }
+
+    /// A free slot index, creating one (and its chunk) when none is free.
+    #[inline]
+    fn alloc_index(&self) -> u32 {
+        let free = self.free.get();
+        if free != 0 {
+            self.free.set(self.entry(free).next_free.get());
+            return free;
+        }
+        let index = self.len.get();
+        assert!(
+            index < u32::MAX,
+            "a nursery holds at most u32::MAX - 1 children at once"
+        );
+        let (k, offset) = chunk_of(index);
+        if offset == 0 || index == 1 {
+            self.grow_entries(k);
+        }
+        self.hub.ensure(index);
+        self.len.set(index + 1);
+        index
+    }
+
+    #[cold]
+    fn grow_entries(&self, k: usize) {
+        // SAFETY: owner only (slot rule 3); a chunk is created once, before any index in it.
+        let table = unsafe { &mut *self.hub.slot_table() };
+        if !table[k].is_null() {
+            return;
+        }
+        let chunk: Box<[Entry]> = (0..chunk_len(k))
+            .map(|_| Entry {
+                payload: Cell::new(ptr::null_mut()),
+                vtable: Cell::new(&NO_CHILD),
+                waiter: Cell::new(None),
+                state: Cell::new(State::Free),
+                has_handle: Cell::new(false),
+                next_free: Cell::new(0),
+            })
+            .collect();
+        table[k] = Box::into_raw(chunk).cast::<u8>();
+    }
+
+    /// Returns a slot that holds nothing and has no handle (slot rule 2).
+    #[inline]
+    fn free_slot(&self, index: u32) {
+        let entry = self.entry(index);
+        debug_assert!(!entry.has_handle.get());
+        debug_assert!(matches!(entry.state.get(), State::Empty | State::Done));
+        entry.state.set(State::Free);
+        entry.waiter.set(None);
+        // SAFETY: the payload came from the arena for this vtable's class and holds nothing.
+        unsafe { (*self.arena.get()).free(entry.vtable.get().class, entry.payload.get()) };
+        entry.next_free.set(self.free.get());
+        self.free.set(index);
+    }
+
+    /// Places a child and queues its first poll.
+    fn spawn<F, R>(&self, future: F) -> u32
+    where
+        F: Future,
+        F::Output: ChildOutput<R>,
+    {
+        let index = self.alloc_index();
+        let entry = self.entry(index);
+        let vtable = VTableOf::<F, R>::TABLE;
+        // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
+        let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
+        // SAFETY: the slot is sized and aligned for `Stage<F>` (arena rule 1) and empty.
+        unsafe { payload.cast::<F>().write(future) };
+        entry.payload.set(payload);
+        entry.vtable.set(vtable);
+        entry.has_handle.set(true);
+        if self.cancelled.get() {
+            entry.state.set(State::Empty);
+            // SAFETY: the future was just written and is dropped once, unpolled.
+            unsafe { (vtable.drop_future)(payload) };
+            return index;
+        }
+        entry.state.set(State::Running);
+        self.live.set(self.live.get() + 1);
+        self.schedule(index);
+        index
+    }
+
+    /// Queues node `index` on the run queue unless it is queued already (wake rule 3).
+    #[inline]
+    pub(super) fn schedule(&self, index: u32) {
+        let node = self.hub.node(index);
+        if node.mark_queued() {
+            node.set_next(None);
+            self.push_run(node, node);
+        }
+    }
+
+    /// Appends an owner-held list of queued nodes to the run queue.
+    #[inline]
+    fn push_run(&self, first: &WakeNode, last: &WakeNode) {
+        let tail = self.run_tail.get();
+        if tail.is_null() {
+            self.run_head.set(first);
+        } else {
+            // SAFETY: the tail is a live queued node on the owner's list (wake rule 2, 3).
+            unsafe { (*tail).set_next(Some(first)) };
+        }
+        self.run_tail.set(last);
+    }
+
+    /// The next node to poll: from the run queue, refilled from the hub's ready stack.
+    #[inline]
+    pub(super) fn next_ready(&self) -> Option<&WakeNode> {
+        if self.run_head.get().is_null() {
+            let (first, last) = self.hub.take_ready()?;
+            self.push_run(first, last);
+        }
+        // SAFETY: a non-null head is a live node of this hub (wake rule 2).
+        let node = unsafe { &*self.run_head.get() };
+        match node.next() {
+            Some(next) => self.run_head.set(next),
+            None => {
+                self.run_head.set(ptr::null());
+                self.run_tail.set(ptr::null());
+            }
+        }
+        node.clear_queued();
+        Some(node)
+    }
+
+    /// Whether a node waits to be polled.
+    #[inline]
+    pub(super) fn has_ready(&self) -> bool {
+        !self.run_head.get().is_null() || self.hub.has_ready()
+    }
+
+    /// Children not finished yet.
+    #[inline]
+    pub(super) fn live(&self) -> usize {
+        self.live.get()
+    }
+
+    /// Polls child `index` if it is still running.
+    ///
+    /// # Safety
+    /// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned with.
+    #[inline]
+    pub(super) unsafe fn poll_child(&self, index: u32, failure: *const ()) -> Polled {
+        let entry = self.entry(index);
+        if entry.state.get() != State::Running {
+            // A stale wake for a finished or recycled slot.
+            return Polled::Pending;
+        }
+        let vtable = entry.vtable.get();
+        let waker = self.hub.waker(index);
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: the slot is `Running`, so its payload is this vtable's pinned future (slot
+        // rule 1); `failure` is as the caller promised.
+        let polled = unsafe { (vtable.poll)(entry.payload.get(), &mut cx, &entry.state, failure) };
+        // The poll may have spawned (growing tables) or dropped handles: look the entry up anew.
+        let entry = self.entry(index);
+        if !matches!(polled, Polled::Pending) {
+            self.live.set(self.live.get() - 1);
+            if !entry.has_handle.get() {
+                if entry.state.get() == State::Done {
+                    entry.state.set(State::Empty);
+                    // SAFETY: the output was just written and nobody can take it any more.
+                    unsafe { (vtable.drop_output)(entry.payload.get()) };
+                }
+                self.free_slot(index);
+            } else if let Some(waiter) = entry.waiter.take() {
+                waiter.wake();
+            }
+        }
+        polled
+    }
+
+    /// Drops every child and every unclaimed output, and refuses later spawns. Handles that
+    /// are still alive find their slot empty.
+    pub(super) fn cancel_all(&self) {
+        self.cancelled.set(true);
+        let mut index = 1;
+        // Dropping a child may drop handles or (refused) spawn; re-read the length each step.
+        while index < self.len.get() {
+            let entry = self.entry(index);
+            let vtable = entry.vtable.get();
+            match entry.state.get() {
+                State::Running => {
+                    entry.state.set(State::Empty);
+                    self.live.set(self.live.get() - 1);
+                    // SAFETY: a `Running` slot holds its live future (slot rule 1), dropped once.
+                    unsafe { (vtable.drop_future)(entry.payload.get()) };
+                }
+                State::Done => {
+                    entry.state.set(State::Empty);
+                    // SAFETY: a `Done` slot holds its output (slot rule 1), dropped once.
+                    unsafe { (vtable.drop_output)(entry.payload.get()) };
+                }
+                State::Finishing => {
+                    // Its drop panicked half-way: what is left is leaked, never dropped twice.
+                    entry.state.set(State::Empty);
+                    self.live.set(self.live.get() - 1);
+                }
+                State::Free | State::Empty => {}
+            }
+            let entry = self.entry(index);
+            entry.waiter.set(None);
+            if entry.state.get() == State::Empty && !entry.has_handle.get() {
+                self.free_slot(index);
+            }
+            index += 1;
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Children were dropped by the driver; here only memory goes back (arena rule 2).
+        // SAFETY: the table is ours; each chunk was made from a boxed slice of `chunk_len(k)`.
+        unsafe {
+            for (k, chunk) in (*self.hub.slot_table()).into_iter().enumerate() {
+                if !chunk.is_null() {
+                    let slice = ptr::slice_from_raw_parts_mut(chunk.cast::<Entry>(), chunk_len(k));
+                    drop(Box::from_raw(slice));
+                }
+            }
+        }
+    }
+}
+
+/// The handle a nursery's body receives: spawns children that may borrow anything outliving
+/// the nursery, and can itself be copied into children (it is a shared reference).
+///
+/// `'scope` is invariant and chosen by the nursery for each run, so `n`, and every
+/// [`ChildHandle`], stays inside the body, as with [`std::thread::scope`].
+///
+/// ```
+/// use structured_async::{block_on, nursery};
+///
+/// let words = ["structured", "async"];
+/// let lens = block_on(nursery!(|n| {
+///     let a = n.spawn(async { words[0].len() });
+///     let b = n.spawn(async { words[1].len() });
+///     (a.await, b.await)
+/// }));
+/// assert_eq!(lens, (10, 5));
+/// ```
+pub struct Scope<'scope, 'env: 'scope, R> {
+    pub(super) core: Core,
+    pub(super) failure: Cell<Option<R>>,
+    _scope: PhantomData<&'scope mut &'scope ()>,
+    _env: PhantomData<&'env mut &'env ()>,
+}
+
+impl<'scope, 'env, R> Scope<'scope, 'env, R> {
+    pub(super) fn new() -> Self {
+        Scope {
+            core: Core::new(),
+            failure: Cell::new(None),
+            _scope: PhantomData,
+            _env: PhantomData,
+        }
+    }
+
+    /// Starts `child` inside the nursery; it is first polled in the nursery's next turn.
+    ///
+    /// The child is stored in the nursery (no task, no box) and polled only when woken. In a
+    /// nursery whose body returns `Result<_, E>` a child returns `()` or `Result<_, E>`, and
+    /// its `Err` cancels the nursery (see [`ChildOutput`]).
+    ///
+    /// ```
+    /// use structured_async::{block_on, nursery};
+    ///
+    /// let mut cells = [0u8; 4];
+    /// block_on(nursery!(|n| {
+    ///     for (i, cell) in cells.iter_mut().enumerate() {
+    ///         n.spawn(async move { *cell = i as u8 * 2 });
+    ///     }
+    /// }));
+    /// assert_eq!(cells, [0, 2, 4, 6]);
+    /// ```
+    #[inline]
+    pub fn spawn<F>(&'scope self, child: F) -> ChildHandle<'scope, F::Output>
+    where
+        F: Future + 'scope,
+        F::Output: ChildOutput<R>,
+    {
+        let index = self.core.spawn::<F, R>(child);
+        ChildHandle {
+            core: &self.core,
+            index,
+            taken: false,
+            _out: PhantomData,
+        }
+    }
+
+    /// How many children have not finished yet.
+    ///
+    /// ```
+    /// use structured_async::{block_on, nursery};
+    ///
+    /// block_on(nursery!(|n| {
+    ///     let h = n.spawn(async { 1 });
+    ///     assert_eq!(n.running(), 1);
+    ///     h.await;
+    ///     assert_eq!(n.running(), 0);
+    /// }));
+    /// ```
+    pub fn running(&self) -> usize {
+        self.core.live()
+    }
+}
+
+impl<R> core::fmt::Debug for Scope<'_, '_, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Scope")
+            .field("running", &self.core.live())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A child's handle: awaiting it gives the child's output. Dropping it lets the child run on
+/// (the nursery still waits for it) and drops the output when it comes.
+///
+/// ```
+/// use structured_async::{block_on, nursery};
+///
+/// let out = block_on(nursery!(|n| {
+///     let first = n.spawn(async { 20 });
+///     let second = n.spawn(async move { first.await + 22 });
+///     second.await
+/// }));
+/// assert_eq!(out, 42);
+/// ```
+pub struct ChildHandle<'scope, T> {
+    core: &'scope Core,
+    index: u32,
+    taken: bool,
+    _out: PhantomData<(T, &'scope mut &'scope ())>,
+}
+
+impl<T> ChildHandle<'_, T> {
+    /// Whether the child finished (its output is ready to take).
+    ///
+    /// ```
+    /// use structured_async::{block_on, nursery, yield_now};
+    ///
+    /// block_on(nursery!(|n| {
+    ///     let h = n.spawn(async { 7 });
+    ///     assert!(!h.is_finished());
+    ///     yield_now().await;
+    ///     assert!(h.is_finished());
+    /// }));
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        !self.taken && self.core.entry(self.index).state.get() == State::Done
+    }
+}
+
+// A handle never holds its `T`; the output lives in the nursery's slot.
+impl<T> Unpin for ChildHandle<'_, T> {}
+
+impl<T> Future for ChildHandle<'_, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        assert!(
+            !self.taken,
+            "a child handle was polled after it returned the output"
+        );
+        let core = self.core;
+        let entry = core.entry(self.index);
+        match entry.state.get() {
+            State::Done => {
+                entry.state.set(State::Empty);
+                entry.has_handle.set(false);
+                // SAFETY: a `Done` slot holds the child's output (slot rule 1), of type `T`
+                // since this handle was made by `spawn` for that child; read once.
+                let output = unsafe { entry.payload.get().cast::<T>().read() };
+                self.taken = true;
+                core.free_slot(self.index);
+                Poll::Ready(output)
+            }
+            State::Running | State::Finishing => {
+                let waiter = entry.waiter.take();
+                entry.waiter.set(match waiter {
+                    Some(w) if w.will_wake(cx.waker()) => Some(w),
+                    _ => Some(cx.waker().clone()),
+                });
+                Poll::Pending
+            }
+            // Cancelled: the nursery is ending, so whoever awaits this is about to be dropped.
+            State::Empty | State::Free => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Drop for ChildHandle<'_, T> {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        let entry = self.core.entry(self.index);
+        entry.has_handle.set(false);
+        entry.waiter.set(None);
+        match entry.state.get() {
+            State::Done => {
+                entry.state.set(State::Empty);
+                // SAFETY: a `Done` slot holds the output (slot rule 1); nobody can take it now.
+                unsafe { (entry.vtable.get().drop_output)(entry.payload.get()) };
+                self.core.free_slot(self.index);
+            }
+            State::Empty => self.core.free_slot(self.index),
+            State::Running | State::Finishing | State::Free => {}
+        }
+    }
+}
+
+impl<T> core::fmt::Debug for ChildHandle<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChildHandle")
+            .field("index", &self.index)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

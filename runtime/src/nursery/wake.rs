@@ -1,0 +1,396 @@
+//! Per-child wakers that cost no allocation: each child owns a [`WakeNode`] in chunks that never
+//! move, and waking pushes that node onto the nursery's ready stack.
+//!
+//! Invariants (cited as "wake rule N"):
+//! 1. The [`Hub`] is freed only when its reference count drops to zero. The nursery holds one
+//!    reference and every cloned [`Waker`] holds one, so a waker that outlives (or outleaks) its
+//!    nursery still points at live memory. Borrowed wakers ([`Hub::waker`]) hold none and are
+//!    only lent to a `poll` while the nursery's own reference is alive.
+//! 2. Node chunks are allocated by the owner only, never move and are freed only with the hub,
+//!    so a node pointer stays valid as long as rule 1 keeps the hub alive.
+//! 3. A node is on at most one list (the shared ready stack or the owner's run queue) and only
+//!    while its `queued` flag is set: whoever flips `queued` from false to true links the node,
+//!    and only the owner flips it back, after unlinking it and before polling its child. So the
+//!    `next` field of a queued node is written by one party at a time.
+//! 4. Wakers touch only the atomic fields (`refs`, `head`, `parent`, a node's `next`/`queued`);
+//!    everything else in the hub belongs to the thread that owns the nursery.
+
+use core::alloc::Layout;
+use core::cell::{Cell, UnsafeCell};
+use core::mem::ManuallyDrop;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence};
+use core::task::{RawWaker, RawWakerVTable, Waker};
+use std::alloc::{alloc, dealloc, handle_alloc_error};
+use std::sync::Mutex;
+
+/// Nodes in the first chunk; chunk `k` holds `FIRST_CHUNK << k` nodes.
+pub(super) const FIRST_CHUNK: usize = 32;
+/// Enough chunks for every `u32` index.
+pub(super) const MAX_CHUNKS: usize = 32;
+
+/// The chunk holding `index` and the index's offset inside it.
+#[inline]
+pub(super) fn chunk_of(index: u32) -> (usize, usize) {
+    let q = index as usize / FIRST_CHUNK + 1;
+    let k = (usize::BITS - 1 - q.leading_zeros()) as usize;
+    (k, index as usize - FIRST_CHUNK * ((1 << k) - 1))
+}
+
+/// The number of nodes in chunk `k`.
+#[inline]
+pub(super) fn chunk_len(k: usize) -> usize {
+    FIRST_CHUNK << k
+}
+
+/// One child's wake target: a link in the ready stack and the "already queued" flag.
+#[repr(C)]
+pub(super) struct WakeNode {
+    next: AtomicPtr<WakeNode>,
+    index: u32,
+    queued: AtomicBool,
+}
+
+/// Starts every node chunk so a node can find its hub without storing a pointer of its own.
+#[repr(C, align(16))]
+struct ChunkHeader {
+    hub: *const Hub,
+}
+
+/// The part of a nursery that wakers may reach, possibly from other threads.
+pub(super) struct Hub {
+    refs: AtomicUsize,
+    /// Treiber stack of woken nodes; the owner takes it whole with one swap.
+    head: AtomicPtr<WakeNode>,
+    /// The waker of whoever polls the nursery; woken when the stack goes from empty to not.
+    parent: Mutex<Option<Waker>>,
+    /// Owner only (wake rule 4), and the last reference at deallocation.
+    chunks: UnsafeCell<[*mut u8; MAX_CHUNKS]>,
+    /// Owner only: how many nodes the allocated chunks hold.
+    capacity: Cell<usize>,
+    /// Owner only: the nursery's own per-slot chunks, kept here to keep the nursery small;
+    /// the nursery frees them before it gives up its reference.
+    slots: UnsafeCell<[*mut u8; MAX_CHUNKS]>,
+}
+
+fn chunk_layout(k: usize) -> (Layout, usize) {
+    let nodes = Layout::array::<WakeNode>(chunk_len(k)).expect("chunk size overflows");
+    Layout::new::<ChunkHeader>()
+        .extend(nodes)
+        .expect("chunk size overflows")
+}
+
+impl WakeNode {
+    /// The hub this node belongs to, found through the header of its chunk.
+    #[inline]
+    fn hub(&self) -> *const Hub {
+        let (k, offset) = chunk_of(self.index);
+        let (_, nodes_at) = chunk_layout(k);
+        let node = ptr::from_ref(self).cast::<u8>();
+        // SAFETY: `self` lies `offset` nodes into the node array of chunk `k`, which starts
+        // `nodes_at` bytes after the chunk's header (both fixed by `chunk_layout`), so walking
+        // back stays inside the one allocation and lands on the header, written at allocation.
+        unsafe {
+            let header = node.sub(nodes_at + offset * size_of::<WakeNode>());
+            (*header.cast::<ChunkHeader>()).hub
+        }
+    }
+
+    /// The child slot this node wakes (0 is the nursery's body).
+    #[inline]
+    pub(super) fn index(&self) -> u32 {
+        self.index
+    }
+}
+
+/// The nursery's one counted reference to its hub.
+pub(super) struct HubRef(ptr::NonNull<Hub>);
+
+impl HubRef {
+    pub(super) fn new() -> Self {
+        let hub = Box::new(Hub {
+            refs: AtomicUsize::new(1),
+            head: AtomicPtr::new(ptr::null_mut()),
+            parent: Mutex::new(None),
+            chunks: UnsafeCell::new([ptr::null_mut(); MAX_CHUNKS]),
+            capacity: Cell::new(0),
+            slots: UnsafeCell::new([ptr::null_mut(); MAX_CHUNKS]),
+        });
+        HubRef(ptr::NonNull::from(Box::leak(hub)))
+    }
+
+    #[inline]
+    fn hub(&self) -> &Hub {
+        // SAFETY: this reference keeps the hub alive (wake rule 1).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Makes sure node `index` exists, allocating chunks (in order) up to the one holding it.
+    #[inline]
+    pub(super) fn ensure(&self, index: u32) {
+        while (index as usize) >= self.hub().capacity.get() {
+            self.grow();
+        }
+    }
+
+    #[cold]
+    fn grow(&self) {
+        let hub = self.hub();
+        let first = hub.capacity.get();
+        let (k, _) = chunk_of(first as u32);
+        let (layout, nodes_at) = chunk_layout(k);
+        // SAFETY: the layout has a non-zero size (a header plus at least one node).
+        let chunk = unsafe { alloc(layout) };
+        if chunk.is_null() {
+            handle_alloc_error(layout);
+        }
+        // SAFETY: `chunk` is a fresh allocation of `layout`: the header fits at its start and
+        // `chunk_len(k)` nodes fit from `nodes_at` on, each written before anyone reads it.
+        unsafe {
+            chunk.cast::<ChunkHeader>().write(ChunkHeader {
+                hub: self.0.as_ptr(),
+            });
+            let nodes = chunk.add(nodes_at).cast::<WakeNode>();
+            for i in 0..chunk_len(k) {
+                nodes.add(i).write(WakeNode {
+                    next: AtomicPtr::new(ptr::null_mut()),
+                    index: (first + i) as u32,
+                    queued: AtomicBool::new(false),
+                });
+            }
+            // Owner only (wake rule 4).
+            (*hub.chunks.get())[k] = chunk;
+        }
+        hub.capacity.set(first + chunk_len(k));
+    }
+
+    /// The node of slot `index`, which [`HubRef::ensure`] created.
+    #[inline]
+    pub(super) fn node(&self, index: u32) -> &WakeNode {
+        let (k, offset) = chunk_of(index);
+        let (_, nodes_at) = chunk_layout(k);
+        debug_assert!((index as usize) < self.hub().capacity.get());
+        // SAFETY: `ensure(index)` allocated chunk `k`, which never moves (wake rule 2), and the
+        // owner is the only one reading the chunk table (wake rule 4).
+        unsafe {
+            let chunk = (*self.hub().chunks.get())[k];
+            &*chunk.add(nodes_at).cast::<WakeNode>().add(offset)
+        }
+    }
+
+    /// A waker for node `index` that borrows the nursery's reference instead of counting one.
+    #[inline]
+    pub(super) fn waker(&self, index: u32) -> ManuallyDrop<Waker> {
+        let node = ptr::from_ref(self.node(index)).cast::<()>();
+        // SAFETY: the vtable's contract holds for a node pointer (wake rule 1, 2); wrapped in
+        // ManuallyDrop so the reference count it did not take is never given back.
+        ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(node, &VTABLE)) })
+    }
+
+    /// The owner's table of per-slot chunks (wake rule 4: nobody else reads it).
+    #[inline]
+    pub(super) fn slot_table(&self) -> *mut [*mut u8; MAX_CHUNKS] {
+        self.hub().slots.get()
+    }
+
+    /// Remembers who to wake when a child becomes ready.
+    pub(super) fn register_parent(&self, waker: &Waker) {
+        let mut parent = self.hub().parent.lock().unwrap_or_else(|e| e.into_inner());
+        match &*parent {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *parent = Some(waker.clone()),
+        }
+    }
+
+    /// Takes every woken node, oldest first, as a list linked through `next`.
+    #[inline]
+    pub(super) fn take_ready(&self) -> Option<(&WakeNode, &WakeNode)> {
+        let hub = self.hub();
+        if hub.head.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // Acquire pairs with the Release of each push, so the nodes' `next` links are visible.
+        let mut top = hub.head.swap(ptr::null_mut(), Ordering::Acquire);
+        // Reverse the stack so children run in the order they were woken.
+        let mut reversed: *mut WakeNode = ptr::null_mut();
+        let last = top;
+        while !top.is_null() {
+            // SAFETY: nodes on the stack are live (wake rule 2) and queued, so their `next` is
+            // ours to rewrite now that they are unlinked from the shared stack (wake rule 3).
+            let node = unsafe { &*top };
+            top = node.next.load(Ordering::Relaxed);
+            node.next.store(reversed, Ordering::Relaxed);
+            reversed = ptr::from_ref(node).cast_mut();
+        }
+        // SAFETY: both ends are live nodes of the list just taken (wake rule 2).
+        Some(unsafe { (&*reversed, &*last) })
+    }
+
+    /// Whether some node was woken since the last [`HubRef::take_ready`].
+    #[inline]
+    pub(super) fn has_ready(&self) -> bool {
+        !self.hub().head.load(Ordering::Relaxed).is_null()
+    }
+}
+
+impl Drop for HubRef {
+    fn drop(&mut self) {
+        // SAFETY: this is the nursery's own counted reference.
+        unsafe { release(self.0.as_ptr()) }
+    }
+}
+
+impl WakeNode {
+    /// Marks the node queued; true if it was not already (so the caller must link it).
+    #[inline]
+    pub(super) fn mark_queued(&self) -> bool {
+        !self.queued.swap(true, Ordering::AcqRel)
+    }
+
+    /// Clears the queued flag just before the owner polls the node's child (wake rule 3).
+    #[inline]
+    pub(super) fn clear_queued(&self) {
+        // AcqRel: a wake that found the flag set happened before this swap, so the child's
+        // poll that follows sees whatever that wake announced.
+        self.queued.swap(false, Ordering::AcqRel);
+    }
+
+    /// The next node on an owner-held list.
+    #[inline]
+    pub(super) fn next(&self) -> Option<&WakeNode> {
+        let next = self.next.load(Ordering::Relaxed);
+        // SAFETY: a non-null link names a live node of the same hub (wake rule 2).
+        (!next.is_null()).then(|| unsafe { &*next })
+    }
+
+    /// Links `next` after this node on an owner-held list (wake rule 3).
+    #[inline]
+    pub(super) fn set_next(&self, next: Option<&WakeNode>) {
+        let next = next.map_or(ptr::null_mut(), |n| ptr::from_ref(n).cast_mut());
+        self.next.store(next, Ordering::Relaxed);
+    }
+}
+
+/// Gives back one counted reference, freeing the hub with the last one.
+///
+/// # Safety
+/// `hub` must be live and the caller must own one of its counted references.
+unsafe fn release(hub: *const Hub) {
+    // SAFETY: the caller owns a reference, so the hub is alive (wake rule 1).
+    let refs = unsafe { &(*hub).refs };
+    if refs.fetch_sub(1, Ordering::Release) != 1 {
+        return;
+    }
+    // Pairs with the Release decrements of every other reference holder.
+    fence(Ordering::Acquire);
+    // SAFETY: this was the last reference, so nobody else can reach the hub or its chunks.
+    unsafe {
+        let hub = Box::from_raw(hub.cast_mut());
+        for (k, chunk) in hub.chunks.get().read().into_iter().enumerate() {
+            if !chunk.is_null() {
+                dealloc(chunk, chunk_layout(k).0);
+            }
+        }
+    }
+}
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+
+fn clone(node: *const ()) -> RawWaker {
+    // SAFETY: a waker's data pointer is a live node (wake rule 1, 2).
+    let hub = unsafe { &*(*node.cast::<WakeNode>()).hub() };
+    if hub.refs.fetch_add(1, Ordering::Relaxed) > isize::MAX as usize {
+        std::process::abort();
+    }
+    RawWaker::new(node, &VTABLE)
+}
+
+fn wake(node: *const ()) {
+    wake_by_ref(node);
+    drop_waker(node);
+}
+
+fn wake_by_ref(node: *const ()) {
+    // SAFETY: a waker's data pointer is a live node (wake rule 1, 2).
+    let node = unsafe { &*node.cast::<WakeNode>() };
+    if !node.mark_queued() {
+        return;
+    }
+    // SAFETY: the node's hub is alive while this waker is (wake rule 1).
+    let hub = unsafe { &*node.hub() };
+    let mut head = hub.head.load(Ordering::Relaxed);
+    loop {
+        node.next.store(head, Ordering::Relaxed);
+        match hub.head.compare_exchange_weak(
+            head,
+            ptr::from_ref(node).cast_mut(),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break,
+            Err(now) => head = now,
+        }
+    }
+    if head.is_null() {
+        // The stack was empty, so the owner may be asleep: wake whoever polls the nursery.
+        let parent = hub.parent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(parent) = &*parent {
+            parent.wake_by_ref();
+        }
+    }
+}
+
+fn drop_waker(node: *const ()) {
+    // SAFETY: a waker's data pointer is a live node whose hub this waker holds a reference to.
+    unsafe { release((*node.cast::<WakeNode>()).hub()) }
+}
+
+/// Sizes the tests and the docs rely on.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_geometry_covers_every_index_once() {
+        let mut expected = 0usize;
+        for k in 0..6 {
+            for offset in 0..chunk_len(k) {
+                assert_eq!(chunk_of(expected as u32), (k, offset));
+                expected += 1;
+            }
+        }
+        assert!(chunk_of(u32::MAX).0 < MAX_CHUNKS);
+        assert_eq!(size_of::<WakeNode>(), 16);
+    }
+
+    #[test]
+    fn cloned_waker_outlives_the_nursery_reference() {
+        let hub = HubRef::new();
+        hub.ensure(100);
+        let waker = (*hub.waker(100)).clone();
+        drop(hub);
+        // The hub is still alive through the clone: waking pushes onto its stack.
+        waker.wake_by_ref();
+        let also = waker.clone();
+        drop(waker);
+        also.wake();
+    }
+
+    #[test]
+    fn a_node_is_pushed_once_until_the_owner_clears_it() {
+        let hub = HubRef::new();
+        hub.ensure(40);
+        let w = hub.waker(40);
+        w.wake_by_ref();
+        w.wake_by_ref();
+        let (first, last) = hub.take_ready().expect("woken");
+        assert_eq!((first.index(), last.index()), (40, 40));
+        assert!(first.next().is_none());
+        assert!(hub.take_ready().is_none());
+        first.clear_queued();
+        w.wake_by_ref();
+        hub.waker(3).wake_by_ref();
+        let (first, last) = hub.take_ready().expect("woken");
+        assert_eq!((first.index(), last.index()), (40, 3));
+    }
+}
