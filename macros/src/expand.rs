@@ -1,0 +1,142 @@
+//! Puts the passes together: arguments → validation → signature → body (explicit machine, or
+//! one native frame when the body cannot be lowered) → report.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::visit_mut::VisitMut;
+use syn::{Ident, ItemFn};
+
+use crate::args::{self, Args};
+use crate::report::Report;
+use crate::sig::{self, FnParts};
+use crate::yields::{self, YieldRewriter};
+
+pub(crate) fn structured(args: TokenStream, item: TokenStream) -> TokenStream {
+    let args = args::parse(args);
+    let parsed = syn::parse2::<ItemFn>(item.clone()).map_err(|_| {
+        syn::Error::new(
+            Span::call_site(),
+            "#[structured] applies to an `async fn` (a free fn, or a method in an impl block)",
+        )
+    });
+    let (args, item) = match (args, parsed) {
+        (Ok(a), Ok(i)) => (a, i),
+        (Err(e), Ok(i)) => return with_stub(e, &i),
+        (_, Err(e)) => {
+            let mut out = e.to_compile_error();
+            out.extend(item);
+            return out;
+        }
+    };
+    if let Err(e) = sig::validate(&item) {
+        return with_stub(e, &item);
+    }
+    match expand(&args, item.clone()) {
+        Ok(out) => out,
+        Err(e) => with_stub(e, &item),
+    }
+}
+
+/// The error, plus the fn with a body that cannot fail to type-check, so the user sees this
+/// one error and not a cascade from a missing fn or from the untouched body.
+fn with_stub(e: syn::Error, item: &ItemFn) -> TokenStream {
+    let mut stub = item.clone();
+    stub.block = syn::parse_quote!({ ::core::panic!() });
+    let mut out = e.to_compile_error();
+    stub.to_tokens(&mut out);
+    out
+}
+
+fn expand(args: &Args, mut item: ItemFn) -> syn::Result<TokenStream> {
+    let name = item.sig.ident.to_string();
+    let slot = Ident::new("__yield_slot", Span::mixed_site());
+    let yields = args.yields.as_ref().map(|(_, t)| t);
+    let mut report = Report::new(&name);
+
+    // A native frame needs `yield_!` as an await on the slot; the explicit lowering reads the
+    // invocations itself, so only check them here.
+    let mut check = YieldRewriter::new(|mac| {
+        if yields.is_none() {
+            Err(yields::not_a_generator(mac))
+        } else {
+            yields::value(mac).map(|_| syn::parse_quote!(()))
+        }
+    });
+    let mut probe = item.block.clone();
+    check.visit_block_mut(&mut probe);
+    if let Some(e) = check.errors {
+        return Err(e);
+    }
+    let keep_used = yields::keep_used(&check.paths);
+
+    let parts = sig::split(&item);
+    let explicit = crate::lower::lower(&item, &parts, args, &mut report)?;
+    let body = match explicit {
+        Some(machine) => machine,
+        None => {
+            let mut rewrite = YieldRewriter::new(|mac| yields::native_yield(&slot, mac));
+            rewrite.visit_block_mut(&mut item.block);
+            if let Some(e) = rewrite.errors {
+                return Err(e);
+            }
+            native_body(&item, &parts, yields, &slot)
+        }
+    };
+    report.print();
+    Ok(emit(&item, &parts, yields, &quote!(#keep_used #body)))
+}
+
+/// The whole body as one native `async move` frame: rustc's own desugaring of `async fn`.
+fn native_body(
+    item: &ItemFn,
+    parts: &FnParts,
+    yields: Option<&syn::Type>,
+    slot: &Ident,
+) -> TokenStream {
+    let binds = sig::bind_params(&parts.params);
+    let capture_self = parts.receiver.map(|s| {
+        let this = Ident::new("self", s);
+        quote!(let _ = &#this;)
+    });
+    let block = &item.block;
+    let frame = quote!(async move { #capture_self #binds #block });
+    match yields {
+        None => frame,
+        Some(y) => {
+            let out = &parts.output;
+            let turbofish = if sig::has_impl_trait(y) || sig::has_impl_trait(out) {
+                quote!()
+            } else {
+                quote!(::<#y, #out, _, _>)
+            };
+            quote!(::structured_async::__private::Generator::new(
+                ::structured_async::__private::native_generator #turbofish (move |#slot| #frame)
+            ))
+        }
+    }
+}
+
+fn emit(
+    item: &ItemFn,
+    parts: &FnParts,
+    yields: Option<&syn::Type>,
+    body: &TokenStream,
+) -> TokenStream {
+    let attrs = &item.attrs;
+    let vis = &item.vis;
+    let sig = &parts.sig;
+    let unsafety = &sig.unsafety;
+    let fn_token = &sig.fn_token;
+    let ident = &sig.ident;
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let inputs = &sig.inputs;
+    let ret = sig::return_type(&parts.output, yields);
+    quote! {
+        #(#attrs)*
+        #[allow(clippy::manual_async_fn)]
+        #vis #unsafety #fn_token #ident #generics (#inputs) -> #ret #where_clause {
+            #body
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Validation and the signature transform.
+//!
+//! Input:  `#[attrs] vis async fn name<G>(self?, p0: T0, (a, b): T1) -> R where W { body }`
+//! Output: `#[attrs] vis fn name<G>(self?, p0: T0, __arg1: T1) -> impl Future<Output = R> where W`
+//! plus the statements that open the body exactly as rustc's own desugaring of `async fn`
+//! does: `let p0 = p0; let __arg1 = __arg1; let (a, b) = __arg1;` — every argument moves
+//! into the coroutine, and they drop after the body's locals, in reverse order.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ItemFn, Pat, PatIdent, ReturnType, Signature, Type};
+
+/// One argument as the body sees it.
+pub(crate) struct Param {
+    /// The name it has in the generated signature (the user's, or `__argN`).
+    pub(crate) outer: Ident,
+    /// The user's pattern, bound from `outer` at the start of the body.
+    pub(crate) pat: Pat,
+    /// Whether `pat` is a plain `x`/`mut x` binding (one statement instead of two).
+    pub(crate) simple: bool,
+}
+
+/// The parts of the function the lowering needs.
+pub(crate) struct FnParts {
+    pub(crate) sig: Signature,
+    /// `Some(span of self)` when the function has a receiver.
+    pub(crate) receiver: Option<Span>,
+    pub(crate) params: Vec<Param>,
+    /// The declared output type, `()` when omitted.
+    pub(crate) output: Type,
+}
+
+pub(crate) fn validate(item: &ItemFn) -> syn::Result<()> {
+    let sig = &item.sig;
+    let mut errors: Option<syn::Error> = None;
+    let mut push = |e: syn::Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+    if sig.asyncness.is_none() {
+        push(syn::Error::new_spanned(
+            sig.fn_token,
+            "#[structured] applies to an `async fn`; write `async fn`",
+        ));
+    }
+    if let Some(c) = &sig.constness {
+        push(syn::Error::new_spanned(
+            c,
+            "#[structured] cannot be used on a `const fn`",
+        ));
+    }
+    if let Some(v) = &sig.variadic {
+        push(syn::Error::new_spanned(
+            v,
+            "#[structured] does not support variadic arguments",
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        push(syn::Error::new_spanned(
+            abi,
+            "#[structured] does not support an `extern` ABI",
+        ));
+    }
+    errors.map_or(Ok(()), Err)
+}
+
+pub(crate) fn split(item: &ItemFn) -> FnParts {
+    let mut sig = item.sig.clone();
+    sig.asyncness = None;
+    let mut receiver = None;
+    let mut params = Vec::new();
+    for (index, arg) in sig.inputs.iter_mut().enumerate() {
+        match arg {
+            FnArg::Receiver(r) => receiver = Some(r.self_token.span),
+            FnArg::Typed(pt) => {
+                let (outer, simple) = match &*pt.pat {
+                    Pat::Ident(PatIdent {
+                        by_ref: None,
+                        subpat: None,
+                        ident,
+                        ..
+                    }) if ident != "self" => (ident.clone(), true),
+                    _ => (
+                        format_ident!("__arg{}", index, span = Span::mixed_site()),
+                        false,
+                    ),
+                };
+                params.push(Param {
+                    outer: outer.clone(),
+                    pat: (*pt.pat).clone(),
+                    simple,
+                });
+                // The signature binds a plain name; `mut` and patterns apply inside the body.
+                *pt.pat = Pat::Ident(PatIdent {
+                    attrs: Vec::new(),
+                    by_ref: None,
+                    mutability: None,
+                    ident: outer,
+                    subpat: None,
+                });
+            }
+        }
+    }
+    let output = match &sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    FnParts {
+        sig,
+        receiver,
+        params,
+        output,
+    }
+}
+
+/// The statements that move every argument into the coroutine, as rustc's `async fn` does.
+pub(crate) fn bind_params(params: &[Param]) -> TokenStream {
+    let mut out = TokenStream::new();
+    for p in params {
+        let outer = &p.outer;
+        let pat = &p.pat;
+        if p.simple {
+            out.extend(quote_spanned!(pat.span()=> let #pat = #outer;));
+        } else {
+            out.extend(quote!(let #outer = #outer; let #pat = #outer;));
+        }
+    }
+    out
+}
+
+/// Whether a type mentions `impl Trait` (which cannot be written in a turbofish).
+pub(crate) fn has_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut f = Finder(false);
+    syn::visit::Visit::visit_type(&mut f, ty);
+    f.0
+}
+
+/// The return type of the generated fn.
+pub(crate) fn return_type(output: &Type, yields: Option<&Type>) -> TokenStream {
+    match yields {
+        None => quote!(impl ::core::future::Future<Output = #output>),
+        Some(y) => {
+            let is_unit = matches!(output, Type::Tuple(t) if t.elems.is_empty());
+            if is_unit {
+                quote!(impl ::structured_async::__private::Coroutine<Yield = #y, Output = ()>
+                    + ::structured_async::__private::Stream<Item = #y>)
+            } else {
+                quote!(impl ::structured_async::__private::Coroutine<Yield = #y, Output = #output>)
+            }
+        }
+    }
+}
