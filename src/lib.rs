@@ -11,14 +11,17 @@ extern crate self as structured_async;
 
 pub use structured_async_runtime::*;
 
+pub use structured_async_macros::{structured, yield_};
+
 /// Everything a user types, in one import.
 pub mod prelude {
+    pub use structured_async_macros::{structured, yield_};
     pub use structured_async_runtime::{
         AsyncCancel, Cancel, Executor, JoinHandle, Runtime, Scheduler, Spawner,
         WorkStealingSpawner, block_on, spawn_local, yield_now,
     };
-    pub use structured_async_runtime::{Coroutine, CoroutineExt, Step, Subsystem};
     pub use structured_async_runtime::{ChildHandle, Scope, nursery};
+    pub use structured_async_runtime::{Coroutine, CoroutineExt, Step, Subsystem};
     pub use structured_async_runtime::{Elapsed, Interval, interval, sleep, sleep_until, timeout};
 }
 
