@@ -318,3 +318,447 @@ differential! {
         unreachable!()
     }
 }
+
+differential! {
+    question_mark_with_from,
+    entry: async {
+        let show = |r: Result<u32, AppError>| r.map_err(|AppError(msg, n)| format!("{msg} {}", n.name()));
+        let ok = show(parse_all(vec!["1", "2"]).await);
+        let err = show(parse_all(vec!["3", "x", "4"]).await);
+        let fallback = show(parse_all(vec!["-"]).await);
+        (ok, err, fallback)
+    },
+    struct AppError(String, Noisy);
+    impl From<std::num::ParseIntError> for AppError {
+        fn from(e: std::num::ParseIntError) -> Self {
+            AppError(e.to_string(), Noisy::new("converted"))
+        }
+    }
+    #[lowered]
+    async fn parse_one(s: &'static str) -> Result<u32, std::num::ParseIntError> {
+        let t = Noisy::new(format!("parse-{s}"));
+        let r = tick(s).await.parse::<u32>();
+        ev(format!("{} -> {r:?}", t.name()));
+        r
+    }
+    #[lowered]
+    async fn parse_all(items: Vec<&'static str>) -> Result<u32, AppError> {
+        let held = Noisy::new("held");
+        let mut sum = 0;
+        for s in items {
+            let per = Noisy::new(format!("per-{s}"));
+            if s == "-" {
+                let opt: Option<u32> = tick(None).await;
+                sum += opt.ok_or_else(|| AppError(String::from("dash"), Noisy::new("dash")))?;
+            }
+            sum += parse_one(s).await?;
+            ev(format!("{} {sum}", per.name()));
+        }
+        ev(held.name());
+        Ok(sum)
+    }
+}
+
+differential! {
+    option_question_mark_and_let_else,
+    entry: async { (firsts(vec![vec![3, 4], vec![5]]).await, firsts(vec![vec![1], vec![]]).await) },
+    #[lowered]
+    async fn firsts(lists: Vec<Vec<u32>>) -> Option<u32> {
+        let n = Noisy::new("n");
+        let mut total = 0;
+        for list in lists {
+            let Some(first) = tick(list.first().copied()).await else {
+                ev(format!("empty list, {} alive", n.name()));
+                return None;
+            };
+            let [.., last] = list.as_slice() else { unreachable!() };
+            total += first * tick(*last).await;
+            let maybe: Option<u32> = tick(list.get(1).copied()).await;
+            total += maybe.or(Some(0))?;
+        }
+        Some(total)
+    }
+}
+
+differential! {
+    shadowing_across_awaits,
+    entry: shadow(2),
+    #[lowered]
+    async fn shadow(x: u32) -> String {
+        let x = Noisy::new(format!("x{x}"));
+        let len = tick(x.touch()).await;
+        // The first `x` is unnameable from here on but lives to the end of the fn.
+        let x = Noisy::new(format!("x-shadow-{len}"));
+        tick(()).await;
+        let x = {
+            let x = tick(x.name().to_string()).await;
+            x + "!"
+        };
+        let y = Noisy::new("y");
+        let y = tick(y).await;
+        format!("{x} {}", y.name())
+    }
+}
+
+differential! {
+    nested_blocks_and_scopes,
+    entry: nested(),
+    #[lowered]
+    async fn nested() -> u32 {
+        let a = Noisy::new("a");
+        let v = {
+            let b = Noisy::new("b");
+            let inner = {
+                let c = Noisy::new("c");
+                tick(c.touch() as u32).await
+            };
+            ev("after inner");
+            {
+                let _d = Noisy::new("d");
+                tick(()).await;
+            }
+            inner + tick(b.touch() as u32).await
+        };
+        let _ = Noisy::new("wildcard, dropped at once");
+        let _e = Noisy::new("e, lives to the end");
+        tick(()).await;
+        v + a.touch() as u32
+    }
+}
+
+differential! {
+    operators_and_nested_awaits,
+    entry: arith(Noisy::new("arg")),
+    #[lowered]
+    async fn add_later(a: u32, b: u32) -> u32 {
+        tick(a + b).await
+    }
+    #[lowered]
+    async fn arith(arg: Noisy) -> (u32, u32, Vec<u32>, bool, u64) {
+        let a = tick(2);
+        let sum = a.await + tick(3).await * tick_named("c", 4).await;
+        let nested = add_later(add_later(tick(1).await, 2).await, tick(arg.touch() as u32).await).await;
+        let list = vec![tick(7).await, tick_named("v", 8).await, sum];
+        let short = tick(false).await && tick(true).await || tick(true).await;
+        let cast = tick(nested).await as u64 + tick(1u64).await.pow(2);
+        (sum, nested, list, short, cast)
+    }
+}
+
+differential! {
+    refcell_guard_across_await,
+    entry: guarded(),
+    #[lowered]
+    async fn guarded() -> Vec<u32> {
+        let cell = std::cell::RefCell::new(vec![1]);
+        {
+            let mut guard = cell.borrow_mut();
+            guard.push(tick(2).await);
+            let _n = Noisy::new("in guard scope");
+            guard.push(tick(3).await);
+        }
+        let read = cell.borrow();
+        let first = tick(read[0]).await;
+        drop(read);
+        cell.borrow_mut().push(first * 10);
+        cell.into_inner()
+    }
+}
+
+differential! {
+    closures_and_async_blocks,
+    entry: closures(10),
+    #[lowered]
+    async fn closures(base: u32) -> (u32, u32, u32) {
+        let n = Noisy::new("captured");
+        let add = |x: u32| x + base + n.name().len() as u32;
+        let a = add(tick(1).await);
+        let block = async {
+            let inner = Noisy::new("in-block");
+            tick(inner.touch() as u32).await + base
+        };
+        let b = tick(5).await + block.await;
+        let owned = Noisy::new("moved-into-block");
+        let moved = async move { tick(owned.touch() as u32).await };
+        let closure_returning = |x: u32| {
+            if x > 100 {
+                return 0;
+            }
+            x * 2
+        };
+        let async_closure = async |x: u32| tick(x).await + 1;
+        let c = closure_returning(moved.await) + async_closure(tick(3).await).await;
+        (a, b, c)
+    }
+}
+
+differential! {
+    formatting_and_temporaries,
+    entry: temporaries(),
+    #[lowered]
+    async fn temporaries() -> (String, usize, usize) {
+        let x = tick(42).await;
+        let s = format!("{x} and {}", tick("y").await);
+        // The temporary `Noisy` lives until the end of the statement, across the await.
+        let len = show(&Noisy::new("temp")).await;
+        ev(format!("after temp {len}"));
+        let both = show(&Noisy::new("t1")).await + show(&Noisy::new("t2")).await;
+        match show(&Noisy::new("scrutinee")).await {
+            n if n > 3 => {
+                tick(()).await;
+                ev("arm with scrutinee temp alive");
+            }
+            _ => {}
+        }
+        if let Some(v) = tick(Some(Noisy::new("if-let"))).await {
+            ev(format!("got {}", v.name()));
+            tick(()).await;
+        } else {
+            ev("none");
+        }
+        (s, len, both)
+    }
+}
+
+differential! {
+    cancelled_mid_loop_in_nested_scopes,
+    entry: deep(3),
+    #[lowered]
+    async fn deep(n: u32) -> u32 {
+        let root = Noisy::new("root");
+        let mut total = 0;
+        for i in 0..n {
+            let outer = Noisy::new(format!("outer{i}"));
+            let mut j = 0;
+            while j < i + 1 {
+                let inner = Noisy::new(format!("inner{i}.{j}"));
+                {
+                    let innermost = Noisy::new(format!("innermost{i}.{j}"));
+                    total += tick_named("deep", innermost.touch() as u32).await;
+                }
+                total += tick(inner.touch() as u32).await;
+                j += 1;
+            }
+            ev(outer.name());
+        }
+        total + root.touch() as u32
+    }
+}
+
+differential! {
+    moves_and_drop_flags,
+    entry: moves(true, Noisy::new("p")),
+    #[lowered]
+    async fn consume(n: Noisy) -> usize {
+        tick(n.touch()).await
+    }
+    #[lowered]
+    async fn moves(cond: bool, param: Noisy) -> usize {
+        let a = Noisy::new("a");
+        let b = Noisy::new("b");
+        // Moved on one path only: a drop flag decides whether scope end drops it.
+        if cond {
+            drop(a);
+        }
+        tick(()).await;
+        let c = Noisy::new("c");
+        let moved_later = if !cond { consume(c).await } else { 0 };
+        tick(()).await;
+        // Partial move out of a tuple: the rest is dropped at scope end.
+        let pair = (Noisy::new("pair.0"), Noisy::new("pair.1"));
+        let first = pair.0;
+        tick(()).await;
+        // Reassignment drops the old value at the assignment.
+        let mut slot = Noisy::new("slot-old");
+        ev(slot.name());
+        slot = tick(Noisy::new("slot-new")).await;
+        // Deferred initialisation.
+        let late: Noisy;
+        if tick(cond).await {
+            late = Noisy::new("late-then");
+        } else {
+            late = Noisy::new("late-else");
+        }
+        let total = consume(b).await + moved_later + slot.touch() + first.touch() + late.touch();
+        total + consume(param).await
+    }
+}
+
+differential! {
+    awaiting_locals_and_pinned_futures,
+    entry: local_futures(),
+    #[lowered]
+    async fn local_futures() -> u32 {
+        let stored = tick_named("stored", 1);
+        let unused = tick_named("never-awaited", 99);
+        let n = Noisy::new("between");
+        let a = stored.await;
+        let mut by_ref = tick_named("by-ref", 2);
+        let b = (&mut by_ref).await;
+        let pinned = std::pin::pin!(tick_named("pinned", 3));
+        let c = pinned.await;
+        drop(unused);
+        let boxed: std::pin::Pin<Box<dyn std::future::Future<Output = u32>>> = Box::pin(async move {
+            tick(n.touch() as u32).await
+        });
+        a + b + c + boxed.await
+    }
+}
+
+differential! {
+    parameter_patterns,
+    entry: params(Noisy::new("ignored"), (Noisy::new("t0"), Noisy::new("t1")), Noisy::new("named"), Pair { left: Noisy::new("left"), right: 5 }),
+    struct Pair {
+        left: Noisy,
+        right: u32,
+    }
+    #[lowered]
+    async fn params(_: Noisy, (t0, t1): (Noisy, Noisy), _named: Noisy, Pair { left, right }: Pair) -> u32 {
+        let x = tick(right).await;
+        drop(t1);
+        tick(x + t0.touch() as u32 + left.touch() as u32).await
+    }
+}
+
+differential! {
+    methods_self_ref_mut_and_value,
+    entry: async {
+        let mut c = Counter { count: 0, tag: Noisy::new("counter") };
+        let a = c.bump(2).await;
+        let b = c.peek().await;
+        let c2 = Counter::make("made").await;
+        let total = c.finish(c2).await;
+        (a, b, total)
+    },
+    struct Counter {
+        count: u32,
+        tag: Noisy,
+    }
+    impl Counter {
+        #[lowered]
+        async fn bump(&mut self, by: u32) -> u32 {
+            for _ in 0..by {
+                let step = Noisy::new(format!("bump-{}", self.tag.name()));
+                self.count += tick(step.touch() as u32).await;
+            }
+            self.count
+        }
+        #[lowered]
+        async fn peek(&self) -> String {
+            let n = show(&self.tag).await;
+            format!("{} {n} {}", self.tag.name(), tick(self.count).await)
+        }
+        #[lowered]
+        async fn make(name: &'static str) -> Counter {
+            Counter { count: tick(1).await, tag: Noisy::new(name) }
+        }
+        #[lowered]
+        async fn finish(self, other: Counter) -> u32 {
+            let local = Noisy::new("in-finish");
+            let x = tick(self.count).await + other.count;
+            drop(other);
+            tick(x + local.touch() as u32).await
+        }
+    }
+}
+
+differential! {
+    generics_and_lifetimes,
+    entry: async {
+        let owner = Noisy::new("owner");
+        let s = pick(&owner, vec![Noisy::new("g1"), Noisy::new("g2")]).await.to_string();
+        let d = describe(vec![3u8, 4], "bytes").await;
+        let w = Wrapper(Noisy::new("wrapped")).get_with(7).await;
+        (s, d, w)
+    },
+    #[lowered]
+    async fn pick<'a, T: std::fmt::Debug>(keep: &'a Noisy, items: Vec<T>) -> &'a str {
+        for item in &items {
+            ev(format!("{item:?}"));
+            tick(()).await;
+        }
+        tick(keep.name()).await
+    }
+    #[lowered]
+    async fn describe<T>(items: Vec<T>, label: impl std::fmt::Display) -> String
+    where
+        T: std::fmt::Debug + Clone,
+    {
+        let first = tick(items[0].clone()).await;
+        format!("{label}: {first:?} of {}", items.len())
+    }
+    struct Wrapper<T>(T);
+    impl<T: std::fmt::Debug> Wrapper<T> {
+        #[lowered]
+        async fn get_with<U: Copy + std::fmt::Debug>(&self, extra: U) -> String {
+            let u = tick(extra).await;
+            format!("{:?} {u:?}", self.0)
+        }
+    }
+}
+
+differential! {
+    trait_impl_method,
+    entry: async {
+        let s = Speaker(Noisy::new("speaker"));
+        s.speak(3).await
+    },
+    trait Speak {
+        async fn speak(&self, times: u32) -> String;
+    }
+    struct Speaker(Noisy);
+    impl Speak for Speaker {
+        #[lowered]
+        async fn speak(&self, times: u32) -> String {
+            let mut out = String::new();
+            for i in 0..times {
+                out.push_str(&format!("{}{}", self.0.name(), tick(i).await));
+            }
+            out
+        }
+    }
+}
+
+differential! {
+    unit_return_and_struct_literals,
+    entry: async {
+        unit().await;
+        let p = build().await;
+        (p.x, p.y.name().to_string(), tick(p.x).await.pow(2))
+    },
+    struct Point {
+        x: u32,
+        y: Noisy,
+    }
+    #[lowered]
+    async fn unit() {
+        let n = Noisy::new("unit");
+        if tick(true).await {
+            return;
+        }
+        ev(n.name());
+    }
+    #[lowered]
+    async fn build() -> Point {
+        Point { y: Noisy::new(format!("y{}", tick(1).await)), x: tick(2).await + tick(vec![1, 2]).await.len() as u32 }
+    }
+}
+
+differential! {
+    mutable_borrow_of_local_across_await,
+    entry: borrows(),
+    #[lowered]
+    async fn borrows() -> (Vec<u32>, u32) {
+        let mut v = vec![1];
+        let r = &mut v;
+        r.push(tick(2).await);
+        r.push(tick(3).await);
+        let mut counter = 0;
+        let c = &mut counter;
+        for x in v.iter() {
+            *c += tick(*x).await;
+        }
+        let total = counter;
+        (v, total)
+    }
+}

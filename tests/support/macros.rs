@@ -10,7 +10,7 @@
 //! }
 //! ```
 //! expands to `mod name_of_test { mod lowered {…} mod native {…} #[test] fn differential() }`,
-//! where `#[lowered]` becomes `#[structured_async_macros::structured]` in `lowered` and disappears in
+//! where `#[lowered]` becomes `#[structured_async::structured]` in `lowered` and disappears in
 //! `native`.
 
 /// Copies items, turning each `#[lowered]` marker into the real attribute (`lowered` mode) or
@@ -18,7 +18,7 @@
 macro_rules! lowering_items {
     ($mode:ident) => {};
     (lowered #[lowered] $($rest:tt)*) => {
-        $crate::support::macros::lowering_items!(@fn lowered [#[structured_async_macros::structured]] $($rest)*);
+        $crate::support::macros::lowering_items!(@fn lowered [#[structured_async::structured]] $($rest)*);
     };
     (native #[lowered] $($rest:tt)*) => {
         $crate::support::macros::lowering_items!(@fn native [] $($rest)*);
