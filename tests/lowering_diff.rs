@@ -449,6 +449,7 @@ differential! {
     refcell_guard_across_await,
     entry: guarded(),
     #[lowered]
+    #[allow(clippy::await_holding_refcell_ref)] // holding the guard across awaits is the point
     async fn guarded() -> Vec<u32> {
         let cell = std::cell::RefCell::new(vec![1]);
         {
@@ -553,6 +554,7 @@ differential! {
         tick(n.touch()).await
     }
     #[lowered]
+    #[allow(clippy::needless_late_init)] // deferred initialisation is the point
     async fn moves(cond: bool, param: Noisy) -> usize {
         let a = Noisy::new("a");
         let b = Noisy::new("b");
