@@ -17,27 +17,18 @@ const MIN_PERIOD: Duration = Duration::from_millis(1);
 /// [`MissedTickBehavior::Burst`] unless set otherwise.
 ///
 /// ```
-/// # use std::time::{Duration, Instant};
+/// use std::time::{Duration, Instant};
+/// use structured_async_runtime::block_on;
 /// use structured_async_runtime::time::interval;
 ///
-/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-/// #     let mut f = std::pin::pin!(f);
-/// #     loop {
-/// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut std::task::Context::from_waker(&waker)) { return v; }
-/// #         std::thread::park();
-/// #     }
-/// #     struct Unpark(std::thread::Thread);
-/// #     impl std::task::Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
-/// # }
-/// # block_on(async {
+/// block_on(async {
 /// let start = Instant::now();
 /// let mut ticks = interval(Duration::from_millis(10));
 /// ticks.tick().await; // at once
 /// ticks.tick().await;
 /// ticks.tick().await;
 /// assert!(start.elapsed() >= Duration::from_millis(20));
-/// # });
+/// });
 /// ```
 pub fn interval(period: Duration) -> Interval {
     interval_at(Instant::now(), period)

@@ -19,22 +19,14 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// use std::time::{Duration, Instant};
+/// use structured_async_runtime::block_on;
 /// use structured_async_runtime::time::sleep;
 ///
 /// let start = Instant::now();
-/// # futures_lite_block_on(async {
+/// block_on(async {
 /// sleep(Duration::from_millis(20)).await;
-/// # });
+/// });
 /// assert!(start.elapsed() >= Duration::from_millis(20));
-/// # fn futures_lite_block_on(f: impl std::future::Future<Output = ()>) {
-/// #     let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-/// #     let mut f = std::pin::pin!(f);
-/// #     while f.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending() {
-/// #         std::thread::park();
-/// #     }
-/// #     struct Unpark(std::thread::Thread);
-/// #     impl std::task::Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
-/// # }
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
     sleep_until(deadline_after(duration))

@@ -14,24 +14,15 @@ use std::time::{Duration, Instant};
 /// duration.
 ///
 /// ```
-/// # use std::time::Duration;
+/// use std::time::Duration;
+/// use structured_async_runtime::block_on;
 /// use structured_async_runtime::time::{sleep, timeout};
 ///
-/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-/// #     let mut f = std::pin::pin!(f);
-/// #     loop {
-/// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut std::task::Context::from_waker(&waker)) { return v; }
-/// #         std::thread::park();
-/// #     }
-/// #     struct Unpark(std::thread::Thread);
-/// #     impl std::task::Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
-/// # }
-/// # block_on(async {
+/// block_on(async {
 /// assert_eq!(timeout(Duration::from_secs(5), async { 7 }).await, Ok(7));
 /// let slow = sleep(Duration::from_secs(5));
 /// assert!(timeout(Duration::from_millis(10), slow).await.is_err());
-/// # });
+/// });
 /// ```
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     Timeout {
