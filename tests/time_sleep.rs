@@ -177,3 +177,21 @@ fn a_sleep_started_on_one_thread_finishes_on_another() {
         "the stale entry was cancelled from afar"
     );
 }
+
+#[test]
+fn reset_moves_a_registered_sleep_without_registering_twice() {
+    block_on(async {
+        let mut nap = std::pin::pin!(sleep(Duration::from_secs(3_600)));
+        poll_fn(|cx| {
+            assert!(nap.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        let soon = Instant::now() + Duration::from_millis(15);
+        nap.as_mut().reset(soon);
+        assert_eq!(timers().waiters(), 1, "moved, not duplicated");
+        nap.as_mut().await;
+        assert!(Instant::now() >= soon);
+        assert_eq!(timers().waiters(), 0);
+    });
+}

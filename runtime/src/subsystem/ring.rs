@@ -462,7 +462,8 @@ impl<T: Send + 'static> Subsystem for Ring<T> {
     /// Whether the producer has published a message not yet drained: two loads, no syscall.
     fn ready_hint(&self) -> bool {
         self.shared.tail.load(Ordering::Acquire) != self.head.get()
-            || (self.shared.producer_gone.load(Ordering::Acquire) && !self.routes.borrow().closed)
+            || (self.shared.producer_gone.load(Ordering::Acquire)
+                && self.routes.try_borrow().is_ok_and(|routes| !routes.closed))
     }
 }
 
