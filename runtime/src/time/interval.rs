@@ -192,3 +192,45 @@ impl Interval {
         self.missed = behavior;
     }
 }
+
+/// An interval is also an endless stream of its ticks.
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_core::Stream;
+/// use structured_async_runtime::time::interval;
+///
+/// fn ticks() -> impl Stream<Item = std::time::Instant> {
+///     interval(Duration::from_millis(5))
+/// }
+/// # let _ = ticks();
+/// ```
+impl futures_core::Stream for Interval {
+    type Item = Instant;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
+        self.get_mut().poll_tick(cx).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_core::Stream;
+
+    #[test]
+    fn the_stream_yields_the_ticks_on_schedule() {
+        crate::block_on(async {
+            let period = Duration::from_millis(3);
+            let mut ticks = interval(period);
+            let mut ticks = Pin::new(&mut ticks);
+            let first = poll_fn(|cx| ticks.as_mut().poll_next(cx))
+                .await
+                .expect("endless");
+            for k in 1..=2 {
+                let tick = poll_fn(|cx| ticks.as_mut().poll_next(cx)).await;
+                assert_eq!(tick, Some(first + k * period));
+            }
+        });
+    }
+}
