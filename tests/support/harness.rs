@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::{PendPlan, ev, set_plan, take_log};
+use super::{PendPlan, SplitMix, ev, set_plan, take_log};
 
 /// A future that needs more polls than this is taken to loop forever.
 const POLL_LIMIT: usize = 100_000;
@@ -138,8 +138,7 @@ where
     L::Output: Debug,
     N::Output: Debug,
 {
-    compare_runs(&lowered, &native, plan, None)?;
-    let needed = run(&native, plan.clone(), None).polls;
+    let needed = compare_runs(&lowered, &native, plan, None)?.polls;
     for k in 0..needed {
         compare_runs(&lowered, &native, plan, Some(k))?;
     }
@@ -151,7 +150,7 @@ fn compare_runs<L, N>(
     native: &impl Fn() -> N,
     plan: &PendPlan,
     cancel_after: Option<usize>,
-) -> Result<(), Box<Mismatch>>
+) -> Result<Run, Box<Mismatch>>
 where
     L: Future,
     N: Future,
@@ -161,7 +160,7 @@ where
     let l = run(lowered, plan.clone(), cancel_after);
     let n = run(native, plan.clone(), cancel_after);
     if l == n {
-        return Ok(());
+        return Ok(n);
     }
     Err(Box::new(Mismatch {
         plan: plan.clone(),
@@ -208,5 +207,48 @@ where
 {
     if let Err(mismatch) = compare_plans(lowered, native, &default_plans()) {
         panic!("#[structured] differs from the native async fn:\n{mismatch}");
+    }
+}
+
+/// How many inputs each generated program runs under: 32, or `LOWERING_DIFF_INPUTS`.
+pub fn inputs_per_case() -> usize {
+    std::env::var("LOWERING_DIFF_INPUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32)
+}
+
+/// Checks a program that takes an input on [`inputs_per_case`] inputs drawn from `seed`. Per
+/// input: cancelled after every poll count with one pend per await (so every await reached on
+/// that input's path is a cancellation point), to completion with no pends, and to completion
+/// plus three random cancellation points under a random plan of 0 to 3 pends per await.
+pub fn check_inputs<L, N>(lowered: impl Fn(u64) -> L, native: impl Fn(u64) -> N, seed: u64)
+where
+    L: Future,
+    N: Future,
+    L::Output: Debug,
+    N::Output: Debug,
+{
+    let mut rng = SplitMix::new(seed);
+    for _ in 0..inputs_per_case() {
+        let input = rng.next_u64();
+        let l = || lowered(input);
+        let n = || native(input);
+        let mut one_input = || -> Result<(), Box<Mismatch>> {
+            compare(l, n, &PendPlan::Each(1))?;
+            compare_runs(&l, &n, &PendPlan::Each(0), None)?;
+            let random = PendPlan::random(rng.next_u64(), 3);
+            let needed = compare_runs(&l, &n, &random, None)?.polls;
+            for _ in 0..3 {
+                let k = rng.below(needed as u64) as usize;
+                compare_runs(&l, &n, &random, Some(k))?;
+            }
+            Ok(())
+        };
+        if let Err(mismatch) = one_input() {
+            panic!(
+                "#[structured] differs from the native async fn on input {input:#x}:\n{mismatch}"
+            );
+        }
     }
 }

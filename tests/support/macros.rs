@@ -84,3 +84,35 @@ macro_rules! differential {
 
 pub(crate) use differential;
 pub(crate) use lowering_items;
+
+/// One generated program (see `tests/gen/random_programs.py`): `async fn body(input: u64, arg:
+/// Noisy)` compiled twice, checked by [`check_inputs`](super::check_inputs) with the case's seed.
+macro_rules! random_case {
+    ($name:ident, $seed:expr, async fn $f:ident $($rest:tt)*) => {
+        mod $name {
+            use super::*;
+
+            mod lowered {
+                use super::*;
+                #[structured_async::structured]
+                pub(super) async fn $f $($rest)*
+            }
+
+            mod native {
+                use super::*;
+                pub(super) async fn $f $($rest)*
+            }
+
+            #[test]
+            fn differential() {
+                $crate::support::check_inputs(
+                    |input| lowered::$f(input, Noisy::new("arg")),
+                    |input| native::$f(input, Noisy::new("arg")),
+                    $seed,
+                );
+            }
+        }
+    };
+}
+
+pub(crate) use random_case;

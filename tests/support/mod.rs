@@ -8,7 +8,7 @@
 //! into one ordered log, so interleavings are compared too, not just sets of events.
 
 // Each test binary compiles this module and uses a different part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod harness;
 pub mod macros;
@@ -20,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub use harness::{check, compare, compare_plans, default_plans};
+pub use harness::{check, check_inputs, compare, compare_plans, default_plans};
 pub use rng::SplitMix;
 
 thread_local! {
