@@ -3,7 +3,9 @@
 
 mod args;
 mod expand;
+mod liveness;
 mod lower;
+mod machine;
 mod report;
 mod sig;
 mod yields;

@@ -1,21 +1,1091 @@
-//! The explicit lowering: body → blocks split at each await and yield.
+//! The explicit lowering: body → blocks split at each await and `yield_!`.
+//!
+//! Desugar from:
+//! ```text
+//! async fn f(n: u32) -> u32 { let a = g(n).await; if a > 1 { h(&a).await; } a }
+//! ```
+//! into blocks (closures) that take the locals alive at their entry and return a transition:
+//! ```text
+//! b0 |(n,)|          { Await1(g(n), ()) }                       // g(n) owns nothing local
+//! b1 |(), r|         { let a = r; if a > 1 { Goto2((a,)) } else { Goto3((a,)) } }
+//! b2 |(a,)|          { Await4(async move { let a = a; let r = h(&a).await; (r, (a,)) }, ()) }
+//! b4 |(), (r, (a,))| { discard(r); Goto3((a,)) }
+//! b3 |(a,)|          { Return(a) }
+//! ```
+//! A statement this pass cannot lower (see [`Fallback`]) makes the whole body one native frame.
 
-use proc_macro2::TokenStream;
-use syn::ItemFn;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::visit_mut::{self, VisitMut};
+use syn::{Expr, Ident, ItemFn, Stmt};
 
 use crate::args::Args;
+use crate::liveness::{Analysis, LocalId, Point, Use, key};
+use crate::machine::{self, BlockOut, Entry};
 use crate::report::Report;
 use crate::sig::FnParts;
+use crate::yields;
+
+/// Why a body keeps a native frame.
+pub(crate) struct Fallback {
+    pub(crate) span: Span,
+    pub(crate) reason: String,
+}
+
+fn fallback<T>(span: Span, reason: impl Into<String>) -> Result<T, Fallback> {
+    Err(Fallback {
+        span,
+        reason: reason.into(),
+    })
+}
 
 /// The explicit machine, or `None` when the body keeps one native frame (the reason goes to
 /// the report; strict mode turns it into an error instead).
 pub(crate) fn lower(
-    _item: &ItemFn,
-    _parts: &FnParts,
+    item: &ItemFn,
+    parts: &FnParts,
     args: &Args,
     report: &mut Report,
 ) -> syn::Result<Option<TokenStream>> {
-    let _ = args;
-    report.line("states: 1 (native adapter for the whole body)".to_owned());
-    Ok(None)
+    match lower_body(item, parts, args) {
+        Ok((tokens, summary)) => {
+            for l in summary {
+                report.line(l);
+            }
+            Ok(Some(tokens))
+        }
+        Err(f) => {
+            if args.strict.is_some() {
+                return Err(syn::Error::new(
+                    f.span,
+                    format!(
+                        "#[structured(strict)]: this needs a native frame: {}",
+                        f.reason
+                    ),
+                ));
+            }
+            report.line(format!(
+                "states: 1 native adapter for the whole body (fallback: {})",
+                f.reason
+            ));
+            Ok(None)
+        }
+    }
+}
+
+struct LoopCtx {
+    label: Option<String>,
+    header: usize,
+    exit: usize,
+}
+
+struct Lowerer<'a> {
+    a: &'a Analysis,
+    generator: bool,
+    names: machine::Names,
+    blocks: Vec<Block0>,
+    cur: usize,
+    /// Names of the locals bound in the current block (the user's, or a hidden one).
+    bound: Vec<(LocalId, Ident)>,
+    loops: Vec<LoopCtx>,
+    items: Vec<TokenStream>,
+    adapters: usize,
+}
+
+/// A block being built: its entry, its input locals, and the names they have in it.
+struct Block0 {
+    entry: Entry,
+    input: Vec<LocalId>,
+    hidden: Vec<LocalId>,
+    from_live: usize,
+    code: TokenStream,
+    term: Option<TokenStream>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    /// The statements end the fn: their value is its output.
+    FnTail,
+    /// The statements are a `()` block inside the body.
+    Unit,
+}
+
+fn lower_body(
+    item: &ItemFn,
+    parts: &FnParts,
+    args: &Args,
+) -> Result<(TokenStream, Vec<String>), Fallback> {
+    if let Some(span) = parts.receiver {
+        return fallback(
+            span,
+            "methods with a `self` receiver keep a native frame for now",
+        );
+    }
+    if crate::sig::has_impl_trait(&parts.output)
+        || args
+            .yields
+            .as_ref()
+            .is_some_and(|(_, y)| crate::sig::has_impl_trait(y))
+    {
+        return fallback(
+            item.sig.output.span(),
+            "an `impl Trait` output cannot be named for the state machine",
+        );
+    }
+    let mut a = Analysis::default();
+    for p in &parts.params {
+        match &p.pat {
+            // `_: T` still moves the argument in; it drops when the body ends.
+            syn::Pat::Wild(_) => a.declare_param(&ident_pat(&p.outer), None),
+            pat if !p.simple && has_wild(pat) => {
+                return fallback(
+                    pat.span(),
+                    "a parameter pattern with `_` or `..` (its unbound parts drop at the end)",
+                );
+            }
+            pat => a.declare_param(pat, Some(&p.ty)),
+        }
+    }
+    let n_params = a.locals.len();
+    a.visit_block(&item.block);
+    let mut lw = Lowerer {
+        a: &a,
+        generator: args.yields.is_some(),
+        names: machine::Names::new(),
+        blocks: Vec::new(),
+        cur: 0,
+        bound: Vec::new(),
+        loops: Vec::new(),
+        items: Vec::new(),
+        adapters: 0,
+    };
+    // Block 0 takes the arguments as the signature names them and binds the patterns.
+    let binds = crate::sig::bind_params(&parts.params);
+    lw.blocks.push(Block0 {
+        entry: Entry::Start(binds),
+        input: Vec::new(),
+        hidden: Vec::new(),
+        from_live: parts.params.len(),
+        code: TokenStream::new(),
+        term: None,
+    });
+    lw.bound = (0..n_params)
+        .map(|id| (id, a.locals[id].name.clone()))
+        .collect();
+    lw.lower_stmts(&item.block.stmts, Ctx::FnTail)?;
+    if lw.blocks.len() == 1 {
+        return fallback(item.block.span(), "no await to split at");
+    }
+    let outer: Vec<Ident> = parts.params.iter().map(|p| p.outer.clone()).collect();
+    // Unpolled, a native future drops its arguments in declaration order: keep them so.
+    let init = quote!((#(#outer,)*));
+    let mut out_blocks = Vec::new();
+    let start_input: Vec<(Ident, bool)> = outer.iter().map(|o| (o.clone(), false)).collect();
+    let n_blocks = lw.blocks.len();
+    let n_awaits = lw
+        .blocks
+        .iter()
+        .filter(|b| matches!(b.entry, Entry::Await(_)))
+        .count();
+    let n_yields = lw
+        .blocks
+        .iter()
+        .filter(|b| matches!(b.entry, Entry::Yield))
+        .count();
+    for (k, b) in lw.blocks.into_iter().enumerate() {
+        let input = if k == 0 {
+            start_input.clone()
+        } else {
+            block_names(&a, &b.input, &b.hidden)
+                .into_iter()
+                .map(|(id, name)| (name, a.locals[id].mutable))
+                .collect()
+        };
+        out_blocks.push(BlockOut {
+            entry: b.entry,
+            input,
+            from_live: b.from_live,
+            code: b.code,
+            term: b.term,
+        });
+    }
+    let yields = args.yields.as_ref().map(|(_, t)| t);
+    let tokens = machine::emit(
+        &lw.names,
+        &out_blocks,
+        &init,
+        &parts.output,
+        yields,
+        &lw.items,
+    );
+    let summary = vec![format!(
+        "states: {} (start, {} await, {} yield), blocks: {}, adapters: {}, fallbacks: none",
+        1 + n_awaits + n_yields,
+        n_awaits,
+        n_yields,
+        n_blocks,
+        lw.adapters
+    )];
+    Ok((tokens, summary))
+}
+
+fn ident_pat(ident: &Ident) -> syn::Pat {
+    syn::Pat::Ident(syn::PatIdent {
+        attrs: Vec::new(),
+        by_ref: None,
+        mutability: None,
+        ident: ident.clone(),
+        subpat: None,
+    })
+}
+
+fn has_wild(pat: &syn::Pat) -> bool {
+    struct W(bool);
+    impl<'ast> Visit<'ast> for W {
+        fn visit_pat_wild(&mut self, _: &'ast syn::PatWild) {
+            self.0 = true;
+        }
+        fn visit_pat_rest(&mut self, _: &'ast syn::PatRest) {
+            self.0 = true;
+        }
+        fn visit_pat_struct(&mut self, p: &'ast syn::PatStruct) {
+            self.0 |= p.rest.is_some();
+            syn::visit::visit_pat_struct(self, p);
+        }
+    }
+    let mut w = W(false);
+    w.visit_pat(pat);
+    w.0
+}
+
+/// The names a block binds its input with: the user's, unless shadowed by a newer local of
+/// the same name in the input or about to be shadowed by the block's first statement.
+fn block_names(a: &Analysis, input: &[LocalId], hidden: &[LocalId]) -> Vec<(LocalId, Ident)> {
+    input
+        .iter()
+        .map(|&id| {
+            let l = a.local(id);
+            let shadowed = hidden.contains(&id)
+                || input
+                    .iter()
+                    .any(|&o| o != id && a.local(o).name == l.name && a.local(o).decl > l.decl);
+            let name = if shadowed {
+                format_ident!("__shadowed{}", id, span = Span::mixed_site())
+            } else {
+                l.name.clone()
+            };
+            (id, name)
+        })
+        .collect()
+}
+
+fn has_await(e: &impl syn::spanned::Spanned, visit: impl FnOnce(&mut AwaitFinder)) -> Option<Span> {
+    let _ = e;
+    let mut f = AwaitFinder {
+        found: None,
+        macro_await: None,
+    };
+    visit(&mut f);
+    f.found.or(f.macro_await)
+}
+
+/// Finds awaits (and `yield_!`) that belong to the body, not to closures or `async` blocks.
+struct AwaitFinder {
+    found: Option<Span>,
+    macro_await: Option<Span>,
+}
+
+impl<'ast> Visit<'ast> for AwaitFinder {
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Await(a) => {
+                self.found.get_or_insert(a.await_token.span);
+            }
+            _ => syn::visit::visit_expr(self, e),
+        }
+    }
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        if yields::is_yield(m) {
+            self.found.get_or_insert(m.path.span());
+            return;
+        }
+        let mut idents = Vec::new();
+        crate::liveness::token_idents(m.tokens.clone(), &mut idents);
+        if idents.iter().any(|i| i == "await" || i == "yield_") {
+            self.macro_await.get_or_insert(m.path.span());
+        }
+    }
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+fn stmt_await(s: &Stmt) -> Option<Span> {
+    has_await(s, |f| f.visit_stmt(s))
+}
+
+fn expr_await(e: &Expr) -> Option<Span> {
+    has_await(e, |f| f.visit_expr(e))
+}
+
+/// The await on the evaluation spine of `e` (the first thing `e` evaluates), if `e` has exactly
+/// one await and it is there: `x.await`, `x.await?`, `x.await.method(args)`, `x.await + rhs`…
+fn spine(e: &Expr) -> Option<(&Expr, &Expr)> {
+    match e {
+        Expr::Await(a) => (expr_await(&a.base).is_none()).then_some((e, &*a.base)),
+        Expr::Try(t) => spine(&t.expr),
+        Expr::Paren(p) => spine(&p.expr),
+        Expr::Field(f) => spine(&f.base),
+        Expr::Cast(c) => spine(&c.expr),
+        Expr::Unary(u) => spine(&u.expr),
+        Expr::MethodCall(m) if m.args.iter().all(|a| expr_await(a).is_none()) => spine(&m.receiver),
+        Expr::Binary(b) if expr_await(&b.right).is_none() => spine(&b.left),
+        _ => None,
+    }
+}
+
+/// `e` with its spine await replaced by `r`.
+fn replace_spine(e: &Expr, r: &Expr) -> Expr {
+    let mut e = e.clone();
+    fn go(e: &mut Expr, r: &Expr) {
+        match e {
+            Expr::Await(_) => *e = r.clone(),
+            Expr::Try(t) => go(&mut t.expr, r),
+            Expr::Paren(p) => go(&mut p.expr, r),
+            Expr::Field(f) => go(&mut f.base, r),
+            Expr::Cast(c) => go(&mut c.expr, r),
+            Expr::Unary(u) => go(&mut u.expr, r),
+            Expr::MethodCall(m) => go(&mut m.receiver, r),
+            Expr::Binary(b) => go(&mut b.left, r),
+            _ => {}
+        }
+    }
+    go(&mut e, r);
+    e
+}
+
+fn is_identity(e: &Expr) -> bool {
+    matches!(e, Expr::Await(_))
+}
+
+/// A future expression the block can build itself: a call whose arguments are literals or
+/// plain locals (moved or copied in), so the future holds no borrow of the frame and no
+/// temporary.
+fn simple_future(e: &Expr) -> bool {
+    fn plain(a: &Expr) -> bool {
+        match a {
+            Expr::Lit(_) => true,
+            Expr::Path(p) => p.qself.is_none(),
+            _ => false,
+        }
+    }
+    match e {
+        Expr::Call(c) => matches!(&*c.func, Expr::Path(_)) && c.args.iter().all(plain),
+        Expr::Path(_) => true,
+        _ => false,
+    }
+}
+
+impl Lowerer<'_> {
+    fn tr(&self) -> &Ident {
+        &self.names.tr
+    }
+
+    fn new_block(&mut self, entry: Entry, input: Vec<LocalId>, hidden: Vec<LocalId>) -> usize {
+        self.blocks.push(Block0 {
+            entry,
+            from_live: input.len(),
+            input,
+            hidden,
+            code: TokenStream::new(),
+            term: None,
+        });
+        self.blocks.len() - 1
+    }
+
+    fn switch(&mut self, k: usize) {
+        self.cur = k;
+        let b = &self.blocks[k];
+        self.bound = block_names(self.a, &b.input, &b.hidden);
+    }
+
+    fn emit(&mut self, t: TokenStream) {
+        self.blocks[self.cur].code.extend(t);
+    }
+
+    fn terminated(&self) -> bool {
+        self.blocks[self.cur].term.is_some()
+    }
+
+    fn terminate(&mut self, t: TokenStream) {
+        self.blocks[self.cur].term = Some(t);
+    }
+
+    fn name_of(&self, id: LocalId, span: Span) -> Result<Ident, Fallback> {
+        self.bound
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == id)
+            .map(|(_, n)| n.clone())
+            .ok_or_else(|| Fallback {
+                span,
+                reason: format!(
+                    "`{}` is declared where this lowering does not track it",
+                    self.a.local(id).name
+                ),
+            })
+    }
+
+    fn pack_ids(&self, ids: &[LocalId], span: Span) -> Result<TokenStream, Fallback> {
+        let names = ids
+            .iter()
+            .map(|&id| self.name_of(id, span))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(machine::pack(&names))
+    }
+
+    fn goto(&self, k: usize, span: Span) -> Result<TokenStream, Fallback> {
+        let tr = self.tr();
+        let v = format_ident!("Goto{}", k);
+        let packed = self.pack_ids(&self.blocks[k].input, span)?;
+        Ok(quote!(#tr::#v(#packed)))
+    }
+
+    /// The locals a native frame still holds at `p`: in scope and not moved out.
+    fn carried(&self, p: &Point, span: Span) -> Result<Vec<LocalId>, Fallback> {
+        let a = self.a;
+        let mut out = Vec::new();
+        for &id in &p.in_scope {
+            let l = a.local(id);
+            let mentions = || a.mentions.iter().filter(move |m| m.local == id);
+            let used_after = mentions().any(|m| m.pos > p.pos && m.pos < l.end)
+                || a.loops.iter().any(|&(s, e)| {
+                    s <= p.pos
+                        && p.pos <= e
+                        && s > l.decl
+                        && mentions().any(|m| s <= m.pos && m.pos <= e)
+                });
+            let before = || mentions().filter(|m| m.pos > l.decl && m.pos <= p.pos);
+            let moved = before().any(|m| m.kind == Use::Move);
+            let uncertain = before().any(|m| matches!(m.kind, Use::Field | Use::Unknown));
+            if l.unusual {
+                return fallback(
+                    span,
+                    format!(
+                        "`{}` (declared without a value, or bound by `ref`) is alive across this await",
+                        l.name
+                    ),
+                );
+            }
+            let carry = if used_after {
+                true
+            } else if l.known_copy {
+                false
+            } else if uncertain {
+                return fallback(
+                    span,
+                    format!(
+                        "cannot tell whether `{}` is moved out before this await",
+                        l.name
+                    ),
+                );
+            } else {
+                !moved
+            };
+            if carry && l.borrowing {
+                return fallback(
+                    span,
+                    format!(
+                        "local `{}` may hold a borrow of another local across this await",
+                        l.name
+                    ),
+                );
+            }
+            if carry {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn point(&self, node: usize, span: Span) -> Result<Point, Fallback> {
+        self.a.points.get(&node).cloned().ok_or_else(|| Fallback {
+            span,
+            reason: "internal: no liveness point".to_owned(),
+        })
+    }
+
+    fn after(&self, node: usize, span: Span) -> Result<Point, Fallback> {
+        self.a.after.get(&node).cloned().ok_or_else(|| Fallback {
+            span,
+            reason: "internal: no liveness point".to_owned(),
+        })
+    }
+
+    /// Ends the current block with a goto to a fresh one holding what is alive at `p`.
+    fn split(&mut self, p: &Point, hidden: Vec<LocalId>, span: Span) -> Result<(), Fallback> {
+        let input = self.carried(p, span)?;
+        let k = self.new_block(Entry::Goto, input, hidden);
+        let g = self.goto(k, span)?;
+        self.terminate(g);
+        self.switch(k);
+        Ok(())
+    }
+
+    fn lower_stmts(&mut self, stmts: &[Stmt], ctx: Ctx) -> Result<(), Fallback> {
+        for (i, s) in stmts.iter().enumerate() {
+            let last = i + 1 == stmts.len();
+            if self.terminated() {
+                return fallback(
+                    s.span(),
+                    "statements after a diverging await are not lowered",
+                );
+            }
+            self.lower_stmt(s, last, ctx)?;
+        }
+        if ctx == Ctx::FnTail && !self.terminated() {
+            let ends_in_value = matches!(stmts.last(), Some(Stmt::Expr(_, None)));
+            let diverges = matches!(stmts.last(), Some(Stmt::Expr(Expr::Return(_), _)));
+            if !ends_in_value && !diverges {
+                let tr = self.tr();
+                self.terminate(quote!(#tr::Return(())));
+            }
+        }
+        Ok(())
+    }
+
+    fn lower_stmt(&mut self, s: &Stmt, last: bool, ctx: Ctx) -> Result<(), Fallback> {
+        if let Stmt::Item(item) = s {
+            self.items.push(quote::ToTokens::to_token_stream(item));
+            return Ok(());
+        }
+        // A `let` that shadows a local still alive starts a block, so the older local can be
+        // bound under a hidden name there.
+        if let Stmt::Local(_) = s {
+            let p = self.point(key(s), s.span())?;
+            let declared = self.a.stmt_locals.get(&key(s)).cloned().unwrap_or_default();
+            let shadowed: Vec<LocalId> = self
+                .bound
+                .iter()
+                .filter(|(id, _)| {
+                    declared
+                        .iter()
+                        .any(|&d| self.a.local(d).name == self.a.local(*id).name)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            if !shadowed.is_empty() {
+                self.split(&p, shadowed, s.span())?;
+            }
+        }
+        let tail = last && ctx == Ctx::FnTail;
+        let Some(await_span) = stmt_await(s) else {
+            return self.verbatim(s, tail);
+        };
+        match s {
+            Stmt::Local(l) => {
+                let Some(init) = &l.init else {
+                    return fallback(await_span, "unsupported await position");
+                };
+                if let Some((_, els)) = &init.diverge
+                    && expr_await(els).is_some()
+                {
+                    return fallback(await_span, "an await inside a `let … else` block");
+                }
+                let Some((aw, fut)) = spine(&init.expr) else {
+                    return fallback(await_span, "an await nested inside a larger expression");
+                };
+                let declared = self.a.stmt_locals.get(&key(s)).cloned().unwrap_or_default();
+                let r = Ident::new("__r", Span::mixed_site());
+                let value = self.rewrite_expr(replace_spine(&init.expr, &syn::parse_quote!(#r)))?;
+                let wrapped = if is_identity(&init.expr) {
+                    quote!(#value)
+                } else {
+                    quote!({ let #r = #r; #value })
+                };
+                let pat = &l.pat;
+                let els = match &init.diverge {
+                    Some((_, e)) => {
+                        let e = self.rewrite_expr((**e).clone())?;
+                        quote!(else #e)
+                    }
+                    None => quote!(),
+                };
+                self.suspend_await(aw, fut, await_span)?;
+                self.emit(quote!(let #pat = #wrapped #els;));
+                for id in declared {
+                    self.bound.push((id, self.a.local(id).name.clone()));
+                }
+                Ok(())
+            }
+            Stmt::Expr(e, semi) => {
+                self.lower_expr_stmt(e, semi.is_none() && tail, last, await_span)
+            }
+            Stmt::Macro(m) if self.generator && yields::is_yield(&m.mac) => {
+                let v = yields::value(&m.mac).map_err(|e| Fallback {
+                    span: e.span(),
+                    reason: e.to_string(),
+                })?;
+                self.suspend_yield(&v, m.mac.path.span(), key(s))
+            }
+            _ => fallback(await_span, "an await hidden inside a macro invocation"),
+        }
+    }
+
+    fn lower_expr_stmt(
+        &mut self,
+        e: &Expr,
+        tail: bool,
+        last: bool,
+        await_span: Span,
+    ) -> Result<(), Fallback> {
+        match e {
+            Expr::If(i) => return self.lower_if(e, i, tail),
+            Expr::Loop(_) | Expr::While(_) if !tail => return self.lower_loop(e),
+            Expr::Block(b) if b.label.is_none() => {
+                self.lower_stmts(&b.block.stmts, if tail { Ctx::FnTail } else { Ctx::Unit })?;
+                if !tail && !self.terminated() {
+                    let p = self.after(key(e), e.span())?;
+                    self.split(&p, Vec::new(), e.span())?;
+                }
+                return Ok(());
+            }
+            Expr::Macro(m) if self.generator && yields::is_yield(&m.mac) => {
+                let v = yields::value(&m.mac).map_err(|e| Fallback {
+                    span: e.span(),
+                    reason: e.to_string(),
+                })?;
+                return self.suspend_yield(&v, m.mac.path.span(), key(e));
+            }
+            _ => {}
+        }
+        let _ = last;
+        let Some((aw, fut)) = spine(e) else {
+            return fallback(await_span, "an await nested inside a larger expression");
+        };
+        let r = Ident::new("__r", Span::mixed_site());
+        let value = self.rewrite_expr(replace_spine(e, &syn::parse_quote!(#r)))?;
+        self.suspend_await(aw, fut, await_span)?;
+        if tail {
+            let tr = self.tr();
+            self.terminate(quote!(#tr::Return(#value)));
+        } else if is_identity(e) {
+            self.emit(quote!(::structured_async::__private::discard(#r);));
+        } else {
+            self.emit(quote!({ let #r = #r; #value; }));
+        }
+        Ok(())
+    }
+
+    /// Ends the block with `AwaitK(future, live)` and continues in the resume block `K`.
+    fn suspend_await(&mut self, aw: &Expr, fut: &Expr, span: Span) -> Result<(), Fallback> {
+        let p = self.point(key(aw), span)?;
+        let carried = self.carried(&p, span)?;
+        let mentions = self
+            .a
+            .await_mentions
+            .get(&key(aw))
+            .cloned()
+            .unwrap_or_default();
+        let lent: Vec<LocalId> = mentions
+            .iter()
+            .filter(|(_, k)| *k != Use::Move)
+            .map(|(id, _)| *id)
+            .collect();
+        let f = Ident::new("__f", Span::mixed_site());
+        let r = Ident::new("__r", Span::mixed_site());
+        let fut = self.rewrite_expr(fut.clone())?;
+        let tr = self.tr().clone();
+        if lent.is_empty() && simple_future(&fut) {
+            let packed = self.pack_ids(&carried, span)?;
+            let k = self.new_block(Entry::Await(quote!(#r)), carried, Vec::new());
+            let v = format_ident!("Await{}", k);
+            self.emit(quote!(let #f = #fut;));
+            self.terminate(quote!(#tr::#v(#f, #packed)));
+            self.switch(k);
+            return Ok(());
+        }
+        // The future borrows locals (or temporaries): it runs in an adapter that owns every
+        // local from the oldest one it mentions on, and hands them back with the result, so
+        // cancellation still drops them after the future and before the older locals.
+        let oldest = lent.iter().map(|&id| self.a.local(id).decl).min();
+        let (rest, owned): (Vec<LocalId>, Vec<LocalId>) = carried
+            .iter()
+            .partition(|&&id| oldest.is_none_or(|o| self.a.local(id).decl < o));
+        let mut binds = TokenStream::new();
+        for &id in &owned {
+            let n = self.name_of(id, span)?;
+            let m = self.a.local(id).mutable.then(|| quote!(mut));
+            binds.extend(quote!(#[allow(unused_mut)] let #m #n = #n;));
+        }
+        let owned_packed = self.pack_ids(&owned, span)?;
+        let rest_packed = self.pack_ids(&rest, span)?;
+        let names = block_names(self.a, &owned, &[]);
+        let _ = names;
+        let owned_names = owned
+            .iter()
+            .map(|&id| self.name_of(id, span))
+            .collect::<Result<Vec<_>, _>>()?;
+        let binder_inner = machine::pack(&owned_names);
+        self.emit(quote!(let #f = async move { #binds let #r = #fut.await; (#r, #owned_packed) };));
+        let mut input = rest;
+        input.extend(owned.iter().copied());
+        let from_live = input.len() - owned.len();
+        let k = self.new_block(Entry::Await(quote!((#r, #binder_inner))), input, Vec::new());
+        self.blocks[k].from_live = from_live;
+        let v = format_ident!("Await{}", k);
+        self.terminate(quote!(#tr::#v(#f, #rest_packed)));
+        self.adapters += 1;
+        // The resume block binds the owned locals under the same names the adapter used.
+        self.switch(k);
+        self.fix_adapter_names(k, &owned, &owned_names);
+        Ok(())
+    }
+
+    /// The resume block must bind the adapter's locals under the names the binder pattern uses.
+    fn fix_adapter_names(&mut self, k: usize, owned: &[LocalId], names: &[Ident]) {
+        let fresh = block_names(self.a, &self.blocks[k].input, &self.blocks[k].hidden);
+        let differs = owned
+            .iter()
+            .zip(names)
+            .any(|(id, n)| fresh.iter().any(|(i, f)| i == id && f != n));
+        if differs {
+            // Same shadowing in both: the hidden names come from the local ids, so they agree.
+            self.bound = fresh;
+        }
+    }
+
+    fn suspend_yield(&mut self, v: &Expr, span: Span, node: usize) -> Result<(), Fallback> {
+        if expr_await(v).is_some() {
+            return fallback(span, "an await inside a `yield_!` value");
+        }
+        let p = self.after(node, span)?;
+        let carried = self.carried(&p, span)?;
+        let packed = self.pack_ids(&carried, span)?;
+        let v = self.rewrite_expr(v.clone())?;
+        let val = Ident::new("__yielded", Span::mixed_site());
+        let k = self.new_block(Entry::Yield, carried, Vec::new());
+        let var = format_ident!("Yield{}", k);
+        let tr = self.tr().clone();
+        self.emit(quote!(let #val = #v;));
+        self.terminate(quote!(#tr::#var(#val, #packed)));
+        self.switch(k);
+        Ok(())
+    }
+
+    fn lower_if(&mut self, e: &Expr, i: &syn::ExprIf, tail: bool) -> Result<(), Fallback> {
+        if expr_await(&i.cond).is_some() || matches!(*i.cond, Expr::Let(_)) {
+            return fallback(
+                i.if_token.span,
+                "an `if let` or an await in an `if` condition",
+            );
+        }
+        let span = i.if_token.span;
+        let branch_point = self.point(key(&i.then_branch), span)?;
+        let input = self.carried(&branch_point, span)?;
+        let join = if tail {
+            None
+        } else {
+            let after = self.after(key(e), span)?;
+            let join_input = self.carried(&after, span)?;
+            Some(self.new_block(Entry::Goto, join_input, Vec::new()))
+        };
+        let then_k = self.new_block(Entry::Goto, input.clone(), Vec::new());
+        let else_k = match (&i.else_branch, join) {
+            (Some(_), _) => self.new_block(Entry::Goto, input, Vec::new()),
+            (None, Some(j)) => j,
+            (None, None) => return fallback(span, "an `if` without `else` as the fn's value"),
+        };
+        let cond = self.rewrite_expr((*i.cond).clone())?;
+        let g_then = self.goto(then_k, span)?;
+        let g_else = self.goto(else_k, span)?;
+        self.terminate(quote!(if #cond { #g_then } else { #g_else }));
+        let ctx = if tail { Ctx::FnTail } else { Ctx::Unit };
+        self.switch(then_k);
+        self.lower_stmts(&i.then_branch.stmts, ctx)?;
+        self.close_branch(join, span)?;
+        if let Some((_, els)) = &i.else_branch {
+            self.switch(else_k);
+            match &**els {
+                Expr::Block(b) => self.lower_stmts(&b.block.stmts, ctx)?,
+                Expr::If(inner) => self.lower_if(els, inner, tail)?,
+                other => return fallback(other.span(), "unsupported `else`"),
+            }
+            self.close_branch(join, span)?;
+        }
+        if let Some(j) = join {
+            self.switch(j);
+        }
+        Ok(())
+    }
+
+    fn close_branch(&mut self, join: Option<usize>, span: Span) -> Result<(), Fallback> {
+        if let Some(j) = join
+            && !self.terminated()
+        {
+            let g = self.goto(j, span)?;
+            self.terminate(g);
+        }
+        Ok(())
+    }
+
+    fn lower_loop(&mut self, e: &Expr) -> Result<(), Fallback> {
+        let span = e.span();
+        let (label, body, cond) = match e {
+            Expr::Loop(l) => (&l.label, &l.body, None),
+            Expr::While(w) => {
+                if expr_await(&w.cond).is_some() || matches!(*w.cond, Expr::Let(_)) {
+                    return fallback(
+                        w.while_token.span,
+                        "a `while let` or an await in a `while` condition",
+                    );
+                }
+                (&w.label, &w.body, Some(&*w.cond))
+            }
+            _ => return fallback(span, "unsupported loop"),
+        };
+        let start = self.point(key(e), span)?;
+        let after = self.after(key(e), span)?;
+        let header_in = self.carried(&start, span)?;
+        let exit_in = self.carried(&after, span)?;
+        let header = self.new_block(Entry::Goto, header_in, Vec::new());
+        let exit = self.new_block(Entry::Goto, exit_in, Vec::new());
+        let g = self.goto(header, span)?;
+        self.terminate(g);
+        self.switch(header);
+        if let Some(cond) = cond {
+            let body_point = self.point(key(body), span)?;
+            let body_in = self.carried(&body_point, span)?;
+            let body_k = self.new_block(Entry::Goto, body_in, Vec::new());
+            let cond = self.rewrite_expr(cond.clone())?;
+            let g_body = self.goto(body_k, span)?;
+            let g_exit = self.goto(exit, span)?;
+            self.terminate(quote!(if #cond { #g_body } else { #g_exit }));
+            self.switch(body_k);
+        }
+        self.loops.push(LoopCtx {
+            label: label.as_ref().map(|l| l.name.ident.to_string()),
+            header,
+            exit,
+        });
+        self.lower_stmts(&body.stmts, Ctx::Unit)?;
+        if !self.terminated() {
+            let g = self.goto(header, span)?;
+            self.terminate(g);
+        }
+        self.loops.pop();
+        self.switch(exit);
+        Ok(())
+    }
+
+    fn verbatim(&mut self, s: &Stmt, tail: bool) -> Result<(), Fallback> {
+        if let Stmt::Expr(e, None) = s
+            && tail
+        {
+            let e = self.rewrite_expr(e.clone())?;
+            let tr = self.tr();
+            self.terminate(quote!(#tr::Return(#e)));
+            return Ok(());
+        }
+        let mut s2 = s.clone();
+        let mut rw = CfRewriter::new(self);
+        rw.visit_stmt_mut(&mut s2);
+        if let Some(f) = rw.error {
+            return Err(f);
+        }
+        let declared = self.a.stmt_locals.get(&key(s)).cloned().unwrap_or_default();
+        self.emit(quote::ToTokens::to_token_stream(&s2));
+        for id in declared {
+            self.bound.push((id, self.a.local(id).name.clone()));
+        }
+        Ok(())
+    }
+
+    fn rewrite_expr(&self, mut e: Expr) -> Result<Expr, Fallback> {
+        let mut rw = CfRewriter::new(self);
+        rw.visit_expr_mut(&mut e);
+        match rw.error {
+            Some(f) => Err(f),
+            None => Ok(e),
+        }
+    }
+}
+
+/// Rewrites the control flow that leaves a block closure: `return e` → `return Return(e)`,
+/// `e?` → an early `Return` of the residual, `break`/`continue` of a lowered loop → a `Goto`.
+/// Closures, `async` blocks and items keep their own control flow.
+struct CfRewriter<'l, 'a> {
+    lw: &'l Lowerer<'a>,
+    /// Labels of loops inside the statement (verbatim), innermost last; `None` if unlabelled.
+    inner_loops: Vec<Option<String>>,
+    error: Option<Fallback>,
+}
+
+impl<'l, 'a> CfRewriter<'l, 'a> {
+    fn new(lw: &'l Lowerer<'a>) -> Self {
+        CfRewriter {
+            lw,
+            inner_loops: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn target(&self, label: Option<&syn::Lifetime>) -> Option<&LoopCtx> {
+        match label {
+            None => {
+                if self.inner_loops.is_empty() {
+                    self.lw.loops.last()
+                } else {
+                    None
+                }
+            }
+            Some(l) => {
+                let name = l.ident.to_string();
+                if self.inner_loops.iter().any(|x| x.as_deref() == Some(&name)) {
+                    return None;
+                }
+                self.lw
+                    .loops
+                    .iter()
+                    .rev()
+                    .find(|c| c.label.as_deref() == Some(&name))
+            }
+        }
+    }
+
+    fn jump(&mut self, e: &Expr, k: usize) -> Option<Expr> {
+        let span = e.span();
+        // Every local the target needs must still be reachable by its name here.
+        let p = self.lw.a.points.get(&key(e))?;
+        for &id in &self.lw.blocks[k].input {
+            let name = self.lw.name_of(id, span).ok()?;
+            let l = self.lw.a.local(id);
+            if name == l.name {
+                let innermost = p
+                    .in_scope
+                    .iter()
+                    .rev()
+                    .find(|&&o| self.lw.a.local(o).name == l.name);
+                if innermost != Some(&id) {
+                    self.error = Some(Fallback {
+                        span,
+                        reason: format!("`{}` is shadowed where the loop is left", l.name),
+                    });
+                    return None;
+                }
+            }
+        }
+        match self.lw.goto(k, span) {
+            Ok(g) => Some(syn::parse_quote_spanned!(span=> return #g)),
+            Err(f) => {
+                self.error = Some(f);
+                None
+            }
+        }
+    }
+}
+
+impl VisitMut for CfRewriter<'_, '_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        let tr = self.lw.tr().clone();
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Return(r) => {
+                if let Some(v) = &mut r.expr {
+                    self.visit_expr_mut(v);
+                }
+                let v = r.expr.as_ref().map_or_else(|| quote!(()), |v| quote!(#v));
+                let span = r.return_token.span;
+                *e = syn::parse_quote_spanned!(span=> return #tr::Return(#v));
+            }
+            Expr::Try(t) => {
+                self.visit_expr_mut(&mut t.expr);
+                let inner = &t.expr;
+                let span = t.question_token.span;
+                let v = Ident::new("__v", Span::mixed_site());
+                let res = Ident::new("__residual", Span::mixed_site());
+                *e = syn::parse_quote_spanned!(span=>
+                    match ::structured_async::__private::Branch::branch(#inner) {
+                        ::core::ops::ControlFlow::Continue(#v) => #v,
+                        ::core::ops::ControlFlow::Break(#res) => return #tr::Return(
+                            ::structured_async::__private::FromResidual::from_residual(#res)
+                        ),
+                    }
+                );
+            }
+            Expr::Break(b) => {
+                if b.expr.is_some() && self.target(b.label.as_ref()).is_some() {
+                    self.error = Some(Fallback {
+                        span: b.break_token.span,
+                        reason: "`break` with a value out of a loop with awaits".to_owned(),
+                    });
+                    return;
+                }
+                if let Some(k) = self.target(b.label.as_ref()).map(|c| c.exit) {
+                    if let Some(new) = self.jump(e, k) {
+                        *e = new;
+                    }
+                } else {
+                    visit_mut::visit_expr_mut(self, e);
+                }
+            }
+            Expr::Continue(c) => {
+                if let Some(k) = self.target(c.label.as_ref()).map(|c| c.header) {
+                    if let Some(new) = self.jump(e, k) {
+                        *e = new;
+                    }
+                }
+            }
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                let label = match e {
+                    Expr::Loop(l) => l.label.as_ref(),
+                    Expr::While(w) => w.label.as_ref(),
+                    Expr::ForLoop(f) => f.label.as_ref(),
+                    _ => None,
+                }
+                .map(|l| l.name.ident.to_string());
+                self.inner_loops.push(label);
+                visit_mut::visit_expr_mut(self, e);
+                self.inner_loops.pop();
+            }
+            Expr::Macro(m) => self.check_macro(&m.mac),
+            _ => visit_mut::visit_expr_mut(self, e),
+        }
+    }
+
+    fn visit_stmt_mut(&mut self, s: &mut Stmt) {
+        if let Stmt::Macro(m) = s {
+            self.check_macro(&m.mac);
+            return;
+        }
+        visit_mut::visit_stmt_mut(self, s);
+    }
+
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}
+
+impl CfRewriter<'_, '_> {
+    /// Control flow inside a macro's tokens cannot be rewritten: keep a native frame.
+    fn check_macro(&mut self, m: &syn::Macro) {
+        fn leaves(tokens: TokenStream) -> bool {
+            tokens.into_iter().any(|t| match t {
+                proc_macro2::TokenTree::Ident(i) => {
+                    i == "return" || i == "break" || i == "continue"
+                }
+                proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
+                proc_macro2::TokenTree::Group(g) => leaves(g.stream()),
+                proc_macro2::TokenTree::Literal(_) => false,
+            })
+        }
+        if leaves(m.tokens.clone()) {
+            self.error = Some(Fallback {
+                span: m.path.span(),
+                reason: format!(
+                    "`{}!` contains `?`, `return`, `break` or `continue`",
+                    quote::ToTokens::to_token_stream(&m.path)
+                ),
+            });
+        }
+    }
 }

@@ -19,6 +19,8 @@ pub(crate) struct Param {
     pub(crate) pat: Pat,
     /// Whether `pat` is a plain `x`/`mut x` binding (one statement instead of two).
     pub(crate) simple: bool,
+    /// The declared type.
+    pub(crate) ty: Type,
 }
 
 /// The parts of the function the lowering needs.
@@ -90,6 +92,7 @@ pub(crate) fn split(item: &ItemFn) -> FnParts {
                     outer: outer.clone(),
                     pat: (*pt.pat).clone(),
                     simple,
+                    ty: (*pt.ty).clone(),
                 });
                 // The signature binds a plain name; `mut` and patterns apply inside the body.
                 *pt.pat = Pat::Ident(PatIdent {

@@ -1,0 +1,679 @@
+//! Which locals are alive at each point of the body, and whether one may hold a borrow.
+//!
+//! A native `async fn` keeps every local that is in scope and not moved out until the end of
+//! its scope, across awaits (guards rely on it). The lowering must carry exactly those in the
+//! state, so this pass records, in one walk in evaluation order: every binding with its scope,
+//! every mention of a local with how it is used (moved, borrowed, assigned...), the loops, and
+//! a snapshot of the locals in scope at the points the lowering asks about. Without types some
+//! answers are uncertain; the lowering then keeps a native frame rather than guess.
+
+use std::collections::HashMap;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::visit::{self, Visit};
+use syn::{Expr, Ident, Pat, Stmt};
+
+pub(crate) type LocalId = usize;
+
+/// How a mention uses a local.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Use {
+    /// A bare path in value position: moves the local, or copies it.
+    Move,
+    /// Borrowed: `&x`, `x.method()`, `x[i]`, `x += 1`, a format macro, a non-`move` closure.
+    Ref,
+    /// `x.field` read as a value: may move the field out (a partial move).
+    Field,
+    /// Inside a macro we do not know, or a `move` closure: may move or borrow.
+    Unknown,
+    /// `x = value`.
+    Assign,
+}
+
+pub(crate) struct Local {
+    pub(crate) name: Ident,
+    pub(crate) mutable: bool,
+    pub(crate) decl: usize,
+    pub(crate) end: usize,
+    /// Initialised by a literal or declared with a primitive type: `Copy`, no drop glue.
+    pub(crate) known_copy: bool,
+    /// A `&T` parameter: borrows through it do not borrow a local of the frame.
+    pub(crate) shared_ref: bool,
+    /// May hold a borrow of another local (initialiser or assignment borrows one).
+    pub(crate) borrowing: bool,
+    /// Declared `let x;` without a value, or bound `ref`.
+    pub(crate) unusual: bool,
+}
+
+pub(crate) struct Mention {
+    pub(crate) local: LocalId,
+    pub(crate) pos: usize,
+    pub(crate) kind: Use,
+}
+
+/// A point the lowering asks about: its position and the locals in scope there (oldest first).
+#[derive(Clone)]
+pub(crate) struct Point {
+    pub(crate) pos: usize,
+    pub(crate) in_scope: Vec<LocalId>,
+}
+
+#[derive(Default)]
+pub(crate) struct Analysis {
+    pub(crate) locals: Vec<Local>,
+    pub(crate) mentions: Vec<Mention>,
+    pub(crate) loops: Vec<(usize, usize)>,
+    /// Keyed by the address of the syntax node: before a statement, at an await (after its
+    /// operand), after an `if`/loop, at a `break`/`continue`.
+    pub(crate) points: HashMap<usize, Point>,
+    pub(crate) after: HashMap<usize, Point>,
+    /// Locals mentioned by the operand of each await, with how.
+    pub(crate) await_mentions: HashMap<usize, Vec<(LocalId, Use)>>,
+    /// The locals each `let` statement declares.
+    pub(crate) stmt_locals: HashMap<usize, Vec<LocalId>>,
+    scopes: Vec<Vec<LocalId>>,
+    pos: usize,
+    /// Stack of mention collectors (operands of awaits being walked).
+    collecting: Vec<Vec<(LocalId, Use)>>,
+    in_closure: Vec<bool>,
+}
+
+pub(crate) fn key<T>(node: &T) -> usize {
+    std::ptr::from_ref(node) as usize
+}
+
+/// Methods whose result owns its data, so `let y = x.m()` does not borrow `x`.
+const OWNED_RESULT: &[&str] = &[
+    "len",
+    "is_empty",
+    "clone",
+    "cloned",
+    "copied",
+    "to_string",
+    "to_owned",
+    "to_vec",
+    "collect",
+    "count",
+    "sum",
+    "product",
+    "parse",
+    "contains",
+    "contains_key",
+    "starts_with",
+    "ends_with",
+    "eq",
+    "ne",
+    "cmp",
+    "partial_cmp",
+    "max",
+    "min",
+    "abs",
+    "pow",
+    "into",
+    "is_some",
+    "is_none",
+    "is_ok",
+    "is_err",
+    "to_uppercase",
+    "to_lowercase",
+    "unwrap_or_default",
+    "capacity",
+];
+
+/// Methods that take `self` by value on the types they usually meet.
+const CONSUMING: &[&str] = &[
+    "into_iter",
+    "into_inner",
+    "into_bytes",
+    "into_boxed_slice",
+    "into_keys",
+    "into_values",
+    "unwrap",
+    "expect",
+    "unwrap_or",
+    "unwrap_or_else",
+    "unwrap_or_default",
+    "ok",
+    "err",
+    "map",
+    "and_then",
+    "join",
+    "into",
+    "unwrap_err",
+];
+
+/// Macros that only borrow their arguments.
+const FORMAT_MACROS: &[&str] = &[
+    "format",
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "write",
+    "writeln",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "panic",
+    "format_args",
+    "unreachable",
+    "todo",
+    "dbg",
+];
+
+impl Analysis {
+    pub(crate) fn local(&self, id: LocalId) -> &Local {
+        &self.locals[id]
+    }
+
+    fn tick(&mut self) -> usize {
+        self.pos += 1;
+        self.pos
+    }
+
+    fn snapshot(&self) -> Point {
+        Point {
+            pos: self.pos,
+            in_scope: self.scopes.iter().flatten().copied().collect(),
+        }
+    }
+
+    fn resolve(&self, name: &Ident) -> Option<LocalId> {
+        self.scopes
+            .iter()
+            .rev()
+            .flat_map(|s| s.iter().rev())
+            .copied()
+            .find(|&id| self.locals[id].name == *name)
+    }
+
+    fn mention(&mut self, id: LocalId, kind: Use) {
+        let pos = self.tick();
+        self.mentions.push(Mention {
+            local: id,
+            pos,
+            kind,
+        });
+        if let Some(c) = self.collecting.last_mut() {
+            c.push((id, kind));
+        }
+    }
+
+    fn mention_name(&mut self, name: &Ident, kind: Use) {
+        if let Some(id) = self.resolve(name) {
+            self.mention(id, kind);
+        }
+    }
+
+    /// Declares a parameter of the fn.
+    pub(crate) fn declare_param(&mut self, pat: &Pat, ty: Option<&syn::Type>) {
+        if self.scopes.is_empty() {
+            self.scopes.push(Vec::new());
+        }
+        let shared_ref = matches!(ty, Some(syn::Type::Reference(r)) if r.mutability.is_none());
+        let known_copy = shared_ref || ty.is_some_and(is_primitive);
+        self.bind_pattern(pat, known_copy, shared_ref, false);
+    }
+
+    fn bind_pattern(&mut self, pat: &Pat, known_copy: bool, shared_ref: bool, borrowing: bool) {
+        let mut names = Vec::new();
+        pattern_bindings(pat, &mut names);
+        for (name, mutable, by_ref) in names {
+            let decl = self.tick();
+            self.locals.push(Local {
+                name,
+                mutable,
+                decl,
+                end: usize::MAX,
+                known_copy,
+                shared_ref,
+                borrowing: borrowing || by_ref,
+                unusual: by_ref,
+            });
+            let id = self.locals.len() - 1;
+            if let Some(s) = self.scopes.last_mut() {
+                s.push(id);
+            }
+        }
+    }
+
+    fn push_scope(&mut self) {
+        self.scopes.push(Vec::new());
+    }
+
+    fn pop_scope(&mut self) {
+        let end = self.tick();
+        if let Some(s) = self.scopes.pop() {
+            for id in s {
+                self.locals[id].end = end;
+            }
+        }
+    }
+
+    /// Whether `e` may evaluate to something borrowing a local of this frame.
+    fn may_borrow(&self, e: &Expr) -> bool {
+        if owned_result(e) {
+            return false;
+        }
+        let mut probe = BorrowProbe {
+            analysis: self,
+            found: false,
+        };
+        probe.visit_expr(e);
+        probe.found
+    }
+
+    fn macro_mentions(&mut self, mac: &syn::Macro) {
+        let name = mac
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        let kind = if FORMAT_MACROS.contains(&name.as_str()) {
+            Use::Ref
+        } else {
+            Use::Unknown
+        };
+        let mut idents = Vec::new();
+        token_idents(mac.tokens.clone(), &mut idents);
+        for i in idents {
+            self.mention_name(&i, kind);
+        }
+    }
+
+    fn place_mention(&mut self, e: &Expr, kind: Use) {
+        match e {
+            Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                self.mention_name(&p.path.segments[0].ident, kind);
+            }
+            Expr::Field(f) => self.place_mention(&f.base, kind),
+            Expr::Index(i) => {
+                self.place_mention(&i.expr, kind);
+                self.visit_expr(&i.index);
+            }
+            Expr::Paren(p) => self.place_mention(&p.expr, kind),
+            _ => self.visit_expr(e),
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Analysis {
+    fn visit_stmt(&mut self, s: &'ast Stmt) {
+        let point = self.snapshot();
+        self.points.insert(key(s), point);
+        self.tick();
+        match s {
+            Stmt::Local(l) => {
+                let (init, borrowing) = match &l.init {
+                    Some(init) => {
+                        self.visit_expr(&init.expr);
+                        if let Some((_, els)) = &init.diverge {
+                            self.visit_expr(els);
+                        }
+                        (true, self.may_borrow(&init.expr))
+                    }
+                    None => (false, false),
+                };
+                let (pat, ty) = match &l.pat {
+                    Pat::Type(t) => (&*t.pat, Some(&*t.ty)),
+                    p => (p, None),
+                };
+                let known_copy = ty.is_some_and(is_primitive)
+                    || l.init
+                        .as_ref()
+                        .is_some_and(|i| matches!(*i.expr, Expr::Lit(_)));
+                let first = self.locals.len();
+                self.bind_pattern(pat, known_copy, false, borrowing);
+                self.stmt_locals
+                    .insert(key(s), (first..self.locals.len()).collect());
+                if !init {
+                    for local in &mut self.locals[first..] {
+                        local.unusual = true;
+                    }
+                }
+            }
+            Stmt::Item(_) => {}
+            Stmt::Expr(e, _) => self.visit_expr(e),
+            Stmt::Macro(m) => {
+                self.macro_mentions(&m.mac);
+                let point = self.snapshot();
+                self.after.insert(key(s), point);
+            }
+        }
+    }
+
+    fn visit_block(&mut self, b: &'ast syn::Block) {
+        self.push_scope();
+        for s in &b.stmts {
+            self.visit_stmt(s);
+        }
+        self.pop_scope();
+    }
+
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        self.tick();
+        match e {
+            Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                let kind = if self.in_closure.last() == Some(&false) {
+                    Use::Ref
+                } else if self.in_closure.last() == Some(&true) {
+                    Use::Unknown
+                } else {
+                    Use::Move
+                };
+                self.mention_name(&p.path.segments[0].ident, kind);
+            }
+            Expr::Reference(r) => self.place_mention(&r.expr, Use::Ref),
+            Expr::Field(_) => self.place_mention(e, Use::Field),
+            Expr::Index(_) => self.place_mention(e, Use::Ref),
+            Expr::MethodCall(m) => {
+                let kind = if CONSUMING.contains(&m.method.to_string().as_str()) {
+                    Use::Move
+                } else {
+                    Use::Ref
+                };
+                match &*m.receiver {
+                    Expr::Path(_) | Expr::Field(_) | Expr::Index(_) => {
+                        self.place_mention(&m.receiver, kind);
+                    }
+                    r => self.visit_expr(r),
+                }
+                for a in &m.args {
+                    self.visit_expr(a);
+                }
+            }
+            Expr::Assign(a) => {
+                self.visit_expr(&a.right);
+                if let Expr::Path(p) = &*a.left
+                    && let Some(ident) = p.path.get_ident()
+                    && let Some(id) = self.resolve(ident)
+                {
+                    self.mention(id, Use::Assign);
+                    if self.may_borrow(&a.right) {
+                        self.locals[id].borrowing = true;
+                    }
+                } else {
+                    self.place_mention(&a.left, Use::Ref);
+                }
+            }
+            Expr::Binary(b) if is_compound_assign(&b.op) => {
+                self.place_mention(&b.left, Use::Ref);
+                self.visit_expr(&b.right);
+            }
+            Expr::Macro(m) => {
+                self.macro_mentions(&m.mac);
+                let point = self.snapshot();
+                self.after.insert(key(e), point);
+            }
+            Expr::Closure(c) => {
+                self.in_closure.push(c.capture.is_some());
+                self.push_scope();
+                for p in &c.inputs {
+                    self.bind_pattern(p, false, false, false);
+                }
+                self.visit_expr(&c.body);
+                self.pop_scope();
+                self.in_closure.pop();
+            }
+            Expr::Async(a) => {
+                self.in_closure.push(a.capture.is_some());
+                self.visit_block(&a.block);
+                self.in_closure.pop();
+            }
+            Expr::Await(a) => {
+                self.collecting.push(Vec::new());
+                self.visit_expr(&a.base);
+                let m = self.collecting.pop().unwrap_or_default();
+                if let Some(outer) = self.collecting.last_mut() {
+                    outer.extend(m.iter().copied());
+                }
+                self.await_mentions.insert(key(e), m);
+                let point = self.snapshot();
+                self.points.insert(key(e), point);
+                self.tick();
+            }
+            Expr::If(i) => {
+                self.visit_expr(&i.cond);
+                let point = self.snapshot();
+                self.points.insert(key(&i.then_branch), point);
+                self.visit_block(&i.then_branch);
+                if let Some((_, els)) = &i.else_branch {
+                    self.visit_expr(els);
+                }
+                let point = self.snapshot();
+                self.after.insert(key(e), point);
+            }
+            Expr::Let(l) => {
+                self.visit_expr(&l.expr);
+                let borrowing = self.may_borrow(&l.expr);
+                self.bind_pattern(&l.pat, false, false, borrowing);
+            }
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                let start = self.tick();
+                let point = self.snapshot();
+                self.points.insert(key(e), point);
+                self.push_scope();
+                match e {
+                    Expr::Loop(l) => self.visit_block(&l.body),
+                    Expr::While(w) => {
+                        self.visit_expr(&w.cond);
+                        let point = self.snapshot();
+                        self.points.insert(key(&w.body), point);
+                        self.visit_block(&w.body);
+                    }
+                    Expr::ForLoop(f) => {
+                        self.visit_expr(&f.expr);
+                        let borrowing = self.may_borrow(&f.expr);
+                        self.bind_pattern(&f.pat, false, false, borrowing);
+                        self.visit_block(&f.body);
+                    }
+                    _ => {}
+                }
+                self.pop_scope();
+                let end = self.tick();
+                self.loops.push((start, end));
+                let point = self.snapshot();
+                self.after.insert(key(e), point);
+            }
+            Expr::Match(m) => {
+                self.visit_expr(&m.expr);
+                let borrowing = self.may_borrow(&m.expr);
+                for arm in &m.arms {
+                    self.push_scope();
+                    self.bind_pattern(&arm.pat, false, false, borrowing);
+                    if let Some((_, g)) = &arm.guard {
+                        self.visit_expr(g);
+                    }
+                    self.visit_expr(&arm.body);
+                    self.pop_scope();
+                }
+            }
+            Expr::Block(b) => {
+                self.visit_block(&b.block);
+                let point = self.snapshot();
+                self.after.insert(key(e), point);
+            }
+            Expr::Break(_) | Expr::Continue(_) => {
+                visit::visit_expr(self, e);
+                let point = self.snapshot();
+                self.points.insert(key(e), point);
+            }
+            _ => visit::visit_expr(self, e),
+        }
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+struct BorrowProbe<'a> {
+    analysis: &'a Analysis,
+    found: bool,
+}
+
+impl BorrowProbe<'_> {
+    fn check(&mut self, name: &Ident, through_place: bool) {
+        if let Some(id) = self.analysis.resolve(name) {
+            let l = &self.analysis.locals[id];
+            if l.borrowing || (through_place && !l.shared_ref) {
+                self.found = true;
+            }
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for BorrowProbe<'_> {
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        match e {
+            Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                self.check(&p.path.segments[0].ident, false);
+            }
+            Expr::Reference(r) => match place_root(&r.expr) {
+                Some(root) => self.check(root, true),
+                None => visit::visit_expr(self, e),
+            },
+            Expr::MethodCall(m) if !owned_result(e) => {
+                if let Some(root) = place_root(&m.receiver) {
+                    self.check(root, true);
+                }
+                visit::visit_expr(self, e);
+            }
+            Expr::Closure(_) | Expr::Async(_) | Expr::Macro(_) => {
+                let mut idents = Vec::new();
+                token_idents(quote::ToTokens::to_token_stream(e), &mut idents);
+                for i in idents {
+                    self.check(&i, true);
+                }
+            }
+            _ => visit::visit_expr(self, e),
+        }
+    }
+}
+
+fn place_root(e: &Expr) -> Option<&Ident> {
+    match e {
+        Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+        Expr::Field(f) => place_root(&f.base),
+        Expr::Index(i) => place_root(&i.expr),
+        Expr::Paren(p) => place_root(&p.expr),
+        Expr::MethodCall(m) => place_root(&m.receiver),
+        _ => None,
+    }
+}
+
+fn owned_result(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Cast(_) => true,
+        Expr::Binary(b) => !is_compound_assign(&b.op),
+        Expr::Unary(u) => !matches!(u.op, syn::UnOp::Deref(_)) || owned_result(&u.expr),
+        Expr::MethodCall(m) => OWNED_RESULT.contains(&m.method.to_string().as_str()),
+        Expr::Paren(p) => owned_result(&p.expr),
+        Expr::Macro(m) => m.mac.path.is_ident("format"),
+        _ => false,
+    }
+}
+
+fn is_compound_assign(op: &syn::BinOp) -> bool {
+    use syn::BinOp::{
+        AddAssign, BitAndAssign, BitOrAssign, BitXorAssign, DivAssign, MulAssign, RemAssign,
+        ShlAssign, ShrAssign, SubAssign,
+    };
+    matches!(
+        op,
+        AddAssign(_)
+            | SubAssign(_)
+            | MulAssign(_)
+            | DivAssign(_)
+            | RemAssign(_)
+            | BitXorAssign(_)
+            | BitAndAssign(_)
+            | BitOrAssign(_)
+            | ShlAssign(_)
+            | ShrAssign(_)
+    )
+}
+
+fn is_primitive(ty: &syn::Type) -> bool {
+    const PRIMS: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "bool", "char",
+    ];
+    match ty {
+        syn::Type::Path(p) => p
+            .path
+            .get_ident()
+            .is_some_and(|i| PRIMS.contains(&i.to_string().as_str())),
+        syn::Type::Reference(r) => r.mutability.is_none(),
+        _ => false,
+    }
+}
+
+/// The bindings a pattern introduces: name, `mut`, bound by `ref`.
+pub(crate) fn pattern_bindings(pat: &Pat, out: &mut Vec<(Ident, bool, bool)>) {
+    match pat {
+        Pat::Ident(i) => {
+            let s = i.ident.to_string();
+            // `None`, `MAX`: a constant or unit variant, not a binding.
+            if !s.starts_with(|c: char| c.is_ascii_uppercase()) {
+                out.push((i.ident.clone(), i.mutability.is_some(), i.by_ref.is_some()));
+            }
+            if let Some((_, sub)) = &i.subpat {
+                pattern_bindings(sub, out);
+            }
+        }
+        Pat::Or(o) => {
+            if let Some(first) = o.cases.first() {
+                pattern_bindings(first, out);
+            }
+        }
+        Pat::Paren(p) => pattern_bindings(&p.pat, out),
+        Pat::Reference(r) => pattern_bindings(&r.pat, out),
+        Pat::Slice(s) => s.elems.iter().for_each(|p| pattern_bindings(p, out)),
+        Pat::Struct(s) => s.fields.iter().for_each(|f| pattern_bindings(&f.pat, out)),
+        Pat::Tuple(t) => t.elems.iter().for_each(|p| pattern_bindings(p, out)),
+        Pat::TupleStruct(t) => t.elems.iter().for_each(|p| pattern_bindings(p, out)),
+        Pat::Type(t) => pattern_bindings(&t.pat, out),
+        _ => {}
+    }
+}
+
+/// Every identifier in a token stream, including `{name}` captures inside string literals.
+pub(crate) fn token_idents(tokens: TokenStream, out: &mut Vec<Ident>) {
+    for t in tokens {
+        match t {
+            TokenTree::Ident(i) => out.push(i),
+            TokenTree::Group(g) => token_idents(g.stream(), out),
+            TokenTree::Literal(l) => {
+                let s = l.to_string();
+                if s.starts_with('"') {
+                    inline_captures(&s, l.span(), out);
+                }
+            }
+            TokenTree::Punct(_) => {}
+        }
+    }
+}
+
+fn inline_captures(s: &str, span: Span, out: &mut Vec<Ident>) {
+    let mut rest = s;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if rest.starts_with('{') {
+            rest = &rest[1..];
+            continue;
+        }
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
+            if let Ok(i) = syn::parse_str::<Ident>(name) {
+                out.push(Ident::new(&i.to_string(), span));
+            }
+        }
+        rest = &rest[end..];
+    }
+}
