@@ -50,7 +50,6 @@ impl Core {
         let mut future = pin!(future);
         loop {
             self.drain_remote();
-            self.registry.begin_turn();
             let mut now = None;
             let mut polled = 0;
             while polled < self.budget {

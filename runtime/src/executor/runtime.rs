@@ -60,9 +60,8 @@ pub struct Builder {
 
 impl Builder {
     /// Registers `subsystem` with `priority`: the loop polls it in proportion to
-    /// `priority × waiters`. A priority of 0 counts as 1. Registering a second subsystem of
-    /// the same type replaces the first, so that
-    /// [`subsystem::current`](crate::subsystem::current) finds exactly one.
+    /// `priority × waiters`. A priority of 0 counts as 1. Several subsystems of one type may
+    /// be registered; [`subsystem::current`](crate::subsystem::current) finds the first.
     pub fn subsystem<S: Subsystem>(mut self, subsystem: Rc<S>, priority: u32) -> Self {
         self.registry.register(subsystem, priority);
         self

@@ -11,7 +11,7 @@ pub mod ring;
 use std::rc::Rc;
 use std::time::Instant;
 
-/// The subsystem of type `S` registered with the runtime running on this thread; `None`
+/// The (first) subsystem of type `S` registered with the runtime running on this thread; `None`
 /// outside a runtime or when no such subsystem is registered.
 ///
 /// Futures use it to find the subsystem they register their waker with (`sleep` finds the

@@ -17,9 +17,6 @@ struct Entry {
     credit: Cell<u64>,
     /// Its weight in the current turn (`u64::MAX`: a due deadline).
     weight: Cell<u64>,
-    /// Whether it was busy-polled with waiters when the current turn began: only those have
-    /// their `ready_hint` consulted between task polls.
-    busy: Cell<bool>,
 }
 
 /// What the loop should do when no task is ready (see [`Registry::park_plan`]).
@@ -41,22 +38,16 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Registers `subsystem`; one of the same type registered earlier is replaced, so that
-    /// [`current`](super::current) is unambiguous. A priority of 0 counts as 1.
+    /// Registers `subsystem`. A priority of 0 counts as 1.
     pub(crate) fn register<S: Subsystem>(&mut self, subsystem: Rc<S>, priority: u32) {
         let any: Rc<dyn Any> = subsystem.clone();
-        let entry = Entry {
+        self.entries.push(Entry {
             subsystem,
             any,
             priority: u64::from(priority.max(1)),
             credit: Cell::new(0),
             weight: Cell::new(0),
-            busy: Cell::new(false),
-        };
-        match self.entries.iter_mut().find(|e| e.any.is::<S>()) {
-            Some(existing) => *existing = entry,
-            None => self.entries.push(entry),
-        }
+        });
     }
 
     /// Whether a subsystem of type `S` is registered.
@@ -64,28 +55,20 @@ impl Registry {
         self.entries.iter().any(|e| e.any.is::<S>())
     }
 
-    /// The registered subsystem of type `S`.
+    /// The first registered subsystem of type `S`.
     pub(crate) fn find<S: Subsystem>(&self) -> Option<Rc<S>> {
         self.entries
             .iter()
             .find_map(|e| Rc::clone(&e.any).downcast::<S>().ok())
     }
 
-    /// Starts a turn: notes which subsystems are busy-polled and have waiters.
-    pub(crate) fn begin_turn(&self) {
-        for e in &self.entries {
-            let busy = e.subsystem.waiters() > 0 && e.subsystem.park_hint() == ParkHint::Busy;
-            e.busy.set(busy);
-        }
-    }
-
-    /// Between two task polls: consults the memory-only `ready_hint` of each subsystem that
-    /// was busy with waiters when the turn began, and polls those that say an event may be
-    /// there.
+    /// Between two task polls: consults the memory-only `ready_hint` of each busy-polled
+    /// subsystem with waiters, and polls those that say an event may be there.
     pub(crate) fn poll_hinted(&self, now: Instant) {
         for e in &self.entries {
-            if e.busy.get() && e.subsystem.ready_hint() {
-                e.subsystem.poll(now);
+            let s = &e.subsystem;
+            if s.waiters() > 0 && s.park_hint() == ParkHint::Busy && s.ready_hint() {
+                s.poll(now);
             }
         }
     }
