@@ -1,11 +1,13 @@
 //! A walk through what structured-async does, printing what each part shows.
 //! Run it with `cargo run --example tour`.
 
+mod executor;
 mod ring;
 mod timers;
 
 fn main() {
     println!("structured-async tour");
+    executor::run();
     timers::run();
     ring::run();
 }
