@@ -56,6 +56,7 @@ where
         let this = self.get_mut();
         let core = &this.scope.core;
         core.hub.register_parent(cx.waker());
+        core.refill();
         let mut polled = 0;
         while let Some(node) = core.next_ready() {
             let index = node.index();
@@ -108,6 +109,10 @@ where
                     .take()
                     .expect("a nursery is polled after it finished"),
             );
+        }
+        if core.has_ready() {
+            // Woken during this turn: run them in the next one, after the caller had its turn.
+            cx.waker().wake_by_ref();
         }
         Poll::Pending
     }

@@ -288,12 +288,20 @@ impl Core {
         self.run_tail.set(last);
     }
 
-    /// The next node to poll: from the run queue, refilled from the hub's ready stack.
+    /// Moves the nodes woken since the last turn onto the run queue.
+    #[inline]
+    pub(super) fn refill(&self) {
+        if let Some((first, last)) = self.hub.take_ready() {
+            self.push_run(first, last);
+        }
+    }
+
+    /// The next node on the run queue. Nodes woken meanwhile wait for the next [`Core::refill`],
+    /// so a child that wakes itself is polled once per turn, not until the budget runs out.
     #[inline]
     pub(super) fn next_ready(&self) -> Option<&WakeNode> {
         if self.run_head.get().is_null() {
-            let (first, last) = self.hub.take_ready()?;
-            self.push_run(first, last);
+            return None;
         }
         // SAFETY: a non-null head is a live node of this hub (wake rule 2).
         let node = unsafe { &*self.run_head.get() };

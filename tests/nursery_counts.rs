@@ -1,0 +1,89 @@
+//! Exact poll counts: a wake polls only the woken child, and a nursery under tokio stays linear
+//! when tokio's coop budget runs out.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use structured_async::{block_on, nursery};
+
+/// A child that pends once, parking its waker in `parked`, and finishes when polled again.
+async fn parked(polls: &Cell<usize>, parked: &RefCell<Vec<Waker>>) {
+    let mut first = true;
+    poll_fn(|cx| {
+        polls.set(polls.get() + 1);
+        if first {
+            first = false;
+            parked.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await
+}
+
+/// A child that wakes itself and pends `times` times before finishing.
+async fn restless(polls: &Cell<usize>, times: usize) {
+    let mut left = times;
+    poll_fn(|cx| {
+        polls.set(polls.get() + 1);
+        if left == 0 {
+            return Poll::Ready(());
+        }
+        left -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+#[test]
+fn a_wake_polls_only_the_woken_child() {
+    const PARKED: usize = 10_000;
+    const PENDS: usize = 1_000;
+    let polls = Cell::new(0);
+    let wakers = RefCell::new(Vec::new());
+    block_on(nursery!(|n| {
+        for _ in 0..PARKED {
+            n.spawn(parked(&polls, &wakers));
+        }
+        // While this child pends a thousand times, the parked ones must not be polled.
+        n.spawn(restless(&polls, PENDS)).await;
+        assert_eq!(polls.get(), PARKED + PENDS + 1);
+        for waker in wakers.take() {
+            waker.wake();
+        }
+    }));
+    assert_eq!(polls.get(), PARKED * 2 + PENDS + 1);
+}
+
+#[test]
+fn tokio_sleeps_in_one_nursery_stay_linear() {
+    const SLEEPS: usize = 20_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let polls = Cell::new(0);
+    let polls = &polls;
+    rt.block_on(nursery!(|n| {
+        for i in 0..SLEEPS {
+            n.spawn(async move {
+                let mut sleep = std::pin::pin!(tokio::time::sleep(Duration::from_millis(
+                    1 + (i % 3) as u64
+                )));
+                poll_fn(|cx| {
+                    polls.set(polls.get() + 1);
+                    sleep.as_mut().poll(cx)
+                })
+                .await
+            });
+        }
+    }));
+    // Two polls per sleep (register, fire), plus the few tokio's coop budget sends back at
+    // the end of a turn; polling all 20,000 again per turn would be hundreds of times more.
+    assert!(polls.get() >= SLEEPS * 2);
+    assert!(polls.get() < SLEEPS * 3, "{} polls", polls.get());
+}
