@@ -300,3 +300,19 @@ fn handle_spawns_send_tasks_from_other_threads() {
     });
     assert_eq!(got, "from afar");
 }
+
+#[test]
+fn panicking_raw_and_remote_tasks_do_not_kill_the_runtime() {
+    let mut rt = Runtime::new();
+    let handle = rt.handle();
+    std::thread::spawn(move || handle.spawn(async { panic!("remote boom") }).unwrap())
+        .join()
+        .unwrap();
+    assert!(rt.spawn(Box::pin(async { panic!("raw boom") })).is_ok());
+    let v = rt.block_on(async {
+        yield_now().await;
+        yield_now().await;
+        8
+    });
+    assert_eq!(v, 8);
+}

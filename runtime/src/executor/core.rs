@@ -9,6 +9,7 @@ use crate::subsystem::registry::Registry;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -173,7 +174,13 @@ impl Core {
             }
         };
         let waker = Waker::from(Arc::clone(&header));
-        let poll = future.as_mut().poll(&mut Context::from_waker(&waker));
+        let mut cx = Context::from_waker(&waker);
+        // Tasks from `spawn_local` deliver their own panic to their JoinHandle; a raw task
+        // (from `Spawner::spawn` or another thread) that panics is finished, like a detached
+        // tokio task, instead of unwinding through the executor. The panic hook has already
+        // reported it.
+        let poll = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)))
+            .unwrap_or(Poll::Ready(()));
         let mut tasks = self.tasks.borrow_mut();
         let cancelled = matches!(
             tasks.slots[header.key],

@@ -146,7 +146,7 @@ pub trait Executor: Scheduler + Spawner {
 /// }
 ///
 /// let (tx, rx) = mpsc::channel();
-/// Shared(tx).spawn_stealable(Box::new(|| println!("ran"))).unwrap();
+/// assert!(Shared(tx).spawn_stealable(Box::new(|| println!("ran"))).is_ok());
 /// std::thread::spawn(move || rx.recv().unwrap()()).join().unwrap();
 /// ```
 pub trait WorkStealingSpawner {
