@@ -9,6 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use super::outcome::ChildOutput;
 use super::scope::{Polled, Scope};
+use crate::time::{Sleep, sleep};
 
 /// Polls per turn before the nursery wakes itself and returns `Pending`. Under tokio a nursery
 /// is one task whose coop budget (128) is shared by all its children: once it is spent, tokio
@@ -20,6 +21,9 @@ pub(super) struct Driver<'a, 'scope, 'env, B, R> {
     scope: &'a Scope<'scope, 'env, R>,
     body: Pin<&'a mut Option<B>>,
     output: Option<R>,
+    /// Set when the nursery ends early while children run their async cleanup: the output to
+    /// resolve to, and the end of their grace period.
+    ending: Option<(R, Pin<Box<Sleep>>)>,
     finished: bool,
 }
 
@@ -33,15 +37,29 @@ impl<'a, 'scope, 'env, B, R> Driver<'a, 'scope, 'env, B, R> {
             scope,
             body,
             output: None,
+            ending: None,
             finished: false,
         }
     }
 
-    /// Ends the nursery early: drops the body, then every child, before returning `end`.
+    /// Ends the nursery early: drops the body, then every child, before returning.
     fn cancel(&mut self) {
         self.body.set(None);
         self.scope.core.cancel_all();
         self.finished = true;
+    }
+
+    /// Ends the nursery early with `end`: drops the body and every child at once, except
+    /// cancellable children, which first get the grace period for their async cleanup.
+    fn fail(&mut self, end: R) -> Poll<R> {
+        self.body.set(None);
+        let core = &self.scope.core;
+        if core.begin_cancel() == 0 {
+            self.finished = true;
+            return Poll::Ready(end);
+        }
+        self.ending = Some((end, Box::pin(sleep(core.grace.get()))));
+        Poll::Pending
     }
 }
 
@@ -57,6 +75,13 @@ where
         let core = &this.scope.core;
         core.hub.register_parent(cx.waker());
         core.refill();
+        if let Some((_, grace)) = &mut this.ending {
+            if grace.as_mut().poll(cx).is_ready() {
+                // Cleanup took too long: drop the children still at it.
+                this.cancel();
+                return Poll::Ready(this.ending.take().expect("ending").0);
+            }
+        }
         let mut polled = 0;
         while let Some(node) = core.next_ready() {
             let index = node.index();
@@ -67,10 +92,10 @@ where
                         this.body.set(None);
                         match out.settle() {
                             Ok(out) => this.output = Some(out),
-                            Err(end) => {
-                                this.cancel();
-                                return Poll::Ready(end);
-                            }
+                            Err(end) => match this.fail(end) {
+                                Poll::Ready(end) => return Poll::Ready(end),
+                                Poll::Pending => continue,
+                            },
                         }
                     }
                 }
@@ -83,9 +108,11 @@ where
                 match polled {
                     Ok(Polled::Pending | Polled::Done) => {}
                     Ok(Polled::Failed) => {
-                        this.cancel();
                         let end = this.scope.failure.take();
-                        return Poll::Ready(end.expect("a failed child leaves its error"));
+                        match this.fail(end.expect("a failed child leaves its error")) {
+                            Poll::Ready(end) => return Poll::Ready(end),
+                            Poll::Pending => continue,
+                        }
                     }
                     Err(panic) => {
                         this.cancel();
@@ -104,11 +131,21 @@ where
         }
         if this.body.is_none() && core.live() == 0 {
             this.finished = true;
+            if let Some((end, _)) = this.ending.take() {
+                return Poll::Ready(end);
+            }
             return Poll::Ready(
                 this.output
                     .take()
                     .expect("a nursery is polled after it finished"),
             );
+        }
+        if let Some((_, grace)) = &mut this.ending {
+            // Registers the deadline's wake-up (a no-op if already registered this turn).
+            if grace.as_mut().poll(cx).is_ready() {
+                this.cancel();
+                return Poll::Ready(this.ending.take().expect("ending").0);
+            }
         }
         if core.has_ready() {
             // Woken during this turn: run them in the next one, after the caller had its turn.

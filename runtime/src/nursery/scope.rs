@@ -21,6 +21,12 @@ use super::arena::{self, Arena};
 use super::outcome::ChildOutput;
 use super::wake::{HubRef, WakeNode, chunk_len, chunk_of};
 use core::alloc::Layout;
+use core::time::Duration;
+
+use crate::executor::AsyncCancel;
+
+/// How long cancellable children may clean up unless the body says otherwise.
+const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 
 /// What a slot holds (slot rule 1).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -29,6 +35,8 @@ pub(super) enum State {
     Free,
     /// A child future that has not finished.
     Running,
+    /// The nursery is ending and the child runs its async cleanup ([`AsyncCancel`]).
+    Cancelling,
     /// The child finished and its future is being dropped.
     Finishing,
     /// The child's output, waiting for its handle.
@@ -51,6 +59,8 @@ pub(super) struct VTable {
     poll: unsafe fn(*mut u8, &mut Context<'_>, &Cell<State>, *const ()) -> Polled,
     drop_future: unsafe fn(*mut u8),
     drop_output: unsafe fn(*mut u8),
+    /// Drives the future's async cleanup, for children spawned with `spawn_cancellable`.
+    poll_cancel: Option<unsafe fn(*mut u8, &mut Context<'_>) -> Poll<()>>,
     class: usize,
 }
 
@@ -58,6 +68,7 @@ static NO_CHILD: VTable = VTable {
     poll: |_, _, _, _| Polled::Pending,
     drop_future: |_| {},
     drop_output: |_| {},
+    poll_cancel: None,
     class: 0,
 };
 
@@ -78,8 +89,26 @@ where
         poll: poll_child::<F, R>,
         drop_future: drop_as::<F>,
         drop_output: drop_as::<F::Output>,
+        poll_cancel: None,
         class: arena::class_of(Layout::new::<Stage<F>>()),
     };
+}
+
+impl<F: Future + AsyncCancel, R> VTableOf<F, R>
+where
+    F::Output: ChildOutput<R>,
+{
+    const CANCELLABLE: &'static VTable = &VTable {
+        poll_cancel: Some(poll_cancel_as::<F>),
+        ..*Self::TABLE
+    };
+}
+
+/// # Safety
+/// `payload` holds a pinned, unfinished `F` (slot rule 1).
+unsafe fn poll_cancel_as<F: AsyncCancel>(payload: *mut u8, cx: &mut Context<'_>) -> Poll<()> {
+    // SAFETY: the payload holds a live `F` that never moves (slot rule 1).
+    unsafe { Pin::new_unchecked(&mut *payload.cast::<F>()) }.poll_cancel(cx)
 }
 
 /// # Safety
@@ -151,6 +180,8 @@ pub(super) struct Core {
     live: Cell<usize>,
     /// Set once the nursery cancels: children spawned afterwards are dropped unpolled.
     cancelled: Cell<bool>,
+    /// How long cancellable children may spend on their async cleanup.
+    pub(super) grace: Cell<Duration>,
     /// The owner's run queue: nodes to poll this turn, oldest first (wake rule 3).
     run_head: Cell<*const WakeNode>,
     run_tail: Cell<*const WakeNode>,
@@ -165,6 +196,7 @@ impl Core {
             free: Cell::new(0),
             live: Cell::new(0),
             cancelled: Cell::new(false),
+            grace: Cell::new(DEFAULT_GRACE),
             run_head: Cell::new(ptr::null()),
             run_tail: Cell::new(ptr::null()),
         };
@@ -237,15 +269,11 @@ impl Core {
         self.free.set(index);
     }
 
-    /// Places a child and queues its first poll.
-    fn spawn<F, R>(&self, future: F) -> u32
-    where
-        F: Future,
-        F::Output: ChildOutput<R>,
-    {
+    /// Places a child and queues its first poll; `vtable` is `F`'s.
+    #[inline]
+    fn spawn<F: Future>(&self, future: F, vtable: &'static VTable) -> u32 {
         let index = self.alloc_index();
         let entry = self.entry(index);
-        let vtable = VTableOf::<F, R>::TABLE;
         // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
         let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
         // SAFETY: the slot is sized and aligned for `Stage<F>` (arena rule 1) and empty.
@@ -335,13 +363,15 @@ impl Core {
     #[inline]
     pub(super) unsafe fn poll_child(&self, index: u32, failure: *const ()) -> Polled {
         let entry = self.entry(index);
-        if entry.state.get() != State::Running {
-            // A stale wake for a finished or recycled slot.
-            return Polled::Pending;
-        }
         let vtable = entry.vtable.get();
         let waker = self.hub.waker(index);
         let mut cx = Context::from_waker(&waker);
+        match entry.state.get() {
+            State::Running => {}
+            State::Cancelling => return self.poll_cleanup(index, &mut cx),
+            // A stale wake for a finished or recycled slot.
+            _ => return Polled::Pending,
+        }
         // SAFETY: the slot is `Running`, so its payload is this vtable's pinned future (slot
         // rule 1); `failure` is as the caller promised.
         let polled = unsafe { (vtable.poll)(entry.payload.get(), &mut cx, &entry.state, failure) };
@@ -363,6 +393,51 @@ impl Core {
         polled
     }
 
+    /// Polls the async cleanup of a cancelling child; drops it once the cleanup is done.
+    fn poll_cleanup(&self, index: u32, cx: &mut Context<'_>) -> Polled {
+        let entry = self.entry(index);
+        let vtable = entry.vtable.get();
+        let poll_cancel = vtable
+            .poll_cancel
+            .expect("only cancellable children clean up");
+        // SAFETY: a `Cancelling` slot holds its unfinished pinned future (slot rule 1), whose
+        // vtable came from `spawn_cancellable`.
+        if unsafe { poll_cancel(entry.payload.get(), cx) }.is_pending() {
+            return Polled::Pending;
+        }
+        let entry = self.entry(index);
+        entry.state.set(State::Empty);
+        self.live.set(self.live.get() - 1);
+        // SAFETY: the cleanup finished; the future is dropped in place exactly once.
+        unsafe { (vtable.drop_future)(entry.payload.get()) };
+        let entry = self.entry(index);
+        if !entry.has_handle.get() {
+            self.free_slot(index);
+        }
+        Polled::Done
+    }
+
+    /// Starts ending the nursery: drops every child and unclaimed output, except that children
+    /// spawned with `spawn_cancellable` are queued to run their async cleanup. Returns how many
+    /// do; later spawns are refused.
+    pub(super) fn begin_cancel(&self) -> usize {
+        self.cancelled.set(true);
+        let mut cleaning = 0;
+        let mut index = 1;
+        while index < self.len.get() {
+            let entry = self.entry(index);
+            if entry.state.get() == State::Running && entry.vtable.get().poll_cancel.is_some() {
+                entry.state.set(State::Cancelling);
+                self.schedule(index);
+                cleaning += 1;
+            } else {
+                self.cancel_slot(index);
+            }
+            index += 1;
+        }
+        cleaning
+    }
+
     /// Drops every child and every unclaimed output, and refuses later spawns. Handles that
     /// are still alive find their slot empty.
     pub(super) fn cancel_all(&self) {
@@ -370,10 +445,18 @@ impl Core {
         let mut index = 1;
         // Dropping a child may drop handles or (refused) spawn; re-read the length each step.
         while index < self.len.get() {
+            self.cancel_slot(index);
+            index += 1;
+        }
+    }
+
+    /// Drops what slot `index` holds.
+    fn cancel_slot(&self, index: u32) {
+        {
             let entry = self.entry(index);
             let vtable = entry.vtable.get();
             match entry.state.get() {
-                State::Running => {
+                State::Running | State::Cancelling => {
                     entry.state.set(State::Empty);
                     self.live.set(self.live.get() - 1);
                     // SAFETY: a `Running` slot holds its live future (slot rule 1), dropped once.
@@ -396,7 +479,6 @@ impl Core {
             if entry.state.get() == State::Empty && !entry.has_handle.get() {
                 self.free_slot(index);
             }
-            index += 1;
         }
     }
 }
@@ -473,13 +555,78 @@ impl<'scope, 'env, R> Scope<'scope, 'env, R> {
         F: Future + 'scope,
         F::Output: ChildOutput<R>,
     {
-        let index = self.core.spawn::<F, R>(child);
+        let index = self.core.spawn(child, VTableOf::<F, R>::TABLE);
         ChildHandle {
             core: &self.core,
             index,
             taken: false,
             _out: PhantomData,
         }
+    }
+
+    /// Like [`Scope::spawn`], for a child that needs async cleanup when the nursery ends
+    /// early: on the first error, instead of being dropped at once, the child is polled through
+    /// [`AsyncCancel::poll_cancel`] until its cleanup finishes or the grace period
+    /// ([`Scope::set_grace`]) runs out, and only then dropped. (Dropping the nursery itself,
+    /// as a timeout does, drops the child at once: nobody polls a dropped future.)
+    ///
+    /// ```
+    /// use core::{pin::Pin, task::{Context, Poll}};
+    /// use std::cell::Cell;
+    /// use structured_async::{block_on, nursery, yield_now};
+    /// use structured_async::executor::AsyncCancel;
+    ///
+    /// /// Never finishes by itself; says goodbye when cancelled.
+    /// struct Session<'a>(&'a Cell<bool>);
+    /// impl Future for Session<'_> {
+    ///     type Output = Result<(), String>;
+    ///     fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+    ///         Poll::Pending
+    ///     }
+    /// }
+    /// impl AsyncCancel for Session<'_> {
+    ///     fn poll_cancel(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+    ///         self.0.set(true);
+    ///         Poll::Ready(())
+    ///     }
+    /// }
+    ///
+    /// let said_goodbye = Cell::new(false);
+    /// let out: Result<(), String> = block_on(nursery!(|n| {
+    ///     n.spawn_cancellable(Session(&said_goodbye));
+    ///     yield_now().await;
+    ///     Err("stop".to_string())
+    /// }));
+    /// assert_eq!(out, Err("stop".to_string()));
+    /// assert!(said_goodbye.get());
+    /// ```
+    #[inline]
+    pub fn spawn_cancellable<F>(&'scope self, child: F) -> ChildHandle<'scope, F::Output>
+    where
+        F: Future + AsyncCancel + 'scope,
+        F::Output: ChildOutput<R>,
+    {
+        let index = self.core.spawn(child, VTableOf::<F, R>::CANCELLABLE);
+        ChildHandle {
+            core: &self.core,
+            index,
+            taken: false,
+            _out: PhantomData,
+        }
+    }
+
+    /// Sets how long children spawned with [`Scope::spawn_cancellable`] may spend on their
+    /// async cleanup once the nursery ends early (one second unless set). When it runs out,
+    /// the ones still cleaning up are dropped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use structured_async::{block_on, nursery};
+    ///
+    /// block_on(nursery!(|n| n.set_grace(Duration::from_millis(50))));
+    /// ```
+    pub fn set_grace(&self, grace: Duration) {
+        self.core.grace.set(grace);
     }
 
     /// How many children have not finished yet.
@@ -569,7 +716,7 @@ impl<T> Future for ChildHandle<'_, T> {
                 core.free_slot(self.index);
                 Poll::Ready(output)
             }
-            State::Running | State::Finishing => {
+            State::Running | State::Cancelling | State::Finishing => {
                 let waiter = entry.waiter.take();
                 entry.waiter.set(match waiter {
                     Some(w) if w.will_wake(cx.waker()) => Some(w),
@@ -599,7 +746,7 @@ impl<T> Drop for ChildHandle<'_, T> {
                 self.core.free_slot(self.index);
             }
             State::Empty => self.core.free_slot(self.index),
-            State::Running | State::Finishing | State::Free => {}
+            State::Running | State::Cancelling | State::Finishing | State::Free => {}
         }
     }
 }
