@@ -316,3 +316,29 @@ fn panicking_raw_and_remote_tasks_do_not_kill_the_runtime() {
     });
     assert_eq!(v, 8);
 }
+
+#[test]
+fn async_cancel_of_a_handle_drops_the_task() {
+    use structured_async::executor::AsyncCancel;
+    let alive = Rc::new(());
+    let a = Rc::clone(&alive);
+    block_on(async move {
+        let mut h = spawn_local(async move {
+            let _a = a;
+            std::future::pending::<()>().await;
+        });
+        yield_now().await;
+        poll_fn(|cx| Pin::new(&mut h).poll_cancel(cx)).await;
+        assert_eq!(
+            Rc::strong_count(&alive),
+            1,
+            "cleanup done when poll_cancel is Ready"
+        );
+    });
+}
+
+#[test]
+fn a_runtime_handle_is_send_and_sync() {
+    fn send_sync<T: Send + Sync + Clone>(_: &T) {}
+    send_sync(&Runtime::new().handle());
+}
