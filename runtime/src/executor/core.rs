@@ -3,7 +3,7 @@
 
 use super::context;
 use super::join::JoinHandle;
-use super::queue::{RemoteBatch, SendTask, Shared};
+use super::queue::{RemoteBatch, Shared};
 use super::task::{Header, JoinCell, TaskFuture};
 use crate::subsystem::registry::Registry;
 use std::cell::{Cell, RefCell};
@@ -143,7 +143,6 @@ impl Core {
         self.shared.take(&mut spare);
         self.ready.borrow_mut().extend(spare.wakes.drain(..));
         for task in spare.spawned.drain(..) {
-            let task: SendTask = task;
             self.insert(task);
         }
     }
@@ -228,15 +227,17 @@ impl Core {
         loop {
             let idle: Vec<Slot> = {
                 let mut tasks = self.tasks.borrow_mut();
-                let keys: Vec<usize> = (0..tasks.slots.len())
-                    .filter(|&k| matches!(tasks.slots[k], Slot::Idle { .. }))
-                    .collect();
-                keys.into_iter()
-                    .map(|k| {
-                        if let Slot::Idle { header, .. } = &tasks.slots[k] {
+                let Slab { slots, vacant } = &mut *tasks;
+                slots
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(key, slot)| match slot {
+                        Slot::Idle { header, .. } => {
                             header.transition_to_done();
+                            vacant.push(key);
+                            Some(std::mem::replace(slot, Slot::Vacant))
                         }
-                        tasks.vacate(k)
+                        _ => None,
                     })
                     .collect()
             };

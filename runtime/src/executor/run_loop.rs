@@ -82,6 +82,10 @@ impl Core {
     }
 
     /// Waits for work as the registered subsystems allow (step 4 of the loop).
+    ///
+    /// A wake from another thread unparks the thread. A subsystem that blocks in its own
+    /// [`Subsystem::park`](crate::Subsystem::park) (`epoll_wait`) does not see that unpark:
+    /// such a wake is noticed when its park returns (an event, or the nearest deadline).
     fn park(&self, now: Instant) {
         match self.registry.park_plan(now) {
             ParkPlan::Spin => std::hint::spin_loop(),
