@@ -369,3 +369,21 @@ fn sizes_stay_small() {
     assert!(size_of_val(&fut) < 256, "{}", size_of_val(&fut));
     block_on(fut);
 }
+
+#[test]
+fn a_handle_can_be_awaited_from_a_nested_nursery() {
+    let out = block_on(nursery!(|outer| {
+        let slow = outer.spawn(async {
+            for _ in 0..3 {
+                yield_now().await;
+            }
+            40
+        });
+        let relay = outer.spawn(async move {
+            // Awaited by a child of another nursery: its waker is not one of `outer`'s.
+            nursery!(|inner| inner.spawn(async move { slow.await + 2 }).await).await
+        });
+        relay.await
+    }));
+    assert_eq!(out, 42);
+}

@@ -10,18 +10,20 @@
 //!    scope is neither `Send` nor `Sync`), and no reference into them is held across a call
 //!    that may run user code (a poll or a drop), which may spawn or drop handles re-entrantly.
 
-use core::cell::{Cell, UnsafeCell};
+use core::cell::{Cell, RefCell, UnsafeCell};
 use core::future::Future;
 use core::marker::PhantomData;
 use core::pin::Pin;
 use core::ptr;
 use core::task::{Context, Poll, Waker};
+use std::collections::HashMap;
 
 use super::arena::{self, Arena};
 use super::outcome::ChildOutput;
 use super::wake::{HubRef, WakeNode, chunk_len, chunk_of};
 use core::alloc::Layout;
 use core::time::Duration;
+use std::alloc::{alloc, dealloc, handle_alloc_error};
 
 use crate::executor::AsyncCancel;
 
@@ -162,10 +164,21 @@ unsafe fn drop_as<T>(payload: *mut u8) {
 pub(super) struct Entry {
     payload: Cell<*mut u8>,
     vtable: Cell<&'static VTable>,
-    waiter: Cell<Option<Waker>>,
+    /// Who awaits the handle: [`NO_WAITER`], a slot of this nursery (the body is 0) woken
+    /// without touching a refcount, or [`FOREIGN`] for a waker kept in `Core::foreign`.
+    /// On the free list: the next free slot.
+    waiter: Cell<u32>,
     state: Cell<State>,
     has_handle: Cell<bool>,
-    next_free: Cell<u32>,
+}
+
+/// Nobody awaits the handle.
+const NO_WAITER: u32 = u32::MAX;
+/// The handle is awaited from outside this nursery; the waker is in `Core::foreign`.
+const FOREIGN: u32 = u32::MAX - 1;
+
+fn entries_layout(k: usize) -> Layout {
+    Layout::array::<Entry>(chunk_len(k)).expect("a nursery's children exceed the address space")
 }
 
 /// The type-erased core of a nursery: children, their wake nodes and the run queue.
@@ -180,6 +193,8 @@ pub(super) struct Core {
     live: Cell<usize>,
     /// Set once the nursery cancels: children spawned afterwards are dropped unpolled.
     cancelled: Cell<bool>,
+    /// Wakers of handles awaited from outside this nursery (rare), by slot.
+    foreign: RefCell<HashMap<u32, Waker>>,
     /// How long cancellable children may spend on their async cleanup.
     pub(super) grace: Cell<Duration>,
     /// The owner's run queue: nodes to poll this turn, oldest first (wake rule 3).
@@ -197,6 +212,7 @@ impl Core {
             live: Cell::new(0),
             cancelled: Cell::new(false),
             grace: Cell::new(DEFAULT_GRACE),
+            foreign: RefCell::new(HashMap::new()),
             run_head: Cell::new(ptr::null()),
             run_tail: Cell::new(ptr::null()),
         };
@@ -218,7 +234,7 @@ impl Core {
     fn alloc_index(&self) -> u32 {
         let free = self.free.get();
         if free != 0 {
-            self.free.set(self.entry(free).next_free.get());
+            self.free.set(self.entry(free).waiter.get());
             return free;
         }
         let index = self.len.get();
@@ -229,6 +245,18 @@ impl Core {
         let (k, offset) = chunk_of(index);
         if offset == 0 || index == 1 {
             self.grow_entries(k);
+        }
+        // SAFETY: chunk `k` exists and has room for `offset`; the entry is written once, as
+        // its index is first handed out, so only the used part of a chunk is touched.
+        unsafe {
+            let chunk = (*self.hub.slot_table())[k].cast::<Entry>();
+            chunk.add(offset).write(Entry {
+                payload: Cell::new(ptr::null_mut()),
+                vtable: Cell::new(&NO_CHILD),
+                waiter: Cell::new(NO_WAITER),
+                state: Cell::new(State::Free),
+                has_handle: Cell::new(false),
+            });
         }
         self.hub.ensure(index);
         self.len.set(index + 1);
@@ -242,17 +270,63 @@ impl Core {
         if !table[k].is_null() {
             return;
         }
-        let chunk: Box<[Entry]> = (0..chunk_len(k))
-            .map(|_| Entry {
-                payload: Cell::new(ptr::null_mut()),
-                vtable: Cell::new(&NO_CHILD),
-                waiter: Cell::new(None),
-                state: Cell::new(State::Free),
-                has_handle: Cell::new(false),
-                next_free: Cell::new(0),
-            })
-            .collect();
-        table[k] = Box::into_raw(chunk).cast::<u8>();
+        let layout = entries_layout(k);
+        // SAFETY: the layout's size is non-zero (entries are, and chunks hold at least one).
+        let chunk = unsafe { alloc(layout) };
+        if chunk.is_null() {
+            handle_alloc_error(layout);
+        }
+        table[k] = chunk;
+    }
+
+    /// Records who awaits slot `index`'s handle: a slot of this nursery by index (no clone,
+    /// no refcount), anyone else by a cloned waker.
+    #[inline]
+    fn set_waiter(&self, index: u32, waker: &Waker) {
+        let entry = self.entry(index);
+        match self.hub.local_index(waker) {
+            Some(local) => {
+                if entry.waiter.get() == FOREIGN {
+                    self.foreign.borrow_mut().remove(&index);
+                }
+                entry.waiter.set(local);
+            }
+            None => {
+                let mut foreign = self.foreign.borrow_mut();
+                match foreign.get(&index) {
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => drop(foreign.insert(index, waker.clone())),
+                }
+                entry.waiter.set(FOREIGN);
+            }
+        }
+    }
+
+    /// Wakes whoever awaits slot `index`'s handle, once.
+    #[inline]
+    fn wake_waiter(&self, index: u32) {
+        let entry = self.entry(index);
+        match entry.waiter.replace(NO_WAITER) {
+            NO_WAITER => {}
+            FOREIGN => {
+                let waker = self.foreign.borrow_mut().remove(&index);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            // A slot of this nursery: straight onto the run queue, no atomics but its flag.
+            local => self.schedule(local),
+        }
+    }
+
+    /// Drops the record of who awaits slot `index`'s handle.
+    #[inline]
+    fn forget_waiter(&self, index: u32) {
+        let entry = self.entry(index);
+        if entry.waiter.replace(NO_WAITER) == FOREIGN {
+            let waker = self.foreign.borrow_mut().remove(&index);
+            drop(waker);
+        }
     }
 
     /// Returns a slot that holds nothing and has no handle (slot rule 2).
@@ -262,10 +336,10 @@ impl Core {
         debug_assert!(!entry.has_handle.get());
         debug_assert!(matches!(entry.state.get(), State::Empty | State::Done));
         entry.state.set(State::Free);
-        entry.waiter.set(None);
+        self.forget_waiter(index);
         // SAFETY: the payload came from the arena for this vtable's class and holds nothing.
         unsafe { (*self.arena.get()).free(entry.vtable.get().class, entry.payload.get()) };
-        entry.next_free.set(self.free.get());
+        entry.waiter.set(self.free.get());
         self.free.set(index);
     }
 
@@ -386,8 +460,8 @@ impl Core {
                     unsafe { (vtable.drop_output)(entry.payload.get()) };
                 }
                 self.free_slot(index);
-            } else if let Some(waiter) = entry.waiter.take() {
-                waiter.wake();
+            } else {
+                self.wake_waiter(index);
             }
         }
         polled
@@ -475,7 +549,7 @@ impl Core {
                 State::Free | State::Empty => {}
             }
             let entry = self.entry(index);
-            entry.waiter.set(None);
+            self.forget_waiter(index);
             if entry.state.get() == State::Empty && !entry.has_handle.get() {
                 self.free_slot(index);
             }
@@ -486,12 +560,15 @@ impl Core {
 impl Drop for Core {
     fn drop(&mut self) {
         // Children were dropped by the driver; here only memory goes back (arena rule 2).
-        // SAFETY: the table is ours; each chunk was made from a boxed slice of `chunk_len(k)`.
+        for index in 1..self.len.get() {
+            // SAFETY: entries below `len` were written by `alloc_index`; each dropped once.
+            unsafe { ptr::drop_in_place(ptr::from_ref(self.entry(index)).cast_mut()) };
+        }
+        // SAFETY: the table is ours; each chunk was allocated with `entries_layout(k)`.
         unsafe {
             for (k, chunk) in (*self.hub.slot_table()).into_iter().enumerate() {
                 if !chunk.is_null() {
-                    let slice = ptr::slice_from_raw_parts_mut(chunk.cast::<Entry>(), chunk_len(k));
-                    drop(Box::from_raw(slice));
+                    dealloc(chunk, entries_layout(k));
                 }
             }
         }
@@ -717,11 +794,7 @@ impl<T> Future for ChildHandle<'_, T> {
                 Poll::Ready(output)
             }
             State::Running | State::Cancelling | State::Finishing => {
-                let waiter = entry.waiter.take();
-                entry.waiter.set(match waiter {
-                    Some(w) if w.will_wake(cx.waker()) => Some(w),
-                    _ => Some(cx.waker().clone()),
-                });
+                core.set_waiter(self.index, cx.waker());
                 Poll::Pending
             }
             // Cancelled: the nursery is ending, so whoever awaits this is about to be dropped.
@@ -737,7 +810,7 @@ impl<T> Drop for ChildHandle<'_, T> {
         }
         let entry = self.core.entry(self.index);
         entry.has_handle.set(false);
-        entry.waiter.set(None);
+        self.core.forget_waiter(self.index);
         match entry.state.get() {
             State::Done => {
                 entry.state.set(State::Empty);

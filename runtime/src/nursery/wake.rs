@@ -73,25 +73,26 @@ pub(super) struct Hub {
     slots: UnsafeCell<[*mut u8; MAX_CHUNKS]>,
 }
 
-fn chunk_layout(k: usize) -> (Layout, usize) {
-    let nodes = Layout::array::<WakeNode>(chunk_len(k)).expect("chunk size overflows");
-    Layout::new::<ChunkHeader>()
-        .extend(nodes)
-        .expect("chunk size overflows")
+/// Where a chunk's nodes start: right after its header, which keeps them aligned.
+const NODES_AT: usize = size_of::<ChunkHeader>();
+const _: () = assert!(NODES_AT % align_of::<WakeNode>() == 0);
+
+fn chunk_layout(k: usize) -> Layout {
+    let size = NODES_AT + chunk_len(k) * size_of::<WakeNode>();
+    Layout::from_size_align(size, align_of::<ChunkHeader>()).expect("chunk size overflows")
 }
 
 impl WakeNode {
     /// The hub this node belongs to, found through the header of its chunk.
     #[inline]
     fn hub(&self) -> *const Hub {
-        let (k, offset) = chunk_of(self.index);
-        let (_, nodes_at) = chunk_layout(k);
+        let (_, offset) = chunk_of(self.index);
         let node = ptr::from_ref(self).cast::<u8>();
-        // SAFETY: `self` lies `offset` nodes into the node array of chunk `k`, which starts
-        // `nodes_at` bytes after the chunk's header (both fixed by `chunk_layout`), so walking
-        // back stays inside the one allocation and lands on the header, written at allocation.
+        // SAFETY: `self` lies `offset` nodes into the node array of its chunk, which starts
+        // `NODES_AT` bytes after the chunk's header, so walking back stays inside the one
+        // allocation and lands on the header, written at allocation.
         unsafe {
-            let header = node.sub(nodes_at + offset * size_of::<WakeNode>());
+            let header = node.sub(NODES_AT + offset * size_of::<WakeNode>());
             (*header.cast::<ChunkHeader>()).hub
         }
     }
@@ -125,11 +126,28 @@ impl HubRef {
         unsafe { self.0.as_ref() }
     }
 
-    /// Makes sure node `index` exists, allocating chunks (in order) up to the one holding it.
+    /// Makes sure node `index` exists: allocates chunks (in order) up to the one holding it,
+    /// and writes the node. The owner ensures each index once, in increasing order, so a
+    /// chunk's memory is touched only as far as it is used.
     #[inline]
     pub(super) fn ensure(&self, index: u32) {
         while (index as usize) >= self.hub().capacity.get() {
             self.grow();
+        }
+        let (k, offset) = chunk_of(index);
+        // SAFETY: chunk `k` exists (the loop above) and has room for `offset` (chunk_of); the
+        // node is written before anyone can reach it (no waker for it exists yet).
+        unsafe {
+            let chunk = (*self.hub().chunks.get())[k];
+            chunk
+                .add(NODES_AT)
+                .cast::<WakeNode>()
+                .add(offset)
+                .write(WakeNode {
+                    next: AtomicPtr::new(ptr::null_mut()),
+                    index,
+                    queued: AtomicBool::new(false),
+                });
         }
     }
 
@@ -138,26 +156,19 @@ impl HubRef {
         let hub = self.hub();
         let first = hub.capacity.get();
         let (k, _) = chunk_of(first as u32);
-        let (layout, nodes_at) = chunk_layout(k);
+        let layout = chunk_layout(k);
         // SAFETY: the layout has a non-zero size (a header plus at least one node).
         let chunk = unsafe { alloc(layout) };
         if chunk.is_null() {
             handle_alloc_error(layout);
         }
-        // SAFETY: `chunk` is a fresh allocation of `layout`: the header fits at its start and
-        // `chunk_len(k)` nodes fit from `nodes_at` on, each written before anyone reads it.
+        // SAFETY: `chunk` is a fresh allocation of `layout`, whose header fits at its start;
+        // nodes are written one by one by `ensure`.
         unsafe {
-            chunk.cast::<ChunkHeader>().write(ChunkHeader {
+            let header = ChunkHeader {
                 hub: self.0.as_ptr(),
-            });
-            let nodes = chunk.add(nodes_at).cast::<WakeNode>();
-            for i in 0..chunk_len(k) {
-                nodes.add(i).write(WakeNode {
-                    next: AtomicPtr::new(ptr::null_mut()),
-                    index: (first + i) as u32,
-                    queued: AtomicBool::new(false),
-                });
-            }
+            };
+            chunk.cast::<ChunkHeader>().write(header);
             // Owner only (wake rule 4).
             (*hub.chunks.get())[k] = chunk;
         }
@@ -168,13 +179,12 @@ impl HubRef {
     #[inline]
     pub(super) fn node(&self, index: u32) -> &WakeNode {
         let (k, offset) = chunk_of(index);
-        let (_, nodes_at) = chunk_layout(k);
         debug_assert!((index as usize) < self.hub().capacity.get());
-        // SAFETY: `ensure(index)` allocated chunk `k`, which never moves (wake rule 2), and the
-        // owner is the only one reading the chunk table (wake rule 4).
+        // SAFETY: `ensure(index)` allocated chunk `k` and wrote the node, which never moves
+        // (wake rule 2); the owner is the only one reading the chunk table (wake rule 4).
         unsafe {
             let chunk = (*self.hub().chunks.get())[k];
-            &*chunk.add(nodes_at).cast::<WakeNode>().add(offset)
+            &*chunk.add(NODES_AT).cast::<WakeNode>().add(offset)
         }
     }
 
@@ -191,6 +201,17 @@ impl HubRef {
     #[inline]
     pub(super) fn slot_table(&self) -> *mut [*mut u8; MAX_CHUNKS] {
         self.hub().slots.get()
+    }
+
+    /// The slot `waker` wakes, if it is a waker of this very nursery.
+    #[inline]
+    pub(super) fn local_index(&self, waker: &Waker) -> Option<u32> {
+        if !ptr::eq(waker.vtable(), &VTABLE) {
+            return None;
+        }
+        // SAFETY: a waker with our vtable has a live node as its data (wake rule 1, 2).
+        let node = unsafe { &*waker.data().cast::<WakeNode>() };
+        ptr::eq(node.hub(), self.0.as_ptr()).then_some(node.index)
     }
 
     /// Remembers who to wake when a child becomes ready.
@@ -288,7 +309,7 @@ unsafe fn release(hub: *const Hub) {
         let hub = Box::from_raw(hub.cast_mut());
         for (k, chunk) in hub.chunks.get().read().into_iter().enumerate() {
             if !chunk.is_null() {
-                dealloc(chunk, chunk_layout(k).0);
+                dealloc(chunk, chunk_layout(k));
             }
         }
     }
@@ -366,7 +387,7 @@ mod tests {
     #[test]
     fn cloned_waker_outlives_the_nursery_reference() {
         let hub = HubRef::new();
-        hub.ensure(100);
+        (0..=100).for_each(|i| hub.ensure(i));
         let waker = (*hub.waker(100)).clone();
         drop(hub);
         // The hub is still alive through the clone: waking pushes onto its stack.
@@ -379,7 +400,7 @@ mod tests {
     #[test]
     fn a_node_is_pushed_once_until_the_owner_clears_it() {
         let hub = HubRef::new();
-        hub.ensure(40);
+        (0..=40).for_each(|i| hub.ensure(i));
         let w = hub.waker(40);
         w.wake_by_ref();
         w.wake_by_ref();
