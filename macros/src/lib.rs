@@ -6,6 +6,7 @@ mod expand;
 mod liveness;
 mod lower;
 mod machine;
+mod receiver;
 mod report;
 mod sig;
 mod yields;

@@ -35,6 +35,8 @@ pub(crate) struct Local {
     pub(crate) mutable: bool,
     pub(crate) decl: usize,
     pub(crate) end: usize,
+    /// Conditional depth of the declaration (see [`Mention::depth`]).
+    pub(crate) depth: usize,
     /// Initialised by a literal or declared with a primitive type: `Copy`, no drop glue.
     pub(crate) known_copy: bool,
     /// A `&T` parameter: borrows through it do not borrow a local of the frame.
@@ -49,6 +51,8 @@ pub(crate) struct Mention {
     pub(crate) local: LocalId,
     pub(crate) pos: usize,
     pub(crate) kind: Use,
+    /// How many conditional constructs (branches, loop bodies, closures) enclose it.
+    pub(crate) depth: usize,
 }
 
 /// A point the lowering asks about: its position and the locals in scope there (oldest first).
@@ -76,6 +80,7 @@ pub(crate) struct Analysis {
     /// Stack of mention collectors (operands of awaits being walked).
     collecting: Vec<Vec<(LocalId, Use)>>,
     in_closure: Vec<bool>,
+    depth: usize,
 }
 
 pub(crate) fn key<T>(node: &T) -> usize {
@@ -196,6 +201,7 @@ impl Analysis {
             local: id,
             pos,
             kind,
+            depth: self.depth,
         });
         if let Some(c) = self.collecting.last_mut() {
             c.push((id, kind));
@@ -228,6 +234,7 @@ impl Analysis {
                 mutable,
                 decl,
                 end: usize::MAX,
+                depth: self.depth,
                 known_copy,
                 shared_ref,
                 borrowing: borrowing || by_ref,
@@ -409,7 +416,14 @@ impl<'ast> Visit<'ast> for Analysis {
                 let point = self.snapshot();
                 self.after.insert(key(e), point);
             }
+            Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_) | syn::BinOp::Or(_)) => {
+                self.visit_expr(&b.left);
+                self.depth += 1;
+                self.visit_expr(&b.right);
+                self.depth -= 1;
+            }
             Expr::Closure(c) => {
+                self.depth += 1;
                 self.in_closure.push(c.capture.is_some());
                 self.push_scope();
                 for p in &c.inputs {
@@ -418,6 +432,7 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.visit_expr(&c.body);
                 self.pop_scope();
                 self.in_closure.pop();
+                self.depth -= 1;
             }
             Expr::Async(a) => {
                 self.in_closure.push(a.capture.is_some());
@@ -437,26 +452,35 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.tick();
             }
             Expr::If(i) => {
+                // `if let` bindings are scoped to the then-branch.
+                self.push_scope();
                 self.visit_expr(&i.cond);
                 let point = self.snapshot();
                 self.points.insert(key(&i.then_branch), point);
+                self.depth += 1;
                 self.visit_block(&i.then_branch);
+                self.pop_scope();
                 if let Some((_, els)) = &i.else_branch {
                     self.visit_expr(els);
                 }
+                self.depth -= 1;
                 let point = self.snapshot();
                 self.after.insert(key(e), point);
             }
             Expr::Let(l) => {
                 self.visit_expr(&l.expr);
                 let borrowing = self.may_borrow(&l.expr);
+                let first = self.locals.len();
                 self.bind_pattern(&l.pat, false, false, borrowing);
+                self.stmt_locals
+                    .insert(key(e), (first..self.locals.len()).collect());
             }
             Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
                 let start = self.tick();
                 let point = self.snapshot();
                 self.points.insert(key(e), point);
                 self.push_scope();
+                self.depth += 1;
                 match e {
                     Expr::Loop(l) => self.visit_block(&l.body),
                     Expr::While(w) => {
@@ -473,6 +497,7 @@ impl<'ast> Visit<'ast> for Analysis {
                     }
                     _ => {}
                 }
+                self.depth -= 1;
                 self.pop_scope();
                 let end = self.tick();
                 self.loops.push((start, end));
@@ -482,15 +507,24 @@ impl<'ast> Visit<'ast> for Analysis {
             Expr::Match(m) => {
                 self.visit_expr(&m.expr);
                 let borrowing = self.may_borrow(&m.expr);
+                self.depth += 1;
                 for arm in &m.arms {
                     self.push_scope();
+                    let first = self.locals.len();
                     self.bind_pattern(&arm.pat, false, false, borrowing);
+                    self.stmt_locals
+                        .insert(key(arm), (first..self.locals.len()).collect());
                     if let Some((_, g)) = &arm.guard {
                         self.visit_expr(g);
                     }
+                    let point = self.snapshot();
+                    self.points.insert(key(arm), point);
                     self.visit_expr(&arm.body);
                     self.pop_scope();
                 }
+                self.depth -= 1;
+                let point = self.snapshot();
+                self.after.insert(key(e), point);
             }
             Expr::Block(b) => {
                 self.visit_block(&b.block);
@@ -564,7 +598,7 @@ fn place_root(e: &Expr) -> Option<&Ident> {
     }
 }
 
-fn owned_result(e: &Expr) -> bool {
+pub(crate) fn owned_result(e: &Expr) -> bool {
     match e {
         Expr::Lit(_) | Expr::Cast(_) => true,
         Expr::Binary(b) => !is_compound_assign(&b.op),
@@ -576,7 +610,7 @@ fn owned_result(e: &Expr) -> bool {
     }
 }
 
-fn is_compound_assign(op: &syn::BinOp) -> bool {
+pub(crate) fn is_compound_assign(op: &syn::BinOp) -> bool {
     use syn::BinOp::{
         AddAssign, BitAndAssign, BitOrAssign, BitXorAssign, DivAssign, MulAssign, RemAssign,
         ShlAssign, ShrAssign, SubAssign,

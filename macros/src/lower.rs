@@ -92,6 +92,9 @@ struct Lowerer<'a> {
     loops: Vec<LoopCtx>,
     items: Vec<TokenStream>,
     adapters: usize,
+    /// Control-flow edges (from, to), to order the closures so each block's input type is
+    /// fixed by an earlier closure (reverse post-order), and to find dead blocks.
+    edges: std::cell::RefCell<Vec<(usize, usize)>>,
 }
 
 /// A block being built: its entry, its input locals, and the names they have in it.
@@ -117,12 +120,6 @@ fn lower_body(
     parts: &FnParts,
     args: &Args,
 ) -> Result<(TokenStream, Vec<String>), Fallback> {
-    if let Some(span) = parts.receiver {
-        return fallback(
-            span,
-            "methods with a `self` receiver keep a native frame for now",
-        );
-    }
     if crate::sig::has_impl_trait(&parts.output)
         || args
             .yields
@@ -134,7 +131,14 @@ fn lower_body(
             "an `impl Trait` output cannot be named for the state machine",
         );
     }
+    // Closures cannot bind `self`: the body refers to the receiver as `__self` instead.
+    let mut body = item.block.clone();
+    let self_ident = parts.receiver.map(|span| Ident::new("__self", span));
     let mut a = Analysis::default();
+    if let Some(this) = &self_ident {
+        crate::receiver::rename_self(&mut body, this);
+        a.declare_param(&ident_pat(this), receiver_type(item).as_ref());
+    }
     for p in &parts.params {
         match &p.pat {
             // `_: T` still moves the argument in; it drops when the body ends.
@@ -149,7 +153,7 @@ fn lower_body(
         }
     }
     let n_params = a.locals.len();
-    a.visit_block(&item.block);
+    a.visit_block(&body);
     let mut lw = Lowerer {
         a: &a,
         generator: args.yields.is_some(),
@@ -160,6 +164,7 @@ fn lower_body(
         loops: Vec::new(),
         items: Vec::new(),
         adapters: 0,
+        edges: std::cell::RefCell::new(Vec::new()),
     };
     // Block 0 takes the arguments as the signature names them and binds the patterns.
     let binds = crate::sig::bind_params(&parts.params);
@@ -167,20 +172,28 @@ fn lower_body(
         entry: Entry::Start(binds),
         input: Vec::new(),
         hidden: Vec::new(),
-        from_live: parts.params.len(),
+        from_live: parts.params.len() + usize::from(parts.receiver.is_some()),
         code: TokenStream::new(),
         term: None,
     });
     lw.bound = (0..n_params)
         .map(|id| (id, a.locals[id].name.clone()))
         .collect();
-    lw.lower_stmts(&item.block.stmts, Ctx::FnTail)?;
+    lw.lower_stmts(&body.stmts, Ctx::FnTail)?;
     if lw.blocks.len() == 1 {
         return fallback(item.block.span(), "no await to split at");
     }
-    let outer: Vec<Ident> = parts.params.iter().map(|p| p.outer.clone()).collect();
+    let mut outer: Vec<Ident> = parts.params.iter().map(|p| p.outer.clone()).collect();
     // Unpolled, a native future drops its arguments in declaration order: keep them so.
-    let init = quote!((#(#outer,)*));
+    let init = match (&self_ident, parts.receiver) {
+        (Some(this), Some(span)) => {
+            let receiver = Ident::new("self", span);
+            let init = quote!((#receiver, #(#outer,)*));
+            outer.insert(0, this.clone());
+            init
+        }
+        _ => quote!((#(#outer,)*)),
+    };
     let mut out_blocks = Vec::new();
     let start_input: Vec<(Ident, bool)> = outer.iter().map(|o| (o.clone(), false)).collect();
     let n_blocks = lw.blocks.len();
@@ -194,7 +207,8 @@ fn lower_body(
         .iter()
         .filter(|b| matches!(b.entry, Entry::Yield))
         .count();
-    for (k, b) in lw.blocks.into_iter().enumerate() {
+    let blocks = std::mem::take(&mut lw.blocks);
+    for (k, b) in blocks.into_iter().enumerate() {
         let input = if k == 0 {
             start_input.clone()
         } else {
@@ -212,9 +226,11 @@ fn lower_body(
         });
     }
     let yields = args.yields.as_ref().map(|(_, t)| t);
+    let order = reverse_post_order(n_blocks, &lw.edges.borrow());
     let tokens = machine::emit(
         &lw.names,
         &out_blocks,
+        &order,
         &init,
         &parts.output,
         yields,
@@ -229,6 +245,40 @@ fn lower_body(
         lw.adapters
     )];
     Ok((tokens, summary))
+}
+
+/// Blocks reachable from the start, each after one of its predecessors; `None` for dead ones.
+fn reverse_post_order(n: usize, edges: &[(usize, usize)]) -> Vec<Option<usize>> {
+    let mut seen = vec![false; n];
+    let mut post = Vec::new();
+    let mut stack = vec![(0usize, 0usize)];
+    seen[0] = true;
+    while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+        let succ: Vec<usize> = edges.iter().filter(|e| e.0 == node).map(|e| e.1).collect();
+        if let Some(&s) = succ.get(*next) {
+            *next += 1;
+            if !seen[s] {
+                seen[s] = true;
+                stack.push((s, 0));
+            }
+        } else {
+            post.push(node);
+            stack.pop();
+        }
+    }
+    post.reverse();
+    let mut position = vec![None; n];
+    for (i, &b) in post.iter().enumerate() {
+        position[b] = Some(i);
+    }
+    position
+}
+
+fn receiver_type(item: &ItemFn) -> Option<syn::Type> {
+    match item.sig.inputs.first() {
+        Some(syn::FnArg::Receiver(r)) => Some((*r.ty).clone()),
+        _ => None,
+    }
 }
 
 fn ident_pat(ident: &Ident) -> syn::Pat {
@@ -365,6 +415,36 @@ fn replace_spine(e: &Expr, r: &Expr) -> Expr {
     e
 }
 
+fn contains_let(e: &Expr) -> bool {
+    match e {
+        Expr::Let(_) => true,
+        Expr::Binary(b) => contains_let(&b.left) || contains_let(&b.right),
+        Expr::Paren(p) => contains_let(&p.expr),
+        _ => false,
+    }
+}
+
+fn diverges_expr(e: &Expr) -> bool {
+    match e {
+        Expr::Return(_) | Expr::Break(_) | Expr::Continue(_) => true,
+        Expr::Macro(m) => ["panic", "unreachable", "todo", "unimplemented"]
+            .iter()
+            .any(|n| m.mac.path.is_ident(n)),
+        _ => false,
+    }
+}
+
+/// A place whose evaluation has no effects: `x`, `x.field`, `*x`, `self.a.b`.
+fn pure_place(e: &Expr) -> bool {
+    match e {
+        Expr::Path(p) => p.qself.is_none() && p.path.get_ident().is_some(),
+        Expr::Field(f) => pure_place(&f.base),
+        Expr::Unary(u) => matches!(u.op, syn::UnOp::Deref(_)) && pure_place(&u.expr),
+        Expr::Paren(p) => pure_place(&p.expr),
+        _ => false,
+    }
+}
+
 fn is_identity(e: &Expr) -> bool {
     matches!(e, Expr::Await(_))
 }
@@ -449,6 +529,7 @@ impl Lowerer<'_> {
         let tr = self.tr();
         let v = format_ident!("Goto{}", k);
         let packed = self.pack_ids(&self.blocks[k].input, span)?;
+        self.edges.borrow_mut().push((self.cur, k));
         Ok(quote!(#tr::#v(#packed)))
     }
 
@@ -468,6 +549,25 @@ impl Lowerer<'_> {
                 });
             let before = || mentions().filter(|m| m.pos > l.decl && m.pos <= p.pos);
             let moved = before().any(|m| m.kind == Use::Move);
+            let moved_conditionally = before().any(|m| m.kind == Use::Move && m.depth > l.depth);
+            let next_after = mentions()
+                .filter(|m| m.pos > p.pos && m.pos < l.end)
+                .min_by_key(|m| m.pos);
+            if moved && next_after.is_some_and(|m| m.kind == Use::Assign) {
+                return fallback(
+                    span,
+                    format!(
+                        "`{}` may be moved out here and is assigned again later (a drop flag)",
+                        l.name
+                    ),
+                );
+            }
+            if moved_conditionally && !used_after && !l.known_copy {
+                return fallback(
+                    span,
+                    format!("`{}` is moved out on some paths only (a drop flag)", l.name),
+                );
+            }
             let uncertain = before().any(|m| matches!(m.kind, Use::Field | Use::Unknown));
             if l.unusual {
                 return fallback(
@@ -544,10 +644,13 @@ impl Lowerer<'_> {
             }
             self.lower_stmt(s, last, ctx)?;
         }
+        let diverges = matches!(stmts.last(), Some(Stmt::Expr(e, _)) if diverges_expr(e));
+        if diverges && !self.terminated() {
+            self.terminate(TokenStream::new());
+        }
         if ctx == Ctx::FnTail && !self.terminated() {
             let ends_in_value = matches!(stmts.last(), Some(Stmt::Expr(_, None)));
-            let diverges = matches!(stmts.last(), Some(Stmt::Expr(Expr::Return(_), _)));
-            if !ends_in_value && !diverges {
+            if !ends_in_value {
                 let tr = self.tr();
                 self.terminate(quote!(#tr::Return(())));
             }
@@ -598,7 +701,10 @@ impl Lowerer<'_> {
                 };
                 let declared = self.a.stmt_locals.get(&key(s)).cloned().unwrap_or_default();
                 let r = Ident::new("__r", Span::mixed_site());
-                let value = self.rewrite_expr(replace_spine(&init.expr, &syn::parse_quote!(#r)))?;
+                let value = self.rewrite_expr(
+                    &init.expr,
+                    replace_spine(&init.expr, &syn::parse_quote!(#r)),
+                )?;
                 let wrapped = if is_identity(&init.expr) {
                     quote!(#value)
                 } else {
@@ -607,7 +713,7 @@ impl Lowerer<'_> {
                 let pat = &l.pat;
                 let els = match &init.diverge {
                     Some((_, e)) => {
-                        let e = self.rewrite_expr((**e).clone())?;
+                        let e = self.rewrite_expr(e, (**e).clone())?;
                         quote!(else #e)
                     }
                     None => quote!(),
@@ -642,6 +748,7 @@ impl Lowerer<'_> {
     ) -> Result<(), Fallback> {
         match e {
             Expr::If(i) => return self.lower_if(e, i, tail),
+            Expr::Match(m) => return self.lower_match(e, m, tail),
             Expr::Loop(_) | Expr::While(_) if !tail => return self.lower_loop(e),
             Expr::Block(b) if b.label.is_none() => {
                 self.lower_stmts(&b.block.stmts, if tail { Ctx::FnTail } else { Ctx::Unit })?;
@@ -661,11 +768,33 @@ impl Lowerer<'_> {
             _ => {}
         }
         let _ = last;
+        // `place = value` and `place op= value` evaluate the value first (for the primitive
+        // types compound assignment is mostly used with; a pure place has no effects to order).
+        let assign = match e {
+            Expr::Assign(a) => Some((&*a.left, quote!(=), &*a.right)),
+            Expr::Binary(b) if crate::liveness::is_compound_assign(&b.op) => {
+                let op = &b.op;
+                Some((&*b.left, quote!(#op), &*b.right))
+            }
+            _ => None,
+        };
+        if let Some((place, op, rhs)) = assign
+            && !tail
+            && pure_place(place)
+            && expr_await(place).is_none()
+            && let Some((aw, fut)) = spine(rhs)
+        {
+            let r = Ident::new("__r", Span::mixed_site());
+            let value = self.rewrite_expr(rhs, replace_spine(rhs, &syn::parse_quote!(#r)))?;
+            self.suspend_await(aw, fut, await_span)?;
+            self.emit(quote!(#place #op { let #r = #r; #value };));
+            return Ok(());
+        }
         let Some((aw, fut)) = spine(e) else {
             return fallback(await_span, "an await nested inside a larger expression");
         };
         let r = Ident::new("__r", Span::mixed_site());
-        let value = self.rewrite_expr(replace_spine(e, &syn::parse_quote!(#r)))?;
+        let value = self.rewrite_expr(e, replace_spine(e, &syn::parse_quote!(#r)))?;
         self.suspend_await(aw, fut, await_span)?;
         if tail {
             let tr = self.tr();
@@ -695,7 +824,7 @@ impl Lowerer<'_> {
             .collect();
         let f = Ident::new("__f", Span::mixed_site());
         let r = Ident::new("__r", Span::mixed_site());
-        let fut = self.rewrite_expr(fut.clone())?;
+        let fut = self.rewrite_expr(fut, fut.clone())?;
         let tr = self.tr().clone();
         if lent.is_empty() && simple_future(&fut) {
             let packed = self.pack_ids(&carried, span)?;
@@ -703,6 +832,7 @@ impl Lowerer<'_> {
             let v = format_ident!("Await{}", k);
             self.emit(quote!(let #f = #fut;));
             self.terminate(quote!(#tr::#v(#f, #packed)));
+            self.edges.borrow_mut().push((self.cur, k));
             self.switch(k);
             return Ok(());
         }
@@ -736,6 +866,7 @@ impl Lowerer<'_> {
         self.blocks[k].from_live = from_live;
         let v = format_ident!("Await{}", k);
         self.terminate(quote!(#tr::#v(#f, #rest_packed)));
+        self.edges.borrow_mut().push((self.cur, k));
         self.adapters += 1;
         // The resume block binds the owned locals under the same names the adapter used.
         self.switch(k);
@@ -763,25 +894,21 @@ impl Lowerer<'_> {
         let p = self.after(node, span)?;
         let carried = self.carried(&p, span)?;
         let packed = self.pack_ids(&carried, span)?;
-        let v = self.rewrite_expr(v.clone())?;
+        let v = self.rewrite_expr(v, v.clone())?;
         let val = Ident::new("__yielded", Span::mixed_site());
         let k = self.new_block(Entry::Yield, carried, Vec::new());
         let var = format_ident!("Yield{}", k);
         let tr = self.tr().clone();
         self.emit(quote!(let #val = #v;));
         self.terminate(quote!(#tr::#var(#val, #packed)));
+        self.edges.borrow_mut().push((self.cur, k));
         self.switch(k);
         Ok(())
     }
 
     fn lower_if(&mut self, e: &Expr, i: &syn::ExprIf, tail: bool) -> Result<(), Fallback> {
-        if expr_await(&i.cond).is_some() || matches!(*i.cond, Expr::Let(_)) {
-            return fallback(
-                i.if_token.span,
-                "an `if let` or an await in an `if` condition",
-            );
-        }
         let span = i.if_token.span;
+        let (cond, then_bindings) = self.condition(&i.cond, span)?;
         let branch_point = self.point(key(&i.then_branch), span)?;
         let input = self.carried(&branch_point, span)?;
         let join = if tail {
@@ -797,8 +924,7 @@ impl Lowerer<'_> {
             (None, Some(j)) => j,
             (None, None) => return fallback(span, "an `if` without `else` as the fn's value"),
         };
-        let cond = self.rewrite_expr((*i.cond).clone())?;
-        let g_then = self.goto(then_k, span)?;
+        let g_then = self.with_bound(&then_bindings, |lw| lw.goto(then_k, span))?;
         let g_else = self.goto(else_k, span)?;
         self.terminate(quote!(if #cond { #g_then } else { #g_else }));
         let ctx = if tail { Ctx::FnTail } else { Ctx::Unit };
@@ -820,6 +946,176 @@ impl Lowerer<'_> {
         Ok(())
     }
 
+    /// An `if`/`while` condition: `cond`, `let PAT = scrutinee`, or either with an await on
+    /// its spine (which suspends first). Returns the tokens and the `let` bindings.
+    fn condition(
+        &mut self,
+        cond: &Expr,
+        span: Span,
+    ) -> Result<(TokenStream, Vec<LocalId>), Fallback> {
+        if let Expr::Let(l) = cond {
+            let scrut = self.scrutinee(&l.expr, span, &[&l.pat])?;
+            let pat = &l.pat;
+            let bindings = self
+                .a
+                .stmt_locals
+                .get(&key(cond))
+                .cloned()
+                .unwrap_or_default();
+            return Ok((quote!(let #pat = #scrut), bindings));
+        }
+        if contains_let(cond) {
+            return fallback(span, "a `let` chain in a condition");
+        }
+        if expr_await(cond).is_some() {
+            let Some((aw, fut)) = spine(cond) else {
+                return fallback(span, "an await nested inside a condition");
+            };
+            let r = Ident::new("__r", Span::mixed_site());
+            let value = self.rewrite_expr(cond, replace_spine(cond, &syn::parse_quote!(#r)))?;
+            self.suspend_await(aw, fut, span)?;
+            return Ok((quote!({ let #r = #r; #value }), Vec::new()));
+        }
+        let c = self.rewrite_expr(cond, cond.clone())?;
+        Ok((quote!(#c), Vec::new()))
+    }
+
+    /// A `match`/`if let` scrutinee. Its temporaries would live through the arms natively, so
+    /// only scrutinees without droppable temporaries are lowered: a place, an arithmetic value,
+    /// or an awaited value that the patterns take apart completely.
+    fn scrutinee(
+        &mut self,
+        scrut: &Expr,
+        span: Span,
+        pats: &[&syn::Pat],
+    ) -> Result<TokenStream, Fallback> {
+        let place = pure_place(scrut);
+        if !place && pats.iter().any(|p| has_wild(p)) {
+            return fallback(
+                span,
+                "a `_` pattern keeps part of a temporary scrutinee alive across the arms' awaits",
+            );
+        }
+        if expr_await(scrut).is_some() {
+            let Some((aw, fut)) = spine(scrut) else {
+                return fallback(span, "an await nested inside a scrutinee");
+            };
+            let r = Ident::new("__r", Span::mixed_site());
+            let value = self.rewrite_expr(scrut, replace_spine(scrut, &syn::parse_quote!(#r)))?;
+            self.suspend_await(aw, fut, span)?;
+            return Ok(if is_identity(scrut) {
+                quote!(#r)
+            } else {
+                quote!({ let #r = #r; #value })
+            });
+        }
+        if !place && !crate::liveness::owned_result(scrut) {
+            return fallback(
+                span,
+                "a scrutinee whose temporaries would live across the arms' awaits",
+            );
+        }
+        let s = self.rewrite_expr(scrut, scrut.clone())?;
+        Ok(quote!(#s))
+    }
+
+    /// Runs `f` with `bindings` (pattern bindings of a dispatch) named as the user names them.
+    fn with_bound<T>(
+        &mut self,
+        bindings: &[LocalId],
+        f: impl FnOnce(&mut Self) -> Result<T, Fallback>,
+    ) -> Result<T, Fallback> {
+        let before = self.bound.len();
+        for &id in bindings {
+            let name = self.a.local(id).name.clone();
+            if self.bound.iter().any(|(_, n)| *n == name) {
+                return fallback(
+                    name.span(),
+                    format!("the pattern binding `{name}` shadows a local alive here"),
+                );
+            }
+            self.bound.push((id, name));
+        }
+        let r = f(self);
+        self.bound.truncate(before);
+        r
+    }
+
+    fn lower_match(&mut self, e: &Expr, m: &syn::ExprMatch, tail: bool) -> Result<(), Fallback> {
+        let span = m.match_token.span;
+        if m.arms.iter().any(|a| {
+            a.guard
+                .as_ref()
+                .is_some_and(|(_, g)| expr_await(g).is_some())
+        }) {
+            return fallback(span, "an await in a match guard");
+        }
+        let pats: Vec<&syn::Pat> = m.arms.iter().map(|a| &a.pat).collect();
+        let scrut = self.scrutinee(&m.expr, span, &pats)?;
+        let join = if tail {
+            None
+        } else {
+            let after = self.after(key(e), span)?;
+            let input = self.carried(&after, span)?;
+            Some(self.new_block(Entry::Goto, input, Vec::new()))
+        };
+        let mut arms = TokenStream::new();
+        let mut targets = Vec::new();
+        for arm in &m.arms {
+            let p = self.point(key(arm), span)?;
+            let input = self.carried(&p, span)?;
+            let k = self.new_block(Entry::Goto, input, Vec::new());
+            let bindings = self
+                .a
+                .stmt_locals
+                .get(&key(arm))
+                .cloned()
+                .unwrap_or_default();
+            let g = self.with_bound(&bindings, |lw| lw.goto(k, span))?;
+            let pat = &arm.pat;
+            let guard = match &arm.guard {
+                Some((_, g)) => {
+                    let g = self.rewrite_expr(g, (**g).clone())?;
+                    quote!(if #g)
+                }
+                None => quote!(),
+            };
+            arms.extend(quote!(#pat #guard => #g,));
+            targets.push(k);
+        }
+        self.terminate(quote!(match #scrut { #arms }));
+        let ctx = if tail { Ctx::FnTail } else { Ctx::Unit };
+        for (arm, k) in m.arms.iter().zip(targets) {
+            self.switch(k);
+            match &*arm.body {
+                Expr::Block(b) if b.label.is_none() => self.lower_stmts(&b.block.stmts, ctx)?,
+                body => self.lower_arm_expr(body, tail)?,
+            }
+            self.close_branch(join, span)?;
+        }
+        if let Some(j) = join {
+            self.switch(j);
+        }
+        Ok(())
+    }
+
+    fn lower_arm_expr(&mut self, body: &Expr, tail: bool) -> Result<(), Fallback> {
+        if let Some(await_span) = expr_await(body) {
+            return self.lower_expr_stmt(body, tail, true, await_span);
+        }
+        let b = self.rewrite_expr(body, body.clone())?;
+        if tail {
+            let tr = self.tr();
+            self.terminate(quote!(#tr::Return(#b)));
+        } else if !diverges_expr(body) {
+            self.emit(quote!(#b;));
+        } else {
+            self.emit(quote!(#b));
+            self.terminate(TokenStream::new());
+        }
+        Ok(())
+    }
+
     fn close_branch(&mut self, join: Option<usize>, span: Span) -> Result<(), Fallback> {
         if let Some(j) = join
             && !self.terminated()
@@ -834,15 +1130,7 @@ impl Lowerer<'_> {
         let span = e.span();
         let (label, body, cond) = match e {
             Expr::Loop(l) => (&l.label, &l.body, None),
-            Expr::While(w) => {
-                if expr_await(&w.cond).is_some() || matches!(*w.cond, Expr::Let(_)) {
-                    return fallback(
-                        w.while_token.span,
-                        "a `while let` or an await in a `while` condition",
-                    );
-                }
-                (&w.label, &w.body, Some(&*w.cond))
-            }
+            Expr::While(w) => (&w.label, &w.body, Some(&*w.cond)),
             _ => return fallback(span, "unsupported loop"),
         };
         let start = self.point(key(e), span)?;
@@ -858,8 +1146,8 @@ impl Lowerer<'_> {
             let body_point = self.point(key(body), span)?;
             let body_in = self.carried(&body_point, span)?;
             let body_k = self.new_block(Entry::Goto, body_in, Vec::new());
-            let cond = self.rewrite_expr(cond.clone())?;
-            let g_body = self.goto(body_k, span)?;
+            let (cond, bindings) = self.condition(cond, span)?;
+            let g_body = self.with_bound(&bindings, |lw| lw.goto(body_k, span))?;
             let g_exit = self.goto(exit, span)?;
             self.terminate(quote!(if #cond { #g_body } else { #g_exit }));
             self.switch(body_k);
@@ -883,13 +1171,13 @@ impl Lowerer<'_> {
         if let Stmt::Expr(e, None) = s
             && tail
         {
-            let e = self.rewrite_expr(e.clone())?;
+            let e = self.rewrite_expr(e, e.clone())?;
             let tr = self.tr();
             self.terminate(quote!(#tr::Return(#e)));
             return Ok(());
         }
         let mut s2 = s.clone();
-        let mut rw = CfRewriter::new(self);
+        let mut rw = CfRewriter::new(self, jump_keys(|v| v.visit_stmt(s)));
         rw.visit_stmt_mut(&mut s2);
         if let Some(f) = rw.error {
             return Err(f);
@@ -902,8 +1190,11 @@ impl Lowerer<'_> {
         Ok(())
     }
 
-    fn rewrite_expr(&self, mut e: Expr) -> Result<Expr, Fallback> {
-        let mut rw = CfRewriter::new(self);
+    /// `e` (a copy of `original`, perhaps with its spine await replaced) with its control
+    /// flow rewritten.
+    fn rewrite_expr(&self, original: &Expr, mut e: Expr) -> Result<Expr, Fallback> {
+        let keys = jump_keys(|v| v.visit_expr(original));
+        let mut rw = CfRewriter::new(self, keys);
         rw.visit_expr_mut(&mut e);
         match rw.error {
             Some(f) => Err(f),
@@ -920,14 +1211,46 @@ struct CfRewriter<'l, 'a> {
     /// Labels of loops inside the statement (verbatim), innermost last; `None` if unlabelled.
     inner_loops: Vec<Option<String>>,
     error: Option<Fallback>,
+    /// Analysis keys of the original `break`/`continue` nodes, in visiting order (the tree
+    /// being rewritten is a copy).
+    origins: std::vec::IntoIter<usize>,
+}
+
+/// Keys of `break`/`continue` expressions in the order [`CfRewriter`] meets them.
+fn jump_keys(walk: impl FnOnce(&mut JumpKeys)) -> Vec<usize> {
+    let mut j = JumpKeys(Vec::new());
+    walk(&mut j);
+    j.0
+}
+
+struct JumpKeys(Vec<usize>);
+
+impl<'ast> Visit<'ast> for JumpKeys {
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) | Expr::Macro(_) => {}
+            Expr::Break(_) | Expr::Continue(_) => {
+                self.0.push(key(e));
+                syn::visit::visit_expr(self, e);
+            }
+            _ => syn::visit::visit_expr(self, e),
+        }
+    }
+    fn visit_stmt(&mut self, s: &'ast Stmt) {
+        if !matches!(s, Stmt::Macro(_)) {
+            syn::visit::visit_stmt(self, s);
+        }
+    }
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
 }
 
 impl<'l, 'a> CfRewriter<'l, 'a> {
-    fn new(lw: &'l Lowerer<'a>) -> Self {
+    fn new(lw: &'l Lowerer<'a>, origins: Vec<usize>) -> Self {
         CfRewriter {
             lw,
             inner_loops: Vec::new(),
             error: None,
+            origins: origins.into_iter(),
         }
     }
 
@@ -954,10 +1277,16 @@ impl<'l, 'a> CfRewriter<'l, 'a> {
         }
     }
 
-    fn jump(&mut self, e: &Expr, k: usize) -> Option<Expr> {
+    fn jump(&mut self, e: &Expr, origin: Option<usize>, k: usize) -> Option<Expr> {
         let span = e.span();
         // Every local the target needs must still be reachable by its name here.
-        let p = self.lw.a.points.get(&key(e))?;
+        let Some(p) = origin.and_then(|o| self.lw.a.points.get(&o)) else {
+            self.error = Some(Fallback {
+                span,
+                reason: "internal: a `break`/`continue` the analysis did not see".to_owned(),
+            });
+            return None;
+        };
         for &id in &self.lw.blocks[k].input {
             let name = self.lw.name_of(id, span).ok()?;
             let l = self.lw.a.local(id);
@@ -1015,6 +1344,7 @@ impl VisitMut for CfRewriter<'_, '_> {
                 );
             }
             Expr::Break(b) => {
+                let origin = self.origins.next();
                 if b.expr.is_some() && self.target(b.label.as_ref()).is_some() {
                     self.error = Some(Fallback {
                         span: b.break_token.span,
@@ -1023,7 +1353,7 @@ impl VisitMut for CfRewriter<'_, '_> {
                     return;
                 }
                 if let Some(k) = self.target(b.label.as_ref()).map(|c| c.exit) {
-                    if let Some(new) = self.jump(e, k) {
+                    if let Some(new) = self.jump(e, origin, k) {
                         *e = new;
                     }
                 } else {
@@ -1031,8 +1361,9 @@ impl VisitMut for CfRewriter<'_, '_> {
                 }
             }
             Expr::Continue(c) => {
+                let origin = self.origins.next();
                 if let Some(k) = self.target(c.label.as_ref()).map(|c| c.header) {
-                    if let Some(new) = self.jump(e, k) {
+                    if let Some(new) = self.jump(e, origin, k) {
                         *e = new;
                     }
                 }

@@ -73,6 +73,7 @@ pub(crate) fn pack(names: &[Ident]) -> TokenStream {
 pub(crate) fn emit(
     n: &Names,
     blocks: &[BlockOut],
+    order: &[Option<usize>],
     init: &TokenStream,
     output: &Type,
     yields: Option<&Type>,
@@ -157,7 +158,21 @@ pub(crate) fn emit(
     let all_params = quote!(#l0, #tr_params, #(#b,)*);
     let machine_ty = quote!(#machine<#all_params>);
 
-    let idx: Vec<syn::Index> = (0..blocks.len()).map(syn::Index::from).collect();
+    // Closure k sits at its reverse-post-order position; dead blocks go last.
+    let live_count = order.iter().flatten().count();
+    let mut dead_pos = live_count;
+    let position: Vec<usize> = order
+        .iter()
+        .map(|p| {
+            p.unwrap_or_else(|| {
+                dead_pos += 1;
+                dead_pos - 1
+            })
+        })
+        .collect();
+    let mut by_position: Vec<usize> = (0..blocks.len()).collect();
+    by_position.sort_by_key(|&k| position[k]);
+    let idx: Vec<syn::Index> = position.iter().map(|&p| syn::Index::from(p)).collect();
     let resume_arms_await = awaits.iter().map(|&k| {
         let v = format_ident!("Await{}", k);
         let i = &idx[k];
@@ -210,12 +225,13 @@ pub(crate) fn emit(
         )
     };
     let t_mut = (!gotos.is_empty()).then(|| quote!(mut));
+    let start_idx = &idx[0];
     let body = quote! {
         let mut this = self.project();
         loop {
             let #t_mut t = match this.state.as_mut().project() {
                 #proj::Start { .. } => match this.state.as_mut().project_replace(#state::Done) {
-                    #repl::Start { live } => (this.blocks.0)(live),
+                    #repl::Start { live } => (this.blocks.#start_idx)(live),
                     _ => ::core::unreachable!(),
                 },
                 #(#resume_arms_await)*
@@ -256,7 +272,15 @@ pub(crate) fn emit(
         },
     };
 
-    let closures = blocks.iter().map(block_closure);
+    let closures = by_position.iter().map(|&k| {
+        if order[k].is_some() {
+            block_closure(&blocks[k])
+        } else {
+            // Never entered (after an endless loop): fix its input type to `()`.
+            quote!(|_: ()| ::core::unreachable!())
+        }
+    });
+    let b_ordered: Vec<&Ident> = by_position.iter().map(|&k| &b[k]).collect();
     let hint_ty = match yields {
         Some(y) => quote!((#y, #output)),
         None => quote!(#output),
@@ -296,7 +320,7 @@ pub(crate) fn emit(
             struct #machine<#all_params> {
                 #[pin]
                 state: #state<#state_generics>,
-                blocks: (#(#b,)*),
+                blocks: (#(#b_ordered,)*),
                 hint: ::core::marker::PhantomData<fn() -> #tr_ty>,
             }
         }
@@ -305,9 +329,9 @@ pub(crate) fn emit(
         fn #new_fn<#all_params>(
             _: ::core::marker::PhantomData<fn() -> #hint_param>,
             init: #l0,
-            #(#b: #b,)*
+            #(#b_ordered: #b_ordered,)*
         ) -> #machine_ty where #bounds {
-            #machine { state: #state::Start { live: init }, blocks: (#(#b,)*), hint: ::core::marker::PhantomData }
+            #machine { state: #state::Start { live: init }, blocks: (#(#b_ordered,)*), hint: ::core::marker::PhantomData }
         }
         #made
     }
