@@ -134,3 +134,57 @@ fn stream_from_another_thread_arrives_complete_and_in_order() {
         "no busy polling once nobody waits"
     );
 }
+
+#[test]
+fn only_receivers_whose_message_arrived_are_woken() {
+    // 100 receiver tasks count their polls; the producer writes to every third one. A woken
+    // receiver is polled twice (park, then receive); the others only once, to park.
+    const K: usize = 100;
+    let (mut producer, ring) = ring::channel::<usize>(128);
+    let rt = Runtime::builder().subsystem(ring.clone(), 1).build();
+    let receivers: Vec<_> = (0..K).map(|_| ring.receiver()).collect();
+    let addresses: Vec<Address> = receivers.iter().map(|r| r.address()).collect();
+    let polls: Rc<Vec<Cell<u32>>> = Rc::new((0..K).map(|_| Cell::new(0)).collect());
+    let got: Rc<Vec<Cell<Option<usize>>>> = Rc::new((0..K).map(|_| Cell::new(None)).collect());
+    rt.block_on(async {
+        for (i, mut receiver) in receivers.into_iter().enumerate() {
+            let (polls, got) = (polls.clone(), got.clone());
+            let _detached = spawn_local(async move {
+                let mut recv = std::pin::pin!(receiver.recv());
+                let message = std::future::poll_fn(|cx| {
+                    polls[i].set(polls[i].get() + 1);
+                    recv.as_mut().poll(cx)
+                })
+                .await;
+                got[i].set(message);
+            });
+        }
+        structured_async::yield_now().await;
+        assert_eq!(ring.waiters(), K);
+        let sender = std::thread::spawn(move || {
+            for (i, &to) in addresses.iter().enumerate().step_by(3) {
+                producer.push(to, i).expect("room for every message");
+            }
+            producer // kept alive: the other receivers must stay parked
+        });
+        let producer = sender.join().unwrap();
+        let woken = K.div_ceil(3);
+        while ring.waiters() > K - woken {
+            structured_async::yield_now().await;
+        }
+        // Let the woken tasks run.
+        while got.iter().filter(|g| g.get().is_some()).count() < woken {
+            structured_async::yield_now().await;
+        }
+        drop(producer);
+    });
+    for i in 0..K {
+        let addressed = i % 3 == 0;
+        assert_eq!(got[i].get(), addressed.then_some(i), "receiver {i}");
+        assert_eq!(
+            polls[i].get(),
+            if addressed { 2 } else { 1 },
+            "receiver {i}"
+        );
+    }
+}
