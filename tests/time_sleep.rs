@@ -195,3 +195,29 @@ fn reset_moves_a_registered_sleep_without_registering_twice() {
         assert_eq!(timers().waiters(), 0);
     });
 }
+
+#[test]
+fn a_sleep_first_polled_outside_moves_into_the_runtime_wheel() {
+    let mut nap = sleep(Duration::from_millis(20));
+    // Outside any runtime: registered with the global timer thread.
+    assert!(
+        Pin::new(&mut nap)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    block_on(async {
+        poll_fn(|cx| {
+            assert!(Pin::new(&mut nap).poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        assert_eq!(
+            timers().waiters(),
+            1,
+            "re-registered in the runtime's wheel"
+        );
+        let deadline = nap.deadline();
+        (&mut nap).await;
+        assert!(Instant::now() >= deadline);
+    });
+}

@@ -121,3 +121,21 @@ fn zero_period_is_raised_to_the_resolution() {
         assert_eq!(ticks.tick().await, first + Duration::from_millis(1));
     });
 }
+
+#[test]
+fn reset_restarts_the_schedule_from_now() {
+    block_on(async {
+        let period = Duration::from_millis(5);
+        let mut ticks = interval(period);
+        ticks.tick().await;
+        sleep(Duration::from_millis(2)).await;
+        let reset_at = Instant::now();
+        ticks.reset();
+        let next = ticks.tick().await;
+        assert!(
+            next >= reset_at + period,
+            "the next tick is a period after the reset"
+        );
+        assert_eq!(ticks.tick().await, next + period);
+    });
+}
