@@ -100,7 +100,7 @@ where
                     }
                 }
             } else {
-                let failure = ptr::from_ref(&this.scope.failure).cast::<()>();
+                let failure = ptr::from_ref(&this.scope.failure.0).cast::<()>();
                 // SAFETY: `failure` is this scope's cell, typed by the `R` of every spawn.
                 let polled = catch_unwind(AssertUnwindSafe(|| unsafe {
                     core.poll_child(index, failure)
@@ -108,7 +108,7 @@ where
                 match polled {
                     Ok(Polled::Pending | Polled::Done) => {}
                     Ok(Polled::Failed) => {
-                        let end = this.scope.failure.take();
+                        let end = this.scope.failure.0.take();
                         match this.fail(end.expect("a failed child leaves its error")) {
                             Poll::Ready(end) => return Poll::Ready(end),
                             Poll::Pending => continue,

@@ -594,16 +594,36 @@ impl Drop for Core {
 /// ```
 pub struct Scope<'scope, 'env: 'scope, R> {
     pub(super) core: Core,
-    pub(super) failure: Cell<Option<R>>,
+    pub(super) failure: Failure<R>,
+    _local: PhantomData<LocalTree>,
     _scope: PhantomData<&'scope mut &'scope ()>,
     _env: PhantomData<&'env mut &'env ()>,
 }
+
+/// Makes [`Scope`] and [`ChildHandle`] neither `Send` nor `Sync`: a nursery and its children
+/// (which need not be `Send`) form one local tree, polled by the thread that polls it.
+struct LocalTree(PhantomData<*const ()>);
+
+/// The first output that ended the nursery early.
+pub(super) struct Failure<R>(pub(super) Cell<Option<R>>);
+
+// SAFETY: `Core` and `Failure` are reachable only through a `Scope` or a `ChildHandle`, and
+// both carry `LocalTree`, so neither is ever sent to or shared with another thread. These
+// impls only make a compile error name that one marker instead of every internal field.
+unsafe impl Send for Core {}
+// SAFETY: as above.
+unsafe impl Sync for Core {}
+// SAFETY: as above.
+unsafe impl<R> Send for Failure<R> {}
+// SAFETY: as above.
+unsafe impl<R> Sync for Failure<R> {}
 
 impl<'scope, 'env, R> Scope<'scope, 'env, R> {
     pub(super) fn new() -> Self {
         Scope {
             core: Core::new(),
-            failure: Cell::new(None),
+            failure: Failure(Cell::new(None)),
+            _local: PhantomData,
             _scope: PhantomData,
             _env: PhantomData,
         }
@@ -637,6 +657,7 @@ impl<'scope, 'env, R> Scope<'scope, 'env, R> {
             core: &self.core,
             index,
             taken: false,
+            _local: PhantomData,
             _out: PhantomData,
         }
     }
@@ -688,6 +709,7 @@ impl<'scope, 'env, R> Scope<'scope, 'env, R> {
             core: &self.core,
             index,
             taken: false,
+            _local: PhantomData,
             _out: PhantomData,
         }
     }
@@ -748,6 +770,7 @@ pub struct ChildHandle<'scope, T> {
     core: &'scope Core,
     index: u32,
     taken: bool,
+    _local: PhantomData<LocalTree>,
     _out: PhantomData<(T, &'scope mut &'scope ())>,
 }
 

@@ -1,0 +1,5 @@
+use structured_async::nursery;
+
+fn main() {
+    let _ = nursery!(42);
+}
