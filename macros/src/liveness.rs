@@ -219,7 +219,7 @@ impl Analysis {
         if self.scopes.is_empty() {
             self.scopes.push(Vec::new());
         }
-        let shared_ref = matches!(ty, Some(syn::Type::Reference(r)) if r.mutability.is_none());
+        let shared_ref = ty.is_some_and(is_shared_ref);
         let known_copy = shared_ref || ty.is_some_and(is_primitive);
         self.bind_pattern(pat, known_copy, shared_ref, false);
     }
@@ -630,12 +630,23 @@ pub(crate) fn is_compound_assign(op: &syn::BinOp) -> bool {
     )
 }
 
+fn is_shared_ref(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Group(g) => is_shared_ref(&g.elem),
+        syn::Type::Paren(p) => is_shared_ref(&p.elem),
+        syn::Type::Reference(r) => r.mutability.is_none(),
+        _ => false,
+    }
+}
+
 fn is_primitive(ty: &syn::Type) -> bool {
     const PRIMS: &[&str] = &[
         "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
         "f32", "f64", "bool", "char",
     ];
     match ty {
+        syn::Type::Group(g) => is_primitive(&g.elem),
+        syn::Type::Paren(p) => is_primitive(&p.elem),
         syn::Type::Path(p) => p
             .path
             .get_ident()

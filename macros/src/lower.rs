@@ -457,6 +457,11 @@ fn simple_future(e: &Expr) -> bool {
         match a {
             Expr::Lit(_) => true,
             Expr::Path(p) => p.qself.is_none(),
+            Expr::Binary(b) => plain(&b.left) && plain(&b.right),
+            Expr::Unary(u) => !matches!(u.op, syn::UnOp::Deref(_)) && plain(&u.expr),
+            Expr::Cast(c) => plain(&c.expr),
+            Expr::Paren(p) => plain(&p.expr),
+            Expr::Group(g) => plain(&g.expr),
             _ => false,
         }
     }
@@ -719,7 +724,7 @@ impl Lowerer<'_> {
                     None => quote!(),
                 };
                 self.suspend_await(aw, fut, await_span)?;
-                self.emit(quote!(let #pat = #wrapped #els;));
+                self.emit(quote!(#[allow(unused_mut)] let #pat = #wrapped #els;));
                 for id in declared {
                     self.bound.push((id, self.a.local(id).name.clone()));
                 }
@@ -749,7 +754,15 @@ impl Lowerer<'_> {
         match e {
             Expr::If(i) => return self.lower_if(e, i, tail),
             Expr::Match(m) => return self.lower_match(e, m, tail),
-            Expr::Loop(_) | Expr::While(_) if !tail => return self.lower_loop(e),
+            Expr::Loop(_) | Expr::While(_) => {
+                self.lower_loop(e)?;
+                if tail && !self.terminated() {
+                    // A loop ending the body: its value, `()`, is the output.
+                    let tr = self.tr();
+                    self.terminate(quote!(#tr::Return(())));
+                }
+                return Ok(());
+            }
             Expr::Block(b) if b.label.is_none() => {
                 self.lower_stmts(&b.block.stmts, if tail { Ctx::FnTail } else { Ctx::Unit })?;
                 if !tail && !self.terminated() {
@@ -791,7 +804,13 @@ impl Lowerer<'_> {
             return Ok(());
         }
         let Some((aw, fut)) = spine(e) else {
-            return fallback(await_span, "an await nested inside a larger expression");
+            let what = match e {
+                Expr::ForLoop(_) => "a `for` loop with awaits in its body",
+                Expr::Block(_) => "a labelled block with awaits",
+                Expr::Loop(_) | Expr::While(_) => "a loop producing a value",
+                _ => "an await nested inside a larger expression",
+            };
+            return fallback(await_span, what);
         };
         let r = Ident::new("__r", Span::mixed_site());
         let value = self.rewrite_expr(e, replace_spine(e, &syn::parse_quote!(#r)))?;
@@ -1183,6 +1202,10 @@ impl Lowerer<'_> {
             return Err(f);
         }
         let declared = self.a.stmt_locals.get(&key(s)).cloned().unwrap_or_default();
+        if declared.iter().any(|&id| self.a.local(id).mutable) {
+            // The mutation may happen in a later block, where the local is bound again.
+            self.emit(quote!(#[allow(unused_mut)]));
+        }
         self.emit(quote::ToTokens::to_token_stream(&s2));
         for id in declared {
             self.bound.push((id, self.a.local(id).name.clone()));

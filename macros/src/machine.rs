@@ -149,9 +149,9 @@ pub(crate) fn emit(
         let (bk, lk, fk) = (&b[k], &l[k], &f[k]);
         match blocks[k].entry {
             Entry::Await(_) => {
-                quote!(#fk: ::core::future::Future, #bk: FnMut(#lk, #fk::Output) -> #tr_ty,)
+                quote!(#fk: ::core::future::Future, #bk: ::core::ops::FnMut(#lk, #fk::Output) -> #tr_ty,)
             }
-            _ => quote!(#bk: FnMut(#lk) -> #tr_ty,),
+            _ => quote!(#bk: ::core::ops::FnMut(#lk) -> #tr_ty,),
         }
     });
     let bounds: TokenStream = bounds.collect();

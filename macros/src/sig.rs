@@ -124,9 +124,14 @@ pub(crate) fn bind_params(params: &[Param]) -> TokenStream {
         let outer = &p.outer;
         let pat = &p.pat;
         if p.simple {
-            out.extend(quote_spanned!(pat.span()=> let #pat = #outer;));
+            out.extend(quote_spanned!(pat.span()=>
+                #[allow(clippy::redundant_locals)] let #pat = #outer;
+            ));
         } else {
-            out.extend(quote!(let #outer = #outer; let #pat = #outer;));
+            out.extend(quote!(
+                #[allow(clippy::redundant_locals)] let #outer = #outer;
+                let #pat = #outer;
+            ));
         }
     }
     out
