@@ -387,3 +387,32 @@ fn a_handle_can_be_awaited_from_a_nested_nursery() {
     }));
     assert_eq!(out, 42);
 }
+
+/// Names from a table that outlives the call; the nursery borrows the table for less.
+fn longest_name(table: &[&'static str]) -> Result<&'static str, &'static str> {
+    block_on(nursery!(|n| {
+        let handles: Vec<_> = table
+            .iter()
+            .map(|name| n.spawn(async move { Ok(*name) }))
+            .collect();
+        let mut best = "";
+        for h in handles {
+            let name = h.await?;
+            if name.len() > best.len() {
+                best = name;
+            }
+        }
+        if best.is_empty() {
+            Err("empty table")
+        } else {
+            Ok(best)
+        }
+    }))
+}
+
+#[test]
+fn outputs_may_hold_longer_lived_borrows_than_the_nursery() {
+    let table = vec!["ab", "abcd", "abc"];
+    assert_eq!(longest_name(&table), Ok("abcd"));
+    assert_eq!(longest_name(&[]), Err("empty table"));
+}

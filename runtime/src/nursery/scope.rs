@@ -592,7 +592,7 @@ impl Drop for Core {
 /// }));
 /// assert_eq!(lens, (10, 5));
 /// ```
-pub struct Scope<'scope, 'env: 'scope, R> {
+pub struct Scope<'scope, 'env: 'scope, R: 'env> {
     pub(super) core: Core,
     pub(super) failure: Failure<R>,
     _local: PhantomData<LocalTree>,
