@@ -2,12 +2,14 @@
 //! Run it with `cargo run --example tour`.
 
 mod executor;
+mod nursery;
 mod ring;
 mod timers;
 
 fn main() {
     println!("structured-async tour");
     executor::run();
+    nursery::run();
     timers::run();
     ring::run();
 }
