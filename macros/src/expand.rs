@@ -70,7 +70,12 @@ fn expand(args: &Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     let keep_used = yields::keep_used(&check.paths);
 
     let parts = sig::split(&item);
-    let explicit = crate::lower::lower(&item, &parts, args, &mut report)?;
+    // Strict mode refuses a native frame; the error comes with the native expansion, so the
+    // fn still exists and the user sees this one error only.
+    let (explicit, strict_error) = match crate::lower::lower(&item, &parts, args, &mut report) {
+        Ok(e) => (e, None),
+        Err(e) => (None, Some(e)),
+    };
     let body = match explicit {
         Some(machine) => machine,
         None => {
@@ -83,7 +88,15 @@ fn expand(args: &Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         }
     };
     report.print();
-    Ok(emit(&item, &parts, yields, &quote!(#keep_used #body)))
+    let out = emit(&item, &parts, yields, &quote!(#keep_used #body));
+    Ok(match strict_error {
+        Some(e) => {
+            let mut err = e.to_compile_error();
+            err.extend(out);
+            err
+        }
+        None => out,
+    })
 }
 
 /// The whole body as one native `async move` frame: rustc's own desugaring of `async fn`.

@@ -180,9 +180,6 @@ fn lower_body(
         .map(|id| (id, a.locals[id].name.clone()))
         .collect();
     lw.lower_stmts(&body.stmts, Ctx::FnTail)?;
-    if lw.blocks.len() == 1 {
-        return fallback(item.block.span(), "no await to split at");
-    }
     let mut outer: Vec<Ident> = parts.params.iter().map(|p| p.outer.clone()).collect();
     // Unpolled, a native future drops its arguments in declaration order: keep them so.
     let init = match (&self_ident, parts.receiver) {
@@ -331,13 +328,18 @@ fn block_names(a: &Analysis, input: &[LocalId], hidden: &[LocalId]) -> Vec<(Loca
         .collect()
 }
 
-fn has_await(e: &impl syn::spanned::Spanned, visit: impl FnOnce(&mut AwaitFinder)) -> Option<Span> {
-    let _ = e;
+fn finder(visit: impl FnOnce(&mut AwaitFinder)) -> AwaitFinder {
     let mut f = AwaitFinder {
         found: None,
         macro_await: None,
+        suspect: None,
     };
     visit(&mut f);
+    f
+}
+
+fn has_await(visit: impl FnOnce(&mut AwaitFinder)) -> Option<Span> {
+    let f = finder(visit);
     f.found.or(f.macro_await)
 }
 
@@ -345,7 +347,55 @@ fn has_await(e: &impl syn::spanned::Spanned, visit: impl FnOnce(&mut AwaitFinder
 struct AwaitFinder {
     found: Option<Span>,
     macro_await: Option<Span>,
+    /// The first macro that may expand to an await (any macro not known to be await-free).
+    suspect: Option<(Span, String)>,
 }
+
+/// Macros known not to expand to `.await`; any other macro may (`join!`, `select!`, a user's
+/// `macro_rules!`), and an await cannot stand in a block closure, so it keeps a native frame.
+const AWAIT_FREE_MACROS: &[&str] = &[
+    "format",
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "write",
+    "writeln",
+    "vec",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "panic",
+    "unreachable",
+    "todo",
+    "unimplemented",
+    "matches",
+    "dbg",
+    "format_args",
+    "concat",
+    "stringify",
+    "line",
+    "column",
+    "file",
+    "module_path",
+    "cfg",
+    "env",
+    "option_env",
+    "include_str",
+    "include_bytes",
+    "compile_error",
+    "trace",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "thread_local",
+    "addr_of",
+    "addr_of_mut",
+];
 
 impl<'ast> Visit<'ast> for AwaitFinder {
     fn visit_expr(&mut self, e: &'ast Expr) {
@@ -362,6 +412,19 @@ impl<'ast> Visit<'ast> for AwaitFinder {
             self.found.get_or_insert(m.path.span());
             return;
         }
+        let last = m.path.segments.last().map(|s| s.ident.to_string());
+        if !AWAIT_FREE_MACROS.iter().any(|n| last.as_deref() == Some(n)) {
+            self.macro_await.get_or_insert(m.path.span());
+            self.suspect.get_or_insert_with(|| {
+                (
+                    m.path.span(),
+                    quote::ToTokens::to_token_stream(&m.path)
+                        .to_string()
+                        .replace(' ', ""),
+                )
+            });
+            return;
+        }
         let mut idents = Vec::new();
         crate::liveness::token_idents(m.tokens.clone(), &mut idents);
         if idents.iter().any(|i| i == "await" || i == "yield_") {
@@ -372,11 +435,11 @@ impl<'ast> Visit<'ast> for AwaitFinder {
 }
 
 fn stmt_await(s: &Stmt) -> Option<Span> {
-    has_await(s, |f| f.visit_stmt(s))
+    has_await(|f| f.visit_stmt(s))
 }
 
 fn expr_await(e: &Expr) -> Option<Span> {
-    has_await(e, |f| f.visit_expr(e))
+    has_await(|f| f.visit_expr(e))
 }
 
 /// The await on the evaluation spine of `e` (the first thing `e` evaluates), if `e` has exactly
@@ -686,6 +749,12 @@ impl Lowerer<'_> {
             if !shadowed.is_empty() {
                 self.split(&p, shadowed, s.span())?;
             }
+        }
+        if let Some((span, name)) = finder(|f| f.visit_stmt(s)).suspect {
+            return fallback(
+                span,
+                format!("`{name}!` may hide an await, which only a native frame can run"),
+            );
         }
         let tail = last && ctx == Ctx::FnTail;
         let Some(await_span) = stmt_await(s) else {

@@ -224,6 +224,12 @@ pub(crate) fn emit(
             "`#[structured]` future polled after it completed",
         )
     };
+    // A generator whose body never yields still names its yield type.
+    let no_yield = yields.is_some() && yields_at.is_empty();
+    let unused_variant = no_yield.then(|| {
+        quote!(NeverYields(::core::convert::Infallible, ::core::marker::PhantomData<fn() -> __Y>),)
+    });
+    let unused_arm = no_yield.then(|| quote!(#tr::NeverYields(never, _) => match never {},));
     let t_mut = (!gotos.is_empty()).then(|| quote!(mut));
     let start_idx = &idx[0];
     let body = quote! {
@@ -243,6 +249,7 @@ pub(crate) fn emit(
                     #(#goto_arms)*
                     #(#store_await)*
                     #(#store_yield)*
+                    #unused_arm
                     #tr::Return(r) => {
                         this.state.set(#state::Done);
                         return #ret_ready;
@@ -314,6 +321,7 @@ pub(crate) fn emit(
         #[allow(dead_code, clippy::large_enum_variant)]
         enum #tr<#tr_params> {
             #(#tr_variants)*
+            #unused_variant
             Return(__R),
         }
         ::structured_async::__private::pin_project! {
