@@ -416,3 +416,92 @@ fn outputs_may_hold_longer_lived_borrows_than_the_nursery() {
     assert_eq!(longest_name(&table), Ok("abcd"));
     assert_eq!(longest_name(&[]), Err("empty table"));
 }
+
+/// Records the address it is pinned at, then never finishes.
+struct Pinned<'a>(&'a Cell<usize>);
+
+impl Future for Pinned<'_> {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        self.0.set(&*self as *const Self as usize);
+        Poll::Pending
+    }
+}
+
+/// Panics when dropped.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("drop panicked");
+    }
+}
+
+#[test]
+fn children_left_undropped_by_a_panicking_drop_keep_their_memory() {
+    let first = Cell::new(0);
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        let mut fut = Box::pin(nursery!(|n| {
+            n.spawn(async {
+                let _bomb = Bomb;
+                pending::<()>().await
+            });
+            n.spawn(Pinned(&first));
+            pending::<()>().await
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        // Dropping cancels the children; the first one's drop panics before the second is
+        // dropped, so the second stays pinned where it is, undropped.
+        drop(fut);
+    }));
+    assert!(caught.is_err());
+    assert_ne!(first.get(), 0);
+    // A later nursery on this thread must not be given that memory.
+    for _ in 0..3 {
+        let later = Cell::new(0);
+        let mut fut = Box::pin(nursery!(|n| {
+            n.spawn(Pinned(&later));
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_ne!(later.get(), 0);
+        assert_ne!(later.get(), first.get());
+    }
+}
+
+#[test]
+fn a_stale_waker_does_not_reach_the_next_nursery_on_the_thread() {
+    let stash: RefCell<Option<Waker>> = RefCell::new(None);
+    block_on(nursery!(|n| {
+        let stash = &stash;
+        n.spawn(std::future::poll_fn(move |cx| {
+            if stash.borrow().is_none() {
+                *stash.borrow_mut() = Some(cx.waker().clone());
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        }));
+    }));
+    let polls = Cell::new(0);
+    let parked = RefCell::new(None);
+    block_on(nursery!(|n| {
+        n.spawn(std::future::poll_fn(|cx| {
+            polls.set(polls.get() + 1);
+            if polls.get() == 1 {
+                *parked.borrow_mut() = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        }));
+        yield_now().await;
+        // The first nursery's leftover waker: it must not poll this nursery's child.
+        stash.take().expect("stashed").wake();
+        yield_now().await;
+        yield_now().await;
+        assert_eq!(polls.get(), 1);
+        parked.take().expect("parked").wake();
+    }));
+    assert_eq!(polls.get(), 2);
+}

@@ -13,6 +13,7 @@
 use core::cell::{Cell, RefCell, UnsafeCell};
 use core::future::Future;
 use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
 use core::ptr;
 use core::task::{Context, Poll, Waker};
@@ -183,8 +184,9 @@ fn entries_layout(k: usize) -> Layout {
 
 /// The type-erased core of a nursery: children, their wake nodes and the run queue.
 pub(super) struct Core {
-    pub(super) hub: HubRef,
-    arena: UnsafeCell<Arena>,
+    /// Taken apart in `Drop` (to be recycled or freed), hence `ManuallyDrop`.
+    pub(super) hub: ManuallyDrop<HubRef>,
+    arena: ManuallyDrop<UnsafeCell<Arena>>,
     /// Slot indices handed out so far (slot 0 is the body).
     len: Cell<u32>,
     /// Head of the free slot list; 0 when empty.
@@ -204,9 +206,10 @@ pub(super) struct Core {
 
 impl Core {
     pub(super) fn new() -> Self {
+        let (hub, arena) = Storage::take_spare().into_parts();
         let core = Core {
-            hub: HubRef::new(),
-            arena: UnsafeCell::new(Arena::new()),
+            hub: ManuallyDrop::new(hub),
+            arena: ManuallyDrop::new(arena),
             len: Cell::new(1),
             free: Cell::new(0),
             live: Cell::new(0),
@@ -557,18 +560,93 @@ impl Core {
     }
 }
 
+// Entries are plain data: freeing or reusing their chunks needs no drop.
+const _: () = assert!(!core::mem::needs_drop::<Entry>());
+
 impl Drop for Core {
     fn drop(&mut self) {
-        // Children were dropped by the driver; here only memory goes back (arena rule 2).
-        for index in 1..self.len.get() {
-            // SAFETY: entries below `len` were written by `alloc_index`; each dropped once.
-            unsafe { ptr::drop_in_place(ptr::from_ref(self.entry(index)).cast_mut()) };
+        // SAFETY: both fields are taken once, here, and not used afterwards.
+        let (hub, arena) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.hub),
+                ManuallyDrop::take(&mut self.arena),
+            )
+        };
+        if self.live.get() != 0 {
+            // A child's drop panicked while the nursery was cancelling, so some children were
+            // never dropped. They are pinned: their memory must stay as it is (leaked), never
+            // be freed or reused without their destructor.
+            core::mem::forget(arena);
+            return;
         }
-        // SAFETY: the table is ours; each chunk was allocated with `entries_layout(k)`.
+        // Children were dropped by the driver; only memory is left (arena rule 2).
+        Storage { hub, arena }.recycle(self.len.get());
+    }
+}
+
+/// A nursery's memory: its hub (wake nodes, and the table of entry chunks) and its arena.
+/// When a nursery finishes with no waker left outstanding, the next nursery on the same
+/// thread reuses it, so a warm thread spawns without allocating or touching fresh pages.
+struct Storage {
+    hub: HubRef,
+    arena: UnsafeCell<Arena>,
+}
+
+/// Nurseries that used more slots than this give their memory back instead of keeping it.
+const RECYCLE_LIMIT: u32 = 1 << 20;
+
+thread_local! {
+    static SPARE: Cell<Option<Storage>> = const { Cell::new(None) };
+}
+
+impl Storage {
+    /// The storage the last nursery on this thread left, or new storage.
+    fn take_spare() -> Storage {
+        SPARE
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Storage {
+                hub: HubRef::new(),
+                arena: UnsafeCell::new(Arena::new()),
+            })
+    }
+
+    /// The hub and arena, handed to a nursery that owns them from now on.
+    fn into_parts(self) -> (HubRef, UnsafeCell<Arena>) {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: each field is read once and `this` is never dropped, so neither is used or
+        // dropped twice.
+        unsafe { (ptr::read(&this.hub), ptr::read(&this.arena)) }
+    }
+
+    /// Keeps this storage for the next nursery on this thread if nobody else can reach it
+    /// (no waker holds the hub) and it is not too large; frees it otherwise.
+    fn recycle(self, len: u32) {
+        if len <= RECYCLE_LIMIT && self.hub.reset_if_unshared() {
+            let _ = SPARE.try_with(|spare| {
+                if let Some(old) = spare.replace(None) {
+                    // Keep the larger of the two.
+                    let keep_old = old.hub.capacity() > self.hub.capacity();
+                    spare.set(Some(if keep_old { old } else { self }));
+                } else {
+                    spare.set(Some(self));
+                }
+            });
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        // SAFETY: the table is the owner's; each chunk was allocated with `entries_layout(k)`
+        // and holds no live child (entries need no drop); the hub outlives this call.
         unsafe {
-            for (k, chunk) in (*self.hub.slot_table()).into_iter().enumerate() {
+            let table = &mut *self.hub.slot_table();
+            for (k, chunk) in table.iter_mut().enumerate() {
                 if !chunk.is_null() {
-                    dealloc(chunk, entries_layout(k));
+                    dealloc(*chunk, entries_layout(k));
+                    *chunk = ptr::null_mut();
                 }
             }
         }

@@ -203,6 +203,24 @@ impl HubRef {
         self.hub().slots.get()
     }
 
+    /// How many nodes the allocated chunks hold.
+    pub(super) fn capacity(&self) -> usize {
+        self.hub().capacity.get()
+    }
+
+    /// Readies the hub for another nursery, if no waker refers to it: empties the ready stack
+    /// and forgets the parent waker. Nodes are rewritten by `ensure` as indices are handed out.
+    pub(super) fn reset_if_unshared(&self) -> bool {
+        let hub = self.hub();
+        // Acquire pairs with the Release decrement of the last waker dropped elsewhere.
+        if hub.refs.load(Ordering::Acquire) != 1 {
+            return false;
+        }
+        hub.head.store(ptr::null_mut(), Ordering::Relaxed);
+        *hub.parent.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        true
+    }
+
     /// The slot `waker` wakes, if it is a waker of this very nursery.
     #[inline]
     pub(super) fn local_index(&self, waker: &Waker) -> Option<u32> {
