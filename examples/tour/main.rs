@@ -4,6 +4,7 @@
 mod executor;
 mod nursery;
 mod ring;
+mod structured;
 mod timers;
 
 fn main() {
@@ -12,4 +13,5 @@ fn main() {
     nursery::run();
     timers::run();
     ring::run();
+    structured::run();
 }

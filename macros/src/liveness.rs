@@ -45,6 +45,8 @@ pub(crate) struct Local {
     pub(crate) borrowing: bool,
     /// Declared `let x;` without a value, or bound `ref`.
     pub(crate) unusual: bool,
+    /// A parameter of type `&T` or `&mut T`.
+    pub(crate) ref_param: bool,
 }
 
 pub(crate) struct Mention {
@@ -147,6 +149,102 @@ const CONSUMING: &[&str] = &[
     "unwrap_err",
 ];
 
+/// Methods that take `&self`/`&mut self` on the types they usually meet (or `self` on `Copy`
+/// integers); any other method may consume its receiver.
+const BORROWING: &[&str] = &[
+    "len",
+    "is_empty",
+    "iter",
+    "iter_mut",
+    "get",
+    "get_mut",
+    "push",
+    "push_str",
+    "pop",
+    "insert",
+    "remove",
+    "contains",
+    "contains_key",
+    "clear",
+    "extend",
+    "as_ref",
+    "as_mut",
+    "as_str",
+    "as_slice",
+    "as_deref",
+    "borrow",
+    "borrow_mut",
+    "lock",
+    "read",
+    "write",
+    "send",
+    "recv",
+    "try_recv",
+    "clone",
+    "to_string",
+    "to_owned",
+    "to_vec",
+    "first",
+    "last",
+    "keys",
+    "values",
+    "set",
+    "replace",
+    "take",
+    "fetch_add",
+    "fetch_sub",
+    "load",
+    "store",
+    "starts_with",
+    "ends_with",
+    "split",
+    "trim",
+    "chars",
+    "bytes",
+    "lines",
+    "sort",
+    "sort_by",
+    "sort_unstable",
+    "dedup",
+    "retain",
+    "truncate",
+    "drain",
+    "entry",
+    "is_some",
+    "is_none",
+    "is_ok",
+    "is_err",
+    "wrapping_add",
+    "wrapping_sub",
+    "wrapping_mul",
+    "checked_add",
+    "checked_sub",
+    "checked_mul",
+    "checked_div",
+    "saturating_add",
+    "saturating_sub",
+    "pow",
+    "abs",
+    "min",
+    "max",
+    "count_ones",
+    "cmp",
+    "partial_cmp",
+    "eq",
+    "ne",
+    "fmt",
+    "hash",
+    "capacity",
+    "reserve",
+    "split_at",
+    "windows",
+    "chunks",
+    "find",
+    "position",
+    "any",
+    "all",
+];
+
 /// Macros that only borrow their arguments.
 const FORMAT_MACROS: &[&str] = &[
     "format",
@@ -221,7 +319,12 @@ impl Analysis {
         }
         let shared_ref = ty.is_some_and(is_shared_ref);
         let known_copy = shared_ref || ty.is_some_and(is_primitive);
+        let first = self.locals.len();
         self.bind_pattern(pat, known_copy, shared_ref, false);
+        let ref_param = ty.is_some_and(is_reference);
+        for l in &mut self.locals[first..] {
+            l.ref_param = ref_param;
+        }
     }
 
     fn bind_pattern(&mut self, pat: &Pat, known_copy: bool, shared_ref: bool, borrowing: bool) {
@@ -239,6 +342,7 @@ impl Analysis {
                 shared_ref,
                 borrowing: borrowing || by_ref,
                 unusual: by_ref,
+                ref_param: false,
             });
             let id = self.locals.len() - 1;
             if let Some(s) = self.scopes.last_mut() {
@@ -290,6 +394,17 @@ impl Analysis {
         for i in idents {
             self.mention_name(&i, kind);
         }
+    }
+
+    /// Whether the root local of a receiver is a reference parameter (`&T`, `&mut T`,
+    /// `&self`): a method call reborrows through it and never moves it.
+    fn receiver_is_ref(&self, e: &Expr) -> bool {
+        let root = match e {
+            Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+            _ => None,
+        };
+        root.and_then(|r| self.resolve(r))
+            .is_some_and(|id| self.locals[id].ref_param)
     }
 
     fn place_mention(&mut self, e: &Expr, kind: Use) {
@@ -365,12 +480,12 @@ impl<'ast> Visit<'ast> for Analysis {
         self.tick();
         match e {
             Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
-                let kind = if self.in_closure.last() == Some(&false) {
-                    Use::Ref
-                } else if self.in_closure.last() == Some(&true) {
-                    Use::Unknown
-                } else {
+                // A closure may capture by reference or by value (and consume what it
+                // captured): without types, only "unknown".
+                let kind = if self.in_closure.is_empty() {
                     Use::Move
+                } else {
+                    Use::Unknown
                 };
                 self.mention_name(&p.path.segments[0].ident, kind);
             }
@@ -378,10 +493,13 @@ impl<'ast> Visit<'ast> for Analysis {
             Expr::Field(_) => self.place_mention(e, Use::Field),
             Expr::Index(_) => self.place_mention(e, Use::Ref),
             Expr::MethodCall(m) => {
-                let kind = if CONSUMING.contains(&m.method.to_string().as_str()) {
+                let name = m.method.to_string();
+                let kind = if CONSUMING.contains(&name.as_str()) {
                     Use::Move
-                } else {
+                } else if BORROWING.contains(&name.as_str()) || self.receiver_is_ref(&m.receiver) {
                     Use::Ref
+                } else {
+                    Use::Unknown
                 };
                 match &*m.receiver {
                     Expr::Path(_) | Expr::Field(_) | Expr::Index(_) => {
@@ -628,6 +746,15 @@ pub(crate) fn is_compound_assign(op: &syn::BinOp) -> bool {
             | ShlAssign(_)
             | ShrAssign(_)
     )
+}
+
+fn is_reference(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Group(g) => is_reference(&g.elem),
+        syn::Type::Paren(p) => is_reference(&p.elem),
+        syn::Type::Reference(_) => true,
+        _ => false,
+    }
 }
 
 fn is_shared_ref(ty: &syn::Type) -> bool {

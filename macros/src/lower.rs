@@ -646,6 +646,15 @@ impl Lowerer<'_> {
                     ),
                 );
             }
+            if used_after && !l.known_copy && before().any(|m| m.kind == Use::Field) {
+                return fallback(
+                    span,
+                    format!(
+                        "a field of `{}` may be moved out before this await and `{}` is used after it",
+                        l.name, l.name
+                    ),
+                );
+            }
             let carry = if used_after {
                 true
             } else if l.known_copy {
