@@ -336,3 +336,78 @@ fn ready_hint_is_consulted_between_task_polls() {
         ring.hint_checks.get()
     );
 }
+
+/// Blocks in `park` on a channel, as an epoll subsystem blocks in `epoll_wait`; its unpark
+/// waker sends on that channel, as an eventfd write would.
+struct Blocking {
+    rx: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    tx: std::sync::mpsc::Sender<()>,
+    waiters: Cell<usize>,
+    parks: RefCell<Vec<&'static str>>,
+}
+
+struct Unblock(std::sync::mpsc::Sender<()>);
+
+impl std::task::Wake for Unblock {
+    fn wake(self: std::sync::Arc<Self>) {
+        let _ = self.0.send(());
+    }
+}
+
+impl Subsystem for Blocking {
+    fn poll(&self, _now: Instant) -> usize {
+        0
+    }
+    fn waiters(&self) -> usize {
+        self.waiters.get()
+    }
+    fn park_hint(&self) -> ParkHint {
+        ParkHint::Fd(0)
+    }
+    fn park(&self, timeout: Option<Duration>) -> bool {
+        let limit = timeout.unwrap_or(Duration::from_secs(5));
+        let outcome = match self.rx.lock().unwrap().recv_timeout(limit) {
+            Ok(()) => "interrupted",
+            Err(_) => "timed out",
+        };
+        self.parks.borrow_mut().push(outcome);
+        true
+    }
+    fn unpark_waker(&self) -> Option<Waker> {
+        Some(Waker::from(std::sync::Arc::new(Unblock(self.tx.clone()))))
+    }
+}
+
+#[test]
+fn a_wake_from_another_thread_interrupts_a_blocking_subsystem() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let blocking = Rc::new(Blocking {
+        rx: std::sync::Mutex::new(rx),
+        tx,
+        waiters: Cell::new(1),
+        parks: RefCell::default(),
+    });
+    let rt = Runtime::builder()
+        .subsystem(Rc::clone(&blocking), 1)
+        .build();
+    let (waker_tx, waker_rx) = std::sync::mpsc::channel::<Waker>();
+    let thread = std::thread::spawn(move || {
+        let waker = waker_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        waker.wake();
+    });
+    let mut sent = Some(waker_tx);
+    rt.block_on(poll_fn(|cx| match sent.take() {
+        Some(tx) => {
+            tx.send(cx.waker().clone()).unwrap();
+            Poll::Pending
+        }
+        None => Poll::Ready(()),
+    }));
+    thread.join().unwrap();
+    let parks = blocking.parks.borrow();
+    assert!(
+        parks.iter().all(|p| *p == "interrupted"),
+        "the remote wake interrupted the blocking park: {parks:?}"
+    );
+}

@@ -69,7 +69,10 @@ pub(crate) struct Core {
 impl Core {
     pub(crate) fn new(registry: Registry, budget: usize) -> Rc<Self> {
         Rc::new(Core {
-            shared: Arc::new(Shared::new(std::thread::current())),
+            shared: Arc::new(Shared::new(
+                std::thread::current(),
+                registry.unpark_wakers(),
+            )),
             ready: RefCell::new(VecDeque::with_capacity(64)),
             spare: RefCell::default(),
             tasks: RefCell::default(),

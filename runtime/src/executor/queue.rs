@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 use std::thread::Thread;
 
 /// A task other threads may hand to this executor (see `Handle::spawn`).
@@ -22,6 +23,10 @@ pub(crate) struct Shared {
     pending: AtomicBool,
     /// The executor's thread, unparked after every remote push.
     thread: Thread,
+    /// The loop is blocked in a subsystem's `park` rather than parking the thread.
+    parked_in_subsystem: AtomicBool,
+    /// Wakers that interrupt that blocking `park` (see `Subsystem::unpark_waker`).
+    unpark_wakers: Vec<Waker>,
 }
 
 #[derive(Default)]
@@ -41,13 +46,36 @@ pub(crate) struct RemoteBatch {
 }
 
 impl Shared {
-    /// State shared with wakers of an executor that runs on `thread`.
-    pub(crate) fn new(thread: Thread) -> Self {
+    /// State shared with wakers of an executor that runs on `thread`, whose blocking
+    /// subsystems are interrupted by `unpark_wakers`.
+    pub(crate) fn new(thread: Thread, unpark_wakers: Vec<Waker>) -> Self {
         Shared {
             remote: Mutex::new(Remote::default()),
             pending: AtomicBool::new(false),
             thread,
+            parked_in_subsystem: AtomicBool::new(false),
+            unpark_wakers,
         }
+    }
+
+    /// Wakes the executor after a push: unparks its thread and, if it blocks in a subsystem,
+    /// interrupts that.
+    fn notify(&self) {
+        self.thread.unpark();
+        // Pairs with `park_in_subsystem`: either the loop sees `pending` before it blocks, or
+        // this sees `parked_in_subsystem` and interrupts the block (both sides are SeqCst).
+        if self.parked_in_subsystem.load(Ordering::SeqCst) {
+            self.unpark_wakers.iter().for_each(Waker::wake_by_ref);
+        }
+    }
+
+    /// Runs `park` (a subsystem's blocking wait) unless other threads already queued work;
+    /// `None` when it did not run.
+    pub(crate) fn park_in_subsystem(&self, park: impl FnOnce() -> bool) -> Option<bool> {
+        self.parked_in_subsystem.store(true, Ordering::SeqCst);
+        let parked = (!self.pending.load(Ordering::SeqCst)).then(park);
+        self.parked_in_subsystem.store(false, Ordering::SeqCst);
+        parked
     }
 
     fn lock(&self) -> MutexGuard<'_, Remote> {
@@ -65,9 +93,9 @@ impl Shared {
                 return Err(header);
             }
             remote.wakes.push_back(header);
-            self.pending.store(true, Ordering::Release);
+            self.pending.store(true, Ordering::SeqCst);
         }
-        self.thread.unpark();
+        self.notify();
         Ok(())
     }
 
@@ -79,9 +107,9 @@ impl Shared {
                 return Err(task);
             }
             remote.spawned.push_back(task);
-            self.pending.store(true, Ordering::Release);
+            self.pending.store(true, Ordering::SeqCst);
         }
-        self.thread.unpark();
+        self.notify();
         Ok(())
     }
 

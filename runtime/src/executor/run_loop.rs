@@ -83,16 +83,20 @@ impl Core {
 
     /// Waits for work as the registered subsystems allow (step 4 of the loop).
     ///
-    /// A wake from another thread unparks the thread. A subsystem that blocks in its own
-    /// [`Subsystem::park`](crate::Subsystem::park) (`epoll_wait`) does not see that unpark:
-    /// such a wake is noticed when its park returns (an event, or the nearest deadline).
+    /// A wake from another thread unparks the thread, and interrupts a subsystem blocked in
+    /// its own [`Subsystem::park`](crate::Subsystem::park) through its
+    /// [`unpark_waker`](crate::Subsystem::unpark_waker).
     fn park(&self, now: Instant) {
         match self.registry.park_plan(now) {
             ParkPlan::Spin => std::hint::spin_loop(),
             ParkPlan::Park { timeout, .. } if timeout == Some(Duration::ZERO) => {}
             ParkPlan::Park { subsystem, timeout } => {
-                if subsystem.is_some_and(|s| s.park(timeout)) {
-                    return;
+                if let Some(s) = subsystem {
+                    match self.shared().park_in_subsystem(|| s.park(timeout)) {
+                        // Work from another thread arrived, or the subsystem blocked.
+                        None | Some(true) => return,
+                        Some(false) => {}
+                    }
                 }
                 // A wake from another thread between the check in the loop and here left an
                 // unpark token, so this returns at once (no lost wake-up).

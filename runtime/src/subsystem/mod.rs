@@ -74,4 +74,14 @@ pub trait Subsystem: 'static {
         let _ = timeout;
         false
     }
+
+    /// A waker that interrupts [`Subsystem::park`] from any thread (for an epoll subsystem:
+    /// one that writes to an eventfd registered with the epoll set). The runtime asks for it
+    /// once, when it is built, and wakes it when another thread queues a wake or a task while
+    /// the loop is blocked in this subsystem. The default, `None`, suits subsystems that never
+    /// block in `park`; one that does block without offering a waker sees such wakes only when
+    /// its park returns.
+    fn unpark_waker(&self) -> Option<std::task::Waker> {
+        None
+    }
 }

@@ -50,6 +50,14 @@ impl Registry {
         });
     }
 
+    /// The wakers that interrupt a blocking `park` of the subsystems that offer one.
+    pub(crate) fn unpark_wakers(&self) -> Vec<std::task::Waker> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.subsystem.unpark_waker())
+            .collect()
+    }
+
     /// Whether a subsystem of type `S` is registered.
     pub(crate) fn contains<S: Subsystem>(&self) -> bool {
         self.entries.iter().any(|e| e.any.is::<S>())
