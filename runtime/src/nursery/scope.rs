@@ -21,10 +21,9 @@ use std::collections::HashMap;
 
 use super::arena::{self, Arena};
 use super::outcome::ChildOutput;
-use super::wake::{HubRef, WakeNode, chunk_len, chunk_of};
+use super::wake::{HubRef, WakeNode};
 use core::alloc::Layout;
 use core::time::Duration;
-use std::alloc::{alloc, dealloc, handle_alloc_error};
 
 use crate::executor::AsyncCancel;
 
@@ -173,14 +172,23 @@ pub(super) struct Entry {
     has_handle: Cell<bool>,
 }
 
+impl Entry {
+    /// An entry of a slot never used.
+    pub(super) const fn vacant() -> Entry {
+        Entry {
+            payload: Cell::new(ptr::null_mut()),
+            vtable: Cell::new(&NO_CHILD),
+            waiter: Cell::new(NO_WAITER),
+            state: Cell::new(State::Free),
+            has_handle: Cell::new(false),
+        }
+    }
+}
+
 /// Nobody awaits the handle.
 const NO_WAITER: u32 = u32::MAX;
 /// The handle is awaited from outside this nursery; the waker is in `Core::foreign`.
 const FOREIGN: u32 = u32::MAX - 1;
-
-fn entries_layout(k: usize) -> Layout {
-    Layout::array::<Entry>(chunk_len(k)).expect("a nursery's children exceed the address space")
-}
 
 /// The type-erased core of a nursery: children, their wake nodes and the run queue.
 pub(super) struct Core {
@@ -206,7 +214,7 @@ pub(super) struct Core {
 
 impl Core {
     pub(super) fn new() -> Self {
-        let (hub, arena) = Storage::take_spare().into_parts();
+        let Storage { hub, arena } = Storage::take_spare();
         let core = Core {
             hub: ManuallyDrop::new(hub),
             arena: ManuallyDrop::new(arena),
@@ -225,11 +233,9 @@ impl Core {
 
     #[inline]
     fn entry(&self, index: u32) -> &Entry {
-        let (k, offset) = chunk_of(index);
         debug_assert!(index != 0 && index < self.len.get());
-        // SAFETY: `index` was handed out, so its chunk exists; chunks never move and only the
-        // owner reads the table (slot rule 3).
-        unsafe { &*(*self.hub.slot_table())[k].cast::<Entry>().add(offset) }
+        // Slot rule 3: the entry is the owner's part of the node.
+        &self.hub.node(index).entry
     }
 
     /// A free slot index, creating one (and its chunk) when none is free.
@@ -245,41 +251,9 @@ impl Core {
             index < u32::MAX,
             "a nursery holds at most u32::MAX - 1 children at once"
         );
-        let (k, offset) = chunk_of(index);
-        if offset == 0 || index == 1 {
-            self.grow_entries(k);
-        }
-        // SAFETY: chunk `k` exists and has room for `offset`; the entry is written once, as
-        // its index is first handed out, so only the used part of a chunk is touched.
-        unsafe {
-            let chunk = (*self.hub.slot_table())[k].cast::<Entry>();
-            chunk.add(offset).write(Entry {
-                payload: Cell::new(ptr::null_mut()),
-                vtable: Cell::new(&NO_CHILD),
-                waiter: Cell::new(NO_WAITER),
-                state: Cell::new(State::Free),
-                has_handle: Cell::new(false),
-            });
-        }
         self.hub.ensure(index);
         self.len.set(index + 1);
         index
-    }
-
-    #[cold]
-    fn grow_entries(&self, k: usize) {
-        // SAFETY: owner only (slot rule 3); a chunk is created once, before any index in it.
-        let table = unsafe { &mut *self.hub.slot_table() };
-        if !table[k].is_null() {
-            return;
-        }
-        let layout = entries_layout(k);
-        // SAFETY: the layout's size is non-zero (entries are, and chunks hold at least one).
-        let chunk = unsafe { alloc(layout) };
-        if chunk.is_null() {
-            handle_alloc_error(layout);
-        }
-        table[k] = chunk;
     }
 
     /// Records who awaits slot `index`'s handle: a slot of this nursery by index (no clone,
@@ -374,7 +348,7 @@ impl Core {
     #[inline]
     pub(super) fn schedule(&self, index: u32) {
         let node = self.hub.node(index);
-        if node.mark_queued() {
+        if node.mark_queued(self.hub.alone()) {
             node.set_next(None);
             self.push_run(node, node);
         }
@@ -417,7 +391,7 @@ impl Core {
                 self.run_tail.set(ptr::null());
             }
         }
-        node.clear_queued();
+        node.clear_queued(self.hub.alone());
         Some(node)
     }
 
@@ -584,7 +558,7 @@ impl Drop for Core {
     }
 }
 
-/// A nursery's memory: its hub (wake nodes, and the table of entry chunks) and its arena.
+/// A nursery's memory: its hub (wake nodes with their entries) and its arena.
 /// When a nursery finishes with no waker left outstanding, the next nursery on the same
 /// thread reuses it, so a warm thread spawns without allocating or touching fresh pages.
 struct Storage {
@@ -612,14 +586,6 @@ impl Storage {
             })
     }
 
-    /// The hub and arena, handed to a nursery that owns them from now on.
-    fn into_parts(self) -> (HubRef, UnsafeCell<Arena>) {
-        let this = ManuallyDrop::new(self);
-        // SAFETY: each field is read once and `this` is never dropped, so neither is used or
-        // dropped twice.
-        unsafe { (ptr::read(&this.hub), ptr::read(&this.arena)) }
-    }
-
     /// Keeps this storage for the next nursery on this thread if nobody else can reach it
     /// (no waker holds the hub) and it is not too large; frees it otherwise.
     fn recycle(self, len: u32) {
@@ -633,22 +599,6 @@ impl Storage {
                     spare.set(Some(self));
                 }
             });
-        }
-    }
-}
-
-impl Drop for Storage {
-    fn drop(&mut self) {
-        // SAFETY: the table is the owner's; each chunk was allocated with `entries_layout(k)`
-        // and holds no live child (entries need no drop); the hub outlives this call.
-        unsafe {
-            let table = &mut *self.hub.slot_table();
-            for (k, chunk) in table.iter_mut().enumerate() {
-                if !chunk.is_null() {
-                    dealloc(*chunk, entries_layout(k));
-                    *chunk = ptr::null_mut();
-                }
-            }
         }
     }
 }

@@ -14,6 +14,10 @@
 //!    `next` field of a queued node is written by one party at a time.
 //! 4. Wakers touch only the atomic fields (`refs`, `head`, `parent`, a node's `next`/`queued`);
 //!    everything else in the hub belongs to the thread that owns the nursery.
+//! 5. While `refs` is 1 no waker exists outside the owner's borrowed ones, which are used only
+//!    on the owner's thread during a poll the nursery makes. So whoever reads `refs == 1` is
+//!    the owner, alone with the hub, and may use plain loads and stores instead of atomic
+//!    read-modify-writes, until it next lends a waker to a poll (which may clone it).
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
@@ -23,6 +27,8 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence};
 use core::task::{RawWaker, RawWakerVTable, Waker};
 use std::alloc::{alloc, dealloc, handle_alloc_error};
 use std::sync::Mutex;
+
+use super::scope::Entry;
 
 /// Nodes in the first chunk; chunk `k` holds `FIRST_CHUNK << k` nodes.
 pub(super) const FIRST_CHUNK: usize = 32;
@@ -49,6 +55,9 @@ pub(super) struct WakeNode {
     next: AtomicPtr<WakeNode>,
     index: u32,
     queued: AtomicBool,
+    /// The owner's bookkeeping for this slot, next to the node so one cache line serves both
+    /// (wake rule 4: no waker touches it). Plain data: nothing to drop when chunks are freed.
+    pub(super) entry: Entry,
 }
 
 /// Starts every node chunk so a node can find its hub without storing a pointer of its own.
@@ -68,9 +77,6 @@ pub(super) struct Hub {
     chunks: UnsafeCell<[*mut u8; MAX_CHUNKS]>,
     /// Owner only: how many nodes the allocated chunks hold.
     capacity: Cell<usize>,
-    /// Owner only: the nursery's own per-slot chunks, kept here to keep the nursery small;
-    /// the nursery frees them before it gives up its reference.
-    slots: UnsafeCell<[*mut u8; MAX_CHUNKS]>,
 }
 
 /// Where a chunk's nodes start: right after its header, which keeps them aligned.
@@ -115,7 +121,6 @@ impl HubRef {
             parent: Mutex::new(None),
             chunks: UnsafeCell::new([ptr::null_mut(); MAX_CHUNKS]),
             capacity: Cell::new(0),
-            slots: UnsafeCell::new([ptr::null_mut(); MAX_CHUNKS]),
         });
         HubRef(ptr::NonNull::from(Box::leak(hub)))
     }
@@ -147,6 +152,7 @@ impl HubRef {
                     next: AtomicPtr::new(ptr::null_mut()),
                     index,
                     queued: AtomicBool::new(false),
+                    entry: Entry::vacant(),
                 });
         }
     }
@@ -197,10 +203,12 @@ impl HubRef {
         ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(node, &VTABLE)) })
     }
 
-    /// The owner's table of per-slot chunks (wake rule 4: nobody else reads it).
+    /// Whether the owner is alone with the hub: no waker exists but its borrowed ones (wake
+    /// rule 5). Only meaningful until the owner next lends a waker to a poll.
     #[inline]
-    pub(super) fn slot_table(&self) -> *mut [*mut u8; MAX_CHUNKS] {
-        self.hub().slots.get()
+    pub(super) fn alone(&self) -> bool {
+        // Acquire pairs with the Release decrement of a waker dropped on another thread.
+        self.hub().refs.load(Ordering::Acquire) == 1
     }
 
     /// How many nodes the allocated chunks hold.
@@ -281,14 +289,24 @@ impl Drop for HubRef {
 
 impl WakeNode {
     /// Marks the node queued; true if it was not already (so the caller must link it).
+    /// `alone` says the caller is alone with the hub (wake rule 5).
     #[inline]
-    pub(super) fn mark_queued(&self) -> bool {
+    pub(super) fn mark_queued(&self, alone: bool) -> bool {
+        if alone {
+            let was = self.queued.load(Ordering::Relaxed);
+            self.queued.store(true, Ordering::Relaxed);
+            return !was;
+        }
         !self.queued.swap(true, Ordering::AcqRel)
     }
 
     /// Clears the queued flag just before the owner polls the node's child (wake rule 3).
     #[inline]
-    pub(super) fn clear_queued(&self) {
+    pub(super) fn clear_queued(&self, alone: bool) {
+        if alone {
+            self.queued.store(false, Ordering::Relaxed);
+            return;
+        }
         // AcqRel: a wake that found the flag set happened before this swap, so the child's
         // poll that follows sees whatever that wake announced.
         self.queued.swap(false, Ordering::AcqRel);
@@ -352,11 +370,23 @@ fn wake(node: *const ()) {
 fn wake_by_ref(node: *const ()) {
     // SAFETY: a waker's data pointer is a live node (wake rule 1, 2).
     let node = unsafe { &*node.cast::<WakeNode>() };
-    if !node.mark_queued() {
-        return;
-    }
     // SAFETY: the node's hub is alive while this waker is (wake rule 1).
     let hub = unsafe { &*node.hub() };
+    if hub.refs.load(Ordering::Acquire) == 1 {
+        // A borrowed waker, used by a child the owner is polling right now (wake rule 5): no
+        // other thread can reach the hub, and the owner checks the stack after the poll, so
+        // neither atomics nor waking the parent are needed.
+        if node.mark_queued(true) {
+            node.next
+                .store(hub.head.load(Ordering::Relaxed), Ordering::Relaxed);
+            hub.head
+                .store(ptr::from_ref(node).cast_mut(), Ordering::Relaxed);
+        }
+        return;
+    }
+    if !node.mark_queued(false) {
+        return;
+    }
     let mut head = hub.head.load(Ordering::Relaxed);
     loop {
         node.next.store(head, Ordering::Relaxed);
@@ -399,7 +429,8 @@ mod tests {
             }
         }
         assert!(chunk_of(u32::MAX).0 < MAX_CHUNKS);
-        assert_eq!(size_of::<WakeNode>(), 16);
+        // 16 bytes of wake node and 24 of the owner's entry.
+        assert_eq!(size_of::<WakeNode>(), 40);
     }
 
     #[test]
@@ -426,7 +457,7 @@ mod tests {
         assert_eq!((first.index(), last.index()), (40, 40));
         assert!(first.next().is_none());
         assert!(hub.take_ready().is_none());
-        first.clear_queued();
+        first.clear_queued(false);
         w.wake_by_ref();
         hub.waker(3).wake_by_ref();
         let (first, last) = hub.take_ready().expect("woken");
