@@ -87,3 +87,46 @@ fn tokio_sleeps_in_one_nursery_stay_linear() {
     assert!(polls.get() >= SLEEPS * 2);
     assert!(polls.get() < SLEEPS * 3, "{} polls", polls.get());
 }
+
+/// Pends once, handing a clone of its waker to another thread that wakes it; then finishes.
+async fn woken_from_a_thread(polls: &Cell<usize>) {
+    let mut sent = false;
+    poll_fn(|cx| {
+        polls.set(polls.get() + 1);
+        if sent {
+            return Poll::Ready(());
+        }
+        sent = true;
+        let waker = cx.waker().clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            waker.wake();
+        });
+        Poll::Pending
+    })
+    .await
+}
+
+#[test]
+fn wakes_from_other_threads_mix_with_local_ones() {
+    const REMOTE: usize = 50;
+    const LOCAL: usize = 200;
+    let remote_polls = Cell::new(0);
+    let local_polls = Cell::new(0);
+    for _ in 0..3 {
+        remote_polls.set(0);
+        local_polls.set(0);
+        block_on(nursery!(|n| {
+            for i in 0..REMOTE + LOCAL {
+                if i % 5 == 0 {
+                    n.spawn(woken_from_a_thread(&remote_polls));
+                } else {
+                    n.spawn(restless(&local_polls, 3));
+                }
+            }
+        }));
+        // Each remote child: one poll to pend, one after its wake; each local one: four.
+        assert_eq!(remote_polls.get(), REMOTE * 2);
+        assert_eq!(local_polls.get(), LOCAL * 4);
+    }
+}
