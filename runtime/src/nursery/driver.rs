@@ -103,7 +103,7 @@ where
                 let failure = ptr::from_ref(&this.scope.failure.0).cast::<()>();
                 // SAFETY: `failure` is this scope's cell, typed by the `R` of every spawn.
                 let polled = catch_unwind(AssertUnwindSafe(|| unsafe {
-                    core.poll_child(index, failure)
+                    core.poll_child(node, failure)
                 }));
                 match polled {
                     Ok(Polled::Pending | Polled::Done) => {}

@@ -412,10 +412,12 @@ impl Core {
     /// # Safety
     /// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned with.
     #[inline]
-    pub(super) unsafe fn poll_child(&self, index: u32, failure: *const ()) -> Polled {
-        let entry = self.entry(index);
+    pub(super) unsafe fn poll_child(&self, node: &WakeNode, failure: *const ()) -> Polled {
+        let index = node.index();
+        // Chunks never move, so this entry stays put while the child spawns or drops handles.
+        let entry = &node.entry;
         let vtable = entry.vtable.get();
-        let waker = self.hub.waker(index);
+        let waker = node.waker();
         let mut cx = Context::from_waker(&waker);
         match entry.state.get() {
             State::Running => {}
@@ -426,8 +428,6 @@ impl Core {
         // SAFETY: the slot is `Running`, so its payload is this vtable's pinned future (slot
         // rule 1); `failure` is as the caller promised.
         let polled = unsafe { (vtable.poll)(entry.payload.get(), &mut cx, &entry.state, failure) };
-        // The poll may have spawned (growing tables) or dropped handles: look the entry up anew.
-        let entry = self.entry(index);
         if !matches!(polled, Polled::Pending) {
             self.live.set(self.live.get() - 1);
             if !entry.has_handle.get() {

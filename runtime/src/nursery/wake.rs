@@ -103,6 +103,16 @@ impl WakeNode {
         }
     }
 
+    /// A waker for this node that borrows the nursery's reference instead of counting one;
+    /// lent only to polls the owner makes while its reference is alive.
+    #[inline]
+    pub(super) fn waker(&self) -> ManuallyDrop<Waker> {
+        let node = ptr::from_ref(self).cast::<()>();
+        // SAFETY: the vtable's contract holds for a node pointer (wake rule 1, 2); wrapped in
+        // ManuallyDrop so the reference count it did not take is never given back.
+        ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(node, &VTABLE)) })
+    }
+
     /// The child slot this node wakes (0 is the nursery's body).
     #[inline]
     pub(super) fn index(&self) -> u32 {
@@ -197,10 +207,7 @@ impl HubRef {
     /// A waker for node `index` that borrows the nursery's reference instead of counting one.
     #[inline]
     pub(super) fn waker(&self, index: u32) -> ManuallyDrop<Waker> {
-        let node = ptr::from_ref(self.node(index)).cast::<()>();
-        // SAFETY: the vtable's contract holds for a node pointer (wake rule 1, 2); wrapped in
-        // ManuallyDrop so the reference count it did not take is never given back.
-        ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(node, &VTABLE)) })
+        self.node(index).waker()
     }
 
     /// Whether the owner is alone with the hub: no waker exists but its borrowed ones (wake
