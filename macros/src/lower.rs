@@ -49,7 +49,18 @@ pub(crate) fn lower(
     args: &Args,
     report: &mut Report,
 ) -> syn::Result<Option<TokenStream>> {
-    match lower_body(item, parts, args) {
+    // The lowering is heuristic code over arbitrary input: should it ever panic, the body
+    // keeps its native frame rather than the build failing.
+    let lowered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lower_body(item, parts, args)
+    }))
+    .unwrap_or_else(|_| {
+        fallback(
+            item.sig.ident.span(),
+            "internal error in the lowering (please report it)",
+        )
+    });
+    match lowered {
         Ok((tokens, summary)) => {
             for l in summary {
                 report.line(l);
@@ -95,9 +106,13 @@ struct Lowerer<'a> {
     /// Control-flow edges (from, to), to order the closures so each block's input type is
     /// fixed by an earlier closure (reverse post-order), and to find dead blocks.
     edges: std::cell::RefCell<Vec<(usize, usize)>>,
+    strict: bool,
+    /// Native regions made so far, for the report.
+    regions: Vec<String>,
 }
 
 /// A block being built: its entry, its input locals, and the names they have in it.
+#[derive(Clone)]
 struct Block0 {
     entry: Entry,
     input: Vec<LocalId>,
@@ -165,6 +180,8 @@ fn lower_body(
         items: Vec::new(),
         adapters: 0,
         edges: std::cell::RefCell::new(Vec::new()),
+        strict: args.strict.is_some(),
+        regions: Vec::new(),
     };
     // Block 0 takes the arguments as the signature names them and binds the patterns.
     let binds = crate::sig::bind_params(&parts.params);
@@ -233,13 +250,19 @@ fn lower_body(
         yields,
         &lw.items,
     );
+    let fallbacks = if lw.regions.is_empty() {
+        "none".to_owned()
+    } else {
+        lw.regions.join("; ")
+    };
     let summary = vec![format!(
-        "states: {} (start, {} await, {} yield), blocks: {}, adapters: {}, fallbacks: none",
+        "states: {} (start, {} await, {} yield), blocks: {}, adapters: {}, fallbacks: {}",
         1 + n_awaits + n_yields,
         n_awaits,
         n_yields,
         n_blocks,
-        lw.adapters
+        lw.adapters,
+        fallbacks
     )];
     Ok((tokens, summary))
 }
@@ -719,6 +742,30 @@ impl Lowerer<'_> {
                     "statements after a diverging await are not lowered",
                 );
             }
+            if ctx == Ctx::FnTail && !self.generator && !self.strict {
+                // The rest of a body-ending statement list can always become one native
+                // region: an adapter owning every live local, whose output is the fn's.
+                let saved = (
+                    self.cur,
+                    self.blocks.len(),
+                    self.blocks[self.cur].clone(),
+                    self.bound.clone(),
+                    self.edges.borrow().len(),
+                    self.adapters,
+                    self.items.len(),
+                );
+                if let Err(f) = self.lower_stmt(s, last, ctx) {
+                    self.cur = saved.0;
+                    self.blocks.truncate(saved.1);
+                    self.blocks[self.cur] = saved.2;
+                    self.bound = saved.3;
+                    self.edges.borrow_mut().truncate(saved.4);
+                    self.adapters = saved.5;
+                    self.items.truncate(saved.6);
+                    return self.native_region(&stmts[i..], s, f);
+                }
+                continue;
+            }
             self.lower_stmt(s, last, ctx)?;
         }
         let diverges = matches!(stmts.last(), Some(Stmt::Expr(e, _)) if diverges_expr(e));
@@ -732,6 +779,44 @@ impl Lowerer<'_> {
                 self.terminate(quote!(#tr::Return(())));
             }
         }
+        Ok(())
+    }
+
+    /// `rest` (from `first` on) as one native region ending the fn.
+    fn native_region(
+        &mut self,
+        rest: &[Stmt],
+        first: &Stmt,
+        why: Fallback,
+    ) -> Result<(), Fallback> {
+        let p = self.point(key(first), why.span)?;
+        let owned = self.carried(&p, why.span)?;
+        let mut binds = TokenStream::new();
+        for &id in &owned {
+            let n = self.name_of(id, why.span)?;
+            let m = self.a.local(id).mutable.then(|| quote!(mut));
+            binds.extend(quote!(#[allow(unused_mut, clippy::redundant_locals)] let #m #n = #n;));
+        }
+        // Items stay where they are, inside the region.
+        let f = Ident::new("__f", Span::mixed_site());
+        let r = Ident::new("__r", Span::mixed_site());
+        self.emit(quote!(let #f = async move { #binds #(#rest)* };));
+        let k = self.new_block(Entry::Await(quote!(#r)), Vec::new(), Vec::new());
+        let v = format_ident!("Await{}", k);
+        let tr = self.tr().clone();
+        self.terminate(quote!(#tr::#v(#f, ())));
+        self.edges.borrow_mut().push((self.cur, k));
+        self.switch(k);
+        self.terminate(quote!(#tr::Return(#r)));
+        let mut text = quote::ToTokens::to_token_stream(first).to_string();
+        if let Some((cut, _)) = text.char_indices().nth(40) {
+            text.truncate(cut);
+            text.push('…');
+        }
+        self.regions.push(format!(
+            "native region from `{text}` to the end ({})",
+            why.reason
+        ));
         Ok(())
     }
 

@@ -21,6 +21,7 @@ use quote::{format_ident, quote};
 use syn::{Ident, Type};
 
 /// How control enters a block.
+#[derive(Clone)]
 pub(crate) enum Entry {
     /// The first block: the arguments, bound as rustc's `async fn` desugaring binds them.
     Start(TokenStream),
