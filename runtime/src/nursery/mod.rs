@@ -1,9 +1,28 @@
 //! Nurseries: scoped spawning whose children borrow from the parent and can never outlive it.
 //!
-//! A nursery is one future. Its children live inside it (in size-classed slots that never
-//! move, [`arena`]), each with its own wake node ([`wake`]), so a wake polls exactly one child
-//! and spawning allocates nothing once the storage is warm. Leaking the nursery leaks its
-//! children with it: they are never polled again, so nothing they borrow can dangle.
+//! A nursery is one future. Its children live inside it, not in the executor, so leaking the
+//! nursery leaks its children with it: they are never polled again, and nothing they borrow
+//! can dangle. That is what lets children borrow the caller's data with no `'static`.
+//!
+//! How it is built:
+//! - **Storage** (`arena`): a child is written into a slot of a size class (four classes
+//!   per doubling), carved from chunks that double in size and never move, and recycled
+//!   through a free list threaded through free slots. Children of any type share it; nothing
+//!   is boxed. When a nursery ends with no waker left outstanding, the next nursery on the
+//!   same thread reuses its memory, so a warm thread spawns without allocating.
+//! - **Wakers** (`wake`): each slot has a 16-byte wake node (next to the slot's 24-byte
+//!   bookkeeping) in chunks that never move. A child's waker points at its node; waking pushes
+//!   the node on the nursery's ready stack (a lock-free stack, one swap to take it all), so a
+//!   wake polls that child and no other. Cloning a waker counts one reference on the nursery's
+//!   wake hub, which outlives the nursery while any waker does. While no waker has been
+//!   cloned, wakes are plain loads and stores.
+//! - **Turns** (`driver`): one poll of the nursery polls the children woken before it began
+//!   (and children spawned during it), at most 128, then returns `Pending` after waking
+//!   itself if more are ready. Under tokio, whose coop budget makes resources return `Pending`
+//!   and wake at once when spent, this keeps many children in one task linear.
+//! - **Lifetimes** ([`Scope`]): the body gets `&'scope Scope<'scope, 'env, R>` with `'scope`
+//!   invariant and chosen per run, as in [`std::thread::scope`], so `n` and handles cannot
+//!   leave the body, while children may borrow anything that outlives `'env`.
 //!
 //! ```
 //! use structured_async::{block_on, nursery};
