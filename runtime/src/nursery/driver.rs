@@ -8,7 +8,8 @@ use core::task::{Context, Poll};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use super::outcome::ChildOutput;
-use super::scope::{Polled, Scope};
+use super::scope::Scope;
+use super::slot::Polled;
 use crate::time::{Sleep, sleep};
 
 /// Polls per turn before the nursery wakes itself and returns `Pending`. Under tokio a nursery

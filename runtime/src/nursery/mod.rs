@@ -40,9 +40,11 @@
 //! ```
 
 mod arena;
+mod children;
 mod driver;
 mod outcome;
 mod scope;
+mod slot;
 mod wake;
 
 use core::pin::pin;

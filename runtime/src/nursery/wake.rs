@@ -28,7 +28,7 @@ use core::task::{RawWaker, RawWakerVTable, Waker};
 use std::alloc::{alloc, dealloc, handle_alloc_error};
 use std::sync::Mutex;
 
-use super::scope::Entry;
+use super::slot::Entry;
 
 /// Nodes in the first chunk; chunk `k` holds `FIRST_CHUNK << k` nodes.
 pub(super) const FIRST_CHUNK: usize = 32;

@@ -1,0 +1,431 @@
+//! The type-erased core of a nursery: slot bookkeeping, the run queue, spawning, polling and
+//! cancelling children, and the recycling of a finished nursery's memory (slot rules in
+//! `slot`).
+
+use core::cell::{Cell, RefCell, UnsafeCell};
+use core::future::Future;
+use core::mem::ManuallyDrop;
+use core::ptr;
+use core::task::{Context, Waker};
+use core::time::Duration;
+use std::collections::HashMap;
+
+use super::arena::Arena;
+use super::slot::{Entry, FOREIGN, NO_WAITER, Polled, State, VTable};
+use super::wake::{HubRef, WakeNode};
+
+/// How long cancellable children may clean up unless the body says otherwise.
+const DEFAULT_GRACE: Duration = Duration::from_secs(1);
+
+/// The type-erased core of a nursery: children, their wake nodes and the run queue.
+pub(super) struct Core {
+    /// Taken apart in `Drop` (to be recycled or freed), hence `ManuallyDrop`.
+    pub(super) hub: ManuallyDrop<HubRef>,
+    arena: ManuallyDrop<UnsafeCell<Arena>>,
+    /// Slot indices handed out so far (slot 0 is the body).
+    len: Cell<u32>,
+    /// Head of the free slot list; 0 when empty.
+    free: Cell<u32>,
+    /// Children not finished yet.
+    live: Cell<usize>,
+    /// Set once the nursery cancels: children spawned afterwards are dropped unpolled.
+    cancelled: Cell<bool>,
+    /// Wakers of handles awaited from outside this nursery (rare), by slot.
+    foreign: RefCell<HashMap<u32, Waker>>,
+    /// How long cancellable children may spend on their async cleanup.
+    pub(super) grace: Cell<Duration>,
+    /// The owner's run queue: nodes to poll this turn, oldest first (wake rule 3).
+    run_head: Cell<*const WakeNode>,
+    run_tail: Cell<*const WakeNode>,
+}
+
+impl Core {
+    pub(super) fn new() -> Self {
+        let Storage { hub, arena } = Storage::take_spare();
+        let core = Core {
+            hub: ManuallyDrop::new(hub),
+            arena: ManuallyDrop::new(arena),
+            len: Cell::new(1),
+            free: Cell::new(0),
+            live: Cell::new(0),
+            cancelled: Cell::new(false),
+            grace: Cell::new(DEFAULT_GRACE),
+            foreign: RefCell::new(HashMap::new()),
+            run_head: Cell::new(ptr::null()),
+            run_tail: Cell::new(ptr::null()),
+        };
+        core.hub.ensure(0);
+        core
+    }
+
+    #[inline]
+    pub(super) fn entry(&self, index: u32) -> &Entry {
+        debug_assert!(index != 0 && index < self.len.get());
+        // Slot rule 3: the entry is the owner's part of the node.
+        &self.hub.node(index).entry
+    }
+
+    /// A free slot index, creating one (and its chunk) when none is free.
+    #[inline]
+    pub(super) fn alloc_index(&self) -> u32 {
+        let free = self.free.get();
+        if free != 0 {
+            self.free.set(self.entry(free).waiter.get());
+            return free;
+        }
+        let index = self.len.get();
+        assert!(
+            index < u32::MAX,
+            "a nursery holds at most u32::MAX - 1 children at once"
+        );
+        self.hub.ensure(index);
+        self.len.set(index + 1);
+        index
+    }
+
+    /// Records who awaits slot `index`'s handle: a slot of this nursery by index (no clone,
+    /// no refcount), anyone else by a cloned waker.
+    #[inline]
+    pub(super) fn set_waiter(&self, index: u32, waker: &Waker) {
+        let entry = self.entry(index);
+        match self.hub.local_index(waker) {
+            Some(local) => {
+                if entry.waiter.get() == FOREIGN {
+                    self.foreign.borrow_mut().remove(&index);
+                }
+                entry.waiter.set(local);
+            }
+            None => {
+                let mut foreign = self.foreign.borrow_mut();
+                match foreign.get(&index) {
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => drop(foreign.insert(index, waker.clone())),
+                }
+                entry.waiter.set(FOREIGN);
+            }
+        }
+    }
+
+    /// Wakes whoever awaits slot `index`'s handle, once.
+    #[inline]
+    pub(super) fn wake_waiter(&self, index: u32) {
+        let entry = self.entry(index);
+        match entry.waiter.replace(NO_WAITER) {
+            NO_WAITER => {}
+            FOREIGN => {
+                let waker = self.foreign.borrow_mut().remove(&index);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            // A slot of this nursery: straight onto the run queue, no atomics but its flag.
+            local => self.schedule(local),
+        }
+    }
+
+    /// Drops the record of who awaits slot `index`'s handle.
+    #[inline]
+    pub(super) fn forget_waiter(&self, index: u32) {
+        let entry = self.entry(index);
+        if entry.waiter.replace(NO_WAITER) == FOREIGN {
+            let waker = self.foreign.borrow_mut().remove(&index);
+            drop(waker);
+        }
+    }
+
+    /// Returns a slot that holds nothing and has no handle (slot rule 2).
+    #[inline]
+    pub(super) fn free_slot(&self, index: u32) {
+        let entry = self.entry(index);
+        debug_assert!(!entry.has_handle.get());
+        debug_assert!(matches!(entry.state.get(), State::Empty | State::Done));
+        entry.state.set(State::Free);
+        self.forget_waiter(index);
+        // SAFETY: the payload came from the arena for this vtable's class and holds nothing.
+        unsafe { (*self.arena.get()).free(entry.vtable.get().class, entry.payload.get()) };
+        entry.waiter.set(self.free.get());
+        self.free.set(index);
+    }
+
+    /// Places a child and queues its first poll; `vtable` is `F`'s.
+    #[inline]
+    pub(super) fn spawn<F: Future>(&self, future: F, vtable: &'static VTable) -> u32 {
+        let index = self.alloc_index();
+        let entry = self.entry(index);
+        // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
+        let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
+        // SAFETY: the slot is sized and aligned for `Stage<F>` (arena rule 1) and empty.
+        unsafe { payload.cast::<F>().write(future) };
+        entry.payload.set(payload);
+        entry.vtable.set(vtable);
+        entry.has_handle.set(true);
+        if self.cancelled.get() {
+            entry.state.set(State::Empty);
+            // SAFETY: the future was just written and is dropped once, unpolled.
+            unsafe { (vtable.drop_future)(payload) };
+            return index;
+        }
+        entry.state.set(State::Running);
+        self.live.set(self.live.get() + 1);
+        self.schedule(index);
+        index
+    }
+
+    /// Queues node `index` on the run queue unless it is queued already (wake rule 3).
+    #[inline]
+    pub(super) fn schedule(&self, index: u32) {
+        let node = self.hub.node(index);
+        if node.mark_queued(self.hub.alone()) {
+            node.set_next(None);
+            self.push_run(node, node);
+        }
+    }
+
+    /// Appends an owner-held list of queued nodes to the run queue.
+    #[inline]
+    fn push_run(&self, first: &WakeNode, last: &WakeNode) {
+        let tail = self.run_tail.get();
+        if tail.is_null() {
+            self.run_head.set(first);
+        } else {
+            // SAFETY: the tail is a live queued node on the owner's list (wake rule 2, 3).
+            unsafe { (*tail).set_next(Some(first)) };
+        }
+        self.run_tail.set(last);
+    }
+
+    /// Moves the nodes woken since the last turn onto the run queue.
+    #[inline]
+    pub(super) fn refill(&self) {
+        if let Some((first, last)) = self.hub.take_ready() {
+            self.push_run(first, last);
+        }
+    }
+
+    /// The next node on the run queue. Nodes woken meanwhile wait for the next [`Core::refill`],
+    /// so a child that wakes itself is polled once per turn, not until the budget runs out.
+    #[inline]
+    pub(super) fn next_ready(&self) -> Option<&WakeNode> {
+        if self.run_head.get().is_null() {
+            return None;
+        }
+        // SAFETY: a non-null head is a live node of this hub (wake rule 2).
+        let node = unsafe { &*self.run_head.get() };
+        match node.next() {
+            Some(next) => self.run_head.set(next),
+            None => {
+                self.run_head.set(ptr::null());
+                self.run_tail.set(ptr::null());
+            }
+        }
+        node.clear_queued(self.hub.alone());
+        Some(node)
+    }
+
+    /// Whether a node waits to be polled.
+    #[inline]
+    pub(super) fn has_ready(&self) -> bool {
+        !self.run_head.get().is_null() || self.hub.has_ready()
+    }
+
+    /// Children not finished yet.
+    #[inline]
+    pub(super) fn live(&self) -> usize {
+        self.live.get()
+    }
+
+    /// Polls child `index` if it is still running.
+    ///
+    /// # Safety
+    /// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned with.
+    #[inline]
+    pub(super) unsafe fn poll_child(&self, node: &WakeNode, failure: *const ()) -> Polled {
+        let index = node.index();
+        // Chunks never move, so this entry stays put while the child spawns or drops handles.
+        let entry = &node.entry;
+        let vtable = entry.vtable.get();
+        let waker = node.waker();
+        let mut cx = Context::from_waker(&waker);
+        match entry.state.get() {
+            State::Running => {}
+            State::Cancelling => return self.poll_cleanup(index, &mut cx),
+            // A stale wake for a finished or recycled slot.
+            _ => return Polled::Pending,
+        }
+        // SAFETY: the slot is `Running`, so its payload is this vtable's pinned future (slot
+        // rule 1); `failure` is as the caller promised.
+        let polled = unsafe { (vtable.poll)(entry.payload.get(), &mut cx, &entry.state, failure) };
+        if !matches!(polled, Polled::Pending) {
+            self.live.set(self.live.get() - 1);
+            if !entry.has_handle.get() {
+                if entry.state.get() == State::Done {
+                    entry.state.set(State::Empty);
+                    // SAFETY: the output was just written and nobody can take it any more.
+                    unsafe { (vtable.drop_output)(entry.payload.get()) };
+                }
+                self.free_slot(index);
+            } else {
+                self.wake_waiter(index);
+            }
+        }
+        polled
+    }
+
+    /// Polls the async cleanup of a cancelling child; drops it once the cleanup is done.
+    fn poll_cleanup(&self, index: u32, cx: &mut Context<'_>) -> Polled {
+        let entry = self.entry(index);
+        let vtable = entry.vtable.get();
+        let poll_cancel = vtable
+            .poll_cancel
+            .expect("only cancellable children clean up");
+        // SAFETY: a `Cancelling` slot holds its unfinished pinned future (slot rule 1), whose
+        // vtable came from `spawn_cancellable`.
+        if unsafe { poll_cancel(entry.payload.get(), cx) }.is_pending() {
+            return Polled::Pending;
+        }
+        let entry = self.entry(index);
+        entry.state.set(State::Empty);
+        self.live.set(self.live.get() - 1);
+        // SAFETY: the cleanup finished; the future is dropped in place exactly once.
+        unsafe { (vtable.drop_future)(entry.payload.get()) };
+        let entry = self.entry(index);
+        if !entry.has_handle.get() {
+            self.free_slot(index);
+        }
+        Polled::Done
+    }
+
+    /// Starts ending the nursery: drops every child and unclaimed output, except that children
+    /// spawned with `spawn_cancellable` are queued to run their async cleanup. Returns how many
+    /// do; later spawns are refused.
+    pub(super) fn begin_cancel(&self) -> usize {
+        self.cancelled.set(true);
+        let mut cleaning = 0;
+        let mut index = 1;
+        while index < self.len.get() {
+            let entry = self.entry(index);
+            if entry.state.get() == State::Running && entry.vtable.get().poll_cancel.is_some() {
+                entry.state.set(State::Cancelling);
+                self.schedule(index);
+                cleaning += 1;
+            } else {
+                self.cancel_slot(index);
+            }
+            index += 1;
+        }
+        cleaning
+    }
+
+    /// Drops every child and every unclaimed output, and refuses later spawns. Handles that
+    /// are still alive find their slot empty.
+    pub(super) fn cancel_all(&self) {
+        self.cancelled.set(true);
+        let mut index = 1;
+        // Dropping a child may drop handles or (refused) spawn; re-read the length each step.
+        while index < self.len.get() {
+            self.cancel_slot(index);
+            index += 1;
+        }
+    }
+
+    /// Drops what slot `index` holds.
+    fn cancel_slot(&self, index: u32) {
+        {
+            let entry = self.entry(index);
+            let vtable = entry.vtable.get();
+            match entry.state.get() {
+                State::Running | State::Cancelling => {
+                    entry.state.set(State::Empty);
+                    self.live.set(self.live.get() - 1);
+                    // SAFETY: a `Running` slot holds its live future (slot rule 1), dropped once.
+                    unsafe { (vtable.drop_future)(entry.payload.get()) };
+                }
+                State::Done => {
+                    entry.state.set(State::Empty);
+                    // SAFETY: a `Done` slot holds its output (slot rule 1), dropped once.
+                    unsafe { (vtable.drop_output)(entry.payload.get()) };
+                }
+                State::Finishing => {
+                    // Its drop panicked half-way: what is left is leaked, never dropped twice.
+                    entry.state.set(State::Empty);
+                    self.live.set(self.live.get() - 1);
+                }
+                State::Free | State::Empty => {}
+            }
+            let entry = self.entry(index);
+            self.forget_waiter(index);
+            if entry.state.get() == State::Empty && !entry.has_handle.get() {
+                self.free_slot(index);
+            }
+        }
+    }
+}
+
+// Entries are plain data: freeing or reusing their chunks needs no drop.
+const _: () = assert!(!core::mem::needs_drop::<Entry>());
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // SAFETY: both fields are taken once, here, and not used afterwards.
+        let (hub, arena) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.hub),
+                ManuallyDrop::take(&mut self.arena),
+            )
+        };
+        if self.live.get() != 0 {
+            // A child's drop panicked while the nursery was cancelling, so some children were
+            // never dropped. They are pinned: their memory must stay as it is (leaked), never
+            // be freed or reused without their destructor.
+            core::mem::forget(arena);
+            return;
+        }
+        // Children were dropped by the driver; only memory is left (arena rule 2).
+        Storage { hub, arena }.recycle(self.len.get());
+    }
+}
+
+/// A nursery's memory: its hub (wake nodes with their entries) and its arena.
+/// When a nursery finishes with no waker left outstanding, the next nursery on the same
+/// thread reuses it, so a warm thread spawns without allocating or touching fresh pages.
+struct Storage {
+    hub: HubRef,
+    arena: UnsafeCell<Arena>,
+}
+
+/// Nurseries that used more slots than this give their memory back instead of keeping it.
+const RECYCLE_LIMIT: u32 = 1 << 20;
+
+thread_local! {
+    static SPARE: Cell<Option<Storage>> = const { Cell::new(None) };
+}
+
+impl Storage {
+    /// The storage the last nursery on this thread left, or new storage.
+    fn take_spare() -> Storage {
+        SPARE
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Storage {
+                hub: HubRef::new(),
+                arena: UnsafeCell::new(Arena::new()),
+            })
+    }
+
+    /// Keeps this storage for the next nursery on this thread if nobody else can reach it
+    /// (no waker holds the hub) and it is not too large; frees it otherwise.
+    fn recycle(self, len: u32) {
+        if len <= RECYCLE_LIMIT && self.hub.reset_if_unshared() {
+            let _ = SPARE.try_with(|spare| {
+                if let Some(old) = spare.replace(None) {
+                    // Keep the larger of the two.
+                    let keep_old = old.hub.capacity() > self.hub.capacity();
+                    spare.set(Some(if keep_old { old } else { self }));
+                } else {
+                    spare.set(Some(self));
+                }
+            });
+        }
+    }
+}

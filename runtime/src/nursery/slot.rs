@@ -1,0 +1,184 @@
+//! One child slot: what it holds ([`State`]), the bookkeeping the owner keeps for it
+//! ([`Entry`]), and the type-erased operations on the child it holds ([`VTable`]).
+//!
+//! Invariants (cited as "slot rule N"):
+//! 1. Slot `i`'s [`Entry`] says what its payload holds: `Running` (or `Cancelling`) a pinned
+//!    child future, `Done` its output, anything else nothing. The payload never moves while
+//!    it holds a value.
+//! 2. A slot is freed (payload back to the arena, index back to the free list) only when it
+//!    holds nothing and no handle refers to it, so a handle's index always names its own child.
+//! 3. Only the thread that owns the nursery touches entries, the arena and the run queue (the
+//!    scope is neither `Send` nor `Sync`), and no `&mut` into them is held across a call that
+//!    may run user code (a poll or a drop), which may spawn or drop handles re-entrantly.
+
+use core::alloc::Layout;
+use core::cell::Cell;
+use core::future::Future;
+use core::marker::PhantomData;
+use core::pin::Pin;
+use core::ptr;
+use core::task::{Context, Poll};
+
+use super::arena;
+use super::outcome::ChildOutput;
+use crate::executor::AsyncCancel;
+
+/// What a slot holds (slot rule 1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum State {
+    /// On the free list.
+    Free,
+    /// A child future that has not finished.
+    Running,
+    /// The nursery is ending and the child runs its async cleanup ([`AsyncCancel`]).
+    Cancelling,
+    /// The child finished and its future is being dropped.
+    Finishing,
+    /// The child's output, waiting for its handle.
+    Done,
+    /// Nothing: the child was cancelled or its output taken, and a handle still refers here.
+    Empty,
+}
+
+/// What one poll of a child did.
+pub(super) enum Polled {
+    Pending,
+    Done,
+    /// The child's output ended the nursery; it is in the scope's `failure` cell.
+    Failed,
+}
+
+/// Type-erased operations on one child type, one static table per type.
+pub(super) struct VTable {
+    /// Polls the future; on completion drops it and stores the output (or the failure).
+    pub(super) poll: unsafe fn(*mut u8, &mut Context<'_>, &Cell<State>, *const ()) -> Polled,
+    pub(super) drop_future: unsafe fn(*mut u8),
+    pub(super) drop_output: unsafe fn(*mut u8),
+    /// Drives the future's async cleanup, for children spawned with `spawn_cancellable`.
+    pub(super) poll_cancel: Option<unsafe fn(*mut u8, &mut Context<'_>) -> Poll<()>>,
+    pub(super) class: usize,
+}
+
+static NO_CHILD: VTable = VTable {
+    poll: |_, _, _, _| Polled::Pending,
+    drop_future: |_| {},
+    drop_output: |_| {},
+    poll_cancel: None,
+    class: 0,
+};
+
+/// A child's payload: its future, then, in the same place, its output.
+#[repr(C)]
+union Stage<F: Future> {
+    future: core::mem::ManuallyDrop<F>,
+    output: core::mem::ManuallyDrop<F::Output>,
+}
+
+pub(super) struct VTableOf<F, R>(PhantomData<(F, R)>);
+
+impl<F: Future, R> VTableOf<F, R>
+where
+    F::Output: ChildOutput<R>,
+{
+    pub(super) const TABLE: &'static VTable = &VTable {
+        poll: poll_child::<F, R>,
+        drop_future: drop_as::<F>,
+        drop_output: drop_as::<F::Output>,
+        poll_cancel: None,
+        class: arena::class_of(Layout::new::<Stage<F>>()),
+    };
+}
+
+impl<F: Future + AsyncCancel, R> VTableOf<F, R>
+where
+    F::Output: ChildOutput<R>,
+{
+    pub(super) const CANCELLABLE: &'static VTable = &VTable {
+        poll_cancel: Some(poll_cancel_as::<F>),
+        ..*Self::TABLE
+    };
+}
+
+/// # Safety
+/// `payload` holds a pinned, unfinished `F` (slot rule 1).
+unsafe fn poll_cancel_as<F: AsyncCancel>(payload: *mut u8, cx: &mut Context<'_>) -> Poll<()> {
+    // SAFETY: the payload holds a live `F` that never moves (slot rule 1).
+    unsafe { Pin::new_unchecked(&mut *payload.cast::<F>()) }.poll_cancel(cx)
+}
+
+/// # Safety
+/// `payload` holds a pinned `F` (slot rule 1), `state` is its slot's state and `failure` points
+/// to the scope's `Cell<Option<R>>`.
+unsafe fn poll_child<F: Future, R>(
+    payload: *mut u8,
+    cx: &mut Context<'_>,
+    state: &Cell<State>,
+    failure: *const (),
+) -> Polled
+where
+    F::Output: ChildOutput<R>,
+{
+    // SAFETY: the payload holds a live `F` that never moves (slot rule 1).
+    let future = unsafe { Pin::new_unchecked(&mut *payload.cast::<F>()) };
+    let Poll::Ready(output) = future.poll(cx) else {
+        return Polled::Pending;
+    };
+    // If dropping the future panics, the slot must not be dropped again.
+    state.set(State::Finishing);
+    // SAFETY: the future finished; it is dropped in place exactly once.
+    unsafe { ptr::drop_in_place(payload.cast::<F>()) };
+    match output.settle() {
+        Ok(output) => {
+            // SAFETY: the slot is laid out for `Stage<F>`, whose fields start at its start.
+            unsafe { payload.cast::<F::Output>().write(output) };
+            state.set(State::Done);
+            Polled::Done
+        }
+        Err(end) => {
+            state.set(State::Empty);
+            // SAFETY: the caller passes the scope's failure cell, typed by the same `R`.
+            let failure = unsafe { &*failure.cast::<Cell<Option<R>>>() };
+            // The first failure wins (the driver stops at it anyway).
+            let first = failure.take();
+            failure.set(Some(first.unwrap_or(end)));
+            Polled::Failed
+        }
+    }
+}
+
+/// # Safety
+/// `payload` holds a live `T` that is not used afterwards.
+unsafe fn drop_as<T>(payload: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe { ptr::drop_in_place(payload.cast::<T>()) }
+}
+
+/// One child slot's bookkeeping, kept by the nursery's owner (slot rule 3).
+pub(super) struct Entry {
+    pub(super) payload: Cell<*mut u8>,
+    pub(super) vtable: Cell<&'static VTable>,
+    /// Who awaits the handle: [`NO_WAITER`], a slot of this nursery (the body is 0) woken
+    /// without touching a refcount, or [`FOREIGN`] for a waker kept in `Core::foreign`.
+    /// On the free list: the next free slot.
+    pub(super) waiter: Cell<u32>,
+    pub(super) state: Cell<State>,
+    pub(super) has_handle: Cell<bool>,
+}
+
+impl Entry {
+    /// An entry of a slot never used.
+    pub(super) const fn vacant() -> Entry {
+        Entry {
+            payload: Cell::new(ptr::null_mut()),
+            vtable: Cell::new(&NO_CHILD),
+            waiter: Cell::new(NO_WAITER),
+            state: Cell::new(State::Free),
+            has_handle: Cell::new(false),
+        }
+    }
+}
+
+/// Nobody awaits the handle.
+pub(super) const NO_WAITER: u32 = u32::MAX;
+/// The handle is awaited from outside this nursery; the waker is in `Core::foreign`.
+pub(super) const FOREIGN: u32 = u32::MAX - 1;
