@@ -122,7 +122,7 @@
 //!         // project_replace(Done) (dropping the future in place), run the next block, and
 //!         // follow Goto transitions until a block stores a new Await or returns.
 //!     }
-//!     new(PhantomData::<fn() -> usize>, (n, name),   // arguments; live tuples: newest first
+//!     new(PhantomData::<usize>, (n, name),           // arguments; live tuples: newest first
 //!         |(n, name)| { let __f = g(n); Transition::Await1(__f, (name,)) },   // b0
 //!         |(name,), __r| { let a = __r;                                       // b1
 //!             if a > 1 { Transition::Goto3((a, name)) } else { Transition::Goto2((a, name)) } },

@@ -222,3 +222,47 @@ fn question_mark_converts_with_from() {
 }
 
 fn _is_future<F: Future>(_: &F) {}
+
+struct Named {
+    name: String,
+}
+
+impl Named {
+    #[structured]
+    async fn name_after_a_while(&self, skip: usize) -> &str {
+        let n = later(skip).await;
+        &self.name[n..]
+    }
+}
+
+#[test]
+fn borrowed_output_with_elided_lifetime() {
+    let n = Named {
+        name: "hello".into(),
+    };
+    assert_eq!(block_on(n.name_after_a_while(2)), "llo");
+}
+
+#[structured]
+async fn break_and_continue_in_plain_ifs(n: u64) -> u64 {
+    let mut i = 0;
+    let mut hits = 0;
+    'outer: loop {
+        i += 1;
+        let v = later(i).await;
+        if v % 2 == 0 {
+            continue 'outer;
+        }
+        hits += 1;
+        if v >= n {
+            break;
+        }
+    }
+    i * 100 + hits
+}
+
+#[test]
+fn break_and_continue_inside_await_free_ifs_of_a_lowered_loop() {
+    // i = 1..=7, odd values counted: 1, 3, 5, 7.
+    assert_eq!(block_on(break_and_continue_in_plain_ifs(7)), 704);
+}

@@ -23,6 +23,13 @@ pub(crate) fn structured(args: TokenStream, item: TokenStream) -> TokenStream {
         (Ok(a), Ok(i)) => (a, i),
         (Err(e), Ok(i)) => return with_stub(e, &i),
         (_, Err(e)) => {
+            let e = match syn::parse2::<syn::TraitItemFn>(item.clone()) {
+                Ok(decl) if decl.default.is_none() => syn::Error::new_spanned(
+                    &decl.sig,
+                    "#[structured] needs a body to compile: put it on the method in each impl",
+                ),
+                _ => e,
+            };
             let mut out = e.to_compile_error();
             out.extend(item);
             return out;

@@ -412,8 +412,13 @@ impl Analysis {
             Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
                 self.mention_name(&p.path.segments[0].ident, kind);
             }
-            Expr::Field(f) => self.place_mention(&f.base, kind),
+            // Moving through a field moves only that field; nothing moves out of an index.
+            Expr::Field(f) => {
+                let kind = if kind == Use::Move { Use::Field } else { kind };
+                self.place_mention(&f.base, kind);
+            }
             Expr::Index(i) => {
+                let kind = if kind == Use::Move { Use::Ref } else { kind };
                 self.place_mention(&i.expr, kind);
                 self.visit_expr(&i.index);
             }

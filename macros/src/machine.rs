@@ -9,7 +9,7 @@
 //! impl Future for Machine<…> where B2: FnMut(L2, F2::Output) -> Transition<…>, … { poll: loop {
 //!     resume the state's block (polling its future first), then follow Goto transitions until
 //!     an Await/Yield is stored or Return completes } }
-//! new(PhantomData::<fn() -> R>, (args…), b0, b1, b2)
+//! new(PhantomData::<R>, (args…), b0, b1, b2)
 //! ```
 //! Every type is a generic parameter fixed by inference: each closure's input tuple is the
 //! value an earlier closure put in its `Transition`. Locals sit in each tuple newest first, so
@@ -294,8 +294,7 @@ pub(crate) fn emit(
         None => quote!(#output),
     };
     let new_fn = format_ident!("__structured_new", span = Span::mixed_site());
-    let made =
-        quote!(#new_fn(::core::marker::PhantomData::<fn() -> #hint_ty>, #init, #(#closures),*));
+    let made = quote!(#new_fn(::core::marker::PhantomData::<#hint_ty>, #init, #(#closures),*));
     let made = if yields.is_some() {
         quote!(::structured_async::__private::Generator::new(#made))
     } else {
@@ -336,7 +335,7 @@ pub(crate) fn emit(
         #driver
         #[allow(clippy::too_many_arguments, clippy::type_complexity)]
         fn #new_fn<#all_params>(
-            _: ::core::marker::PhantomData<fn() -> #hint_param>,
+            _: ::core::marker::PhantomData<#hint_param>,
             init: #l0,
             #(#b_ordered: #b_ordered,)*
         ) -> #machine_ty where #bounds {

@@ -8,4 +8,10 @@ fn not_async() -> u8 {
 #[structured]
 struct NotAFn;
 
+trait Declares {
+    // A declaration has no body to compile: put the attribute on the impl's method.
+    #[structured]
+    async fn declared(&self) -> u8;
+}
+
 fn main() {}
