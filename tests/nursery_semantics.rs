@@ -505,3 +505,37 @@ fn a_stale_waker_does_not_reach_the_next_nursery_on_the_thread() {
     }));
     assert_eq!(polls.get(), 2);
 }
+
+#[test]
+fn a_body_panic_drops_the_children_on_its_way_out() {
+    let log = RefCell::new(Vec::new());
+    let log = &log;
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        block_on(nursery!(|n| {
+            n.spawn(async move {
+                let _guard = Logged(log, "child".into());
+                pending::<()>().await
+            });
+            yield_now().await;
+            panic!("body panicked");
+        }))
+    }));
+    assert!(caught.is_err());
+    assert_eq!(*log.borrow(), ["drop child"]);
+}
+
+#[test]
+fn a_body_that_never_ends_still_spawns_children() {
+    let served = Cell::new(0);
+    let served = &served;
+    // A server-shaped body: its type is `!`.
+    let out = block_on(structured_async::timeout(
+        Duration::from_millis(30),
+        nursery!(|n| loop {
+            n.spawn(async move { served.set(served.get() + 1) });
+            structured_async::sleep(Duration::from_millis(2)).await;
+        }),
+    ));
+    assert!(out.is_err(), "it ran until the timeout");
+    assert!(served.get() >= 2, "{} children ran", served.get());
+}

@@ -51,6 +51,20 @@ impl<U, E> ChildOutput<Result<U, E>> for () {
     }
 }
 
+/// Names the never type `!` on stable Rust, so a body that never finishes (a server's accept
+/// loop) can spawn children: `fn() -> !` is a type whose output is `!`.
+pub trait FnOutput {
+    /// The function type's return type.
+    type Output;
+}
+
+impl<T> FnOutput for fn() -> T {
+    type Output = T;
+}
+
+/// The type of a body that never finishes.
+type Never = <fn() -> ! as FnOutput>::Output;
+
 /// Bodies of these types never end early, so their children may return anything.
 macro_rules! never_fails {
     ($([$($gen:tt)*] $body:ty;)*) => {$(
@@ -64,7 +78,7 @@ macro_rules! never_fails {
 }
 
 never_fails! {
-    [] ();
+    [] (); [] Never;
     [] bool; [] char; [] String; [] Duration;
     [] u8; [] u16; [] u32; [] u64; [] u128; [] usize;
     [] i8; [] i16; [] i32; [] i64; [] i128; [] isize;
