@@ -15,7 +15,7 @@ pub use executor::{
     AsyncCancel, Builder, Cancel, Executor, Handle, JoinHandle, Runtime, Scheduler, Spawner,
     WorkStealingSpawner, block_on, spawn_local, yield_now,
 };
-pub use nursery::{ChildHandle, ChildOutput, Scope};
+pub use nursery::{ChildHandle, ChildOutput, NeverFails, Scope};
 pub use subsystem::{ParkHint, Subsystem};
 pub use time::{Elapsed, Interval, interval, sleep, sleep_until, timeout};
 

@@ -49,7 +49,7 @@ mod wake;
 
 use core::pin::pin;
 
-pub use outcome::ChildOutput;
+pub use outcome::{ChildOutput, NeverFails};
 pub use scope::{ChildHandle, Scope};
 
 /// Runs `body` with a [`Scope`], then every child it spawned, and resolves once all are done.

@@ -11,10 +11,8 @@ use std::time::Duration;
 /// the value its handle yields, or `Err` with the nursery's output, cancelling the rest.
 ///
 /// - Body `Result<U, E>`: children return `()` or `Result<T, E>`; an `Err` ends the nursery.
-/// - Body `()`, a number, `bool`, `char`, `String`, `Option`, `Vec`, a tuple, an array, a
-///   reference, a `Box`/`Rc`/`Arc`, a map or a set, or `Duration`: children return anything.
-///
-/// A body of another type can return `Ok::<_, core::convert::Infallible>(value)` instead.
+/// - Body of a [`NeverFails`] type (`()`, numbers, `String`, collections, … and types that
+///   implement it): children return anything.
 ///
 /// ```
 /// use structured_async::nursery::ChildOutput;
@@ -27,7 +25,7 @@ use std::time::Duration;
     message = "a child returning `{Self}` cannot run in a nursery whose body returns `{R}`",
     label = "this child's output",
     note = "in a nursery whose body returns `Result<_, E>`, children return `()` or `Result<_, E>`, and the first `Err` cancels the rest",
-    note = "a body of a type of your own can return `Ok::<_, core::convert::Infallible>(value)`"
+    note = "for a body of a type of your own, implement `structured_async::nursery::NeverFails` for it"
 )]
 pub trait ChildOutput<R>: Sized {
     /// `Ok(self)` to hand to the child's handle, or `Err(output)` to end the nursery with.
@@ -65,27 +63,57 @@ impl<T> FnOutput for fn() -> T {
 /// The type of a body that never finishes.
 type Never = <fn() -> ! as FnOutput>::Output;
 
-/// Bodies of these types never end early, so their children may return anything.
+/// A body type that never ends a nursery early, so the nursery's children may return
+/// anything. Implemented for `()`, `!`, numbers, `bool`, `char`, `String`, `Duration`,
+/// `Option`, `Vec`, `VecDeque`, maps, sets, tuples, arrays, references and smart pointers;
+/// implement it for a type of your own to return that type from a nursery body.
+///
+/// ```
+/// use structured_async::nursery::NeverFails;
+/// use structured_async::{block_on, nursery};
+///
+/// struct Report { pages: usize }
+/// impl NeverFails for Report {}
+///
+/// let report = block_on(nursery!(|n| {
+///     let pages = n.spawn(async { 3 }).await;
+///     Report { pages }
+/// }));
+/// assert_eq!(report.pages, 3);
+/// ```
+pub trait NeverFails {}
+
+impl<O, R: NeverFails> ChildOutput<R> for O {
+    #[inline]
+    fn settle(self) -> Result<O, R> {
+        Ok(self)
+    }
+}
+
+// `!` cannot implement `NeverFails` (downstream impls would then conflict with the unnormalized
+// projection), so it gets its own impl.
+impl<O> ChildOutput<Never> for O {
+    #[inline]
+    fn settle(self) -> Result<O, Never> {
+        Ok(self)
+    }
+}
+
 macro_rules! never_fails {
     ($([$($gen:tt)*] $body:ty;)*) => {$(
-        impl<$($gen)* O> ChildOutput<$body> for O {
-            #[inline]
-            fn settle(self) -> Result<O, $body> {
-                Ok(self)
-            }
-        }
+        impl<$($gen)*> NeverFails for $body {}
     )*};
 }
 
 never_fails! {
-    [] (); [] Never;
+    [] ();
     [] bool; [] char; [] String; [] Duration;
     [] u8; [] u16; [] u32; [] u64; [] u128; [] usize;
     [] i8; [] i16; [] i32; [] i64; [] i128; [] isize;
     [] f32; [] f64;
-    [V,] Option<V>; [V,] Vec<V>; [V,] VecDeque<V>; [V: ?Sized,] Box<V>; [V: ?Sized,] Rc<V>;
-    [V: ?Sized,] Arc<V>; ['a, V: ?Sized,] &'a V; ['a, V: ?Sized,] &'a mut V;
-    [K, V, S,] HashMap<K, V, S>; [K, V,] BTreeMap<K, V>; [V, S,] HashSet<V, S>;
-    [A, B,] (A, B); [A, B, C,] (A, B, C); [A, B, C, D,] (A, B, C, D);
-    [V, const N: usize,] [V; N];
+    [V] Option<V>; [V] Vec<V>; [V] VecDeque<V>; [V: ?Sized] Box<V>; [V: ?Sized] Rc<V>;
+    [V: ?Sized] Arc<V>; ['a, V: ?Sized] &'a V; ['a, V: ?Sized] &'a mut V;
+    [K, V, S] HashMap<K, V, S>; [K, V] BTreeMap<K, V>; [V, S] HashSet<V, S>;
+    [A, B] (A, B); [A, B, C] (A, B, C); [A, B, C, D] (A, B, C, D);
+    [V, const N: usize] [V; N];
 }
