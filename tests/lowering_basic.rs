@@ -266,3 +266,57 @@ fn break_and_continue_inside_await_free_ifs_of_a_lowered_loop() {
     // i = 1..=7, odd values counted: 1, 3, 5, 7.
     assert_eq!(block_on(break_and_continue_in_plain_ifs(7)), 704);
 }
+
+#[structured]
+async fn for_over_owned(items: Vec<Noisy>, n: u32) -> u32 {
+    let mut total = 0;
+    for i in 0..n {
+        total += later(i).await;
+    }
+    for item in items {
+        log(format!("saw {}", item.0));
+        later(()).await;
+        if item.0 == "stop" {
+            break;
+        }
+    }
+    total
+}
+
+async fn native_for_over_owned(items: Vec<Noisy>, n: u32) -> u32 {
+    let mut total = 0;
+    for i in 0..n {
+        total += later(i).await;
+    }
+    for item in items {
+        log(format!("saw {}", item.0));
+        later(()).await;
+        if item.0 == "stop" {
+            break;
+        }
+    }
+    total
+}
+
+#[test]
+fn for_loops_drop_the_iterator_and_items_like_native() {
+    let make = || vec![Noisy("a"), Noisy("stop"), Noisy("c")];
+    take_log();
+    let ours = block_on(for_over_owned(make(), 4));
+    let ours_log = take_log();
+    let native = block_on(native_for_over_owned(make(), 4));
+    assert_eq!(ours, native);
+    assert_eq!(ours_log, take_log());
+    assert!(ours_log.contains(&"drop c".to_string()));
+
+    // Cancelled while suspended inside the second loop.
+    let mut ours = Box::pin(for_over_owned(make(), 0));
+    let mut native = Box::pin(native_for_over_owned(make(), 0));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(ours.as_mut().poll(&mut cx).is_pending());
+    drop(ours);
+    let ours_log = take_log();
+    assert!(native.as_mut().poll(&mut cx).is_pending());
+    drop(native);
+    assert_eq!(ours_log, take_log());
+}

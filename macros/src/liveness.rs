@@ -598,7 +598,42 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.stmt_locals
                     .insert(key(e), (first..self.locals.len()).collect());
             }
-            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+            Expr::ForLoop(f) => {
+                // `for PAT in ITER { body }` is `let mut iter = into_iter(ITER); loop { match
+                // next(&mut iter) { Some(PAT) => body, None => break } }`: the iterator is a
+                // hidden local, evaluated once before the loop and dropped after it.
+                self.visit_expr(&f.expr);
+                let borrowing = self.may_borrow(&f.expr);
+                self.push_scope();
+                let iter_name =
+                    Ident::new(&format!("__iter{}", self.locals.len()), Span::mixed_site());
+                let iter_pat: Pat = syn::parse_quote!(mut #iter_name);
+                let iter_id = self.locals.len();
+                self.bind_pattern(&iter_pat, false, false, borrowing);
+                self.stmt_locals.insert(key(e), vec![iter_id]);
+                let start = self.tick();
+                let point = self.snapshot();
+                self.points.insert(key(e), point);
+                self.push_scope();
+                self.depth += 1;
+                self.mention(iter_id, Use::Ref);
+                let first = self.locals.len();
+                self.bind_pattern(&f.pat, false, false, borrowing);
+                self.stmt_locals
+                    .insert(key(&*f.pat), (first..self.locals.len()).collect());
+                let point = self.snapshot();
+                self.points.insert(key(&f.body), point);
+                self.visit_block(&f.body);
+                self.mention(iter_id, Use::Ref);
+                self.depth -= 1;
+                self.pop_scope();
+                let end = self.tick();
+                self.loops.push((start, end));
+                self.pop_scope();
+                let point = self.snapshot();
+                self.after.insert(key(e), point);
+            }
+            Expr::Loop(_) | Expr::While(_) => {
                 let start = self.tick();
                 let point = self.snapshot();
                 self.points.insert(key(e), point);
@@ -611,12 +646,6 @@ impl<'ast> Visit<'ast> for Analysis {
                         let point = self.snapshot();
                         self.points.insert(key(&w.body), point);
                         self.visit_block(&w.body);
-                    }
-                    Expr::ForLoop(f) => {
-                        self.visit_expr(&f.expr);
-                        let borrowing = self.may_borrow(&f.expr);
-                        self.bind_pattern(&f.pat, false, false, borrowing);
-                        self.visit_block(&f.body);
                     }
                     _ => {}
                 }

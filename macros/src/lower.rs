@@ -520,6 +520,24 @@ fn diverges_expr(e: &Expr) -> bool {
     }
 }
 
+/// `a..b`, `a..=b` with plain ends: a value holding no borrow and no temporary.
+fn is_range(e: &Expr) -> bool {
+    match e {
+        Expr::Range(r) => {
+            let plain = |x: &Option<Box<Expr>>| {
+                x.as_deref().is_none_or(|x| {
+                    matches!(x, Expr::Lit(_) | Expr::Path(_))
+                        || simple_future(x)
+                        || crate::liveness::owned_result(x)
+                })
+            };
+            plain(&r.start) && plain(&r.end)
+        }
+        Expr::Paren(p) => is_range(&p.expr),
+        _ => false,
+    }
+}
+
 /// A place whose evaluation has no effects: `x`, `x.field`, `*x`, `self.a.b`.
 fn pure_place(e: &Expr) -> bool {
     match e {
@@ -659,7 +677,9 @@ impl Lowerer<'_> {
                     format!("`{}` is moved out on some paths only (a drop flag)", l.name),
                 );
             }
-            let uncertain = before().any(|m| matches!(m.kind, Use::Field | Use::Unknown));
+            // Nothing moves out through a reference parameter.
+            let field_moves = !l.ref_param && before().any(|m| m.kind == Use::Field);
+            let uncertain = before().any(|m| m.kind == Use::Unknown) || field_moves;
             if l.unusual {
                 return fallback(
                     span,
@@ -669,7 +689,7 @@ impl Lowerer<'_> {
                     ),
                 );
             }
-            if used_after && !l.known_copy && before().any(|m| m.kind == Use::Field) {
+            if used_after && !l.known_copy && field_moves {
                 return fallback(
                     span,
                     format!(
@@ -917,7 +937,7 @@ impl Lowerer<'_> {
         match e {
             Expr::If(i) => return self.lower_if(e, i, tail),
             Expr::Match(m) => return self.lower_match(e, m, tail),
-            Expr::Loop(_) | Expr::While(_) => {
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
                 self.lower_loop(e)?;
                 if tail && !self.terminated() {
                     // A loop ending the body: its value, `()`, is the output.
@@ -1313,6 +1333,7 @@ impl Lowerer<'_> {
         let (label, body, cond) = match e {
             Expr::Loop(l) => (&l.label, &l.body, None),
             Expr::While(w) => (&w.label, &w.body, Some(&*w.cond)),
+            Expr::ForLoop(f) => return self.lower_for(e, f),
             _ => return fallback(span, "unsupported loop"),
         };
         let start = self.point(key(e), span)?;
@@ -1340,6 +1361,71 @@ impl Lowerer<'_> {
             exit,
         });
         self.lower_stmts(&body.stmts, Ctx::Unit)?;
+        if !self.terminated() {
+            let g = self.goto(header, span)?;
+            self.terminate(g);
+        }
+        self.loops.pop();
+        self.switch(exit);
+        Ok(())
+    }
+
+    fn lower_for(&mut self, e: &Expr, f: &syn::ExprForLoop) -> Result<(), Fallback> {
+        let span = f.for_token.span;
+        if expr_await(&f.expr).is_some() {
+            return fallback(span, "an await in a `for` loop's iterator expression");
+        }
+        // The iterator expression's temporaries would live through the whole loop.
+        if !(pure_place(&f.expr) || simple_future(&f.expr) || is_range(&f.expr)) {
+            return fallback(
+                span,
+                "a `for` loop over an expression whose temporaries would live across its awaits",
+            );
+        }
+        let iter_id = self
+            .a
+            .stmt_locals
+            .get(&key(e))
+            .and_then(|v| v.first().copied());
+        let Some(iter_id) = iter_id else {
+            return fallback(span, "internal: no iterator local");
+        };
+        let iter = self.a.local(iter_id).name.clone();
+        let expr = self.rewrite_expr(&f.expr, (*f.expr).clone())?;
+        self.emit(quote!(#[allow(unused_mut)] let mut #iter = ::core::iter::IntoIterator::into_iter(#expr);));
+        self.bound.push((iter_id, iter.clone()));
+        let start = self.point(key(e), span)?;
+        let after = self.after(key(e), span)?;
+        let header_in = self.carried(&start, span)?;
+        let exit_in = self.carried(&after, span)?;
+        let header = self.new_block(Entry::Goto, header_in, Vec::new());
+        let exit = self.new_block(Entry::Goto, exit_in, Vec::new());
+        let g = self.goto(header, span)?;
+        self.terminate(g);
+        self.switch(header);
+        let body_point = self.point(key(&f.body), span)?;
+        let body_in = self.carried(&body_point, span)?;
+        let body_k = self.new_block(Entry::Goto, body_in, Vec::new());
+        let bindings = self
+            .a
+            .stmt_locals
+            .get(&key(&*f.pat))
+            .cloned()
+            .unwrap_or_default();
+        let g_body = self.with_bound(&bindings, |lw| lw.goto(body_k, span))?;
+        let g_exit = self.goto(exit, span)?;
+        let pat = &f.pat;
+        self.terminate(quote!(match ::core::iter::Iterator::next(&mut #iter) {
+            ::core::option::Option::Some(#pat) => #g_body,
+            ::core::option::Option::None => #g_exit,
+        }));
+        self.switch(body_k);
+        self.loops.push(LoopCtx {
+            label: f.label.as_ref().map(|l| l.name.ident.to_string()),
+            header,
+            exit,
+        });
+        self.lower_stmts(&f.body.stmts, Ctx::Unit)?;
         if !self.terminated() {
             let g = self.goto(header, span)?;
             self.terminate(g);
