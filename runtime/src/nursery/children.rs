@@ -6,11 +6,13 @@ use core::cell::{Cell, RefCell, UnsafeCell};
 use core::future::Future;
 use core::mem::ManuallyDrop;
 use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::{Context, Waker};
 use core::time::Duration;
 use std::collections::HashMap;
 
 use super::arena::Arena;
+use super::kind::this_thread;
 use super::slot::{Entry, FOREIGN, NO_WAITER, Polled, State, VTable};
 use super::wake::{HubRef, WakeNode};
 
@@ -32,6 +34,9 @@ pub(super) struct Core {
     cancelled: Cell<bool>,
     /// Wakers of handles awaited from outside this nursery (rare), by slot.
     foreign: RefCell<HashMap<u32, Waker>>,
+    /// In a `Shared` tree, the thread polling (or dropping) the nursery: the only one allowed
+    /// to use its scope and handles.
+    owner: AtomicUsize,
     /// How long cancellable children may spend on their async cleanup.
     pub(super) grace: Cell<Duration>,
     /// The owner's run queue: nodes to poll this turn, oldest first (wake rule 3).
@@ -50,6 +55,7 @@ impl Core {
             live: Cell::new(0),
             cancelled: Cell::new(false),
             grace: Cell::new(DEFAULT_GRACE),
+            owner: AtomicUsize::new(0),
             foreign: RefCell::new(HashMap::new()),
             run_head: Cell::new(ptr::null()),
             run_tail: Cell::new(ptr::null()),
@@ -81,6 +87,20 @@ impl Core {
         self.hub.ensure(index);
         self.len.set(index + 1);
         index
+    }
+
+    /// Makes the current thread the one allowed to use the scope (a `Shared` tree's driver
+    /// calls this as it starts to poll or drop the nursery).
+    pub(super) fn enter(&self) {
+        self.owner.store(this_thread(), Ordering::Relaxed);
+    }
+
+    /// Panics unless the current thread is the one polling the nursery.
+    #[inline]
+    pub(super) fn check_owner(&self) {
+        if self.owner.load(Ordering::Relaxed) != this_thread() {
+            panic!("a `send` nursery's scope and handles are used only by the thread polling it");
+        }
     }
 
     /// Records who awaits slot `index`'s handle: a slot of this nursery by index (no clone,

@@ -7,6 +7,7 @@ use core::ptr;
 use core::task::{Context, Poll};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
+use super::kind::TreeKind;
 use super::outcome::ChildOutput;
 use super::scope::Scope;
 use super::slot::Polled;
@@ -18,8 +19,8 @@ use crate::time::{Sleep, sleep};
 pub(super) const TURN_BUDGET: usize = 128;
 
 /// Runs a nursery's body and children until all are done, or the first failure or panic.
-pub(super) struct Driver<'a, 'scope, 'env, B, R> {
-    scope: &'a Scope<'scope, 'env, R>,
+pub(super) struct Driver<'a, 'scope, 'env, B, R, K: TreeKind> {
+    scope: &'a Scope<'scope, 'env, R, K>,
     body: Pin<&'a mut Option<B>>,
     output: Option<R>,
     /// Set when the nursery ends early while children run their async cleanup: the output to
@@ -29,10 +30,10 @@ pub(super) struct Driver<'a, 'scope, 'env, B, R> {
 }
 
 // The driver never pins `output` (it only moves it out), and `body` is already pinned.
-impl<B, R> Unpin for Driver<'_, '_, '_, B, R> {}
+impl<B, R, K: TreeKind> Unpin for Driver<'_, '_, '_, B, R, K> {}
 
-impl<'a, 'scope, 'env, B, R> Driver<'a, 'scope, 'env, B, R> {
-    pub(super) fn new(scope: &'a Scope<'scope, 'env, R>, body: Pin<&'a mut Option<B>>) -> Self {
+impl<'a, 'scope, 'env, B, R, K: TreeKind> Driver<'a, 'scope, 'env, B, R, K> {
+    pub(super) fn new(scope: &'a Scope<'scope, 'env, R, K>, body: Pin<&'a mut Option<B>>) -> Self {
         scope.core.schedule(0);
         Driver {
             scope,
@@ -64,7 +65,7 @@ impl<'a, 'scope, 'env, B, R> Driver<'a, 'scope, 'env, B, R> {
     }
 }
 
-impl<B, R> Future for Driver<'_, '_, '_, B, R>
+impl<B, R, K: TreeKind> Future for Driver<'_, '_, '_, B, R, K>
 where
     B: Future<Output = R>,
     R: ChildOutput<R>,
@@ -74,6 +75,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
         let this = self.get_mut();
         let core = &this.scope.core;
+        if K::SHARED {
+            core.enter();
+        }
         core.hub.register_parent(cx.waker());
         core.refill();
         if let Some((_, grace)) = &mut this.ending {
@@ -156,8 +160,12 @@ where
     }
 }
 
-impl<B, R> Drop for Driver<'_, '_, '_, B, R> {
+impl<B, R, K: TreeKind> Drop for Driver<'_, '_, '_, B, R, K> {
     fn drop(&mut self) {
+        if K::SHARED {
+            // Dropping runs children's and handles' drops on this thread.
+            self.scope.core.enter();
+        }
         if !self.finished {
             // Dropped mid-way: every child is dropped before this returns.
             self.scope.core.cancel_all();

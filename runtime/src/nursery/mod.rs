@@ -42,13 +42,16 @@
 mod arena;
 mod children;
 mod driver;
+mod kind;
 mod outcome;
 mod scope;
 mod slot;
 mod wake;
 
-use core::pin::pin;
+use core::future::Future;
+use core::pin::{Pin, pin};
 
+pub use kind::{Admits, Local, LocalTree, Shared, TreeKind};
 pub use outcome::{ChildOutput, NeverFails};
 pub use scope::{ChildHandle, Scope};
 
@@ -81,6 +84,56 @@ where
     driver::Driver::new(&scope, body).await
 }
 
+/// Like [`nursery()`], for a tree that is itself `Send`: a multi-threaded runtime may move the
+/// nursery (with all its children) between threads between polls, so every child and output
+/// must be `Send`. The scope and handles may be used only by the thread polling the nursery
+/// (they panic otherwise). `nursery!(send |n| BODY)` expands to it, boxing the body once.
+///
+/// ```
+/// use structured_async::{block_on, nursery, yield_now};
+///
+/// let data = vec![1u64, 2, 3];
+/// // A `Send + 'static` future: built here, run on another thread.
+/// let fut = nursery!(send move |n| {
+///     let hs: Vec<_> = data
+///         .into_iter()
+///         .map(|x| n.spawn(async move { yield_now().await; x * 10 }))
+///         .collect();
+///     let mut total = 0;
+///     for h in hs {
+///         total += h.await;
+///     }
+///     total
+/// });
+/// let total = std::thread::spawn(move || block_on(fut)).join().unwrap();
+/// assert_eq!(total, 60);
+/// ```
+pub async fn nursery_send<'env, F, R>(body: F) -> R
+where
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env, R, Shared>) -> SendBody<'scope, R> + 'env,
+    R: ChildOutput<R> + 'env,
+{
+    let scope = Scope::new();
+    let body = pin!(Some(body(&scope)));
+    driver::Driver::new(&scope, body).await
+}
+
+/// Moves one value into an async block that otherwise borrows (used by `nursery!(send ...)`).
+#[doc(hidden)]
+pub struct ByValue<T>(pub T);
+
+impl<T> ByValue<T> {
+    /// The value; taking `self` makes an async block capture the whole wrapper by move.
+    #[doc(hidden)]
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// The body of a `send` nursery: boxed once per nursery, so that the body's `Send`-ness is
+/// checked where it is written (rustc cannot yet prove it through an async closure).
+pub type SendBody<'scope, R> = Pin<Box<dyn Future<Output = R> + Send + 'scope>>;
+
 /// `nursery!(|n| BODY)`: a future that runs the async `BODY` with the nursery's [`Scope`] `n`,
 /// and every child spawned with `n.spawn(future)`, resolving once all of them are done.
 ///
@@ -110,9 +163,28 @@ macro_rules! nursery {
     (move |$n:pat_param| $body:expr) => {
         $crate::nursery::nursery(async move |$n| $body)
     };
+    // The body borrows the caller's variables like the closure form does: only the scope is
+    // moved into the async block (a non-`Copy` wrapper makes it move alone).
+    (send |$n:pat_param| $body:expr) => {
+        $crate::nursery::nursery_send(|scope| {
+            let scope = $crate::nursery::ByValue(scope);
+            ::std::boxed::Box::pin(async {
+                let $n = scope.into_inner();
+                $body
+            })
+        })
+    };
+    (send move |$n:pat_param| $body:expr) => {
+        $crate::nursery::nursery_send(move |scope| {
+            ::std::boxed::Box::pin(async move {
+                let $n = scope;
+                $body
+            })
+        })
+    };
     ($($other:tt)*) => {
         ::core::compile_error!(
-            "expected a closure: `nursery!(|n| body)` or `nursery!(move |n| body)`, where `body` spawns children with `n.spawn(future)`"
+            "expected a closure: `nursery!(|n| body)`, `nursery!(move |n| body)` or `nursery!(send |n| body)`, where `body` spawns children with `n.spawn(future)`"
         )
     };
 }

@@ -9,6 +9,7 @@ use core::task::{Context, Poll};
 use core::time::Duration;
 
 use super::children::Core;
+use super::kind::{Admits, Local, TreeKind};
 use super::outcome::ChildOutput;
 use super::slot::{State, VTableOf};
 use crate::executor::AsyncCancel;
@@ -30,33 +31,36 @@ use crate::executor::AsyncCancel;
 /// }));
 /// assert_eq!(lens, (10, 5));
 /// ```
-pub struct Scope<'scope, 'env: 'scope, R: 'env> {
+pub struct Scope<'scope, 'env: 'scope, R: 'env, K: TreeKind = Local> {
     pub(super) core: Core,
     pub(super) failure: Failure<R>,
-    _local: PhantomData<LocalTree>,
+    _local: PhantomData<K::Marker>,
     _scope: PhantomData<&'scope mut &'scope ()>,
     _env: PhantomData<&'env mut &'env ()>,
 }
 
-/// Makes [`Scope`] and [`ChildHandle`] neither `Send` nor `Sync`: a nursery and its children
-/// (which need not be `Send`) form one local tree, polled by the thread that polls it.
-struct LocalTree(PhantomData<*const ()>);
-
 /// The first output that ended the nursery early.
 pub(super) struct Failure<R>(pub(super) Cell<Option<R>>);
 
-// SAFETY: `Core` and `Failure` are reachable only through a `Scope` or a `ChildHandle`, and
-// both carry `LocalTree`, so neither is ever sent to or shared with another thread. These
-// impls only make a compile error name that one marker instead of every internal field.
+// SAFETY: `Core` and `Failure` are reachable only through a `Scope` or a `ChildHandle`.
+// - In a `Local` tree both carry `LocalTree`, so neither is ever sent to or shared with
+//   another thread; these impls only make a compile error name that one marker instead of
+//   every internal field.
+// - In a `Shared` tree the nursery future moves between threads only between polls, with
+//   everything in it: children and their outputs are `Send` (`Admits`), and so is `R`. A
+//   `&Scope` or handle can reach another thread only while the owner is inside a poll (all
+//   are bounded by `'scope`), and every use through them first checks that it runs on the
+//   thread polling the nursery (`Core::check_owner`), which panics otherwise, so the owner
+//   is the only thread that ever touches the core.
 unsafe impl Send for Core {}
 // SAFETY: as above.
 unsafe impl Sync for Core {}
-// SAFETY: as above.
-unsafe impl<R> Send for Failure<R> {}
-// SAFETY: as above.
-unsafe impl<R> Sync for Failure<R> {}
+// SAFETY: as above; `R: Send` so a failure may move with the nursery.
+unsafe impl<R: Send> Send for Failure<R> {}
+// SAFETY: as above: only the thread polling the nursery reads or writes it.
+unsafe impl<R: Send> Sync for Failure<R> {}
 
-impl<'scope, 'env, R> Scope<'scope, 'env, R> {
+impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
     pub(super) fn new() -> Self {
         Scope {
             core: Core::new(),
@@ -85,11 +89,13 @@ impl<'scope, 'env, R> Scope<'scope, 'env, R> {
     /// assert_eq!(cells, [0, 2, 4, 6]);
     /// ```
     #[inline]
-    pub fn spawn<F>(&'scope self, child: F) -> ChildHandle<'scope, F::Output>
+    pub fn spawn<F>(&'scope self, child: F) -> ChildHandle<'scope, F::Output, K>
     where
         F: Future + 'scope,
         F::Output: ChildOutput<R>,
+        K: Admits<F>,
     {
+        self.check();
         let index = self.core.spawn(child, VTableOf::<F, R>::TABLE);
         ChildHandle {
             core: &self.core,
@@ -137,11 +143,13 @@ impl<'scope, 'env, R> Scope<'scope, 'env, R> {
     /// assert!(said_goodbye.get());
     /// ```
     #[inline]
-    pub fn spawn_cancellable<F>(&'scope self, child: F) -> ChildHandle<'scope, F::Output>
+    pub fn spawn_cancellable<F>(&'scope self, child: F) -> ChildHandle<'scope, F::Output, K>
     where
         F: Future + AsyncCancel + 'scope,
         F::Output: ChildOutput<R>,
+        K: Admits<F>,
     {
+        self.check();
         let index = self.core.spawn(child, VTableOf::<F, R>::CANCELLABLE);
         ChildHandle {
             core: &self.core,
@@ -163,7 +171,16 @@ impl<'scope, 'env, R> Scope<'scope, 'env, R> {
     /// block_on(nursery!(|n| n.set_grace(Duration::from_millis(50))));
     /// ```
     pub fn set_grace(&self, grace: Duration) {
+        self.check();
         self.core.grace.set(grace);
+    }
+
+    /// In a `Shared` tree, panics unless called by the thread polling the nursery.
+    #[inline]
+    fn check(&self) {
+        if K::SHARED {
+            self.core.check_owner();
+        }
     }
 
     /// How many children have not finished yet.
@@ -179,11 +196,12 @@ impl<'scope, 'env, R> Scope<'scope, 'env, R> {
     /// }));
     /// ```
     pub fn running(&self) -> usize {
+        self.check();
         self.core.live()
     }
 }
 
-impl<R> core::fmt::Debug for Scope<'_, '_, R> {
+impl<R, K: TreeKind> core::fmt::Debug for Scope<'_, '_, R, K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Scope")
             .field("running", &self.core.live())
@@ -204,15 +222,15 @@ impl<R> core::fmt::Debug for Scope<'_, '_, R> {
 /// }));
 /// assert_eq!(out, 42);
 /// ```
-pub struct ChildHandle<'scope, T> {
+pub struct ChildHandle<'scope, T, K: TreeKind = Local> {
     core: &'scope Core,
     index: u32,
     taken: bool,
-    _local: PhantomData<LocalTree>,
+    _local: PhantomData<K::Marker>,
     _out: PhantomData<(T, &'scope mut &'scope ())>,
 }
 
-impl<T> ChildHandle<'_, T> {
+impl<T, K: TreeKind> ChildHandle<'_, T, K> {
     /// Whether the child finished (its output is ready to take).
     ///
     /// ```
@@ -226,17 +244,23 @@ impl<T> ChildHandle<'_, T> {
     /// }));
     /// ```
     pub fn is_finished(&self) -> bool {
+        if K::SHARED {
+            self.core.check_owner();
+        }
         !self.taken && self.core.entry(self.index).state.get() == State::Done
     }
 }
 
 // A handle never holds its `T`; the output lives in the nursery's slot.
-impl<T> Unpin for ChildHandle<'_, T> {}
+impl<T, K: TreeKind> Unpin for ChildHandle<'_, T, K> {}
 
-impl<T> Future for ChildHandle<'_, T> {
+impl<T, K: TreeKind> Future for ChildHandle<'_, T, K> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        if K::SHARED {
+            self.core.check_owner();
+        }
         assert!(
             !self.taken,
             "a child handle was polled after it returned the output"
@@ -264,10 +288,13 @@ impl<T> Future for ChildHandle<'_, T> {
     }
 }
 
-impl<T> Drop for ChildHandle<'_, T> {
+impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
     fn drop(&mut self) {
         if self.taken {
             return;
+        }
+        if K::SHARED {
+            self.core.check_owner();
         }
         let entry = self.core.entry(self.index);
         entry.has_handle.set(false);
@@ -285,7 +312,7 @@ impl<T> Drop for ChildHandle<'_, T> {
     }
 }
 
-impl<T> core::fmt::Debug for ChildHandle<'_, T> {
+impl<T, K: TreeKind> core::fmt::Debug for ChildHandle<'_, T, K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ChildHandle")
             .field("index", &self.index)
