@@ -61,7 +61,10 @@ thread_local! {
     static THREAD: u8 = const { 0 };
 }
 
-/// A number naming the current thread while it lives (the address of a thread-local).
+/// A number naming the current thread while it lives (the address of a thread-local); 0 while
+/// the thread's locals are being destroyed.
 pub(super) fn this_thread() -> usize {
-    THREAD.with(|t| core::ptr::from_ref(t) as usize)
+    THREAD
+        .try_with(|t| core::ptr::from_ref(t) as usize)
+        .unwrap_or(0)
 }
