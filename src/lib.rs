@@ -74,7 +74,8 @@
 //! - [x] `x = f().await`, `x += f().await`
 //! - [x] `if`/`else`, `if let`, `match` (with guards) with awaits in branches, arms and
 //!   conditions/scrutinees (`match rx.recv().await { … }`)
-//! - [x] `loop`, `while`, `while let Some(x) = src.next().await`, labelled `break`/`continue`
+//! - [x] `loop`, `while`, `while let Some(x) = src.next().await`, `for` over an owned value
+//!   or a range, labelled `break`/`continue`
 //! - [x] early `return`, `?` (with `From` conversion; `Result`, `Option`, `ControlFlow`)
 //! - [x] shadowing across awaits, nested blocks, closures and `async` blocks inside the body
 //! - [x] free fns, methods with `self`, `&self`, `&mut self`, generics, lifetimes,
@@ -85,8 +86,9 @@
 //! **one native frame** (an `async move` block, exactly rustc's own desugaring). That happens
 //! for a local holding a borrow of another local across an await (`for x in &v { … }`, a
 //! `RefCell` guard), a macro that may hide an await (`join!`, `select!`), awaits nested inside
-//! larger expressions (`a.await + b.await`), `for` loops with awaits, and locals moved on some
-//! paths only (which need a drop flag). `#[structured(strict)]` turns each of these into a
+//! larger expressions (`a.await + b.await`), and locals moved on some paths only (which need a
+//! drop flag). Such a statement and the rest of the body after it become one native region (an
+//! adapter state owning the live locals); the statements before it stay explicit. `#[structured(strict)]` turns each of these into a
 //! compile error naming the local or macro and the await; building with
 //! `STRUCTURED_ASYNC_REPORT=1` prints, per function, its states, adapters and fallbacks.
 //!
