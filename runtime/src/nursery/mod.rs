@@ -20,6 +20,9 @@
 //!   (and children spawned during it), at most 128, then returns `Pending` after waking
 //!   itself if more are ready. Under tokio, whose coop budget makes resources return `Pending`
 //!   and wake at once when spent, this keeps many children in one task linear.
+//! - **Threads** ([`TreeKind`]): `nursery!(|n| ...)` is a [`Local`] tree, polled by one thread,
+//!   whose children need not be `Send`; `nursery!(send |n| ...)` is a [`Shared`] tree, a `Send`
+//!   future for multi-threaded runtimes, whose children must be `Send`.
 //! - **Lifetimes** ([`Scope`]): the body gets `&'scope Scope<'scope, 'env, R>` with `'scope`
 //!   invariant and chosen per run, as in [`std::thread::scope`], so `n` and handles cannot
 //!   leave the body, while children may borrow anything that outlives `'env`.
