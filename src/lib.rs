@@ -71,7 +71,9 @@
 //!
 //! - [x] straight-line code; `let`, `let … else`, expression statements and the tail with an
 //!   await first in their evaluation (`f().await`, `f().await?`, `f().await.len() + 1`)
-//! - [x] `x = f().await`, `x += f().await`
+//! - [x] `x = f().await`, `x += f().await`; any other expression with awaits inside
+//!   (`a.await + b.await`, `f(g().await).await`, `vec![x.await, y.await]`) runs as one adapter
+//!   state, natively, so in Rust's evaluation order and with its temporaries
 //! - [x] `if`/`else`, `if let`, `match` (with guards) with awaits in branches, arms and
 //!   conditions/scrutinees (`match rx.recv().await { … }`)
 //! - [x] `loop`, `while`, `while let Some(x) = src.next().await`, `for` over an owned value
@@ -85,9 +87,8 @@
 //! Everything else still compiles and behaves like the native `async fn`: the body keeps
 //! **one native frame** (an `async move` block, exactly rustc's own desugaring). That happens
 //! for a local holding a borrow of another local across an await (`for x in &v { … }`, a
-//! `RefCell` guard), a macro that may hide an await (`join!`, `select!`), awaits nested inside
-//! larger expressions (`a.await + b.await`), and locals moved on some paths only (which need a
-//! drop flag). Such a statement and the rest of the body after it become one native region (an
+//! `RefCell` guard), a macro that may hide an await (`join!`, `select!`), and locals moved on
+//! some paths only (which need a drop flag). Such a statement and the rest of the body after it become one native region (an
 //! adapter state owning the live locals); the statements before it stay explicit. `#[structured(strict)]` turns each of these into a
 //! compile error naming the local or macro and the await; building with
 //! `STRUCTURED_ASYNC_REPORT=1` prints, per function, its states, adapters and fallbacks.

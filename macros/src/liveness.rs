@@ -75,6 +75,8 @@ pub(crate) struct Analysis {
     pub(crate) after: HashMap<usize, Point>,
     /// Locals mentioned by the operand of each await, with how.
     pub(crate) await_mentions: HashMap<usize, Vec<(LocalId, Use)>>,
+    /// Positions spanned by a statement's expression (for the locals it mentions).
+    pub(crate) ranges: HashMap<usize, (usize, usize)>,
     /// The locals each `let` statement declares.
     pub(crate) stmt_locals: HashMap<usize, Vec<LocalId>>,
     scopes: Vec<Vec<LocalId>>,
@@ -396,6 +398,16 @@ impl Analysis {
         }
     }
 
+    /// Visits a statement's whole expression, recording its span of positions and the point
+    /// after it (the lowering may run it as one adapter).
+    fn visit_whole(&mut self, e: &Expr) {
+        let start = self.pos;
+        self.visit_expr(e);
+        let point = self.snapshot();
+        self.ranges.insert(key(e), (start, point.pos));
+        self.after.insert(key(e), point);
+    }
+
     /// Whether the root local of a receiver is a reference parameter (`&T`, `&mut T`,
     /// `&self`): a method call reborrows through it and never moves it.
     fn receiver_is_ref(&self, e: &Expr) -> bool {
@@ -437,7 +449,7 @@ impl<'ast> Visit<'ast> for Analysis {
             Stmt::Local(l) => {
                 let (init, borrowing) = match &l.init {
                     Some(init) => {
-                        self.visit_expr(&init.expr);
+                        self.visit_whole(&init.expr);
                         if let Some((_, els)) = &init.diverge {
                             self.visit_expr(els);
                         }
@@ -464,10 +476,12 @@ impl<'ast> Visit<'ast> for Analysis {
                 }
             }
             Stmt::Item(_) => {}
-            Stmt::Expr(e, _) => self.visit_expr(e),
+            Stmt::Expr(e, _) => self.visit_whole(e),
             Stmt::Macro(m) => {
+                let start = self.pos;
                 self.macro_mentions(&m.mac);
                 let point = self.snapshot();
+                self.ranges.insert(key(s), (start, point.pos));
                 self.after.insert(key(s), point);
             }
         }

@@ -884,10 +884,31 @@ impl Lowerer<'_> {
                 {
                     return fallback(await_span, "an await inside a `let … else` block");
                 }
-                let Some((aw, fut)) = spine(&init.expr) else {
-                    return fallback(await_span, "an await nested inside a larger expression");
-                };
                 let declared = self.a.stmt_locals.get(&key(s)).cloned().unwrap_or_default();
+                let Some((aw, fut)) = spine(&init.expr) else {
+                    // `let x = a.await + b.await;`: the whole initialiser runs in one adapter.
+                    if matches!(&*init.expr, Expr::Reference(_)) {
+                        return fallback(
+                            await_span,
+                            "a reference to an awaited temporary (its lifetime is extended)",
+                        );
+                    }
+                    let els = match &init.diverge {
+                        Some((_, e)) => {
+                            let e = self.rewrite_expr(e, (**e).clone())?;
+                            quote!(else #e)
+                        }
+                        None => quote!(),
+                    };
+                    let e = &init.expr;
+                    let value = self.suspend_expr(key(&**e), e, quote!(#e), await_span)?;
+                    let pat = &l.pat;
+                    self.emit(quote!(#[allow(unused_mut)] let #pat = #value #els;));
+                    for id in declared {
+                        self.bound.push((id, self.a.local(id).name.clone()));
+                    }
+                    return Ok(());
+                };
                 let r = Ident::new("__r", Span::mixed_site());
                 let value = self.rewrite_expr(
                     &init.expr,
@@ -923,7 +944,14 @@ impl Lowerer<'_> {
                 })?;
                 self.suspend_yield(&v, m.mac.path.span(), key(s))
             }
-            _ => fallback(await_span, "an await hidden inside a macro invocation"),
+            Stmt::Macro(m) => {
+                let mac = &m.mac;
+                let as_expr: Expr = syn::parse_quote!(#mac);
+                let value = self.suspend_expr(key(s), &as_expr, quote!(#mac), await_span)?;
+                self.emit(quote!(::structured_async::__private::discard(#value);));
+                Ok(())
+            }
+            Stmt::Item(_) => fallback(await_span, "unsupported await position"),
         }
     }
 
@@ -991,7 +1019,17 @@ impl Lowerer<'_> {
                 Expr::ForLoop(_) => "a `for` loop with awaits in its body",
                 Expr::Block(_) => "a labelled block with awaits",
                 Expr::Loop(_) | Expr::While(_) => "a loop producing a value",
-                _ => "an await nested inside a larger expression",
+                _ => {
+                    // `f(g().await).await;`, `x = a.await * b.await;`: one adapter.
+                    let value = self.suspend_expr(key(e), e, quote!(#e), await_span)?;
+                    if tail {
+                        let tr = self.tr();
+                        self.terminate(quote!(#tr::Return(#value)));
+                    } else {
+                        self.emit(quote!(::structured_async::__private::discard(#value);));
+                    }
+                    return Ok(());
+                }
             };
             return fallback(await_span, what);
         };
@@ -1019,6 +1057,8 @@ impl Lowerer<'_> {
             .get(&key(aw))
             .cloned()
             .unwrap_or_default();
+        let mentioned: Vec<LocalId> = mentions.iter().map(|(id, _)| *id).collect();
+        self.no_borrowing_in_flight(&mentioned, span)?;
         let lent: Vec<LocalId> = mentions
             .iter()
             .filter(|(_, k)| *k != Use::Move)
@@ -1086,6 +1126,109 @@ impl Lowerer<'_> {
         if differs {
             // Same shadowing in both: the hidden names come from the local ids, so they agree.
             self.bound = fresh;
+        }
+    }
+
+    /// Runs a whole expression with awaits inside (`a.await + b.await`, `f(g().await).await`,
+    /// `vec![x.await, y.await]`) as one adapter state: natively, so in Rust's evaluation order
+    /// and with its temporaries, owning the locals it mentions and handing them back. A `?`
+    /// inside leaves the adapter with `ControlFlow::Break(output)`. Returns the tokens of the
+    /// expression's value in the resume block.
+    fn suspend_expr(
+        &mut self,
+        node: usize,
+        original: &Expr,
+        tokens: TokenStream,
+        span: Span,
+    ) -> Result<TokenStream, Fallback> {
+        let mut check = AdapterCheck::default();
+        check.visit_expr(original);
+        if let Some(why) = check.refuse {
+            return fallback(span, why);
+        }
+        let p = self.after(node, span)?;
+        let carried = self.carried(&p, span)?;
+        let Some(&(start, end)) = self.a.ranges.get(&node) else {
+            return fallback(span, "internal: no range for an expression");
+        };
+        let mentioned: Vec<LocalId> = self
+            .a
+            .mentions
+            .iter()
+            .filter(|m| m.pos > start && m.pos <= end)
+            .map(|m| m.local)
+            .collect();
+        self.no_borrowing_in_flight(&mentioned, span)?;
+        let oldest = self
+            .a
+            .mentions
+            .iter()
+            .filter(|m| m.pos > start && m.pos <= end)
+            .map(|m| self.a.local(m.local).decl)
+            .min();
+        let (rest, owned): (Vec<LocalId>, Vec<LocalId>) = carried
+            .iter()
+            .partition(|&&id| oldest.is_none_or(|o| self.a.local(id).decl < o));
+        let mut binds = TokenStream::new();
+        let mut owned_names = Vec::new();
+        for &id in &owned {
+            let n = self.name_of(id, span)?;
+            let m = self.a.local(id).mutable.then(|| quote!(mut));
+            binds.extend(quote!(#[allow(unused_mut)] let #m #n = #n;));
+            owned_names.push(n);
+        }
+        let owned_packed = machine::pack(&owned_names);
+        let rest_packed = self.pack_ids(&rest, span)?;
+        let f = Ident::new("__f", Span::mixed_site());
+        let r = Ident::new("__r", Span::mixed_site());
+        let tr = self.tr().clone();
+        let value_expr = if check.has_try {
+            let label = syn::Lifetime::new("'__structured_expr", Span::mixed_site());
+            let mut e: Expr = syn::parse2(tokens).map_err(|e| Fallback {
+                span,
+                reason: e.to_string(),
+            })?;
+            TryToBreak { label: &label }.visit_expr_mut(&mut e);
+            quote!(#label: { ::core::ops::ControlFlow::Continue(#e) })
+        } else {
+            tokens
+        };
+        self.emit(
+            quote!(let #f = async move { #binds let #r = #value_expr; (#r, #owned_packed) };),
+        );
+        let mut input = rest;
+        input.extend(owned.iter().copied());
+        let from_live = input.len() - owned.len();
+        let k = self.new_block(Entry::Await(quote!((#r, #owned_packed))), input, Vec::new());
+        self.blocks[k].from_live = from_live;
+        let v = format_ident!("Await{}", k);
+        self.terminate(quote!(#tr::#v(#f, #rest_packed)));
+        self.edges.borrow_mut().push((self.cur, k));
+        self.adapters += 1;
+        self.switch(k);
+        Ok(if check.has_try {
+            let v = Ident::new("__v", Span::mixed_site());
+            quote!(match #r {
+                ::core::ops::ControlFlow::Continue(#v) => #v,
+                ::core::ops::ControlFlow::Break(#v) => return #tr::Return(#v),
+            })
+        } else {
+            quote!(#r)
+        })
+    }
+
+    /// A future in flight that holds a local which may borrow another local would make the
+    /// state self-referential: that needs a native frame.
+    fn no_borrowing_in_flight(&self, mentioned: &[LocalId], span: Span) -> Result<(), Fallback> {
+        match mentioned.iter().find(|&&id| self.a.local(id).borrowing) {
+            Some(&id) => fallback(
+                span,
+                format!(
+                    "`{}` may hold a borrow of another local and is used by this await",
+                    self.a.local(id).name
+                ),
+            ),
+            None => Ok(()),
         }
     }
 
@@ -1473,6 +1616,89 @@ impl Lowerer<'_> {
             None => Ok(e),
         }
     }
+}
+
+/// What an expression run as one adapter may not contain: control flow leaving it (other than
+/// `?`, which becomes a `ControlFlow::Break`), or a `yield_!`.
+#[derive(Default)]
+struct AdapterCheck {
+    has_try: bool,
+    refuse: Option<&'static str>,
+    loops: usize,
+}
+
+impl<'ast> Visit<'ast> for AdapterCheck {
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Try(_) => {
+                self.has_try = true;
+                syn::visit::visit_expr(self, e);
+            }
+            Expr::Return(_) => self.refuse = Some("a `return` inside an expression with awaits"),
+            Expr::Break(b) if b.label.is_some() || self.loops == 0 => {
+                self.refuse = Some("a `break` out of an expression with awaits");
+            }
+            Expr::Continue(c) if c.label.is_some() || self.loops == 0 => {
+                self.refuse = Some("a `continue` out of an expression with awaits");
+            }
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                self.loops += 1;
+                syn::visit::visit_expr(self, e);
+                self.loops -= 1;
+            }
+            _ => syn::visit::visit_expr(self, e),
+        }
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        if yields::is_yield(m) {
+            self.refuse = Some("a `yield_!` inside an expression with awaits");
+            return;
+        }
+        let mut tokens = Vec::new();
+        crate::liveness::token_idents(m.tokens.clone(), &mut tokens);
+        if tokens
+            .iter()
+            .any(|t| t == "return" || t == "break" || t == "continue")
+            || m.tokens.to_string().contains('?')
+        {
+            self.refuse = Some("control flow inside a macro in an expression with awaits");
+        }
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// `e?` → `match branch(e) { Continue(v) => v, Break(r) => break 'label Break(from_residual(r)) }`.
+struct TryToBreak<'a> {
+    label: &'a syn::Lifetime,
+}
+
+impl VisitMut for TryToBreak<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Try(t) => {
+                self.visit_expr_mut(&mut t.expr);
+                let inner = &t.expr;
+                let label = self.label;
+                let v = Ident::new("__v", Span::mixed_site());
+                let res = Ident::new("__residual", Span::mixed_site());
+                *e = syn::parse_quote_spanned!(t.question_token.span=>
+                    match ::structured_async::__private::Branch::branch(#inner) {
+                        ::core::ops::ControlFlow::Continue(#v) => #v,
+                        ::core::ops::ControlFlow::Break(#res) => break #label ::core::ops::ControlFlow::Break(
+                            ::structured_async::__private::FromResidual::from_residual(#res)
+                        ),
+                    }
+                );
+            }
+            _ => visit_mut::visit_expr_mut(self, e),
+        }
+    }
+
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 }
 
 /// Rewrites the control flow that leaves a block closure: `return e` → `return Return(e)`,
