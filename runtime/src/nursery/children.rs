@@ -66,27 +66,34 @@ impl Core {
 
     #[inline]
     pub(super) fn entry(&self, index: u32) -> &Entry {
-        debug_assert!(index != 0 && index < self.len.get());
-        // Slot rule 3: the entry is the owner's part of the node.
-        &self.hub.node(index).entry
+        &self.node(index).entry
     }
 
-    /// A free slot index, creating one (and its chunk) when none is free.
+    /// The wake node of child slot `index`, which carries its [`Entry`] (slot rule 3: the
+    /// entry is the owner's part of the node). Callers look a slot up once and pass the node
+    /// on, since finding it takes a little arithmetic.
     #[inline]
-    pub(super) fn alloc_index(&self) -> u32 {
+    pub(super) fn node(&self, index: u32) -> &WakeNode {
+        debug_assert!(index != 0 && index < self.len.get());
+        self.hub.node(index)
+    }
+
+    /// A free slot's node, creating one (and its chunk) when none is free.
+    #[inline]
+    fn alloc_node(&self) -> &WakeNode {
         let free = self.free.get();
         if free != 0 {
-            self.free.set(self.entry(free).waiter.get());
-            return free;
+            let node = self.node(free);
+            self.free.set(node.entry.waiter.get());
+            return node;
         }
         let index = self.len.get();
         assert!(
             index < u32::MAX,
             "a nursery holds at most u32::MAX - 1 children at once"
         );
-        self.hub.ensure(index);
         self.len.set(index + 1);
-        index
+        self.hub.ensure(index)
     }
 
     /// Makes the current thread the one allowed to use the scope (a `Shared` tree's driver
@@ -106,8 +113,8 @@ impl Core {
     /// Records who awaits slot `index`'s handle: a slot of this nursery by index (no clone,
     /// no refcount), anyone else by a cloned waker.
     #[inline]
-    pub(super) fn set_waiter(&self, index: u32, waker: &Waker) {
-        let entry = self.entry(index);
+    pub(super) fn set_waiter(&self, node: &WakeNode, waker: &Waker) {
+        let (index, entry) = (node.index(), &node.entry);
         match self.hub.local_index(waker) {
             Some(local) => {
                 if entry.waiter.get() == FOREIGN {
@@ -128,12 +135,11 @@ impl Core {
 
     /// Wakes whoever awaits slot `index`'s handle, once.
     #[inline]
-    pub(super) fn wake_waiter(&self, index: u32) {
-        let entry = self.entry(index);
-        match entry.waiter.replace(NO_WAITER) {
+    pub(super) fn wake_waiter(&self, node: &WakeNode) {
+        match node.entry.waiter.replace(NO_WAITER) {
             NO_WAITER => {}
             FOREIGN => {
-                let waker = self.foreign.borrow_mut().remove(&index);
+                let waker = self.foreign.borrow_mut().remove(&node.index());
                 if let Some(waker) = waker {
                     waker.wake();
                 }
@@ -145,33 +151,32 @@ impl Core {
 
     /// Drops the record of who awaits slot `index`'s handle.
     #[inline]
-    pub(super) fn forget_waiter(&self, index: u32) {
-        let entry = self.entry(index);
-        if entry.waiter.replace(NO_WAITER) == FOREIGN {
-            let waker = self.foreign.borrow_mut().remove(&index);
+    pub(super) fn forget_waiter(&self, node: &WakeNode) {
+        if node.entry.waiter.replace(NO_WAITER) == FOREIGN {
+            let waker = self.foreign.borrow_mut().remove(&node.index());
             drop(waker);
         }
     }
 
     /// Returns a slot that holds nothing and has no handle (slot rule 2).
     #[inline]
-    pub(super) fn free_slot(&self, index: u32) {
-        let entry = self.entry(index);
+    pub(super) fn free_slot(&self, node: &WakeNode) {
+        let entry = &node.entry;
         debug_assert!(!entry.has_handle.get());
         debug_assert!(matches!(entry.state.get(), State::Empty | State::Done));
         entry.state.set(State::Free);
-        self.forget_waiter(index);
+        self.forget_waiter(node);
         // SAFETY: the payload came from the arena for this vtable's class and holds nothing.
         unsafe { (*self.arena.get()).free(entry.vtable.get().class, entry.payload.get()) };
         entry.waiter.set(self.free.get());
-        self.free.set(index);
+        self.free.set(node.index());
     }
 
     /// Places a child and queues its first poll; `vtable` is `F`'s.
     #[inline]
     pub(super) fn spawn<F: Future>(&self, future: F, vtable: &'static VTable) -> u32 {
-        let index = self.alloc_index();
-        let entry = self.entry(index);
+        let node = self.alloc_node();
+        let (index, entry) = (node.index(), &node.entry);
         // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
         let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
         // SAFETY: the slot is sized and aligned for `Stage<F>` (arena rule 1) and empty.
@@ -187,14 +192,19 @@ impl Core {
         }
         entry.state.set(State::Running);
         self.live.set(self.live.get() + 1);
-        self.schedule(index);
+        self.schedule_node(node);
         index
     }
 
     /// Queues node `index` on the run queue unless it is queued already (wake rule 3).
     #[inline]
     pub(super) fn schedule(&self, index: u32) {
-        let node = self.hub.node(index);
+        self.schedule_node(self.hub.node(index));
+    }
+
+    /// Queues `node` on the run queue unless it is queued already (wake rule 3).
+    #[inline]
+    fn schedule_node(&self, node: &WakeNode) {
         if node.mark_queued(self.hub.alone()) {
             node.set_next(None);
             self.push_run(node, node);
@@ -260,7 +270,6 @@ impl Core {
     /// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned with.
     #[inline]
     pub(super) unsafe fn poll_child(&self, node: &WakeNode, failure: *const ()) -> Polled {
-        let index = node.index();
         // Chunks never move, so this entry stays put while the child spawns or drops handles.
         let entry = &node.entry;
         let vtable = entry.vtable.get();
@@ -268,32 +277,28 @@ impl Core {
         let mut cx = Context::from_waker(&waker);
         match entry.state.get() {
             State::Running => {}
-            State::Cancelling => return self.poll_cleanup(index, &mut cx),
+            State::Cancelling => return self.poll_cleanup(node, &mut cx),
             // A stale wake for a finished or recycled slot.
             _ => return Polled::Pending,
         }
         // SAFETY: the slot is `Running`, so its payload is this vtable's pinned future (slot
         // rule 1); `failure` is as the caller promised.
-        let polled = unsafe { (vtable.poll)(entry.payload.get(), &mut cx, &entry.state, failure) };
+        let polled = unsafe { (vtable.poll)(entry, &mut cx, failure) };
         if !matches!(polled, Polled::Pending) {
             self.live.set(self.live.get() - 1);
             if !entry.has_handle.get() {
-                if entry.state.get() == State::Done {
-                    entry.state.set(State::Empty);
-                    // SAFETY: the output was just written and nobody can take it any more.
-                    unsafe { (vtable.drop_output)(entry.payload.get()) };
-                }
-                self.free_slot(index);
+                // The poll left it `Empty`: without a handle the output was dropped at once.
+                self.free_slot(node);
             } else {
-                self.wake_waiter(index);
+                self.wake_waiter(node);
             }
         }
         polled
     }
 
     /// Polls the async cleanup of a cancelling child; drops it once the cleanup is done.
-    fn poll_cleanup(&self, index: u32, cx: &mut Context<'_>) -> Polled {
-        let entry = self.entry(index);
+    fn poll_cleanup(&self, node: &WakeNode, cx: &mut Context<'_>) -> Polled {
+        let entry = &node.entry;
         let vtable = entry.vtable.get();
         let poll_cancel = vtable
             .poll_cancel
@@ -303,14 +308,12 @@ impl Core {
         if unsafe { poll_cancel(entry.payload.get(), cx) }.is_pending() {
             return Polled::Pending;
         }
-        let entry = self.entry(index);
         entry.state.set(State::Empty);
         self.live.set(self.live.get() - 1);
         // SAFETY: the cleanup finished; the future is dropped in place exactly once.
         unsafe { (vtable.drop_future)(entry.payload.get()) };
-        let entry = self.entry(index);
         if !entry.has_handle.get() {
-            self.free_slot(index);
+            self.free_slot(node);
         }
         Polled::Done
     }
@@ -351,7 +354,8 @@ impl Core {
     /// Drops what slot `index` holds.
     fn cancel_slot(&self, index: u32) {
         {
-            let entry = self.entry(index);
+            let node = self.node(index);
+            let entry = &node.entry;
             let vtable = entry.vtable.get();
             match entry.state.get() {
                 State::Running | State::Cancelling => {
@@ -372,10 +376,9 @@ impl Core {
                 }
                 State::Free | State::Empty => {}
             }
-            let entry = self.entry(index);
-            self.forget_waiter(index);
+            self.forget_waiter(node);
             if entry.state.get() == State::Empty && !entry.has_handle.get() {
-                self.free_slot(index);
+                self.free_slot(node);
             }
         }
     }

@@ -266,7 +266,8 @@ impl<T, K: TreeKind> Future for ChildHandle<'_, T, K> {
             "a child handle was polled after it returned the output"
         );
         let core = self.core;
-        let entry = core.entry(self.index);
+        let node = core.node(self.index);
+        let entry = &node.entry;
         match entry.state.get() {
             State::Done => {
                 entry.state.set(State::Empty);
@@ -275,11 +276,11 @@ impl<T, K: TreeKind> Future for ChildHandle<'_, T, K> {
                 // since this handle was made by `spawn` for that child; read once.
                 let output = unsafe { entry.payload.get().cast::<T>().read() };
                 self.taken = true;
-                core.free_slot(self.index);
+                core.free_slot(node);
                 Poll::Ready(output)
             }
             State::Running | State::Cancelling | State::Finishing => {
-                core.set_waiter(self.index, cx.waker());
+                core.set_waiter(node, cx.waker());
                 Poll::Pending
             }
             // Cancelled: the nursery is ending, so whoever awaits this is about to be dropped.
@@ -296,17 +297,18 @@ impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
         if K::SHARED {
             self.core.check_owner();
         }
-        let entry = self.core.entry(self.index);
+        let node = self.core.node(self.index);
+        let entry = &node.entry;
         entry.has_handle.set(false);
-        self.core.forget_waiter(self.index);
+        self.core.forget_waiter(node);
         match entry.state.get() {
             State::Done => {
                 entry.state.set(State::Empty);
                 // SAFETY: a `Done` slot holds the output (slot rule 1); nobody can take it now.
                 unsafe { (entry.vtable.get().drop_output)(entry.payload.get()) };
-                self.core.free_slot(self.index);
+                self.core.free_slot(node);
             }
-            State::Empty => self.core.free_slot(self.index),
+            State::Empty => self.core.free_slot(node),
             State::Running | State::Cancelling | State::Finishing | State::Free => {}
         }
     }

@@ -50,8 +50,9 @@ pub(super) enum Polled {
 
 /// Type-erased operations on one child type, one static table per type.
 pub(super) struct VTable {
-    /// Polls the future; on completion drops it and stores the output (or the failure).
-    pub(super) poll: unsafe fn(*mut u8, &mut Context<'_>, &Cell<State>, *const ()) -> Polled,
+    /// Polls the future; on completion drops it and stores the output for the handle (or
+    /// drops it at once when no handle is left), or the failure.
+    pub(super) poll: unsafe fn(&Entry, &mut Context<'_>, *const ()) -> Polled,
     pub(super) drop_future: unsafe fn(*mut u8),
     pub(super) drop_output: unsafe fn(*mut u8),
     /// Drives the future's async cleanup, for children spawned with `spawn_cancellable`.
@@ -60,7 +61,7 @@ pub(super) struct VTable {
 }
 
 static NO_CHILD: VTable = VTable {
-    poll: |_, _, _, _| Polled::Pending,
+    poll: |_, _, _| Polled::Pending,
     drop_future: |_| {},
     drop_output: |_| {},
     poll_cancel: None,
@@ -107,17 +108,18 @@ unsafe fn poll_cancel_as<F: AsyncCancel>(payload: *mut u8, cx: &mut Context<'_>)
 }
 
 /// # Safety
-/// `payload` holds a pinned `F` (slot rule 1), `state` is its slot's state and `failure` points
-/// to the scope's `Cell<Option<R>>`.
+/// `entry` is `Running` with a pinned `F` as its payload (slot rule 1) and `failure` points to
+/// the scope's `Cell<Option<R>>`.
 unsafe fn poll_child<F: Future, R>(
-    payload: *mut u8,
+    entry: &Entry,
     cx: &mut Context<'_>,
-    state: &Cell<State>,
     failure: *const (),
 ) -> Polled
 where
     F::Output: ChildOutput<R>,
 {
+    let payload = entry.payload.get();
+    let state = &entry.state;
     // SAFETY: the payload holds a live `F` that never moves (slot rule 1).
     let future = unsafe { Pin::new_unchecked(&mut *payload.cast::<F>()) };
     let Poll::Ready(output) = future.poll(cx) else {
@@ -128,6 +130,14 @@ where
     // SAFETY: the future finished; it is dropped in place exactly once.
     unsafe { ptr::drop_in_place(payload.cast::<F>()) };
     match output.settle() {
+        // Read after the drop, which may have dropped the handle.
+        Ok(output) if !entry.has_handle.get() => {
+            // Nobody can take the output: drop it here, where its type is known. The slot
+            // stays `Finishing` meanwhile, so a panicking drop is not counted twice.
+            drop(output);
+            state.set(State::Empty);
+            Polled::Done
+        }
         Ok(output) => {
             // SAFETY: the slot is laid out for `Stage<F>`, whose fields start at its start.
             unsafe { payload.cast::<F::Output>().write(output) };

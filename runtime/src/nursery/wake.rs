@@ -142,28 +142,27 @@ impl HubRef {
     }
 
     /// Makes sure node `index` exists: allocates chunks (in order) up to the one holding it,
-    /// and writes the node. The owner ensures each index once, in increasing order, so a
-    /// chunk's memory is touched only as far as it is used.
+    /// and writes the node, which it returns. The owner ensures each index once, in increasing
+    /// order, so a chunk's memory is touched only as far as it is used.
     #[inline]
-    pub(super) fn ensure(&self, index: u32) {
+    pub(super) fn ensure(&self, index: u32) -> &WakeNode {
         while (index as usize) >= self.hub().capacity.get() {
             self.grow();
         }
         let (k, offset) = chunk_of(index);
         // SAFETY: chunk `k` exists (the loop above) and has room for `offset` (chunk_of); the
-        // node is written before anyone can reach it (no waker for it exists yet).
+        // node is written before anyone can reach it (no waker for it exists yet), and never
+        // moves afterwards (wake rule 2).
         unsafe {
             let chunk = (*self.hub().chunks.get())[k];
-            chunk
-                .add(NODES_AT)
-                .cast::<WakeNode>()
-                .add(offset)
-                .write(WakeNode {
-                    next: AtomicPtr::new(ptr::null_mut()),
-                    index,
-                    queued: AtomicBool::new(false),
-                    entry: Entry::vacant(),
-                });
+            let node = chunk.add(NODES_AT).cast::<WakeNode>().add(offset);
+            node.write(WakeNode {
+                next: AtomicPtr::new(ptr::null_mut()),
+                index,
+                queued: AtomicBool::new(false),
+                entry: Entry::vacant(),
+            });
+            &*node
         }
     }
 
@@ -443,7 +442,9 @@ mod tests {
     #[test]
     fn cloned_waker_outlives_the_nursery_reference() {
         let hub = HubRef::new();
-        (0..=100).for_each(|i| hub.ensure(i));
+        for i in 0..=100 {
+            hub.ensure(i);
+        }
         let waker = (*hub.waker(100)).clone();
         drop(hub);
         // The hub is still alive through the clone: waking pushes onto its stack.
@@ -456,7 +457,9 @@ mod tests {
     #[test]
     fn a_node_is_pushed_once_until_the_owner_clears_it() {
         let hub = HubRef::new();
-        (0..=40).for_each(|i| hub.ensure(i));
+        for i in 0..=40 {
+            hub.ensure(i);
+        }
         let w = hub.waker(40);
         w.wake_by_ref();
         w.wake_by_ref();
