@@ -62,6 +62,18 @@ pub async fn native(words: Vec<String>) -> usize {
     n
 }
 
+/// A `for` loop, an expression with two awaits, then a native region (`join!`).
+#[structured]
+pub async fn mixed(items: Vec<u32>, keep: String) -> (u32, usize) {
+    let mut sum = 0;
+    for x in items {
+        sum += step(x).await;
+    }
+    let both = step(1).await + step(2).await;
+    let (a, b) = futures::join!(step(0), step(0));
+    (sum + both + a + b, keep.len())
+}
+
 /// A generator.
 #[structured(yields = u32)]
 pub async fn numbers(n: u32) {
@@ -98,6 +110,10 @@ fn lint_clean_code_runs() {
     );
     let all: Vec<u32> = futures::executor::block_on(numbers(3).collect());
     assert_eq!(all, [0, 1, 2]);
+    assert_eq!(
+        futures::executor::block_on(mixed(vec![1, 2], "abc".into())),
+        (12, 3)
+    );
     let mut a = Acc(1);
     assert_eq!(futures::executor::block_on(a.add()), 2);
 }
