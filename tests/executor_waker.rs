@@ -202,3 +202,29 @@ fn flag_wakers_set_their_flag_from_any_thread_and_clone_freely() {
     let set: Vec<bool> = FLAGS.iter().map(|f| f.load(Ordering::Acquire)).collect();
     assert_eq!(set, [false, true, false, true]);
 }
+
+/// A wake that another thread completes while the task is being polled must queue the task
+/// again (the executor clears the task's "scheduled" bit before polling, not after). Were it
+/// lost, the task would never be polled again and the timeout would fire.
+#[test]
+fn a_wake_from_another_thread_during_the_poll_polls_the_task_again() {
+    use std::time::Duration;
+    use structured_async::time::timeout;
+
+    let polls = Rc::new(Cell::new(0));
+    let p = Rc::clone(&polls);
+    let task = poll_fn(move |cx| {
+        p.set(p.get() + 1);
+        if p.get() > 1 {
+            return Poll::Ready(());
+        }
+        let waker = cx.waker().clone();
+        std::thread::spawn(move || waker.wake()).join().unwrap();
+        Poll::Pending
+    });
+    let result = block_on(timeout(Duration::from_secs(10), async move {
+        spawn_local(task).await
+    }));
+    assert!(result.is_ok(), "the wake during the poll was lost");
+    assert_eq!(polls.get(), 2);
+}
