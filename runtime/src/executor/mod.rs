@@ -5,6 +5,25 @@
 //! by its waker, which is the task's reference-counted header, so waking or cloning a waker
 //! never allocates. Wakes from other threads go through a locked queue and an unpark.
 //!
+//! ```
+//! use std::rc::Rc;
+//! use structured_async::{Runtime, spawn_local, yield_now};
+//!
+//! let rt = Runtime::builder().budget(16).build();
+//! let log = Rc::new(std::cell::RefCell::new(Vec::new()));
+//! let l = Rc::clone(&log);
+//! rt.block_on(async move {
+//!     let child = spawn_local({
+//!         let l = Rc::clone(&l);
+//!         async move { l.borrow_mut().push("child") }
+//!     });
+//!     yield_now().await;
+//!     l.borrow_mut().push("parent");
+//!     child.await;
+//! });
+//! assert_eq!(*log.borrow(), ["child", "parent"]);
+//! ```
+//!
 //! # Invariants
 //!
 //! 1. No `RefCell` of the executor is borrowed while user code runs (a task's poll, a future's

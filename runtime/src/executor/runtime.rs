@@ -17,9 +17,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// How many ready tasks one turn of the loop polls before it polls the subsystems.
+///
+/// ```
+/// use structured_async::{Runtime, executor::DEFAULT_BUDGET};
+/// let rt = Runtime::builder().budget(DEFAULT_BUDGET / 2).build();
+/// # drop(rt);
+/// ```
 pub const DEFAULT_BUDGET: usize = 64;
 
-/// The priority of the timer subsystem every runtime registers.
+/// The priority of the timer subsystem every runtime registers (timers are polled when a
+/// deadline is due, so the priority only matters against a builder-supplied `Timers`).
+///
+/// ```
+/// use std::rc::Rc;
+/// use structured_async::{Runtime, executor::TIMERS_PRIORITY, time::Timers};
+/// let rt = Runtime::builder().subsystem(Rc::new(Timers::new()), TIMERS_PRIORITY).build();
+/// # drop(rt);
+/// ```
 pub const TIMERS_PRIORITY: u32 = 1;
 
 /// A single-threaded runtime: a local executor plus its subsystems.
@@ -62,6 +76,21 @@ impl Builder {
     /// Registers `subsystem` with `priority`: the loop polls it in proportion to
     /// `priority × waiters`. A priority of 0 counts as 1. Several subsystems of one type may
     /// be registered; [`subsystem::current`](crate::subsystem::current) finds the first.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use structured_async::{Runtime, subsystem::{self, ParkHint, Subsystem}};
+    ///
+    /// struct Doorbell;
+    /// impl Subsystem for Doorbell {
+    ///     fn poll(&self, _now: std::time::Instant) -> usize { 0 }
+    ///     fn waiters(&self) -> usize { 0 }
+    ///     fn park_hint(&self) -> ParkHint { ParkHint::Idle }
+    /// }
+    ///
+    /// let rt = Runtime::builder().subsystem(Rc::new(Doorbell), 3).build();
+    /// assert!(rt.block_on(async { subsystem::current::<Doorbell>().is_some() }));
+    /// ```
     pub fn subsystem<S: Subsystem>(mut self, subsystem: Rc<S>, priority: u32) -> Self {
         self.registry.register(subsystem, priority);
         self
@@ -69,12 +98,22 @@ impl Builder {
 
     /// How many ready tasks one turn polls before the subsystems get their turn (default
     /// [`DEFAULT_BUDGET`]). A budget of 0 counts as 1.
+    ///
+    /// ```
+    /// let rt = structured_async::Runtime::builder().budget(1).build();
+    /// assert_eq!(rt.block_on(async { 1 }), 1);
+    /// ```
     pub fn budget(mut self, budget: usize) -> Self {
         self.budget = budget;
         self
     }
 
     /// The runtime, owned by (and only usable on) the current thread.
+    ///
+    /// ```
+    /// let rt = structured_async::Runtime::builder().build();
+    /// assert_eq!(rt.block_on(async { "built" }), "built");
+    /// ```
     pub fn build(mut self) -> Runtime {
         if !self.registry.contains::<Timers>() {
             self.registry
@@ -217,12 +256,27 @@ impl Executor for Runtime {
 }
 
 /// A `Send + Sync` handle to a [`Runtime`], to spawn `Send` tasks on it from any thread.
+///
+/// ```
+/// let rt = structured_async::Runtime::new();
+/// let handle = rt.handle();
+/// std::thread::spawn(move || handle.spawn(async { println!("queued from afar") }))
+///     .join()
+///     .unwrap()
+///     .unwrap();
+/// rt.block_on(structured_async::yield_now());
+/// ```
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
 }
 
 /// The error of [`Handle::spawn`] and [`try_spawn_local`]: there is no runtime to take the task.
+///
+/// ```
+/// let err = structured_async::executor::try_spawn_local(async {}).unwrap_err();
+/// assert_eq!(err.to_string(), "spawn_local called outside a structured-async runtime");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnError {
     reason: &'static str,
@@ -352,7 +406,17 @@ pub fn yield_now() -> YieldNow {
     YieldNow { yielded: false }
 }
 
-/// The future of [`yield_now`].
+/// The future of [`yield_now`]: pending once (after waking itself), then ready.
+///
+/// ```
+/// use std::pin::pin;
+/// use std::task::{Context, Poll, Waker};
+///
+/// let mut y = pin!(structured_async::yield_now());
+/// let mut cx = Context::from_waker(Waker::noop());
+/// assert!(y.as_mut().poll(&mut cx).is_pending());
+/// assert!(y.as_mut().poll(&mut cx).is_ready());
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct YieldNow {
