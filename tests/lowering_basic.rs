@@ -320,3 +320,27 @@ fn for_loops_drop_the_iterator_and_items_like_native() {
     drop(native);
     assert_eq!(ours_log, take_log());
 }
+
+/// A receiver whose `recv` borrows it mutably and returns owned values.
+struct Rx(Vec<u32>);
+
+impl Rx {
+    async fn recv(&mut self) -> Option<u32> {
+        later(()).await;
+        self.0.pop()
+    }
+}
+
+#[structured]
+async fn drain(mut rx: Rx) -> u32 {
+    let mut total = 0;
+    while let Some(x) = rx.recv().await {
+        total = total * 10 + later(x).await;
+    }
+    total
+}
+
+#[test]
+fn while_let_over_an_awaited_receiver() {
+    assert_eq!(block_on(drain(Rx(vec![1, 2, 3]))), 321);
+}

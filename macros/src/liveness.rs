@@ -764,8 +764,39 @@ fn place_root(e: &Expr) -> Option<&Ident> {
     }
 }
 
+/// Async methods whose output owns its data (`rx.recv().await`, `lines.next().await`), though
+/// their future borrows the receiver.
+const OWNED_AWAIT: &[&str] = &[
+    "recv",
+    "try_recv",
+    "next",
+    "next_line",
+    "read",
+    "read_exact",
+    "read_to_end",
+    "read_to_string",
+    "read_line",
+    "accept",
+    "send",
+    "write",
+    "write_all",
+    "flush",
+    "tick",
+    "join",
+    "wait",
+    "changed",
+    "recv_from",
+    "send_to",
+    "connect",
+    "readable",
+    "writable",
+];
+
 pub(crate) fn owned_result(e: &Expr) -> bool {
     match e {
+        Expr::Await(a) => {
+            matches!(&*a.base, Expr::MethodCall(m) if OWNED_AWAIT.contains(&m.method.to_string().as_str()))
+        }
         Expr::Lit(_) | Expr::Cast(_) => true,
         Expr::Binary(b) => !is_compound_assign(&b.op),
         Expr::Unary(u) => !matches!(u.op, syn::UnOp::Deref(_)) || owned_result(&u.expr),

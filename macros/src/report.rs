@@ -18,6 +18,11 @@ impl Report {
         self.lines.push(line);
     }
 
+    #[cfg(test)]
+    pub(crate) fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
     pub(crate) fn print(&self) {
         if std::env::var_os("STRUCTURED_ASYNC_REPORT").is_some_and(|v| v != "0" && !v.is_empty()) {
             eprintln!("structured-async: fn {}", self.name);
