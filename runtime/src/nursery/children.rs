@@ -60,7 +60,7 @@ impl Core {
             run_head: Cell::new(ptr::null()),
             run_tail: Cell::new(ptr::null()),
         };
-        core.hub.ensure(0);
+        core.hub.ensure(0, Entry::vacant());
         core
     }
 
@@ -78,13 +78,14 @@ impl Core {
         self.hub.node(index)
     }
 
-    /// A free slot's node, creating one (and its chunk) when none is free.
+    /// A free slot's node, given `entry`; a new node (and its chunk) when none is free.
     #[inline]
-    fn alloc_node(&self) -> &WakeNode {
+    fn alloc_node(&self, entry: Entry) -> &WakeNode {
         let free = self.free.get();
         if free != 0 {
             let node = self.node(free);
             self.free.set(node.entry.waiter.get());
+            node.entry.replace_with(entry);
             return node;
         }
         let index = self.len.get();
@@ -93,7 +94,8 @@ impl Core {
             "a nursery holds at most u32::MAX - 1 children at once"
         );
         self.len.set(index + 1);
-        self.hub.ensure(index)
+        // Written whole, once: a fresh node's memory is touched by this one write.
+        self.hub.ensure(index, entry)
     }
 
     /// Makes the current thread the one allowed to use the scope (a `Shared` tree's driver
@@ -174,26 +176,26 @@ impl Core {
 
     /// Places a child and queues its first poll; `vtable` is `F`'s.
     #[inline]
-    pub(super) fn spawn<F: Future>(&self, future: F, vtable: &'static VTable) -> u32 {
-        let node = self.alloc_node();
-        let (index, entry) = (node.index(), &node.entry);
+    pub(super) fn spawn<F: Future>(&self, future: F, vtable: &'static VTable) -> &WakeNode {
         // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
         let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
         // SAFETY: the slot is sized and aligned for `Stage<F>` (arena rule 1) and empty.
         unsafe { payload.cast::<F>().write(future) };
-        entry.payload.set(payload);
-        entry.vtable.set(vtable);
-        entry.has_handle.set(true);
-        if self.cancelled.get() {
-            entry.state.set(State::Empty);
+        let cancelled = self.cancelled.get();
+        let state = if cancelled {
+            State::Empty
+        } else {
+            State::Running
+        };
+        let node = self.alloc_node(Entry::spawned(payload, vtable, state));
+        if cancelled {
             // SAFETY: the future was just written and is dropped once, unpolled.
             unsafe { (vtable.drop_future)(payload) };
-            return index;
+            return node;
         }
-        entry.state.set(State::Running);
         self.live.set(self.live.get() + 1);
         self.schedule_node(node);
-        index
+        node
     }
 
     /// Queues node `index` on the run queue unless it is queued already (wake rule 3).

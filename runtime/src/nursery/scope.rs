@@ -12,6 +12,7 @@ use super::children::Core;
 use super::kind::{Admits, Local, TreeKind};
 use super::outcome::ChildOutput;
 use super::slot::{State, VTableOf};
+use super::wake::WakeNode;
 use crate::executor::AsyncCancel;
 
 /// The handle a nursery's body receives: spawns children that may borrow anything outliving
@@ -96,10 +97,10 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
         K: Admits<F>,
     {
         self.check();
-        let index = self.core.spawn(child, VTableOf::<F, R>::TABLE);
+        let node = self.core.spawn(child, VTableOf::<F, R>::TABLE);
         ChildHandle {
             core: &self.core,
-            index,
+            node: NodeRef(node),
             taken: false,
             _local: PhantomData,
             _out: PhantomData,
@@ -150,10 +151,10 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
         K: Admits<F>,
     {
         self.check();
-        let index = self.core.spawn(child, VTableOf::<F, R>::CANCELLABLE);
+        let node = self.core.spawn(child, VTableOf::<F, R>::CANCELLABLE);
         ChildHandle {
             core: &self.core,
-            index,
+            node: NodeRef(node),
             taken: false,
             _local: PhantomData,
             _out: PhantomData,
@@ -224,7 +225,7 @@ impl<R, K: TreeKind> core::fmt::Debug for Scope<'_, '_, R, K> {
 /// ```
 pub struct ChildHandle<'scope, T, K: TreeKind = Local> {
     core: &'scope Core,
-    index: u32,
+    node: NodeRef<'scope>,
     taken: bool,
     _local: PhantomData<K::Marker>,
     _out: PhantomData<(T, &'scope mut &'scope ())>,
@@ -247,9 +248,20 @@ impl<T, K: TreeKind> ChildHandle<'_, T, K> {
         if K::SHARED {
             self.core.check_owner();
         }
-        !self.taken && self.core.entry(self.index).state.get() == State::Done
+        !self.taken && self.node.0.entry.state.get() == State::Done
     }
 }
+
+/// The wake node (and entry) of a handle's child, kept so the handle finds its slot without
+/// a lookup; it lives as long as the core.
+struct NodeRef<'scope>(&'scope WakeNode);
+
+// SAFETY: as for `Core` above: the node is reached only through its handle, which in a
+// `Local` tree carries `LocalTree` (never sent or shared), and in a `Shared` tree checks that
+// it runs on the thread polling the nursery (`Core::check_owner`) before every use.
+unsafe impl Send for NodeRef<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for NodeRef<'_> {}
 
 // A handle never holds its `T`; the output lives in the nursery's slot.
 impl<T, K: TreeKind> Unpin for ChildHandle<'_, T, K> {}
@@ -265,8 +277,7 @@ impl<T, K: TreeKind> Future for ChildHandle<'_, T, K> {
             !self.taken,
             "a child handle was polled after it returned the output"
         );
-        let core = self.core;
-        let node = core.node(self.index);
+        let (core, node) = (self.core, self.node.0);
         let entry = &node.entry;
         match entry.state.get() {
             State::Done => {
@@ -290,6 +301,7 @@ impl<T, K: TreeKind> Future for ChildHandle<'_, T, K> {
 }
 
 impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
+    #[inline]
     fn drop(&mut self) {
         if self.taken {
             return;
@@ -297,7 +309,7 @@ impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
         if K::SHARED {
             self.core.check_owner();
         }
-        let node = self.core.node(self.index);
+        let node = self.node.0;
         let entry = &node.entry;
         entry.has_handle.set(false);
         self.core.forget_waiter(node);
@@ -317,8 +329,53 @@ impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
 impl<T, K: TreeKind> core::fmt::Debug for ChildHandle<'_, T, K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ChildHandle")
-            .field("index", &self.index)
+            .field("index", &self.node.0.index())
             .field("finished", &self.is_finished())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::cell::Cell;
+    use core::future::{Future, poll_fn};
+    use core::pin::pin;
+    use core::task::{Context, Poll, Waker};
+
+    use crate::nursery::nursery;
+
+    /// A slot recycled from the free list must not keep the free list's link as its waiter:
+    /// the child's end would then wake whatever slot the link named (the body, for the last).
+    #[test]
+    fn a_recycled_slot_wakes_nobody_it_was_not_asked_to() {
+        let body_polls = Cell::new(0);
+        let body_polls = &body_polls;
+        let child_polls = Cell::new(0);
+        let child_polls = &child_polls;
+        let mut fut = pin!(nursery(async |n| {
+            let mut held = None;
+            poll_fn(|cx| {
+                body_polls.set(body_polls.get() + 1);
+                if body_polls.get() == 1 {
+                    // This child's slot is freed once it ends (no handle): recycled next.
+                    drop(n.spawn(async { child_polls.set(child_polls.get() + 1) }));
+                    cx.waker().wake_by_ref();
+                } else {
+                    // This handle is kept but never awaited: the child's end wakes nobody.
+                    held.get_or_insert_with(|| {
+                        n.spawn(async { child_polls.set(child_polls.get() + 1) })
+                    });
+                }
+                Poll::<()>::Pending
+            })
+            .await;
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..3 {
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(child_polls.get(), 2);
+        // Woken once by itself, then by nobody.
+        assert_eq!(body_polls.get(), 2);
     }
 }

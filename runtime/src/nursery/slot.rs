@@ -186,6 +186,29 @@ impl Entry {
             has_handle: Cell::new(false),
         }
     }
+
+    /// The entry of a child just placed in `payload`, with its handle alive and nobody
+    /// awaiting it: `Running`, or `Empty` if it is dropped unpolled.
+    #[inline]
+    pub(super) const fn spawned(payload: *mut u8, vtable: &'static VTable, state: State) -> Entry {
+        Entry {
+            payload: Cell::new(payload),
+            vtable: Cell::new(vtable),
+            waiter: Cell::new(NO_WAITER),
+            state: Cell::new(state),
+            has_handle: Cell::new(true),
+        }
+    }
+
+    /// Overwrites this entry with `other` (a recycled slot taking a new child).
+    #[inline]
+    pub(super) fn replace_with(&self, other: Entry) {
+        self.payload.set(other.payload.get());
+        self.vtable.set(other.vtable.get());
+        self.waiter.set(other.waiter.get());
+        self.state.set(other.state.get());
+        self.has_handle.set(other.has_handle.get());
+    }
 }
 
 /// Nobody awaits the handle.

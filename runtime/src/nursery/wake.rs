@@ -142,10 +142,10 @@ impl HubRef {
     }
 
     /// Makes sure node `index` exists: allocates chunks (in order) up to the one holding it,
-    /// and writes the node, which it returns. The owner ensures each index once, in increasing
-    /// order, so a chunk's memory is touched only as far as it is used.
+    /// and writes the node with `entry`, and returns it. The owner ensures each index once, in
+    /// increasing order, so a chunk's memory is touched only as far as it is used.
     #[inline]
-    pub(super) fn ensure(&self, index: u32) -> &WakeNode {
+    pub(super) fn ensure(&self, index: u32, entry: Entry) -> &WakeNode {
         while (index as usize) >= self.hub().capacity.get() {
             self.grow();
         }
@@ -160,7 +160,7 @@ impl HubRef {
                 next: AtomicPtr::new(ptr::null_mut()),
                 index,
                 queued: AtomicBool::new(false),
-                entry: Entry::vacant(),
+                entry,
             });
             &*node
         }
@@ -443,7 +443,7 @@ mod tests {
     fn cloned_waker_outlives_the_nursery_reference() {
         let hub = HubRef::new();
         for i in 0..=100 {
-            hub.ensure(i);
+            hub.ensure(i, Entry::vacant());
         }
         let waker = (*hub.waker(100)).clone();
         drop(hub);
@@ -458,7 +458,7 @@ mod tests {
     fn a_node_is_pushed_once_until_the_owner_clears_it() {
         let hub = HubRef::new();
         for i in 0..=40 {
-            hub.ensure(i);
+            hub.ensure(i, Entry::vacant());
         }
         let w = hub.waker(40);
         w.wake_by_ref();
