@@ -125,12 +125,12 @@ pub(crate) fn bind_params(params: &[Param]) -> TokenStream {
         let pat = &p.pat;
         if p.simple {
             out.extend(quote_spanned!(pat.span()=>
-                #[allow(clippy::redundant_locals)] let #pat = #outer;
+                #[allow(clippy::redundant_locals, unused_mut)] let #pat = #outer;
             ));
         } else {
             out.extend(quote!(
                 #[allow(clippy::redundant_locals)] let #outer = #outer;
-                let #pat = #outer;
+                #[allow(unused_mut)] let #pat = #outer;
             ));
         }
     }
