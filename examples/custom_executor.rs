@@ -3,11 +3,12 @@
 //! The tasks are a closed set of hand-written coroutines, stored by value in an enum, in an
 //! array of slots. Each slot has a ready flag in static memory and a `flag_waker` pointing at
 //! it, so waking costs one atomic store. A counting global allocator checks that running
-//! everything allocates nothing.
+//! everything allocates nothing (`tests/executor_custom.rs` runs it under `cargo test`).
 //!
 //! Run it with `cargo run --example custom_executor`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -16,15 +17,21 @@ use std::task::{Context, Poll, Waker};
 use structured_async::executor::{Executor, Scheduler, Spawner, flag_waker};
 use structured_async::{Coroutine, Step};
 
-/// Counts heap allocations while `COUNTING` is on.
+/// Counts the heap allocations of the executor's thread while `COUNTING` is on (other
+/// threads, such as a test harness's, allocate on their own schedule).
 struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Const-initialised, so reading it from the allocator never allocates.
+    static EXECUTOR_THREAD: Cell<bool> = const { Cell::new(false) };
+}
 
 // SAFETY: forwards every call unchanged to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if COUNTING.load(Ordering::Relaxed) && EXECUTOR_THREAD.try_with(Cell::get).unwrap_or(false)
+        {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
@@ -129,12 +136,27 @@ enum Job {
 }
 
 /// What a step of a job reports.
-enum Report {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// A countdown's next number.
     Countdown(u32),
+    /// A countdown's end.
     Liftoff(&'static str),
+    /// What the reader found in the mailbox.
     Received(u32),
+    /// The next Fibonacci number.
     Fib(u32),
+    /// What the Fibonacci job posted to the mailbox.
     Posted(u32),
+}
+
+/// One step the executor ran: a job yielded or finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The job in this slot yielded.
+    Yielded(usize, Report),
+    /// The job in this slot finished.
+    Finished(usize, Report),
 }
 
 impl std::fmt::Display for Report {
@@ -183,6 +205,8 @@ struct FixedExecutor<const N: usize> {
     ready: &'static [AtomicBool; N],
     /// Where the next scan for a ready slot starts, for round-robin fairness.
     cursor: usize,
+    /// What the last `run` did, for the caller to show.
+    last: Option<Event>,
 }
 
 impl<const N: usize> FixedExecutor<N> {
@@ -191,6 +215,7 @@ impl<const N: usize> FixedExecutor<N> {
             slots: [const { None }; N],
             ready,
             cursor: 0,
+            last: None,
         }
     }
 
@@ -241,13 +266,13 @@ impl<const N: usize> Executor for FixedExecutor<N> {
         match Pin::new(job).resume(&mut cx) {
             Step::Pending => Poll::Pending,
             Step::Yielded(report) => {
-                println!("  slot {i}: yielded {report}");
+                self.last = Some(Event::Yielded(i, report));
                 // A yield is not a wait: the job is ready again at once.
                 self.ready[i].store(true, Ordering::Release);
                 Poll::Pending
             }
             Step::Complete(report) => {
-                println!("  slot {i}: finished: {report}");
+                self.last = Some(Event::Finished(i, report));
                 self.slots[i] = None;
                 Poll::Ready(())
             }
@@ -257,10 +282,19 @@ impl<const N: usize> Executor for FixedExecutor<N> {
 
 static READY: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
 
-fn main() {
-    println!("custom executor: 3 slots, jobs stored by value, no heap");
-    println!("  size of one job: {} bytes", size_of::<Job>());
-
+/// Runs the demo's four jobs on a three-slot executor, calling `on_event` after each step
+/// that yielded or finished. Returns the number of steps and the heap allocations made
+/// on this thread meanwhile (by the executor, the jobs, and `on_event`).
+pub fn run_jobs(mut on_event: impl FnMut(Event)) -> (usize, usize) {
+    for flag in &READY {
+        flag.store(false, Ordering::SeqCst);
+    }
+    *MAILBOX.lock().unwrap() = Mailbox {
+        value: None,
+        reader: None,
+    };
+    EXECUTOR_THREAD.set(true);
+    ALLOCATIONS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
 
     let mut ex = FixedExecutor::new(&READY);
@@ -275,7 +309,7 @@ fn main() {
         Job::Countdown(Countdown(2)),
     ]
     .map(Some);
-    let mut turns = 0;
+    let mut steps = 0;
     while backlog.iter().any(Option::is_some) || !ex.is_empty() {
         // Spawn what fits; a full executor hands the job back, and it waits in the backlog.
         for job in &mut backlog {
@@ -285,15 +319,30 @@ fn main() {
                 }
             }
         }
-        if !ex.run_next() {
+        if ex.run_next() {
+            steps += 1;
+            if let Some(event) = ex.last.take() {
+                on_event(event);
+            }
+        } else {
             // Nothing ready: every remaining job waits for another thread (none here).
             std::hint::spin_loop();
         }
-        turns += 1;
     }
 
     COUNTING.store(false, Ordering::SeqCst);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
-    println!("  {turns} steps, heap allocations while running: {allocations}");
+    EXECUTOR_THREAD.set(false);
+    (steps, ALLOCATIONS.load(Ordering::SeqCst))
+}
+
+/// Runs the jobs, printing each step, and checks that nothing was allocated.
+pub fn main() {
+    println!("custom executor: 3 slots, jobs stored by value, no heap");
+    println!("  size of one job: {} bytes", size_of::<Job>());
+    let (steps, allocations) = run_jobs(|event| match event {
+        Event::Yielded(slot, report) => println!("  slot {slot}: yielded {report}"),
+        Event::Finished(slot, report) => println!("  slot {slot}: finished: {report}"),
+    });
+    println!("  {steps} steps, heap allocations while running: {allocations}");
     assert_eq!(allocations, 0, "the fixed executor must not touch the heap");
 }
