@@ -270,7 +270,7 @@ impl Core {
     ///
     /// # Safety
     /// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned with.
-    #[inline]
+    #[inline(always)]
     pub(super) unsafe fn poll_child(&self, node: &WakeNode, failure: *const ()) -> Polled {
         // Chunks never move, so this entry stays put while the child spawns or drops handles.
         let entry = &node.entry;

@@ -204,6 +204,8 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
 
 impl<R, K: TreeKind> core::fmt::Debug for Scope<'_, '_, R, K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Like every use of a `Shared` scope: only the polling thread may read the core.
+        self.check();
         f.debug_struct("Scope")
             .field("running", &self.core.live())
             .finish_non_exhaustive()

@@ -390,6 +390,14 @@ fn wake_by_ref(node: *const ()) {
         }
         return;
     }
+    wake_shared(node, hub);
+}
+
+/// A wake while wakers may be shared with other threads: pushes the node with atomics and
+/// wakes whoever polls the nursery. Kept out of line so the owner's own wakes stay short.
+#[cold]
+#[inline(never)]
+fn wake_shared(node: &WakeNode, hub: &Hub) {
     if !node.mark_queued(false) {
         return;
     }
