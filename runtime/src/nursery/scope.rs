@@ -11,7 +11,7 @@ use core::time::Duration;
 use super::children::Core;
 use super::kind::{Admits, Local, TreeKind};
 use super::outcome::ChildOutput;
-use super::slot::{State, VTableOf};
+use super::slot::{NO_WAITER, State, VTableOf};
 use super::wake::WakeNode;
 use crate::executor::AsyncCancel;
 
@@ -314,17 +314,29 @@ impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
         let node = self.node.0;
         let entry = &node.entry;
         entry.has_handle.set(false);
-        self.core.forget_waiter(node);
-        match entry.state.get() {
-            State::Done => {
-                entry.state.set(State::Empty);
-                // SAFETY: a `Done` slot holds the output (slot rule 1); nobody can take it now.
-                unsafe { (entry.vtable.get().drop_output)(entry.payload.get()) };
-                self.core.free_slot(node);
-            }
-            State::Empty => self.core.free_slot(node),
-            State::Running | State::Cancelling | State::Finishing | State::Free => {}
+        // Most handles are dropped while their child runs, with nobody awaiting them.
+        if entry.state.get() == State::Running && entry.waiter.get() == NO_WAITER {
+            return;
         }
+        release(self.core, node);
+    }
+}
+
+/// The rest of dropping a handle: forgets its waiter, and drops the output and frees the slot
+/// if the child is done.
+#[inline(never)]
+fn release(core: &Core, node: &WakeNode) {
+    let entry = &node.entry;
+    core.forget_waiter(node);
+    match entry.state.get() {
+        State::Done => {
+            entry.state.set(State::Empty);
+            // SAFETY: a `Done` slot holds the output (slot rule 1); nobody can take it now.
+            unsafe { (entry.vtable.get().drop_output)(entry.payload.get()) };
+            core.free_slot(node);
+        }
+        State::Empty => core.free_slot(node),
+        State::Running | State::Cancelling | State::Finishing | State::Free => {}
     }
 }
 
