@@ -56,7 +56,9 @@ pub fn flag_waker(flag: &'static AtomicBool) -> Waker {
     unsafe { Waker::from_raw(raw) }
 }
 
-const FLAG_VTABLE: RawWakerVTable =
+// A `static`, not a `const`: every waker must point at the same vtable, or `will_wake` would
+// tell clones of one waker apart (a `const` may be instantiated at several addresses).
+static FLAG_VTABLE: RawWakerVTable =
     RawWakerVTable::new(flag_clone, flag_wake, flag_wake, flag_drop);
 
 fn flag_clone(data: *const ()) -> RawWaker {
