@@ -65,9 +65,8 @@ impl Registry {
 
     /// The first registered subsystem of type `S`.
     pub(crate) fn find<S: Subsystem>(&self) -> Option<Rc<S>> {
-        self.entries
-            .iter()
-            .find_map(|e| Rc::clone(&e.any).downcast::<S>().ok())
+        let entry = self.entries.iter().find(|e| e.any.is::<S>())?;
+        Rc::clone(&entry.any).downcast::<S>().ok()
     }
 
     /// Between two task polls: consults the memory-only `ready_hint` of each busy-polled
