@@ -27,7 +27,6 @@ use std::task::{Context, Poll};
 /// });
 /// assert_eq!(sum, 42);
 /// ```
-#[must_use = "dropping a JoinHandle detaches the task; await it to get its output"]
 pub struct JoinHandle<T> {
     cell: Rc<JoinCell<T>>,
     header: Arc<Header>,
