@@ -29,6 +29,7 @@ use crate::sig::FnParts;
 use crate::yields;
 
 /// Why a body keeps a native frame.
+#[derive(Clone)]
 pub(crate) struct Fallback {
     pub(crate) span: Span,
     pub(crate) reason: String,
@@ -120,6 +121,17 @@ struct Block0 {
     from_live: usize,
     code: TokenStream,
     term: Option<TokenStream>,
+}
+
+/// The lowering's state before a statement, to go back to when it must become a region.
+struct Snapshot {
+    cur: usize,
+    blocks: usize,
+    current: Block0,
+    bound: Vec<(LocalId, Ident)>,
+    edges: usize,
+    adapters: usize,
+    items: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -754,6 +766,12 @@ impl Lowerer<'_> {
     }
 
     fn lower_stmts(&mut self, stmts: &[Stmt], ctx: Ctx) -> Result<(), Fallback> {
+        // The rest of a body-ending statement list can always become one native region: an
+        // adapter owning every live local, whose output is the fn's. When a statement cannot
+        // be lowered, the region starts there, or earlier if the cause lies earlier (a local
+        // moved on some paths, a borrow taken before the await).
+        let regions_allowed = ctx == Ctx::FnTail && !self.generator && !self.strict;
+        let mut snapshots = Vec::new();
         for (i, s) in stmts.iter().enumerate() {
             let last = i + 1 == stmts.len();
             if self.terminated() {
@@ -762,31 +780,29 @@ impl Lowerer<'_> {
                     "statements after a diverging await are not lowered",
                 );
             }
-            if ctx == Ctx::FnTail && !self.generator && !self.strict {
-                // The rest of a body-ending statement list can always become one native
-                // region: an adapter owning every live local, whose output is the fn's.
-                let saved = (
-                    self.cur,
-                    self.blocks.len(),
-                    self.blocks[self.cur].clone(),
-                    self.bound.clone(),
-                    self.edges.borrow().len(),
-                    self.adapters,
-                    self.items.len(),
-                );
-                if let Err(f) = self.lower_stmt(s, last, ctx) {
-                    self.cur = saved.0;
-                    self.blocks.truncate(saved.1);
-                    self.blocks[self.cur] = saved.2;
-                    self.bound = saved.3;
-                    self.edges.borrow_mut().truncate(saved.4);
-                    self.adapters = saved.5;
-                    self.items.truncate(saved.6);
-                    return self.native_region(&stmts[i..], s, f);
-                }
+            if !regions_allowed {
+                self.lower_stmt(s, last, ctx)?;
                 continue;
             }
-            self.lower_stmt(s, last, ctx)?;
+            snapshots.push(self.snapshot());
+            if let Err(f) = self.lower_stmt(s, last, ctx) {
+                for start in (0..=i).rev() {
+                    let at = &snapshots[start];
+                    if at.blocks == 1 && at.cur == 0 && at.current.code.is_empty() {
+                        // A region from the very first statement is the whole body: keep it
+                        // as the plain native frame, without a machine around it.
+                        break;
+                    }
+                    self.restore(&snapshots[start]);
+                    if self
+                        .native_region(&stmts[start..], &stmts[start], f.clone())
+                        .is_ok()
+                    {
+                        return Ok(());
+                    }
+                }
+                return Err(f);
+            }
         }
         let diverges = matches!(stmts.last(), Some(Stmt::Expr(e, _)) if diverges_expr(e));
         if diverges && !self.terminated() {
@@ -800,6 +816,28 @@ impl Lowerer<'_> {
             }
         }
         Ok(())
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            cur: self.cur,
+            blocks: self.blocks.len(),
+            current: self.blocks[self.cur].clone(),
+            bound: self.bound.clone(),
+            edges: self.edges.borrow().len(),
+            adapters: self.adapters,
+            items: self.items.len(),
+        }
+    }
+
+    fn restore(&mut self, s: &Snapshot) {
+        self.cur = s.cur;
+        self.blocks.truncate(s.blocks);
+        self.blocks[self.cur] = s.current.clone();
+        self.bound.clone_from(&s.bound);
+        self.edges.borrow_mut().truncate(s.edges);
+        self.adapters = s.adapters;
+        self.items.truncate(s.items);
     }
 
     /// `rest` (from `first` on) as one native region ending the fn.
