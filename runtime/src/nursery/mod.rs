@@ -12,8 +12,9 @@
 //!   same thread reuses its memory, so a warm thread spawns without allocating.
 //! - **Wakers** (`wake`): each slot has a 16-byte wake node (next to the slot's 24-byte
 //!   bookkeeping) in chunks that never move. A child's waker points at its node; waking pushes
-//!   the node on the nursery's ready stack (a lock-free stack, one swap to take it all), so a
-//!   wake polls that child and no other. Cloning a waker counts one reference on the nursery's
+//!   the node on the nursery's ready stack (a lock-free stack, one swap to take it all), or,
+//!   for a wake on the polling thread while no waker is cloned, appends it to a plain list, so
+//!   a wake polls that child and no other. Cloning a waker counts one reference on the nursery's
 //!   wake hub, which outlives the nursery while any waker does. While no waker has been
 //!   cloned, wakes are plain loads and stores.
 //! - **Turns** (`driver`): one poll of the nursery polls the children woken before it began

@@ -1,5 +1,6 @@
 //! Per-child wakers that cost no allocation: each child owns a [`WakeNode`] in chunks that never
-//! move, and waking pushes that node onto the nursery's ready stack.
+//! move, and waking pushes that node onto the nursery's ready stack (or, for a wake by the
+//! owner alone with the hub, appends it to the owner's own list).
 //!
 //! Invariants (cited as "wake rule N"):
 //! 1. The [`Hub`] is freed only when its reference count drops to zero. The nursery holds one
@@ -8,16 +9,19 @@
 //!    only lent to a `poll` while the nursery's own reference is alive.
 //! 2. Node chunks are allocated by the owner only, never move and are freed only with the hub,
 //!    so a node pointer stays valid as long as rule 1 keeps the hub alive.
-//! 3. A node is on at most one list (the shared ready stack or the owner's run queue) and only
-//!    while its `queued` flag is set: whoever flips `queued` from false to true links the node,
-//!    and only the owner flips it back, after unlinking it and before polling its child. So the
-//!    `next` field of a queued node is written by one party at a time.
+//! 3. A node is on at most one list (the shared ready stack, the owner's list of nodes it woke,
+//!    or the owner's run queue) and only while its `queued` flag is set: whoever flips `queued`
+//!    from false to true links the node, and only the owner flips it back, after unlinking it
+//!    and before polling its child. So the `next` field of a queued node is written by one
+//!    party at a time.
 //! 4. Wakers touch only the atomic fields (`refs`, `head`, `parent`, a node's `next`/`queued`);
 //!    everything else in the hub belongs to the thread that owns the nursery.
 //! 5. While `refs` is 1 no waker exists outside the owner's borrowed ones, which are used only
 //!    on the owner's thread during a poll the nursery makes. So whoever reads `refs == 1` is
 //!    the owner, alone with the hub, and may use plain loads and stores instead of atomic
-//!    read-modify-writes, until it next lends a waker to a poll (which may clone it).
+//!    read-modify-writes, until it next lends a waker to a poll (which may clone it). Such a
+//!    wake links its node on the owner's own list of woken nodes (`woken_*`, one more list
+//!    for rule 3), in wake order, instead of the shared stack.
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
@@ -77,6 +81,10 @@ pub(super) struct Hub {
     chunks: UnsafeCell<[*mut u8; MAX_CHUNKS]>,
     /// Owner only: how many nodes the allocated chunks hold.
     capacity: Cell<usize>,
+    /// Owner only (wake rule 5): nodes woken by the owner alone with the hub since the last
+    /// [`HubRef::take_ready`], oldest first, linked through `next`; null when empty.
+    woken_head: Cell<*const WakeNode>,
+    woken_tail: Cell<*const WakeNode>,
 }
 
 /// Where a chunk's nodes start: right after its header, which keeps them aligned.
@@ -131,6 +139,8 @@ impl HubRef {
             parent: Mutex::new(None),
             chunks: UnsafeCell::new([ptr::null_mut(); MAX_CHUNKS]),
             capacity: Cell::new(0),
+            woken_head: Cell::new(ptr::null()),
+            woken_tail: Cell::new(ptr::null()),
         });
         HubRef(ptr::NonNull::from(Box::leak(hub)))
     }
@@ -231,6 +241,8 @@ impl HubRef {
             return false;
         }
         hub.head.store(ptr::null_mut(), Ordering::Relaxed);
+        hub.woken_head.set(ptr::null());
+        hub.woken_tail.set(ptr::null());
         *hub.parent.lock().unwrap_or_else(|e| e.into_inner()) = None;
         true
     }
@@ -255,9 +267,31 @@ impl HubRef {
         }
     }
 
-    /// Takes every woken node, oldest first, as a list linked through `next`.
+    /// Takes every woken node as a list linked through `next`: those the owner woke alone
+    /// with the hub, in wake order, then the others, oldest first.
     #[inline]
     pub(super) fn take_ready(&self) -> Option<(&WakeNode, &WakeNode)> {
+        let hub = self.hub();
+        let first = hub.woken_head.replace(ptr::null());
+        let last = hub.woken_tail.replace(ptr::null());
+        let Some((shared_first, shared_last)) = self.take_shared() else {
+            // SAFETY: a non-null list holds live nodes of this hub (wake rule 2).
+            return (!first.is_null()).then(|| unsafe { (&*first, &*last) });
+        };
+        if first.is_null() {
+            return Some((shared_first, shared_last));
+        }
+        // SAFETY: `last` is a live node ending the owner's list (wake rule 2), so its link is
+        // the owner's to write (wake rule 3).
+        let last = unsafe { &*last };
+        last.set_next(Some(shared_first));
+        // SAFETY: as above, for the list's first node.
+        Some((unsafe { &*first }, shared_last))
+    }
+
+    /// Takes the shared stack of woken nodes, oldest first.
+    #[inline]
+    fn take_shared(&self) -> Option<(&WakeNode, &WakeNode)> {
         let hub = self.hub();
         if hub.head.load(Ordering::Relaxed).is_null() {
             return None;
@@ -282,7 +316,8 @@ impl HubRef {
     /// Whether some node was woken since the last [`HubRef::take_ready`].
     #[inline]
     pub(super) fn has_ready(&self) -> bool {
-        !self.hub().head.load(Ordering::Relaxed).is_null()
+        let hub = self.hub();
+        !hub.woken_head.get().is_null() || !hub.head.load(Ordering::Relaxed).is_null()
     }
 }
 
@@ -380,13 +415,17 @@ fn wake_by_ref(node: *const ()) {
     let hub = unsafe { &*node.hub() };
     if hub.refs.load(Ordering::Acquire) == 1 {
         // A borrowed waker, used by a child the owner is polling right now (wake rule 5): no
-        // other thread can reach the hub, and the owner checks the stack after the poll, so
+        // other thread can reach the hub, and the owner checks its list after the poll, so
         // neither atomics nor waking the parent are needed.
         if node.mark_queued(true) {
-            node.next
-                .store(hub.head.load(Ordering::Relaxed), Ordering::Relaxed);
-            hub.head
-                .store(ptr::from_ref(node).cast_mut(), Ordering::Relaxed);
+            node.set_next(None);
+            let tail = hub.woken_tail.replace(node);
+            if tail.is_null() {
+                hub.woken_head.set(node);
+            } else {
+                // SAFETY: the tail is a live queued node on the owner's list (wake rule 2, 3).
+                unsafe { (*tail).set_next(Some(node)) };
+            }
         }
         return;
     }
@@ -460,6 +499,34 @@ mod tests {
         let also = waker.clone();
         drop(waker);
         also.wake();
+    }
+
+    #[test]
+    fn wakes_by_the_owner_alone_come_first_in_order_then_shared_ones() {
+        let hub = HubRef::new();
+        for i in 0..=5 {
+            hub.ensure(i, Entry::vacant());
+        }
+        // Alone with the hub: the owner's list, in wake order.
+        hub.waker(4).wake_by_ref();
+        hub.waker(2).wake_by_ref();
+        assert!(hub.hub().head.load(Ordering::Relaxed).is_null());
+        // A clone exists: wakes take the shared stack.
+        let clone = (*hub.waker(5)).clone();
+        clone.wake_by_ref();
+        hub.waker(1).wake_by_ref();
+        assert!(!hub.hub().head.load(Ordering::Relaxed).is_null());
+        let (first, last) = hub.take_ready().expect("woken");
+        let mut order = vec![first.index()];
+        let mut at = first;
+        while let Some(next) = at.next() {
+            order.push(next.index());
+            at = next;
+        }
+        assert_eq!(order, [4, 2, 5, 1]);
+        assert_eq!(last.index(), 1);
+        assert!(!hub.has_ready());
+        drop(clone);
     }
 
     #[test]
