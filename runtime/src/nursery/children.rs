@@ -167,7 +167,9 @@ impl Core {
         debug_assert!(!entry.has_handle.get());
         debug_assert!(matches!(entry.state.get(), State::Empty | State::Done));
         entry.state.set(State::Free);
-        self.forget_waiter(node);
+        // Nobody awaits a slot that holds nothing and has no handle: whoever cleared
+        // `has_handle` forgot the waiter, or found none, and only a handle sets one.
+        debug_assert_eq!(entry.waiter.get(), NO_WAITER);
         // SAFETY: the payload came from the arena for this vtable's class and holds nothing.
         unsafe { (*self.arena.get()).free(entry.vtable.get().class, entry.payload.get()) };
         entry.waiter.set(self.free.get());
