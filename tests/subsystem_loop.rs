@@ -246,8 +246,10 @@ fn the_loop_parks_in_the_blocking_subsystem_until_the_nearest_deadline() {
     assert_eq!(parks.len(), 2, "parked between its polls: {parks:?}");
     for timeout in parks.iter() {
         let t = timeout.expect("bounded by the nearest deadline");
+        // The near deadline (10 s), not the far one (30 s) nor none; the lower bound leaves
+        // a wide margin for a slow machine.
         assert!(
-            t <= Duration::from_secs(10) && t > Duration::from_secs(9),
+            t <= Duration::from_secs(10) && t > Duration::from_secs(5),
             "{t:?}"
         );
     }
