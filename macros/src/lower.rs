@@ -853,7 +853,7 @@ impl Lowerer<'_> {
         for &id in &owned {
             let n = self.name_of(id, why.span)?;
             let m = self.a.local(id).mutable.then(|| quote!(mut));
-            binds.extend(quote!(#[allow(unused_mut, unused_variables, clippy::redundant_locals)] let #m #n = #n;));
+            binds.extend(quote!(#[allow(unused_mut, unused_variables, unused_assignments, clippy::redundant_locals)] let #m #n = #n;));
         }
         // Items stay where they are, inside the region.
         let f = Ident::new("__f", Span::mixed_site());
@@ -1127,7 +1127,7 @@ impl Lowerer<'_> {
         for &id in &owned {
             let n = self.name_of(id, span)?;
             let m = self.a.local(id).mutable.then(|| quote!(mut));
-            binds.extend(quote!(#[allow(unused_mut, unused_variables, clippy::redundant_locals)] let #m #n = #n;));
+            binds.extend(quote!(#[allow(unused_mut, unused_variables, unused_assignments, clippy::redundant_locals)] let #m #n = #n;));
         }
         let owned_packed = self.pack_ids(&owned, span)?;
         let rest_packed = self.pack_ids(&rest, span)?;
@@ -1212,7 +1212,7 @@ impl Lowerer<'_> {
         for &id in &owned {
             let n = self.name_of(id, span)?;
             let m = self.a.local(id).mutable.then(|| quote!(mut));
-            binds.extend(quote!(#[allow(unused_mut, unused_variables, clippy::redundant_locals)] let #m #n = #n;));
+            binds.extend(quote!(#[allow(unused_mut, unused_variables, unused_assignments, clippy::redundant_locals)] let #m #n = #n;));
             owned_names.push(n);
         }
         let owned_packed = machine::pack(&owned_names);

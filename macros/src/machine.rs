@@ -370,7 +370,7 @@ fn block_closure(block: &BlockOut) -> TokenStream {
     let rebind = if block.input.is_empty() {
         quote!()
     } else {
-        quote!(#[allow(unused_variables, unused_mut)] let (#(#rebind_pats,)*) = (#(#names,)*);)
+        quote!(#[allow(unused_variables, unused_mut, unused_assignments)] let (#(#rebind_pats,)*) = (#(#names,)*);)
     };
     quote!(|#params| {
         let #packed = #live;
