@@ -129,7 +129,7 @@ const OWNED_RESULT: &[&str] = &[
     "capacity",
 ];
 
-/// Methods that take `self` by value on the types they usually meet.
+/// Methods that take `self` by value on every common type that has them.
 const CONSUMING: &[&str] = &[
     "into_iter",
     "into_inner",
@@ -146,13 +146,13 @@ const CONSUMING: &[&str] = &[
     "err",
     "map",
     "and_then",
-    "join",
     "into",
     "unwrap_err",
 ];
 
-/// Methods that take `&self`/`&mut self` on the types they usually meet (or `self` on `Copy`
-/// integers); any other method may consume its receiver.
+/// Methods that take `&self`/`&mut self` on every common type that has them (or `self` on
+/// `Copy` integers); any other method may consume its receiver (`take`, `last`, `max` do on
+/// iterators, `send` does on a oneshot sender).
 const BORROWING: &[&str] = &[
     "len",
     "is_empty",
@@ -179,7 +179,6 @@ const BORROWING: &[&str] = &[
     "lock",
     "read",
     "write",
-    "send",
     "recv",
     "try_recv",
     "clone",
@@ -187,12 +186,10 @@ const BORROWING: &[&str] = &[
     "to_owned",
     "to_vec",
     "first",
-    "last",
     "keys",
     "values",
     "set",
     "replace",
-    "take",
     "fetch_add",
     "fetch_sub",
     "load",
@@ -227,8 +224,6 @@ const BORROWING: &[&str] = &[
     "saturating_sub",
     "pow",
     "abs",
-    "min",
-    "max",
     "count_ones",
     "cmp",
     "partial_cmp",
