@@ -144,18 +144,14 @@ fn emit(
 ) -> TokenStream {
     let attrs = &item.attrs;
     let vis = &item.vis;
-    let sig = &parts.sig;
-    let unsafety = &sig.unsafety;
-    let fn_token = &sig.fn_token;
-    let ident = &sig.ident;
-    let generics = &sig.generics;
-    let where_clause = &sig.generics.where_clause;
-    let inputs = &sig.inputs;
+    // The user's signature (qualifiers, generics, where-clause) with the new return type.
+    let mut sig = parts.sig.clone();
     let ret = sig::return_type(&parts.output, yields);
+    sig.output = syn::ReturnType::Type(Default::default(), Box::new(syn::Type::Verbatim(ret)));
     quote! {
         #(#attrs)*
         #[allow(clippy::manual_async_fn)]
-        #vis #unsafety #fn_token #ident #generics (#inputs) -> #ret #where_clause {
+        #vis #sig {
             #body
         }
     }
