@@ -14,14 +14,19 @@
 //!    from false to true links the node, and only the owner flips it back, after unlinking it
 //!    and before polling its child. So the `next` field of a queued node is written by one
 //!    party at a time.
-//! 4. Wakers touch only the atomic fields (`refs`, `head`, `parent`, a node's `next`/`queued`);
-//!    everything else in the hub belongs to the thread that owns the nursery.
-//! 5. While `refs` is 1 no waker exists outside the owner's borrowed ones, which are used only
-//!    on the owner's thread during a poll the nursery makes. So whoever reads `refs == 1` is
+//! 4. Wakers touch only the atomic fields (`refs`, `head`, `woken_*`, `parent`, a node's
+//!    `next`/`queued`); everything else in the hub belongs to the thread that owns the nursery.
+//! 5. While the nursery holds its reference and `refs` is 1, no waker exists outside the
+//!    owner's borrowed ones, which are used only on the owner's thread during a poll the
+//!    nursery makes. So whoever reads `refs == 1` is
 //!    the owner, alone with the hub, and may use plain loads and stores instead of atomic
 //!    read-modify-writes, until it next lends a waker to a poll (which may clone it). Such a
 //!    wake links its node on the owner's own list of woken nodes (`woken_*`, one more list
-//!    for rule 3), in wake order, instead of the shared stack.
+//!    for rule 3), in wake order, instead of the shared stack. Once the nursery's reference is
+//!    gone, the last waker left also reads 1 and may be woken from several threads at once:
+//!    hence every field this path touches is still atomic (`Relaxed` loads and stores, as
+//!    cheap as plain ones), so such races only garble lists that nobody reads any more, over
+//!    nodes that stay allocated until that waker is dropped (rules 1, 2).
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
@@ -81,10 +86,11 @@ pub(super) struct Hub {
     chunks: UnsafeCell<[*mut u8; MAX_CHUNKS]>,
     /// Owner only: how many nodes the allocated chunks hold.
     capacity: Cell<usize>,
-    /// Owner only (wake rule 5): nodes woken by the owner alone with the hub since the last
-    /// [`HubRef::take_ready`], oldest first, linked through `next`; null when empty.
-    woken_head: Cell<*const WakeNode>,
-    woken_tail: Cell<*const WakeNode>,
+    /// Nodes woken by the owner alone with the hub (wake rule 5) since the last
+    /// [`HubRef::take_ready`], oldest first, linked through `next`; null when empty. Atomic
+    /// only for the waker left over after the owner is gone (rule 5); always `Relaxed`.
+    woken_head: AtomicPtr<WakeNode>,
+    woken_tail: AtomicPtr<WakeNode>,
 }
 
 /// Where a chunk's nodes start: right after its header, which keeps them aligned.
@@ -139,8 +145,8 @@ impl HubRef {
             parent: Mutex::new(None),
             chunks: UnsafeCell::new([ptr::null_mut(); MAX_CHUNKS]),
             capacity: Cell::new(0),
-            woken_head: Cell::new(ptr::null()),
-            woken_tail: Cell::new(ptr::null()),
+            woken_head: AtomicPtr::new(ptr::null_mut()),
+            woken_tail: AtomicPtr::new(ptr::null_mut()),
         });
         HubRef(ptr::NonNull::from(Box::leak(hub)))
     }
@@ -241,8 +247,8 @@ impl HubRef {
             return false;
         }
         hub.head.store(ptr::null_mut(), Ordering::Relaxed);
-        hub.woken_head.set(ptr::null());
-        hub.woken_tail.set(ptr::null());
+        hub.woken_head.store(ptr::null_mut(), Ordering::Relaxed);
+        hub.woken_tail.store(ptr::null_mut(), Ordering::Relaxed);
         *hub.parent.lock().unwrap_or_else(|e| e.into_inner()) = None;
         true
     }
@@ -272,8 +278,13 @@ impl HubRef {
     #[inline]
     pub(super) fn take_ready(&self) -> Option<(&WakeNode, &WakeNode)> {
         let hub = self.hub();
-        let first = hub.woken_head.replace(ptr::null());
-        let last = hub.woken_tail.replace(ptr::null());
+        // Plain loads and stores, not swaps: only the owner links nodes here (wake rule 5).
+        let first = hub.woken_head.load(Ordering::Relaxed);
+        let last = hub.woken_tail.load(Ordering::Relaxed);
+        if !first.is_null() {
+            hub.woken_head.store(ptr::null_mut(), Ordering::Relaxed);
+            hub.woken_tail.store(ptr::null_mut(), Ordering::Relaxed);
+        }
         let Some((shared_first, shared_last)) = self.take_shared() else {
             // SAFETY: a non-null list holds live nodes of this hub (wake rule 2).
             return (!first.is_null()).then(|| unsafe { (&*first, &*last) });
@@ -317,7 +328,8 @@ impl HubRef {
     #[inline]
     pub(super) fn has_ready(&self) -> bool {
         let hub = self.hub();
-        !hub.woken_head.get().is_null() || !hub.head.load(Ordering::Relaxed).is_null()
+        !hub.woken_head.load(Ordering::Relaxed).is_null()
+            || !hub.head.load(Ordering::Relaxed).is_null()
     }
 }
 
@@ -416,12 +428,15 @@ fn wake_by_ref(node: *const ()) {
     if hub.refs.load(Ordering::Acquire) == 1 {
         // A borrowed waker, used by a child the owner is polling right now (wake rule 5): no
         // other thread can reach the hub, and the owner checks its list after the poll, so
-        // neither atomics nor waking the parent are needed.
+        // neither read-modify-writes nor waking the parent are needed. (Or the last waker of
+        // a nursery that is gone: rule 5 again.)
         if node.mark_queued(true) {
             node.set_next(None);
-            let tail = hub.woken_tail.replace(node);
+            let this = ptr::from_ref(node).cast_mut();
+            let tail = hub.woken_tail.load(Ordering::Relaxed);
+            hub.woken_tail.store(this, Ordering::Relaxed);
             if tail.is_null() {
-                hub.woken_head.set(node);
+                hub.woken_head.store(this, Ordering::Relaxed);
             } else {
                 // SAFETY: the tail is a live queued node on the owner's list (wake rule 2, 3).
                 unsafe { (*tail).set_next(Some(node)) };
@@ -527,6 +542,33 @@ mod tests {
         assert_eq!(last.index(), 1);
         assert!(!hub.has_ready());
         drop(clone);
+    }
+
+    /// Once the nursery's reference is gone, its last waker reads `refs == 1` like an owner
+    /// alone with the hub, yet may be woken from several threads at once: the wakes stay
+    /// harmless (under Miri, `-Zmiri-tree-borrows`, this also checks that the path touches
+    /// only atomics, when the two first wakes happen to interleave).
+    #[test]
+    fn the_last_waker_may_wake_from_threads_at_once_after_the_nursery() {
+        let hub = HubRef::new();
+        for i in 0..=3 {
+            hub.ensure(i, Entry::vacant());
+        }
+        let waker = (*hub.waker(3)).clone();
+        let raw = hub.0;
+        drop(hub);
+        // SAFETY: the waker's reference keeps the hub alive (wake rule 1).
+        assert_eq!(unsafe { raw.as_ref() }.refs.load(Ordering::Relaxed), 1);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        waker.wake_by_ref();
+                    }
+                });
+            }
+        });
+        waker.wake();
     }
 
     #[test]
