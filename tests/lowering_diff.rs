@@ -764,3 +764,148 @@ differential! {
         (v, total)
     }
 }
+
+// The bodies below keep every await at the start of a `let` or a statement, with await-free
+// conditions: the shape the explicit lowering handles without a native fallback, so they check
+// the state machine itself (states, carried locals, hidden shadowed locals, drop points).
+
+differential! {
+    explicit_straight_line,
+    entry: straight(Noisy::new("p1"), Noisy::new("p2"), 4),
+    #[lowered]
+    async fn straight(p1: Noisy, p2: Noisy, n: u32) -> u32 {
+        let a = Noisy::new("a");
+        let x = tick(n).await;
+        let b = Noisy::new("b");
+        let y = tick_named("y", x + 1).await;
+        drop(p1);
+        let z = show(&b).await as u32;
+        let _unused = Noisy::new("unused, lives to the end");
+        let w = tick(a.touch() as u32).await;
+        ev(p2.name());
+        x + y + z + w
+    }
+}
+
+differential! {
+    explicit_branches_and_early_return,
+    entry: async { (branches(1).await, branches(2).await, branches(3).await) },
+    #[lowered]
+    async fn branches(n: u32) -> u32 {
+        let a = Noisy::new("a");
+        let v = tick(n).await;
+        if v == 1 {
+            let t = Noisy::new("then");
+            let w = tick(t.touch() as u32).await;
+            ev(format!("then {w}"));
+        } else {
+            let e = Noisy::new("else");
+            if v == 3 {
+                return v * 100;
+            }
+            let w = tick(e.touch() as u32).await;
+            ev(format!("else {w}"));
+        }
+        let b = Noisy::new("b");
+        let last = tick(v).await;
+        last + a.touch() as u32 + b.touch() as u32
+    }
+}
+
+differential! {
+    explicit_while_with_locals,
+    entry: counting(3),
+    #[lowered]
+    async fn counting(n: u32) -> u32 {
+        let outer = Noisy::new("outer");
+        let mut i = 0;
+        let mut sum = 0;
+        while i < n {
+            let step = Noisy::new(format!("step{i}"));
+            let v = tick(i).await;
+            let inner = Noisy::new(format!("inner{i}"));
+            let w = tick_named("w", v * 2).await;
+            sum += w + inner.touch() as u32 + step.touch() as u32;
+            i += 1;
+        }
+        let end = tick(sum).await;
+        end + outer.touch() as u32
+    }
+}
+
+differential! {
+    explicit_shadowing_keeps_the_old_value_alive,
+    entry: shadowed(),
+    #[lowered]
+    async fn shadowed() -> String {
+        let x = Noisy::new("x1");
+        ev(x.name());
+        let n = tick(1).await;
+        let x = Noisy::new(format!("x2-{n}"));
+        let m = tick(2).await;
+        let x = tick(format!("{}+{m}", x.name())).await;
+        format!("{x}!")
+    }
+}
+
+differential! {
+    explicit_question_mark_and_let_else,
+    entry: async { (fallible_sum(vec![1, 2]).await, fallible_sum(vec![1, 0]).await, fallible_sum(vec![]).await) },
+    #[derive(Debug)]
+    struct Zero;
+    #[lowered]
+    async fn nonzero(x: u32) -> Result<u32, Zero> {
+        let v = tick(x).await;
+        if v == 0 {
+            return Err(Zero);
+        }
+        Ok(v)
+    }
+    #[lowered]
+    async fn fallible_sum(items: Vec<u32>) -> Result<u32, String> {
+        let guard = Noisy::new("guard");
+        let Some(first) = tick(items.first().copied()).await else {
+            return Err(String::from("empty"));
+        };
+        let a = nonzero(first).await.map_err(|z| format!("{z:?} first"))?;
+        let t = Noisy::new("t");
+        let b = nonzero(items[1]).await.map_err(|z| format!("{z:?} second"))?;
+        ev(format!("{} {}", guard.name(), t.name()));
+        Ok(a + b)
+    }
+}
+
+differential! {
+    explicit_temporaries_in_lets,
+    entry: temps(),
+    #[lowered]
+    async fn temps() -> usize {
+        let a = show(&Noisy::new("temp-a")).await;
+        let n = Noisy::new("n");
+        let b = show(&n).await + 1;
+        let c = tick(Noisy::new("moved-through")).await.touch();
+        a + b + c
+    }
+}
+
+differential! {
+    explicit_nested_blocks_drop_at_block_end,
+    entry: blocks(),
+    #[lowered]
+    async fn blocks() -> u32 {
+        let a = Noisy::new("a");
+        {
+            let b = Noisy::new("b");
+            let x = tick(1).await;
+            ev(format!("inner {x} {}", b.name()));
+        }
+        let c = Noisy::new("c");
+        {
+            let d = Noisy::new("d");
+            let y = tick(2).await;
+            ev(format!("inner {y} {}", d.name()));
+        }
+        let z = tick(3).await;
+        z + a.touch() as u32 + c.touch() as u32
+    }
+}
