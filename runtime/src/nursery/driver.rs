@@ -125,7 +125,7 @@ where
                     }
                 }
             }
-            if this.body.is_none() && core.live() == 0 {
+            if this.body.as_mut().as_pin_mut().is_none() && core.live() == 0 {
                 break;
             }
             polled += 1;
@@ -134,7 +134,7 @@ where
                 return Poll::Pending;
             }
         }
-        if this.body.is_none() && core.live() == 0 {
+        if this.body.as_mut().as_pin_mut().is_none() && core.live() == 0 {
             this.finished = true;
             if let Some((end, _)) = this.ending.take() {
                 return Poll::Ready(end);

@@ -107,14 +107,14 @@ impl WakeNode {
     #[inline]
     fn hub(&self) -> *const Hub {
         let (_, offset) = chunk_of(self.index);
-        let node = ptr::from_ref(self).cast::<u8>();
+        // The header lies outside `self`, which a pointer derived from `&self` may not reach
+        // (Stacked Borrows), so the address gets the chunk's provenance, exposed in `grow`.
+        let header = ptr::from_ref(self).addr() - (NODES_AT + offset * size_of::<WakeNode>());
         // SAFETY: `self` lies `offset` nodes into the node array of its chunk, which starts
         // `NODES_AT` bytes after the chunk's header, so walking back stays inside the one
-        // allocation and lands on the header, written at allocation.
-        unsafe {
-            let header = node.sub(NODES_AT + offset * size_of::<WakeNode>());
-            (*header.cast::<ChunkHeader>()).hub
-        }
+        // allocation, whose provenance was exposed, and lands on the header, written at
+        // allocation.
+        unsafe { (*ptr::with_exposed_provenance::<ChunkHeader>(header)).hub }
     }
 
     /// A waker for this node that borrows the nursery's reference instead of counting one;
@@ -193,6 +193,8 @@ impl HubRef {
         if chunk.is_null() {
             handle_alloc_error(layout);
         }
+        // Lets `WakeNode::hub` reach the header from a node's address.
+        let _ = chunk.expose_provenance();
         // SAFETY: `chunk` is a fresh allocation of `layout`, whose header fits at its start;
         // nodes are written one by one by `ensure`.
         unsafe {
