@@ -5,7 +5,8 @@
 //!
 //! No executor: each test polls the nursery itself with a no-op waker (every wake here comes
 //! from inside the nursery), so the file also runs under Miri:
-//! `cargo +nightly miri test --test unsafe_review_nursery`, and under valgrind:
+//! `MIRIFLAGS=-Zmiri-ignore-leaks cargo +nightly miri test --test unsafe_review_nursery` (one
+//! test leaks a handle in an `Rc` cycle on purpose), and under valgrind:
 //! `valgrind --error-exitcode=1 target/debug/deps/unsafe_review_nursery-*`.
 
 use std::cell::{Cell, RefCell};
@@ -486,4 +487,59 @@ fn wakers_woken_from_other_threads_while_nurseries_recycle_storage() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     waker_thread.join().unwrap();
+}
+
+/// Sums `data` with a tree of nested nurseries, each level borrowing its half of the slice.
+fn tree_sum(data: &[u64]) -> std::pin::Pin<Box<dyn Future<Output = u64> + '_>> {
+    Box::pin(async move {
+        if data.len() <= 2 {
+            return data.iter().sum();
+        }
+        let (left, right) = data.split_at(data.len() / 2);
+        nursery!(|n| {
+            let l = n.spawn(tree_sum(left));
+            let r = n.spawn(tree_sum(right));
+            yield_now().await;
+            l.await + r.await
+        })
+        .await
+    })
+}
+
+#[test]
+fn recursive_nurseries_share_the_threads_spare_storage_safely() {
+    let data: Vec<u64> = (1..=64).collect();
+    for _ in 0..3 {
+        assert_eq!(run(tree_sum(&data)), 64 * 65 / 2);
+    }
+}
+
+/// A child whose handle is kept alive by an `Rc` cycle: it is never dropped, so its slot is
+/// never freed; the storage recycled by later nurseries must stay usable.
+#[test]
+fn a_handle_leaked_in_an_rc_cycle_leaves_later_nurseries_intact() {
+    use std::rc::Rc;
+    struct Cycle<'s> {
+        _handle: RefCell<Option<structured_async::ChildHandle<'s, Vec<u64>>>>,
+        me: RefCell<Option<Rc<Cycle<'s>>>>,
+    }
+    for round in 0..3u64 {
+        let out = run(nursery!(|n| {
+            let cycle = Rc::new(Cycle {
+                _handle: RefCell::new(Some(n.spawn(async move { vec![round; 64] }))),
+                me: RefCell::new(None),
+            });
+            *cycle.me.borrow_mut() = Some(cycle.clone());
+            drop(cycle);
+            let hs: Vec<_> = (0..20u64)
+                .map(|i| n.spawn(async move { vec![i; 64] }))
+                .collect();
+            let mut sum = 0;
+            for h in hs {
+                sum += h.await.iter().sum::<u64>();
+            }
+            sum
+        }));
+        assert_eq!(out, 64 * (0..20).sum::<u64>());
+    }
 }
