@@ -168,3 +168,8 @@ pub mod prelude {
 pub mod __private {
     pub use structured_async_runtime::__private::*;
 }
+
+/// The README's code blocks, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
