@@ -909,3 +909,138 @@ differential! {
         z + a.touch() as u32 + c.touch() as u32
     }
 }
+
+// Regression bodies: the minimal cases of the bugs this suite found (B1–B5 in the lowering's
+// bug list), each once failing to compile or differing from the native fn.
+
+differential! {
+    found_b1_break_and_continue_in_await_free_ifs,
+    entry: async { (b1_break(3).await, b1_continue(4).await) },
+    #[lowered]
+    async fn b1_break(n: u64) -> u64 {
+        let mut i = 0;
+        loop {
+            i += 1;
+            let v = tick(i).await;
+            if v == n {
+                break;
+            }
+        }
+        i
+    }
+    #[lowered]
+    async fn b1_continue(n: u64) -> u64 {
+        let mut i = 0;
+        let mut sum = 0;
+        'l: while i < n {
+            i += 1;
+            let v = tick(i).await;
+            if v == 2 {
+                continue 'l;
+            }
+            let Some(w) = tick(v.checked_sub(3)).await else {
+                continue;
+            };
+            sum += w + v;
+        }
+        sum
+    }
+}
+
+differential! {
+    found_b2_reassign_after_conditional_move,
+    entry: async { (b2(true, Noisy::new("a")).await, b2(false, Noisy::new("a")).await) },
+    #[lowered]
+    async fn b2(c: bool, mut a: Noisy) -> u32 {
+        if c {
+            drop(a);
+        }
+        let x = tick(1).await;
+        if x == 1 {
+            let r = tick(Noisy::new("a2")).await;
+            a = r;
+            ev(a.name());
+        }
+        x
+    }
+}
+
+differential! {
+    found_b3_literal_type_after_uneven_branches,
+    entry: async { (b3(0).await, b3(4).await, b3(5).await) },
+    #[lowered]
+    #[allow(clippy::let_unit_value)]
+    async fn b3(input: u64) -> Option<u64> {
+        if input == 0 {
+        } else {
+            let _v = tick(input).await;
+        }
+        if (input >> 2) & 1 == 1 {
+            return None;
+        }
+        Some(input)
+    }
+}
+
+differential! {
+    found_b4_method_on_carried_local_after_nested_if,
+    entry: async { (b4(Noisy::new("arg"), 1).await, b4(Noisy::new("arg"), 2).await) },
+    #[lowered]
+    async fn b4(arg: Noisy, n: u64) -> u64 {
+        let v = tick(n).await;
+        if v == 1 {
+            let w = show(&arg).await;
+            if w == 3 {
+                ev("three");
+            } else {
+                let z = tick(n).await;
+                ev(format!("z {z}"));
+            }
+            ev(arg.name());
+        }
+        v
+    }
+}
+
+differential! {
+    found_b5_maybe_moved_local_drops_at_scope_end,
+    entry: async { (b5(false, Noisy::new("arg")).await, b5(true, Noisy::new("arg")).await, b5_shadow(false, Noisy::new("arg")).await) },
+    #[lowered]
+    async fn b5(c: bool, arg: Noisy) -> u32 {
+        if c {
+            drop(arg);
+        }
+        let x = tick(1).await;
+        ev("end");
+        x
+    }
+    #[lowered]
+    async fn b5_shadow(c: bool, arg: Noisy) -> u32 {
+        let x = tick(1).await;
+        if c {
+            drop(arg);
+        }
+        let arg = Noisy::new("shadow");
+        ev(format!("end {}", arg.name()));
+        x
+    }
+}
+
+differential! {
+    explicit_moves_and_reassignment,
+    entry: async { (moving(true).await, moving(false).await) },
+    #[lowered]
+    async fn moving(cond: bool) -> usize {
+        let a = Noisy::new("a");
+        let mut b = Noisy::new("b");
+        if cond {
+            drop(a);
+        }
+        let x = tick(1).await;
+        ev(b.name());
+        let fresh = tick(Noisy::new("b2")).await;
+        b = fresh;
+        let y = tick(2).await;
+        x + y + b.touch()
+    }
+}

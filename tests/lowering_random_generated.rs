@@ -124,91 +124,119 @@ random_case! {
 }
 
 random_case! {
-    case_001, 0x45a870f9dbb5ed40,
+    case_001, 0x1adcd99f1cf0ece7,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if (input >> 0) & 1 == 1 {
             let mut arg = Noisy::new("arg-shadow1");
-            let mut arg = Noisy::new("arg-shadow2");
-            let Some(v3) = tick(maybe((input ^ input) % 97)).await else {
-                return Err(Fail::new("else4"));
+            let v3 = show(&Noisy::new("t2")).await as u64;
+            acc = (acc * 1 + v3) % 1_000_003;
+            let Some(v4) = tick(maybe((input ^ input) % 97)).await else {
+                return Err(Fail::new("else5"));
             };
         } else {
-            let v5 = (show(&Noisy::new("t6")).await as u64);
-            let v7 = async { tick(24u64).await }.await;
-            let v8 = (v7 * 7 + v5) % 1_000_003;
-            let v9 = fallible(input % 100).await?;
-            let v10 = tick(45u64 % 100).await;
-            let v11 = (v10 * 7 + v9) % 1_000_003;
-            let Some(v12) = tick(maybe((v10 ^ input) % 97)).await else {
-                return Err(Fail::new("else13"));
+            let v6 = (show(&Noisy::new("t7")).await as u64);
+            let v8 = async { tick(24u64).await }.await;
+            let v9 = (v8 * 7 + v6) % 1_000_003;
+            let r11 = tick(Noisy::new("arg-re10")).await;
+            arg = r11;
+            let v12 = pass(v8 % 100).await;
+            acc = (acc * 3 + v12) % 1_000_003;
+        }
+        let mut i13: u64 = 0;
+        'l14: loop {
+            if i13 >= 4 { break 'l14; }
+            i13 += 1;
+            let v16 = show(&Noisy::new("t15")).await as u64;
+            acc = (acc * 1 + v16) % 1_000_003;
+            let mut i17: u64 = 0;
+            'l18: loop {
+                if i17 >= 3 { break 'l18; }
+                i17 += 1;
+                let c19 = tick((input ^ input) % 97 % 2 == 0).await;
+                if c19 {
+                    let v20 = tick(i13 % 100).await;
+                    if v20 % 3 == 0 { break 'l14; }
+                    if acc % 4 == 0 { break 'l18; }
+                    let r22 = tick(Noisy::new("arg-re21")).await;
+                    arg = r22;
+                }
+                let mut n23 = Noisy::new("n23");
+                if (input ^ acc) % 5 < 2 { break 'l14; }
+            }
+            if acc % 3 == 0 { break 'l14; }
+        }
+        let v25 = show(&Noisy::new("t24")).await as u64;
+        acc = (acc * 1 + v25) % 1_000_003;
+        let mut i26: u64 = 0;
+        'l27: loop {
+            if i26 >= 2 { break 'l27; }
+            i26 += 1;
+            {
+                if acc % 3 == 0 {
+                    let mut n28 = Noisy::new("n28");
+                }
+                let c29 = tick(input % 100 % 2 == 0).await;
+                if c29 {
+                    let v30 = async { tick(86u64).await }.await;
+                    if v30 % 3 == 0 { continue 'l27; }
+                    let f31 = |x: u64| (x * 5) ^ 13;
+                    let v32 = fallible((58u64 ^ input) % 97).await?;
+                    acc = f31(v32 % 1000);
+                    let mut n33 = Noisy::new("n33");
+                    let mut n34 = Noisy::new("n34");
+                } else {
+                    let v35 = (show(&Noisy::new("t36")).await as u64);
+                    acc = (acc * 3 + v35) % 1_000_003;
+                    let v37 = (show(&Noisy::new("t38")).await as u64);
+                    if v37 % 3 == 0 { break 'l27; }
+                    let r40 = tick(Noisy::new("arg-re39")).await;
+                    arg = r40;
+                    let r42 = tick(Noisy::new("arg-re41")).await;
+                    arg = r42;
+                }
+            }
+            let v43 = (show(&Noisy::new("t44")).await as u64);
+            acc = (acc * 3 + v43) % 1_000_003;
+        }
+        let mut arg = Noisy::new("arg-shadow45");
+        let v46 = tick_named("k47", (i13 ^ input) % 97).await;
+        let v48 = pass((input ^ input) % 97).await;
+        let v49 = (v48 * 7 + v46) % 1_000_003;
+        let v50 = fallible(i26 % 100).await?;
+        let v51 = async { tick(31u64).await }.await;
+        let v52 = (v51 * 7 + v50) % 1_000_003;
+        {
+            let r54 = tick(Noisy::new("arg-re53")).await;
+            arg = r54;
+            let mut i55: u64 = 0;
+            'l56: while i55 < 2 {
+                i55 += 1;
+                let v57 = pass(v46 % 100).await;
+                acc = (acc * 3 + v57) % 1_000_003;
+                if (input ^ acc) % 5 < 2 { return Err(Fail::new("r58")); }
+                let r60 = tick(Noisy::new("arg-re59")).await;
+                arg = r60;
+            }
+        }
+        let c61 = tick((v48 ^ input) % 97 % 2 == 0).await;
+        if c61 {
+            let c62 = tick(v49 % 100 % 2 == 0).await;
+            if c62 {
+                ev(format!("e63 {acc} {}", arg.touch()));
+            }
+            let mut arg = Noisy::new("arg-shadow64");
+        } else {
+            let r66 = tick(Noisy::new("arg-re65")).await;
+            arg = r66;
+            let r68 = tick(Noisy::new("arg-re67")).await;
+            arg = r68;
+            let v70 = show(&Noisy::new("t69")).await as u64;
+            acc = (acc * 1 + v70) % 1_000_003;
+            let Some(v71) = tick(maybe((v50 ^ input) % 97)).await else {
+                return Err(Fail::new("else72"));
             };
         }
-        let c14 = tick(input % 100 % 2 == 0).await;
-        if c14 { return Ok(acc); }
-        let v15 = tick(acc % 100).await;
-        acc = (acc * 3 + v15) % 1_000_003;
-        let r17 = tick(Noisy::new("arg-re16")).await;
-        arg = r17;
-        let r19 = tick(Noisy::new("arg-re18")).await;
-        arg = r19;
-        let c20 = tick(v15 % 100 % 2 == 0).await;
-        if c20 {
-            if acc % 3 == 0 {
-                let c21 = tick(acc % 100 % 2 == 0).await;
-                if c21 {
-                    let f22 = |x: u64| (x * 5) ^ 13;
-                    let v23 = tick(51u64 % 100).await;
-                    acc = f22(v23 % 1000);
-                    let mut arg = Noisy::new("arg-shadow24");
-                    let f25 = |x: u64| (x * 5) ^ 13;
-                    let v26 = tick_named("k27", (v15 ^ input) % 97).await;
-                    acc = f25(v26 % 1000);
-                    let mut arg = Noisy::new("arg-shadow28");
-                }
-                let mut i29: u64 = 0;
-                'l30: while i29 < 1 {
-                    i29 += 1;
-                    let mut n31 = Noisy::new("n31");
-                    let v32 = tick(acc % 100).await;
-                    let v33 = tick(94u64 % 100).await;
-                    let v34 = (v33 * 7 + v32) % 1_000_003;
-                    let mut arg = Noisy::new("arg-shadow35");
-                }
-                ev(format!("e36 {acc}"));
-                let mut n37 = Noisy::new("n37");
-            }
-            let r39 = tick(Noisy::new("arg-re38")).await;
-            arg = r39;
-            {
-                let mut n40 = Noisy::new("n40");
-                let v42 = show(&Noisy::new("t41")).await as u64;
-                acc = (acc * 1 + v42) % 1_000_003;
-            }
-            ev(format!("e43 {acc} {}", arg.touch()));
-        }
-        let v44 = pass(49u64 % 100).await;
-        let v45 = async { tick(92u64).await }.await;
-        let v46 = (v45 * 7 + v44) % 1_000_003;
-        let mut i47: u64 = 0;
-        'l48: while i47 < 1 {
-            i47 += 1;
-            if acc % 4 == 0 { return Err(Fail::new("r49")); }
-            let v50 = tick_named("k51", (v45 ^ input) % 97).await;
-            let v52 = pass((v15 ^ input) % 97).await;
-            let v53 = (v52 * 7 + v50) % 1_000_003;
-            let v54 = fallible(v44 % 100).await?;
-            let v55 = async { tick(31u64).await }.await;
-            let v56 = (v55 * 7 + v54) % 1_000_003;
-            {
-                let v57 = (show(&Noisy::new("t58")).await as u64);
-                let v59 = fallible(v53 % 100).await?;
-                let v60 = (v59 * 7 + v57) % 1_000_003;
-                let v61 = pass(v50 % 100).await;
-                acc = (acc * 3 + v61) % 1_000_003;
-            }
-        }
-        if (input >> 25) & 1 == 1 { return Err(Fail::new("r62")); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -326,7 +354,55 @@ random_case! {
     }
 }
 
-// case_003 left out: open lowering bug B3.
+random_case! {
+    case_003, 0x637ea46c649e30a2,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        {
+            if acc % 4 == 0 {
+                let v1 = tick(77u64 % 100).await;
+                let v2 = tick(acc % 100).await;
+                let v3 = (v2 * 7 + v1) % 1_000_003;
+                let mut n4 = Noisy::new("n4");
+                ev(format!("e5 {acc} {}", arg.touch()));
+            } else {
+                if (input ^ acc) % 5 < 2 { drop(arg); }
+                let v7 = show(&Noisy::new("t6")).await as u64;
+                acc = (acc * 1 + v7) % 1_000_003;
+                if (input >> 48) & 1 == 1 {
+                    let v8 = fallible(64u64 % 100).await?;
+                    let v9 = fallible(v8 % 100).await?;
+                    let v10 = (v9 * 7 + v8) % 1_000_003;
+                    ev(format!("e11 {acc}"));
+                    let Some(v12) = tick(maybe(v8 % 100)).await else {
+                        return Err(Fail::new("else13"));
+                    };
+                } else {
+                    let v14 = (show(&Noisy::new("t15")).await as u64);
+                    let v16 = tick(v14 % 100).await;
+                    let v17 = (v16 * 7 + v14) % 1_000_003;
+                    let f18 = |x: u64| (x * 5) ^ 13;
+                    let v19 = tick_named("k20", v16 % 100).await;
+                    acc = f18(v19 % 1000);
+                }
+                let mut n21 = Noisy::new("n21");
+            }
+        }
+        let r23 = tick(Noisy::new("arg-re22")).await;
+        arg = r23;
+        let mut arg = Noisy::new("arg-shadow24");
+        let v25 = (show(&Noisy::new("t26")).await as u64);
+        acc = (acc * 3 + v25) % 1_000_003;
+        let r28 = tick(Noisy::new("arg-re27")).await;
+        arg = r28;
+        let v29 = fallible(input % 100).await?;
+        acc = (acc * 3 + v29) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow30");
+        let mut n31 = Noisy::new("n31");
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_004, 0x6f1a275a4601e80a,
@@ -366,122 +442,98 @@ random_case! {
 }
 
 random_case! {
-    case_005, 0x9c231a1725147162,
+    case_005, 0x88592a6382c4fc8a,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
         acc = (acc * 1 + v2) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow3");
-        let mut arg = Noisy::new("arg-shadow4");
-        let mut i5: u64 = 0;
-        'l6: while i5 < 2 {
-            i5 += 1;
-            let c7 = tick(i5 % 100 % 2 == 0).await;
-            if c7 {
-                let mut i8: u64 = 0;
-                'l9: while i8 < 3 {
-                    i8 += 1;
-                    let mut arg = Noisy::new("arg-shadow10");
-                    drop(arg);
-                    let f11 = |x: u64| (x * 5) ^ 13;
-                    let v12 = fallible(acc % 100).await?;
-                    acc = f11(v12 % 1000);
-                    let v13 = (show(&Noisy::new("t14")).await as u64);
-                    let v15 = async { tick(11u64).await }.await;
-                    let v16 = (v15 * 7 + v13) % 1_000_003;
-                }
-                {
-                    let v18 = show(&Noisy::new("t17")).await as u64;
-                    acc = (acc * 1 + v18) % 1_000_003;
-                }
-                if acc % 3 == 0 {
-                    let mut arg = Noisy::new("arg-shadow19");
-                    if (input >> 1) & 1 == 1 { return Err(Fail::new("r20")); }
-                    let f21 = |x: u64| (x * 5) ^ 13;
-                    let v22 = tick_named("k23", acc % 100).await;
-                    acc = f21(v22 % 1000);
-                }
-                let mut i24: u64 = 0;
-                'l25: while i24 < 4 {
-                    i24 += 1;
-                    let v26 = fallible(i5 % 100).await?;
-                    acc = (acc * 3 + v26) % 1_000_003;
-                    let f27 = |x: u64| (x * 5) ^ 13;
-                    let v28 = tick((input ^ input) % 97).await;
-                    acc = f27(v28 % 1000);
-                    let f29 = |x: u64| (x * 5) ^ 13;
-                    let v30 = (show(&Noisy::new("t31")).await as u64);
-                    acc = f29(v30 % 1000);
-                    let v33 = show(&Noisy::new("t32")).await as u64;
-                    acc = (acc * 1 + v33) % 1_000_003;
-                }
-            } else {
-                let v34 = (show(&Noisy::new("t35")).await as u64);
-                acc = (acc * 3 + v34) % 1_000_003;
-                let mut i36: u64 = 0;
-                'l37: while i36 < 3 {
-                    i36 += 1;
-                    let Some(v38) = tick(maybe((acc ^ input) % 97)).await else {
-                        return Err(Fail::new("else39"));
-                    };
-                    let v40 = (show(&Noisy::new("t41")).await as u64);
-                    let v42 = tick(v38 % 100).await;
-                    let v43 = (v42 * 7 + v40) % 1_000_003;
-                    if (input >> 17) & 1 == 1 { return Ok(acc); }
-                }
-                {
-                    let v44 = tick_named("k45", (i36 ^ input) % 97).await;
-                    acc = (acc * 3 + v44) % 1_000_003;
-                }
-                {
-                    let v46 = fallible(i5 % 100).await?;
-                    let v47 = tick_named("k48", (v34 ^ input) % 97).await;
-                    let v49 = (v47 * 7 + v46) % 1_000_003;
-                    let f50 = |x: u64| (x * 5) ^ 13;
-                    let v51 = tick(acc % 100).await;
-                    acc = f50(v51 % 1000);
-                    let v52 = (show(&Noisy::new("t53")).await as u64);
-                    let v54 = (show(&arg).await as u64);
-                    let v55 = (v54 * 7 + v52) % 1_000_003;
-                }
-            }
-            {
-                let r57 = tick(Noisy::new("arg-re56")).await;
-                arg = r57;
-            }
-            {
-                {
-                    let v59 = show(&Noisy::new("t58")).await as u64;
-                    acc = (acc * 1 + v59) % 1_000_003;
-                }
-            }
-            let v60 = tick_named("k61", i5 % 100).await;
-            let v62 = tick(27u64 % 100).await;
-            let v63 = (v62 * 7 + v60) % 1_000_003;
-        }
-        let Some(v64) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else65"));
+        let r4 = tick(Noisy::new("arg-re3")).await;
+        arg = r4;
+        let v6 = show(&Noisy::new("t5")).await as u64;
+        acc = (acc * 1 + v6) % 1_000_003;
+        let Some(v7) = tick(maybe(4u64 % 100)).await else {
+            return Err(Fail::new("else8"));
         };
-        if acc % 2 == 0 {
-            let mut n66 = Noisy::new("n66");
-        } else {
-            let Some(v67) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else68"));
+        let mut i9: u64 = 0;
+        'l10: while i9 < 4 {
+            i9 += 1;
+            let Some(v11) = tick(maybe((acc ^ input) % 97)).await else {
+                return Err(Fail::new("else12"));
             };
-            let mut i69: u64 = 0;
-            'l70: while i69 < 1 {
-                i69 += 1;
-                let mut n71 = Noisy::new("n71");
-                ev(format!("e72 {acc}"));
+            if (input >> 55) & 1 == 1 {
+                {
+                    if (input ^ acc) % 5 < 2 { break 'l10; }
+                }
+                {
+                    let v14 = show(&Noisy::new("t13")).await as u64;
+                    acc = (acc * 1 + v14) % 1_000_003;
+                }
+                let c15 = tick(acc % 100 % 2 == 0).await;
+                if c15 { break 'l10; }
             }
-            let r74 = tick(Noisy::new("arg-re73")).await;
-            arg = r74;
+            if (input >> 20) & 1 == 1 { continue 'l10; }
+            let mut arg = Noisy::new("arg-shadow16");
         }
-        let v75 = tick((4u64 ^ input) % 97).await;
-        let v76 = async { tick(90u64).await }.await;
-        let v77 = (v76 * 7 + v75) % 1_000_003;
-        let v78 = tick_named("k79", 65u64 % 100).await;
-        acc = (acc * 3 + v78) % 1_000_003;
+        let mut i17: u64 = 0;
+        'l18: loop {
+            if i17 >= 2 { break 'l18; }
+            i17 += 1;
+            let mut arg = Noisy::new("arg-shadow19");
+            let v20 = (show(&Noisy::new("t21")).await as u64);
+            acc = (acc * 3 + v20) % 1_000_003;
+            let mut i22: u64 = 0;
+            'l23: loop {
+                if i22 >= 4 { break 'l23; }
+                i22 += 1;
+                if (input ^ acc) % 5 < 2 {
+                    let v24 = (show(&Noisy::new("t25")).await as u64);
+                    acc = (acc * 3 + v24) % 1_000_003;
+                    let v26 = (show(&arg).await as u64);
+                    acc = (acc * 3 + v26) % 1_000_003;
+                    let mut n27 = Noisy::new("n27");
+                } else {
+                    if acc % 2 == 0 { break 'l18; }
+                    let mut arg = Noisy::new("arg-shadow28");
+                    let v30 = show(&Noisy::new("t29")).await as u64;
+                    acc = (acc * 1 + v30) % 1_000_003;
+                    let r32 = tick(Noisy::new("arg-re31")).await;
+                    arg = r32;
+                }
+                let v33 = (show(&arg).await as u64);
+                acc = (acc * 3 + v33) % 1_000_003;
+            }
+        }
+        if (input >> 6) & 1 == 1 { drop(arg); }
+        let mut i34: u64 = 0;
+        'l35: while i34 < 2 {
+            i34 += 1;
+            let v36 = tick((i17 ^ input) % 97).await;
+            if v36 % 3 == 0 { break 'l35; }
+            {
+                let mut n37 = Noisy::new("n37");
+                ev(format!("e38 {acc}"));
+                let v39 = (show(&n37).await as u64);
+                let v40 = fallible(acc % 100).await?;
+                let v41 = (v40 * 7 + v39) % 1_000_003;
+            }
+            let v42 = (show(&Noisy::new("t43")).await as u64);
+            if v42 % 3 == 0 {
+                if (input ^ acc) % 5 < 2 { return Ok(acc); }
+                let f44 = |x: u64| (x * 5) ^ 13;
+                let v45 = tick(v42 % 100).await;
+                acc = f44(v45 % 1000);
+                let mut i46: u64 = 0;
+                'l47: while i46 < 1 {
+                    i46 += 1;
+                    let mut n48 = Noisy::new("n48");
+                    ev(format!("e49 {acc}"));
+                }
+                if (input >> 13) & 1 == 1 {
+                    let mut arg = Noisy::new("arg-shadow50");
+                }
+            }
+            if (input ^ acc) % 5 < 2 { return Err(Fail::new("r51")); }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -696,39 +748,44 @@ random_case! {
         let mut i1: u64 = 0;
         'l2: while i1 < 1 {
             i1 += 1;
-            if (input >> 13) & 1 == 1 {
-                let v4 = show(&Noisy::new("t3")).await as u64;
-                acc = (acc * 1 + v4) % 1_000_003;
-                let mut n5 = Noisy::new("n5");
-                {
-                    ev(format!("e6 {acc}"));
-                    let v7 = pass(input % 100).await;
-                    let v8 = pass(acc % 100).await;
-                    let v9 = (v8 * 7 + v7) % 1_000_003;
-                }
-                let v10 = (show(&Noisy::new("t11")).await as u64);
-                acc = (acc * 3 + v10) % 1_000_003;
-            } else {
-                ev(format!("e12 {acc}"));
+            ev(format!("e3 {acc} {}", arg.touch()));
+            let v5 = show(&Noisy::new("t4")).await as u64;
+            acc = (acc * 1 + v5) % 1_000_003;
+        }
+        let mut n6 = Noisy::new("n6");
+        let mut i7: u64 = 0;
+        'l8: loop {
+            if i7 >= 3 { break 'l8; }
+            i7 += 1;
+            let r10 = tick(Noisy::new("arg-re9")).await;
+            arg = r10;
+            let mut n11 = Noisy::new("n11");
+            let c12 = tick((22u64 ^ input) % 97 % 2 == 0).await;
+            if c12 {
+                let v13 = pass(i1 % 100).await;
+                acc = (acc * 3 + v13) % 1_000_003;
+                let v14 = (show(&Noisy::new("t15")).await as u64);
+                acc = (acc * 3 + v14) % 1_000_003;
+                let mut n16 = Noisy::new("n16");
             }
-            let v13 = (show(&Noisy::new("t14")).await as u64);
-            acc = (acc * 3 + v13) % 1_000_003;
         }
-        let mut n15 = Noisy::new("n15");
-        let f16 = |x: u64| (x * 5) ^ 13;
-        let v17 = tick_named("k18", input % 100).await;
-        acc = f16(v17 % 1000);
-        let v20 = show(&Noisy::new("t19")).await as u64;
-        acc = (acc * 1 + v20) % 1_000_003;
-        {
-            let v21 = (show(&Noisy::new("t22")).await as u64);
-            acc = (acc * 3 + v21) % 1_000_003;
-            ev(format!("e23 {acc} {}", arg.touch()));
-            let v24 = tick_named("k25", (i1 ^ input) % 97).await;
-            acc = (acc * 3 + v24) % 1_000_003;
+        drop(n6);
+        let mut i17: u64 = 0;
+        'l18: while i17 < 1 {
+            i17 += 1;
+            let f19 = |x: u64| (x * 5) ^ 13;
+            let v20 = async { tick(17u64).await }.await;
+            acc = f19(v20 % 1000);
+            let f21 = |x: u64| (x * 5) ^ 13;
+            let v22 = tick(input % 100).await;
+            acc = f21(v22 % 1000);
+            let f23 = |x: u64| (x * 5) ^ 13;
+            let v24 = (show(&arg).await as u64);
+            acc = f23(v24 % 1000);
         }
-        let mut arg = Noisy::new("arg-shadow26");
-        drop(arg);
+        let r26 = tick(Noisy::new("arg-re25")).await;
+        arg = r26;
+        let mut n6 = Noisy::new("n6-shadow27");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -901,56 +958,108 @@ random_case! {
 }
 
 random_case! {
-    case_009, 0xeba96bc70024d1b4,
+    case_009, 0x9cb20b7f47d49e3c,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let mut i1: u64 = 0;
-        'l2: while i1 < 0 {
-            i1 += 1;
-            let v4 = show(&Noisy::new("t3")).await as u64;
-            acc = (acc * 1 + v4) % 1_000_003;
-            let v5 = tick_named("k6", i1 % 100).await;
-            acc = (acc * 3 + v5) % 1_000_003;
-            let v7 = tick_named("k8", i1 % 100).await;
-            acc = (acc * 3 + v7) % 1_000_003;
-        }
-        {
-            let Some(v9) = tick(maybe((acc ^ input) % 97)).await else {
-                return Err(Fail::new("else10"));
-            };
-            let v12 = show(&Noisy::new("t11")).await as u64;
-            acc = (acc * 1 + v12) % 1_000_003;
-        }
-        if (input ^ acc) % 5 < 2 {
-            let v14 = show(&Noisy::new("t13")).await as u64;
-            acc = (acc * 1 + v14) % 1_000_003;
-            let v15 = tick_named("k16", (acc ^ input) % 97).await;
-            acc = (acc * 3 + v15) % 1_000_003;
+        let mut n1 = Noisy::new("n1");
+        let c2 = tick((acc ^ input) % 97 % 2 == 0).await;
+        if c2 {
+            let mut n3 = Noisy::new("n3");
+            if (input ^ acc) % 5 < 2 { drop(arg); }
         } else {
-            if (input >> 7) & 1 == 1 {
-                let v17 = fallible(input % 100).await?;
-                acc = (acc * 3 + v17) % 1_000_003;
-                let v18 = (show(&Noisy::new("t19")).await as u64);
-                let v20 = fallible(input % 100).await?;
-                let v21 = (v20 * 7 + v18) % 1_000_003;
+            let Some(v4) = tick(maybe((29u64 ^ input) % 97)).await else {
+                return Err(Fail::new("else5"));
+            };
+            let mut i6: u64 = 0;
+            'l7: loop {
+                if i6 >= 2 { break 'l7; }
+                i6 += 1;
+                let Some(v8) = tick(maybe((input ^ input) % 97)).await else {
+                    continue 'l7;
+                };
+                let v9 = tick(acc % 100).await;
+                if v9 % 3 == 0 { break 'l7; }
+                let v10 = fallible(input % 100).await?;
+                acc = (acc * 3 + v10) % 1_000_003;
+                let r12 = tick(Noisy::new("arg-re11")).await;
+                arg = r12;
             }
-            let v22 = pass(acc % 100).await;
-            acc = (acc * 3 + v22) % 1_000_003;
-            let v24 = show(&Noisy::new("t23")).await as u64;
-            acc = (acc * 1 + v24) % 1_000_003;
+            let v13 = (show(&n1).await as u64);
+            let v14 = (show(&n1).await as u64);
+            let v15 = (v14 * 7 + v13) % 1_000_003;
+            let c16 = tick((acc ^ input) % 97 % 2 == 0).await;
+            if c16 {
+                ev(format!("e17 {acc} {}", n1.touch()));
+                let v18 = (show(&Noisy::new("t19")).await as u64);
+                let v20 = tick(i6 % 100).await;
+                let v21 = (v20 * 7 + v18) % 1_000_003;
+                ev(format!("e22 {acc} {}", n1.touch()));
+            }
         }
-        let f25 = |x: u64| (x * 5) ^ 13;
-        let v26 = (show(&Noisy::new("t27")).await as u64);
-        acc = f25(v26 % 1000);
-        ev(format!("e28 {acc} {}", arg.touch()));
-        let Some(v29) = tick(maybe(input % 100)).await else {
-            return Err(Fail::new("else30"));
-        };
-        ev(format!("e31 {acc} {}", arg.touch()));
-        let mut arg = Noisy::new("arg-shadow32");
-        ev(format!("e33 {acc}"));
-        if (input >> 31) & 1 == 1 { return Err(Fail::new("r34")); }
-        ev(format!("e35 {acc} {}", arg.touch()));
+        let mut i23: u64 = 0;
+        'l24: loop {
+            if i23 >= 2 { break 'l24; }
+            i23 += 1;
+            let f25 = |x: u64| (x * 5) ^ 13;
+            let v26 = (show(&n1).await as u64);
+            acc = f25(v26 % 1000);
+            let v27 = (show(&n1).await as u64);
+            acc = (acc * 3 + v27) % 1_000_003;
+        }
+        ev(format!("e28 {acc}"));
+        let mut n29 = Noisy::new("n29");
+        let mut n30 = Noisy::new("n30");
+        if (input >> 55) & 1 == 1 {
+            let mut n31 = Noisy::new("n31");
+            let r33 = tick(Noisy::new("n1-re32")).await;
+            n1 = r33;
+            let mut n34 = Noisy::new("n34");
+            if (input ^ acc) % 5 < 2 {
+                let r36 = tick(Noisy::new("n31-re35")).await;
+                n31 = r36;
+                let v38 = show(&Noisy::new("t37")).await as u64;
+                acc = (acc * 1 + v38) % 1_000_003;
+                let mut i39: u64 = 0;
+                'l40: loop {
+                    if i39 >= 3 { break 'l40; }
+                    i39 += 1;
+                    let mut n41 = Noisy::new("n41");
+                    let v42 = tick_named("k43", i39 % 100).await;
+                    acc = (acc * 3 + v42) % 1_000_003;
+                    let v44 = pass(61u64 % 100).await;
+                    acc = (acc * 3 + v44) % 1_000_003;
+                }
+                ev(format!("e45 {acc} {}", n34.touch()));
+            } else {
+                let v46 = tick(acc % 100).await;
+                acc = (acc * 3 + v46) % 1_000_003;
+                if (input >> 27) & 1 == 1 {
+                    drop(n1);
+                    let r48 = tick(Noisy::new("n34-re47")).await;
+                    n34 = r48;
+                    let r50 = tick(Noisy::new("n29-re49")).await;
+                    n29 = r50;
+                    let v51 = (show(&Noisy::new("t52")).await as u64);
+                    let v53 = pass(acc % 100).await;
+                    let v54 = (v53 * 7 + v51) % 1_000_003;
+                } else {
+                    if (input >> 54) & 1 == 1 { return Ok(acc); }
+                }
+            }
+        }
+        let v55 = fallible(14u64 % 100).await?;
+        if v55 % 3 == 0 { return Ok(acc); }
+        let c56 = tick((acc ^ input) % 97 % 2 == 0).await;
+        if c56 {
+            ev(format!("e57 {acc} {}", n30.touch()));
+            let v59 = show(&Noisy::new("t58")).await as u64;
+            acc = (acc * 1 + v59) % 1_000_003;
+        } else {
+            let v60 = (show(&Noisy::new("t61")).await as u64);
+            acc = (acc * 3 + v60) % 1_000_003;
+        }
+        if (input >> 52) & 1 == 1 { drop(n29); }
+        let mut n62 = Noisy::new("n62");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -1118,43 +1227,62 @@ random_case! {
 }
 
 random_case! {
-    case_011, 0x4506401afdd968ea,
+    case_011, 0x178393de5cee7ffc,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = pass(acc % 100).await;
         acc = (acc * 3 + v1) % 1_000_003;
-        let v2 = (show(&arg).await as u64);
+        drop(arg);
+        let v2 = tick(0u64 % 100).await;
         acc = (acc * 3 + v2) % 1_000_003;
-        let mut i3: u64 = 0;
-        'l4: while i3 < 1 {
-            i3 += 1;
-            let f5 = |x: u64| (x * 5) ^ 13;
-            let v6 = tick((v1 ^ input) % 97).await;
-            acc = f5(v6 % 1000);
-            let mut arg = Noisy::new("arg-shadow7");
+        let mut n3 = Noisy::new("n3");
+        let v4 = fallible(input % 100).await?;
+        acc = (acc * 3 + v4) % 1_000_003;
+        let f5 = |x: u64| (x * 5) ^ 13;
+        let v6 = (show(&n3).await as u64);
+        acc = f5(v6 % 1000);
+        let mut i7: u64 = 0;
+        'l8: loop {
+            if i7 >= 1 { break 'l8; }
+            i7 += 1;
+            if acc % 2 == 0 { continue 'l8; }
+            let Some(v9) = tick(maybe(i7 % 100)).await else {
+                break 'l8;
+            };
+            {
+                let mut n10 = Noisy::new("n10");
+                let v11 = tick_named("k12", v6 % 100).await;
+                acc = (acc * 3 + v11) % 1_000_003;
+                let mut i13: u64 = 0;
+                'l14: loop {
+                    if i13 >= 1 { break 'l14; }
+                    i13 += 1;
+                    let mut n3 = Noisy::new("n3-shadow15");
+                    if acc % 3 == 0 { continue 'l8; }
+                }
+            }
+            if acc % 3 == 0 { break 'l8; }
         }
-        let v9 = show(&Noisy::new("t8")).await as u64;
-        acc = (acc * 1 + v9) % 1_000_003;
-        let v10 = (show(&Noisy::new("t11")).await as u64);
-        acc = (acc * 3 + v10) % 1_000_003;
-        let v12 = tick_named("k13", v1 % 100).await;
-        let v14 = fallible(3u64 % 100).await?;
-        let v15 = (v14 * 7 + v12) % 1_000_003;
-        let f16 = |x: u64| (x * 5) ^ 13;
-        let v17 = tick_named("k18", v10 % 100).await;
-        acc = f16(v17 % 1000);
-        let r20 = tick(Noisy::new("arg-re19")).await;
-        arg = r20;
-        let f21 = |x: u64| (x * 5) ^ 13;
-        let v22 = tick_named("k23", i3 % 100).await;
-        acc = f21(v22 % 1000);
-        {
-            let v24 = pass((v1 ^ input) % 97).await;
-            acc = (acc * 3 + v24) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow25");
-            let v27 = show(&Noisy::new("t26")).await as u64;
-            acc = (acc * 1 + v27) % 1_000_003;
+        let mut i16: u64 = 0;
+        'l17: loop {
+            if i16 >= 4 { break 'l17; }
+            i16 += 1;
+            let Some(v18) = tick(maybe(v6 % 100)).await else {
+                continue 'l17;
+            };
+            {
+                {
+                    let f19 = |x: u64| (x * 5) ^ 13;
+                    let v20 = tick_named("k21", acc % 100).await;
+                    acc = f19(v20 % 1000);
+                }
+                let mut n3 = Noisy::new("n3-shadow22");
+            }
         }
+        let f23 = |x: u64| (x * 5) ^ 13;
+        let v24 = (show(&n3).await as u64);
+        acc = f23(v24 % 1000);
+        let mut arg = Noisy::new("arg-shadow25");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -1399,68 +1527,56 @@ random_case! {
 }
 
 random_case! {
-    case_013, 0xd465bc10c357419c,
+    case_013, 0xa015aa388d5de740,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        {
-            ev(format!("e1 {acc} {}", arg.touch()));
+        let v1 = (show(&Noisy::new("t2")).await as u64);
+        acc = (acc * 3 + v1) % 1_000_003;
+        let mut i3: u64 = 0;
+        'l4: loop {
+            if i3 >= 1 { break 'l4; }
+            i3 += 1;
+            let v5 = fallible((v1 ^ input) % 97).await?;
+            acc = (acc * 3 + v5) % 1_000_003;
+            ev(format!("e6 {acc} {}", arg.touch()));
+            let f7 = |x: u64| (x * 5) ^ 13;
+            let v8 = (show(&arg).await as u64);
+            acc = f7(v8 % 1000);
         }
-        let v2 = fallible((acc ^ input) % 97).await?;
-        acc = (acc * 3 + v2) % 1_000_003;
-        ev(format!("e3 {acc} {}", arg.touch()));
-        let f4 = |x: u64| (x * 5) ^ 13;
-        let v5 = (show(&arg).await as u64);
-        acc = f4(v5 % 1000);
-        if acc % 2 == 0 {
-            let c6 = tick(acc % 100 % 2 == 0).await;
-            if c6 {
-                let v7 = (show(&Noisy::new("t8")).await as u64);
-                if v7 % 3 == 0 {
-                    let v9 = tick(4u64 % 100).await;
-                    acc = (acc * 3 + v9) % 1_000_003;
-                    let v11 = show(&Noisy::new("t10")).await as u64;
-                    acc = (acc * 1 + v11) % 1_000_003;
-                    let mut n12 = Noisy::new("n12");
-                    let v13 = pass(v7 % 100).await;
-                    acc = (acc * 3 + v13) % 1_000_003;
-                }
-                {
-                    let f14 = |x: u64| (x * 5) ^ 13;
-                    let v15 = fallible((v7 ^ input) % 97).await?;
-                    acc = f14(v15 % 1000);
-                }
-                let v16 = (show(&Noisy::new("t17")).await as u64);
-                acc = (acc * 3 + v16) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow9");
+        if (input ^ acc) % 5 < 2 {
+            let mut arg = Noisy::new("arg-shadow10");
+            let f11 = |x: u64| (x * 5) ^ 13;
+            let v12 = pass((v1 ^ input) % 97).await;
+            acc = f11(v12 % 1000);
+        }
+        let mut i13: u64 = 0;
+        'l14: while i13 < 0 {
+            i13 += 1;
+            let v15 = pass(v1 % 100).await;
+            let v16 = tick(i13 % 100).await;
+            let v17 = (v16 * 7 + v15) % 1_000_003;
+            if (input >> 17) & 1 == 1 {
+                ev(format!("e18 {acc} {}", arg.touch()));
+                let Some(v19) = tick(maybe((i13 ^ input) % 97)).await else {
+                    return Err(Fail::new("else20"));
+                };
+                let v22 = show(&Noisy::new("t21")).await as u64;
+                acc = (acc * 1 + v22) % 1_000_003;
             } else {
-                let v18 = (show(&Noisy::new("t19")).await as u64);
-                acc = (acc * 3 + v18) % 1_000_003;
-                let v20 = tick((acc ^ input) % 97).await;
-                let v21 = (show(&arg).await as u64);
-                let v22 = (v21 * 7 + v20) % 1_000_003;
+                let mut i23: u64 = 0;
+                'l24: while i23 < 2 {
+                    i23 += 1;
+                    let mut arg = Noisy::new("arg-shadow25");
+                    let mut n26 = Noisy::new("n26");
+                }
             }
-            if acc % 3 == 0 {
-                let v24 = show(&Noisy::new("t23")).await as u64;
-                acc = (acc * 1 + v24) % 1_000_003;
-                let f25 = |x: u64| (x * 5) ^ 13;
-                let v26 = (show(&Noisy::new("t27")).await as u64);
-                acc = f25(v26 % 1000);
-            }
-            let mut n28 = Noisy::new("n28");
-            let v29 = tick(acc % 100).await;
-            acc = (acc * 3 + v29) % 1_000_003;
         }
-        let r31 = tick(Noisy::new("arg-re30")).await;
-        arg = r31;
-        let v32 = tick_named("k33", 52u64 % 100).await;
-        let v34 = async { tick(5u64).await }.await;
-        let v35 = (v34 * 7 + v32) % 1_000_003;
-        {
-            ev(format!("e36 {acc}"));
-            let v38 = show(&Noisy::new("t37")).await as u64;
-            acc = (acc * 1 + v38) % 1_000_003;
-            let v40 = show(&Noisy::new("t39")).await as u64;
-            acc = (acc * 1 + v40) % 1_000_003;
-        }
+        let v27 = fallible(input % 100).await?;
+        let v28 = tick(acc % 100).await;
+        let v29 = (v28 * 7 + v27) % 1_000_003;
+        ev(format!("e30 {acc} {}", arg.touch()));
+        ev(format!("e31 {acc} {}", arg.touch()));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -1602,70 +1718,114 @@ random_case! {
 }
 
 random_case! {
-    case_015, 0xc2c639ee2334034e,
+    case_015, 0xbb4d4bd03dd04ddc,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
         acc = (acc * 1 + v2) % 1_000_003;
         {
-            let mut arg = Noisy::new("arg-shadow3");
-            let f4 = |x: u64| (x * 5) ^ 13;
-            let v5 = pass(acc % 100).await;
-            acc = f4(v5 % 1000);
-            let v7 = show(&Noisy::new("t6")).await as u64;
-            acc = (acc * 1 + v7) % 1_000_003;
-        }
-        let c8 = tick(acc % 100 % 2 == 0).await;
-        if c8 {
-            let v9 = tick((acc ^ input) % 97).await;
-            acc = (acc * 3 + v9) % 1_000_003;
-            let f10 = |x: u64| (x * 5) ^ 13;
-            let v11 = (show(&arg).await as u64);
-            acc = f10(v11 % 1000);
-        }
-        let f12 = |x: u64| (x * 5) ^ 13;
-        let v13 = fallible(15u64 % 100).await?;
-        acc = f12(v13 % 1000);
-        {
-            let v14 = tick(input % 100).await;
-            let v15 = tick_named("k16", acc % 100).await;
-            let v17 = (v15 * 7 + v14) % 1_000_003;
-            let mut i18: u64 = 0;
-            'l19: while i18 < 3 {
-                i18 += 1;
-                let v20 = pass(v14 % 100).await;
-                if v20 % 3 == 0 {
-                    let v21 = async { tick(47u64).await }.await;
-                    acc = (acc * 3 + v21) % 1_000_003;
-                    ev(format!("e22 {acc}"));
-                    let v23 = tick(i18 % 100).await;
-                    let v24 = tick(v17 % 100).await;
-                    let v25 = (v24 * 7 + v23) % 1_000_003;
+            let v3 = pass(acc % 100).await;
+            if v3 % 3 == 0 {
+                let v5 = show(&Noisy::new("t4")).await as u64;
+                acc = (acc * 1 + v5) % 1_000_003;
+                let c6 = tick(21u64 % 100 % 2 == 0).await;
+                if c6 {
+                    let v7 = tick((acc ^ input) % 97).await;
+                    acc = (acc * 3 + v7) % 1_000_003;
+                    let f8 = |x: u64| (x * 5) ^ 13;
+                    let v9 = (show(&arg).await as u64);
+                    acc = f8(v9 % 1000);
+                }
+                let c10 = tick(acc % 100 % 2 == 0).await;
+                if c10 { return Err(Fail::new("r11")); }
+            } else {
+                ev(format!("e12 {acc}"));
+            }
+            let v14 = show(&Noisy::new("t13")).await as u64;
+            acc = (acc * 1 + v14) % 1_000_003;
+            let mut i15: u64 = 0;
+            'l16: while i15 < 3 {
+                i15 += 1;
+                let v17 = pass(v3 % 100).await;
+                if v17 % 3 == 0 {
+                    let v18 = async { tick(47u64).await }.await;
+                    acc = (acc * 3 + v18) % 1_000_003;
+                    ev(format!("e19 {acc}"));
+                    let v20 = tick(acc % 100).await;
+                    let v21 = tick(v18 % 100).await;
+                    let v22 = (v21 * 7 + v20) % 1_000_003;
                 }
                 {
-                    let v27 = show(&Noisy::new("t26")).await as u64;
-                    acc = (acc * 1 + v27) % 1_000_003;
-                    let f28 = |x: u64| (x * 5) ^ 13;
-                    let v29 = (show(&Noisy::new("t30")).await as u64);
-                    acc = f28(v29 % 1000);
-                    let v32 = show(&Noisy::new("t31")).await as u64;
-                    acc = (acc * 1 + v32) % 1_000_003;
+                    let v24 = show(&Noisy::new("t23")).await as u64;
+                    acc = (acc * 1 + v24) % 1_000_003;
+                    let f25 = |x: u64| (x * 5) ^ 13;
+                    let v26 = (show(&Noisy::new("t27")).await as u64);
+                    acc = f25(v26 % 1000);
+                    let v29 = show(&Noisy::new("t28")).await as u64;
+                    acc = (acc * 1 + v29) % 1_000_003;
                 }
             }
         }
-        drop(arg);
-        if (input >> 47) & 1 == 1 { return Err(Fail::new("r33")); }
-        let mut i34: u64 = 0;
-        'l35: while i34 < 0 {
-            i34 += 1;
-            {
-                ev(format!("e36 {acc}"));
-                let v37 = async { tick(38u64).await }.await;
-                let v38 = pass((77u64 ^ input) % 97).await;
-                let v39 = (v38 * 7 + v37) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow30");
+        let mut i31: u64 = 0;
+        'l32: loop {
+            if i31 >= 2 { break 'l32; }
+            i31 += 1;
+            let v33 = (show(&arg).await as u64);
+            acc = (acc * 3 + v33) % 1_000_003;
+            ev(format!("e34 {acc} {}", arg.touch()));
+            let mut i35: u64 = 0;
+            'l36: loop {
+                if i35 >= 4 { break 'l36; }
+                i35 += 1;
+                let Some(v37) = tick(maybe(v33 % 100)).await else {
+                    return Err(Fail::new("else38"));
+                };
+                ev(format!("e39 {acc}"));
+                let f40 = |x: u64| (x * 5) ^ 13;
+                let v41 = (show(&arg).await as u64);
+                acc = f40(v41 % 1000);
+                if (input >> 50) & 1 == 1 {
+                    let mut n42 = Noisy::new("n42");
+                    if (input >> 54) & 1 == 1 { continue 'l32; }
+                    let v44 = show(&Noisy::new("t43")).await as u64;
+                    acc = (acc * 1 + v44) % 1_000_003;
+                }
             }
-            let v41 = show(&Noisy::new("t40")).await as u64;
-            acc = (acc * 1 + v41) % 1_000_003;
+            let v46 = show(&Noisy::new("t45")).await as u64;
+            acc = (acc * 1 + v46) % 1_000_003;
+        }
+        let v48 = show(&Noisy::new("t47")).await as u64;
+        acc = (acc * 1 + v48) % 1_000_003;
+        let mut i49: u64 = 0;
+        'l50: loop {
+            if i49 >= 3 { break 'l50; }
+            i49 += 1;
+            let v51 = pass((input ^ input) % 97).await;
+            let v52 = (show(&arg).await as u64);
+            let v53 = (v52 * 7 + v51) % 1_000_003;
+            let v54 = (show(&arg).await as u64);
+            acc = (acc * 3 + v54) % 1_000_003;
+            let mut n55 = Noisy::new("n55");
+        }
+        let v56 = tick(i31 % 100).await;
+        acc = (acc * 3 + v56) % 1_000_003;
+        let mut i57: u64 = 0;
+        'l58: while i57 < 4 {
+            i57 += 1;
+            let Some(v59) = tick(maybe(i31 % 100)).await else {
+                return Err(Fail::new("else60"));
+            };
+            let mut i61: u64 = 0;
+            'l62: loop {
+                if i61 >= 4 { break 'l62; }
+                i61 += 1;
+                let mut n63 = Noisy::new("n63");
+                let r65 = tick(Noisy::new("n63-re64")).await;
+                n63 = r65;
+                let v66 = (show(&n63).await as u64);
+                acc = (acc * 3 + v66) % 1_000_003;
+            }
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -1759,7 +1919,7 @@ random_case! {
 }
 
 random_case! {
-    case_017, 0x5eda9396ad14ed40,
+    case_017, 0x0b09e96c53c02f38,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let Some(v1) = tick(maybe((input ^ input) % 97)).await else {
@@ -1769,63 +1929,19 @@ random_case! {
         let v4 = (show(&Noisy::new("t5")).await as u64);
         let v6 = (v4 * 7 + v3) % 1_000_003;
         let mut n7 = Noisy::new("n7");
-        drop(n7);
-        let mut arg = Noisy::new("arg-shadow8");
-        let v9 = pass(v6 % 100).await;
-        let v10 = tick(12u64 % 100).await;
-        let v11 = (v10 * 7 + v9) % 1_000_003;
-        let mut n7 = Noisy::new("n7-shadow12");
-        let mut i13: u64 = 0;
-        'l14: while i13 < 1 {
-            i13 += 1;
-            if (input >> 39) & 1 == 1 {
-                let mut i15: u64 = 0;
-                'l16: while i15 < 2 {
-                    i15 += 1;
-                    let mut n17 = Noisy::new("n17");
-                    let v18 = fallible(v9 % 100).await?;
-                    acc = (acc * 3 + v18) % 1_000_003;
-                    let mut n19 = Noisy::new("n19");
-                }
-                let f20 = |x: u64| (x * 5) ^ 13;
-                let v21 = (show(&n7).await as u64);
-                acc = f20(v21 % 1000);
-                ev(format!("e22 {acc}"));
-            } else {
-                let v23 = fallible((acc ^ input) % 97).await?;
-                acc = (acc * 3 + v23) % 1_000_003;
-                let c24 = tick((v3 ^ input) % 97 % 2 == 0).await;
-                if c24 {
-                    let Some(v25) = tick(maybe((input ^ input) % 97)).await else {
-                        return Err(Fail::new("else26"));
-                    };
-                    let v27 = fallible((v3 ^ input) % 97).await?;
-                    acc = (acc * 3 + v27) % 1_000_003;
-                    let f28 = |x: u64| (x * 5) ^ 13;
-                    let v29 = tick((v9 ^ input) % 97).await;
-                    acc = f28(v29 % 1000);
-                } else {
-                    let v30 = tick_named("k31", v10 % 100).await;
-                    acc = (acc * 3 + v30) % 1_000_003;
-                    let mut n32 = Noisy::new("n32");
-                }
-                let mut n7 = Noisy::new("n7-shadow33");
-                {
-                    let r35 = tick(Noisy::new("n7-re34")).await;
-                    n7 = r35;
-                    let v36 = pass(acc % 100).await;
-                    acc = (acc * 3 + v36) % 1_000_003;
-                }
-            }
-            let f37 = |x: u64| (x * 5) ^ 13;
-            let v38 = (show(&arg).await as u64);
-            acc = f37(v38 % 1000);
-            let v39 = async { tick(64u64).await }.await;
-            let v40 = (show(&arg).await as u64);
-            let v41 = (v40 * 7 + v39) % 1_000_003;
-        }
-        let v42 = (show(&arg).await as u64);
-        acc = (acc * 3 + v42) % 1_000_003;
+        let mut n7 = Noisy::new("n7-shadow8");
+        let Some(v9) = tick(maybe((13u64 ^ input) % 97)).await else {
+            return Err(Fail::new("else10"));
+        };
+        let f11 = |x: u64| (x * 5) ^ 13;
+        let v12 = async { tick(76u64).await }.await;
+        acc = f11(v12 % 1000);
+        let v13 = tick(acc % 100).await;
+        let v14 = fallible(v12 % 100).await?;
+        let v15 = (v14 * 7 + v13) % 1_000_003;
+        let mut n16 = Noisy::new("n16");
+        let v17 = tick((v15 ^ input) % 97).await;
+        if v17 % 3 == 0 { drop(n16); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -1954,7 +2070,126 @@ random_case! {
     }
 }
 
-// case_019 left out: open lowering bug B4.
+random_case! {
+    case_019, 0x2bfaff5d3ca847e4,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        if (input >> 53) & 1 == 1 {
+            let mut i1: u64 = 0;
+            'l2: while i1 < 4 {
+                i1 += 1;
+                if acc % 4 == 0 { break 'l2; }
+                ev(format!("e3 {acc} {}", arg.touch()));
+                let mut i4: u64 = 0;
+                'l5: loop {
+                    if i4 >= 2 { break 'l5; }
+                    i4 += 1;
+                    let c6 = tick(i1 % 100 % 2 == 0).await;
+                    if c6 { break 'l2; }
+                    let v8 = show(&Noisy::new("t7")).await as u64;
+                    acc = (acc * 1 + v8) % 1_000_003;
+                    let v9 = async { tick(90u64).await }.await;
+                    acc = (acc * 3 + v9) % 1_000_003;
+                }
+            }
+            let mut i10: u64 = 0;
+            'l11: while i10 < 4 {
+                i10 += 1;
+                let v13 = show(&Noisy::new("t12")).await as u64;
+                acc = (acc * 1 + v13) % 1_000_003;
+                let r15 = tick(Noisy::new("arg-re14")).await;
+                arg = r15;
+                let mut arg = Noisy::new("arg-shadow16");
+            }
+            let c17 = tick(i1 % 100 % 2 == 0).await;
+            if c17 { return Err(Fail::new("r18")); }
+            let mut i19: u64 = 0;
+            'l20: loop {
+                if i19 >= 1 { break 'l20; }
+                i19 += 1;
+                let Some(v21) = tick(maybe(acc % 100)).await else {
+                    break 'l20;
+                };
+                if (input ^ acc) % 5 < 2 { break 'l20; }
+                if acc % 2 == 0 { continue 'l20; }
+            }
+        }
+        let f22 = |x: u64| (x * 5) ^ 13;
+        let v23 = tick(96u64 % 100).await;
+        acc = f22(v23 % 1000);
+        let mut n24 = Noisy::new("n24");
+        ev(format!("e25 {acc}"));
+        let Some(v26) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else27"));
+        };
+        let c28 = tick(input % 100 % 2 == 0).await;
+        if c28 {
+            {
+                let v29 = tick((acc ^ input) % 97).await;
+                acc = (acc * 3 + v29) % 1_000_003;
+            }
+            let r31 = tick(Noisy::new("n24-re30")).await;
+            n24 = r31;
+            {
+                {
+                    let r33 = tick(Noisy::new("n24-re32")).await;
+                    n24 = r33;
+                    drop(arg);
+                    let v34 = (show(&n24).await as u64);
+                    let v35 = (show(&Noisy::new("t36")).await as u64);
+                    let v37 = (v35 * 7 + v34) % 1_000_003;
+                }
+                let c38 = tick((acc ^ input) % 97 % 2 == 0).await;
+                if c38 { return Err(Fail::new("r39")); }
+            }
+        }
+        {
+            let r41 = tick(Noisy::new("arg-re40")).await;
+            arg = r41;
+            {
+                let mut i42: u64 = 0;
+                'l43: while i42 < 4 {
+                    i42 += 1;
+                    let mut n44 = Noisy::new("n44");
+                    let v46 = show(&Noisy::new("t45")).await as u64;
+                    acc = (acc * 1 + v46) % 1_000_003;
+                    let mut n47 = Noisy::new("n47");
+                    let v48 = tick(input % 100).await;
+                    let v49 = pass((i42 ^ input) % 97).await;
+                    let v50 = (v49 * 7 + v48) % 1_000_003;
+                }
+            }
+        }
+        let v51 = pass((31u64 ^ input) % 97).await;
+        let v52 = async { tick(22u64).await }.await;
+        let v53 = (v52 * 7 + v51) % 1_000_003;
+        {
+            let mut i54: u64 = 0;
+            'l55: loop {
+                if i54 >= 3 { break 'l55; }
+                i54 += 1;
+                let Some(v56) = tick(maybe(acc % 100)).await else {
+                    continue 'l55;
+                };
+                let mut n57 = Noisy::new("n57");
+                let mut arg = Noisy::new("arg-shadow58");
+                drop(n57);
+            }
+            let mut i59: u64 = 0;
+            'l60: loop {
+                if i59 >= 3 { break 'l60; }
+                i59 += 1;
+                let mut n24 = Noisy::new("n24-shadow61");
+                let mut arg = Noisy::new("arg-shadow62");
+            }
+        }
+        let Some(v63) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else64"));
+        };
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_020, 0x9cdaa41213750753,
@@ -2181,7 +2416,214 @@ random_case! {
     }
 }
 
-// case_021 left out: open lowering bug B4.
+random_case! {
+    case_021, 0xb810c5db57d44c3b,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        let mut i1: u64 = 0;
+        'l2: while i1 < 2 {
+            i1 += 1;
+            let v3 = fallible((4u64 ^ input) % 97).await?;
+            acc = (acc * 3 + v3) % 1_000_003;
+            let v4 = tick_named("k5", i1 % 100).await;
+            let v6 = async { tick(47u64).await }.await;
+            let v7 = (v6 * 7 + v4) % 1_000_003;
+        }
+        if (input >> 50) & 1 == 1 {
+            let Some(v8) = tick(maybe((44u64 ^ input) % 97)).await else {
+                return Err(Fail::new("else9"));
+            };
+        } else {
+            let mut i10: u64 = 0;
+            'l11: loop {
+                if i10 >= 3 { break 'l11; }
+                i10 += 1;
+                ev(format!("e12 {acc}"));
+                if acc % 2 == 0 { break 'l11; }
+                let c13 = tick(acc % 100 % 2 == 0).await;
+                if c13 { return Err(Fail::new("r14")); }
+            }
+        }
+        let v16 = show(&Noisy::new("t15")).await as u64;
+        acc = (acc * 1 + v16) % 1_000_003;
+        let v17 = pass(i1 % 100).await;
+        acc = (acc * 3 + v17) % 1_000_003;
+        let mut i18: u64 = 0;
+        'l19: loop {
+            if i18 >= 2 { break 'l19; }
+            i18 += 1;
+            {
+                let v21 = show(&Noisy::new("t20")).await as u64;
+                acc = (acc * 1 + v21) % 1_000_003;
+            }
+            let v22 = tick((acc ^ input) % 97).await;
+            acc = (acc * 3 + v22) % 1_000_003;
+            let Some(v23) = tick(maybe(34u64 % 100)).await else {
+                return Err(Fail::new("else24"));
+            };
+            let v25 = fallible((v23 ^ input) % 97).await?;
+            acc = (acc * 3 + v25) % 1_000_003;
+        }
+        let v26 = tick_named("k27", (acc ^ input) % 97).await;
+        if v26 % 3 == 0 {
+            if (input >> 44) & 1 == 1 {
+                let f28 = |x: u64| (x * 5) ^ 13;
+                let v29 = pass((v26 ^ input) % 97).await;
+                acc = f28(v29 % 1000);
+                let mut i30: u64 = 0;
+                'l31: loop {
+                    if i30 >= 2 { break 'l31; }
+                    i30 += 1;
+                    ev(format!("e32 {acc}"));
+                    let v33 = (show(&arg).await as u64);
+                    if v33 % 3 == 0 { return Ok(acc); }
+                    let r35 = tick(Noisy::new("arg-re34")).await;
+                    arg = r35;
+                }
+                let f36 = |x: u64| (x * 5) ^ 13;
+                let v37 = async { tick(53u64).await }.await;
+                acc = f36(v37 % 1000);
+            } else {
+                ev(format!("e38 {acc}"));
+            }
+            let v39 = tick_named("k40", (i18 ^ input) % 97).await;
+            acc = (acc * 3 + v39) % 1_000_003;
+            let f41 = |x: u64| (x * 5) ^ 13;
+            let v42 = tick(v26 % 100).await;
+            acc = f41(v42 % 1000);
+        } else {
+            if (input >> 53) & 1 == 1 {
+                let r44 = tick(Noisy::new("arg-re43")).await;
+                arg = r44;
+                let v46 = show(&Noisy::new("t45")).await as u64;
+                acc = (acc * 1 + v46) % 1_000_003;
+                let v47 = tick(75u64 % 100).await;
+                let v48 = fallible(i1 % 100).await?;
+                let v49 = (v48 * 7 + v47) % 1_000_003;
+                let v50 = tick((v47 ^ input) % 97).await;
+                acc = (acc * 3 + v50) % 1_000_003;
+            }
+            ev(format!("e51 {acc}"));
+            let mut i52: u64 = 0;
+            'l53: while i52 < 4 {
+                i52 += 1;
+                if acc % 3 == 0 {
+                    let Some(v54) = tick(maybe(acc % 100)).await else {
+                        continue 'l53;
+                    };
+                    let v55 = async { tick(11u64).await }.await;
+                    acc = (acc * 3 + v55) % 1_000_003;
+                    let v56 = (show(&arg).await as u64);
+                    acc = (acc * 3 + v56) % 1_000_003;
+                    let Some(v57) = tick(maybe(input % 100)).await else {
+                        return Err(Fail::new("else58"));
+                    };
+                }
+                if (input ^ acc) % 5 < 2 {
+                    let r60 = tick(Noisy::new("arg-re59")).await;
+                    arg = r60;
+                    ev(format!("e61 {acc} {}", arg.touch()));
+                    let mut arg = Noisy::new("arg-shadow62");
+                }
+                let c63 = tick((i18 ^ input) % 97 % 2 == 0).await;
+                if c63 { break 'l53; }
+                let r65 = tick(Noisy::new("arg-re64")).await;
+                arg = r65;
+            }
+            let Some(v66) = tick(maybe(v26 % 100)).await else {
+                return Err(Fail::new("else67"));
+            };
+        }
+        if acc % 3 == 0 {
+            let v68 = tick(v26 % 100).await;
+            acc = (acc * 3 + v68) % 1_000_003;
+            let f69 = |x: u64| (x * 5) ^ 13;
+            let v70 = pass(v17 % 100).await;
+            acc = f69(v70 % 1000);
+        } else {
+            {
+                if acc % 2 == 0 {
+                    let Some(v71) = tick(maybe(i18 % 100)).await else {
+                        return Err(Fail::new("else72"));
+                    };
+                    let mut n73 = Noisy::new("n73");
+                    let v74 = fallible(i1 % 100).await?;
+                    acc = (acc * 3 + v74) % 1_000_003;
+                }
+                let v75 = tick((input ^ input) % 97).await;
+                let v76 = tick_named("k77", v75 % 100).await;
+                let v78 = (v76 * 7 + v75) % 1_000_003;
+            }
+            let v79 = (show(&Noisy::new("t80")).await as u64);
+            acc = (acc * 3 + v79) % 1_000_003;
+            let f81 = |x: u64| (x * 5) ^ 13;
+            let v82 = (show(&Noisy::new("t83")).await as u64);
+            acc = f81(v82 % 1000);
+            let r85 = tick(Noisy::new("arg-re84")).await;
+            arg = r85;
+        }
+        if acc % 4 == 0 {
+            if (input >> 36) & 1 == 1 {
+                let r87 = tick(Noisy::new("arg-re86")).await;
+                arg = r87;
+            } else {
+                {
+                    let v88 = tick(55u64 % 100).await;
+                    acc = (acc * 3 + v88) % 1_000_003;
+                    let mut n89 = Noisy::new("n89");
+                }
+                if acc % 4 == 0 {
+                    let v90 = async { tick(50u64).await }.await;
+                    let v91 = (show(&Noisy::new("t92")).await as u64);
+                    let v93 = (v91 * 7 + v90) % 1_000_003;
+                } else {
+                    let v94 = (show(&arg).await as u64);
+                    let v95 = (show(&arg).await as u64);
+                    let v96 = (v95 * 7 + v94) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow97");
+                }
+                let mut arg = Noisy::new("arg-shadow98");
+                let v100 = show(&Noisy::new("t99")).await as u64;
+                acc = (acc * 1 + v100) % 1_000_003;
+            }
+            {
+                let r102 = tick(Noisy::new("arg-re101")).await;
+                arg = r102;
+                ev(format!("e103 {acc}"));
+            }
+            let f104 = |x: u64| (x * 5) ^ 13;
+            let v105 = (show(&Noisy::new("t106")).await as u64);
+            acc = f104(v105 % 1000);
+        } else {
+            let v107 = tick(v26 % 100).await;
+            acc = (acc * 3 + v107) % 1_000_003;
+            let v108 = (show(&arg).await as u64);
+            let v109 = tick(acc % 100).await;
+            let v110 = (v109 * 7 + v108) % 1_000_003;
+        }
+        let Some(v111) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else112"));
+        };
+        let mut i113: u64 = 0;
+        'l114: while i113 < 4 {
+            i113 += 1;
+            let Some(v115) = tick(maybe(11u64 % 100)).await else {
+                break 'l114;
+            };
+            {
+                let r117 = tick(Noisy::new("arg-re116")).await;
+                arg = r117;
+                ev(format!("e118 {acc} {}", arg.touch()));
+            }
+            let v119 = tick(i113 % 100).await;
+            let v120 = (show(&Noisy::new("t121")).await as u64);
+            let v122 = (v120 * 7 + v119) % 1_000_003;
+            if (input >> 42) & 1 == 1 { return Err(Fail::new("r123")); }
+        }
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_022, 0x4b547c4ad1f50eb4,
@@ -2380,85 +2822,78 @@ random_case! {
 }
 
 random_case! {
-    case_023, 0xadeb3ae3984e94ef,
+    case_023, 0x6dfbc4f4aeeb2fe9,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let Some(v1) = tick(maybe((input ^ input) % 97)).await else {
             return Err(Fail::new("else2"));
         };
-        let v3 = tick_named("k4", acc % 100).await;
-        if v3 % 3 == 0 {
-            let v6 = show(&Noisy::new("t5")).await as u64;
-            acc = (acc * 1 + v6) % 1_000_003;
-            let f7 = |x: u64| (x * 5) ^ 13;
-            let v8 = pass((v1 ^ input) % 97).await;
-            acc = f7(v8 % 1000);
-        }
-        let v9 = tick((acc ^ input) % 97).await;
-        if v9 % 3 == 0 {
-            let c10 = tick(47u64 % 100 % 2 == 0).await;
-            if c10 {
-                let v12 = show(&Noisy::new("t11")).await as u64;
-                acc = (acc * 1 + v12) % 1_000_003;
-                let mut n13 = Noisy::new("n13");
-                {
-                    let v14 = fallible(v9 % 100).await?;
-                    acc = (acc * 3 + v14) % 1_000_003;
-                    let r16 = tick(Noisy::new("n13-re15")).await;
-                    n13 = r16;
-                    let mut arg = Noisy::new("arg-shadow17");
+        ev(format!("e3 {acc}"));
+        if (input >> 9) & 1 == 1 {
+            {
+                let r5 = tick(Noisy::new("arg-re4")).await;
+                arg = r5;
+            }
+            let v6 = (show(&arg).await as u64);
+            acc = (acc * 3 + v6) % 1_000_003;
+            let c7 = tick(v6 % 100 % 2 == 0).await;
+            if c7 {
+                let mut i8: u64 = 0;
+                'l9: loop {
+                    if i8 >= 2 { break 'l9; }
+                    i8 += 1;
+                    if (input >> 15) & 1 == 1 { break 'l9; }
+                    let r11 = tick(Noisy::new("arg-re10")).await;
+                    arg = r11;
+                    let mut arg = Noisy::new("arg-shadow12");
                 }
-                let mut n18 = Noisy::new("n18");
-            } else {
-                let mut n19 = Noisy::new("n19");
-                let mut n20 = Noisy::new("n20");
+                let mut n13 = Noisy::new("n13");
+                let v15 = show(&Noisy::new("t14")).await as u64;
+                acc = (acc * 1 + v15) % 1_000_003;
+                let mut n16 = Noisy::new("n16");
             }
+            let v17 = (show(&arg).await as u64);
+            let v18 = (show(&Noisy::new("t19")).await as u64);
+            let v20 = (v18 * 7 + v17) % 1_000_003;
         } else {
-            let mut i21: u64 = 0;
-            'l22: while i21 < 3 {
-                i21 += 1;
-                let mut arg = Noisy::new("arg-shadow23");
-                let Some(v24) = tick(maybe(85u64 % 100)).await else {
-                    return Err(Fail::new("else25"));
-                };
-            }
+            let mut arg = Noisy::new("arg-shadow21");
+            let Some(v22) = tick(maybe(acc % 100)).await else {
+                return Err(Fail::new("else23"));
+            };
+        }
+        if acc % 2 == 0 {
+            let mut arg = Noisy::new("arg-shadow24");
+            let v25 = fallible(6u64 % 100).await?;
+            acc = (acc * 3 + v25) % 1_000_003;
             let mut n26 = Noisy::new("n26");
-        }
-        let mut n27 = Noisy::new("n27");
-        let mut arg = Noisy::new("arg-shadow28");
-        let v29 = tick(v3 % 100).await;
-        acc = (acc * 3 + v29) % 1_000_003;
-        if (input ^ acc) % 5 < 2 {
-            let v31 = show(&Noisy::new("t30")).await as u64;
-            acc = (acc * 1 + v31) % 1_000_003;
-            let Some(v32) = tick(maybe(v29 % 100)).await else {
-                return Err(Fail::new("else33"));
-            };
+            let v28 = show(&Noisy::new("t27")).await as u64;
+            acc = (acc * 1 + v28) % 1_000_003;
         } else {
-            if (input ^ acc) % 5 < 2 { return Ok(acc); }
-            let r35 = tick(Noisy::new("n27-re34")).await;
-            n27 = r35;
-            let mut n36 = Noisy::new("n36");
-        }
-        let v37 = tick(v29 % 100).await;
-        acc = (acc * 3 + v37) % 1_000_003;
-        let v38 = (show(&Noisy::new("t39")).await as u64);
-        if v38 % 3 == 0 {
-            let v40 = tick_named("k41", input % 100).await;
-            acc = (acc * 3 + v40) % 1_000_003;
-            let v42 = tick((v29 ^ input) % 97).await;
-            acc = (acc * 3 + v42) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow43");
-            drop(arg);
-        } else {
-            let r45 = tick(Noisy::new("n27-re44")).await;
-            n27 = r45;
-            let Some(v46) = tick(maybe(v37 % 100)).await else {
-                return Err(Fail::new("else47"));
+            let Some(v29) = tick(maybe(72u64 % 100)).await else {
+                return Err(Fail::new("else30"));
             };
+            let mut i31: u64 = 0;
+            'l32: loop {
+                if i31 >= 0 { break 'l32; }
+                i31 += 1;
+                let r34 = tick(Noisy::new("arg-re33")).await;
+                arg = r34;
+                let mut n35 = Noisy::new("n35");
+            }
+            ev(format!("e36 {acc} {}", arg.touch()));
         }
-        let v49 = show(&Noisy::new("t48")).await as u64;
-        acc = (acc * 1 + v49) % 1_000_003;
+        let f37 = |x: u64| (x * 5) ^ 13;
+        let v38 = async { tick(83u64).await }.await;
+        acc = f37(v38 % 1000);
+        if (input >> 46) & 1 == 1 { drop(arg); }
+        let mut n39 = Noisy::new("n39");
+        let Some(v40) = tick(maybe(v38 % 100)).await else {
+            return Err(Fail::new("else41"));
+        };
+        let mut n42 = Noisy::new("n42");
+        let Some(v43) = tick(maybe((v1 ^ input) % 97)).await else {
+            return Err(Fail::new("else44"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -2558,38 +2993,68 @@ random_case! {
 }
 
 random_case! {
-    case_025, 0x7ba234f0fa7823bb,
+    case_025, 0x41886554b58a2fdf,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = (show(&Noisy::new("t2")).await as u64);
         acc = (acc * 3 + v1) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow3");
-        {
-            let v4 = tick(v1 % 100).await;
-            let v5 = async { tick(51u64).await }.await;
-            let v6 = (v5 * 7 + v4) % 1_000_003;
-        }
-        ev(format!("e7 {acc}"));
-        let mut i8: u64 = 0;
-        'l9: while i8 < 4 {
-            i8 += 1;
-            let v10 = pass(i8 % 100).await;
-            acc = (acc * 3 + v10) % 1_000_003;
-            {
-                let mut n11 = Noisy::new("n11");
+        let v4 = show(&Noisy::new("t3")).await as u64;
+        acc = (acc * 1 + v4) % 1_000_003;
+        let v5 = tick(input % 100).await;
+        acc = (acc * 3 + v5) % 1_000_003;
+        let c6 = tick(v5 % 100 % 2 == 0).await;
+        if c6 {
+            let mut i7: u64 = 0;
+            'l8: while i7 < 3 {
+                i7 += 1;
+                let c9 = tick(v5 % 100 % 2 == 0).await;
+                if c9 { continue 'l8; }
+                let v10 = pass((v1 ^ input) % 97).await;
+                acc = (acc * 3 + v10) % 1_000_003;
+                let v12 = show(&Noisy::new("t11")).await as u64;
+                acc = (acc * 1 + v12) % 1_000_003;
             }
-            if acc % 4 == 0 { return Err(Fail::new("r12")); }
+            let c13 = tick(v1 % 100 % 2 == 0).await;
+            if c13 { drop(arg); }
+            let mut n14 = Noisy::new("n14");
+            ev(format!("e15 {acc}"));
         }
-        if acc % 2 == 0 {
-            let v13 = (show(&Noisy::new("t14")).await as u64);
-            let v15 = tick_named("k16", v13 % 100).await;
-            let v17 = (v15 * 7 + v13) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow18");
-            let r20 = tick(Noisy::new("arg-re19")).await;
-            arg = r20;
+        if (input >> 58) & 1 == 1 {
+            {
+                let mut i16: u64 = 0;
+                'l17: loop {
+                    if i16 >= 0 { break 'l17; }
+                    i16 += 1;
+                    ev(format!("e18 {acc}"));
+                    if acc % 4 == 0 { break 'l17; }
+                }
+                let f19 = |x: u64| (x * 5) ^ 13;
+                let v20 = tick(3u64 % 100).await;
+                acc = f19(v20 % 1000);
+                let v22 = show(&Noisy::new("t21")).await as u64;
+                acc = (acc * 1 + v22) % 1_000_003;
+            }
+            let mut arg = Noisy::new("arg-shadow23");
         }
-        let v21 = tick(acc % 100).await;
-        acc = (acc * 3 + v21) % 1_000_003;
+        let mut i24: u64 = 0;
+        'l25: while i24 < 1 {
+            i24 += 1;
+            if (input ^ acc) % 5 < 2 {
+                let mut n26 = Noisy::new("n26");
+                ev(format!("e27 {acc} {}", n26.touch()));
+                let mut i28: u64 = 0;
+                'l29: loop {
+                    if i28 >= 4 { break 'l29; }
+                    i28 += 1;
+                    let mut arg = Noisy::new("arg-shadow30");
+                    drop(arg);
+                    let v32 = show(&Noisy::new("t31")).await as u64;
+                    acc = (acc * 1 + v32) % 1_000_003;
+                }
+            }
+            let mut n33 = Noisy::new("n33");
+        }
+        ev(format!("e34 {acc}"));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -2641,63 +3106,93 @@ random_case! {
 }
 
 random_case! {
-    case_027, 0xb5a3cf4aedca75b7,
+    case_027, 0x0a147d2051c7a74d,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        if (input >> 48) & 1 == 1 {
-            let mut n1 = Noisy::new("n1");
-            let f2 = |x: u64| (x * 5) ^ 13;
-            let v3 = fallible(acc % 100).await?;
-            acc = f2(v3 % 1000);
-        } else {
-            let f4 = |x: u64| (x * 5) ^ 13;
-            let v5 = (show(&Noisy::new("t6")).await as u64);
-            acc = f4(v5 % 1000);
-        }
-        let Some(v7) = tick(maybe((87u64 ^ input) % 97)).await else {
-            return Err(Fail::new("else8"));
+        let r2 = tick(Noisy::new("arg-re1")).await;
+        arg = r2;
+        let r4 = tick(Noisy::new("arg-re3")).await;
+        arg = r4;
+        let mut arg = Noisy::new("arg-shadow5");
+        let Some(v6) = tick(maybe(input % 100)).await else {
+            return Err(Fail::new("else7"));
         };
-        let r10 = tick(Noisy::new("arg-re9")).await;
-        arg = r10;
-        drop(arg);
-        let mut n11 = Noisy::new("n11");
-        if acc % 2 == 0 {
-            let f12 = |x: u64| (x * 5) ^ 13;
-            let v13 = tick(24u64 % 100).await;
-            acc = f12(v13 % 1000);
-        } else {
-            let v14 = tick_named("k15", acc % 100).await;
-            let v16 = tick((v14 ^ input) % 97).await;
-            let v17 = (v16 * 7 + v14) % 1_000_003;
-            let f18 = |x: u64| (x * 5) ^ 13;
-            let v19 = tick((v16 ^ input) % 97).await;
-            acc = f18(v19 % 1000);
-            let mut n20 = Noisy::new("n20");
-            if (input >> 38) & 1 == 1 { return Ok(acc); }
-        }
-        let mut i21: u64 = 0;
-        'l22: while i21 < 2 {
-            i21 += 1;
-            {
-                let Some(v23) = tick(maybe(i21 % 100)).await else {
-                    return Err(Fail::new("else24"));
-                };
-                let mut n25 = Noisy::new("n25");
+        if acc % 3 == 0 {
+            if (input >> 59) & 1 == 1 {
+                if (input ^ acc) % 5 < 2 {
+                    let r9 = tick(Noisy::new("arg-re8")).await;
+                    arg = r9;
+                    let v10 = pass(acc % 100).await;
+                    acc = (acc * 3 + v10) % 1_000_003;
+                    let Some(v11) = tick(maybe(acc % 100)).await else {
+                        return Err(Fail::new("else12"));
+                    };
+                    let v14 = show(&Noisy::new("t13")).await as u64;
+                    acc = (acc * 1 + v14) % 1_000_003;
+                } else {
+                    let r16 = tick(Noisy::new("arg-re15")).await;
+                    arg = r16;
+                }
             }
-            let Some(v26) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else27"));
-            };
-            let mut n28 = Noisy::new("n28");
+            ev(format!("e17 {acc}"));
+        } else {
+            if (input >> 27) & 1 == 1 {
+                let v18 = async { tick(11u64).await }.await;
+                acc = (acc * 3 + v18) % 1_000_003;
+            } else {
+                let Some(v19) = tick(maybe(input % 100)).await else {
+                    return Err(Fail::new("else20"));
+                };
+                ev(format!("e21 {acc} {}", arg.touch()));
+                let r23 = tick(Noisy::new("arg-re22")).await;
+                arg = r23;
+                let v24 = pass(input % 100).await;
+                let v25 = async { tick(62u64).await }.await;
+                let v26 = (v25 * 7 + v24) % 1_000_003;
+            }
         }
-        let Some(v29) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else30"));
-        };
-        if (input >> 46) & 1 == 1 {
-            let f31 = |x: u64| (x * 5) ^ 13;
-            let v32 = pass(v29 % 100).await;
-            acc = f31(v32 % 1000);
+        let v27 = tick(acc % 100).await;
+        acc = (acc * 3 + v27) % 1_000_003;
+        let v28 = tick(acc % 100).await;
+        if v28 % 3 == 0 {
+            let v29 = pass((v6 ^ input) % 97).await;
+            acc = (acc * 3 + v29) % 1_000_003;
+            drop(arg);
+            let v30 = tick(v28 % 100).await;
+            acc = (acc * 3 + v30) % 1_000_003;
+            let mut i31: u64 = 0;
+            'l32: while i31 < 2 {
+                i31 += 1;
+                if (input >> 36) & 1 == 1 {
+                    let c33 = tick((v27 ^ input) % 97 % 2 == 0).await;
+                    if c33 { break 'l32; }
+                    let v34 = tick(input % 100).await;
+                    acc = (acc * 3 + v34) % 1_000_003;
+                    let v36 = show(&Noisy::new("t35")).await as u64;
+                    acc = (acc * 1 + v36) % 1_000_003;
+                    let r38 = tick(Noisy::new("arg-re37")).await;
+                    arg = r38;
+                } else {
+                    let Some(v39) = tick(maybe((v30 ^ input) % 97)).await else {
+                        continue 'l32;
+                    };
+                    let Some(v40) = tick(maybe((v39 ^ input) % 97)).await else {
+                        return Err(Fail::new("else41"));
+                    };
+                }
+                {
+                    let mut arg = Noisy::new("arg-shadow42");
+                }
+            }
         }
-        drop(n11);
+        let mut n43 = Noisy::new("n43");
+        let v44 = async { tick(75u64).await }.await;
+        let v45 = tick_named("k46", v44 % 100).await;
+        let v47 = (v45 * 7 + v44) % 1_000_003;
+        {
+            let mut n48 = Noisy::new("n48");
+            let mut n49 = Noisy::new("n49");
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -3046,41 +3541,134 @@ random_case! {
 }
 
 random_case! {
-    case_029, 0xbbfbaf2945d62b23,
+    case_029, 0x024e254beed1b2d6,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| (x * 5) ^ 13;
-        let v2 = pass(73u64 % 100).await;
-        acc = f1(v2 % 1000);
-        let r4 = tick(Noisy::new("arg-re3")).await;
-        arg = r4;
-        let r6 = tick(Noisy::new("arg-re5")).await;
-        arg = r6;
-        drop(arg);
-        let mut arg = Noisy::new("arg-shadow7");
-        let v8 = tick(input % 100).await;
-        let v9 = tick_named("k10", (input ^ input) % 97).await;
-        let v11 = (v9 * 7 + v8) % 1_000_003;
         {
-            if (input ^ acc) % 5 < 2 {
-                let mut n12 = Noisy::new("n12");
+            if acc % 3 == 0 {
+                let v1 = pass(acc % 100).await;
+                let v2 = fallible(input % 100).await?;
+                let v3 = (v2 * 7 + v1) % 1_000_003;
+                let mut arg = Noisy::new("arg-shadow4");
             } else {
-                let r14 = tick(Noisy::new("arg-re13")).await;
-                arg = r14;
-                let v16 = show(&Noisy::new("t15")).await as u64;
-                acc = (acc * 1 + v16) % 1_000_003;
-                let f17 = |x: u64| (x * 5) ^ 13;
-                let v18 = async { tick(80u64).await }.await;
-                acc = f17(v18 % 1000);
+                let v5 = pass(acc % 100).await;
+                let v6 = tick_named("k7", (acc ^ input) % 97).await;
+                let v8 = (v6 * 7 + v5) % 1_000_003;
             }
-            let r20 = tick(Noisy::new("arg-re19")).await;
-            arg = r20;
-            let r22 = tick(Noisy::new("arg-re21")).await;
-            arg = r22;
+            if (input ^ acc) % 5 < 2 {
+                let v9 = pass(40u64 % 100).await;
+                if v9 % 3 == 0 { drop(arg); }
+            } else {
+                let v11 = show(&Noisy::new("t10")).await as u64;
+                acc = (acc * 1 + v11) % 1_000_003;
+                let r13 = tick(Noisy::new("arg-re12")).await;
+                arg = r13;
+            }
+            let v15 = show(&Noisy::new("t14")).await as u64;
+            acc = (acc * 1 + v15) % 1_000_003;
         }
-        let v24 = show(&Noisy::new("t23")).await as u64;
-        acc = (acc * 1 + v24) % 1_000_003;
-        drop(arg);
+        let mut n16 = Noisy::new("n16");
+        if (input >> 39) & 1 == 1 {
+            let mut n17 = Noisy::new("n17");
+        }
+        ev(format!("e18 {acc}"));
+        let v19 = fallible(acc % 100).await?;
+        acc = (acc * 3 + v19) % 1_000_003;
+        if acc % 2 == 0 {
+            let r21 = tick(Noisy::new("arg-re20")).await;
+            arg = r21;
+            ev(format!("e22 {acc} {}", n16.touch()));
+        } else {
+            let mut i23: u64 = 0;
+            'l24: loop {
+                if i23 >= 4 { break 'l24; }
+                i23 += 1;
+                let r26 = tick(Noisy::new("arg-re25")).await;
+                arg = r26;
+                {
+                    let r28 = tick(Noisy::new("n16-re27")).await;
+                    n16 = r28;
+                }
+                let r30 = tick(Noisy::new("n16-re29")).await;
+                n16 = r30;
+            }
+            let v32 = show(&Noisy::new("t31")).await as u64;
+            acc = (acc * 1 + v32) % 1_000_003;
+        }
+        let mut n33 = Noisy::new("n33");
+        let v35 = show(&Noisy::new("t34")).await as u64;
+        acc = (acc * 1 + v35) % 1_000_003;
+        if (input >> 49) & 1 == 1 {
+            drop(n16);
+            let mut i36: u64 = 0;
+            'l37: loop {
+                if i36 >= 3 { break 'l37; }
+                i36 += 1;
+                let v38 = tick(input % 100).await;
+                acc = (acc * 3 + v38) % 1_000_003;
+                let mut n39 = Noisy::new("n39");
+                ev(format!("e40 {acc}"));
+            }
+            {
+                let mut arg = Noisy::new("arg-shadow41");
+                let v42 = tick_named("k43", (v19 ^ input) % 97).await;
+                let v44 = async { tick(67u64).await }.await;
+                let v45 = (v44 * 7 + v42) % 1_000_003;
+            }
+        } else {
+            if acc % 3 == 0 {
+                let c46 = tick(acc % 100 % 2 == 0).await;
+                if c46 { return Err(Fail::new("r47")); }
+                let mut n16 = Noisy::new("n16-shadow48");
+            } else {
+                let mut i49: u64 = 0;
+                'l50: loop {
+                    if i49 >= 2 { break 'l50; }
+                    i49 += 1;
+                    let r52 = tick(Noisy::new("n33-re51")).await;
+                    n33 = r52;
+                    if acc % 4 == 0 { continue 'l50; }
+                    ev(format!("e53 {acc}"));
+                    let v54 = tick(i49 % 100).await;
+                    let v55 = tick(v54 % 100).await;
+                    let v56 = (v55 * 7 + v54) % 1_000_003;
+                }
+                let mut i57: u64 = 0;
+                'l58: while i57 < 1 {
+                    i57 += 1;
+                    let v59 = fallible((i49 ^ input) % 97).await?;
+                    if v59 % 3 == 0 { break 'l58; }
+                    let Some(v60) = tick(maybe(acc % 100)).await else {
+                        break 'l58;
+                    };
+                }
+            }
+            let v61 = fallible((v19 ^ input) % 97).await?;
+            if v61 % 3 == 0 {
+                let v62 = (show(&n33).await as u64);
+                acc = (acc * 3 + v62) % 1_000_003;
+                let Some(v63) = tick(maybe((input ^ input) % 97)).await else {
+                    return Err(Fail::new("else64"));
+                };
+                let v66 = show(&Noisy::new("t65")).await as u64;
+                acc = (acc * 1 + v66) % 1_000_003;
+                let Some(v67) = tick(maybe(acc % 100)).await else {
+                    return Err(Fail::new("else68"));
+                };
+            }
+            let mut i69: u64 = 0;
+            'l70: loop {
+                if i69 >= 4 { break 'l70; }
+                i69 += 1;
+                let v71 = (show(&Noisy::new("t72")).await as u64);
+                let v73 = tick_named("k74", input % 100).await;
+                let v75 = (v73 * 7 + v71) % 1_000_003;
+                let c76 = tick(v75 % 100 % 2 == 0).await;
+                if c76 { continue 'l70; }
+                let r78 = tick(Noisy::new("arg-re77")).await;
+                arg = r78;
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -3288,47 +3876,93 @@ random_case! {
 }
 
 random_case! {
-    case_031, 0xa46c6f1f523e4fed,
+    case_031, 0x4a7cbdbac8c72d28,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let Some(v1) = tick(maybe((acc ^ input) % 97)).await else {
-            return Err(Fail::new("else2"));
-        };
-        let f3 = |x: u64| (x * 5) ^ 13;
-        let v4 = (show(&arg).await as u64);
-        acc = f3(v4 % 1000);
-        let r6 = tick(Noisy::new("arg-re5")).await;
-        arg = r6;
-        drop(arg);
-        let v7 = tick((v1 ^ input) % 97).await;
-        acc = (acc * 3 + v7) % 1_000_003;
-        let mut i8: u64 = 0;
-        'l9: while i8 < 3 {
-            i8 += 1;
-            ev(format!("e10 {acc}"));
+        let r2 = tick(Noisy::new("arg-re1")).await;
+        arg = r2;
+        if (input >> 3) & 1 == 1 { return Err(Fail::new("r3")); }
+        {
+            if (input >> 16) & 1 == 1 { drop(arg); }
+        }
+        let mut n4 = Noisy::new("n4");
+        let f5 = |x: u64| (x * 5) ^ 13;
+        let v6 = tick_named("k7", acc % 100).await;
+        acc = f5(v6 % 1000);
+        {
+            ev(format!("e8 {acc} {}", n4.touch()));
+        }
+        ev(format!("e9 {acc} {}", n4.touch()));
+        if (input ^ acc) % 5 < 2 {
+            let r11 = tick(Noisy::new("n4-re10")).await;
+            n4 = r11;
             {
-                ev(format!("e11 {acc}"));
+                let mut arg = Noisy::new("arg-shadow12");
             }
         }
-        let f12 = |x: u64| (x * 5) ^ 13;
-        let v13 = async { tick(85u64).await }.await;
-        acc = f12(v13 % 1000);
-        let mut n14 = Noisy::new("n14");
-        let mut i15: u64 = 0;
-        'l16: while i15 < 0 {
-            i15 += 1;
-            let r18 = tick(Noisy::new("n14-re17")).await;
-            n14 = r18;
-            {
-                let f19 = |x: u64| (x * 5) ^ 13;
-                let v20 = pass(i8 % 100).await;
-                acc = f19(v20 % 1000);
-                let f21 = |x: u64| (x * 5) ^ 13;
-                let v22 = tick(v13 % 100).await;
-                acc = f21(v22 % 1000);
+        let c13 = tick(acc % 100 % 2 == 0).await;
+        if c13 {
+            let mut i14: u64 = 0;
+            'l15: loop {
+                if i14 >= 3 { break 'l15; }
+                i14 += 1;
+                let mut i16: u64 = 0;
+                'l17: while i16 < 2 {
+                    i16 += 1;
+                    let v18 = tick(i14 % 100).await;
+                    acc = (acc * 3 + v18) % 1_000_003;
+                    let mut n19 = Noisy::new("n19");
+                    let f20 = |x: u64| (x * 5) ^ 13;
+                    let v21 = (show(&n4).await as u64);
+                    acc = f20(v21 % 1000);
+                    ev(format!("e22 {acc} {}", n19.touch()));
+                }
+                let mut n4 = Noisy::new("n4-shadow23");
+                let mut i24: u64 = 0;
+                'l25: loop {
+                    if i24 >= 0 { break 'l25; }
+                    i24 += 1;
+                    let f26 = |x: u64| (x * 5) ^ 13;
+                    let v27 = pass(i14 % 100).await;
+                    acc = f26(v27 % 1000);
+                    let mut n28 = Noisy::new("n28");
+                }
             }
+            let v30 = show(&Noisy::new("t29")).await as u64;
+            acc = (acc * 1 + v30) % 1_000_003;
+            let Some(v31) = tick(maybe(i14 % 100)).await else {
+                return Err(Fail::new("else32"));
+            };
+        } else {
+            if (input >> 55) & 1 == 1 {
+                let mut i33: u64 = 0;
+                'l34: while i33 < 4 {
+                    i33 += 1;
+                    let mut n4 = Noisy::new("n4-shadow35");
+                    let Some(v36) = tick(maybe(61u64 % 100)).await else {
+                        return Err(Fail::new("else37"));
+                    };
+                    let f38 = |x: u64| (x * 5) ^ 13;
+                    let v39 = (show(&Noisy::new("t40")).await as u64);
+                    acc = f38(v39 % 1000);
+                    let v41 = fallible((v39 ^ input) % 97).await?;
+                    let v42 = tick_named("k43", v39 % 100).await;
+                    let v44 = (v42 * 7 + v41) % 1_000_003;
+                }
+                if (input ^ acc) % 5 < 2 { drop(n4); }
+                let v45 = (show(&Noisy::new("t46")).await as u64);
+                acc = (acc * 3 + v45) % 1_000_003;
+                let mut arg = Noisy::new("arg-shadow47");
+            } else {
+                ev(format!("e48 {acc}"));
+            }
+            ev(format!("e49 {acc}"));
+            let r51 = tick(Noisy::new("n4-re50")).await;
+            n4 = r51;
+            let v52 = tick(input % 100).await;
+            acc = (acc * 3 + v52) % 1_000_003;
         }
-        let mut n23 = Noisy::new("n23");
+        let mut n53 = Noisy::new("n53");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -3470,38 +4104,39 @@ random_case! {
 }
 
 random_case! {
-    case_033, 0x11f8e89b8740232b,
+    case_033, 0x6ee53776629c4f15,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        ev(format!("e1 {acc} {}", arg.touch()));
-        let r3 = tick(Noisy::new("arg-re2")).await;
-        arg = r3;
-        if (input >> 22) & 1 == 1 {
-            let f4 = |x: u64| (x * 5) ^ 13;
-            let v5 = (show(&arg).await as u64);
-            acc = f4(v5 % 1000);
-            ev(format!("e6 {acc} {}", arg.touch()));
-            let r8 = tick(Noisy::new("arg-re7")).await;
-            arg = r8;
+        let f1 = |x: u64| (x * 5) ^ 13;
+        let v2 = tick_named("k3", (input ^ input) % 97).await;
+        acc = f1(v2 % 1000);
+        let v5 = show(&Noisy::new("t4")).await as u64;
+        acc = (acc * 1 + v5) % 1_000_003;
+        let v7 = show(&Noisy::new("t6")).await as u64;
+        acc = (acc * 1 + v7) % 1_000_003;
+        drop(arg);
+        let mut arg = Noisy::new("arg-shadow8");
+        ev(format!("e9 {acc} {}", arg.touch()));
+        {
+            {
+                let v10 = (show(&Noisy::new("t11")).await as u64);
+                acc = (acc * 3 + v10) % 1_000_003;
+                {
+                    let Some(v12) = tick(maybe(v10 % 100)).await else {
+                        return Err(Fail::new("else13"));
+                    };
+                }
+                let mut i14: u64 = 0;
+                'l15: while i14 < 2 {
+                    i14 += 1;
+                    let v16 = tick_named("k17", i14 % 100).await;
+                    acc = (acc * 3 + v16) % 1_000_003;
+                    let mut n18 = Noisy::new("n18");
+                }
+            }
         }
-        let v9 = (show(&Noisy::new("t10")).await as u64);
-        acc = (acc * 3 + v9) % 1_000_003;
-        let r12 = tick(Noisy::new("arg-re11")).await;
-        arg = r12;
-        let v13 = fallible(v9 % 100).await?;
-        if v13 % 3 == 0 {
-            let r15 = tick(Noisy::new("arg-re14")).await;
-            arg = r15;
-            let mut n16 = Noisy::new("n16");
-            let v17 = tick_named("k18", (acc ^ input) % 97).await;
-            acc = (acc * 3 + v17) % 1_000_003;
-            let v20 = show(&Noisy::new("t19")).await as u64;
-            acc = (acc * 1 + v20) % 1_000_003;
-        }
-        let Some(v21) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else22"));
-        };
-        let mut arg = Noisy::new("arg-shadow23");
+        let v19 = (show(&Noisy::new("t20")).await as u64);
+        acc = (acc * 3 + v19) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -3608,26 +4243,80 @@ random_case! {
 }
 
 random_case! {
-    case_035, 0x66642485c447ddcf,
+    case_035, 0xa64417cb2672a1c7,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let v2 = show(&Noisy::new("t1")).await as u64;
-        acc = (acc * 1 + v2) % 1_000_003;
-        let Some(v3) = tick(maybe((acc ^ input) % 97)).await else {
-            return Err(Fail::new("else4"));
-        };
-        if (input >> 49) & 1 == 1 {
-            let mut n5 = Noisy::new("n5");
+        let mut i1: u64 = 0;
+        'l2: while i1 < 2 {
+            i1 += 1;
+            let r4 = tick(Noisy::new("arg-re3")).await;
+            arg = r4;
+            let v5 = tick(i1 % 100).await;
+            acc = (acc * 3 + v5) % 1_000_003;
         }
-        let v6 = tick(v3 % 100).await;
-        acc = (acc * 3 + v6) % 1_000_003;
-        drop(arg);
-        let v7 = tick(6u64 % 100).await;
-        acc = (acc * 3 + v7) % 1_000_003;
-        let v8 = async { tick(18u64).await }.await;
-        acc = (acc * 3 + v8) % 1_000_003;
-        let v9 = pass(input % 100).await;
-        acc = (acc * 3 + v9) % 1_000_003;
+        {
+            let mut i6: u64 = 0;
+            'l7: loop {
+                if i6 >= 1 { break 'l7; }
+                i6 += 1;
+                let v8 = pass(i1 % 100).await;
+                acc = (acc * 3 + v8) % 1_000_003;
+                ev(format!("e9 {acc}"));
+            }
+            if (input >> 63) & 1 == 1 {
+                {
+                    let mut n10 = Noisy::new("n10");
+                    let v12 = show(&Noisy::new("t11")).await as u64;
+                    acc = (acc * 1 + v12) % 1_000_003;
+                    let v14 = show(&Noisy::new("t13")).await as u64;
+                    acc = (acc * 1 + v14) % 1_000_003;
+                }
+                let f15 = |x: u64| (x * 5) ^ 13;
+                let v16 = (show(&Noisy::new("t17")).await as u64);
+                acc = f15(v16 % 1000);
+                let v18 = fallible(i6 % 100).await?;
+                acc = (acc * 3 + v18) % 1_000_003;
+            }
+            let v19 = tick_named("k20", i6 % 100).await;
+            acc = (acc * 3 + v19) % 1_000_003;
+        }
+        let v21 = fallible(i1 % 100).await?;
+        acc = (acc * 3 + v21) % 1_000_003;
+        if acc % 2 == 0 {
+            ev(format!("e22 {acc} {}", arg.touch()));
+        }
+        if acc % 3 == 0 {
+            if (input >> 15) & 1 == 1 {
+                let mut i23: u64 = 0;
+                'l24: while i23 < 3 {
+                    i23 += 1;
+                    let mut n25 = Noisy::new("n25");
+                    let v26 = (show(&n25).await as u64);
+                    if v26 % 3 == 0 { return Ok(acc); }
+                    let v27 = (show(&Noisy::new("t28")).await as u64);
+                    acc = (acc * 3 + v27) % 1_000_003;
+                }
+                let c29 = tick(acc % 100 % 2 == 0).await;
+                if c29 {
+                    let r31 = tick(Noisy::new("arg-re30")).await;
+                    arg = r31;
+                }
+            } else {
+                ev(format!("e32 {acc}"));
+                let f33 = |x: u64| (x * 5) ^ 13;
+                let v34 = tick(i1 % 100).await;
+                acc = f33(v34 % 1000);
+                ev(format!("e35 {acc} {}", arg.touch()));
+            }
+            ev(format!("e36 {acc} {}", arg.touch()));
+        } else {
+            drop(arg);
+        }
+        let Some(v37) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else38"));
+        };
+        let mut n39 = Noisy::new("n39");
+        let mut arg = Noisy::new("arg-shadow40");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -3839,59 +4528,57 @@ random_case! {
     case_037, 0xb60310a0a669c9d2,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        drop(arg);
-        {
-            if (input >> 52) & 1 == 1 {
-                let v1 = pass(acc % 100).await;
-                acc = (acc * 3 + v1) % 1_000_003;
-                let v3 = show(&Noisy::new("t2")).await as u64;
-                acc = (acc * 1 + v3) % 1_000_003;
-                let v4 = tick_named("k5", input % 100).await;
-                if v4 % 3 == 0 {
-                    ev(format!("e6 {acc}"));
-                    let mut n7 = Noisy::new("n7");
-                    let v9 = show(&Noisy::new("t8")).await as u64;
-                    acc = (acc * 1 + v9) % 1_000_003;
+        if (input ^ acc) % 5 < 2 {
+            {
+                if (input >> 52) & 1 == 1 {
+                    let v1 = pass(acc % 100).await;
+                    acc = (acc * 3 + v1) % 1_000_003;
+                    let v2 = tick_named("k3", input % 100).await;
+                    let v4 = fallible(v2 % 100).await?;
+                    let v5 = (v4 * 7 + v2) % 1_000_003;
+                    let v7 = show(&Noisy::new("t6")).await as u64;
+                    acc = (acc * 1 + v7) % 1_000_003;
                 }
-            } else {
-                if acc % 2 == 0 {
-                    let mut arg = Noisy::new("arg-shadow10");
-                } else {
-                    let mut n11 = Noisy::new("n11");
-                    drop(n11);
-                    let mut n12 = Noisy::new("n12");
-                    let r14 = tick(Noisy::new("n12-re13")).await;
-                    n12 = r14;
-                }
-                let mut i15: u64 = 0;
-                'l16: while i15 < 1 {
-                    i15 += 1;
-                    let f17 = |x: u64| (x * 5) ^ 13;
-                    let v18 = async { tick(84u64).await }.await;
-                    acc = f17(v18 % 1000);
-                    let mut n19 = Noisy::new("n19");
-                }
-                ev(format!("e20 {acc}"));
             }
         }
-        let Some(v21) = tick(maybe((input ^ input) % 97)).await else {
-            return Err(Fail::new("else22"));
-        };
-        let c23 = tick(acc % 100 % 2 == 0).await;
-        if c23 {
-            let Some(v24) = tick(maybe(99u64 % 100)).await else {
-                return Err(Fail::new("else25"));
-            };
-        } else {
-            let v26 = tick((v21 ^ input) % 97).await;
-            acc = (acc * 3 + v26) % 1_000_003;
-            let v27 = tick(input % 100).await;
-            let v28 = tick(v27 % 100).await;
-            let v29 = (v28 * 7 + v27) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow30");
+        let f8 = |x: u64| (x * 5) ^ 13;
+        let v9 = async { tick(17u64).await }.await;
+        acc = f8(v9 % 1000);
+        if acc % 2 == 0 {
+            let r11 = tick(Noisy::new("arg-re10")).await;
+            arg = r11;
         }
-        let mut n31 = Noisy::new("n31");
-        drop(n31);
+        let mut arg = Noisy::new("arg-shadow12");
+        let r14 = tick(Noisy::new("arg-re13")).await;
+        arg = r14;
+        {
+            let mut i15: u64 = 0;
+            'l16: while i15 < 1 {
+                i15 += 1;
+                let c17 = tick(i15 % 100 % 2 == 0).await;
+                if c17 { continue 'l16; }
+                if acc % 2 == 0 { continue 'l16; }
+            }
+            let mut i18: u64 = 0;
+            'l19: loop {
+                if i18 >= 3 { break 'l19; }
+                i18 += 1;
+                let mut i20: u64 = 0;
+                'l21: loop {
+                    if i20 >= 3 { break 'l21; }
+                    i20 += 1;
+                    let v22 = tick(i20 % 100).await;
+                    acc = (acc * 3 + v22) % 1_000_003;
+                    let v23 = tick((i18 ^ input) % 97).await;
+                    acc = (acc * 3 + v23) % 1_000_003;
+                    let v25 = show(&Noisy::new("t24")).await as u64;
+                    acc = (acc * 1 + v25) % 1_000_003;
+                    let v26 = tick(acc % 100).await;
+                    acc = (acc * 3 + v26) % 1_000_003;
+                }
+                let mut n27 = Noisy::new("n27");
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -4156,7 +4843,101 @@ random_case! {
     }
 }
 
-// case_039 left out: open lowering bug B3.
+random_case! {
+    case_039, 0x58a7e30680f3361c,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        let mut n1 = Noisy::new("n1");
+        let f2 = |x: u64| (x * 5) ^ 13;
+        let v3 = (show(&Noisy::new("t4")).await as u64);
+        acc = f2(v3 % 1000);
+        let r6 = tick(Noisy::new("arg-re5")).await;
+        arg = r6;
+        let v7 = (show(&arg).await as u64);
+        acc = (acc * 3 + v7) % 1_000_003;
+        let mut i8: u64 = 0;
+        'l9: while i8 < 4 {
+            i8 += 1;
+            let c10 = tick((v7 ^ input) % 97 % 2 == 0).await;
+            if c10 {
+                let mut n11 = Noisy::new("n11");
+                let v12 = tick((acc ^ input) % 97).await;
+                acc = (acc * 3 + v12) % 1_000_003;
+                let f13 = |x: u64| (x * 5) ^ 13;
+                let v14 = tick(input % 100).await;
+                acc = f13(v14 % 1000);
+                let mut n15 = Noisy::new("n15");
+            } else {
+                if acc % 2 == 0 {
+                    let mut n1 = Noisy::new("n1-shadow16");
+                } else {
+                    let v17 = fallible(acc % 100).await?;
+                    acc = (acc * 3 + v17) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow18");
+                    ev(format!("e19 {acc}"));
+                }
+                if acc % 4 == 0 { break 'l9; }
+                let mut n20 = Noisy::new("n20");
+                let Some(v21) = tick(maybe(v7 % 100)).await else {
+                    return Err(Fail::new("else22"));
+                };
+            }
+            let mut i23: u64 = 0;
+            'l24: while i23 < 4 {
+                i23 += 1;
+                let v25 = pass(i8 % 100).await;
+                let v26 = async { tick(45u64).await }.await;
+                let v27 = (v26 * 7 + v25) % 1_000_003;
+                let v28 = (show(&n1).await as u64);
+                acc = (acc * 3 + v28) % 1_000_003;
+                let v30 = show(&Noisy::new("t29")).await as u64;
+                acc = (acc * 1 + v30) % 1_000_003;
+                let r32 = tick(Noisy::new("n1-re31")).await;
+                n1 = r32;
+            }
+            let mut i33: u64 = 0;
+            'l34: loop {
+                if i33 >= 3 { break 'l34; }
+                i33 += 1;
+                {
+                    ev(format!("e35 {acc} {}", arg.touch()));
+                    let v37 = show(&Noisy::new("t36")).await as u64;
+                    acc = (acc * 1 + v37) % 1_000_003;
+                    let Some(v38) = tick(maybe(84u64 % 100)).await else {
+                        return Err(Fail::new("else39"));
+                    };
+                }
+                if (input >> 11) & 1 == 1 {
+                    let mut arg = Noisy::new("arg-shadow40");
+                    ev(format!("e41 {acc}"));
+                    let r43 = tick(Noisy::new("arg-re42")).await;
+                    arg = r43;
+                } else {
+                    let mut n1 = Noisy::new("n1-shadow44");
+                    let v45 = tick(v3 % 100).await;
+                    acc = (acc * 3 + v45) % 1_000_003;
+                    let v47 = show(&Noisy::new("t46")).await as u64;
+                    acc = (acc * 1 + v47) % 1_000_003;
+                    let f48 = |x: u64| (x * 5) ^ 13;
+                    let v49 = (show(&Noisy::new("t50")).await as u64);
+                    acc = f48(v49 % 1000);
+                }
+                let c51 = tick(70u64 % 100 % 2 == 0).await;
+                if c51 { continue 'l34; }
+                let mut arg = Noisy::new("arg-shadow52");
+            }
+        }
+        let Some(v53) = tick(maybe((acc ^ input) % 97)).await else {
+            return Err(Fail::new("else54"));
+        };
+        drop(n1);
+        let f55 = |x: u64| (x * 5) ^ 13;
+        let v56 = pass(input % 100).await;
+        acc = f55(v56 % 1000);
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_040, 0x5825d2de552be935,
@@ -4225,78 +5006,53 @@ random_case! {
 }
 
 random_case! {
-    case_041, 0xecdf896c5b7b2015,
+    case_041, 0x0b5c3ace50c949b5,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        {
-            let c1 = tick(acc % 100 % 2 == 0).await;
-            if c1 {
-                let mut i2: u64 = 0;
-                'l3: while i2 < 0 {
-                    i2 += 1;
-                    let r5 = tick(Noisy::new("arg-re4")).await;
-                    arg = r5;
-                    let mut n6 = Noisy::new("n6");
+        let c1 = tick(70u64 % 100 % 2 == 0).await;
+        if c1 { drop(arg); }
+        let mut n2 = Noisy::new("n2");
+        let v3 = (show(&Noisy::new("t4")).await as u64);
+        acc = (acc * 3 + v3) % 1_000_003;
+        if acc % 2 == 0 {
+            {
+                let mut i5: u64 = 0;
+                'l6: while i5 < 4 {
+                    i5 += 1;
                     let r8 = tick(Noisy::new("arg-re7")).await;
                     arg = r8;
+                    let f9 = |x: u64| (x * 5) ^ 13;
+                    let v10 = pass((acc ^ input) % 97).await;
+                    acc = f9(v10 % 1000);
+                    let f11 = |x: u64| (x * 5) ^ 13;
+                    let v12 = tick((73u64 ^ input) % 97).await;
+                    acc = f11(v12 % 1000);
+                    let mut n13 = Noisy::new("n13");
                 }
-            } else {
-                let mut i9: u64 = 0;
-                'l10: while i9 < 3 {
-                    i9 += 1;
-                    let v12 = show(&Noisy::new("t11")).await as u64;
-                    acc = (acc * 1 + v12) % 1_000_003;
-                    let r14 = tick(Noisy::new("arg-re13")).await;
-                    arg = r14;
-                    let v15 = tick(i9 % 100).await;
-                    acc = (acc * 3 + v15) % 1_000_003;
-                }
-                let mut n16 = Noisy::new("n16");
-                {
-                    let mut n16 = Noisy::new("n16-shadow17");
-                    let r19 = tick(Noisy::new("n16-re18")).await;
-                    n16 = r19;
-                }
-                drop(n16);
+                let mut n14 = Noisy::new("n14");
             }
+            let v15 = tick(acc % 100).await;
+            acc = (acc * 3 + v15) % 1_000_003;
+            if (input ^ acc) % 5 < 2 { drop(n2); }
+            let Some(v16) = tick(maybe(input % 100)).await else {
+                return Err(Fail::new("else17"));
+            };
+        } else {
+            let mut n18 = Noisy::new("n18");
         }
-        let v21 = show(&Noisy::new("t20")).await as u64;
-        acc = (acc * 1 + v21) % 1_000_003;
-        let r23 = tick(Noisy::new("arg-re22")).await;
-        arg = r23;
-        let mut n24 = Noisy::new("n24");
-        let mut n25 = Noisy::new("n25");
-        ev(format!("e26 {acc}"));
-        if (input >> 44) & 1 == 1 {
-            let v27 = tick_named("k28", 30u64 % 100).await;
-            acc = (acc * 3 + v27) % 1_000_003;
-            {
-                let f29 = |x: u64| (x * 5) ^ 13;
-                let v30 = (show(&n24).await as u64);
-                acc = f29(v30 % 1000);
-                ev(format!("e31 {acc}"));
-                let mut n32 = Noisy::new("n32");
-            }
-            let r34 = tick(Noisy::new("n24-re33")).await;
-            n24 = r34;
-            let mut i35: u64 = 0;
-            'l36: while i35 < 1 {
-                i35 += 1;
-                let r38 = tick(Noisy::new("n25-re37")).await;
-                n25 = r38;
-                let mut n24 = Noisy::new("n24-shadow39");
-                let v40 = fallible(v27 % 100).await?;
-                let v41 = pass((v27 ^ input) % 97).await;
-                let v42 = (v41 * 7 + v40) % 1_000_003;
-                let mut n25 = Noisy::new("n25-shadow43");
-            }
-        }
-        let mut i44: u64 = 0;
-        'l45: while i44 < 1 {
-            i44 += 1;
-            let v46 = fallible((acc ^ input) % 97).await?;
-            acc = (acc * 3 + v46) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow47");
+        ev(format!("e19 {acc}"));
+        let mut n20 = Noisy::new("n20");
+        let mut n21 = Noisy::new("n21");
+        let mut i22: u64 = 0;
+        'l23: while i22 < 1 {
+            i22 += 1;
+            let v25 = show(&Noisy::new("t24")).await as u64;
+            acc = (acc * 1 + v25) % 1_000_003;
+            let v26 = fallible(i22 % 100).await?;
+            if v26 % 3 == 0 { return Err(Fail::new("r27")); }
+            if (input >> 40) & 1 == 1 { continue 'l23; }
+            let r29 = tick(Noisy::new("n2-re28")).await;
+            n2 = r29;
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -4383,25 +5139,84 @@ random_case! {
 }
 
 random_case! {
-    case_043, 0xabf14e7cd62e84ec,
+    case_043, 0x1736e9ec16948bfe,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        drop(arg);
-        let mut n1 = Noisy::new("n1");
-        let r3 = tick(Noisy::new("n1-re2")).await;
-        n1 = r3;
-        let mut n4 = Noisy::new("n4");
-        drop(n4);
-        if (input ^ acc) % 5 < 2 {
-            let mut n5 = Noisy::new("n5");
-            let v6 = pass(acc % 100).await;
-            if v6 % 3 == 0 { return Err(Fail::new("r7")); }
-            let mut n8 = Noisy::new("n8");
+        if acc % 4 == 0 {
+            let v1 = (show(&arg).await as u64);
+            acc = (acc * 3 + v1) % 1_000_003;
+            let v2 = tick((47u64 ^ input) % 97).await;
+            acc = (acc * 3 + v2) % 1_000_003;
+            let f3 = |x: u64| (x * 5) ^ 13;
+            let v4 = fallible(v1 % 100).await?;
+            acc = f3(v4 % 1000);
         }
-        let Some(v9) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else10"));
+        {
+            let Some(v5) = tick(maybe(input % 100)).await else {
+                return Err(Fail::new("else6"));
+            };
+        }
+        let Some(v7) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else8"));
         };
-        drop(n1);
+        drop(arg);
+        let mut i9: u64 = 0;
+        'l10: while i9 < 3 {
+            i9 += 1;
+            let v11 = (show(&Noisy::new("t12")).await as u64);
+            let v13 = tick(acc % 100).await;
+            let v14 = (v13 * 7 + v11) % 1_000_003;
+            if (input >> 24) & 1 == 1 { continue 'l10; }
+        }
+        let mut n15 = Noisy::new("n15");
+        let mut i16: u64 = 0;
+        'l17: while i16 < 3 {
+            i16 += 1;
+            let mut n15 = Noisy::new("n15-shadow18");
+            let v19 = tick(i16 % 100).await;
+            acc = (acc * 3 + v19) % 1_000_003;
+            if (input >> 59) & 1 == 1 { continue 'l17; }
+        }
+        if acc % 3 == 0 {
+            let Some(v20) = tick(maybe(acc % 100)).await else {
+                return Err(Fail::new("else21"));
+            };
+            let mut n22 = Noisy::new("n22");
+            let r24 = tick(Noisy::new("n15-re23")).await;
+            n15 = r24;
+            ev(format!("e25 {acc}"));
+        } else {
+            let mut arg = Noisy::new("arg-shadow26");
+            if (input >> 54) & 1 == 1 {
+                let mut i27: u64 = 0;
+                'l28: loop {
+                    if i27 >= 2 { break 'l28; }
+                    i27 += 1;
+                    let v29 = fallible(i9 % 100).await?;
+                    acc = (acc * 3 + v29) % 1_000_003;
+                    let Some(v30) = tick(maybe(v29 % 100)).await else {
+                        continue 'l28;
+                    };
+                }
+                let mut n31 = Noisy::new("n31");
+                {
+                    let f32 = |x: u64| (x * 5) ^ 13;
+                    let v33 = tick((i9 ^ input) % 97).await;
+                    acc = f32(v33 % 1000);
+                    let v34 = async { tick(72u64).await }.await;
+                    let v35 = async { tick(0u64).await }.await;
+                    let v36 = (v35 * 7 + v34) % 1_000_003;
+                    let f37 = |x: u64| (x * 5) ^ 13;
+                    let v38 = pass((i16 ^ input) % 97).await;
+                    acc = f37(v38 % 1000);
+                }
+                let r40 = tick(Noisy::new("arg-re39")).await;
+                arg = r40;
+            } else {
+                let mut n41 = Noisy::new("n41");
+            }
+            ev(format!("e42 {acc}"));
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -4548,23 +5363,22 @@ random_case! {
 }
 
 random_case! {
-    case_045, 0x5866b746abb01931,
+    case_045, 0xf67b99bc8bc2b657,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
         acc = (acc * 1 + v2) % 1_000_003;
-        let v3 = tick((input ^ input) % 97).await;
-        acc = (acc * 3 + v3) % 1_000_003;
-        ev(format!("e4 {acc}"));
-        let mut arg = Noisy::new("arg-shadow5");
-        let v6 = async { tick(9u64).await }.await;
-        acc = (acc * 3 + v6) % 1_000_003;
         drop(arg);
-        let v7 = tick_named("k8", (acc ^ input) % 97).await;
-        acc = (acc * 3 + v7) % 1_000_003;
-        let v9 = tick_named("k10", (input ^ input) % 97).await;
-        let v11 = tick_named("k12", (v7 ^ input) % 97).await;
-        let v13 = (v11 * 7 + v9) % 1_000_003;
+        let v3 = tick_named("k4", acc % 100).await;
+        let v5 = tick_named("k6", (acc ^ input) % 97).await;
+        let v7 = (v5 * 7 + v3) % 1_000_003;
+        let mut n8 = Noisy::new("n8");
+        let v9 = tick_named("k10", (acc ^ input) % 97).await;
+        acc = (acc * 3 + v9) % 1_000_003;
+        let r12 = tick(Noisy::new("n8-re11")).await;
+        n8 = r12;
+        let mut n13 = Noisy::new("n13");
+        if acc % 2 == 0 { drop(n13); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -4686,7 +5500,98 @@ random_case! {
     }
 }
 
-// case_047 left out: open lowering bug B3.
+random_case! {
+    case_047, 0x28422088dc128bed,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        let mut i1: u64 = 0;
+        'l2: while i1 < 4 {
+            i1 += 1;
+            let mut i3: u64 = 0;
+            'l4: loop {
+                if i3 >= 4 { break 'l4; }
+                i3 += 1;
+                let v5 = tick(input % 100).await;
+                if v5 % 3 == 0 { break 'l4; }
+                let v7 = show(&Noisy::new("t6")).await as u64;
+                acc = (acc * 1 + v7) % 1_000_003;
+            }
+            if (input >> 23) & 1 == 1 { break 'l2; }
+            let mut n8 = Noisy::new("n8");
+            let mut i9: u64 = 0;
+            'l10: while i9 < 2 {
+                i9 += 1;
+                let Some(v11) = tick(maybe(i1 % 100)).await else {
+                    return Err(Fail::new("else12"));
+                };
+                let v13 = (show(&arg).await as u64);
+                acc = (acc * 3 + v13) % 1_000_003;
+                let v14 = pass(acc % 100).await;
+                acc = (acc * 3 + v14) % 1_000_003;
+            }
+        }
+        let v15 = tick(acc % 100).await;
+        acc = (acc * 3 + v15) % 1_000_003;
+        let v16 = (show(&Noisy::new("t17")).await as u64);
+        acc = (acc * 3 + v16) % 1_000_003;
+        let v18 = pass(i1 % 100).await;
+        acc = (acc * 3 + v18) % 1_000_003;
+        let mut i19: u64 = 0;
+        'l20: loop {
+            if i19 >= 4 { break 'l20; }
+            i19 += 1;
+            {
+                let f21 = |x: u64| (x * 5) ^ 13;
+                let v22 = (show(&Noisy::new("t23")).await as u64);
+                acc = f21(v22 % 1000);
+                let mut i24: u64 = 0;
+                'l25: while i24 < 4 {
+                    i24 += 1;
+                    if (input >> 34) & 1 == 1 { continue 'l25; }
+                    let mut n26 = Noisy::new("n26");
+                }
+            }
+            let v27 = fallible(i1 % 100).await?;
+            let v28 = tick(v27 % 100).await;
+            let v29 = (v28 * 7 + v27) % 1_000_003;
+        }
+        let v30 = tick((19u64 ^ input) % 97).await;
+        acc = (acc * 3 + v30) % 1_000_003;
+        let v31 = tick((input ^ input) % 97).await;
+        let v32 = (show(&arg).await as u64);
+        let v33 = (v32 * 7 + v31) % 1_000_003;
+        let v34 = tick(83u64 % 100).await;
+        acc = (acc * 3 + v34) % 1_000_003;
+        {
+            let mut i35: u64 = 0;
+            'l36: loop {
+                if i35 >= 3 { break 'l36; }
+                i35 += 1;
+                let v37 = tick_named("k38", acc % 100).await;
+                acc = (acc * 3 + v37) % 1_000_003;
+                if (input >> 7) & 1 == 1 {
+                    let c39 = tick((i1 ^ input) % 97 % 2 == 0).await;
+                    if c39 { continue 'l36; }
+                    let r41 = tick(Noisy::new("arg-re40")).await;
+                    arg = r41;
+                    let c42 = tick(v33 % 100 % 2 == 0).await;
+                    if c42 { continue 'l36; }
+                } else {
+                    let v44 = show(&Noisy::new("t43")).await as u64;
+                    acc = (acc * 1 + v44) % 1_000_003;
+                    let c45 = tick(acc % 100 % 2 == 0).await;
+                    if c45 { break 'l36; }
+                }
+                {
+                    let v46 = tick((v32 ^ input) % 97).await;
+                    acc = (acc * 3 + v46) % 1_000_003;
+                }
+            }
+        }
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_048, 0x4f46ad5a76f5c53d,
@@ -4808,180 +5713,94 @@ random_case! {
 }
 
 random_case! {
-    case_049, 0x08d7ebb68eb548e5,
+    case_049, 0x2b20f19ecd2a003e,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        if (input >> 43) & 1 == 1 {
-            if acc % 2 == 0 {
-                let mut n1 = Noisy::new("n1");
-                let v2 = (show(&n1).await as u64);
-                if v2 % 3 == 0 {
-                    let r4 = tick(Noisy::new("n1-re3")).await;
-                    n1 = r4;
-                } else {
-                    let r6 = tick(Noisy::new("n1-re5")).await;
-                    n1 = r6;
+        let r2 = tick(Noisy::new("arg-re1")).await;
+        arg = r2;
+        if acc % 2 == 0 {
+            let mut n3 = Noisy::new("n3");
+            let v4 = (show(&n3).await as u64);
+            if v4 % 3 == 0 {
+                if (input >> 28) & 1 == 1 {
+                    let r6 = tick(Noisy::new("n3-re5")).await;
+                    n3 = r6;
                     let v7 = tick_named("k8", 90u64 % 100).await;
                     acc = (acc * 3 + v7) % 1_000_003;
                     let v9 = tick(v7 % 100).await;
                     acc = (acc * 3 + v9) % 1_000_003;
-                }
-                if acc % 4 == 0 {
-                    let v10 = async { tick(16u64).await }.await;
-                    acc = (acc * 3 + v10) % 1_000_003;
                 } else {
-                    let mut n11 = Noisy::new("n11");
-                }
-            }
-            let mut i12: u64 = 0;
-            'l13: while i12 < 3 {
-                i12 += 1;
-                let Some(v14) = tick(maybe(acc % 100)).await else {
-                    return Err(Fail::new("else15"));
-                };
-                let r17 = tick(Noisy::new("arg-re16")).await;
-                arg = r17;
-            }
-            let v18 = tick(88u64 % 100).await;
-            let v19 = pass(i12 % 100).await;
-            let v20 = (v19 * 7 + v18) % 1_000_003;
-            {
-                let mut n21 = Noisy::new("n21");
-                let v22 = (show(&Noisy::new("t23")).await as u64);
-                acc = (acc * 3 + v22) % 1_000_003;
-            }
-        }
-        let v24 = tick_named("k25", (acc ^ input) % 97).await;
-        if v24 % 3 == 0 {
-            let mut i26: u64 = 0;
-            'l27: while i26 < 4 {
-                i26 += 1;
-                if (input >> 26) & 1 == 1 { return Ok(acc); }
-                let v28 = pass(13u64 % 100).await;
-                acc = (acc * 3 + v28) % 1_000_003;
-                if (input >> 58) & 1 == 1 { return Ok(acc); }
-                let mut i29: u64 = 0;
-                'l30: while i29 < 4 {
-                    i29 += 1;
-                    let mut arg = Noisy::new("arg-shadow31");
-                    let v32 = pass(acc % 100).await;
-                    let v33 = tick(acc % 100).await;
-                    let v34 = (v33 * 7 + v32) % 1_000_003;
-                    let r36 = tick(Noisy::new("arg-re35")).await;
-                    arg = r36;
-                }
-            }
-            let mut arg = Noisy::new("arg-shadow37");
-        }
-        let mut i38: u64 = 0;
-        'l39: while i38 < 4 {
-            i38 += 1;
-            let Some(v40) = tick(maybe((v24 ^ input) % 97)).await else {
-                return Err(Fail::new("else41"));
-            };
-            let v42 = tick(acc % 100).await;
-            acc = (acc * 3 + v42) % 1_000_003;
-            if (input ^ acc) % 5 < 2 {
-                let c43 = tick(v42 % 100 % 2 == 0).await;
-                if c43 {
-                    let r45 = tick(Noisy::new("arg-re44")).await;
-                    arg = r45;
-                    let mut n46 = Noisy::new("n46");
-                }
-                let mut n47 = Noisy::new("n47");
-                let f48 = |x: u64| (x * 5) ^ 13;
-                let v49 = tick_named("k50", i38 % 100).await;
-                acc = f48(v49 % 1000);
-            } else {
-                if (input >> 55) & 1 == 1 {
-                    ev(format!("e51 {acc} {}", arg.touch()));
-                    let v53 = show(&Noisy::new("t52")).await as u64;
-                    acc = (acc * 1 + v53) % 1_000_003;
-                } else {
-                    let v55 = show(&Noisy::new("t54")).await as u64;
-                    acc = (acc * 1 + v55) % 1_000_003;
-                    let mut arg = Noisy::new("arg-shadow56");
-                }
-                let mut n57 = Noisy::new("n57");
-                drop(n57);
-            }
-        }
-        if (input >> 19) & 1 == 1 {
-            let v59 = show(&Noisy::new("t58")).await as u64;
-            acc = (acc * 1 + v59) % 1_000_003;
-            let mut i60: u64 = 0;
-            'l61: while i60 < 3 {
-                i60 += 1;
-                let v62 = (show(&arg).await as u64);
-                let v63 = tick((v24 ^ input) % 97).await;
-                let v64 = (v63 * 7 + v62) % 1_000_003;
-                let v65 = tick(acc % 100).await;
-                acc = (acc * 3 + v65) % 1_000_003;
-                let v66 = pass(i38 % 100).await;
-                let v67 = pass(v65 % 100).await;
-                let v68 = (v67 * 7 + v66) % 1_000_003;
-                let v69 = tick_named("k70", (v67 ^ input) % 97).await;
-                let v71 = fallible(acc % 100).await?;
-                let v72 = (v71 * 7 + v69) % 1_000_003;
-            }
-        } else {
-            if acc % 4 == 0 { return Ok(acc); }
-            let mut n73 = Noisy::new("n73");
-            let mut n74 = Noisy::new("n74");
-        }
-        let f75 = |x: u64| (x * 5) ^ 13;
-        let v76 = async { tick(35u64).await }.await;
-        acc = f75(v76 % 1000);
-        let r78 = tick(Noisy::new("arg-re77")).await;
-        arg = r78;
-        let v79 = pass((83u64 ^ input) % 97).await;
-        acc = (acc * 3 + v79) % 1_000_003;
-        let v80 = pass((v24 ^ input) % 97).await;
-        acc = (acc * 3 + v80) % 1_000_003;
-        if acc % 2 == 0 {
-            let mut i81: u64 = 0;
-            'l82: while i81 < 3 {
-                i81 += 1;
-                let mut arg = Noisy::new("arg-shadow83");
-                if (input >> 39) & 1 == 1 { return Ok(acc); }
-                let v84 = async { tick(97u64).await }.await;
-                acc = (acc * 3 + v84) % 1_000_003;
-            }
-            let mut i85: u64 = 0;
-            'l86: while i85 < 4 {
-                i85 += 1;
-                let c87 = tick(i85 % 100 % 2 == 0).await;
-                if c87 {
-                    let mut n88 = Noisy::new("n88");
-                    let f89 = |x: u64| (x * 5) ^ 13;
-                    let v90 = tick(acc % 100).await;
-                    acc = f89(v90 % 1000);
-                    let Some(v91) = tick(maybe(i81 % 100)).await else {
-                        return Err(Fail::new("else92"));
+                    let Some(v10) = tick(maybe(5u64 % 100)).await else {
+                        return Err(Fail::new("else11"));
                     };
-                    let v93 = pass((v90 ^ input) % 97).await;
-                    let v94 = fallible((i38 ^ input) % 97).await?;
-                    let v95 = (v94 * 7 + v93) % 1_000_003;
-                }
-                let v97 = show(&Noisy::new("t96")).await as u64;
-                acc = (acc * 1 + v97) % 1_000_003;
-                if (input >> 63) & 1 == 1 {
-                    let mut n98 = Noisy::new("n98");
-                    let mut n98 = Noisy::new("n98-shadow99");
-                    let v100 = tick(i38 % 100).await;
-                    let v101 = async { tick(59u64).await }.await;
-                    let v102 = (v101 * 7 + v100) % 1_000_003;
-                } else {
-                    let r104 = tick(Noisy::new("arg-re103")).await;
-                    arg = r104;
-                    let r106 = tick(Noisy::new("arg-re105")).await;
-                    arg = r106;
+                    let v12 = (show(&n3).await as u64);
+                    acc = (acc * 3 + v12) % 1_000_003;
+                    let v13 = fallible(v12 % 100).await?;
+                    acc = (acc * 3 + v13) % 1_000_003;
                 }
             }
+            let v14 = fallible(acc % 100).await?;
+            let v15 = async { tick(82u64).await }.await;
+            let v16 = (v15 * 7 + v14) % 1_000_003;
         }
-        let f107 = |x: u64| (x * 5) ^ 13;
-        let v108 = (show(&arg).await as u64);
-        acc = f107(v108 % 1000);
+        ev(format!("e17 {acc}"));
+        let v18 = tick(88u64 % 100).await;
+        let v19 = pass(v18 % 100).await;
+        let v20 = (v19 * 7 + v18) % 1_000_003;
+        {
+            let v22 = show(&Noisy::new("t21")).await as u64;
+            acc = (acc * 1 + v22) % 1_000_003;
+        }
+        let v23 = (show(&Noisy::new("t24")).await as u64);
+        acc = (acc * 3 + v23) % 1_000_003;
+        ev(format!("e25 {acc} {}", arg.touch()));
+        drop(arg);
+        let mut i26: u64 = 0;
+        'l27: while i26 < 2 {
+            i26 += 1;
+            let mut n28 = Noisy::new("n28");
+            if acc % 3 == 0 { return Ok(acc); }
+            let mut i29: u64 = 0;
+            'l30: loop {
+                if i29 >= 4 { break 'l30; }
+                i29 += 1;
+                if acc % 3 == 0 { break 'l27; }
+                let mut n31 = Noisy::new("n31");
+                let r33 = tick(Noisy::new("arg-re32")).await;
+                arg = r33;
+            }
+        }
+        {
+            let v34 = async { tick(59u64).await }.await;
+            acc = (acc * 3 + v34) % 1_000_003;
+            ev(format!("e35 {acc}"));
+            let mut i36: u64 = 0;
+            'l37: while i36 < 3 {
+                i36 += 1;
+                let mut n38 = Noisy::new("n38");
+                {
+                    let v39 = tick((acc ^ input) % 97).await;
+                    acc = (acc * 3 + v39) % 1_000_003;
+                    let f40 = |x: u64| (x * 5) ^ 13;
+                    let v41 = async { tick(37u64).await }.await;
+                    acc = f40(v41 % 1000);
+                    let v42 = (show(&n38).await as u64);
+                    if v42 % 3 == 0 { return Ok(acc); }
+                }
+                let mut i43: u64 = 0;
+                'l44: loop {
+                    if i43 >= 2 { break 'l44; }
+                    i43 += 1;
+                    let f45 = |x: u64| (x * 5) ^ 13;
+                    let v46 = tick((70u64 ^ input) % 97).await;
+                    acc = f45(v46 % 1000);
+                    let c47 = tick((i43 ^ input) % 97 % 2 == 0).await;
+                    if c47 { break 'l37; }
+                    ev(format!("e48 {acc}"));
+                }
+                drop(n38);
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5103,65 +5922,116 @@ random_case! {
 }
 
 random_case! {
-    case_051, 0xf55d203ec5976e2a,
+    case_051, 0x7f8ff0c10009f037,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let r2 = tick(Noisy::new("arg-re1")).await;
-        arg = r2;
-        let r4 = tick(Noisy::new("arg-re3")).await;
-        arg = r4;
-        ev(format!("e5 {acc} {}", arg.touch()));
-        if acc % 2 == 0 {
-            let mut i6: u64 = 0;
-            'l7: while i6 < 3 {
-                i6 += 1;
-                ev(format!("e8 {acc}"));
-                let v9 = (show(&arg).await as u64);
-                acc = (acc * 3 + v9) % 1_000_003;
-                let mut i10: u64 = 0;
-                'l11: while i10 < 3 {
-                    i10 += 1;
-                    let mut arg = Noisy::new("arg-shadow12");
-                    ev(format!("e13 {acc} {}", arg.touch()));
-                    ev(format!("e14 {acc} {}", arg.touch()));
-                    let v16 = show(&Noisy::new("t15")).await as u64;
-                    acc = (acc * 1 + v16) % 1_000_003;
-                }
+        if (input >> 47) & 1 == 1 {
+            let f1 = |x: u64| (x * 5) ^ 13;
+            let v2 = tick(0u64 % 100).await;
+            acc = f1(v2 % 1000);
+            let v3 = tick_named("k4", acc % 100).await;
+            acc = (acc * 3 + v3) % 1_000_003;
+        }
+        let v5 = tick_named("k6", acc % 100).await;
+        acc = (acc * 3 + v5) % 1_000_003;
+        let Some(v7) = tick(maybe(0u64 % 100)).await else {
+            return Err(Fail::new("else8"));
+        };
+        if acc % 3 == 0 {
+            let Some(v9) = tick(maybe(v7 % 100)).await else {
+                return Err(Fail::new("else10"));
+            };
+            let v11 = fallible((acc ^ input) % 97).await?;
+            if v11 % 3 == 0 {
+                let v12 = fallible((v5 ^ input) % 97).await?;
+                acc = (acc * 3 + v12) % 1_000_003;
+                let c13 = tick(v7 % 100 % 2 == 0).await;
+                if c13 { return Err(Fail::new("r14")); }
+                let r16 = tick(Noisy::new("arg-re15")).await;
+                arg = r16;
                 let mut i17: u64 = 0;
                 'l18: while i17 < 1 {
                     i17 += 1;
-                    let v19 = tick_named("k20", acc % 100).await;
-                    acc = (acc * 3 + v19) % 1_000_003;
-                    let v21 = async { tick(38u64).await }.await;
-                    acc = (acc * 3 + v21) % 1_000_003;
-                    let v22 = async { tick(73u64).await }.await;
-                    let v23 = (show(&Noisy::new("t24")).await as u64);
-                    let v25 = (v23 * 7 + v22) % 1_000_003;
+                    if (input >> 22) & 1 == 1 { break 'l18; }
+                    let r20 = tick(Noisy::new("arg-re19")).await;
+                    arg = r20;
+                    let v21 = (show(&Noisy::new("t22")).await as u64);
+                    let v23 = tick(v7 % 100).await;
+                    let v24 = (v23 * 7 + v21) % 1_000_003;
+                    let v25 = (show(&arg).await as u64);
+                    let v26 = (show(&Noisy::new("t27")).await as u64);
+                    let v28 = (v26 * 7 + v25) % 1_000_003;
+                }
+            } else {
+                {
+                    let v29 = tick(v7 % 100).await;
+                    let v30 = (show(&arg).await as u64);
+                    let v31 = (v30 * 7 + v29) % 1_000_003;
+                    ev(format!("e32 {acc}"));
+                }
+                let mut i33: u64 = 0;
+                'l34: while i33 < 3 {
+                    i33 += 1;
+                    let r36 = tick(Noisy::new("arg-re35")).await;
+                    arg = r36;
+                    let v38 = show(&Noisy::new("t37")).await as u64;
+                    acc = (acc * 1 + v38) % 1_000_003;
+                }
+                let c39 = tick((v9 ^ input) % 97 % 2 == 0).await;
+                if c39 { drop(arg); }
+            }
+            let r41 = tick(Noisy::new("arg-re40")).await;
+            arg = r41;
+            let v42 = tick_named("k43", (v11 ^ input) % 97).await;
+            let v44 = tick(v9 % 100).await;
+            let v45 = (v44 * 7 + v42) % 1_000_003;
+        }
+        let v47 = show(&Noisy::new("t46")).await as u64;
+        acc = (acc * 1 + v47) % 1_000_003;
+        let r49 = tick(Noisy::new("arg-re48")).await;
+        arg = r49;
+        let v51 = show(&Noisy::new("t50")).await as u64;
+        acc = (acc * 1 + v51) % 1_000_003;
+        let r53 = tick(Noisy::new("arg-re52")).await;
+        arg = r53;
+        let mut i54: u64 = 0;
+        'l55: loop {
+            if i54 >= 3 { break 'l55; }
+            i54 += 1;
+            let v56 = (show(&arg).await as u64);
+            if v56 % 3 == 0 {
+                ev(format!("e57 {acc} {}", arg.touch()));
+                let mut i58: u64 = 0;
+                'l59: while i58 < 2 {
+                    i58 += 1;
+                    let v61 = show(&Noisy::new("t60")).await as u64;
+                    acc = (acc * 1 + v61) % 1_000_003;
+                    let Some(v62) = tick(maybe(i58 % 100)).await else {
+                        return Err(Fail::new("else63"));
+                    };
+                    let v64 = (show(&Noisy::new("t65")).await as u64);
+                    if v64 % 3 == 0 { continue 'l59; }
+                }
+                let mut i66: u64 = 0;
+                'l67: loop {
+                    if i66 >= 3 { break 'l67; }
+                    i66 += 1;
+                    let mut arg = Noisy::new("arg-shadow68");
+                    let r70 = tick(Noisy::new("arg-re69")).await;
+                    arg = r70;
+                }
+                {
+                    let mut arg = Noisy::new("arg-shadow71");
+                    let Some(v72) = tick(maybe(input % 100)).await else {
+                        continue 'l55;
+                    };
                 }
             }
-            {
-                let v27 = show(&Noisy::new("t26")).await as u64;
-                acc = (acc * 1 + v27) % 1_000_003;
-                let v28 = tick_named("k29", acc % 100).await;
-                acc = (acc * 3 + v28) % 1_000_003;
-                let r31 = tick(Noisy::new("arg-re30")).await;
-                arg = r31;
-            }
+            let mut n73 = Noisy::new("n73");
         }
-        let v32 = fallible((16u64 ^ input) % 97).await?;
-        acc = (acc * 3 + v32) % 1_000_003;
-        let f33 = |x: u64| (x * 5) ^ 13;
-        let v34 = fallible(74u64 % 100).await?;
-        acc = f33(v34 % 1000);
-        let v36 = show(&Noisy::new("t35")).await as u64;
-        acc = (acc * 1 + v36) % 1_000_003;
-        let v37 = (show(&Noisy::new("t38")).await as u64);
-        acc = (acc * 3 + v37) % 1_000_003;
-        let r40 = tick(Noisy::new("arg-re39")).await;
-        arg = r40;
-        let f41 = |x: u64| (x * 5) ^ 13;
-        let v42 = (show(&Noisy::new("t43")).await as u64);
-        acc = f41(v42 % 1000);
+        let Some(v74) = tick(maybe(input % 100)).await else {
+            return Err(Fail::new("else75"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5197,59 +6067,87 @@ random_case! {
 }
 
 random_case! {
-    case_053, 0xc3f5aa707a2bf2b0,
+    case_053, 0x137591fd1759a22c,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let c1 = tick(87u64 % 100 % 2 == 0).await;
-        if c1 {
-            {
-                let v2 = fallible((acc ^ input) % 97).await?;
-                acc = (acc * 3 + v2) % 1_000_003;
-                let mut arg = Noisy::new("arg-shadow3");
+        let mut i1: u64 = 0;
+        'l2: while i1 < 0 {
+            i1 += 1;
+            let c3 = tick((acc ^ input) % 97 % 2 == 0).await;
+            if c3 {
+                let c4 = tick((i1 ^ input) % 97 % 2 == 0).await;
+                if c4 {
+                    let v5 = (show(&Noisy::new("t6")).await as u64);
+                    let v7 = tick_named("k8", (acc ^ input) % 97).await;
+                    let v9 = (v7 * 7 + v5) % 1_000_003;
+                    let v10 = tick(input % 100).await;
+                    acc = (acc * 3 + v10) % 1_000_003;
+                    ev(format!("e11 {acc}"));
+                } else {
+                    let mut n12 = Noisy::new("n12");
+                    let r14 = tick(Noisy::new("arg-re13")).await;
+                    arg = r14;
+                }
             }
-            ev(format!("e4 {acc} {}", arg.touch()));
-            ev(format!("e5 {acc} {}", arg.touch()));
-            let f6 = |x: u64| (x * 5) ^ 13;
-            let v7 = tick((33u64 ^ input) % 97).await;
-            acc = f6(v7 % 1000);
-        } else {
-            let r9 = tick(Noisy::new("arg-re8")).await;
-            arg = r9;
+            let c15 = tick((32u64 ^ input) % 97 % 2 == 0).await;
+            if c15 { return Err(Fail::new("r16")); }
+            ev(format!("e17 {acc}"));
         }
-        let v10 = async { tick(58u64).await }.await;
-        acc = (acc * 3 + v10) % 1_000_003;
-        let f11 = |x: u64| (x * 5) ^ 13;
-        let v12 = tick(31u64 % 100).await;
-        acc = f11(v12 % 1000);
-        {
-            let f13 = |x: u64| (x * 5) ^ 13;
-            let v14 = tick(acc % 100).await;
-            acc = f13(v14 % 1000);
-            let v15 = tick_named("k16", v14 % 100).await;
-            acc = (acc * 3 + v15) % 1_000_003;
-            let mut n17 = Noisy::new("n17");
-        }
-        let mut n18 = Noisy::new("n18");
+        let v18 = (show(&arg).await as u64);
+        let v19 = tick(acc % 100).await;
+        let v20 = (v19 * 7 + v18) % 1_000_003;
+        let v21 = tick_named("k22", 53u64 % 100).await;
+        acc = (acc * 3 + v21) % 1_000_003;
+        let v23 = tick((input ^ input) % 97).await;
+        acc = (acc * 3 + v23) % 1_000_003;
         if (input >> 8) & 1 == 1 {
-            let r20 = tick(Noisy::new("n18-re19")).await;
-            n18 = r20;
-            if (input >> 14) & 1 == 1 {
-                if (input >> 18) & 1 == 1 { return Ok(acc); }
-                let Some(v21) = tick(maybe(acc % 100)).await else {
-                    return Err(Fail::new("else22"));
-                };
+            let v24 = tick(i1 % 100).await;
+            if v24 % 3 == 0 {
+                let v26 = show(&Noisy::new("t25")).await as u64;
+                acc = (acc * 1 + v26) % 1_000_003;
+                ev(format!("e27 {acc} {}", arg.touch()));
+            } else {
+                {
+                    ev(format!("e28 {acc} {}", arg.touch()));
+                }
             }
+            let v29 = async { tick(8u64).await }.await;
+            let v30 = pass((input ^ input) % 97).await;
+            let v31 = (v30 * 7 + v29) % 1_000_003;
         } else {
-            let f23 = |x: u64| (x * 5) ^ 13;
-            let v24 = pass((acc ^ input) % 97).await;
-            acc = f23(v24 % 1000);
-            let v26 = show(&Noisy::new("t25")).await as u64;
-            acc = (acc * 1 + v26) % 1_000_003;
-            let r28 = tick(Noisy::new("n18-re27")).await;
-            n18 = r28;
-            let v29 = (show(&Noisy::new("t30")).await as u64);
-            acc = (acc * 3 + v29) % 1_000_003;
+            let mut i32: u64 = 0;
+            'l33: loop {
+                if i32 >= 3 { break 'l33; }
+                i32 += 1;
+                let v34 = fallible((v20 ^ input) % 97).await?;
+                let v35 = fallible(v18 % 100).await?;
+                let v36 = (v35 * 7 + v34) % 1_000_003;
+                let v37 = tick(acc % 100).await;
+                acc = (acc * 3 + v37) % 1_000_003;
+            }
+            let v38 = fallible(i1 % 100).await?;
+            let v39 = (show(&Noisy::new("t40")).await as u64);
+            let v41 = (v39 * 7 + v38) % 1_000_003;
+            let c42 = tick(i1 % 100 % 2 == 0).await;
+            if c42 {
+                let v43 = pass(acc % 100).await;
+                acc = (acc * 3 + v43) % 1_000_003;
+                {
+                    let r45 = tick(Noisy::new("arg-re44")).await;
+                    arg = r45;
+                    let f46 = |x: u64| (x * 5) ^ 13;
+                    let v47 = (show(&arg).await as u64);
+                    acc = f46(v47 % 1000);
+                    ev(format!("e48 {acc} {}", arg.touch()));
+                }
+            }
+            let v49 = tick((acc ^ input) % 97).await;
+            let v50 = pass(v23 % 100).await;
+            let v51 = (v50 * 7 + v49) % 1_000_003;
         }
+        let v52 = fallible((acc ^ input) % 97).await?;
+        let v53 = (show(&arg).await as u64);
+        let v54 = (v53 * 7 + v52) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5371,7 +6269,7 @@ random_case! {
 }
 
 random_case! {
-    case_055, 0x244cee11c9993fd6,
+    case_055, 0xe6ea5761360e0aad,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = pass(acc % 100).await;
@@ -5379,21 +6277,110 @@ random_case! {
         let v2 = (show(&arg).await as u64);
         let v3 = async { tick(35u64).await }.await;
         let v4 = (v3 * 7 + v2) % 1_000_003;
-        let f5 = |x: u64| (x * 5) ^ 13;
-        let v6 = tick((v1 ^ input) % 97).await;
-        acc = f5(v6 % 1000);
-        let v8 = show(&Noisy::new("t7")).await as u64;
-        acc = (acc * 1 + v8) % 1_000_003;
-        drop(arg);
-        let mut n9 = Noisy::new("n9");
-        drop(n9);
-        let v10 = async { tick(97u64).await }.await;
-        let v11 = tick_named("k12", v1 % 100).await;
-        let v13 = (v11 * 7 + v10) % 1_000_003;
-        let mut n14 = Noisy::new("n14");
-        let r16 = tick(Noisy::new("n14-re15")).await;
-        n14 = r16;
-        let mut n17 = Noisy::new("n17");
+        let v5 = async { tick(73u64).await }.await;
+        let v6 = tick(input % 100).await;
+        let v7 = (v6 * 7 + v5) % 1_000_003;
+        let mut i8: u64 = 0;
+        'l9: while i8 < 4 {
+            i8 += 1;
+            let c10 = tick(23u64 % 100 % 2 == 0).await;
+            if c10 {
+                let v11 = async { tick(97u64).await }.await;
+                let v12 = tick_named("k13", v1 % 100).await;
+                let v14 = (v12 * 7 + v11) % 1_000_003;
+            } else {
+                let c15 = tick(v2 % 100 % 2 == 0).await;
+                if c15 {
+                    ev(format!("e16 {acc} {}", arg.touch()));
+                    let v17 = tick_named("k18", v6 % 100).await;
+                    let v19 = (show(&arg).await as u64);
+                    let v20 = (v19 * 7 + v17) % 1_000_003;
+                    let mut n21 = Noisy::new("n21");
+                    let Some(v22) = tick(maybe(v1 % 100)).await else {
+                        break 'l9;
+                    };
+                } else {
+                    if (input >> 59) & 1 == 1 { continue 'l9; }
+                    let v23 = tick_named("k24", v3 % 100).await;
+                    if v23 % 3 == 0 { continue 'l9; }
+                    let Some(v25) = tick(maybe(v6 % 100)).await else {
+                        break 'l9;
+                    };
+                }
+                let mut n26 = Noisy::new("n26");
+                let Some(v27) = tick(maybe(v5 % 100)).await else {
+                    return Err(Fail::new("else28"));
+                };
+                if acc % 2 == 0 {
+                    let f29 = |x: u64| (x * 5) ^ 13;
+                    let v30 = pass((v4 ^ input) % 97).await;
+                    acc = f29(v30 % 1000);
+                } else {
+                    let r32 = tick(Noisy::new("n26-re31")).await;
+                    n26 = r32;
+                    if (input ^ acc) % 5 < 2 { drop(n26); }
+                    let v33 = (show(&arg).await as u64);
+                    acc = (acc * 3 + v33) % 1_000_003;
+                    let v35 = show(&Noisy::new("t34")).await as u64;
+                    acc = (acc * 1 + v35) % 1_000_003;
+                }
+            }
+            {
+                let mut i36: u64 = 0;
+                'l37: while i36 < 4 {
+                    i36 += 1;
+                    let f38 = |x: u64| (x * 5) ^ 13;
+                    let v39 = async { tick(60u64).await }.await;
+                    acc = f38(v39 % 1000);
+                    let c40 = tick(acc % 100 % 2 == 0).await;
+                    if c40 { continue 'l9; }
+                }
+            }
+            let c41 = tick(v5 % 100 % 2 == 0).await;
+            if c41 {
+                {
+                    let mut n42 = Noisy::new("n42");
+                }
+                let v43 = tick_named("k44", v1 % 100).await;
+                if v43 % 3 == 0 {
+                    let f45 = |x: u64| (x * 5) ^ 13;
+                    let v46 = pass(v2 % 100).await;
+                    acc = f45(v46 % 1000);
+                } else {
+                    let mut n47 = Noisy::new("n47");
+                    let mut n48 = Noisy::new("n48");
+                }
+                let mut n49 = Noisy::new("n49");
+                let c50 = tick(acc % 100 % 2 == 0).await;
+                if c50 { break 'l9; }
+            }
+            let f51 = |x: u64| (x * 5) ^ 13;
+            let v52 = tick(v1 % 100).await;
+            acc = f51(v52 % 1000);
+        }
+        let r54 = tick(Noisy::new("arg-re53")).await;
+        arg = r54;
+        let r56 = tick(Noisy::new("arg-re55")).await;
+        arg = r56;
+        let mut i57: u64 = 0;
+        'l58: loop {
+            if i57 >= 2 { break 'l58; }
+            i57 += 1;
+            {
+                let v59 = (show(&Noisy::new("t60")).await as u64);
+                let v61 = (show(&Noisy::new("t62")).await as u64);
+                let v63 = (v61 * 7 + v59) % 1_000_003;
+            }
+            let f64 = |x: u64| (x * 5) ^ 13;
+            let v65 = async { tick(50u64).await }.await;
+            acc = f64(v65 % 1000);
+        }
+        ev(format!("e66 {acc} {}", arg.touch()));
+        let v68 = show(&Noisy::new("t67")).await as u64;
+        acc = (acc * 1 + v68) % 1_000_003;
+        let mut n69 = Noisy::new("n69");
+        let v70 = tick(v3 % 100).await;
+        acc = (acc * 3 + v70) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5432,61 +6419,133 @@ random_case! {
 }
 
 random_case! {
-    case_057, 0x6a2c70b6d2951f64,
+    case_057, 0xa583ca3811cc71b9,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let Some(v1) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else2"));
+        let v1 = tick_named("k2", acc % 100).await;
+        acc = (acc * 3 + v1) % 1_000_003;
+        let f3 = |x: u64| (x * 5) ^ 13;
+        let v4 = (show(&arg).await as u64);
+        acc = f3(v4 % 1000);
+        let Some(v5) = tick(maybe((acc ^ input) % 97)).await else {
+            return Err(Fail::new("else6"));
         };
-        let v4 = show(&Noisy::new("t3")).await as u64;
-        acc = (acc * 1 + v4) % 1_000_003;
-        let v5 = tick_named("k6", (acc ^ input) % 97).await;
-        let v7 = tick_named("k8", 51u64 % 100).await;
-        let v9 = (v7 * 7 + v5) % 1_000_003;
-        {
-            ev(format!("e10 {acc} {}", arg.touch()));
-        }
-        let f11 = |x: u64| (x * 5) ^ 13;
-        let v12 = pass(acc % 100).await;
-        acc = f11(v12 % 1000);
-        {
-            let v14 = show(&Noisy::new("t13")).await as u64;
-            acc = (acc * 1 + v14) % 1_000_003;
-            let v15 = tick(v7 % 100).await;
-            let v16 = (show(&Noisy::new("t17")).await as u64);
-            let v18 = (v16 * 7 + v15) % 1_000_003;
-            let v19 = fallible(v15 % 100).await?;
-            acc = (acc * 3 + v19) % 1_000_003;
-        }
-        ev(format!("e20 {acc}"));
-        {
-            let r22 = tick(Noisy::new("arg-re21")).await;
-            arg = r22;
-            let c23 = tick(v1 % 100 % 2 == 0).await;
-            if c23 {
-                let mut n24 = Noisy::new("n24");
-                ev(format!("e25 {acc} {}", n24.touch()));
-                let f26 = |x: u64| (x * 5) ^ 13;
-                let v27 = fallible(7u64 % 100).await?;
-                acc = f26(v27 % 1000);
-                let c28 = tick(66u64 % 100 % 2 == 0).await;
-                if c28 {
-                    let mut n29 = Noisy::new("n29");
+        let v7 = pass((acc ^ input) % 97).await;
+        acc = (acc * 3 + v7) % 1_000_003;
+        ev(format!("e8 {acc} {}", arg.touch()));
+        if acc % 3 == 0 {
+            {
+                let mut i9: u64 = 0;
+                'l10: while i9 < 2 {
+                    i9 += 1;
+                    let v11 = (show(&Noisy::new("t12")).await as u64);
+                    let v13 = async { tick(21u64).await }.await;
+                    let v14 = (v13 * 7 + v11) % 1_000_003;
+                    let v15 = (show(&Noisy::new("t16")).await as u64);
+                    if v15 % 3 == 0 { break 'l10; }
                 }
-            } else {
-                let v31 = show(&Noisy::new("t30")).await as u64;
-                acc = (acc * 1 + v31) % 1_000_003;
-                let v33 = show(&Noisy::new("t32")).await as u64;
-                acc = (acc * 1 + v33) % 1_000_003;
-                let mut n34 = Noisy::new("n34");
-                let mut arg = Noisy::new("arg-shadow35");
+                let mut i17: u64 = 0;
+                'l18: while i17 < 3 {
+                    i17 += 1;
+                    let v19 = tick(v5 % 100).await;
+                    acc = (acc * 3 + v19) % 1_000_003;
+                    let mut n20 = Noisy::new("n20");
+                    let mut arg = Noisy::new("arg-shadow21");
+                }
+                if (input >> 57) & 1 == 1 {
+                    let Some(v22) = tick(maybe(v1 % 100)).await else {
+                        return Err(Fail::new("else23"));
+                    };
+                    let mut n24 = Noisy::new("n24");
+                } else {
+                    let v25 = pass(v5 % 100).await;
+                    let v26 = tick_named("k27", i9 % 100).await;
+                    let v28 = (v26 * 7 + v25) % 1_000_003;
+                    let r30 = tick(Noisy::new("arg-re29")).await;
+                    arg = r30;
+                    let v31 = tick_named("k32", v28 % 100).await;
+                    acc = (acc * 3 + v31) % 1_000_003;
+                    let v33 = pass(acc % 100).await;
+                    let v34 = (show(&arg).await as u64);
+                    let v35 = (v34 * 7 + v33) % 1_000_003;
+                }
             }
-            let mut n36 = Noisy::new("n36");
+            let mut i36: u64 = 0;
+            'l37: loop {
+                if i36 >= 2 { break 'l37; }
+                i36 += 1;
+                let Some(v38) = tick(maybe(v1 % 100)).await else {
+                    break 'l37;
+                };
+                let r40 = tick(Noisy::new("arg-re39")).await;
+                arg = r40;
+                if acc % 4 == 0 {
+                    let mut arg = Noisy::new("arg-shadow41");
+                    let mut arg = Noisy::new("arg-shadow42");
+                    let f43 = |x: u64| (x * 5) ^ 13;
+                    let v44 = (show(&Noisy::new("t45")).await as u64);
+                    acc = f43(v44 % 1000);
+                    let f46 = |x: u64| (x * 5) ^ 13;
+                    let v47 = pass(v7 % 100).await;
+                    acc = f46(v47 % 1000);
+                }
+            }
+        } else {
+            let mut i48: u64 = 0;
+            'l49: loop {
+                if i48 >= 3 { break 'l49; }
+                i48 += 1;
+                let mut i50: u64 = 0;
+                'l51: while i50 < 3 {
+                    i50 += 1;
+                    let mut n52 = Noisy::new("n52");
+                    drop(n52);
+                }
+                let r54 = tick(Noisy::new("arg-re53")).await;
+                arg = r54;
+                let r56 = tick(Noisy::new("arg-re55")).await;
+                arg = r56;
+            }
+            let v57 = fallible(v4 % 100).await?;
+            let v58 = fallible((v57 ^ input) % 97).await?;
+            let v59 = (v58 * 7 + v57) % 1_000_003;
         }
-        drop(arg);
-        let mut n37 = Noisy::new("n37");
-        let v39 = show(&Noisy::new("t38")).await as u64;
-        acc = (acc * 1 + v39) % 1_000_003;
+        let v60 = (show(&arg).await as u64);
+        let v61 = pass((36u64 ^ input) % 97).await;
+        let v62 = (v61 * 7 + v60) % 1_000_003;
+        let mut i63: u64 = 0;
+        'l64: while i63 < 3 {
+            i63 += 1;
+            let mut i65: u64 = 0;
+            'l66: while i65 < 2 {
+                i65 += 1;
+                let v67 = tick_named("k68", (v4 ^ input) % 97).await;
+                acc = (acc * 3 + v67) % 1_000_003;
+                let c69 = tick((95u64 ^ input) % 97 % 2 == 0).await;
+                if c69 {
+                    let v70 = (show(&Noisy::new("t71")).await as u64);
+                    let v72 = tick_named("k73", v5 % 100).await;
+                    let v74 = (v72 * 7 + v70) % 1_000_003;
+                    let v75 = tick((57u64 ^ input) % 97).await;
+                    acc = (acc * 3 + v75) % 1_000_003;
+                } else {
+                    let mut n76 = Noisy::new("n76");
+                    ev(format!("e77 {acc}"));
+                }
+            }
+            {
+                if acc % 4 == 0 { break 'l64; }
+                let v78 = (show(&arg).await as u64);
+                acc = (acc * 3 + v78) % 1_000_003;
+            }
+            let mut arg = Noisy::new("arg-shadow79");
+        }
+        let v80 = tick((v4 ^ input) % 97).await;
+        let v81 = tick_named("k82", v61 % 100).await;
+        let v83 = (v81 * 7 + v80) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow84");
+        let v85 = tick(v80 % 100).await;
+        if v85 % 3 == 0 { drop(arg); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5725,31 +6784,71 @@ random_case! {
 }
 
 random_case! {
-    case_059, 0x487dd38e0f293bf7,
+    case_059, 0x1163a4674ff2ccef,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = fallible((input ^ input) % 97).await?;
-        acc = (acc * 3 + v1) % 1_000_003;
-        drop(arg);
-        let v2 = tick_named("k3", v1 % 100).await;
-        acc = (acc * 3 + v2) % 1_000_003;
-        let Some(v4) = tick(maybe(input % 100)).await else {
-            return Err(Fail::new("else5"));
+        let v2 = tick(45u64 % 100).await;
+        let v3 = (v2 * 7 + v1) % 1_000_003;
+        let v4 = tick_named("k5", v1 % 100).await;
+        let v6 = tick(v4 % 100).await;
+        let v7 = (v6 * 7 + v4) % 1_000_003;
+        let c8 = tick(input % 100 % 2 == 0).await;
+        if c8 {
+            let v10 = show(&Noisy::new("t9")).await as u64;
+            acc = (acc * 1 + v10) % 1_000_003;
+            ev(format!("e11 {acc} {}", arg.touch()));
+            drop(arg);
+        } else {
+            {
+                let v12 = (show(&Noisy::new("t13")).await as u64);
+                acc = (acc * 3 + v12) % 1_000_003;
+                let v14 = (show(&Noisy::new("t15")).await as u64);
+                acc = (acc * 3 + v14) % 1_000_003;
+            }
+            let mut i16: u64 = 0;
+            'l17: while i16 < 3 {
+                i16 += 1;
+                let v19 = show(&Noisy::new("t18")).await as u64;
+                acc = (acc * 1 + v19) % 1_000_003;
+                ev(format!("e20 {acc}"));
+                let mut n21 = Noisy::new("n21");
+                if (input >> 45) & 1 == 1 { return Err(Fail::new("r22")); }
+            }
+        }
+        let Some(v23) = tick(maybe(v4 % 100)).await else {
+            return Err(Fail::new("else24"));
         };
-        let mut n6 = Noisy::new("n6");
-        let f7 = |x: u64| (x * 5) ^ 13;
-        let v8 = fallible(v4 % 100).await?;
-        acc = f7(v8 % 1000);
-        ev(format!("e9 {acc} {}", n6.touch()));
-        drop(n6);
-        let Some(v10) = tick(maybe(v4 % 100)).await else {
-            return Err(Fail::new("else11"));
-        };
-        let f12 = |x: u64| (x * 5) ^ 13;
-        let v13 = (show(&Noisy::new("t14")).await as u64);
-        acc = f12(v13 % 1000);
-        let v15 = (show(&Noisy::new("t16")).await as u64);
-        acc = (acc * 3 + v15) % 1_000_003;
+        let mut i25: u64 = 0;
+        'l26: while i25 < 1 {
+            i25 += 1;
+            if acc % 4 == 0 { continue 'l26; }
+            let v27 = pass((i25 ^ input) % 97).await;
+            let v28 = (show(&Noisy::new("t29")).await as u64);
+            let v30 = (v28 * 7 + v27) % 1_000_003;
+            let f31 = |x: u64| (x * 5) ^ 13;
+            let v32 = tick_named("k33", v23 % 100).await;
+            acc = f31(v32 % 1000);
+        }
+        let f34 = |x: u64| (x * 5) ^ 13;
+        let v35 = async { tick(72u64).await }.await;
+        acc = f34(v35 % 1000);
+        let v37 = show(&Noisy::new("t36")).await as u64;
+        acc = (acc * 1 + v37) % 1_000_003;
+        if (input >> 7) & 1 == 1 { return Err(Fail::new("r38")); }
+        let mut n39 = Noisy::new("n39");
+        let v40 = tick((acc ^ input) % 97).await;
+        acc = (acc * 3 + v40) % 1_000_003;
+        {
+            let Some(v41) = tick(maybe((acc ^ input) % 97)).await else {
+                return Err(Fail::new("else42"));
+            };
+            let Some(v43) = tick(maybe((v41 ^ input) % 97)).await else {
+                return Err(Fail::new("else44"));
+            };
+            let v46 = show(&Noisy::new("t45")).await as u64;
+            acc = (acc * 1 + v46) % 1_000_003;
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5929,64 +7028,113 @@ random_case! {
 }
 
 random_case! {
-    case_061, 0x68aef0b9096bcf53,
+    case_061, 0x357cde2226ccadec,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut i1: u64 = 0;
         'l2: while i1 < 4 {
             i1 += 1;
-            let v4 = show(&Noisy::new("t3")).await as u64;
-            acc = (acc * 1 + v4) % 1_000_003;
-            let v5 = async { tick(65u64).await }.await;
-            let v6 = async { tick(19u64).await }.await;
-            let v7 = (v6 * 7 + v5) % 1_000_003;
-        }
-        let mut n8 = Noisy::new("n8");
-        let v9 = (show(&n8).await as u64);
-        if v9 % 3 == 0 {
-            let Some(v10) = tick(maybe((i1 ^ input) % 97)).await else {
-                return Err(Fail::new("else11"));
-            };
-            let v12 = (show(&n8).await as u64);
-            acc = (acc * 3 + v12) % 1_000_003;
-            let v13 = (show(&Noisy::new("t14")).await as u64);
-            acc = (acc * 3 + v13) % 1_000_003;
-            let v15 = pass((v10 ^ input) % 97).await;
-            let v16 = tick(v15 % 100).await;
-            let v17 = (v16 * 7 + v15) % 1_000_003;
-        } else {
-            ev(format!("e18 {acc}"));
-            {
-                if (input >> 46) & 1 == 1 { return Err(Fail::new("r19")); }
-                ev(format!("e20 {acc} {}", n8.touch()));
+            let mut i3: u64 = 0;
+            'l4: loop {
+                if i3 >= 2 { break 'l4; }
+                i3 += 1;
+                ev(format!("e5 {acc}"));
+                let r7 = tick(Noisy::new("arg-re6")).await;
+                arg = r7;
+                let mut arg = Noisy::new("arg-shadow8");
+            }
+            if (input >> 26) & 1 == 1 {
+                let v9 = (show(&Noisy::new("t10")).await as u64);
+                let v11 = async { tick(87u64).await }.await;
+                let v12 = (v11 * 7 + v9) % 1_000_003;
+            } else {
+                if (input >> 62) & 1 == 1 {
+                    if (input >> 58) & 1 == 1 { continue 'l2; }
+                }
+                let c13 = tick(i3 % 100 % 2 == 0).await;
+                if c13 {
+                    ev(format!("e14 {acc} {}", arg.touch()));
+                    let v15 = async { tick(21u64).await }.await;
+                    acc = (acc * 3 + v15) % 1_000_003;
+                    let mut n16 = Noisy::new("n16");
+                    let v17 = async { tick(34u64).await }.await;
+                    let v18 = tick_named("k19", v15 % 100).await;
+                    let v20 = (v18 * 7 + v17) % 1_000_003;
+                } else {
+                    let Some(v21) = tick(maybe(i3 % 100)).await else {
+                        continue 'l2;
+                    };
+                }
+                let v22 = pass(36u64 % 100).await;
+                acc = (acc * 3 + v22) % 1_000_003;
+                let mut arg = Noisy::new("arg-shadow23");
             }
         }
-        drop(n8);
-        if acc % 4 == 0 { return Ok(acc); }
-        let v21 = (show(&arg).await as u64);
-        acc = (acc * 3 + v21) % 1_000_003;
-        let v22 = (show(&Noisy::new("t23")).await as u64);
-        let v24 = (show(&Noisy::new("t25")).await as u64);
-        let v26 = (v24 * 7 + v22) % 1_000_003;
-        if (input >> 5) & 1 == 1 {
-            let v27 = pass((v24 ^ input) % 97).await;
-            acc = (acc * 3 + v27) % 1_000_003;
-            let mut n8 = Noisy::new("n8-shadow28");
-            ev(format!("e29 {acc}"));
-            {
-                let mut n8 = Noisy::new("n8-shadow30");
+        ev(format!("e24 {acc}"));
+        let c25 = tick((input ^ input) % 97 % 2 == 0).await;
+        if c25 { drop(arg); }
+        let f26 = |x: u64| (x * 5) ^ 13;
+        let v27 = tick(86u64 % 100).await;
+        acc = f26(v27 % 1000);
+        let v29 = show(&Noisy::new("t28")).await as u64;
+        acc = (acc * 1 + v29) % 1_000_003;
+        let v30 = pass(70u64 % 100).await;
+        if v30 % 3 == 0 {
+            let v31 = pass((acc ^ input) % 97).await;
+            let v32 = tick(i1 % 100).await;
+            let v33 = (v32 * 7 + v31) % 1_000_003;
+            let mut arg = Noisy::new("arg-shadow34");
+            let c35 = tick(acc % 100 % 2 == 0).await;
+            if c35 { drop(arg); }
+            let mut i36: u64 = 0;
+            'l37: while i36 < 4 {
+                i36 += 1;
+                let v38 = tick(v30 % 100).await;
+                if v38 % 3 == 0 { break 'l37; }
+                let mut i39: u64 = 0;
+                'l40: loop {
+                    if i39 >= 1 { break 'l40; }
+                    i39 += 1;
+                    let mut n41 = Noisy::new("n41");
+                    ev(format!("e42 {acc}"));
+                    let v44 = show(&Noisy::new("t43")).await as u64;
+                    acc = (acc * 1 + v44) % 1_000_003;
+                }
             }
         } else {
-            let mut i31: u64 = 0;
-            'l32: while i31 < 3 {
-                i31 += 1;
-                let r34 = tick(Noisy::new("arg-re33")).await;
-                arg = r34;
-                ev(format!("e35 {acc} {}", arg.touch()));
-            }
-            let Some(v36) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else37"));
+            let Some(v45) = tick(maybe(60u64 % 100)).await else {
+                return Err(Fail::new("else46"));
             };
+            let c47 = tick(acc % 100 % 2 == 0).await;
+            if c47 {
+                {
+                    if (input >> 35) & 1 == 1 { return Ok(acc); }
+                    let v49 = show(&Noisy::new("t48")).await as u64;
+                    acc = (acc * 1 + v49) % 1_000_003;
+                }
+                {
+                    ev(format!("e50 {acc}"));
+                    let f51 = |x: u64| (x * 5) ^ 13;
+                    let v52 = tick(i1 % 100).await;
+                    acc = f51(v52 % 1000);
+                }
+            } else {
+                let f53 = |x: u64| (x * 5) ^ 13;
+                let v54 = tick(acc % 100).await;
+                acc = f53(v54 % 1000);
+            }
+            let v55 = pass(v30 % 100).await;
+            acc = (acc * 3 + v55) % 1_000_003;
+        }
+        let mut arg = Noisy::new("arg-shadow56");
+        if (input ^ acc) % 5 < 2 {
+            let v57 = pass(input % 100).await;
+            acc = (acc * 3 + v57) % 1_000_003;
+            let v59 = show(&Noisy::new("t58")).await as u64;
+            acc = (acc * 1 + v59) % 1_000_003;
+            let r61 = tick(Noisy::new("arg-re60")).await;
+            arg = r61;
+            let mut n62 = Noisy::new("n62");
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -6083,85 +7231,49 @@ random_case! {
 }
 
 random_case! {
-    case_063, 0x902f6211f97bda4c,
+    case_063, 0x09d78ed5a9008eb0,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if acc % 4 == 0 {
-            let mut n1 = Noisy::new("n1");
-            let mut i2: u64 = 0;
-            'l3: while i2 < 3 {
-                i2 += 1;
-                let r5 = tick(Noisy::new("arg-re4")).await;
-                arg = r5;
-                let mut arg = Noisy::new("arg-shadow6");
-                let c7 = tick(acc % 100 % 2 == 0).await;
-                if c7 {
-                    let mut n1 = Noisy::new("n1-shadow8");
-                } else {
-                    let Some(v9) = tick(maybe(i2 % 100)).await else {
-                        return Err(Fail::new("else10"));
-                    };
-                    let v12 = show(&Noisy::new("t11")).await as u64;
-                    acc = (acc * 1 + v12) % 1_000_003;
-                    let mut n13 = Noisy::new("n13");
-                }
+            let mut arg = Noisy::new("arg-shadow1");
+            let mut arg = Noisy::new("arg-shadow2");
+        }
+        let v3 = fallible((42u64 ^ input) % 97).await?;
+        acc = (acc * 3 + v3) % 1_000_003;
+        let c4 = tick(acc % 100 % 2 == 0).await;
+        if c4 {
+            if (input >> 34) & 1 == 1 {
+                drop(arg);
             }
         } else {
-            let mut n14 = Noisy::new("n14");
-            drop(n14);
-            let v15 = fallible(acc % 100).await?;
-            let v16 = tick(acc % 100).await;
-            let v17 = (v16 * 7 + v15) % 1_000_003;
-            if (input >> 0) & 1 == 1 {
-                let mut n18 = Noisy::new("n18");
-                ev(format!("e19 {acc} {}", arg.touch()));
-                let v21 = show(&Noisy::new("t20")).await as u64;
-                acc = (acc * 1 + v21) % 1_000_003;
-            }
+            if (input >> 55) & 1 == 1 { return Ok(acc); }
+            let r6 = tick(Noisy::new("arg-re5")).await;
+            arg = r6;
+            ev(format!("e7 {acc}"));
+            let mut n8 = Noisy::new("n8");
         }
-        let f22 = |x: u64| (x * 5) ^ 13;
-        let v23 = tick((acc ^ input) % 97).await;
-        acc = f22(v23 % 1000);
+        let mut i9: u64 = 0;
+        'l10: loop {
+            if i9 >= 2 { break 'l10; }
+            i9 += 1;
+            let v11 = tick_named("k12", input % 100).await;
+            let v13 = fallible((acc ^ input) % 97).await?;
+            let v14 = (v13 * 7 + v11) % 1_000_003;
+            let f15 = |x: u64| (x * 5) ^ 13;
+            let v16 = tick((v11 ^ input) % 97).await;
+            acc = f15(v16 % 1000);
+        }
         if (input ^ acc) % 5 < 2 {
-            let Some(v24) = tick(maybe(input % 100)).await else {
-                return Err(Fail::new("else25"));
+            let Some(v17) = tick(maybe(input % 100)).await else {
+                return Err(Fail::new("else18"));
             };
         }
-        let mut n26 = Noisy::new("n26");
-        let v27 = tick(acc % 100).await;
-        acc = (acc * 3 + v27) % 1_000_003;
-        {
-            let mut i28: u64 = 0;
-            'l29: while i28 < 0 {
-                i28 += 1;
-                let v30 = tick(76u64 % 100).await;
-                acc = (acc * 3 + v30) % 1_000_003;
-                let mut n31 = Noisy::new("n31");
-                if (input >> 34) & 1 == 1 {
-                    let mut n31 = Noisy::new("n31-shadow32");
-                } else {
-                    let f33 = |x: u64| (x * 5) ^ 13;
-                    let v34 = tick((acc ^ input) % 97).await;
-                    acc = f33(v34 % 1000);
-                }
-                let mut i35: u64 = 0;
-                'l36: while i35 < 2 {
-                    i35 += 1;
-                    let r38 = tick(Noisy::new("arg-re37")).await;
-                    arg = r38;
-                    let v39 = tick((16u64 ^ input) % 97).await;
-                    acc = (acc * 3 + v39) % 1_000_003;
-                    let v40 = tick(v30 % 100).await;
-                    let v41 = (show(&n26).await as u64);
-                    let v42 = (v41 * 7 + v40) % 1_000_003;
-                }
-            }
-            let mut n43 = Noisy::new("n43");
-        }
-        let mut n44 = Noisy::new("n44");
-        let v45 = async { tick(91u64).await }.await;
-        let v46 = tick((v45 ^ input) % 97).await;
-        let v47 = (v46 * 7 + v45) % 1_000_003;
+        let mut n19 = Noisy::new("n19");
+        let v20 = tick(acc % 100).await;
+        acc = (acc * 3 + v20) % 1_000_003;
+        let f21 = |x: u64| (x * 5) ^ 13;
+        let v22 = tick(input % 100).await;
+        acc = f21(v22 % 1000);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -6269,99 +7381,79 @@ random_case! {
 }
 
 random_case! {
-    case_065, 0x94b751cd52f846fe,
+    case_065, 0x55b43d6cec6c0eb7,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        if (input >> 23) & 1 == 1 {
-            let mut arg = Noisy::new("arg-shadow1");
-            ev(format!("e2 {acc} {}", arg.touch()));
-            drop(arg);
-            let mut i3: u64 = 0;
-            'l4: while i3 < 4 {
-                i3 += 1;
-                let mut n5 = Noisy::new("n5");
-                {
-                    if acc % 3 == 0 { return Err(Fail::new("r6")); }
-                }
-                let mut n7 = Noisy::new("n7");
-            }
-        } else {
-            let mut n8 = Noisy::new("n8");
-            let c9 = tick(input % 100 % 2 == 0).await;
-            if c9 { return Ok(acc); }
-            let v10 = tick_named("k11", input % 100).await;
-            acc = (acc * 3 + v10) % 1_000_003;
-            let mut n12 = Noisy::new("n12");
-        }
-        let v13 = (show(&Noisy::new("t14")).await as u64);
-        acc = (acc * 3 + v13) % 1_000_003;
-        let f15 = |x: u64| (x * 5) ^ 13;
-        let v16 = tick(74u64 % 100).await;
-        acc = f15(v16 % 1000);
-        let c17 = tick(86u64 % 100 % 2 == 0).await;
-        if c17 {
-            let mut arg = Noisy::new("arg-shadow18");
-        } else {
-            let v19 = async { tick(93u64).await }.await;
-            acc = (acc * 3 + v19) % 1_000_003;
-            let v21 = show(&Noisy::new("t20")).await as u64;
-            acc = (acc * 1 + v21) % 1_000_003;
-            let c22 = tick(v16 % 100 % 2 == 0).await;
-            if c22 {
-                let r24 = tick(Noisy::new("arg-re23")).await;
-                arg = r24;
-                let v25 = fallible((v16 ^ input) % 97).await?;
-                acc = (acc * 3 + v25) % 1_000_003;
-                let c26 = tick((input ^ input) % 97 % 2 == 0).await;
-                if c26 {
-                    let v27 = tick(acc % 100).await;
-                    acc = (acc * 3 + v27) % 1_000_003;
-                    ev(format!("e28 {acc}"));
-                    let v30 = show(&Noisy::new("t29")).await as u64;
-                    acc = (acc * 1 + v30) % 1_000_003;
-                    let r32 = tick(Noisy::new("arg-re31")).await;
-                    arg = r32;
+        let v2 = show(&Noisy::new("t1")).await as u64;
+        acc = (acc * 1 + v2) % 1_000_003;
+        let mut i3: u64 = 0;
+        'l4: loop {
+            if i3 >= 4 { break 'l4; }
+            i3 += 1;
+            let c5 = tick(input % 100 % 2 == 0).await;
+            if c5 { continue 'l4; }
+            let mut i6: u64 = 0;
+            'l7: loop {
+                if i6 >= 2 { break 'l7; }
+                i6 += 1;
+                let r9 = tick(Noisy::new("arg-re8")).await;
+                arg = r9;
+                let c10 = tick(i3 % 100 % 2 == 0).await;
+                if c10 { return Err(Fail::new("r11")); }
+                let c12 = tick(i3 % 100 % 2 == 0).await;
+                if c12 {
+                    let v14 = show(&Noisy::new("t13")).await as u64;
+                    acc = (acc * 1 + v14) % 1_000_003;
+                    let v15 = tick_named("k16", (7u64 ^ input) % 97).await;
+                    acc = (acc * 3 + v15) % 1_000_003;
                 } else {
-                    let v33 = tick((v25 ^ input) % 97).await;
-                    let v34 = async { tick(39u64).await }.await;
-                    let v35 = (v34 * 7 + v33) % 1_000_003;
-                    let Some(v36) = tick(maybe(input % 100)).await else {
-                        return Err(Fail::new("else37"));
-                    };
-                    let c38 = tick((v35 ^ input) % 97 % 2 == 0).await;
-                    if c38 { return Err(Fail::new("r39")); }
-                }
-            } else {
-                {
-                    let v40 = fallible(input % 100).await?;
-                    let v41 = pass(acc % 100).await;
-                    let v42 = (v41 * 7 + v40) % 1_000_003;
-                    let r44 = tick(Noisy::new("arg-re43")).await;
-                    arg = r44;
+                    let v17 = (show(&Noisy::new("t18")).await as u64);
+                    acc = (acc * 3 + v17) % 1_000_003;
                 }
             }
+        }
+        let f19 = |x: u64| (x * 5) ^ 13;
+        let v20 = tick(74u64 % 100).await;
+        acc = f19(v20 % 1000);
+        {
+            let mut n21 = Noisy::new("n21");
+            let mut arg = Noisy::new("arg-shadow22");
             {
-                let v45 = (show(&arg).await as u64);
-                acc = (acc * 3 + v45) % 1_000_003;
-                let mut n46 = Noisy::new("n46");
+                let mut i23: u64 = 0;
+                'l24: loop {
+                    if i23 >= 4 { break 'l24; }
+                    i23 += 1;
+                    let mut n25 = Noisy::new("n25");
+                    let v26 = (show(&Noisy::new("t27")).await as u64);
+                    acc = (acc * 3 + v26) % 1_000_003;
+                    ev(format!("e28 {acc} {}", n21.touch()));
+                }
             }
         }
-        let c47 = tick(81u64 % 100 % 2 == 0).await;
-        if c47 {
-            let mut n48 = Noisy::new("n48");
+        let Some(v29) = tick(maybe((v20 ^ input) % 97)).await else {
+            return Err(Fail::new("else30"));
+        };
+        let v31 = fallible(31u64 % 100).await?;
+        if v31 % 3 == 0 {
+            if (input >> 55) & 1 == 1 { return Err(Fail::new("r32")); }
+            let v33 = tick(acc % 100).await;
+            acc = (acc * 3 + v33) % 1_000_003;
+            let f34 = |x: u64| (x * 5) ^ 13;
+            let v35 = tick((v31 ^ input) % 97).await;
+            acc = f34(v35 % 1000);
         }
-        let v49 = (show(&Noisy::new("t50")).await as u64);
-        let v51 = fallible(input % 100).await?;
-        let v52 = (v51 * 7 + v49) % 1_000_003;
-        let f53 = |x: u64| (x * 5) ^ 13;
-        let v54 = async { tick(1u64).await }.await;
-        acc = f53(v54 % 1000);
-        let v55 = fallible((v52 ^ input) % 97).await?;
-        let v56 = tick_named("k57", (acc ^ input) % 97).await;
-        let v58 = (v56 * 7 + v55) % 1_000_003;
-        let mut n59 = Noisy::new("n59");
-        let v61 = show(&Noisy::new("t60")).await as u64;
-        acc = (acc * 1 + v61) % 1_000_003;
+        let c36 = tick((input ^ input) % 97 % 2 == 0).await;
+        if c36 { return Ok(acc); }
+        let mut i37: u64 = 0;
+        'l38: while i37 < 1 {
+            i37 += 1;
+            let mut n39 = Noisy::new("n39");
+            let v40 = pass(i37 % 100).await;
+            acc = (acc * 3 + v40) % 1_000_003;
+        }
+        if (input >> 4) & 1 == 1 { drop(arg); }
+        let v42 = show(&Noisy::new("t41")).await as u64;
+        acc = (acc * 1 + v42) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -6478,27 +7570,58 @@ random_case! {
 }
 
 random_case! {
-    case_067, 0x3598ccce1fc6f476,
+    case_067, 0x2bd048fd8be942bc,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        if acc % 4 == 0 {
-            let mut n1 = Noisy::new("n1");
-            let Some(v2) = tick(maybe(input % 100)).await else {
-                return Err(Fail::new("else3"));
-            };
-            drop(n1);
-            let v4 = fallible(51u64 % 100).await?;
-            let v5 = fallible(79u64 % 100).await?;
-            let v6 = (v5 * 7 + v4) % 1_000_003;
+        if (input >> 22) & 1 == 1 {
+            drop(arg);
         }
-        drop(arg);
-        ev(format!("e7 {acc}"));
-        if (input >> 45) & 1 == 1 {
-            let v9 = show(&Noisy::new("t8")).await as u64;
-            acc = (acc * 1 + v9) % 1_000_003;
+        let r2 = tick(Noisy::new("arg-re1")).await;
+        arg = r2;
+        let mut arg = Noisy::new("arg-shadow3");
+        let Some(v4) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else5"));
+        };
+        let v6 = tick(v4 % 100).await;
+        if v6 % 3 == 0 {
+            if (input >> 26) & 1 == 1 { drop(arg); }
+        } else {
+            let c7 = tick(60u64 % 100 % 2 == 0).await;
+            if c7 {
+                let v9 = show(&Noisy::new("t8")).await as u64;
+                acc = (acc * 1 + v9) % 1_000_003;
+                let mut arg = Noisy::new("arg-shadow10");
+                let f11 = |x: u64| (x * 5) ^ 13;
+                let v12 = tick(input % 100).await;
+                acc = f11(v12 % 1000);
+                let v13 = tick(acc % 100).await;
+                acc = (acc * 3 + v13) % 1_000_003;
+            } else {
+                let f14 = |x: u64| (x * 5) ^ 13;
+                let v15 = async { tick(99u64).await }.await;
+                acc = f14(v15 % 1000);
+                let mut n16 = Noisy::new("n16");
+            }
+            let v17 = async { tick(38u64).await }.await;
+            let v18 = tick(77u64 % 100).await;
+            let v19 = (v18 * 7 + v17) % 1_000_003;
+            ev(format!("e20 {acc}"));
+            let mut i21: u64 = 0;
+            'l22: loop {
+                if i21 >= 2 { break 'l22; }
+                i21 += 1;
+                let r24 = tick(Noisy::new("arg-re23")).await;
+                arg = r24;
+                let v25 = fallible(v18 % 100).await?;
+                acc = (acc * 3 + v25) % 1_000_003;
+                {
+                    let r27 = tick(Noisy::new("arg-re26")).await;
+                    arg = r27;
+                }
+            }
         }
-        let mut n10 = Noisy::new("n10");
-        drop(n10);
+        let v28 = tick(acc % 100).await;
+        acc = (acc * 3 + v28) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -6670,7 +7793,7 @@ random_case! {
 }
 
 random_case! {
-    case_069, 0x6c43f76befc626e8,
+    case_069, 0x257ced914ae8c16f,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = (show(&Noisy::new("t2")).await as u64);
@@ -6678,14 +7801,55 @@ random_case! {
         let mut n3 = Noisy::new("n3");
         let r5 = tick(Noisy::new("n3-re4")).await;
         n3 = r5;
-        drop(arg);
-        let v7 = show(&Noisy::new("t6")).await as u64;
-        acc = (acc * 1 + v7) % 1_000_003;
-        ev(format!("e8 {acc} {}", n3.touch()));
-        let mut arg = Noisy::new("arg-shadow9");
-        let f10 = |x: u64| (x * 5) ^ 13;
-        let v11 = (show(&n3).await as u64);
-        acc = f10(v11 % 1000);
+        if (input ^ acc) % 5 < 2 {
+            let v7 = show(&Noisy::new("t6")).await as u64;
+            acc = (acc * 1 + v7) % 1_000_003;
+        }
+        if (input ^ acc) % 5 < 2 { return Err(Fail::new("r8")); }
+        let mut i9: u64 = 0;
+        'l10: while i9 < 3 {
+            i9 += 1;
+            {
+                let mut n11 = Noisy::new("n11");
+                let v12 = (show(&Noisy::new("t13")).await as u64);
+                let v14 = (show(&n11).await as u64);
+                let v15 = (v14 * 7 + v12) % 1_000_003;
+                {
+                    if (input ^ acc) % 5 < 2 { drop(n11); }
+                }
+            }
+            let v16 = (show(&Noisy::new("t17")).await as u64);
+            if v16 % 3 == 0 { continue 'l10; }
+            if acc % 4 == 0 { continue 'l10; }
+            let c18 = tick(v1 % 100 % 2 == 0).await;
+            if c18 {
+                if (input ^ acc) % 5 < 2 { break 'l10; }
+                let mut n19 = Noisy::new("n19");
+                let mut i20: u64 = 0;
+                'l21: while i20 < 2 {
+                    i20 += 1;
+                    if (input >> 21) & 1 == 1 { break 'l21; }
+                    let v23 = show(&Noisy::new("t22")).await as u64;
+                    acc = (acc * 1 + v23) % 1_000_003;
+                    let v24 = (show(&arg).await as u64);
+                    let v25 = tick(v16 % 100).await;
+                    let v26 = (v25 * 7 + v24) % 1_000_003;
+                    let v27 = (show(&Noisy::new("t28")).await as u64);
+                    acc = (acc * 3 + v27) % 1_000_003;
+                }
+                let Some(v29) = tick(maybe(17u64 % 100)).await else {
+                    return Err(Fail::new("else30"));
+                };
+            } else {
+                let v31 = pass(acc % 100).await;
+                acc = (acc * 3 + v31) % 1_000_003;
+                let mut n3 = Noisy::new("n3-shadow32");
+            }
+        }
+        let mut n33 = Noisy::new("n33");
+        let Some(v34) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else35"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -6908,41 +8072,79 @@ random_case! {
 }
 
 random_case! {
-    case_071, 0x4b635807465955b1,
+    case_071, 0x1359708863b738d3,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let mut n1 = Noisy::new("n1");
-        let r3 = tick(Noisy::new("arg-re2")).await;
-        arg = r3;
-        let mut arg = Noisy::new("arg-shadow4");
-        let v5 = (show(&arg).await as u64);
+        if (input >> 50) & 1 == 1 { return Ok(acc); }
+        let mut arg = Noisy::new("arg-shadow1");
+        let v2 = (show(&Noisy::new("t3")).await as u64);
+        if v2 % 3 == 0 { drop(arg); }
+        let v4 = tick(v2 % 100).await;
+        acc = (acc * 3 + v4) % 1_000_003;
+        let v5 = tick_named("k6", acc % 100).await;
         acc = (acc * 3 + v5) % 1_000_003;
-        let Some(v6) = tick(maybe((acc ^ input) % 97)).await else {
-            return Err(Fail::new("else7"));
-        };
-        let mut n8 = Noisy::new("n8");
-        let mut i9: u64 = 0;
-        'l10: while i9 < 3 {
-            i9 += 1;
-            let v11 = tick_named("k12", i9 % 100).await;
-            acc = (acc * 3 + v11) % 1_000_003;
-            let r14 = tick(Noisy::new("arg-re13")).await;
-            arg = r14;
-            let f15 = |x: u64| (x * 5) ^ 13;
-            let v16 = (show(&n8).await as u64);
-            acc = f15(v16 % 1000);
-        }
-        {
-            {
-                let v17 = tick((input ^ input) % 97).await;
-                acc = (acc * 3 + v17) % 1_000_003;
-            }
-            let Some(v18) = tick(maybe(v6 % 100)).await else {
-                return Err(Fail::new("else19"));
+        if (input >> 57) & 1 == 1 {
+            let r8 = tick(Noisy::new("arg-re7")).await;
+            arg = r8;
+            let v9 = tick((input ^ input) % 97).await;
+            acc = (acc * 3 + v9) % 1_000_003;
+            let Some(v10) = tick(maybe(acc % 100)).await else {
+                return Err(Fail::new("else11"));
             };
-            let mut n20 = Noisy::new("n20");
+        } else {
+            let f12 = |x: u64| (x * 5) ^ 13;
+            let v13 = tick((acc ^ input) % 97).await;
+            acc = f12(v13 % 1000);
+            let v14 = tick((acc ^ input) % 97).await;
+            acc = (acc * 3 + v14) % 1_000_003;
         }
-        ev(format!("e21 {acc} {}", n1.touch()));
+        let v15 = pass(v2 % 100).await;
+        acc = (acc * 3 + v15) % 1_000_003;
+        if (input >> 58) & 1 == 1 {
+            ev(format!("e16 {acc}"));
+            let mut i17: u64 = 0;
+            'l18: loop {
+                if i17 >= 4 { break 'l18; }
+                i17 += 1;
+                let v19 = tick(i17 % 100).await;
+                acc = (acc * 3 + v19) % 1_000_003;
+                if (input >> 25) & 1 == 1 {
+                    let mut n20 = Noisy::new("n20");
+                    let v21 = (show(&Noisy::new("t22")).await as u64);
+                    acc = (acc * 3 + v21) % 1_000_003;
+                } else {
+                    let v24 = show(&Noisy::new("t23")).await as u64;
+                    acc = (acc * 1 + v24) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow25");
+                }
+            }
+            let mut i26: u64 = 0;
+            'l27: loop {
+                if i26 >= 0 { break 'l27; }
+                i26 += 1;
+                let mut arg = Noisy::new("arg-shadow28");
+                {
+                    if acc % 3 == 0 { continue 'l27; }
+                }
+                let c29 = tick(v2 % 100 % 2 == 0).await;
+                if c29 { break 'l27; }
+            }
+            let v31 = show(&Noisy::new("t30")).await as u64;
+            acc = (acc * 1 + v31) % 1_000_003;
+        }
+        let mut i32: u64 = 0;
+        'l33: while i32 < 3 {
+            i32 += 1;
+            let r35 = tick(Noisy::new("arg-re34")).await;
+            arg = r35;
+            let mut i36: u64 = 0;
+            'l37: while i36 < 4 {
+                i36 += 1;
+                let mut n38 = Noisy::new("n38");
+                let c39 = tick(v15 % 100 % 2 == 0).await;
+                if c39 { drop(n38); }
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -6995,46 +8197,73 @@ random_case! {
 }
 
 random_case! {
-    case_073, 0x9ca4856c2aa8bcf9,
+    case_073, 0x90708efcbed4d477,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let v1 = fallible((input ^ input) % 97).await?;
-        acc = (acc * 3 + v1) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow2");
-        let v3 = (show(&Noisy::new("t4")).await as u64);
-        acc = (acc * 3 + v3) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow5");
+        let c1 = tick((input ^ input) % 97 % 2 == 0).await;
+        if c1 { return Ok(acc); }
+        let mut n2 = Noisy::new("n2");
+        ev(format!("e3 {acc}"));
+        if acc % 3 == 0 { drop(arg); }
+        let Some(v4) = tick(maybe((acc ^ input) % 97)).await else {
+            return Err(Fail::new("else5"));
+        };
         {
-            {
-                let v6 = tick_named("k7", v1 % 100).await;
-                acc = (acc * 3 + v6) % 1_000_003;
-                let mut n8 = Noisy::new("n8");
+            if acc % 2 == 0 { return Ok(acc); }
+        }
+        let mut i6: u64 = 0;
+        'l7: loop {
+            if i6 >= 2 { break 'l7; }
+            i6 += 1;
+            if (input >> 57) & 1 == 1 {
+                if (input >> 23) & 1 == 1 {
+                    let mut n8 = Noisy::new("n8");
+                } else {
+                    let f9 = |x: u64| (x * 5) ^ 13;
+                    let v10 = tick_named("k11", acc % 100).await;
+                    acc = f9(v10 % 1000);
+                    let f12 = |x: u64| (x * 5) ^ 13;
+                    let v13 = (show(&n2).await as u64);
+                    acc = f12(v13 % 1000);
+                    let mut n14 = Noisy::new("n14");
+                }
+                let Some(v15) = tick(maybe(input % 100)).await else {
+                    continue 'l7;
+                };
+                let Some(v16) = tick(maybe((input ^ input) % 97)).await else {
+                    return Err(Fail::new("else17"));
+                };
+                ev(format!("e18 {acc} {}", n2.touch()));
+            } else {
+                {
+                    ev(format!("e19 {acc}"));
+                    ev(format!("e20 {acc} {}", n2.touch()));
+                }
+                let v22 = show(&Noisy::new("t21")).await as u64;
+                acc = (acc * 1 + v22) % 1_000_003;
+                let v23 = pass(acc % 100).await;
+                acc = (acc * 3 + v23) % 1_000_003;
             }
-            let v9 = pass(input % 100).await;
-            acc = (acc * 3 + v9) % 1_000_003;
+            let v24 = (show(&n2).await as u64);
+            acc = (acc * 3 + v24) % 1_000_003;
         }
-        let mut arg = Noisy::new("arg-shadow10");
-        let f11 = |x: u64| (x * 5) ^ 13;
-        let v12 = (show(&arg).await as u64);
-        acc = f11(v12 % 1000);
-        if (input >> 57) & 1 == 1 {
-            let r14 = tick(Noisy::new("arg-re13")).await;
-            arg = r14;
-            let v15 = (show(&arg).await as u64);
-            acc = (acc * 3 + v15) % 1_000_003;
-            let v16 = fallible(v3 % 100).await?;
-            acc = (acc * 3 + v16) % 1_000_003;
-            let f17 = |x: u64| (x * 5) ^ 13;
-            let v18 = pass(20u64 % 100).await;
-            acc = f17(v18 % 1000);
+        let mut i25: u64 = 0;
+        'l26: loop {
+            if i25 >= 1 { break 'l26; }
+            i25 += 1;
+            let f27 = |x: u64| (x * 5) ^ 13;
+            let v28 = async { tick(33u64).await }.await;
+            acc = f27(v28 % 1000);
+            let f29 = |x: u64| (x * 5) ^ 13;
+            let v30 = (show(&n2).await as u64);
+            acc = f29(v30 % 1000);
         }
-        if acc % 2 == 0 {
-            let r20 = tick(Noisy::new("arg-re19")).await;
-            arg = r20;
-            let mut n21 = Noisy::new("n21");
-            let v22 = (show(&n21).await as u64);
-            let v23 = (show(&Noisy::new("t24")).await as u64);
-            let v25 = (v23 * 7 + v22) % 1_000_003;
+        if (input ^ acc) % 5 < 2 {
+            let v31 = async { tick(14u64).await }.await;
+            acc = (acc * 3 + v31) % 1_000_003;
+            let v33 = show(&Noisy::new("t32")).await as u64;
+            acc = (acc * 1 + v33) % 1_000_003;
+            drop(n2);
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -7228,27 +8457,49 @@ random_case! {
 }
 
 random_case! {
-    case_075, 0xbf2d41bc4602f000,
+    case_075, 0x030a886a2c572842,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let r2 = tick(Noisy::new("arg-re1")).await;
         arg = r2;
-        let v4 = show(&Noisy::new("t3")).await as u64;
-        acc = (acc * 1 + v4) % 1_000_003;
-        drop(arg);
-        let mut n5 = Noisy::new("n5");
-        let v6 = fallible((65u64 ^ input) % 97).await?;
-        let v7 = tick_named("k8", (acc ^ input) % 97).await;
-        let v9 = (v7 * 7 + v6) % 1_000_003;
-        let r11 = tick(Noisy::new("n5-re10")).await;
-        n5 = r11;
-        if (input >> 57) & 1 == 1 { return Ok(acc); }
-        let Some(v12) = tick(maybe(71u64 % 100)).await else {
-            return Err(Fail::new("else13"));
-        };
-        let v14 = tick(22u64 % 100).await;
-        let v15 = fallible((v6 ^ input) % 97).await?;
-        let v16 = (v15 * 7 + v14) % 1_000_003;
+        let mut i3: u64 = 0;
+        'l4: loop {
+            if i3 >= 3 { break 'l4; }
+            i3 += 1;
+            let mut n5 = Noisy::new("n5");
+            let r7 = tick(Noisy::new("arg-re6")).await;
+            arg = r7;
+        }
+        let mut i8: u64 = 0;
+        'l9: while i8 < 2 {
+            i8 += 1;
+            if (input >> 13) & 1 == 1 {
+                let mut i10: u64 = 0;
+                'l11: loop {
+                    if i10 >= 2 { break 'l11; }
+                    i10 += 1;
+                    ev(format!("e12 {acc}"));
+                    let mut n13 = Noisy::new("n13");
+                    let v14 = tick_named("k15", i10 % 100).await;
+                    acc = (acc * 3 + v14) % 1_000_003;
+                }
+                let mut arg = Noisy::new("arg-shadow16");
+            }
+            let f17 = |x: u64| (x * 5) ^ 13;
+            let v18 = fallible((i3 ^ input) % 97).await?;
+            acc = f17(v18 % 1000);
+        }
+        let r20 = tick(Noisy::new("arg-re19")).await;
+        arg = r20;
+        let f21 = |x: u64| (x * 5) ^ 13;
+        let v22 = fallible(i8 % 100).await?;
+        acc = f21(v22 % 1000);
+        let mut arg = Noisy::new("arg-shadow23");
+        let mut n24 = Noisy::new("n24");
+        let mut n25 = Noisy::new("n25");
+        let f26 = |x: u64| (x * 5) ^ 13;
+        let v27 = async { tick(3u64).await }.await;
+        acc = f26(v27 % 1000);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -7337,83 +8588,25 @@ random_case! {
 }
 
 random_case! {
-    case_077, 0x324df2edd1a9290c,
+    case_077, 0xc9c19573b79cbf28,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut n1 = Noisy::new("n1");
         drop(n1);
-        let mut i2: u64 = 0;
-        'l3: while i2 < 1 {
-            i2 += 1;
-            let mut i4: u64 = 0;
-            'l5: while i4 < 1 {
-                i4 += 1;
-                let v6 = tick(acc % 100).await;
-                acc = (acc * 3 + v6) % 1_000_003;
-                let f7 = |x: u64| (x * 5) ^ 13;
-                let v8 = async { tick(47u64).await }.await;
-                acc = f7(v8 % 1000);
-            }
-            if (input >> 50) & 1 == 1 {
-                let v9 = tick_named("k10", i2 % 100).await;
-                acc = (acc * 3 + v9) % 1_000_003;
-                if acc % 2 == 0 { return Err(Fail::new("r11")); }
-                let v12 = tick(45u64 % 100).await;
-                let v13 = tick_named("k14", i4 % 100).await;
-                let v15 = (v13 * 7 + v12) % 1_000_003;
-            } else {
-                let mut n16 = Noisy::new("n16");
-            }
-            let mut i17: u64 = 0;
-            'l18: while i17 < 2 {
-                i17 += 1;
-                let v19 = (show(&arg).await as u64);
-                acc = (acc * 3 + v19) % 1_000_003;
-                let v20 = (show(&Noisy::new("t21")).await as u64);
-                acc = (acc * 3 + v20) % 1_000_003;
-            }
+        let mut n2 = Noisy::new("n2");
+        let c3 = tick((input ^ input) % 97 % 2 == 0).await;
+        if c3 { drop(n2); }
+        let mut n4 = Noisy::new("n4");
+        ev(format!("e5 {acc} {}", arg.touch()));
+        ev(format!("e6 {acc}"));
+        let c7 = tick(acc % 100 % 2 == 0).await;
+        if c7 {
+            let v9 = show(&Noisy::new("t8")).await as u64;
+            acc = (acc * 1 + v9) % 1_000_003;
+            let mut n10 = Noisy::new("n10");
         }
-        let v22 = tick(i2 % 100).await;
-        let v23 = (show(&Noisy::new("t24")).await as u64);
-        let v25 = (v23 * 7 + v22) % 1_000_003;
-        let v27 = show(&Noisy::new("t26")).await as u64;
-        acc = (acc * 1 + v27) % 1_000_003;
-        drop(arg);
-        if (input >> 22) & 1 == 1 {
-            if (input >> 35) & 1 == 1 {
-                {
-                    let v28 = pass(v23 % 100).await;
-                    let v29 = pass(v23 % 100).await;
-                    let v30 = (v29 * 7 + v28) % 1_000_003;
-                }
-                let mut arg = Noisy::new("arg-shadow31");
-            }
-            let mut n32 = Noisy::new("n32");
-            let mut n1 = Noisy::new("n1-shadow33");
-            if acc % 3 == 0 {
-                let v34 = async { tick(64u64).await }.await;
-                acc = (acc * 3 + v34) % 1_000_003;
-                let mut n32 = Noisy::new("n32-shadow35");
-            } else {
-                let mut n36 = Noisy::new("n36");
-                let v37 = async { tick(68u64).await }.await;
-                let v38 = async { tick(39u64).await }.await;
-                let v39 = (v38 * 7 + v37) % 1_000_003;
-            }
-        } else {
-            let f40 = |x: u64| (x * 5) ^ 13;
-            let v41 = tick(i2 % 100).await;
-            acc = f40(v41 % 1000);
-            let Some(v42) = tick(maybe(v41 % 100)).await else {
-                return Err(Fail::new("else43"));
-            };
-            let v44 = tick(input % 100).await;
-            acc = (acc * 3 + v44) % 1_000_003;
-        }
-        let v45 = pass(i2 % 100).await;
-        let v46 = pass(39u64 % 100).await;
-        let v47 = (v46 * 7 + v45) % 1_000_003;
-        let mut n48 = Noisy::new("n48");
+        let v11 = (show(&arg).await as u64);
+        acc = (acc * 3 + v11) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -7581,19 +8774,96 @@ random_case! {
 }
 
 random_case! {
-    case_079, 0x3b5b967c3ff5ac3a,
+    case_079, 0xd82705b9f9d9c9a7,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = (show(&arg).await as u64);
-        acc = (acc * 3 + v1) % 1_000_003;
-        let Some(v2) = tick(maybe(v1 % 100)).await else {
-            return Err(Fail::new("else3"));
-        };
-        ev(format!("e4 {acc}"));
+        let v2 = async { tick(70u64).await }.await;
+        let v3 = (v2 * 7 + v1) % 1_000_003;
         drop(arg);
-        let v5 = async { tick(50u64).await }.await;
-        acc = (acc * 3 + v5) % 1_000_003;
-        let mut n6 = Noisy::new("n6");
+        let c4 = tick(input % 100 % 2 == 0).await;
+        if c4 {
+            let mut arg = Noisy::new("arg-shadow5");
+            ev(format!("e6 {acc} {}", arg.touch()));
+            let f7 = |x: u64| (x * 5) ^ 13;
+            let v8 = (show(&arg).await as u64);
+            acc = f7(v8 % 1000);
+            {
+                let v9 = tick(acc % 100).await;
+                if v9 % 3 == 0 {
+                    let mut arg = Noisy::new("arg-shadow10");
+                    let mut arg = Noisy::new("arg-shadow11");
+                } else {
+                    let mut arg = Noisy::new("arg-shadow12");
+                    let f13 = |x: u64| (x * 5) ^ 13;
+                    let v14 = async { tick(53u64).await }.await;
+                    acc = f13(v14 % 1000);
+                    let mut n15 = Noisy::new("n15");
+                    ev(format!("e16 {acc} {}", arg.touch()));
+                }
+                let mut i17: u64 = 0;
+                'l18: while i17 < 4 {
+                    i17 += 1;
+                    let v20 = show(&Noisy::new("t19")).await as u64;
+                    acc = (acc * 1 + v20) % 1_000_003;
+                    if acc % 3 == 0 { continue 'l18; }
+                    let Some(v21) = tick(maybe(v2 % 100)).await else {
+                        continue 'l18;
+                    };
+                    let mut n22 = Noisy::new("n22");
+                }
+            }
+        } else {
+            let v23 = tick(v2 % 100).await;
+            if v23 % 3 == 0 {
+                let mut n24 = Noisy::new("n24");
+                let v25 = (show(&Noisy::new("t26")).await as u64);
+                if v25 % 3 == 0 {
+                    ev(format!("e27 {acc} {}", n24.touch()));
+                    let v28 = (show(&n24).await as u64);
+                    acc = (acc * 3 + v28) % 1_000_003;
+                    let r30 = tick(Noisy::new("arg-re29")).await;
+                    arg = r30;
+                } else {
+                    ev(format!("e31 {acc}"));
+                    ev(format!("e32 {acc}"));
+                }
+                let v33 = (show(&Noisy::new("t34")).await as u64);
+                let v35 = tick(acc % 100).await;
+                let v36 = (v35 * 7 + v33) % 1_000_003;
+                let Some(v37) = tick(maybe(v2 % 100)).await else {
+                    return Err(Fail::new("else38"));
+                };
+            }
+            if (input ^ acc) % 5 < 2 {
+                let Some(v39) = tick(maybe(acc % 100)).await else {
+                    return Err(Fail::new("else40"));
+                };
+                let v42 = show(&Noisy::new("t41")).await as u64;
+                acc = (acc * 1 + v42) % 1_000_003;
+                let v43 = async { tick(29u64).await }.await;
+                acc = (acc * 3 + v43) % 1_000_003;
+                let mut i44: u64 = 0;
+                'l45: loop {
+                    if i44 >= 2 { break 'l45; }
+                    i44 += 1;
+                    let r47 = tick(Noisy::new("arg-re46")).await;
+                    arg = r47;
+                    let Some(v48) = tick(maybe(v3 % 100)).await else {
+                        break 'l45;
+                    };
+                    let mut n49 = Noisy::new("n49");
+                }
+            }
+            let v50 = tick(input % 100).await;
+            if v50 % 3 == 0 { return Err(Fail::new("r51")); }
+            let mut n52 = Noisy::new("n52");
+        }
+        let mut n53 = Noisy::new("n53");
+        ev(format!("e54 {acc} {}", n53.touch()));
+        let v55 = tick_named("k56", v2 % 100).await;
+        let v57 = fallible(v1 % 100).await?;
+        let v58 = (v57 * 7 + v55) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -7621,38 +8891,96 @@ random_case! {
 }
 
 random_case! {
-    case_081, 0x341269e2d267b5da,
+    case_081, 0xb94ab2e640a89f68,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        ev(format!("e1 {acc} {}", arg.touch()));
-        let v2 = tick_named("k3", input % 100).await;
-        acc = (acc * 3 + v2) % 1_000_003;
-        let r5 = tick(Noisy::new("arg-re4")).await;
-        arg = r5;
-        {
-            let Some(v6) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else7"));
+        let Some(v1) = tick(maybe(input % 100)).await else {
+            return Err(Fail::new("else2"));
+        };
+        let v3 = tick_named("k4", input % 100).await;
+        acc = (acc * 3 + v3) % 1_000_003;
+        if (input >> 49) & 1 == 1 {
+            let Some(v5) = tick(maybe((v3 ^ input) % 97)).await else {
+                return Err(Fail::new("else6"));
             };
-            if (input ^ acc) % 5 < 2 {
-                let mut i8: u64 = 0;
-                'l9: while i8 < 2 {
-                    i8 += 1;
-                    let f10 = |x: u64| (x * 5) ^ 13;
-                    let v11 = tick((i8 ^ input) % 97).await;
-                    acc = f10(v11 % 1000);
-                    let v13 = show(&Noisy::new("t12")).await as u64;
-                    acc = (acc * 1 + v13) % 1_000_003;
-                    let v14 = tick(v6 % 100).await;
-                    acc = (acc * 3 + v14) % 1_000_003;
+            let v7 = pass(v1 % 100).await;
+            acc = (acc * 3 + v7) % 1_000_003;
+            let v8 = pass((v1 ^ input) % 97).await;
+            acc = (acc * 3 + v8) % 1_000_003;
+        } else {
+            drop(arg);
+            let mut i9: u64 = 0;
+            'l10: loop {
+                if i9 >= 4 { break 'l10; }
+                i9 += 1;
+                let mut arg = Noisy::new("arg-shadow11");
+                let mut arg = Noisy::new("arg-shadow12");
+                let f13 = |x: u64| (x * 5) ^ 13;
+                let v14 = (show(&Noisy::new("t15")).await as u64);
+                acc = f13(v14 % 1000);
+            }
+            let v16 = pass(acc % 100).await;
+            acc = (acc * 3 + v16) % 1_000_003;
+            let v17 = async { tick(89u64).await }.await;
+            if v17 % 3 == 0 { return Ok(acc); }
+        }
+        if (input >> 6) & 1 == 1 {
+            let v18 = (show(&Noisy::new("t19")).await as u64);
+            let v20 = tick(v18 % 100).await;
+            let v21 = (v20 * 7 + v18) % 1_000_003;
+            let f22 = |x: u64| (x * 5) ^ 13;
+            let v23 = (show(&Noisy::new("t24")).await as u64);
+            acc = f22(v23 % 1000);
+        } else {
+            let v25 = tick(v1 % 100).await;
+            let v26 = async { tick(98u64).await }.await;
+            let v27 = (v26 * 7 + v25) % 1_000_003;
+            if (input >> 49) & 1 == 1 { return Err(Fail::new("r28")); }
+            let c29 = tick(v25 % 100 % 2 == 0).await;
+            if c29 {
+                let mut arg = Noisy::new("arg-shadow30");
+                if (input >> 21) & 1 == 1 {
+                    let v31 = async { tick(74u64).await }.await;
+                    acc = (acc * 3 + v31) % 1_000_003;
+                    let v33 = show(&Noisy::new("t32")).await as u64;
+                    acc = (acc * 1 + v33) % 1_000_003;
+                    let Some(v34) = tick(maybe(v1 % 100)).await else {
+                        return Err(Fail::new("else35"));
+                    };
+                    let v36 = pass(input % 100).await;
+                    let v37 = (show(&arg).await as u64);
+                    let v38 = (v37 * 7 + v36) % 1_000_003;
                 }
             }
         }
-        drop(arg);
-        let mut arg = Noisy::new("arg-shadow15");
-        drop(arg);
-        let f16 = |x: u64| (x * 5) ^ 13;
-        let v17 = (show(&Noisy::new("t18")).await as u64);
-        acc = f16(v17 % 1000);
+        let Some(v39) = tick(maybe((v3 ^ input) % 97)).await else {
+            return Err(Fail::new("else40"));
+        };
+        let mut n41 = Noisy::new("n41");
+        let Some(v42) = tick(maybe(v39 % 100)).await else {
+            return Err(Fail::new("else43"));
+        };
+        let v44 = tick(v3 % 100).await;
+        if v44 % 3 == 0 {
+            {
+                let mut i45: u64 = 0;
+                'l46: while i45 < 4 {
+                    i45 += 1;
+                    let r48 = tick(Noisy::new("n41-re47")).await;
+                    n41 = r48;
+                    let mut n49 = Noisy::new("n49");
+                }
+                let mut i50: u64 = 0;
+                'l51: loop {
+                    if i50 >= 3 { break 'l51; }
+                    i50 += 1;
+                    let v53 = show(&Noisy::new("t52")).await as u64;
+                    acc = (acc * 1 + v53) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow54");
+                }
+                ev(format!("e55 {acc} {}", n41.touch()));
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -7805,85 +9133,43 @@ random_case! {
 }
 
 random_case! {
-    case_083, 0xd92122ba9a9e0afa,
+    case_083, 0xc0bc389a2f4f0405,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let v2 = show(&Noisy::new("t1")).await as u64;
-        acc = (acc * 1 + v2) % 1_000_003;
-        let v3 = (show(&arg).await as u64);
-        acc = (acc * 3 + v3) % 1_000_003;
-        if acc % 3 == 0 {
-            let r5 = tick(Noisy::new("arg-re4")).await;
-            arg = r5;
-            let mut n6 = Noisy::new("n6");
-            if (input ^ acc) % 5 < 2 {
-                let r8 = tick(Noisy::new("n6-re7")).await;
-                n6 = r8;
-                let v9 = tick_named("k10", 29u64 % 100).await;
-                acc = (acc * 3 + v9) % 1_000_003;
-                ev(format!("e11 {acc}"));
-            } else {
-                let f12 = |x: u64| (x * 5) ^ 13;
-                let v13 = fallible(v3 % 100).await?;
-                acc = f12(v13 % 1000);
-                let mut n14 = Noisy::new("n14");
-                let v16 = show(&Noisy::new("t15")).await as u64;
-                acc = (acc * 1 + v16) % 1_000_003;
-                let mut n17 = Noisy::new("n17");
+        let mut i1: u64 = 0;
+        'l2: while i1 < 1 {
+            i1 += 1;
+            ev(format!("e3 {acc} {}", arg.touch()));
+            let f4 = |x: u64| (x * 5) ^ 13;
+            let v5 = fallible(i1 % 100).await?;
+            acc = f4(v5 % 1000);
+            let mut arg = Noisy::new("arg-shadow6");
+            let mut i7: u64 = 0;
+            'l8: loop {
+                if i7 >= 3 { break 'l8; }
+                i7 += 1;
+                let r10 = tick(Noisy::new("arg-re9")).await;
+                arg = r10;
+                let v11 = tick_named("k12", acc % 100).await;
+                acc = (acc * 3 + v11) % 1_000_003;
             }
-        } else {
-            let v18 = async { tick(62u64).await }.await;
-            acc = (acc * 3 + v18) % 1_000_003;
-            let mut n19 = Noisy::new("n19");
-            let mut i20: u64 = 0;
-            'l21: while i20 < 3 {
-                i20 += 1;
-                let v22 = fallible((4u64 ^ input) % 97).await?;
-                let v23 = tick(v18 % 100).await;
-                let v24 = (v23 * 7 + v22) % 1_000_003;
-                let mut i25: u64 = 0;
-                'l26: while i25 < 2 {
-                    i25 += 1;
-                    let mut n27 = Noisy::new("n27");
-                    let v28 = (show(&arg).await as u64);
-                    acc = (acc * 3 + v28) % 1_000_003;
-                }
-                let r30 = tick(Noisy::new("arg-re29")).await;
-                arg = r30;
-                let mut i31: u64 = 0;
-                'l32: while i31 < 3 {
-                    i31 += 1;
-                    let r34 = tick(Noisy::new("arg-re33")).await;
-                    arg = r34;
-                    let mut n35 = Noisy::new("n35");
-                    let r37 = tick(Noisy::new("n19-re36")).await;
-                    n19 = r37;
-                    drop(n35);
-                }
-            }
-            let r39 = tick(Noisy::new("arg-re38")).await;
-            arg = r39;
         }
-        let r41 = tick(Noisy::new("arg-re40")).await;
-        arg = r41;
-        let v42 = fallible(v3 % 100).await?;
-        acc = (acc * 3 + v42) % 1_000_003;
-        let v44 = show(&Noisy::new("t43")).await as u64;
-        acc = (acc * 1 + v44) % 1_000_003;
+        let Some(v13) = tick(maybe((input ^ input) % 97)).await else {
+            return Err(Fail::new("else14"));
+        };
+        let f15 = |x: u64| (x * 5) ^ 13;
+        let v16 = fallible(i1 % 100).await?;
+        acc = f15(v16 % 1000);
+        let mut n17 = Noisy::new("n17");
+        let v19 = show(&Noisy::new("t18")).await as u64;
+        acc = (acc * 1 + v19) % 1_000_003;
+        let v20 = (show(&n17).await as u64);
+        acc = (acc * 3 + v20) % 1_000_003;
         {
-            let mut i45: u64 = 0;
-            'l46: while i45 < 3 {
-                i45 += 1;
-                {
-                    let mut n47 = Noisy::new("n47");
-                }
-                ev(format!("e48 {acc} {}", arg.touch()));
-                let v49 = (show(&Noisy::new("t50")).await as u64);
-                acc = (acc * 3 + v49) % 1_000_003;
-            }
+            let v21 = async { tick(62u64).await }.await;
+            acc = (acc * 3 + v21) % 1_000_003;
         }
-        let v52 = show(&Noisy::new("t51")).await as u64;
-        acc = (acc * 1 + v52) % 1_000_003;
+        let mut n22 = Noisy::new("n22");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -8091,56 +9377,70 @@ random_case! {
 }
 
 random_case! {
-    case_085, 0xe5b011d71aacf985,
+    case_085, 0xd06c3699e9470fde,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let v1 = pass(acc % 100).await;
-        let v2 = async { tick(87u64).await }.await;
-        let v3 = (v2 * 7 + v1) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow4");
-        if (input >> 28) & 1 == 1 {
-            let mut i5: u64 = 0;
-            'l6: while i5 < 2 {
-                i5 += 1;
-                let mut n7 = Noisy::new("n7");
-                {
-                    let mut n8 = Noisy::new("n8");
-                    drop(n8);
-                }
-                drop(n7);
-            }
-            let r10 = tick(Noisy::new("arg-re9")).await;
-            arg = r10;
-            let mut arg = Noisy::new("arg-shadow11");
-        } else {
-            ev(format!("e12 {acc} {}", arg.touch()));
-            let v13 = tick_named("k14", (v3 ^ input) % 97).await;
-            acc = (acc * 3 + v13) % 1_000_003;
-            let Some(v15) = tick(maybe(58u64 % 100)).await else {
-                return Err(Fail::new("else16"));
-            };
-            if acc % 3 == 0 {
-                let v17 = fallible(acc % 100).await?;
-                let v18 = async { tick(82u64).await }.await;
-                let v19 = (v18 * 7 + v17) % 1_000_003;
-                let v21 = show(&Noisy::new("t20")).await as u64;
-                acc = (acc * 1 + v21) % 1_000_003;
-            } else {
-                if acc % 2 == 0 { return Err(Fail::new("r22")); }
-                {
-                    ev(format!("e23 {acc} {}", arg.touch()));
-                }
-                let v25 = show(&Noisy::new("t24")).await as u64;
-                acc = (acc * 1 + v25) % 1_000_003;
+        let r2 = tick(Noisy::new("arg-re1")).await;
+        arg = r2;
+        {
+            if acc % 4 == 0 { return Err(Fail::new("r3")); }
+            let mut i4: u64 = 0;
+            'l5: loop {
+                if i4 >= 3 { break 'l5; }
+                i4 += 1;
+                let f6 = |x: u64| (x * 5) ^ 13;
+                let v7 = fallible((i4 ^ input) % 97).await?;
+                acc = f6(v7 % 1000);
+                let mut n8 = Noisy::new("n8");
             }
         }
-        let v26 = async { tick(50u64).await }.await;
-        acc = (acc * 3 + v26) % 1_000_003;
-        let f27 = |x: u64| (x * 5) ^ 13;
-        let v28 = fallible(acc % 100).await?;
-        acc = f27(v28 % 1000);
-        let v29 = tick_named("k30", v1 % 100).await;
-        acc = (acc * 3 + v29) % 1_000_003;
+        {
+            let v9 = tick((acc ^ input) % 97).await;
+            acc = (acc * 3 + v9) % 1_000_003;
+            let c10 = tick(acc % 100 % 2 == 0).await;
+            if c10 { drop(arg); }
+        }
+        {
+            if (input >> 4) & 1 == 1 {
+                ev(format!("e11 {acc}"));
+                let Some(v12) = tick(maybe(72u64 % 100)).await else {
+                    return Err(Fail::new("else13"));
+                };
+            } else {
+                let mut arg = Noisy::new("arg-shadow14");
+                let v16 = show(&Noisy::new("t15")).await as u64;
+                acc = (acc * 1 + v16) % 1_000_003;
+                let mut n17 = Noisy::new("n17");
+                let mut i18: u64 = 0;
+                'l19: while i18 < 1 {
+                    i18 += 1;
+                    if (input >> 62) & 1 == 1 { break 'l19; }
+                    if (input >> 23) & 1 == 1 { break 'l19; }
+                    let v20 = tick_named("k21", acc % 100).await;
+                    let v22 = fallible(acc % 100).await?;
+                    let v23 = (v22 * 7 + v20) % 1_000_003;
+                }
+            }
+            ev(format!("e24 {acc}"));
+        }
+        let v25 = async { tick(13u64).await }.await;
+        acc = (acc * 3 + v25) % 1_000_003;
+        {
+            let mut i26: u64 = 0;
+            'l27: while i26 < 0 {
+                i26 += 1;
+                if acc % 2 == 0 { break 'l27; }
+                if (input ^ acc) % 5 < 2 {
+                    let Some(v28) = tick(maybe((v25 ^ input) % 97)).await else {
+                        break 'l27;
+                    };
+                    let v29 = (show(&Noisy::new("t30")).await as u64);
+                    let v31 = async { tick(5u64).await }.await;
+                    let v32 = (v31 * 7 + v29) % 1_000_003;
+                }
+            }
+            ev(format!("e33 {acc}"));
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -8274,30 +9574,130 @@ random_case! {
 }
 
 random_case! {
-    case_087, 0x8740f1e785fd63e1,
+    case_087, 0xe52da50c72d81bbe,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
         acc = (acc * 1 + v2) % 1_000_003;
         let r4 = tick(Noisy::new("arg-re3")).await;
         arg = r4;
-        let v5 = (show(&arg).await as u64);
-        let v6 = (show(&arg).await as u64);
-        let v7 = (v6 * 7 + v5) % 1_000_003;
-        let v8 = tick_named("k9", v6 % 100).await;
+        let r6 = tick(Noisy::new("arg-re5")).await;
+        arg = r6;
+        let v7 = (show(&arg).await as u64);
+        acc = (acc * 3 + v7) % 1_000_003;
+        let v8 = tick_named("k9", acc % 100).await;
         let v10 = pass(v8 % 100).await;
         let v11 = (v10 * 7 + v8) % 1_000_003;
         let v12 = tick(input % 100).await;
         acc = (acc * 3 + v12) % 1_000_003;
-        drop(arg);
-        let v13 = tick_named("k14", v12 % 100).await;
-        acc = (acc * 3 + v13) % 1_000_003;
-        let v16 = show(&Noisy::new("t15")).await as u64;
-        acc = (acc * 1 + v16) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow17");
-        let mut arg = Noisy::new("arg-shadow18");
-        let v20 = show(&Noisy::new("t19")).await as u64;
-        acc = (acc * 1 + v20) % 1_000_003;
+        if (input ^ acc) % 5 < 2 {
+            let mut i13: u64 = 0;
+            'l14: loop {
+                if i13 >= 3 { break 'l14; }
+                i13 += 1;
+                let v16 = show(&Noisy::new("t15")).await as u64;
+                acc = (acc * 1 + v16) % 1_000_003;
+                let v18 = show(&Noisy::new("t17")).await as u64;
+                acc = (acc * 1 + v18) % 1_000_003;
+                let v19 = tick(acc % 100).await;
+                let v20 = tick(4u64 % 100).await;
+                let v21 = (v20 * 7 + v19) % 1_000_003;
+                if (input >> 18) & 1 == 1 { continue 'l14; }
+            }
+            if (input >> 20) & 1 == 1 { drop(arg); }
+        } else {
+            let f22 = |x: u64| (x * 5) ^ 13;
+            let v23 = tick_named("k24", acc % 100).await;
+            acc = f22(v23 % 1000);
+            let mut arg = Noisy::new("arg-shadow25");
+            if acc % 3 == 0 {
+                let Some(v26) = tick(maybe((v8 ^ input) % 97)).await else {
+                    return Err(Fail::new("else27"));
+                };
+                let mut i28: u64 = 0;
+                'l29: loop {
+                    if i28 >= 3 { break 'l29; }
+                    i28 += 1;
+                    let mut arg = Noisy::new("arg-shadow30");
+                    ev(format!("e31 {acc}"));
+                    let Some(v32) = tick(maybe(v7 % 100)).await else {
+                        return Err(Fail::new("else33"));
+                    };
+                }
+                let c34 = tick(input % 100 % 2 == 0).await;
+                if c34 { drop(arg); }
+            } else {
+                let c35 = tick(input % 100 % 2 == 0).await;
+                if c35 {
+                    let mut arg = Noisy::new("arg-shadow36");
+                    let f37 = |x: u64| (x * 5) ^ 13;
+                    let v38 = tick_named("k39", 97u64 % 100).await;
+                    acc = f37(v38 % 1000);
+                } else {
+                    let v40 = (show(&Noisy::new("t41")).await as u64);
+                    let v42 = tick((v10 ^ input) % 97).await;
+                    let v43 = (v42 * 7 + v40) % 1_000_003;
+                    let v44 = tick((v40 ^ input) % 97).await;
+                    let v45 = (show(&Noisy::new("t46")).await as u64);
+                    let v47 = (v45 * 7 + v44) % 1_000_003;
+                }
+                let mut i48: u64 = 0;
+                'l49: loop {
+                    if i48 >= 0 { break 'l49; }
+                    i48 += 1;
+                    let mut n50 = Noisy::new("n50");
+                    let Some(v51) = tick(maybe(v23 % 100)).await else {
+                        break 'l49;
+                    };
+                    let v53 = show(&Noisy::new("t52")).await as u64;
+                    acc = (acc * 1 + v53) % 1_000_003;
+                    let f54 = |x: u64| (x * 5) ^ 13;
+                    let v55 = fallible(v51 % 100).await?;
+                    acc = f54(v55 % 1000);
+                }
+                ev(format!("e56 {acc}"));
+            }
+            let v58 = show(&Noisy::new("t57")).await as u64;
+            acc = (acc * 1 + v58) % 1_000_003;
+        }
+        let mut n59 = Noisy::new("n59");
+        let v60 = tick_named("k61", acc % 100).await;
+        acc = (acc * 3 + v60) % 1_000_003;
+        let mut i62: u64 = 0;
+        'l63: while i62 < 1 {
+            i62 += 1;
+            {
+                if acc % 4 == 0 { continue 'l63; }
+                let v64 = tick(input % 100).await;
+                acc = (acc * 3 + v64) % 1_000_003;
+                let v65 = (show(&n59).await as u64);
+                let v66 = tick_named("k67", 34u64 % 100).await;
+                let v68 = (v66 * 7 + v65) % 1_000_003;
+            }
+            ev(format!("e69 {acc}"));
+            {
+                let c70 = tick((91u64 ^ input) % 97 % 2 == 0).await;
+                if c70 {
+                    let v71 = pass(i62 % 100).await;
+                    acc = (acc * 3 + v71) % 1_000_003;
+                } else {
+                    let f72 = |x: u64| (x * 5) ^ 13;
+                    let v73 = tick_named("k74", acc % 100).await;
+                    acc = f72(v73 % 1000);
+                    let v76 = show(&Noisy::new("t75")).await as u64;
+                    acc = (acc * 1 + v76) % 1_000_003;
+                    if acc % 2 == 0 { continue 'l63; }
+                    let mut n77 = Noisy::new("n77");
+                }
+                let v79 = show(&Noisy::new("t78")).await as u64;
+                acc = (acc * 1 + v79) % 1_000_003;
+                let f80 = |x: u64| (x * 5) ^ 13;
+                let v81 = fallible((v10 ^ input) % 97).await?;
+                acc = f80(v81 % 1000);
+            }
+        }
+        let v82 = async { tick(27u64).await }.await;
+        acc = (acc * 3 + v82) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -8378,7 +9778,7 @@ random_case! {
 }
 
 random_case! {
-    case_089, 0xd02a5bfa7782df07,
+    case_089, 0xb0155e25ec696fa2,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let Some(v1) = tick(maybe(input % 100)).await else {
@@ -8386,36 +9786,40 @@ random_case! {
         };
         let v4 = show(&Noisy::new("t3")).await as u64;
         acc = (acc * 1 + v4) % 1_000_003;
-        if (input >> 55) & 1 == 1 { return Err(Fail::new("r5")); }
-        let r7 = tick(Noisy::new("arg-re6")).await;
-        arg = r7;
-        let v8 = (show(&Noisy::new("t9")).await as u64);
-        if v8 % 3 == 0 {
-            let mut n10 = Noisy::new("n10");
-            let f11 = |x: u64| (x * 5) ^ 13;
-            let v12 = fallible(95u64 % 100).await?;
-            acc = f11(v12 % 1000);
-            let r14 = tick(Noisy::new("n10-re13")).await;
-            n10 = r14;
-            let v16 = show(&Noisy::new("t15")).await as u64;
-            acc = (acc * 1 + v16) % 1_000_003;
+        let mut i5: u64 = 0;
+        'l6: loop {
+            if i5 >= 1 { break 'l6; }
+            i5 += 1;
+            if acc % 4 == 0 {
+                let v7 = (show(&Noisy::new("t8")).await as u64);
+                if v7 % 3 == 0 {
+                    let mut n9 = Noisy::new("n9");
+                    ev(format!("e10 {acc} {}", n9.touch()));
+                    let r12 = tick(Noisy::new("n9-re11")).await;
+                    n9 = r12;
+                    let v14 = show(&Noisy::new("t13")).await as u64;
+                    acc = (acc * 1 + v14) % 1_000_003;
+                }
+                let mut arg = Noisy::new("arg-shadow15");
+                let v16 = fallible(input % 100).await?;
+                let v17 = pass((i5 ^ input) % 97).await;
+                let v18 = (v17 * 7 + v16) % 1_000_003;
+            } else {
+                let f19 = |x: u64| (x * 5) ^ 13;
+                let v20 = tick((v1 ^ input) % 97).await;
+                acc = f19(v20 % 1000);
+            }
+            if acc % 3 == 0 { continue 'l6; }
+            if acc % 2 == 0 { continue 'l6; }
+            let r22 = tick(Noisy::new("arg-re21")).await;
+            arg = r22;
         }
-        let c17 = tick((acc ^ input) % 97 % 2 == 0).await;
-        if c17 {
-            let mut n18 = Noisy::new("n18");
-            let r20 = tick(Noisy::new("n18-re19")).await;
-            n18 = r20;
-            let mut n21 = Noisy::new("n21");
-        } else {
-            let v22 = (show(&arg).await as u64);
-            let v23 = (show(&arg).await as u64);
-            let v24 = (v23 * 7 + v22) % 1_000_003;
-            let v26 = show(&Noisy::new("t25")).await as u64;
-            acc = (acc * 1 + v26) % 1_000_003;
-            let f27 = |x: u64| (x * 5) ^ 13;
-            let v28 = fallible((acc ^ input) % 97).await?;
-            acc = f27(v28 % 1000);
-        }
+        let mut arg = Noisy::new("arg-shadow23");
+        let v25 = show(&Noisy::new("t24")).await as u64;
+        acc = (acc * 1 + v25) % 1_000_003;
+        let Some(v26) = tick(maybe(99u64 % 100)).await else {
+            return Err(Fail::new("else27"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -8586,147 +9990,90 @@ random_case! {
 }
 
 random_case! {
-    case_091, 0x6aa6a45d6d0134b8,
+    case_091, 0x8c89ea860562894f,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        if acc % 2 == 0 {
-            let v1 = pass((59u64 ^ input) % 97).await;
-            acc = (acc * 3 + v1) % 1_000_003;
-            let v2 = pass(acc % 100).await;
-            acc = (acc * 3 + v2) % 1_000_003;
-            let c3 = tick((40u64 ^ input) % 97 % 2 == 0).await;
-            if c3 {
-                let Some(v4) = tick(maybe(v2 % 100)).await else {
-                    return Err(Fail::new("else5"));
+        let v1 = tick(input % 100).await;
+        let v2 = pass((acc ^ input) % 97).await;
+        let v3 = (v2 * 7 + v1) % 1_000_003;
+        let v4 = pass(44u64 % 100).await;
+        let v5 = pass(acc % 100).await;
+        let v6 = (v5 * 7 + v4) % 1_000_003;
+        {
+            let v7 = fallible(v1 % 100).await?;
+            acc = (acc * 3 + v7) % 1_000_003;
+            let mut i8: u64 = 0;
+            'l9: loop {
+                if i8 >= 3 { break 'l9; }
+                i8 += 1;
+                let mut n10 = Noisy::new("n10");
+                let Some(v11) = tick(maybe(v6 % 100)).await else {
+                    break 'l9;
                 };
-            } else {
-                let Some(v6) = tick(maybe((acc ^ input) % 97)).await else {
-                    return Err(Fail::new("else7"));
-                };
-                let v8 = async { tick(46u64).await }.await;
-                if v8 % 3 == 0 {
-                    let r10 = tick(Noisy::new("arg-re9")).await;
-                    arg = r10;
-                    let f11 = |x: u64| (x * 5) ^ 13;
-                    let v12 = (show(&arg).await as u64);
-                    acc = f11(v12 % 1000);
-                    ev(format!("e13 {acc}"));
-                    let mut n14 = Noisy::new("n14");
-                } else {
-                    let c15 = tick(v8 % 100 % 2 == 0).await;
-                    if c15 { return Err(Fail::new("r16")); }
-                    let mut n17 = Noisy::new("n17");
-                    let mut n17 = Noisy::new("n17-shadow18");
-                    if (input >> 28) & 1 == 1 { return Ok(acc); }
-                }
-                let mut n19 = Noisy::new("n19");
-                let mut n19 = Noisy::new("n19-shadow20");
+                let v13 = show(&Noisy::new("t12")).await as u64;
+                acc = (acc * 1 + v13) % 1_000_003;
+                if acc % 3 == 0 { return Err(Fail::new("r14")); }
             }
-        } else {
-            let r22 = tick(Noisy::new("arg-re21")).await;
-            arg = r22;
-        }
-        let mut i23: u64 = 0;
-        'l24: while i23 < 4 {
-            i23 += 1;
-            ev(format!("e25 {acc} {}", arg.touch()));
-            let r27 = tick(Noisy::new("arg-re26")).await;
-            arg = r27;
-            let Some(v28) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else29"));
+            let Some(v15) = tick(maybe((v2 ^ input) % 97)).await else {
+                return Err(Fail::new("else16"));
             };
         }
-        let v30 = (show(&Noisy::new("t31")).await as u64);
-        acc = (acc * 3 + v30) % 1_000_003;
-        let v32 = tick((91u64 ^ input) % 97).await;
-        acc = (acc * 3 + v32) % 1_000_003;
-        if (input >> 32) & 1 == 1 {
-            let f33 = |x: u64| (x * 5) ^ 13;
-            let v34 = tick((v30 ^ input) % 97).await;
-            acc = f33(v34 % 1000);
-            let mut n35 = Noisy::new("n35");
-            let f36 = |x: u64| (x * 5) ^ 13;
-            let v37 = (show(&n35).await as u64);
-            acc = f36(v37 % 1000);
-        } else {
-            if acc % 4 == 0 {
-                let mut arg = Noisy::new("arg-shadow38");
-                let v39 = fallible(acc % 100).await?;
-                let v40 = async { tick(9u64).await }.await;
-                let v41 = (v40 * 7 + v39) % 1_000_003;
-            } else {
-                {
-                    let mut arg = Noisy::new("arg-shadow42");
-                    let v43 = tick(96u64 % 100).await;
-                    acc = (acc * 3 + v43) % 1_000_003;
-                    ev(format!("e44 {acc}"));
-                }
-            }
-            let mut n45 = Noisy::new("n45");
-            let v46 = async { tick(63u64).await }.await;
-            acc = (acc * 3 + v46) % 1_000_003;
-            let v47 = (show(&Noisy::new("t48")).await as u64);
-            acc = (acc * 3 + v47) % 1_000_003;
-        }
-        let Some(v49) = tick(maybe((input ^ input) % 97)).await else {
-            return Err(Fail::new("else50"));
-        };
-        let v51 = fallible((v30 ^ input) % 97).await?;
-        let v52 = (show(&arg).await as u64);
-        let v53 = (v52 * 7 + v51) % 1_000_003;
-        ev(format!("e54 {acc} {}", arg.touch()));
-        if (input >> 8) & 1 == 1 {
-            let mut n55 = Noisy::new("n55");
-            let Some(v56) = tick(maybe(v51 % 100)).await else {
-                return Err(Fail::new("else57"));
+        {
+            let Some(v17) = tick(maybe(v6 % 100)).await else {
+                return Err(Fail::new("else18"));
             };
-        } else {
-            if acc % 4 == 0 {
-                let mut n58 = Noisy::new("n58");
-                let r60 = tick(Noisy::new("arg-re59")).await;
-                arg = r60;
-                let Some(v61) = tick(maybe(95u64 % 100)).await else {
-                    return Err(Fail::new("else62"));
-                };
-            } else {
-                let c63 = tick((v32 ^ input) % 97 % 2 == 0).await;
-                if c63 {
-                    let v64 = (show(&arg).await as u64);
-                    let v65 = fallible(v52 % 100).await?;
-                    let v66 = (v65 * 7 + v64) % 1_000_003;
-                } else {
-                    let mut n67 = Noisy::new("n67");
-                    let r69 = tick(Noisy::new("n67-re68")).await;
-                    n67 = r69;
-                    let v70 = async { tick(16u64).await }.await;
-                    let v71 = (show(&Noisy::new("t72")).await as u64);
-                    let v73 = (v71 * 7 + v70) % 1_000_003;
-                    let v74 = tick_named("k75", (v53 ^ input) % 97).await;
-                    acc = (acc * 3 + v74) % 1_000_003;
-                }
+        }
+        let f19 = |x: u64| (x * 5) ^ 13;
+        let v20 = async { tick(38u64).await }.await;
+        acc = f19(v20 % 1000);
+        let f21 = |x: u64| (x * 5) ^ 13;
+        let v22 = tick_named("k23", acc % 100).await;
+        acc = f21(v22 % 1000);
+        let v25 = show(&Noisy::new("t24")).await as u64;
+        acc = (acc * 1 + v25) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow26");
+        let r28 = tick(Noisy::new("arg-re27")).await;
+        arg = r28;
+        {
+            let mut i29: u64 = 0;
+            'l30: loop {
+                if i29 >= 1 { break 'l30; }
+                i29 += 1;
+                ev(format!("e31 {acc} {}", arg.touch()));
+                let r33 = tick(Noisy::new("arg-re32")).await;
+                arg = r33;
             }
-            if (input ^ acc) % 5 < 2 {
-                if (input >> 23) & 1 == 1 {
-                    let v76 = pass(v51 % 100).await;
-                    acc = (acc * 3 + v76) % 1_000_003;
-                    let Some(v77) = tick(maybe((v32 ^ input) % 97)).await else {
-                        return Err(Fail::new("else78"));
+            let c34 = tick(v2 % 100 % 2 == 0).await;
+            if c34 {
+                let Some(v35) = tick(maybe(v2 % 100)).await else {
+                    return Err(Fail::new("else36"));
+                };
+                let c37 = tick(v4 % 100 % 2 == 0).await;
+                if c37 { return Err(Fail::new("r38")); }
+                let f39 = |x: u64| (x * 5) ^ 13;
+                let v40 = tick((v5 ^ input) % 97).await;
+                acc = f39(v40 % 1000);
+                if acc % 4 == 0 {
+                    let Some(v41) = tick(maybe(v1 % 100)).await else {
+                        return Err(Fail::new("else42"));
                     };
-                    let r80 = tick(Noisy::new("arg-re79")).await;
-                    arg = r80;
+                    let Some(v43) = tick(maybe(v20 % 100)).await else {
+                        return Err(Fail::new("else44"));
+                    };
                 }
-                let v81 = (show(&arg).await as u64);
-                acc = (acc * 3 + v81) % 1_000_003;
-                let mut n82 = Noisy::new("n82");
+            } else {
+                let v45 = async { tick(9u64).await }.await;
+                let v46 = fallible(acc % 100).await?;
+                let v47 = (v46 * 7 + v45) % 1_000_003;
             }
-            let v84 = show(&Noisy::new("t83")).await as u64;
-            acc = (acc * 1 + v84) % 1_000_003;
         }
-        let v85 = (show(&arg).await as u64);
-        let v86 = (show(&arg).await as u64);
-        let v87 = (v86 * 7 + v85) % 1_000_003;
-        let r89 = tick(Noisy::new("arg-re88")).await;
-        arg = r89;
+        {
+            let f48 = |x: u64| (x * 5) ^ 13;
+            let v49 = (show(&arg).await as u64);
+            acc = f48(v49 % 1000);
+            let mut n50 = Noisy::new("n50");
+            let mut n50 = Noisy::new("n50-shadow51");
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -8830,7 +10177,7 @@ random_case! {
 }
 
 random_case! {
-    case_093, 0xe9493c708ad9d129,
+    case_093, 0x1601561ae265edce,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
@@ -8838,33 +10185,57 @@ random_case! {
         let mut i3: u64 = 0;
         'l4: while i3 < 1 {
             i3 += 1;
-            let r6 = tick(Noisy::new("arg-re5")).await;
-            arg = r6;
-            let v8 = show(&Noisy::new("t7")).await as u64;
-            acc = (acc * 1 + v8) % 1_000_003;
-            let v9 = pass(i3 % 100).await;
-            let v10 = tick((acc ^ input) % 97).await;
-            let v11 = (v10 * 7 + v9) % 1_000_003;
+            {
+                if (input >> 54) & 1 == 1 { continue 'l4; }
+                let mut n5 = Noisy::new("n5");
+                let v6 = pass(i3 % 100).await;
+                let v7 = pass(i3 % 100).await;
+                let v8 = (v7 * 7 + v6) % 1_000_003;
+            }
+            let c9 = tick(acc % 100 % 2 == 0).await;
+            if c9 {
+                let c10 = tick(acc % 100 % 2 == 0).await;
+                if c10 {
+                    if (input >> 35) & 1 == 1 { return Err(Fail::new("r11")); }
+                    ev(format!("e12 {acc} {}", arg.touch()));
+                    let mut n13 = Noisy::new("n13");
+                    ev(format!("e14 {acc}"));
+                } else {
+                    if (input >> 20) & 1 == 1 { break 'l4; }
+                    let v15 = tick_named("k16", (acc ^ input) % 97).await;
+                    acc = (acc * 3 + v15) % 1_000_003;
+                    ev(format!("e17 {acc}"));
+                }
+                ev(format!("e18 {acc} {}", arg.touch()));
+            }
+            let mut i19: u64 = 0;
+            'l20: while i19 < 1 {
+                i19 += 1;
+                let v21 = tick(16u64 % 100).await;
+                acc = (acc * 3 + v21) % 1_000_003;
+                let v22 = tick((input ^ input) % 97).await;
+                acc = (acc * 3 + v22) % 1_000_003;
+                let mut arg = Noisy::new("arg-shadow23");
+            }
         }
-        let r13 = tick(Noisy::new("arg-re12")).await;
-        arg = r13;
-        let mut arg = Noisy::new("arg-shadow14");
-        let f15 = |x: u64| (x * 5) ^ 13;
-        let v16 = async { tick(81u64).await }.await;
-        acc = f15(v16 % 1000);
-        let v18 = show(&Noisy::new("t17")).await as u64;
-        acc = (acc * 1 + v18) % 1_000_003;
-        let r20 = tick(Noisy::new("arg-re19")).await;
-        arg = r20;
-        {
-            let Some(v21) = tick(maybe((v16 ^ input) % 97)).await else {
-                return Err(Fail::new("else22"));
-            };
-            let mut n23 = Noisy::new("n23");
-            let Some(v24) = tick(maybe(v21 % 100)).await else {
-                return Err(Fail::new("else25"));
-            };
+        if (input >> 46) & 1 == 1 {
+            let mut arg = Noisy::new("arg-shadow24");
+            let r26 = tick(Noisy::new("arg-re25")).await;
+            arg = r26;
+            let mut arg = Noisy::new("arg-shadow27");
         }
+        let mut arg = Noisy::new("arg-shadow28");
+        let v29 = tick_named("k30", 53u64 % 100).await;
+        acc = (acc * 3 + v29) % 1_000_003;
+        let v31 = fallible((acc ^ input) % 97).await?;
+        let v32 = async { tick(69u64).await }.await;
+        let v33 = (v32 * 7 + v31) % 1_000_003;
+        let Some(v34) = tick(maybe(v33 % 100)).await else {
+            return Err(Fail::new("else35"));
+        };
+        let v36 = tick(acc % 100).await;
+        let v37 = tick((v33 ^ input) % 97).await;
+        let v38 = (v37 * 7 + v36) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -8952,72 +10323,126 @@ random_case! {
 }
 
 random_case! {
-    case_095, 0x61c58d5f27c99b65,
+    case_095, 0xf1432c9a829d3670,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let v2 = show(&Noisy::new("t1")).await as u64;
-        acc = (acc * 1 + v2) % 1_000_003;
-        drop(arg);
-        let mut n3 = Noisy::new("n3");
-        let c4 = tick((40u64 ^ input) % 97 % 2 == 0).await;
-        if c4 {
-            let v5 = async { tick(86u64).await }.await;
-            acc = (acc * 3 + v5) % 1_000_003;
-            let Some(v6) = tick(maybe((input ^ input) % 97)).await else {
-                return Err(Fail::new("else7"));
-            };
-            let v8 = tick_named("k9", 6u64 % 100).await;
-            acc = (acc * 3 + v8) % 1_000_003;
-        } else {
-            if acc % 3 == 0 {
-                if (input ^ acc) % 5 < 2 {
-                    let v10 = (show(&n3).await as u64);
-                    let v11 = (show(&Noisy::new("t12")).await as u64);
-                    let v13 = (v11 * 7 + v10) % 1_000_003;
-                    let r15 = tick(Noisy::new("n3-re14")).await;
-                    n3 = r15;
-                } else {
-                    let r17 = tick(Noisy::new("n3-re16")).await;
-                    n3 = r17;
-                }
-                let mut i18: u64 = 0;
-                'l19: while i18 < 0 {
-                    i18 += 1;
-                    let Some(v20) = tick(maybe(acc % 100)).await else {
-                        return Err(Fail::new("else21"));
-                    };
-                    let v22 = tick((44u64 ^ input) % 97).await;
-                    acc = (acc * 3 + v22) % 1_000_003;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            if i1 >= 3 { break 'l2; }
+            i1 += 1;
+            let mut n3 = Noisy::new("n3");
+            let c4 = tick(40u64 % 100 % 2 == 0).await;
+            if c4 {
+                let mut n3 = Noisy::new("n3-shadow5");
+                let c6 = tick(acc % 100 % 2 == 0).await;
+                if c6 { continue 'l2; }
+                let mut n3 = Noisy::new("n3-shadow7");
+                if acc % 4 == 0 {
+                    let mut arg = Noisy::new("arg-shadow8");
+                    let v9 = fallible((i1 ^ input) % 97).await?;
+                    acc = (acc * 3 + v9) % 1_000_003;
+                    let v10 = tick(i1 % 100).await;
+                    if v10 % 3 == 0 { continue 'l2; }
+                    if (input ^ acc) % 5 < 2 { break 'l2; }
                 }
             } else {
-                ev(format!("e23 {acc}"));
-                {
-                    let v24 = tick(acc % 100).await;
-                    let v25 = async { tick(26u64).await }.await;
-                    let v26 = (v25 * 7 + v24) % 1_000_003;
+                let mut i11: u64 = 0;
+                'l12: while i11 < 2 {
+                    i11 += 1;
+                    let v13 = tick(acc % 100).await;
+                    acc = (acc * 3 + v13) % 1_000_003;
+                    let v14 = pass(i1 % 100).await;
+                    acc = (acc * 3 + v14) % 1_000_003;
                 }
-                let mut n27 = Noisy::new("n27");
             }
-            let mut arg = Noisy::new("arg-shadow28");
-            let r30 = tick(Noisy::new("n3-re29")).await;
-            n3 = r30;
         }
-        let v31 = fallible((acc ^ input) % 97).await?;
-        acc = (acc * 3 + v31) % 1_000_003;
-        if acc % 4 == 0 {
-            let mut n32 = Noisy::new("n32");
-            let f33 = |x: u64| (x * 5) ^ 13;
-            let v34 = (show(&n3).await as u64);
-            acc = f33(v34 % 1000);
+        let v15 = fallible(i1 % 100).await?;
+        acc = (acc * 3 + v15) % 1_000_003;
+        let r17 = tick(Noisy::new("arg-re16")).await;
+        arg = r17;
+        {
+            let v18 = (show(&arg).await as u64);
+            acc = (acc * 3 + v18) % 1_000_003;
+            let v19 = fallible((i1 ^ input) % 97).await?;
+            acc = (acc * 3 + v19) % 1_000_003;
+            if acc % 4 == 0 {
+                if (input >> 32) & 1 == 1 {
+                    let v20 = (show(&arg).await as u64);
+                    acc = (acc * 3 + v20) % 1_000_003;
+                    let r22 = tick(Noisy::new("arg-re21")).await;
+                    arg = r22;
+                }
+                if (input >> 48) & 1 == 1 {
+                    let Some(v23) = tick(maybe(i1 % 100)).await else {
+                        return Err(Fail::new("else24"));
+                    };
+                }
+            } else {
+                let v25 = tick_named("k26", v19 % 100).await;
+                if v25 % 3 == 0 { drop(arg); }
+                let v27 = tick(v18 % 100).await;
+                acc = (acc * 3 + v27) % 1_000_003;
+                let c28 = tick((v27 ^ input) % 97 % 2 == 0).await;
+                if c28 {
+                    let mut n29 = Noisy::new("n29");
+                    let mut n30 = Noisy::new("n30");
+                    let v31 = tick_named("k32", v27 % 100).await;
+                    acc = (acc * 3 + v31) % 1_000_003;
+                } else {
+                    let mut n33 = Noisy::new("n33");
+                    let mut n34 = Noisy::new("n34");
+                }
+                let c35 = tick(acc % 100 % 2 == 0).await;
+                if c35 {
+                    let v36 = tick(v25 % 100).await;
+                    acc = (acc * 3 + v36) % 1_000_003;
+                    let mut n37 = Noisy::new("n37");
+                    let v38 = fallible(input % 100).await?;
+                    acc = (acc * 3 + v38) % 1_000_003;
+                    let v40 = show(&Noisy::new("t39")).await as u64;
+                    acc = (acc * 1 + v40) % 1_000_003;
+                } else {
+                    let mut n41 = Noisy::new("n41");
+                    let r43 = tick(Noisy::new("arg-re42")).await;
+                    arg = r43;
+                }
+            }
         }
-        let r36 = tick(Noisy::new("n3-re35")).await;
-        n3 = r36;
-        let r38 = tick(Noisy::new("n3-re37")).await;
-        n3 = r38;
-        let v39 = (show(&Noisy::new("t40")).await as u64);
-        acc = (acc * 3 + v39) % 1_000_003;
-        let r42 = tick(Noisy::new("n3-re41")).await;
-        n3 = r42;
+        let r45 = tick(Noisy::new("arg-re44")).await;
+        arg = r45;
+        let mut arg = Noisy::new("arg-shadow46");
+        let v47 = tick(92u64 % 100).await;
+        if v47 % 3 == 0 {
+            let c48 = tick(i1 % 100 % 2 == 0).await;
+            if c48 {
+                if (input >> 29) & 1 == 1 {
+                    if (input >> 4) & 1 == 1 { return Ok(acc); }
+                    let mut n49 = Noisy::new("n49");
+                    let v50 = (show(&arg).await as u64);
+                    let v51 = tick_named("k52", v15 % 100).await;
+                    let v53 = (v51 * 7 + v50) % 1_000_003;
+                    let f54 = |x: u64| (x * 5) ^ 13;
+                    let v55 = tick(v15 % 100).await;
+                    acc = f54(v55 % 1000);
+                } else {
+                    let v56 = tick_named("k57", v15 % 100).await;
+                    acc = (acc * 3 + v56) % 1_000_003;
+                    let v58 = tick(v47 % 100).await;
+                    acc = (acc * 3 + v58) % 1_000_003;
+                    let v60 = show(&Noisy::new("t59")).await as u64;
+                    acc = (acc * 1 + v60) % 1_000_003;
+                }
+                let v61 = pass(v47 % 100).await;
+                acc = (acc * 3 + v61) % 1_000_003;
+            }
+            let r63 = tick(Noisy::new("arg-re62")).await;
+            arg = r63;
+        }
+        let r65 = tick(Noisy::new("arg-re64")).await;
+        arg = r65;
+        let mut arg = Noisy::new("arg-shadow66");
+        let v68 = show(&Noisy::new("t67")).await as u64;
+        acc = (acc * 1 + v68) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9060,37 +10485,34 @@ random_case! {
 }
 
 random_case! {
-    case_097, 0x30b7e1f07a83f26d,
+    case_097, 0x9cc78b111e38e3a5,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let Some(v1) = tick(maybe(input % 100)).await else {
-            return Err(Fail::new("else2"));
-        };
-        let c3 = tick(17u64 % 100 % 2 == 0).await;
-        if c3 {
-            let v4 = tick((acc ^ input) % 97).await;
-            acc = (acc * 3 + v4) % 1_000_003;
-            ev(format!("e5 {acc} {}", arg.touch()));
+        let mut n1 = Noisy::new("n1");
+        let mut i2: u64 = 0;
+        'l3: loop {
+            if i2 >= 3 { break 'l3; }
+            i2 += 1;
+            let v5 = show(&Noisy::new("t4")).await as u64;
+            acc = (acc * 1 + v5) % 1_000_003;
+            let v6 = tick((acc ^ input) % 97).await;
+            acc = (acc * 3 + v6) % 1_000_003;
+            if (input >> 17) & 1 == 1 { break 'l3; }
         }
-        ev(format!("e6 {acc} {}", arg.touch()));
-        let v7 = tick_named("k8", acc % 100).await;
-        acc = (acc * 3 + v7) % 1_000_003;
-        ev(format!("e9 {acc} {}", arg.touch()));
-        let Some(v10) = tick(maybe(v7 % 100)).await else {
-            return Err(Fail::new("else11"));
+        ev(format!("e7 {acc} {}", arg.touch()));
+        let v8 = tick_named("k9", acc % 100).await;
+        acc = (acc * 3 + v8) % 1_000_003;
+        ev(format!("e10 {acc} {}", n1.touch()));
+        let Some(v11) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else12"));
         };
-        let r13 = tick(Noisy::new("arg-re12")).await;
-        arg = r13;
-        let c14 = tick(v1 % 100 % 2 == 0).await;
-        if c14 {
-            let r16 = tick(Noisy::new("arg-re15")).await;
-            arg = r16;
-        }
+        ev(format!("e13 {acc}"));
+        ev(format!("e14 {acc} {}", n1.touch()));
+        let r16 = tick(Noisy::new("arg-re15")).await;
+        arg = r16;
         ev(format!("e17 {acc} {}", arg.touch()));
-        let v18 = tick((input ^ input) % 97).await;
+        let v18 = pass(input % 100).await;
         acc = (acc * 3 + v18) % 1_000_003;
-        let r20 = tick(Noisy::new("arg-re19")).await;
-        arg = r20;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9119,119 +10541,124 @@ random_case! {
 }
 
 random_case! {
-    case_099, 0x25e413a38ac27207,
+    case_099, 0x00e16edc29063533,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        {
-            let mut n1 = Noisy::new("n1");
-            let c2 = tick((acc ^ input) % 97 % 2 == 0).await;
-            if c2 {
-                let mut i3: u64 = 0;
-                'l4: while i3 < 3 {
-                    i3 += 1;
-                    let v6 = show(&Noisy::new("t5")).await as u64;
-                    acc = (acc * 1 + v6) % 1_000_003;
-                    let v7 = tick(i3 % 100).await;
-                    let v8 = tick(67u64 % 100).await;
-                    let v9 = (v8 * 7 + v7) % 1_000_003;
-                    let r11 = tick(Noisy::new("n1-re10")).await;
-                    n1 = r11;
-                    let v12 = pass(v7 % 100).await;
-                    let v13 = tick_named("k14", (i3 ^ input) % 97).await;
-                    let v15 = (v13 * 7 + v12) % 1_000_003;
-                }
-                ev(format!("e16 {acc}"));
-                let f17 = |x: u64| (x * 5) ^ 13;
-                let v18 = tick_named("k19", input % 100).await;
-                acc = f17(v18 % 1000);
-                let mut i20: u64 = 0;
-                'l21: while i20 < 2 {
-                    i20 += 1;
-                    ev(format!("e22 {acc} {}", n1.touch()));
-                    let f23 = |x: u64| (x * 5) ^ 13;
-                    let v24 = async { tick(9u64).await }.await;
-                    acc = f23(v24 % 1000);
-                    let mut n25 = Noisy::new("n25");
-                    let mut n1 = Noisy::new("n1-shadow26");
-                }
-            }
+        if (input >> 2) & 1 == 1 {
+            ev(format!("e1 {acc} {}", arg.touch()));
+            let f2 = |x: u64| (x * 5) ^ 13;
+            let v3 = tick_named("k4", 52u64 % 100).await;
+            acc = f2(v3 % 1000);
+            let v5 = tick((acc ^ input) % 97).await;
+            if v5 % 3 == 0 { return Ok(acc); }
         }
         {
-            let mut i27: u64 = 0;
-            'l28: while i27 < 3 {
-                i27 += 1;
-                let Some(v29) = tick(maybe(acc % 100)).await else {
-                    return Err(Fail::new("else30"));
-                };
-                let Some(v31) = tick(maybe((input ^ input) % 97)).await else {
-                    return Err(Fail::new("else32"));
-                };
-            }
+            drop(arg);
         }
-        let mut i33: u64 = 0;
-        'l34: while i33 < 4 {
-            i33 += 1;
-            let f35 = |x: u64| (x * 5) ^ 13;
-            let v36 = async { tick(97u64).await }.await;
-            acc = f35(v36 % 1000);
-            let v37 = tick((v36 ^ input) % 97).await;
-            acc = (acc * 3 + v37) % 1_000_003;
-            let mut i38: u64 = 0;
-            'l39: while i38 < 2 {
-                i38 += 1;
-                let mut n40 = Noisy::new("n40");
-                let mut arg = Noisy::new("arg-shadow41");
+        let mut n6 = Noisy::new("n6");
+        let v7 = tick(acc % 100).await;
+        let v8 = tick((v7 ^ input) % 97).await;
+        let v9 = (v8 * 7 + v7) % 1_000_003;
+        let v11 = show(&Noisy::new("t10")).await as u64;
+        acc = (acc * 1 + v11) % 1_000_003;
+        let mut i12: u64 = 0;
+        'l13: while i12 < 2 {
+            i12 += 1;
+            let f14 = |x: u64| (x * 5) ^ 13;
+            let v15 = tick(input % 100).await;
+            acc = f14(v15 % 1000);
+            let mut i16: u64 = 0;
+            'l17: loop {
+                if i16 >= 1 { break 'l17; }
+                i16 += 1;
+                let v19 = show(&Noisy::new("t18")).await as u64;
+                acc = (acc * 1 + v19) % 1_000_003;
                 {
-                    let mut n42 = Noisy::new("n42");
-                    let mut n43 = Noisy::new("n43");
-                    let v45 = show(&Noisy::new("t44")).await as u64;
-                    acc = (acc * 1 + v45) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow20");
                 }
+                let v22 = show(&Noisy::new("t21")).await as u64;
+                acc = (acc * 1 + v22) % 1_000_003;
+                let v23 = (show(&Noisy::new("t24")).await as u64);
+                acc = (acc * 3 + v23) % 1_000_003;
             }
+            let Some(v25) = tick(maybe(i12 % 100)).await else {
+                break 'l13;
+            };
+            let mut n26 = Noisy::new("n26");
         }
-        drop(arg);
-        let mut i46: u64 = 0;
-        'l47: while i46 < 2 {
-            i46 += 1;
-            let f48 = |x: u64| (x * 5) ^ 13;
-            let v49 = async { tick(92u64).await }.await;
-            acc = f48(v49 % 1000);
+        let v27 = tick(69u64 % 100).await;
+        if v27 % 3 == 0 {
+            let v28 = fallible(input % 100).await?;
+            let v29 = (show(&Noisy::new("t30")).await as u64);
+            let v31 = (v29 * 7 + v28) % 1_000_003;
+        }
+        let mut n32 = Noisy::new("n32");
+        if (input >> 40) & 1 == 1 {
+            let mut n33 = Noisy::new("n33");
+            let mut i34: u64 = 0;
+            'l35: while i34 < 2 {
+                i34 += 1;
+                let mut i36: u64 = 0;
+                'l37: while i36 < 2 {
+                    i36 += 1;
+                    ev(format!("e38 {acc} {}", n32.touch()));
+                    if (input >> 8) & 1 == 1 { break 'l35; }
+                }
+                let mut n39 = Noisy::new("n39");
+            }
             {
-                let v50 = tick(i33 % 100).await;
-                acc = (acc * 3 + v50) % 1_000_003;
-                if (input >> 48) & 1 == 1 { return Err(Fail::new("r51")); }
-                let mut arg = Noisy::new("arg-shadow52");
+                drop(n33);
             }
         }
-        let v54 = show(&Noisy::new("t53")).await as u64;
-        acc = (acc * 1 + v54) % 1_000_003;
-        let v55 = tick((acc ^ input) % 97).await;
-        let v56 = pass(i46 % 100).await;
-        let v57 = (v56 * 7 + v55) % 1_000_003;
-        let v59 = show(&Noisy::new("t58")).await as u64;
-        acc = (acc * 1 + v59) % 1_000_003;
-        {
-            if (input >> 46) & 1 == 1 {
-                ev(format!("e60 {acc}"));
-                let v61 = tick((i33 ^ input) % 97).await;
-                let v62 = (show(&Noisy::new("t63")).await as u64);
-                let v64 = (v62 * 7 + v61) % 1_000_003;
-                let v65 = fallible(v61 % 100).await?;
-                let v66 = (show(&Noisy::new("t67")).await as u64);
-                let v68 = (v66 * 7 + v65) % 1_000_003;
-                let mut arg = Noisy::new("arg-shadow69");
-            } else {
-                {
-                    let c70 = tick((v55 ^ input) % 97 % 2 == 0).await;
-                    if c70 { return Err(Fail::new("r71")); }
-                    let mut n72 = Noisy::new("n72");
+        if acc % 4 == 0 {
+            let mut i40: u64 = 0;
+            'l41: while i40 < 1 {
+                i40 += 1;
+                if (input >> 53) & 1 == 1 { continue 'l41; }
+                let mut i42: u64 = 0;
+                'l43: loop {
+                    if i42 >= 2 { break 'l43; }
+                    i42 += 1;
+                    let mut n44 = Noisy::new("n44");
+                    let r46 = tick(Noisy::new("n6-re45")).await;
+                    n6 = r46;
+                    let v47 = tick((v7 ^ input) % 97).await;
+                    let v48 = (show(&Noisy::new("t49")).await as u64);
+                    let v50 = (v48 * 7 + v47) % 1_000_003;
+                    let v51 = fallible(i40 % 100).await?;
+                    let v52 = (show(&Noisy::new("t53")).await as u64);
+                    let v54 = (v52 * 7 + v51) % 1_000_003;
                 }
+                if (input >> 1) & 1 == 1 {
+                    let v56 = show(&Noisy::new("t55")).await as u64;
+                    acc = (acc * 1 + v56) % 1_000_003;
+                } else {
+                    let v57 = tick(acc % 100).await;
+                    let v58 = tick(72u64 % 100).await;
+                    let v59 = (v58 * 7 + v57) % 1_000_003;
+                    let Some(v60) = tick(maybe((v9 ^ input) % 97)).await else {
+                        break 'l41;
+                    };
+                    let mut n6 = Noisy::new("n6-shadow61");
+                    let f62 = |x: u64| (x * 5) ^ 13;
+                    let v63 = (show(&Noisy::new("t64")).await as u64);
+                    acc = f62(v63 % 1000);
+                }
+                let v65 = tick(acc % 100).await;
+                let v66 = fallible(i40 % 100).await?;
+                let v67 = (v66 * 7 + v65) % 1_000_003;
             }
+        } else {
+            ev(format!("e68 {acc} {}", n6.touch()));
+            let f69 = |x: u64| (x * 5) ^ 13;
+            let v70 = tick_named("k71", input % 100).await;
+            acc = f69(v70 % 1000);
+            let r73 = tick(Noisy::new("n6-re72")).await;
+            n6 = r73;
         }
-        let mut arg = Noisy::new("arg-shadow73");
-        let f74 = |x: u64| (x * 5) ^ 13;
-        let v75 = tick((v55 ^ input) % 97).await;
-        acc = f74(v75 % 1000);
+        let v74 = fallible(i12 % 100).await?;
+        let v75 = pass(v7 % 100).await;
+        let v76 = (v75 * 7 + v74) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9389,200 +10816,105 @@ random_case! {
 }
 
 random_case! {
-    case_101, 0xc0bf65740d80f5e7,
+    case_101, 0xcb354b4a0b092f3c,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = (show(&arg).await as u64);
         acc = (acc * 3 + v1) % 1_000_003;
-        if (input >> 13) & 1 == 1 {
-            {
-                if acc % 3 == 0 { return Err(Fail::new("r2")); }
-                let mut arg = Noisy::new("arg-shadow3");
-            }
-        } else {
-            let mut i4: u64 = 0;
-            'l5: while i4 < 4 {
-                i4 += 1;
-                let r7 = tick(Noisy::new("arg-re6")).await;
-                arg = r7;
-                let mut i8: u64 = 0;
-                'l9: while i8 < 2 {
-                    i8 += 1;
-                    let mut n10 = Noisy::new("n10");
-                    let mut arg = Noisy::new("arg-shadow11");
-                    let f12 = |x: u64| (x * 5) ^ 13;
-                    let v13 = tick(i8 % 100).await;
-                    acc = f12(v13 % 1000);
-                    let mut n10 = Noisy::new("n10-shadow14");
+        let Some(v2) = tick(maybe((input ^ input) % 97)).await else {
+            return Err(Fail::new("else3"));
+        };
+        if (input >> 62) & 1 == 1 {
+            if acc % 3 == 0 { return Err(Fail::new("r4")); }
+            let mut i5: u64 = 0;
+            'l6: loop {
+                if i5 >= 3 { break 'l6; }
+                i5 += 1;
+                {
+                    let v7 = tick(v1 % 100).await;
+                    let v8 = (show(&Noisy::new("t9")).await as u64);
+                    let v10 = (v8 * 7 + v7) % 1_000_003;
+                    let v11 = tick_named("k12", v10 % 100).await;
+                    acc = (acc * 3 + v11) % 1_000_003;
                 }
-                let c15 = tick((i4 ^ input) % 97 % 2 == 0).await;
-                if c15 {
-                    let mut n16 = Noisy::new("n16");
-                } else {
-                    let mut arg = Noisy::new("arg-shadow17");
-                    let v18 = tick(v1 % 100).await;
+                let v13 = tick(i5 % 100).await;
+                if v13 % 3 == 0 {
+                    let Some(v14) = tick(maybe(58u64 % 100)).await else {
+                        return Err(Fail::new("else15"));
+                    };
+                    let mut arg = Noisy::new("arg-shadow16");
+                    let v17 = pass(i5 % 100).await;
+                    acc = (acc * 3 + v17) % 1_000_003;
+                    let v18 = (show(&arg).await as u64);
                     acc = (acc * 3 + v18) % 1_000_003;
                 }
+                let v19 = pass(v1 % 100).await;
+                let v20 = tick_named("k21", acc % 100).await;
+                let v22 = (v20 * 7 + v19) % 1_000_003;
             }
-            let v19 = pass(input % 100).await;
-            let v20 = tick_named("k21", acc % 100).await;
-            let v22 = (v20 * 7 + v19) % 1_000_003;
-            if (input >> 52) & 1 == 1 {
-                let mut i23: u64 = 0;
-                'l24: while i23 < 3 {
-                    i23 += 1;
-                    ev(format!("e25 {acc}"));
-                    ev(format!("e26 {acc}"));
-                    let v27 = (show(&Noisy::new("t28")).await as u64);
-                    acc = (acc * 3 + v27) % 1_000_003;
-                    let mut n29 = Noisy::new("n29");
-                }
-                let v30 = tick((v20 ^ input) % 97).await;
-                if v30 % 3 == 0 {
-                    if (input ^ acc) % 5 < 2 { return Ok(acc); }
-                    let mut arg = Noisy::new("arg-shadow31");
-                } else {
-                    let mut n32 = Noisy::new("n32");
-                    let f33 = |x: u64| (x * 5) ^ 13;
-                    let v34 = (show(&arg).await as u64);
-                    acc = f33(v34 % 1000);
-                    let r36 = tick(Noisy::new("n32-re35")).await;
-                    n32 = r36;
-                    let mut n37 = Noisy::new("n37");
-                }
+            let v23 = fallible(i5 % 100).await?;
+            let v24 = async { tick(73u64).await }.await;
+            let v25 = (v24 * 7 + v23) % 1_000_003;
+        } else {
+            let v26 = (show(&Noisy::new("t27")).await as u64);
+            acc = (acc * 3 + v26) % 1_000_003;
+            ev(format!("e28 {acc}"));
+            let mut n29 = Noisy::new("n29");
+        }
+        let v30 = pass(input % 100).await;
+        acc = (acc * 3 + v30) % 1_000_003;
+        let c31 = tick(input % 100 % 2 == 0).await;
+        if c31 {
+            let mut i32: u64 = 0;
+            'l33: while i32 < 3 {
+                i32 += 1;
+                let c34 = tick((acc ^ input) % 97 % 2 == 0).await;
+                if c34 { return Ok(acc); }
+                let v36 = show(&Noisy::new("t35")).await as u64;
+                acc = (acc * 1 + v36) % 1_000_003;
+            }
+        }
+        {
+            let v37 = tick_named("k38", (acc ^ input) % 97).await;
+            acc = (acc * 3 + v37) % 1_000_003;
+            let c39 = tick((acc ^ input) % 97 % 2 == 0).await;
+            if c39 {
                 {
-                    let f38 = |x: u64| (x * 5) ^ 13;
-                    let v39 = pass((v1 ^ input) % 97).await;
-                    acc = f38(v39 % 1000);
-                    let mut n40 = Noisy::new("n40");
-                    let v42 = show(&Noisy::new("t41")).await as u64;
-                    acc = (acc * 1 + v42) % 1_000_003;
+                    let v40 = pass(82u64 % 100).await;
+                    let v41 = async { tick(9u64).await }.await;
+                    let v42 = (v41 * 7 + v40) % 1_000_003;
                 }
-                let r44 = tick(Noisy::new("arg-re43")).await;
-                arg = r44;
-            } else {
-                let v45 = pass(v19 % 100).await;
-                if v45 % 3 == 0 {
-                    let v47 = show(&Noisy::new("t46")).await as u64;
-                    acc = (acc * 1 + v47) % 1_000_003;
-                    let v48 = tick_named("k49", (i4 ^ input) % 97).await;
-                    acc = (acc * 3 + v48) % 1_000_003;
-                    if acc % 4 == 0 { return Err(Fail::new("r50")); }
-                    let v51 = (show(&arg).await as u64);
-                    acc = (acc * 3 + v51) % 1_000_003;
+                ev(format!("e43 {acc} {}", arg.touch()));
+                let mut n44 = Noisy::new("n44");
+                if acc % 4 == 0 {
+                    let v45 = (show(&n44).await as u64);
+                    acc = (acc * 3 + v45) % 1_000_003;
+                    let Some(v46) = tick(maybe(input % 100)).await else {
+                        return Err(Fail::new("else47"));
+                    };
+                    let mut n48 = Noisy::new("n48");
                 } else {
-                    let mut n52 = Noisy::new("n52");
-                    ev(format!("e53 {acc} {}", arg.touch()));
-                    let v55 = show(&Noisy::new("t54")).await as u64;
-                    acc = (acc * 1 + v55) % 1_000_003;
-                    let Some(v56) = tick(maybe(v45 % 100)).await else {
-                        return Err(Fail::new("else57"));
+                    let r50 = tick(Noisy::new("n44-re49")).await;
+                    n44 = r50;
+                    let v52 = show(&Noisy::new("t51")).await as u64;
+                    acc = (acc * 1 + v52) % 1_000_003;
+                    let Some(v53) = tick(maybe(acc % 100)).await else {
+                        return Err(Fail::new("else54"));
                     };
                 }
-                let r59 = tick(Noisy::new("arg-re58")).await;
-                arg = r59;
-                let v61 = show(&Noisy::new("t60")).await as u64;
-                acc = (acc * 1 + v61) % 1_000_003;
-                ev(format!("e62 {acc}"));
             }
         }
-        if (input ^ acc) % 5 < 2 {
-            if acc % 3 == 0 {
-                let mut n63 = Noisy::new("n63");
-                let v64 = (show(&Noisy::new("t65")).await as u64);
-                acc = (acc * 3 + v64) % 1_000_003;
-                let v66 = tick((v64 ^ input) % 97).await;
-                let v67 = fallible((acc ^ input) % 97).await?;
-                let v68 = (v67 * 7 + v66) % 1_000_003;
-            } else {
-                let c69 = tick(94u64 % 100 % 2 == 0).await;
-                if c69 {
-                    let v70 = (show(&arg).await as u64);
-                    let v71 = (show(&Noisy::new("t72")).await as u64);
-                    let v73 = (v71 * 7 + v70) % 1_000_003;
-                    let mut arg = Noisy::new("arg-shadow74");
-                } else {
-                    let v75 = fallible((26u64 ^ input) % 97).await?;
-                    let v76 = fallible(v1 % 100).await?;
-                    let v77 = (v76 * 7 + v75) % 1_000_003;
-                    let v78 = pass(v75 % 100).await;
-                    acc = (acc * 3 + v78) % 1_000_003;
-                }
-                let v79 = (show(&arg).await as u64);
-                let v80 = tick(v79 % 100).await;
-                let v81 = (v80 * 7 + v79) % 1_000_003;
-                let v82 = pass(v80 % 100).await;
-                acc = (acc * 3 + v82) % 1_000_003;
-                let c83 = tick(acc % 100 % 2 == 0).await;
-                if c83 {
-                    let v84 = async { tick(75u64).await }.await;
-                    acc = (acc * 3 + v84) % 1_000_003;
-                    let v85 = fallible((v84 ^ input) % 97).await?;
-                    if v85 % 3 == 0 { return Err(Fail::new("r86")); }
-                    let r88 = tick(Noisy::new("arg-re87")).await;
-                    arg = r88;
-                    let mut arg = Noisy::new("arg-shadow89");
-                }
-            }
-        } else {
-            let r91 = tick(Noisy::new("arg-re90")).await;
-            arg = r91;
-            let r93 = tick(Noisy::new("arg-re92")).await;
-            arg = r93;
-            let v94 = pass((input ^ input) % 97).await;
-            if v94 % 3 == 0 {
-                let v95 = (show(&arg).await as u64);
-                acc = (acc * 3 + v95) % 1_000_003;
-                let v96 = (show(&Noisy::new("t97")).await as u64);
-                let v98 = async { tick(6u64).await }.await;
-                let v99 = (v98 * 7 + v96) % 1_000_003;
-                let mut n100 = Noisy::new("n100");
-                let mut i101: u64 = 0;
-                'l102: while i101 < 3 {
-                    i101 += 1;
-                    let mut n103 = Noisy::new("n103");
-                    let v104 = fallible((v1 ^ input) % 97).await?;
-                    let v105 = async { tick(35u64).await }.await;
-                    let v106 = (v105 * 7 + v104) % 1_000_003;
-                    drop(n103);
-                }
-            }
-        }
-        let v107 = async { tick(18u64).await }.await;
-        let v108 = (show(&arg).await as u64);
-        let v109 = (v108 * 7 + v107) % 1_000_003;
-        let mut n110 = Noisy::new("n110");
-        let v111 = tick(v108 % 100).await;
-        acc = (acc * 3 + v111) % 1_000_003;
-        let c112 = tick(78u64 % 100 % 2 == 0).await;
-        if c112 { return Err(Fail::new("r113")); }
-        let v114 = tick_named("k115", (v107 ^ input) % 97).await;
-        acc = (acc * 3 + v114) % 1_000_003;
-        let c116 = tick((43u64 ^ input) % 97 % 2 == 0).await;
-        if c116 { return Err(Fail::new("r117")); }
-        let c118 = tick(v114 % 100 % 2 == 0).await;
-        if c118 {
-            let v119 = (show(&Noisy::new("t120")).await as u64);
-            let v121 = tick(acc % 100).await;
-            let v122 = (v121 * 7 + v119) % 1_000_003;
-        }
-        let v123 = (show(&n110).await as u64);
-        if v123 % 3 == 0 {
-            {
-                let v124 = tick(acc % 100).await;
-                let v125 = pass(v109 % 100).await;
-                let v126 = (v125 * 7 + v124) % 1_000_003;
-            }
-            let Some(v127) = tick(maybe(v114 % 100)).await else {
-                return Err(Fail::new("else128"));
-            };
-        } else {
-            let Some(v129) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else130"));
-            };
-            let mut n131 = Noisy::new("n131");
-            ev(format!("e132 {acc}"));
-        }
+        let c55 = tick(16u64 % 100 % 2 == 0).await;
+        if c55 { return Ok(acc); }
+        let v56 = async { tick(45u64).await }.await;
+        let v57 = fallible(85u64 % 100).await?;
+        let v58 = (v57 * 7 + v56) % 1_000_003;
+        let mut n59 = Noisy::new("n59");
+        let v60 = (show(&Noisy::new("t61")).await as u64);
+        let v62 = tick(v1 % 100).await;
+        let v63 = (v62 * 7 + v60) % 1_000_003;
+        let v65 = show(&Noisy::new("t64")).await as u64;
+        acc = (acc * 1 + v65) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9756,73 +11088,131 @@ random_case! {
 }
 
 random_case! {
-    case_103, 0xc9a2ad0556d69542,
+    case_103, 0xeee1009852ee8bd4,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if (input >> 37) & 1 == 1 {
-            if (input >> 51) & 1 == 1 { return Err(Fail::new("r1")); }
-            let c2 = tick(7u64 % 100 % 2 == 0).await;
-            if c2 {
-                let f3 = |x: u64| (x * 5) ^ 13;
-                let v4 = fallible(9u64 % 100).await?;
-                acc = f3(v4 % 1000);
-                {
-                    let Some(v5) = tick(maybe(91u64 % 100)).await else {
-                        return Err(Fail::new("else6"));
-                    };
-                    let mut n7 = Noisy::new("n7");
+            let mut i1: u64 = 0;
+            'l2: loop {
+                if i1 >= 1 { break 'l2; }
+                i1 += 1;
+                let v3 = tick((acc ^ input) % 97).await;
+                if v3 % 3 == 0 { continue 'l2; }
+                let mut i4: u64 = 0;
+                'l5: while i4 < 2 {
+                    i4 += 1;
+                    let v6 = fallible(acc % 100).await?;
+                    acc = (acc * 3 + v6) % 1_000_003;
+                    if (input >> 30) & 1 == 1 { break 'l5; }
                 }
-                let mut n8 = Noisy::new("n8");
             }
-            let v9 = tick(5u64 % 100).await;
-            acc = (acc * 3 + v9) % 1_000_003;
-            let mut i10: u64 = 0;
-            'l11: while i10 < 0 {
-                i10 += 1;
-                let r13 = tick(Noisy::new("arg-re12")).await;
-                arg = r13;
-                let mut arg = Noisy::new("arg-shadow14");
-                let v16 = show(&Noisy::new("t15")).await as u64;
-                acc = (acc * 1 + v16) % 1_000_003;
-                if (input ^ acc) % 5 < 2 {
-                    let mut n17 = Noisy::new("n17");
-                } else {
-                    let Some(v18) = tick(maybe((v9 ^ input) % 97)).await else {
-                        return Err(Fail::new("else19"));
+            let v7 = tick(5u64 % 100).await;
+            acc = (acc * 3 + v7) % 1_000_003;
+            let mut n8 = Noisy::new("n8");
+            let v9 = async { tick(81u64).await }.await;
+            if v9 % 3 == 0 {
+                let mut i10: u64 = 0;
+                'l11: while i10 < 1 {
+                    i10 += 1;
+                    if (input >> 37) & 1 == 1 { continue 'l11; }
+                    let Some(v12) = tick(maybe((v9 ^ input) % 97)).await else {
+                        continue 'l11;
                     };
-                    let v20 = tick_named("k21", acc % 100).await;
-                    acc = (acc * 3 + v20) % 1_000_003;
-                    let mut n22 = Noisy::new("n22");
-                    let mut arg = Noisy::new("arg-shadow23");
                 }
+                let mut i13: u64 = 0;
+                'l14: loop {
+                    if i13 >= 4 { break 'l14; }
+                    i13 += 1;
+                    let f15 = |x: u64| (x * 5) ^ 13;
+                    let v16 = async { tick(2u64).await }.await;
+                    acc = f15(v16 % 1000);
+                    let c17 = tick(i1 % 100 % 2 == 0).await;
+                    if c17 { continue 'l14; }
+                    let v18 = tick(77u64 % 100).await;
+                    acc = (acc * 3 + v18) % 1_000_003;
+                    let v19 = pass(acc % 100).await;
+                    acc = (acc * 3 + v19) % 1_000_003;
+                }
+                ev(format!("e20 {acc} {}", n8.touch()));
+                let r22 = tick(Noisy::new("n8-re21")).await;
+                n8 = r22;
             }
         } else {
-            ev(format!("e24 {acc}"));
-            let v26 = show(&Noisy::new("t25")).await as u64;
-            acc = (acc * 1 + v26) % 1_000_003;
-            let mut n27 = Noisy::new("n27");
+            let v23 = tick(acc % 100).await;
+            if v23 % 3 == 0 {
+                let Some(v24) = tick(maybe(24u64 % 100)).await else {
+                    return Err(Fail::new("else25"));
+                };
+                let v26 = tick(v24 % 100).await;
+                acc = (acc * 3 + v26) % 1_000_003;
+                let v27 = (show(&arg).await as u64);
+                acc = (acc * 3 + v27) % 1_000_003;
+            } else {
+                let v29 = show(&Noisy::new("t28")).await as u64;
+                acc = (acc * 1 + v29) % 1_000_003;
+            }
+            let v31 = show(&Noisy::new("t30")).await as u64;
+            acc = (acc * 1 + v31) % 1_000_003;
         }
-        let Some(v28) = tick(maybe((input ^ input) % 97)).await else {
-            return Err(Fail::new("else29"));
-        };
-        {
-            let Some(v30) = tick(maybe(40u64 % 100)).await else {
-                return Err(Fail::new("else31"));
-            };
-            let v32 = (show(&arg).await as u64);
-            let v33 = (show(&Noisy::new("t34")).await as u64);
-            let v35 = (v33 * 7 + v32) % 1_000_003;
+        let v33 = show(&Noisy::new("t32")).await as u64;
+        acc = (acc * 1 + v33) % 1_000_003;
+        ev(format!("e34 {acc} {}", arg.touch()));
+        let mut i35: u64 = 0;
+        'l36: loop {
+            if i35 >= 1 { break 'l36; }
+            i35 += 1;
+            if acc % 2 == 0 {
+                let v37 = async { tick(95u64).await }.await;
+                acc = (acc * 3 + v37) % 1_000_003;
+            } else {
+                let v38 = pass(acc % 100).await;
+                acc = (acc * 3 + v38) % 1_000_003;
+                if acc % 4 == 0 { return Err(Fail::new("r39")); }
+                let c40 = tick((input ^ input) % 97 % 2 == 0).await;
+                if c40 {
+                    let mut n41 = Noisy::new("n41");
+                    let c42 = tick(acc % 100 % 2 == 0).await;
+                    if c42 { continue 'l36; }
+                } else {
+                    let v43 = async { tick(11u64).await }.await;
+                    acc = (acc * 3 + v43) % 1_000_003;
+                    let v44 = async { tick(29u64).await }.await;
+                    acc = (acc * 3 + v44) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow45");
+                    let f46 = |x: u64| (x * 5) ^ 13;
+                    let v47 = (show(&Noisy::new("t48")).await as u64);
+                    acc = f46(v47 % 1000);
+                }
+                let c49 = tick((i35 ^ input) % 97 % 2 == 0).await;
+                if c49 { break 'l36; }
+            }
+            let v50 = (show(&arg).await as u64);
+            acc = (acc * 3 + v50) % 1_000_003;
+            let mut n51 = Noisy::new("n51");
         }
+        let v53 = show(&Noisy::new("t52")).await as u64;
+        acc = (acc * 1 + v53) % 1_000_003;
         drop(arg);
-        ev(format!("e36 {acc}"));
-        let mut n37 = Noisy::new("n37");
-        drop(n37);
-        let mut n38 = Noisy::new("n38");
-        let f39 = |x: u64| (x * 5) ^ 13;
-        let v40 = (show(&Noisy::new("t41")).await as u64);
-        acc = f39(v40 % 1000);
-        let v42 = pass((acc ^ input) % 97).await;
-        acc = (acc * 3 + v42) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow54");
+        let mut i55: u64 = 0;
+        'l56: loop {
+            if i55 >= 0 { break 'l56; }
+            i55 += 1;
+            if (input >> 10) & 1 == 1 { break 'l56; }
+            ev(format!("e57 {acc} {}", arg.touch()));
+            let mut i58: u64 = 0;
+            'l59: loop {
+                if i58 >= 1 { break 'l59; }
+                i58 += 1;
+                let mut arg = Noisy::new("arg-shadow60");
+                let v62 = show(&Noisy::new("t61")).await as u64;
+                acc = (acc * 1 + v62) % 1_000_003;
+                ev(format!("e63 {acc} {}", arg.touch()));
+            }
+        }
+        let mut arg = Noisy::new("arg-shadow64");
+        let v66 = show(&Noisy::new("t65")).await as u64;
+        acc = (acc * 1 + v66) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9931,87 +11321,136 @@ random_case! {
 }
 
 random_case! {
-    case_105, 0x14e55556fee0c340,
+    case_105, 0x81eb5fc6584fb90d,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = async { tick(77u64).await }.await;
         acc = (acc * 3 + v1) % 1_000_003;
-        let f2 = |x: u64| (x * 5) ^ 13;
-        let v3 = tick(acc % 100).await;
-        acc = f2(v3 % 1000);
-        let v5 = show(&Noisy::new("t4")).await as u64;
-        acc = (acc * 1 + v5) % 1_000_003;
-        let v6 = (show(&arg).await as u64);
-        acc = (acc * 3 + v6) % 1_000_003;
-        let mut i7: u64 = 0;
-        'l8: while i7 < 0 {
-            i7 += 1;
-            let v10 = show(&Noisy::new("t9")).await as u64;
-            acc = (acc * 1 + v10) % 1_000_003;
-            let v11 = tick_named("k12", v6 % 100).await;
-            acc = (acc * 3 + v11) % 1_000_003;
-            let v13 = tick(23u64 % 100).await;
-            let v14 = (show(&arg).await as u64);
-            let v15 = (v14 * 7 + v13) % 1_000_003;
+        let v2 = tick_named("k3", acc % 100).await;
+        acc = (acc * 3 + v2) % 1_000_003;
+        if (input >> 63) & 1 == 1 {
+            let mut i4: u64 = 0;
+            'l5: while i4 < 0 {
+                i4 += 1;
+                let v7 = show(&Noisy::new("t6")).await as u64;
+                acc = (acc * 1 + v7) % 1_000_003;
+                let v8 = tick_named("k9", (acc ^ input) % 97).await;
+                acc = (acc * 3 + v8) % 1_000_003;
+                let mut n10 = Noisy::new("n10");
+            }
+        } else {
+            let v12 = show(&Noisy::new("t11")).await as u64;
+            acc = (acc * 1 + v12) % 1_000_003;
+            let v13 = pass((36u64 ^ input) % 97).await;
+            acc = (acc * 3 + v13) % 1_000_003;
         }
-        let mut n16 = Noisy::new("n16");
-        let mut i17: u64 = 0;
-        'l18: while i17 < 4 {
-            i17 += 1;
-            let f19 = |x: u64| (x * 5) ^ 13;
-            let v20 = tick_named("k21", i17 % 100).await;
-            acc = f19(v20 % 1000);
-            ev(format!("e22 {acc}"));
+        let c14 = tick((v1 ^ input) % 97 % 2 == 0).await;
+        if c14 {
             {
-                let v23 = tick(v20 % 100).await;
-                if v23 % 3 == 0 {
-                    let mut n24 = Noisy::new("n24");
-                    ev(format!("e25 {acc} {}", n24.touch()));
+                let v15 = tick(acc % 100).await;
+                if v15 % 3 == 0 {
+                    let mut n16 = Noisy::new("n16");
+                    ev(format!("e17 {acc} {}", n16.touch()));
                 } else {
-                    let mut n26 = Noisy::new("n26");
+                    let mut n18 = Noisy::new("n18");
                 }
                 {
-                    let v27 = tick(v6 % 100).await;
-                    acc = (acc * 3 + v27) % 1_000_003;
-                    let v29 = show(&Noisy::new("t28")).await as u64;
-                    acc = (acc * 1 + v29) % 1_000_003;
+                    let v19 = tick(v1 % 100).await;
+                    acc = (acc * 3 + v19) % 1_000_003;
+                    let v21 = show(&Noisy::new("t20")).await as u64;
+                    acc = (acc * 1 + v21) % 1_000_003;
                 }
             }
-        }
-        let mut arg = Noisy::new("arg-shadow30");
-        drop(arg);
-        let v32 = show(&Noisy::new("t31")).await as u64;
-        acc = (acc * 1 + v32) % 1_000_003;
-        {
-            let mut i33: u64 = 0;
-            'l34: while i33 < 4 {
-                i33 += 1;
-                let Some(v35) = tick(maybe(input % 100)).await else {
-                    return Err(Fail::new("else36"));
-                };
-                let mut arg = Noisy::new("arg-shadow37");
-                let v38 = tick_named("k39", input % 100).await;
-                acc = (acc * 3 + v38) % 1_000_003;
-                drop(arg);
+            if (input ^ acc) % 5 < 2 {
+                let f22 = |x: u64| (x * 5) ^ 13;
+                let v23 = fallible(64u64 % 100).await?;
+                acc = f22(v23 % 1000);
+                let v25 = show(&Noisy::new("t24")).await as u64;
+                acc = (acc * 1 + v25) % 1_000_003;
+                let v26 = async { tick(98u64).await }.await;
+                acc = (acc * 3 + v26) % 1_000_003;
             }
-            let mut i40: u64 = 0;
-            'l41: while i40 < 4 {
-                i40 += 1;
+        } else {
+            let mut n27 = Noisy::new("n27");
+            let v28 = pass((v2 ^ input) % 97).await;
+            let v29 = tick(v1 % 100).await;
+            let v30 = (v29 * 7 + v28) % 1_000_003;
+            if acc % 3 == 0 {
                 if (input ^ acc) % 5 < 2 {
-                    let c42 = tick(v3 % 100 % 2 == 0).await;
-                    if c42 { return Err(Fail::new("r43")); }
-                    let mut arg = Noisy::new("arg-shadow44");
-                    let v46 = show(&Noisy::new("t45")).await as u64;
-                    acc = (acc * 1 + v46) % 1_000_003;
-                } else {
-                    let v47 = (show(&Noisy::new("t48")).await as u64);
-                    acc = (acc * 3 + v47) % 1_000_003;
+                    let v32 = show(&Noisy::new("t31")).await as u64;
+                    acc = (acc * 1 + v32) % 1_000_003;
+                    ev(format!("e33 {acc} {}", arg.touch()));
+                    let v34 = tick(v1 % 100).await;
+                    acc = (acc * 3 + v34) % 1_000_003;
+                    let f35 = |x: u64| (x * 5) ^ 13;
+                    let v36 = tick((v29 ^ input) % 97).await;
+                    acc = f35(v36 % 1000);
                 }
-                let mut n16 = Noisy::new("n16-shadow49");
+                let mut arg = Noisy::new("arg-shadow37");
+                if acc % 4 == 0 {
+                    let mut n38 = Noisy::new("n38");
+                    let r40 = tick(Noisy::new("n27-re39")).await;
+                    n27 = r40;
+                    let mut arg = Noisy::new("arg-shadow41");
+                } else {
+                    ev(format!("e42 {acc}"));
+                    let v43 = tick(acc % 100).await;
+                    let v44 = (show(&n27).await as u64);
+                    let v45 = (v44 * 7 + v43) % 1_000_003;
+                    let v46 = (show(&arg).await as u64);
+                    acc = (acc * 3 + v46) % 1_000_003;
+                }
+            } else {
+                let mut n47 = Noisy::new("n47");
+                ev(format!("e48 {acc} {}", n27.touch()));
+                let mut i49: u64 = 0;
+                'l50: loop {
+                    if i49 >= 3 { break 'l50; }
+                    i49 += 1;
+                    let c51 = tick(v1 % 100 % 2 == 0).await;
+                    if c51 { continue 'l50; }
+                    let f52 = |x: u64| (x * 5) ^ 13;
+                    let v53 = tick_named("k54", (v29 ^ input) % 97).await;
+                    acc = f52(v53 % 1000);
+                    let v55 = tick_named("k56", (i49 ^ input) % 97).await;
+                    let v57 = fallible(v28 % 100).await?;
+                    let v58 = (v57 * 7 + v55) % 1_000_003;
+                }
+                let v59 = pass(acc % 100).await;
+                acc = (acc * 3 + v59) % 1_000_003;
             }
-            let r51 = tick(Noisy::new("n16-re50")).await;
-            n16 = r51;
+            {
+                let mut i60: u64 = 0;
+                'l61: while i60 < 4 {
+                    i60 += 1;
+                    let v62 = tick((acc ^ input) % 97).await;
+                    acc = (acc * 3 + v62) % 1_000_003;
+                    let v64 = show(&Noisy::new("t63")).await as u64;
+                    acc = (acc * 1 + v64) % 1_000_003;
+                    if (input >> 60) & 1 == 1 { continue 'l61; }
+                }
+            }
         }
+        let c65 = tick(v1 % 100 % 2 == 0).await;
+        if c65 { drop(arg); }
+        let v67 = show(&Noisy::new("t66")).await as u64;
+        acc = (acc * 1 + v67) % 1_000_003;
+        let v69 = show(&Noisy::new("t68")).await as u64;
+        acc = (acc * 1 + v69) % 1_000_003;
+        let mut i70: u64 = 0;
+        'l71: while i70 < 1 {
+            i70 += 1;
+            let mut n72 = Noisy::new("n72");
+            let r74 = tick(Noisy::new("n72-re73")).await;
+            n72 = r74;
+            ev(format!("e75 {acc} {}", n72.touch()));
+        }
+        let r77 = tick(Noisy::new("arg-re76")).await;
+        arg = r77;
+        let v78 = (show(&arg).await as u64);
+        let v79 = tick(52u64 % 100).await;
+        let v80 = (v79 * 7 + v78) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow81");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -10291,98 +11730,102 @@ random_case! {
 }
 
 random_case! {
-    case_107, 0xf6de5157fea0680f,
+    case_107, 0xb20265401394addf,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let c1 = tick(input % 100 % 2 == 0).await;
         if c1 {
             let mut arg = Noisy::new("arg-shadow2");
         } else {
-            let mut n3 = Noisy::new("n3");
-            ev(format!("e4 {acc} {}", n3.touch()));
+            let v3 = (show(&Noisy::new("t4")).await as u64);
+            acc = (acc * 3 + v3) % 1_000_003;
+            drop(arg);
+        }
+        let mut n5 = Noisy::new("n5");
+        {
+            let mut i6: u64 = 0;
+            'l7: while i6 < 3 {
+                i6 += 1;
+                let v8 = fallible((acc ^ input) % 97).await?;
+                acc = (acc * 3 + v8) % 1_000_003;
+                let mut i9: u64 = 0;
+                'l10: loop {
+                    if i9 >= 3 { break 'l10; }
+                    i9 += 1;
+                    let mut n11 = Noisy::new("n11");
+                    ev(format!("e12 {acc} {}", n5.touch()));
+                    let r14 = tick(Noisy::new("arg-re13")).await;
+                    arg = r14;
+                    drop(n11);
+                }
+                let v15 = async { tick(27u64).await }.await;
+                acc = (acc * 3 + v15) % 1_000_003;
+            }
+            ev(format!("e16 {acc} {}", n5.touch()));
         }
         {
-            if (input >> 2) & 1 == 1 {
-                {
-                    let mut arg = Noisy::new("arg-shadow5");
-                    ev(format!("e6 {acc}"));
-                }
-                let mut n7 = Noisy::new("n7");
-                let mut i8: u64 = 0;
-                'l9: while i8 < 2 {
-                    i8 += 1;
-                    let v11 = show(&Noisy::new("t10")).await as u64;
-                    acc = (acc * 1 + v11) % 1_000_003;
-                    let mut n12 = Noisy::new("n12");
-                    ev(format!("e13 {acc} {}", n7.touch()));
-                }
-            } else {
-                let r15 = tick(Noisy::new("arg-re14")).await;
-                arg = r15;
-                let v16 = tick_named("k17", input % 100).await;
-                if v16 % 3 == 0 {
-                    let v18 = (show(&arg).await as u64);
-                    acc = (acc * 3 + v18) % 1_000_003;
-                    let r20 = tick(Noisy::new("arg-re19")).await;
-                    arg = r20;
-                    let mut n21 = Noisy::new("n21");
-                }
-                let c22 = tick((v16 ^ input) % 97 % 2 == 0).await;
-                if c22 {
-                    let v23 = tick_named("k24", acc % 100).await;
-                    acc = (acc * 3 + v23) % 1_000_003;
-                }
-                let mut n25 = Noisy::new("n25");
-            }
-            if (input ^ acc) % 5 < 2 {
-                let v26 = fallible((acc ^ input) % 97).await?;
-                acc = (acc * 3 + v26) % 1_000_003;
-                let mut n27 = Noisy::new("n27");
-                if (input >> 63) & 1 == 1 {
-                    let v28 = tick((acc ^ input) % 97).await;
-                    let v29 = (show(&Noisy::new("t30")).await as u64);
-                    let v31 = (v29 * 7 + v28) % 1_000_003;
-                    let v33 = show(&Noisy::new("t32")).await as u64;
-                    acc = (acc * 1 + v33) % 1_000_003;
-                    let v34 = fallible(86u64 % 100).await?;
-                    let v35 = async { tick(23u64).await }.await;
-                    let v36 = (v35 * 7 + v34) % 1_000_003;
-                    let v38 = show(&Noisy::new("t37")).await as u64;
-                    acc = (acc * 1 + v38) % 1_000_003;
-                } else {
-                    let Some(v39) = tick(maybe(acc % 100)).await else {
-                        return Err(Fail::new("else40"));
-                    };
-                    let Some(v41) = tick(maybe(acc % 100)).await else {
-                        return Err(Fail::new("else42"));
-                    };
-                }
-                let mut n27 = Noisy::new("n27-shadow43");
-            } else {
-                {
-                    let mut n44 = Noisy::new("n44");
-                    let v46 = show(&Noisy::new("t45")).await as u64;
-                    acc = (acc * 1 + v46) % 1_000_003;
-                }
-                let v47 = async { tick(95u64).await }.await;
-                let v48 = tick(98u64 % 100).await;
-                let v49 = (v48 * 7 + v47) % 1_000_003;
+            let r18 = tick(Noisy::new("arg-re17")).await;
+            arg = r18;
+            let f19 = |x: u64| (x * 5) ^ 13;
+            let v20 = (show(&Noisy::new("t21")).await as u64);
+            acc = f19(v20 % 1000);
+            let c22 = tick((v20 ^ input) % 97 % 2 == 0).await;
+            if c22 {
+                let v23 = tick_named("k24", acc % 100).await;
+                acc = (acc * 3 + v23) % 1_000_003;
             }
         }
-        let mut n50 = Noisy::new("n50");
-        let mut arg = Noisy::new("arg-shadow51");
-        let r53 = tick(Noisy::new("n50-re52")).await;
-        n50 = r53;
-        if (input >> 26) & 1 == 1 {
-            let v54 = (show(&arg).await as u64);
-            acc = (acc * 3 + v54) % 1_000_003;
+        let mut n25 = Noisy::new("n25");
+        let mut i26: u64 = 0;
+        'l27: loop {
+            if i26 >= 2 { break 'l27; }
+            i26 += 1;
+            let f28 = |x: u64| (x * 5) ^ 13;
+            let v29 = fallible(i26 % 100).await?;
+            acc = f28(v29 % 1000);
+            let mut i30: u64 = 0;
+            'l31: while i30 < 2 {
+                i30 += 1;
+                let v32 = (show(&Noisy::new("t33")).await as u64);
+                if v32 % 3 == 0 { break 'l27; }
+                if (input >> 56) & 1 == 1 { return Ok(acc); }
+                if (input >> 62) & 1 == 1 { continue 'l27; }
+                let v34 = fallible((i30 ^ input) % 97).await?;
+                if v34 % 3 == 0 {
+                    let mut n35 = Noisy::new("n35");
+                    let c36 = tick(acc % 100 % 2 == 0).await;
+                    if c36 { continue 'l27; }
+                }
+            }
+            let v37 = (show(&n25).await as u64);
+            let v38 = tick(acc % 100).await;
+            let v39 = (v38 * 7 + v37) % 1_000_003;
         }
-        ev(format!("e55 {acc}"));
-        let f56 = |x: u64| (x * 5) ^ 13;
-        let v57 = fallible(acc % 100).await?;
-        acc = f56(v57 % 1000);
-        let r59 = tick(Noisy::new("arg-re58")).await;
-        arg = r59;
+        let c40 = tick((acc ^ input) % 97 % 2 == 0).await;
+        if c40 { return Ok(acc); }
+        let v41 = (show(&n25).await as u64);
+        acc = (acc * 3 + v41) % 1_000_003;
+        let c42 = tick(input % 100 % 2 == 0).await;
+        if c42 {
+            let v43 = fallible((i26 ^ input) % 97).await?;
+            acc = (acc * 3 + v43) % 1_000_003;
+            let mut i44: u64 = 0;
+            'l45: while i44 < 1 {
+                i44 += 1;
+                {
+                    let mut n46 = Noisy::new("n46");
+                    let f47 = |x: u64| (x * 5) ^ 13;
+                    let v48 = tick_named("k49", v41 % 100).await;
+                    acc = f47(v48 % 1000);
+                }
+                {
+                    if (input >> 38) & 1 == 1 { continue 'l45; }
+                }
+                ev(format!("e50 {acc} {}", n25.touch()));
+            }
+            let v51 = tick(i44 % 100).await;
+            if v51 % 3 == 0 { drop(n25); }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -10440,42 +11883,48 @@ random_case! {
 }
 
 random_case! {
-    case_109, 0x299e849f6ee223b2,
+    case_109, 0x8c1b3371bd85d9a1,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        drop(arg);
-        let v1 = pass(89u64 % 100).await;
-        let v2 = pass((acc ^ input) % 97).await;
-        let v3 = (v2 * 7 + v1) % 1_000_003;
-        let v5 = show(&Noisy::new("t4")).await as u64;
-        acc = (acc * 1 + v5) % 1_000_003;
-        {
-            let Some(v6) = tick(maybe((acc ^ input) % 97)).await else {
-                return Err(Fail::new("else7"));
-            };
-            let mut i8: u64 = 0;
-            'l9: while i8 < 1 {
-                i8 += 1;
-                let v11 = show(&Noisy::new("t10")).await as u64;
-                acc = (acc * 1 + v11) % 1_000_003;
-                {
-                    let v12 = tick(input % 100).await;
-                    acc = (acc * 3 + v12) % 1_000_003;
-                    let mut n13 = Noisy::new("n13");
-                    let v14 = (show(&n13).await as u64);
-                    acc = (acc * 3 + v14) % 1_000_003;
+        let c1 = tick((acc ^ input) % 97 % 2 == 0).await;
+        if c1 {
+            let mut i2: u64 = 0;
+            'l3: while i2 < 4 {
+                i2 += 1;
+                let mut i4: u64 = 0;
+                'l5: loop {
+                    if i4 >= 2 { break 'l5; }
+                    i4 += 1;
+                    ev(format!("e6 {acc}"));
+                    let mut arg = Noisy::new("arg-shadow7");
+                    let v9 = show(&Noisy::new("t8")).await as u64;
+                    acc = (acc * 1 + v9) % 1_000_003;
+                    let mut n10 = Noisy::new("n10");
                 }
-                let v15 = async { tick(13u64).await }.await;
-                acc = (acc * 3 + v15) % 1_000_003;
+                if (input >> 29) & 1 == 1 { break 'l3; }
+                let mut i11: u64 = 0;
+                'l12: loop {
+                    if i11 >= 1 { break 'l12; }
+                    i11 += 1;
+                    if (input >> 52) & 1 == 1 { continue 'l12; }
+                    let v13 = (show(&arg).await as u64);
+                    acc = (acc * 3 + v13) % 1_000_003;
+                    let mut n14 = Noisy::new("n14");
+                    let mut n15 = Noisy::new("n15");
+                }
                 let v17 = show(&Noisy::new("t16")).await as u64;
                 acc = (acc * 1 + v17) % 1_000_003;
             }
         }
-        let v18 = async { tick(23u64).await }.await;
-        acc = (acc * 3 + v18) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow19");
-        let r21 = tick(Noisy::new("arg-re20")).await;
-        arg = r21;
+        drop(arg);
+        let Some(v18) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else19"));
+        };
+        ev(format!("e20 {acc}"));
+        if (input >> 47) & 1 == 1 { return Ok(acc); }
+        let v22 = show(&Noisy::new("t21")).await as u64;
+        acc = (acc * 1 + v22) % 1_000_003;
+        let mut n23 = Noisy::new("n23");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -10604,21 +12053,43 @@ random_case! {
 }
 
 random_case! {
-    case_111, 0x731d7742d8701101,
+    case_111, 0x0da8d3259351ebfd,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let Some(v1) = tick(maybe(acc % 100)).await else {
             return Err(Fail::new("else2"));
         };
-        let v4 = show(&Noisy::new("t3")).await as u64;
-        acc = (acc * 1 + v4) % 1_000_003;
-        let r6 = tick(Noisy::new("arg-re5")).await;
-        arg = r6;
-        let v8 = show(&Noisy::new("t7")).await as u64;
-        acc = (acc * 1 + v8) % 1_000_003;
-        let r10 = tick(Noisy::new("arg-re9")).await;
-        arg = r10;
-        let mut n11 = Noisy::new("n11");
+        let mut i3: u64 = 0;
+        'l4: loop {
+            if i3 >= 2 { break 'l4; }
+            i3 += 1;
+            let v6 = show(&Noisy::new("t5")).await as u64;
+            acc = (acc * 1 + v6) % 1_000_003;
+            if acc % 2 == 0 { return Ok(acc); }
+        }
+        let mut n7 = Noisy::new("n7");
+        let mut i8: u64 = 0;
+        'l9: while i8 < 3 {
+            i8 += 1;
+            if (input >> 27) & 1 == 1 { continue 'l9; }
+            let mut n7 = Noisy::new("n7-shadow10");
+            let v12 = show(&Noisy::new("t11")).await as u64;
+            acc = (acc * 1 + v12) % 1_000_003;
+            if acc % 2 == 0 {
+                let v13 = tick_named("k14", input % 100).await;
+                acc = (acc * 3 + v13) % 1_000_003;
+                {
+                    if (input >> 51) & 1 == 1 { break 'l9; }
+                    let v15 = async { tick(70u64).await }.await;
+                    acc = (acc * 3 + v15) % 1_000_003;
+                }
+                let v17 = show(&Noisy::new("t16")).await as u64;
+                acc = (acc * 1 + v17) % 1_000_003;
+            }
+        }
+        ev(format!("e18 {acc} {}", arg.touch()));
+        let r20 = tick(Noisy::new("arg-re19")).await;
+        arg = r20;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -10769,53 +12240,126 @@ random_case! {
 }
 
 random_case! {
-    case_113, 0xc8ab701a7feb9306,
+    case_113, 0x2a2d37a1861ca127,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if (input >> 36) & 1 == 1 {
-            let Some(v1) = tick(maybe((7u64 ^ input) % 97)).await else {
-                return Err(Fail::new("else2"));
-            };
-            let v3 = pass(acc % 100).await;
-            let v4 = tick_named("k5", acc % 100).await;
-            let v6 = (v4 * 7 + v3) % 1_000_003;
-            let r8 = tick(Noisy::new("arg-re7")).await;
-            arg = r8;
-            let v9 = tick(acc % 100).await;
-            let v10 = fallible(33u64 % 100).await?;
-            let v11 = (v10 * 7 + v9) % 1_000_003;
-        } else {
-            let r13 = tick(Noisy::new("arg-re12")).await;
-            arg = r13;
-            let v14 = (show(&Noisy::new("t15")).await as u64);
-            acc = (acc * 3 + v14) % 1_000_003;
-            let v16 = tick(acc % 100).await;
-            acc = (acc * 3 + v16) % 1_000_003;
-        }
-        let v17 = tick((acc ^ input) % 97).await;
-        acc = (acc * 3 + v17) % 1_000_003;
-        {
-            let mut i18: u64 = 0;
-            'l19: while i18 < 2 {
-                i18 += 1;
-                let mut arg = Noisy::new("arg-shadow20");
-                let mut arg = Noisy::new("arg-shadow21");
+            let v1 = async { tick(15u64).await }.await;
+            acc = (acc * 3 + v1) % 1_000_003;
+            let v2 = pass(acc % 100).await;
+            let v3 = tick_named("k4", acc % 100).await;
+            let v5 = (v3 * 7 + v2) % 1_000_003;
+            {
+                let v6 = tick(acc % 100).await;
+                let v7 = fallible(33u64 % 100).await?;
+                let v8 = (v7 * 7 + v6) % 1_000_003;
+                let mut arg = Noisy::new("arg-shadow9");
             }
-            let r23 = tick(Noisy::new("arg-re22")).await;
-            arg = r23;
-            let v24 = (show(&Noisy::new("t25")).await as u64);
-            let v26 = pass(v24 % 100).await;
-            let v27 = (v26 * 7 + v24) % 1_000_003;
+            let Some(v10) = tick(maybe(v5 % 100)).await else {
+                return Err(Fail::new("else11"));
+            };
+        } else {
+            let v12 = tick((acc ^ input) % 97).await;
+            let v13 = pass(54u64 % 100).await;
+            let v14 = (v13 * 7 + v12) % 1_000_003;
+            ev(format!("e15 {acc} {}", arg.touch()));
+            let mut n16 = Noisy::new("n16");
+            if (input ^ acc) % 5 < 2 {
+                let v18 = show(&Noisy::new("t17")).await as u64;
+                acc = (acc * 1 + v18) % 1_000_003;
+                {
+                    let v19 = (show(&n16).await as u64);
+                    acc = (acc * 3 + v19) % 1_000_003;
+                    let mut n20 = Noisy::new("n20");
+                    let v21 = (show(&Noisy::new("t22")).await as u64);
+                    acc = (acc * 3 + v21) % 1_000_003;
+                }
+                let mut i23: u64 = 0;
+                'l24: while i23 < 2 {
+                    i23 += 1;
+                    if (input >> 56) & 1 == 1 { continue 'l24; }
+                    let v26 = show(&Noisy::new("t25")).await as u64;
+                    acc = (acc * 1 + v26) % 1_000_003;
+                    let v27 = tick_named("k28", acc % 100).await;
+                    acc = (acc * 3 + v27) % 1_000_003;
+                    let Some(v29) = tick(maybe((v14 ^ input) % 97)).await else {
+                        return Err(Fail::new("else30"));
+                    };
+                }
+                if (input >> 20) & 1 == 1 {
+                    drop(arg);
+                    let v32 = show(&Noisy::new("t31")).await as u64;
+                    acc = (acc * 1 + v32) % 1_000_003;
+                    let v34 = show(&Noisy::new("t33")).await as u64;
+                    acc = (acc * 1 + v34) % 1_000_003;
+                } else {
+                    let r36 = tick(Noisy::new("n16-re35")).await;
+                    n16 = r36;
+                    if (input >> 28) & 1 == 1 { return Ok(acc); }
+                    let mut n37 = Noisy::new("n37");
+                    let mut arg = Noisy::new("arg-shadow38");
+                }
+            } else {
+                ev(format!("e39 {acc} {}", n16.touch()));
+            }
         }
-        let v29 = show(&Noisy::new("t28")).await as u64;
-        acc = (acc * 1 + v29) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow30");
-        let v31 = tick(acc % 100).await;
-        acc = (acc * 3 + v31) % 1_000_003;
-        drop(arg);
-        let v32 = async { tick(87u64).await }.await;
-        let v33 = async { tick(22u64).await }.await;
-        let v34 = (v33 * 7 + v32) % 1_000_003;
+        let r41 = tick(Noisy::new("arg-re40")).await;
+        arg = r41;
+        let v42 = (show(&arg).await as u64);
+        acc = (acc * 3 + v42) % 1_000_003;
+        let v43 = async { tick(92u64).await }.await;
+        acc = (acc * 3 + v43) % 1_000_003;
+        let Some(v44) = tick(maybe(41u64 % 100)).await else {
+            return Err(Fail::new("else45"));
+        };
+        let Some(v46) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else47"));
+        };
+        let mut i48: u64 = 0;
+        'l49: loop {
+            if i48 >= 1 { break 'l49; }
+            i48 += 1;
+            let f50 = |x: u64| (x * 5) ^ 13;
+            let v51 = tick(28u64 % 100).await;
+            acc = f50(v51 % 1000);
+            let mut arg = Noisy::new("arg-shadow52");
+        }
+        {
+            let Some(v53) = tick(maybe((v46 ^ input) % 97)).await else {
+                return Err(Fail::new("else54"));
+            };
+            {
+                if (input >> 13) & 1 == 1 {
+                    let f55 = |x: u64| (x * 5) ^ 13;
+                    let v56 = pass(v46 % 100).await;
+                    acc = f55(v56 % 1000);
+                    let r58 = tick(Noisy::new("arg-re57")).await;
+                    arg = r58;
+                    let v59 = fallible((v43 ^ input) % 97).await?;
+                    acc = (acc * 3 + v59) % 1_000_003;
+                    let Some(v60) = tick(maybe(acc % 100)).await else {
+                        return Err(Fail::new("else61"));
+                    };
+                } else {
+                    let mut arg = Noisy::new("arg-shadow62");
+                    let Some(v63) = tick(maybe(i48 % 100)).await else {
+                        return Err(Fail::new("else64"));
+                    };
+                    let Some(v65) = tick(maybe(v46 % 100)).await else {
+                        return Err(Fail::new("else66"));
+                    };
+                }
+            }
+            {
+                ev(format!("e67 {acc}"));
+                let f68 = |x: u64| (x * 5) ^ 13;
+                let v69 = pass(i48 % 100).await;
+                acc = f68(v69 % 1000);
+                let v70 = (show(&arg).await as u64);
+                let v71 = fallible(v69 % 100).await?;
+                let v72 = (v71 * 7 + v70) % 1_000_003;
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -10933,64 +12477,69 @@ random_case! {
 }
 
 random_case! {
-    case_115, 0x37a876712df2ffaa,
+    case_115, 0x858405d497cfbbf5,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let Some(v1) = tick(maybe(acc % 100)).await else {
             return Err(Fail::new("else2"));
         };
-        let mut n3 = Noisy::new("n3");
-        let v4 = async { tick(77u64).await }.await;
-        acc = (acc * 3 + v4) % 1_000_003;
-        let mut n3 = Noisy::new("n3-shadow5");
-        let mut i6: u64 = 0;
-        'l7: while i6 < 1 {
-            i6 += 1;
-            let v8 = tick_named("k9", (acc ^ input) % 97).await;
-            acc = (acc * 3 + v8) % 1_000_003;
-            let mut n10 = Noisy::new("n10");
-            let mut i11: u64 = 0;
-            'l12: while i11 < 3 {
-                i11 += 1;
-                let v14 = show(&Noisy::new("t13")).await as u64;
-                acc = (acc * 1 + v14) % 1_000_003;
-                let r16 = tick(Noisy::new("n10-re15")).await;
-                n10 = r16;
-                ev(format!("e17 {acc} {}", n3.touch()));
-            }
-            if acc % 3 == 0 {
-                let mut n18 = Noisy::new("n18");
+        let v3 = tick_named("k4", acc % 100).await;
+        acc = (acc * 3 + v3) % 1_000_003;
+        let r6 = tick(Noisy::new("arg-re5")).await;
+        arg = r6;
+        let mut i7: u64 = 0;
+        'l8: while i7 < 0 {
+            i7 += 1;
+            let v9 = tick_named("k10", (acc ^ input) % 97).await;
+            acc = (acc * 3 + v9) % 1_000_003;
+            let mut n11 = Noisy::new("n11");
+        }
+        let v13 = show(&Noisy::new("t12")).await as u64;
+        acc = (acc * 1 + v13) % 1_000_003;
+        {
+            let v14 = tick_named("k15", v1 % 100).await;
+            if v14 % 3 == 0 {
+                let mut arg = Noisy::new("arg-shadow16");
                 if acc % 2 == 0 {
-                    let Some(v19) = tick(maybe(i6 % 100)).await else {
-                        return Err(Fail::new("else20"));
+                    let Some(v17) = tick(maybe(i7 % 100)).await else {
+                        return Err(Fail::new("else18"));
                     };
-                    let r22 = tick(Noisy::new("n10-re21")).await;
-                    n10 = r22;
-                    ev(format!("e23 {acc}"));
+                    let r20 = tick(Noisy::new("arg-re19")).await;
+                    arg = r20;
+                    ev(format!("e21 {acc}"));
                 } else {
-                    let r25 = tick(Noisy::new("n10-re24")).await;
-                    n10 = r25;
-                    let Some(v26) = tick(maybe((v8 ^ input) % 97)).await else {
-                        return Err(Fail::new("else27"));
+                    let r23 = tick(Noisy::new("arg-re22")).await;
+                    arg = r23;
+                    let Some(v24) = tick(maybe((v14 ^ input) % 97)).await else {
+                        return Err(Fail::new("else25"));
                     };
-                    let v28 = (show(&Noisy::new("t29")).await as u64);
-                    let v30 = tick(v1 % 100).await;
-                    let v31 = (v30 * 7 + v28) % 1_000_003;
-                    let mut n3 = Noisy::new("n3-shadow32");
+                    let v26 = (show(&Noisy::new("t27")).await as u64);
+                    let v28 = tick(v1 % 100).await;
+                    let v29 = (v28 * 7 + v26) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow30");
                 }
+                let v31 = tick(v1 % 100).await;
+                acc = (acc * 3 + v31) % 1_000_003;
+                if acc % 4 == 0 { drop(arg); }
+            }
+            let f32 = |x: u64| (x * 5) ^ 13;
+            let v33 = async { tick(41u64).await }.await;
+            acc = f32(v33 % 1000);
+        }
+        {
+            let mut i34: u64 = 0;
+            'l35: loop {
+                if i34 >= 4 { break 'l35; }
+                i34 += 1;
+                let mut arg = Noisy::new("arg-shadow36");
+                let v37 = pass(i7 % 100).await;
+                acc = (acc * 3 + v37) % 1_000_003;
             }
         }
-        let mut n33 = Noisy::new("n33");
-        let v34 = fallible(v1 % 100).await?;
-        acc = (acc * 3 + v34) % 1_000_003;
-        let Some(v35) = tick(maybe(v34 % 100)).await else {
-            return Err(Fail::new("else36"));
-        };
-        let r38 = tick(Noisy::new("n33-re37")).await;
-        n33 = r38;
-        let Some(v39) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else40"));
-        };
+        if (input >> 9) & 1 == 1 { return Err(Fail::new("r38")); }
+        let r40 = tick(Noisy::new("arg-re39")).await;
+        arg = r40;
+        if (input >> 61) & 1 == 1 { drop(arg); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -11139,48 +12688,79 @@ random_case! {
 }
 
 random_case! {
-    case_117, 0x07a44cd260f23171,
+    case_117, 0xfb48ca88d0162e88,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let Some(v1) = tick(maybe((acc ^ input) % 97)).await else {
             return Err(Fail::new("else2"));
         };
-        let r4 = tick(Noisy::new("arg-re3")).await;
-        arg = r4;
-        let mut n5 = Noisy::new("n5");
-        drop(arg);
-        drop(n5);
-        let mut i6: u64 = 0;
-        'l7: while i6 < 3 {
-            i6 += 1;
-            let mut i8: u64 = 0;
-            'l9: while i8 < 1 {
-                i8 += 1;
-                let mut n10 = Noisy::new("n10");
-                {
-                    let mut n11 = Noisy::new("n11");
-                    let v12 = tick_named("k13", acc % 100).await;
-                    acc = (acc * 3 + v12) % 1_000_003;
-                }
-            }
-            let c14 = tick(acc % 100 % 2 == 0).await;
-            if c14 {
-                if (input >> 31) & 1 == 1 {
-                    let mut n15 = Noisy::new("n15");
-                    let mut n16 = Noisy::new("n16");
-                    let mut n17 = Noisy::new("n17");
-                } else {
-                    let v18 = fallible((v1 ^ input) % 97).await?;
-                    let v19 = (show(&Noisy::new("t20")).await as u64);
-                    let v21 = (v19 * 7 + v18) % 1_000_003;
-                    ev(format!("e22 {acc}"));
-                }
-                let mut n23 = Noisy::new("n23");
+        if acc % 3 == 0 {
+            let v3 = fallible((acc ^ input) % 97).await?;
+            acc = (acc * 3 + v3) % 1_000_003;
+            ev(format!("e4 {acc}"));
+            let Some(v5) = tick(maybe(acc % 100)).await else {
+                return Err(Fail::new("else6"));
+            };
+        } else {
+            let v7 = pass((acc ^ input) % 97).await;
+            if v7 % 3 == 0 {
+                drop(arg);
             } else {
-                let mut n24 = Noisy::new("n24");
-                if (input ^ acc) % 5 < 2 { return Err(Fail::new("r25")); }
+                let mut i8: u64 = 0;
+                'l9: loop {
+                    if i8 >= 2 { break 'l9; }
+                    i8 += 1;
+                    ev(format!("e10 {acc}"));
+                    ev(format!("e11 {acc}"));
+                    if (input >> 35) & 1 == 1 { return Ok(acc); }
+                    let mut arg = Noisy::new("arg-shadow12");
+                }
+                let Some(v13) = tick(maybe(acc % 100)).await else {
+                    return Err(Fail::new("else14"));
+                };
+                let r16 = tick(Noisy::new("arg-re15")).await;
+                arg = r16;
             }
         }
+        ev(format!("e17 {acc}"));
+        let mut n18 = Noisy::new("n18");
+        let mut i19: u64 = 0;
+        'l20: loop {
+            if i19 >= 4 { break 'l20; }
+            i19 += 1;
+            ev(format!("e21 {acc} {}", n18.touch()));
+            let mut i22: u64 = 0;
+            'l23: while i22 < 3 {
+                i22 += 1;
+                let v24 = tick(i22 % 100).await;
+                acc = (acc * 3 + v24) % 1_000_003;
+                let v25 = fallible(input % 100).await?;
+                let v26 = (show(&Noisy::new("t27")).await as u64);
+                let v28 = (v26 * 7 + v25) % 1_000_003;
+                let mut n29 = Noisy::new("n29");
+                let mut n30 = Noisy::new("n30");
+            }
+            let mut i31: u64 = 0;
+            'l32: loop {
+                if i31 >= 4 { break 'l32; }
+                i31 += 1;
+                ev(format!("e33 {acc} {}", n18.touch()));
+                let Some(v34) = tick(maybe(acc % 100)).await else {
+                    break 'l32;
+                };
+                {
+                    let mut n35 = Noisy::new("n35");
+                    let f36 = |x: u64| (x * 5) ^ 13;
+                    let v37 = (show(&n18).await as u64);
+                    acc = f36(v37 % 1000);
+                }
+                let r39 = tick(Noisy::new("n18-re38")).await;
+                n18 = r39;
+            }
+        }
+        let f40 = |x: u64| (x * 5) ^ 13;
+        let v41 = (show(&Noisy::new("t42")).await as u64);
+        acc = f40(v41 % 1000);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -11337,7 +12917,51 @@ random_case! {
     }
 }
 
-// case_119 left out: open lowering bug B4.
+random_case! {
+    case_119, 0x342f72949c25001a,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        let v1 = async { tick(96u64).await }.await;
+        acc = (acc * 3 + v1) % 1_000_003;
+        let v3 = show(&Noisy::new("t2")).await as u64;
+        acc = (acc * 1 + v3) % 1_000_003;
+        if acc % 3 == 0 {
+            let mut n4 = Noisy::new("n4");
+            let mut i5: u64 = 0;
+            'l6: loop {
+                if i5 >= 3 { break 'l6; }
+                i5 += 1;
+                let mut n7 = Noisy::new("n7");
+                let Some(v8) = tick(maybe(acc % 100)).await else {
+                    break 'l6;
+                };
+                let v9 = tick((v1 ^ input) % 97).await;
+                acc = (acc * 3 + v9) % 1_000_003;
+                let Some(v10) = tick(maybe(acc % 100)).await else {
+                    break 'l6;
+                };
+            }
+        }
+        let v11 = (show(&arg).await as u64);
+        acc = (acc * 3 + v11) % 1_000_003;
+        let r13 = tick(Noisy::new("arg-re12")).await;
+        arg = r13;
+        let r15 = tick(Noisy::new("arg-re14")).await;
+        arg = r15;
+        ev(format!("e16 {acc} {}", arg.touch()));
+        let r18 = tick(Noisy::new("arg-re17")).await;
+        arg = r18;
+        let v19 = tick(v1 % 100).await;
+        if v19 % 3 == 0 {
+            if acc % 2 == 0 { return Err(Fail::new("r20")); }
+            let f21 = |x: u64| (x * 5) ^ 13;
+            let v22 = tick_named("k23", (acc ^ input) % 97).await;
+            acc = f21(v22 % 1000);
+        }
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_120, 0x59716c5be0a9b7fe,
@@ -11562,19 +13186,35 @@ random_case! {
 }
 
 random_case! {
-    case_121, 0x689da07c4273f83c,
+    case_121, 0x7cd58297bf35186b,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = pass((input ^ input) % 97).await;
         acc = (acc * 3 + v1) % 1_000_003;
         ev(format!("e2 {acc}"));
-        let mut n3 = Noisy::new("n3");
-        let mut n3 = Noisy::new("n3-shadow4");
-        let v6 = show(&Noisy::new("t5")).await as u64;
-        acc = (acc * 1 + v6) % 1_000_003;
-        let v7 = tick(63u64 % 100).await;
-        let v8 = pass((v7 ^ input) % 97).await;
-        let v9 = (v8 * 7 + v7) % 1_000_003;
+        let v3 = (show(&arg).await as u64);
+        acc = (acc * 3 + v3) % 1_000_003;
+        let r5 = tick(Noisy::new("arg-re4")).await;
+        arg = r5;
+        let c6 = tick((35u64 ^ input) % 97 % 2 == 0).await;
+        if c6 {
+            let v7 = (show(&arg).await as u64);
+            let v8 = (show(&arg).await as u64);
+            let v9 = (v8 * 7 + v7) % 1_000_003;
+            let mut n10 = Noisy::new("n10");
+        } else {
+            let f11 = |x: u64| (x * 5) ^ 13;
+            let v12 = pass(acc % 100).await;
+            acc = f11(v12 % 1000);
+            let r14 = tick(Noisy::new("arg-re13")).await;
+            arg = r14;
+            let v15 = (show(&Noisy::new("t16")).await as u64);
+            let v17 = fallible((v3 ^ input) % 97).await?;
+            let v18 = (v17 * 7 + v15) % 1_000_003;
+        }
+        let v19 = async { tick(38u64).await }.await;
+        let v20 = async { tick(91u64).await }.await;
+        let v21 = (v20 * 7 + v19) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -11692,7 +13332,7 @@ random_case! {
 }
 
 random_case! {
-    case_123, 0xcd0b09816a5d6804,
+    case_123, 0xae20f7120f951491,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
@@ -11708,47 +13348,115 @@ random_case! {
             let r10 = tick(Noisy::new("arg-re9")).await;
             arg = r10;
             let v11 = async { tick(95u64).await }.await;
-            acc = (acc * 3 + v11) % 1_000_003;
-            let mut i12: u64 = 0;
-            'l13: while i12 < 1 {
-                i12 += 1;
-                let f14 = |x: u64| (x * 5) ^ 13;
-                let v15 = tick((input ^ input) % 97).await;
-                acc = f14(v15 % 1000);
-                let Some(v16) = tick(maybe((i7 ^ input) % 97)).await else {
-                    return Err(Fail::new("else17"));
-                };
-            }
-            let v18 = tick(v4 % 100).await;
-            acc = (acc * 3 + v18) % 1_000_003;
+            let v12 = tick_named("k13", (87u64 ^ input) % 97).await;
+            let v14 = (v12 * 7 + v11) % 1_000_003;
+            let v15 = tick((input ^ input) % 97).await;
+            if v15 % 3 == 0 { break 'l8; }
+            let v17 = show(&Noisy::new("t16")).await as u64;
+            acc = (acc * 1 + v17) % 1_000_003;
         }
-        let r20 = tick(Noisy::new("arg-re19")).await;
-        arg = r20;
-        let v21 = fallible(acc % 100).await?;
-        acc = (acc * 3 + v21) % 1_000_003;
-        let r23 = tick(Noisy::new("arg-re22")).await;
-        arg = r23;
-        let c24 = tick((v21 ^ input) % 97 % 2 == 0).await;
-        if c24 {
-            let mut n25 = Noisy::new("n25");
-            let v26 = pass((v5 ^ input) % 97).await;
-            let v27 = async { tick(16u64).await }.await;
-            let v28 = (v27 * 7 + v26) % 1_000_003;
-            {
-                let r30 = tick(Noisy::new("n25-re29")).await;
-                n25 = r30;
+        if acc % 4 == 0 { drop(arg); }
+        let v18 = tick(acc % 100).await;
+        let v19 = pass((acc ^ input) % 97).await;
+        let v20 = (v19 * 7 + v18) % 1_000_003;
+        let r22 = tick(Noisy::new("arg-re21")).await;
+        arg = r22;
+        let c23 = tick((v18 ^ input) % 97 % 2 == 0).await;
+        if c23 {
+            if (input ^ acc) % 5 < 2 {
+                let mut arg = Noisy::new("arg-shadow24");
+                let mut i25: u64 = 0;
+                'l26: while i25 < 2 {
+                    i25 += 1;
+                    let mut arg = Noisy::new("arg-shadow27");
+                    let mut n28 = Noisy::new("n28");
+                }
             }
+            let v29 = tick((v4 ^ input) % 97).await;
+            acc = (acc * 3 + v29) % 1_000_003;
+            let mut n30 = Noisy::new("n30");
         } else {
-            let v31 = tick_named("k32", acc % 100).await;
-            let v33 = tick(v4 % 100).await;
-            let v34 = (v33 * 7 + v31) % 1_000_003;
+            let c31 = tick(v18 % 100 % 2 == 0).await;
+            if c31 {
+                let f32 = |x: u64| (x * 5) ^ 13;
+                let v33 = async { tick(99u64).await }.await;
+                acc = f32(v33 % 1000);
+                {
+                    let v34 = (show(&Noisy::new("t35")).await as u64);
+                    let v36 = fallible(v18 % 100).await?;
+                    let v37 = (v36 * 7 + v34) % 1_000_003;
+                    let Some(v38) = tick(maybe(v19 % 100)).await else {
+                        return Err(Fail::new("else39"));
+                    };
+                }
+            } else {
+                let f40 = |x: u64| (x * 5) ^ 13;
+                let v41 = pass(v4 % 100).await;
+                acc = f40(v41 % 1000);
+            }
         }
-        let v35 = async { tick(99u64).await }.await;
-        acc = (acc * 3 + v35) % 1_000_003;
-        let v36 = tick_named("k37", v21 % 100).await;
-        acc = (acc * 3 + v36) % 1_000_003;
-        let v39 = show(&Noisy::new("t38")).await as u64;
-        acc = (acc * 1 + v39) % 1_000_003;
+        let v42 = tick(acc % 100).await;
+        let v43 = tick_named("k44", (input ^ input) % 97).await;
+        let v45 = (v43 * 7 + v42) % 1_000_003;
+        let mut i46: u64 = 0;
+        'l47: loop {
+            if i46 >= 0 { break 'l47; }
+            i46 += 1;
+            let mut n48 = Noisy::new("n48");
+            {
+                let f49 = |x: u64| (x * 5) ^ 13;
+                let v50 = fallible(v20 % 100).await?;
+                acc = f49(v50 % 1000);
+                ev(format!("e51 {acc} {}", n48.touch()));
+            }
+            if (input >> 56) & 1 == 1 {
+                let f52 = |x: u64| (x * 5) ^ 13;
+                let v53 = tick(v4 % 100).await;
+                acc = f52(v53 % 1000);
+                let mut i54: u64 = 0;
+                'l55: loop {
+                    if i54 >= 3 { break 'l55; }
+                    i54 += 1;
+                    let v56 = tick((acc ^ input) % 97).await;
+                    acc = (acc * 3 + v56) % 1_000_003;
+                    let r58 = tick(Noisy::new("n48-re57")).await;
+                    n48 = r58;
+                    let Some(v59) = tick(maybe(v4 % 100)).await else {
+                        return Err(Fail::new("else60"));
+                    };
+                }
+                let v61 = pass(i54 % 100).await;
+                acc = (acc * 3 + v61) % 1_000_003;
+                let Some(v62) = tick(maybe(v20 % 100)).await else {
+                    return Err(Fail::new("else63"));
+                };
+            } else {
+                let v64 = tick_named("k65", i46 % 100).await;
+                if v64 % 3 == 0 {
+                    let v66 = tick_named("k67", (v19 ^ input) % 97).await;
+                    let v68 = tick(input % 100).await;
+                    let v69 = (v68 * 7 + v66) % 1_000_003;
+                    let v70 = tick(v69 % 100).await;
+                    let v71 = tick((i46 ^ input) % 97).await;
+                    let v72 = (v71 * 7 + v70) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow73");
+                } else {
+                    let Some(v74) = tick(maybe(v45 % 100)).await else {
+                        continue 'l47;
+                    };
+                    let c75 = tick(v19 % 100 % 2 == 0).await;
+                    if c75 { break 'l47; }
+                }
+                let r77 = tick(Noisy::new("arg-re76")).await;
+                arg = r77;
+                let r79 = tick(Noisy::new("arg-re78")).await;
+                arg = r79;
+            }
+            let f80 = |x: u64| (x * 5) ^ 13;
+            let v81 = tick_named("k82", acc % 100).await;
+            acc = f80(v81 % 1000);
+        }
+        ev(format!("e83 {acc} {}", arg.touch()));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -11947,59 +13655,50 @@ random_case! {
 }
 
 random_case! {
-    case_125, 0xdb62cfed007c964a,
+    case_125, 0x328c3d3d9cd44afe,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = pass(input % 100).await;
         acc = (acc * 3 + v1) % 1_000_003;
         let mut n2 = Noisy::new("n2");
-        {
-            let mut n2 = Noisy::new("n2-shadow3");
-        }
-        let mut i4: u64 = 0;
-        'l5: while i4 < 4 {
-            i4 += 1;
-            let v6 = async { tick(4u64).await }.await;
-            let v7 = tick_named("k8", acc % 100).await;
-            let v9 = (v7 * 7 + v6) % 1_000_003;
-            let mut n2 = Noisy::new("n2-shadow10");
-            let mut i11: u64 = 0;
-            'l12: while i11 < 4 {
-                i11 += 1;
-                let mut n13 = Noisy::new("n13");
-                let f14 = |x: u64| (x * 5) ^ 13;
-                let v15 = tick_named("k16", v9 % 100).await;
-                acc = f14(v15 % 1000);
-                let mut arg = Noisy::new("arg-shadow17");
-                let f18 = |x: u64| (x * 5) ^ 13;
-                let v19 = fallible(i11 % 100).await?;
-                acc = f18(v19 % 1000);
+        if (input >> 52) & 1 == 1 { return Err(Fail::new("r3")); }
+        let v4 = fallible(acc % 100).await?;
+        acc = (acc * 3 + v4) % 1_000_003;
+        let v5 = async { tick(4u64).await }.await;
+        let v6 = tick_named("k7", acc % 100).await;
+        let v8 = (v6 * 7 + v5) % 1_000_003;
+        let v10 = show(&Noisy::new("t9")).await as u64;
+        acc = (acc * 1 + v10) % 1_000_003;
+        let mut i11: u64 = 0;
+        'l12: while i11 < 4 {
+            i11 += 1;
+            let mut n2 = Noisy::new("n2-shadow13");
+            if acc % 4 == 0 { drop(n2); }
+            let mut i14: u64 = 0;
+            'l15: while i14 < 2 {
+                i14 += 1;
+                let v17 = show(&Noisy::new("t16")).await as u64;
+                acc = (acc * 1 + v17) % 1_000_003;
+                let mut n18 = Noisy::new("n18");
+                let v19 = (show(&Noisy::new("t20")).await as u64);
+                acc = (acc * 3 + v19) % 1_000_003;
             }
-            let r21 = tick(Noisy::new("arg-re20")).await;
-            arg = r21;
+            let Some(v21) = tick(maybe((i14 ^ input) % 97)).await else {
+                break 'l12;
+            };
         }
-        let v23 = show(&Noisy::new("t22")).await as u64;
-        acc = (acc * 1 + v23) % 1_000_003;
-        let mut n24 = Noisy::new("n24");
-        let Some(v25) = tick(maybe(i4 % 100)).await else {
-            return Err(Fail::new("else26"));
-        };
-        let mut i27: u64 = 0;
-        'l28: while i27 < 3 {
-            i27 += 1;
-            let mut n29 = Noisy::new("n29");
-            {
-                let v30 = (show(&Noisy::new("t31")).await as u64);
-                acc = (acc * 3 + v30) % 1_000_003;
-                let mut arg = Noisy::new("arg-shadow32");
-            }
-            let v33 = tick(acc % 100).await;
-            acc = (acc * 3 + v33) % 1_000_003;
-            ev(format!("e34 {acc} {}", arg.touch()));
+        let v22 = fallible(v4 % 100).await?;
+        acc = (acc * 3 + v22) % 1_000_003;
+        if acc % 3 == 0 {
+            let v23 = tick(acc % 100).await;
+            acc = (acc * 3 + v23) % 1_000_003;
+            let Some(v24) = tick(maybe(acc % 100)).await else {
+                return Err(Fail::new("else25"));
+            };
+            let v27 = show(&Noisy::new("t26")).await as u64;
+            acc = (acc * 1 + v27) % 1_000_003;
+            let mut n28 = Noisy::new("n28");
         }
-        let f35 = |x: u64| (x * 5) ^ 13;
-        let v36 = (show(&n2).await as u64);
-        acc = f35(v36 % 1000);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -12075,72 +13774,44 @@ random_case! {
 }
 
 random_case! {
-    case_127, 0x739626e0c96ba6ba,
+    case_127, 0xe94569d3054052fe,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        ev(format!("e1 {acc}"));
-        let f2 = |x: u64| (x * 5) ^ 13;
-        let v3 = (show(&arg).await as u64);
-        acc = f2(v3 % 1000);
-        let r5 = tick(Noisy::new("arg-re4")).await;
-        arg = r5;
-        let Some(v6) = tick(maybe((input ^ input) % 97)).await else {
-            return Err(Fail::new("else7"));
-        };
-        let mut i8: u64 = 0;
-        'l9: while i8 < 3 {
-            i8 += 1;
-            if acc % 3 == 0 {
-                let Some(v10) = tick(maybe(input % 100)).await else {
-                    return Err(Fail::new("else11"));
-                };
-                let v13 = show(&Noisy::new("t12")).await as u64;
-                acc = (acc * 1 + v13) % 1_000_003;
-                if (input >> 48) & 1 == 1 {
-                    let f14 = |x: u64| (x * 5) ^ 13;
-                    let v15 = fallible(input % 100).await?;
-                    acc = f14(v15 % 1000);
-                    let c16 = tick(i8 % 100 % 2 == 0).await;
-                    if c16 { return Ok(acc); }
-                } else {
-                    let f17 = |x: u64| (x * 5) ^ 13;
-                    let v18 = tick((input ^ input) % 97).await;
-                    acc = f17(v18 % 1000);
-                }
-            } else {
-                let mut n19 = Noisy::new("n19");
-                drop(n19);
-                {
-                    ev(format!("e20 {acc} {}", arg.touch()));
-                }
-            }
-            let Some(v21) = tick(maybe(v3 % 100)).await else {
-                return Err(Fail::new("else22"));
-            };
-            {
-                let v23 = (show(&Noisy::new("t24")).await as u64);
-                acc = (acc * 3 + v23) % 1_000_003;
-                let mut n25 = Noisy::new("n25");
-            }
-        }
-        let mut n26 = Noisy::new("n26");
-        let v27 = tick_named("k28", input % 100).await;
-        acc = (acc * 3 + v27) % 1_000_003;
-        let mut n29 = Noisy::new("n29");
-        if acc % 2 == 0 {
-            let f30 = |x: u64| (x * 5) ^ 13;
-            let v31 = tick((v6 ^ input) % 97).await;
-            acc = f30(v31 % 1000);
+        let f1 = |x: u64| (x * 5) ^ 13;
+        let v2 = (show(&Noisy::new("t3")).await as u64);
+        acc = f1(v2 % 1000);
+        let v5 = show(&Noisy::new("t4")).await as u64;
+        acc = (acc * 1 + v5) % 1_000_003;
+        let f6 = |x: u64| (x * 5) ^ 13;
+        let v7 = (show(&Noisy::new("t8")).await as u64);
+        acc = f6(v7 % 1000);
+        let v9 = tick((v7 ^ input) % 97).await;
+        acc = (acc * 3 + v9) % 1_000_003;
+        let v10 = (show(&Noisy::new("t11")).await as u64);
+        acc = (acc * 3 + v10) % 1_000_003;
+        let c12 = tick(v10 % 100 % 2 == 0).await;
+        if c12 { drop(arg); }
+        let v13 = async { tick(22u64).await }.await;
+        acc = (acc * 3 + v13) % 1_000_003;
+        if (input >> 48) & 1 == 1 {
+            let mut arg = Noisy::new("arg-shadow14");
+            let v15 = async { tick(41u64).await }.await;
+            acc = (acc * 3 + v15) % 1_000_003;
         } else {
-            if (input >> 5) & 1 == 1 {
-                let r33 = tick(Noisy::new("arg-re32")).await;
-                arg = r33;
-            }
+            let v16 = tick((v10 ^ input) % 97).await;
+            acc = (acc * 3 + v16) % 1_000_003;
+            let v17 = tick(v16 % 100).await;
+            acc = (acc * 3 + v17) % 1_000_003;
+            let mut n18 = Noisy::new("n18");
+            let c19 = tick((v10 ^ input) % 97 % 2 == 0).await;
+            if c19 { drop(n18); }
         }
-        let v34 = tick_named("k35", (v3 ^ input) % 97).await;
-        let v36 = tick((acc ^ input) % 97).await;
-        let v37 = (v36 * 7 + v34) % 1_000_003;
-        drop(arg);
+        let v20 = tick(v7 % 100).await;
+        let v21 = tick_named("k22", 13u64 % 100).await;
+        let v23 = (v21 * 7 + v20) % 1_000_003;
+        let v24 = pass((v21 ^ input) % 97).await;
+        acc = (acc * 3 + v24) % 1_000_003;
+        let mut n25 = Noisy::new("n25");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -12264,21 +13935,27 @@ random_case! {
 }
 
 random_case! {
-    case_129, 0xac9ab3ee02e1d3de,
+    case_129, 0x390ac87e5993ccdc,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = async { tick(37u64).await }.await;
         acc = (acc * 3 + v1) % 1_000_003;
         ev(format!("e2 {acc} {}", arg.touch()));
-        drop(arg);
-        let v3 = tick_named("k4", (v1 ^ input) % 97).await;
-        let v5 = tick(v3 % 100).await;
-        let v6 = (v5 * 7 + v3) % 1_000_003;
-        let mut n7 = Noisy::new("n7");
-        ev(format!("e8 {acc}"));
-        let f9 = |x: u64| (x * 5) ^ 13;
-        let v10 = tick_named("k11", (v1 ^ input) % 97).await;
-        acc = f9(v10 % 1000);
+        let mut arg = Noisy::new("arg-shadow3");
+        let v5 = show(&Noisy::new("t4")).await as u64;
+        acc = (acc * 1 + v5) % 1_000_003;
+        let Some(v6) = tick(maybe((v1 ^ input) % 97)).await else {
+            return Err(Fail::new("else7"));
+        };
+        let mut arg = Noisy::new("arg-shadow8");
+        if (input >> 17) & 1 == 1 {
+            let f9 = |x: u64| (x * 5) ^ 13;
+            let v10 = tick_named("k11", (64u64 ^ input) % 97).await;
+            acc = f9(v10 % 1000);
+            if acc % 3 == 0 { return Ok(acc); }
+            let v12 = (show(&arg).await as u64);
+            acc = (acc * 3 + v12) % 1_000_003;
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -12455,79 +14132,93 @@ random_case! {
 }
 
 random_case! {
-    case_131, 0x049c0d1740822412,
+    case_131, 0xfe5ddf67afae9c4b,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let c1 = tick(input % 100 % 2 == 0).await;
-        if c1 { return Err(Fail::new("r2")); }
-        if (input >> 26) & 1 == 1 { return Err(Fail::new("r3")); }
-        if (input >> 9) & 1 == 1 {
-            let v5 = show(&Noisy::new("t4")).await as u64;
-            acc = (acc * 1 + v5) % 1_000_003;
-            if (input >> 20) & 1 == 1 {
-                let Some(v6) = tick(maybe((input ^ input) % 97)).await else {
-                    return Err(Fail::new("else7"));
-                };
-                let v9 = show(&Noisy::new("t8")).await as u64;
-                acc = (acc * 1 + v9) % 1_000_003;
-                let v10 = async { tick(21u64).await }.await;
-                let v11 = tick_named("k12", acc % 100).await;
-                let v13 = (v11 * 7 + v10) % 1_000_003;
-                let mut arg = Noisy::new("arg-shadow14");
-            } else {
-                ev(format!("e15 {acc}"));
-                let mut i16: u64 = 0;
-                'l17: while i16 < 4 {
-                    i16 += 1;
-                    let f18 = |x: u64| (x * 5) ^ 13;
-                    let v19 = pass(acc % 100).await;
-                    acc = f18(v19 % 1000);
-                    let Some(v20) = tick(maybe(v19 % 100)).await else {
-                        return Err(Fail::new("else21"));
-                    };
-                    let mut n22 = Noisy::new("n22");
+        let mut i1: u64 = 0;
+        'l2: loop {
+            if i1 >= 4 { break 'l2; }
+            i1 += 1;
+            ev(format!("e3 {acc} {}", arg.touch()));
+            let r5 = tick(Noisy::new("arg-re4")).await;
+            arg = r5;
+            if (input >> 9) & 1 == 1 {
+                let mut i6: u64 = 0;
+                'l7: loop {
+                    if i6 >= 2 { break 'l7; }
+                    i6 += 1;
+                    if (input >> 18) & 1 == 1 { return Ok(acc); }
+                    let mut n8 = Noisy::new("n8");
+                    if acc % 4 == 0 { break 'l2; }
+                    let v9 = pass(97u64 % 100).await;
+                    acc = (acc * 3 + v9) % 1_000_003;
                 }
-                let mut n23 = Noisy::new("n23");
-                if acc % 3 == 0 {
-                    let r25 = tick(Noisy::new("n23-re24")).await;
-                    n23 = r25;
-                    let f26 = |x: u64| (x * 5) ^ 13;
-                    let v27 = (show(&arg).await as u64);
-                    acc = f26(v27 % 1000);
-                    let f28 = |x: u64| (x * 5) ^ 13;
-                    let v29 = (show(&Noisy::new("t30")).await as u64);
-                    acc = f28(v29 % 1000);
+                let v10 = (show(&Noisy::new("t11")).await as u64);
+                if v10 % 3 == 0 {
+                    let v12 = async { tick(36u64).await }.await;
+                    acc = (acc * 3 + v12) % 1_000_003;
                 } else {
+                    let Some(v13) = tick(maybe(v10 % 100)).await else {
+                        return Err(Fail::new("else14"));
+                    };
+                    let Some(v15) = tick(maybe(input % 100)).await else {
+                        break 'l2;
+                    };
+                    ev(format!("e16 {acc}"));
+                    let Some(v17) = tick(maybe((59u64 ^ input) % 97)).await else {
+                        return Err(Fail::new("else18"));
+                    };
+                }
+                if acc % 3 == 0 { continue 'l2; }
+            }
+            ev(format!("e19 {acc}"));
+        }
+        let r21 = tick(Noisy::new("arg-re20")).await;
+        arg = r21;
+        drop(arg);
+        let v22 = pass(acc % 100).await;
+        acc = (acc * 3 + v22) % 1_000_003;
+        let v23 = tick(81u64 % 100).await;
+        acc = (acc * 3 + v23) % 1_000_003;
+        let v24 = tick(input % 100).await;
+        if v24 % 3 == 0 {
+            let mut n25 = Noisy::new("n25");
+        } else {
+            let c26 = tick(v22 % 100 % 2 == 0).await;
+            if c26 {
+                let mut i27: u64 = 0;
+                'l28: loop {
+                    if i27 >= 0 { break 'l28; }
+                    i27 += 1;
+                    let r30 = tick(Noisy::new("arg-re29")).await;
+                    arg = r30;
                     let mut n31 = Noisy::new("n31");
-                    let mut arg = Noisy::new("arg-shadow32");
+                    let r33 = tick(Noisy::new("arg-re32")).await;
+                    arg = r33;
+                }
+                let mut n34 = Noisy::new("n34");
+                let f35 = |x: u64| (x * 5) ^ 13;
+                let v36 = tick((acc ^ input) % 97).await;
+                acc = f35(v36 % 1000);
+                ev(format!("e37 {acc}"));
+            } else {
+                if (input >> 26) & 1 == 1 {
+                    let v38 = tick(acc % 100).await;
+                    acc = (acc * 3 + v38) % 1_000_003;
+                    let v39 = tick(59u64 % 100).await;
+                    acc = (acc * 3 + v39) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow40");
+                }
+                if acc % 2 == 0 {
+                    let mut arg = Noisy::new("arg-shadow41");
+                    let v42 = tick_named("k43", (v23 ^ input) % 97).await;
+                    let v44 = tick(input % 100).await;
+                    let v45 = (v44 * 7 + v42) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow46");
                 }
             }
-            let v33 = tick(acc % 100).await;
-            let v34 = (show(&Noisy::new("t35")).await as u64);
-            let v36 = (v34 * 7 + v33) % 1_000_003;
-        } else {
-            let mut n37 = Noisy::new("n37");
         }
-        let v38 = tick(81u64 % 100).await;
-        acc = (acc * 3 + v38) % 1_000_003;
-        {
-            let v39 = tick(input % 100).await;
-            let v40 = tick(input % 100).await;
-            let v41 = (v40 * 7 + v39) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow42");
-        }
-        let mut i43: u64 = 0;
-        'l44: while i43 < 4 {
-            i43 += 1;
-            let r46 = tick(Noisy::new("arg-re45")).await;
-            arg = r46;
-            let Some(v47) = tick(maybe((i43 ^ input) % 97)).await else {
-                return Err(Fail::new("else48"));
-            };
-        }
-        {
-            let mut n49 = Noisy::new("n49");
-        }
+        ev(format!("e47 {acc}"));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -12628,41 +14319,42 @@ random_case! {
 }
 
 random_case! {
-    case_133, 0xe94f9c462dd3444e,
+    case_133, 0x15512838b171f956,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let c1 = tick(51u64 % 100 % 2 == 0).await;
-        if c1 {
-            let mut n2 = Noisy::new("n2");
-            let f3 = |x: u64| (x * 5) ^ 13;
-            let v4 = (show(&Noisy::new("t5")).await as u64);
-            acc = f3(v4 % 1000);
-            let v6 = tick_named("k7", (70u64 ^ input) % 97).await;
-            acc = (acc * 3 + v6) % 1_000_003;
-            let r9 = tick(Noisy::new("arg-re8")).await;
-            arg = r9;
-        } else {
-            let mut n10 = Noisy::new("n10");
-            let v11 = pass((76u64 ^ input) % 97).await;
-            acc = (acc * 3 + v11) % 1_000_003;
+        {
+            let mut arg = Noisy::new("arg-shadow1");
+            let mut arg = Noisy::new("arg-shadow2");
         }
-        let mut i12: u64 = 0;
-        'l13: while i12 < 3 {
-            i12 += 1;
-            let v14 = tick((input ^ input) % 97).await;
-            acc = (acc * 3 + v14) % 1_000_003;
-            let mut n15 = Noisy::new("n15");
+        let f3 = |x: u64| (x * 5) ^ 13;
+        let v4 = fallible(input % 100).await?;
+        acc = f3(v4 % 1000);
+        let f5 = |x: u64| (x * 5) ^ 13;
+        let v6 = (show(&Noisy::new("t7")).await as u64);
+        acc = f5(v6 % 1000);
+        let v9 = show(&Noisy::new("t8")).await as u64;
+        acc = (acc * 1 + v9) % 1_000_003;
+        let v10 = fallible(input % 100).await?;
+        acc = (acc * 3 + v10) % 1_000_003;
+        if (input >> 28) & 1 == 1 {
+            if (input >> 10) & 1 == 1 {
+                let r12 = tick(Noisy::new("arg-re11")).await;
+                arg = r12;
+            }
+            let Some(v13) = tick(maybe(11u64 % 100)).await else {
+                return Err(Fail::new("else14"));
+            };
+            let mut i15: u64 = 0;
+            'l16: loop {
+                if i15 >= 3 { break 'l16; }
+                i15 += 1;
+                let v17 = tick(v10 % 100).await;
+                acc = (acc * 3 + v17) % 1_000_003;
+                let r19 = tick(Noisy::new("arg-re18")).await;
+                arg = r19;
+            }
         }
-        let v16 = pass(input % 100).await;
-        acc = (acc * 3 + v16) % 1_000_003;
-        drop(arg);
-        let v17 = tick(i12 % 100).await;
-        acc = (acc * 3 + v17) % 1_000_003;
-        let v18 = tick_named("k19", acc % 100).await;
-        let v20 = tick_named("k21", input % 100).await;
-        let v22 = (v20 * 7 + v18) % 1_000_003;
-        let v23 = fallible((i12 ^ input) % 97).await?;
-        acc = (acc * 3 + v23) % 1_000_003;
+        ev(format!("e20 {acc} {}", arg.touch()));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -12791,81 +14483,43 @@ random_case! {
 }
 
 random_case! {
-    case_135, 0xc689aac382ec65c6,
+    case_135, 0x246b88d72e740b88,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
+        ev(format!("e1 {acc} {}", arg.touch()));
+        let v2 = tick((acc ^ input) % 97).await;
+        acc = (acc * 3 + v2) % 1_000_003;
         if (input ^ acc) % 5 < 2 {
-            let v2 = show(&Noisy::new("t1")).await as u64;
-            acc = (acc * 1 + v2) % 1_000_003;
-            let v3 = tick((acc ^ input) % 97).await;
-            acc = (acc * 3 + v3) % 1_000_003;
-        } else {
-            let mut arg = Noisy::new("arg-shadow4");
-            let mut arg = Noisy::new("arg-shadow5");
-            let v6 = tick(acc % 100).await;
-            if v6 % 3 == 0 {
-                let v8 = show(&Noisy::new("t7")).await as u64;
-                acc = (acc * 1 + v8) % 1_000_003;
-                let mut i9: u64 = 0;
-                'l10: while i9 < 3 {
-                    i9 += 1;
-                    let v11 = fallible((acc ^ input) % 97).await?;
-                    acc = (acc * 3 + v11) % 1_000_003;
-                    ev(format!("e12 {acc}"));
-                    let mut n13 = Noisy::new("n13");
-                    let mut n14 = Noisy::new("n14");
-                }
-                let f15 = |x: u64| (x * 5) ^ 13;
-                let v16 = async { tick(22u64).await }.await;
-                acc = f15(v16 % 1000);
-            }
-            {
-                let mut i17: u64 = 0;
-                'l18: while i17 < 3 {
-                    i17 += 1;
-                    let mut n19 = Noisy::new("n19");
-                    ev(format!("e20 {acc} {}", arg.touch()));
-                }
-                let mut i21: u64 = 0;
-                'l22: while i21 < 2 {
-                    i21 += 1;
-                    let v24 = show(&Noisy::new("t23")).await as u64;
-                    acc = (acc * 1 + v24) % 1_000_003;
-                    let mut arg = Noisy::new("arg-shadow25");
-                }
+            let mut arg = Noisy::new("arg-shadow3");
+            let v4 = (show(&arg).await as u64);
+            acc = (acc * 3 + v4) % 1_000_003;
+            let v6 = show(&Noisy::new("t5")).await as u64;
+            acc = (acc * 1 + v6) % 1_000_003;
+            let mut i7: u64 = 0;
+            'l8: while i7 < 3 {
+                i7 += 1;
+                let v9 = fallible((acc ^ input) % 97).await?;
+                let v10 = tick_named("k11", v9 % 100).await;
+                let v12 = (v10 * 7 + v9) % 1_000_003;
+                let mut arg = Noisy::new("arg-shadow13");
+                let v14 = (show(&Noisy::new("t15")).await as u64);
+                acc = (acc * 3 + v14) % 1_000_003;
+                drop(arg);
             }
         }
-        let v26 = tick(acc % 100).await;
-        acc = (acc * 3 + v26) % 1_000_003;
-        let v28 = show(&Noisy::new("t27")).await as u64;
-        acc = (acc * 1 + v28) % 1_000_003;
-        let v30 = show(&Noisy::new("t29")).await as u64;
-        acc = (acc * 1 + v30) % 1_000_003;
-        let mut i31: u64 = 0;
-        'l32: while i31 < 0 {
-            i31 += 1;
-            {
-                let Some(v33) = tick(maybe((acc ^ input) % 97)).await else {
-                    return Err(Fail::new("else34"));
-                };
-                ev(format!("e35 {acc}"));
-            }
-            let f36 = |x: u64| (x * 5) ^ 13;
-            let v37 = (show(&arg).await as u64);
-            acc = f36(v37 % 1000);
-            let f38 = |x: u64| (x * 5) ^ 13;
-            let v39 = (show(&arg).await as u64);
-            acc = f38(v39 % 1000);
-            let v40 = (show(&Noisy::new("t41")).await as u64);
-            if v40 % 3 == 0 {
-                let mut n42 = Noisy::new("n42");
-                {
-                    let v43 = pass((acc ^ input) % 97).await;
-                    acc = (acc * 3 + v43) % 1_000_003;
-                }
-            }
+        let mut i16: u64 = 0;
+        'l17: while i16 < 3 {
+            i16 += 1;
+            let mut n18 = Noisy::new("n18");
+            let f19 = |x: u64| (x * 5) ^ 13;
+            let v20 = (show(&Noisy::new("t21")).await as u64);
+            acc = f19(v20 % 1000);
         }
-        ev(format!("e44 {acc} {}", arg.touch()));
+        let f22 = |x: u64| (x * 5) ^ 13;
+        let v23 = tick_named("k24", i16 % 100).await;
+        acc = f22(v23 % 1000);
+        let c25 = tick(acc % 100 % 2 == 0).await;
+        if c25 { drop(arg); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -12921,90 +14575,89 @@ random_case! {
 }
 
 random_case! {
-    case_137, 0xf7c02b1a4af5be68,
+    case_137, 0x945d1c3892ed3bf7,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let v2 = show(&Noisy::new("t1")).await as u64;
-        acc = (acc * 1 + v2) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow3");
-        let Some(v4) = tick(maybe(input % 100)).await else {
-            return Err(Fail::new("else5"));
-        };
-        let v7 = show(&Noisy::new("t6")).await as u64;
-        acc = (acc * 1 + v7) % 1_000_003;
-        {
-            let v8 = tick(acc % 100).await;
-            if v8 % 3 == 0 {
-                let f9 = |x: u64| (x * 5) ^ 13;
-                let v10 = async { tick(90u64).await }.await;
-                acc = f9(v10 % 1000);
-            }
-            let mut n11 = Noisy::new("n11");
+        let mut i1: u64 = 0;
+        'l2: while i1 < 3 {
+            i1 += 1;
+            let v4 = show(&Noisy::new("t3")).await as u64;
+            acc = (acc * 1 + v4) % 1_000_003;
+            if (input >> 31) & 1 == 1 { break 'l2; }
+            let mut n5 = Noisy::new("n5");
+            let mut n6 = Noisy::new("n6");
         }
-        let mut i12: u64 = 0;
-        'l13: while i12 < 4 {
-            i12 += 1;
-            let v14 = async { tick(31u64).await }.await;
-            acc = (acc * 3 + v14) % 1_000_003;
-            let mut i15: u64 = 0;
-            'l16: while i15 < 2 {
-                i15 += 1;
-                let v17 = (show(&Noisy::new("t18")).await as u64);
-                if v17 % 3 == 0 {
-                    let f19 = |x: u64| (x * 5) ^ 13;
-                    let v20 = tick_named("k21", v17 % 100).await;
-                    acc = f19(v20 % 1000);
-                    let r23 = tick(Noisy::new("arg-re22")).await;
-                    arg = r23;
-                } else {
-                    let mut arg = Noisy::new("arg-shadow24");
-                    let v26 = show(&Noisy::new("t25")).await as u64;
-                    acc = (acc * 1 + v26) % 1_000_003;
-                    let f27 = |x: u64| (x * 5) ^ 13;
-                    let v28 = fallible(input % 100).await?;
-                    acc = f27(v28 % 1000);
-                }
-                let mut arg = Noisy::new("arg-shadow29");
-                {
-                    let f30 = |x: u64| (x * 5) ^ 13;
-                    let v31 = async { tick(39u64).await }.await;
-                    acc = f30(v31 % 1000);
-                    let mut n32 = Noisy::new("n32");
-                }
-                let v34 = show(&Noisy::new("t33")).await as u64;
-                acc = (acc * 1 + v34) % 1_000_003;
-            }
+        let mut n7 = Noisy::new("n7");
+        let f8 = |x: u64| (x * 5) ^ 13;
+        let v9 = async { tick(90u64).await }.await;
+        acc = f8(v9 % 1000);
+        let mut n10 = Noisy::new("n10");
+        let mut i11: u64 = 0;
+        'l12: while i11 < 4 {
+            i11 += 1;
+            let v13 = async { tick(31u64).await }.await;
+            acc = (acc * 3 + v13) % 1_000_003;
+            let v14 = tick_named("k15", input % 100).await;
+            if v14 % 3 == 0 { break 'l12; }
         }
-        let mut i35: u64 = 0;
-        'l36: while i35 < 0 {
-            i35 += 1;
-            ev(format!("e37 {acc}"));
-            {
-                let Some(v38) = tick(maybe((acc ^ input) % 97)).await else {
-                    return Err(Fail::new("else39"));
+        let f16 = |x: u64| (x * 5) ^ 13;
+        let v17 = tick_named("k18", acc % 100).await;
+        acc = f16(v17 % 1000);
+        let c19 = tick(acc % 100 % 2 == 0).await;
+        if c19 {
+            drop(arg);
+            let mut arg = Noisy::new("arg-shadow20");
+            let v21 = tick(v9 % 100).await;
+            acc = (acc * 3 + v21) % 1_000_003;
+        }
+        let mut i22: u64 = 0;
+        'l23: while i22 < 3 {
+            i22 += 1;
+            let r25 = tick(Noisy::new("arg-re24")).await;
+            arg = r25;
+            if acc % 3 == 0 {
+                let v26 = tick((i1 ^ input) % 97).await;
+                if v26 % 3 == 0 { break 'l23; }
+                let Some(v27) = tick(maybe((acc ^ input) % 97)).await else {
+                    continue 'l23;
+                };
+                let v28 = (show(&n10).await as u64);
+                acc = (acc * 3 + v28) % 1_000_003;
+            } else {
+                let mut n7 = Noisy::new("n7-shadow29");
+                if acc % 3 == 0 {
+                    if acc % 2 == 0 { continue 'l23; }
+                    if (input ^ acc) % 5 < 2 { break 'l23; }
+                }
+                let r31 = tick(Noisy::new("n7-re30")).await;
+                n7 = r31;
+                let mut n32 = Noisy::new("n32");
+            }
+            let r34 = tick(Noisy::new("arg-re33")).await;
+            arg = r34;
+            let mut i35: u64 = 0;
+            'l36: loop {
+                if i35 >= 3 { break 'l36; }
+                i35 += 1;
+                let v37 = tick_named("k38", acc % 100).await;
+                let v39 = (show(&Noisy::new("t40")).await as u64);
+                let v41 = (v39 * 7 + v37) % 1_000_003;
+                let Some(v42) = tick(maybe(acc % 100)).await else {
+                    return Err(Fail::new("else43"));
                 };
             }
-            let mut arg = Noisy::new("arg-shadow40");
-            let v42 = show(&Noisy::new("t41")).await as u64;
-            acc = (acc * 1 + v42) % 1_000_003;
         }
-        let mut n43 = Noisy::new("n43");
-        let Some(v44) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else45"));
-        };
-        let v46 = tick(acc % 100).await;
-        if v46 % 3 == 0 {
-            let Some(v47) = tick(maybe((acc ^ input) % 97)).await else {
-                return Err(Fail::new("else48"));
-            };
-            let Some(v49) = tick(maybe((i35 ^ input) % 97)).await else {
-                return Err(Fail::new("else50"));
-            };
-            let mut n43 = Noisy::new("n43-shadow51");
+        let v44 = pass(i1 % 100).await;
+        let v45 = tick(input % 100).await;
+        let v46 = (v45 * 7 + v44) % 1_000_003;
+        let v47 = (show(&Noisy::new("t48")).await as u64);
+        acc = (acc * 3 + v47) % 1_000_003;
+        {
+            let v50 = show(&Noisy::new("t49")).await as u64;
+            acc = (acc * 1 + v50) % 1_000_003;
+            let v51 = async { tick(73u64).await }.await;
+            if v51 % 3 == 0 { drop(n7); }
         }
-        let Some(v52) = tick(maybe((i35 ^ input) % 97)).await else {
-            return Err(Fail::new("else53"));
-        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13259,48 +14912,62 @@ random_case! {
 }
 
 random_case! {
-    case_139, 0x18939e99a0b80637,
+    case_139, 0xf20ad25efd670dd0,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let mut n1 = Noisy::new("n1");
+        let v1 = tick(acc % 100).await;
+        acc = (acc * 3 + v1) % 1_000_003;
         if (input ^ acc) % 5 < 2 {
-            let v2 = async { tick(98u64).await }.await;
-            acc = (acc * 3 + v2) % 1_000_003;
-            if (input >> 57) & 1 == 1 {
-                let mut n3 = Noisy::new("n3");
-                let v4 = tick((14u64 ^ input) % 97).await;
-                let v5 = tick((11u64 ^ input) % 97).await;
-                let v6 = (v5 * 7 + v4) % 1_000_003;
-                let v7 = pass(acc % 100).await;
-                acc = (acc * 3 + v7) % 1_000_003;
+            let mut i2: u64 = 0;
+            'l3: loop {
+                if i2 >= 3 { break 'l3; }
+                i2 += 1;
+                let v4 = fallible(acc % 100).await?;
+                if v4 % 3 == 0 { break 'l3; }
+                let c5 = tick((acc ^ input) % 97 % 2 == 0).await;
+                if c5 { return Ok(acc); }
             }
-            let mut n8 = Noisy::new("n8");
         }
-        let mut n9 = Noisy::new("n9");
-        drop(n1);
-        let mut i10: u64 = 0;
-        'l11: while i10 < 2 {
-            i10 += 1;
-            if acc % 4 == 0 {
-                ev(format!("e12 {acc}"));
-                let Some(v13) = tick(maybe(acc % 100)).await else {
-                    return Err(Fail::new("else14"));
+        {
+            if (input ^ acc) % 5 < 2 {
+                let c6 = tick(acc % 100 % 2 == 0).await;
+                if c6 {
+                    let f7 = |x: u64| (x * 5) ^ 13;
+                    let v8 = tick_named("k9", 24u64 % 100).await;
+                    acc = f7(v8 % 1000);
+                    let mut n10 = Noisy::new("n10");
+                }
+                ev(format!("e11 {acc}"));
+                let Some(v12) = tick(maybe(acc % 100)).await else {
+                    return Err(Fail::new("else13"));
                 };
-                let r16 = tick(Noisy::new("arg-re15")).await;
-                arg = r16;
-                let mut n17 = Noisy::new("n17");
-            } else {
-                let mut n18 = Noisy::new("n18");
-                ev(format!("e19 {acc}"));
-                let v20 = (show(&arg).await as u64);
-                acc = (acc * 3 + v20) % 1_000_003;
-                let mut n21 = Noisy::new("n21");
             }
-            let mut n22 = Noisy::new("n22");
+            let v14 = tick(v1 % 100).await;
+            acc = (acc * 3 + v14) % 1_000_003;
+            let v15 = (show(&Noisy::new("t16")).await as u64);
+            acc = (acc * 3 + v15) % 1_000_003;
         }
-        let v24 = show(&Noisy::new("t23")).await as u64;
-        acc = (acc * 1 + v24) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow25");
+        if (input >> 27) & 1 == 1 {
+            let v17 = async { tick(39u64).await }.await;
+            acc = (acc * 3 + v17) % 1_000_003;
+            let mut arg = Noisy::new("arg-shadow18");
+            let v19 = (show(&arg).await as u64);
+            if v19 % 3 == 0 { return Err(Fail::new("r20")); }
+        } else {
+            ev(format!("e21 {acc} {}", arg.touch()));
+        }
+        let v22 = tick(acc % 100).await;
+        acc = (acc * 3 + v22) % 1_000_003;
+        let c23 = tick(v1 % 100 % 2 == 0).await;
+        if c23 {
+            let Some(v24) = tick(maybe(v22 % 100)).await else {
+                return Err(Fail::new("else25"));
+            };
+            let mut n26 = Noisy::new("n26");
+            let v27 = tick(v22 % 100).await;
+            acc = (acc * 3 + v27) % 1_000_003;
+        }
+        ev(format!("e28 {acc} {}", arg.touch()));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13371,7 +15038,7 @@ random_case! {
 }
 
 random_case! {
-    case_141, 0x799961c58b56f701,
+    case_141, 0x405a16ff020806e5,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         {
@@ -13386,17 +15053,54 @@ random_case! {
                 let mut n7 = Noisy::new("n7");
             }
         }
-        let v8 = async { tick(1u64).await }.await;
-        if v8 % 3 == 0 { return Err(Fail::new("r9")); }
-        drop(arg);
-        let f10 = |x: u64| (x * 5) ^ 13;
-        let v11 = (show(&Noisy::new("t12")).await as u64);
-        acc = f10(v11 % 1000);
-        let v13 = pass(acc % 100).await;
-        let v14 = tick(v13 % 100).await;
-        let v15 = (v14 * 7 + v13) % 1_000_003;
-        let v17 = show(&Noisy::new("t16")).await as u64;
-        acc = (acc * 1 + v17) % 1_000_003;
+        let mut i8: u64 = 0;
+        'l9: loop {
+            if i8 >= 3 { break 'l9; }
+            i8 += 1;
+            let c10 = tick(acc % 100 % 2 == 0).await;
+            if c10 {
+                let v11 = tick(acc % 100).await;
+                if v11 % 3 == 0 { continue 'l9; }
+                let v12 = async { tick(69u64).await }.await;
+                if v12 % 3 == 0 {
+                    let v13 = tick((v11 ^ input) % 97).await;
+                    acc = (acc * 3 + v13) % 1_000_003;
+                    let f14 = |x: u64| (x * 5) ^ 13;
+                    let v15 = pass(v12 % 100).await;
+                    acc = f14(v15 % 1000);
+                    let Some(v16) = tick(maybe(v11 % 100)).await else {
+                        return Err(Fail::new("else17"));
+                    };
+                    let mut n18 = Noisy::new("n18");
+                } else {
+                    let mut arg = Noisy::new("arg-shadow19");
+                    let v20 = fallible(input % 100).await?;
+                    acc = (acc * 3 + v20) % 1_000_003;
+                    if (input ^ acc) % 5 < 2 { break 'l9; }
+                }
+                let v22 = show(&Noisy::new("t21")).await as u64;
+                acc = (acc * 1 + v22) % 1_000_003;
+            }
+            let mut arg = Noisy::new("arg-shadow23");
+            let c24 = tick((acc ^ input) % 97 % 2 == 0).await;
+            if c24 { continue 'l9; }
+            if acc % 3 == 0 { return Err(Fail::new("r25")); }
+        }
+        let mut i26: u64 = 0;
+        'l27: loop {
+            if i26 >= 1 { break 'l27; }
+            i26 += 1;
+            let mut arg = Noisy::new("arg-shadow28");
+            let mut arg = Noisy::new("arg-shadow29");
+            let v30 = (show(&arg).await as u64);
+            acc = (acc * 3 + v30) % 1_000_003;
+        }
+        let Some(v31) = tick(maybe((i26 ^ input) % 97)).await else {
+            return Err(Fail::new("else32"));
+        };
+        let mut arg = Noisy::new("arg-shadow33");
+        let v35 = show(&Noisy::new("t34")).await as u64;
+        acc = (acc * 1 + v35) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13554,53 +15258,38 @@ random_case! {
 }
 
 random_case! {
-    case_143, 0xdbb5f0ef78ed3ad4,
+    case_143, 0x2100ce1d3eaa903d,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if (input ^ acc) % 5 < 2 {
             let r2 = tick(Noisy::new("arg-re1")).await;
             arg = r2;
         }
-        let v3 = (show(&arg).await as u64);
-        acc = (acc * 3 + v3) % 1_000_003;
-        let mut i4: u64 = 0;
-        'l5: while i4 < 1 {
-            i4 += 1;
-            let mut n6 = Noisy::new("n6");
-            let v8 = show(&Noisy::new("t7")).await as u64;
-            acc = (acc * 1 + v8) % 1_000_003;
+        if acc % 2 == 0 { drop(arg); }
+        let v3 = tick((acc ^ input) % 97).await;
+        let v4 = tick(v3 % 100).await;
+        let v5 = (v4 * 7 + v3) % 1_000_003;
+        {
+            let r7 = tick(Noisy::new("arg-re6")).await;
+            arg = r7;
+            let v8 = (show(&Noisy::new("t9")).await as u64);
+            acc = (acc * 3 + v8) % 1_000_003;
         }
-        let mut arg = Noisy::new("arg-shadow9");
-        if (input >> 36) & 1 == 1 { return Ok(acc); }
-        ev(format!("e10 {acc} {}", arg.touch()));
-        let f11 = |x: u64| (x * 5) ^ 13;
-        let v12 = tick(i4 % 100).await;
-        acc = f11(v12 % 1000);
-        let mut i13: u64 = 0;
-        'l14: while i13 < 1 {
-            i13 += 1;
-            if acc % 4 == 0 {
-                let v15 = tick(v3 % 100).await;
-                let v16 = tick_named("k17", acc % 100).await;
-                let v18 = (v16 * 7 + v15) % 1_000_003;
-            } else {
-                let v19 = (show(&arg).await as u64);
-                if v19 % 3 == 0 {
-                    let Some(v20) = tick(maybe(i4 % 100)).await else {
-                        return Err(Fail::new("else21"));
-                    };
-                    let r23 = tick(Noisy::new("arg-re22")).await;
-                    arg = r23;
-                } else {
-                    let mut n24 = Noisy::new("n24");
-                }
-                let mut n25 = Noisy::new("n25");
-                let mut n26 = Noisy::new("n26");
-            }
-            let mut n27 = Noisy::new("n27");
-            let v28 = (show(&Noisy::new("t29")).await as u64);
-            acc = (acc * 3 + v28) % 1_000_003;
+        let v10 = (show(&Noisy::new("t11")).await as u64);
+        acc = (acc * 3 + v10) % 1_000_003;
+        let Some(v12) = tick(maybe((v3 ^ input) % 97)).await else {
+            return Err(Fail::new("else13"));
+        };
+        let mut i14: u64 = 0;
+        'l15: while i14 < 3 {
+            i14 += 1;
+            let mut n16 = Noisy::new("n16");
+            let v17 = tick(v4 % 100).await;
+            if v17 % 3 == 0 { continue 'l15; }
+            if (input ^ acc) % 5 < 2 { drop(n16); }
+            if acc % 4 == 0 { break 'l15; }
         }
+        ev(format!("e18 {acc}"));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13701,115 +15390,55 @@ random_case! {
 }
 
 random_case! {
-    case_145, 0x6b9d3f0bf9926a59,
+    case_145, 0x47c497fbbbe9b157,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         {
-            if (input >> 4) & 1 == 1 { return Ok(acc); }
-            let mut n1 = Noisy::new("n1");
+            let mut i1: u64 = 0;
+            'l2: loop {
+                if i1 >= 0 { break 'l2; }
+                i1 += 1;
+                {
+                    if acc % 3 == 0 { continue 'l2; }
+                }
+                let mut i3: u64 = 0;
+                'l4: while i3 < 2 {
+                    i3 += 1;
+                    let mut n5 = Noisy::new("n5");
+                    let v6 = pass(input % 100).await;
+                    let v7 = pass((acc ^ input) % 97).await;
+                    let v8 = (v7 * 7 + v6) % 1_000_003;
+                }
+            }
+            let mut arg = Noisy::new("arg-shadow9");
         }
-        let mut i2: u64 = 0;
-        'l3: while i2 < 4 {
-            i2 += 1;
-            let c4 = tick((i2 ^ input) % 97 % 2 == 0).await;
-            if c4 { return Err(Fail::new("r5")); }
-            let mut n6 = Noisy::new("n6");
-            let v7 = tick(acc % 100).await;
-            if v7 % 3 == 0 {
-                let v8 = pass(i2 % 100).await;
-                acc = (acc * 3 + v8) % 1_000_003;
-                let mut n9 = Noisy::new("n9");
-                let v10 = pass((v8 ^ input) % 97).await;
-                acc = (acc * 3 + v10) % 1_000_003;
-                let c11 = tick(input % 100 % 2 == 0).await;
-                if c11 {
-                    let f12 = |x: u64| (x * 5) ^ 13;
-                    let v13 = tick(86u64 % 100).await;
-                    acc = f12(v13 % 1000);
-                    let v14 = async { tick(52u64).await }.await;
-                    acc = (acc * 3 + v14) % 1_000_003;
-                    let Some(v15) = tick(maybe(input % 100)).await else {
-                        return Err(Fail::new("else16"));
-                    };
-                } else {
-                    let mut n17 = Noisy::new("n17");
-                    let v18 = tick(acc % 100).await;
-                    acc = (acc * 3 + v18) % 1_000_003;
-                    let v20 = show(&Noisy::new("t19")).await as u64;
-                    acc = (acc * 1 + v20) % 1_000_003;
-                    let v22 = show(&Noisy::new("t21")).await as u64;
-                    acc = (acc * 1 + v22) % 1_000_003;
-                }
-            }
+        let v10 = pass((82u64 ^ input) % 97).await;
+        acc = (acc * 3 + v10) % 1_000_003;
+        let c11 = tick(input % 100 % 2 == 0).await;
+        if c11 {
+            let v12 = async { tick(47u64).await }.await;
+            acc = (acc * 3 + v12) % 1_000_003;
+            let v13 = async { tick(52u64).await }.await;
+            acc = (acc * 3 + v13) % 1_000_003;
+            let mut n14 = Noisy::new("n14");
         }
-        let mut arg = Noisy::new("arg-shadow23");
-        let f24 = |x: u64| (x * 5) ^ 13;
-        let v25 = (show(&Noisy::new("t26")).await as u64);
-        acc = f24(v25 % 1000);
-        let v27 = (show(&Noisy::new("t28")).await as u64);
-        if v27 % 3 == 0 {
-            let v30 = show(&Noisy::new("t29")).await as u64;
-            acc = (acc * 1 + v30) % 1_000_003;
-            if acc % 2 == 0 {
-                let v31 = (show(&Noisy::new("t32")).await as u64);
-                let v33 = tick_named("k34", 91u64 % 100).await;
-                let v35 = (v33 * 7 + v31) % 1_000_003;
-                let v37 = show(&Noisy::new("t36")).await as u64;
-                acc = (acc * 1 + v37) % 1_000_003;
-                let v38 = fallible((v31 ^ input) % 97).await?;
-                let v39 = async { tick(61u64).await }.await;
-                let v40 = (v39 * 7 + v38) % 1_000_003;
-                let v41 = tick_named("k42", (v38 ^ input) % 97).await;
-                if v41 % 3 == 0 {
-                    if (input ^ acc) % 5 < 2 { return Err(Fail::new("r43")); }
-                    ev(format!("e44 {acc} {}", arg.touch()));
-                }
-            }
-            if (input >> 25) & 1 == 1 {
-                let v45 = tick(i2 % 100).await;
-                acc = (acc * 3 + v45) % 1_000_003;
-                let mut i46: u64 = 0;
-                'l47: while i46 < 1 {
-                    i46 += 1;
-                    ev(format!("e48 {acc}"));
-                    let f49 = |x: u64| (x * 5) ^ 13;
-                    let v50 = tick((v45 ^ input) % 97).await;
-                    acc = f49(v50 % 1000);
-                    let v51 = fallible((input ^ input) % 97).await?;
-                    acc = (acc * 3 + v51) % 1_000_003;
-                    let Some(v52) = tick(maybe(v27 % 100)).await else {
-                        return Err(Fail::new("else53"));
-                    };
-                }
-            }
-            if (input >> 33) & 1 == 1 {
-                let v54 = fallible((v25 ^ input) % 97).await?;
-                let v55 = tick(acc % 100).await;
-                let v56 = (v55 * 7 + v54) % 1_000_003;
-                let f57 = |x: u64| (x * 5) ^ 13;
-                let v58 = (show(&arg).await as u64);
-                acc = f57(v58 % 1000);
-            }
-        } else {
-            let c59 = tick(v27 % 100 % 2 == 0).await;
-            if c59 {
-                let v60 = fallible(v27 % 100).await?;
-                let v61 = tick_named("k62", v25 % 100).await;
-                let v63 = (v61 * 7 + v60) % 1_000_003;
-            } else {
-                let v64 = tick_named("k65", acc % 100).await;
-                acc = (acc * 3 + v64) % 1_000_003;
-                if (input >> 13) & 1 == 1 {
-                    let mut n66 = Noisy::new("n66");
-                    let c67 = tick(acc % 100 % 2 == 0).await;
-                    if c67 { return Ok(acc); }
-                }
-                let v69 = show(&Noisy::new("t68")).await as u64;
-                acc = (acc * 1 + v69) % 1_000_003;
-            }
+        let mut i15: u64 = 0;
+        'l16: while i15 < 1 {
+            i15 += 1;
+            let v17 = tick(i15 % 100).await;
+            let v18 = (show(&arg).await as u64);
+            let v19 = (v18 * 7 + v17) % 1_000_003;
+            let f20 = |x: u64| (x * 5) ^ 13;
+            let v21 = async { tick(83u64).await }.await;
+            acc = f20(v21 % 1000);
+            let v22 = fallible(9u64 % 100).await?;
+            acc = (acc * 3 + v22) % 1_000_003;
         }
-        let v70 = async { tick(84u64).await }.await;
-        acc = (acc * 3 + v70) % 1_000_003;
+        let f23 = |x: u64| (x * 5) ^ 13;
+        let v24 = (show(&Noisy::new("t25")).await as u64);
+        acc = f23(v24 % 1000);
+        let v27 = show(&Noisy::new("t26")).await as u64;
+        acc = (acc * 1 + v27) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13921,24 +15550,60 @@ random_case! {
 }
 
 random_case! {
-    case_147, 0x0565f0d2f24232e5,
+    case_147, 0x6157fcd263e12e0d,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = tick_named("k2", acc % 100).await;
         let v3 = tick_named("k4", (v1 ^ input) % 97).await;
         let v5 = (v3 * 7 + v1) % 1_000_003;
         let mut arg = Noisy::new("arg-shadow6");
-        let r8 = tick(Noisy::new("arg-re7")).await;
-        arg = r8;
         {
-            let mut n9 = Noisy::new("n9");
+            {
+                let mut n7 = Noisy::new("n7");
+            }
         }
-        drop(arg);
-        let Some(v10) = tick(maybe(v1 % 100)).await else {
-            return Err(Fail::new("else11"));
+        let mut arg = Noisy::new("arg-shadow8");
+        let Some(v9) = tick(maybe(v1 % 100)).await else {
+            return Err(Fail::new("else10"));
         };
-        let v12 = async { tick(25u64).await }.await;
-        acc = (acc * 3 + v12) % 1_000_003;
+        let v11 = async { tick(25u64).await }.await;
+        acc = (acc * 3 + v11) % 1_000_003;
+        let mut i12: u64 = 0;
+        'l13: loop {
+            if i12 >= 4 { break 'l13; }
+            i12 += 1;
+            let v14 = tick(acc % 100).await;
+            acc = (acc * 3 + v14) % 1_000_003;
+            let r16 = tick(Noisy::new("arg-re15")).await;
+            arg = r16;
+            if (input >> 45) & 1 == 1 {
+                {
+                    let mut arg = Noisy::new("arg-shadow17");
+                    let r19 = tick(Noisy::new("arg-re18")).await;
+                    arg = r19;
+                    ev(format!("e20 {acc} {}", arg.touch()));
+                }
+                let r22 = tick(Noisy::new("arg-re21")).await;
+                arg = r22;
+            } else {
+                if (input >> 2) & 1 == 1 {
+                    let v23 = fallible(v9 % 100).await?;
+                    if v23 % 3 == 0 { continue 'l13; }
+                } else {
+                    let v24 = async { tick(89u64).await }.await;
+                    acc = (acc * 3 + v24) % 1_000_003;
+                    let c25 = tick(acc % 100 % 2 == 0).await;
+                    if c25 { break 'l13; }
+                }
+                let v27 = show(&Noisy::new("t26")).await as u64;
+                acc = (acc * 1 + v27) % 1_000_003;
+                let Some(v28) = tick(maybe(input % 100)).await else {
+                    break 'l13;
+                };
+            }
+            let v29 = (show(&Noisy::new("t30")).await as u64);
+            acc = (acc * 3 + v29) % 1_000_003;
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -14179,7 +15844,7 @@ random_case! {
 }
 
 random_case! {
-    case_149, 0x3aeb4c94dfe72da7,
+    case_149, 0xff29f1503d5f0291,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let f1 = |x: u64| (x * 5) ^ 13;
@@ -14190,30 +15855,58 @@ random_case! {
             if v3 % 3 == 0 {
                 let v4 = fallible(v3 % 100).await?;
                 acc = (acc * 3 + v4) % 1_000_003;
-                if (input >> 27) & 1 == 1 { return Ok(acc); }
+                let mut i5: u64 = 0;
+                'l6: loop {
+                    if i5 >= 0 { break 'l6; }
+                    i5 += 1;
+                    let c7 = tick((v4 ^ input) % 97 % 2 == 0).await;
+                    if c7 { break 'l6; }
+                    let mut arg = Noisy::new("arg-shadow8");
+                }
+            } else {
+                let mut n9 = Noisy::new("n9");
+            }
+        } else {
+            let mut i10: u64 = 0;
+            'l11: loop {
+                if i10 >= 3 { break 'l11; }
+                i10 += 1;
+                let mut arg = Noisy::new("arg-shadow12");
+                drop(arg);
             }
         }
-        if (input >> 61) & 1 == 1 {
-            let v5 = tick(acc % 100).await;
-            acc = (acc * 3 + v5) % 1_000_003;
-            let f6 = |x: u64| (x * 5) ^ 13;
-            let v7 = tick(acc % 100).await;
-            acc = f6(v7 % 1000);
-            let mut n8 = Noisy::new("n8");
-            let c9 = tick(input % 100 % 2 == 0).await;
-            if c9 { return Err(Fail::new("r10")); }
+        let mut i13: u64 = 0;
+        'l14: loop {
+            if i13 >= 0 { break 'l14; }
+            i13 += 1;
+            if acc % 4 == 0 { continue 'l14; }
+            let mut n15 = Noisy::new("n15");
+            {
+                let v17 = show(&Noisy::new("t16")).await as u64;
+                acc = (acc * 1 + v17) % 1_000_003;
+                let v18 = pass(acc % 100).await;
+                let v19 = async { tick(46u64).await }.await;
+                let v20 = (v19 * 7 + v18) % 1_000_003;
+                let v21 = tick(v19 % 100).await;
+                acc = (acc * 3 + v21) % 1_000_003;
+            }
         }
-        let mut arg = Noisy::new("arg-shadow11");
-        drop(arg);
-        let f12 = |x: u64| (x * 5) ^ 13;
-        let v13 = async { tick(0u64).await }.await;
-        acc = f12(v13 % 1000);
-        let v14 = tick_named("k15", 70u64 % 100).await;
-        acc = (acc * 3 + v14) % 1_000_003;
-        if (input ^ acc) % 5 < 2 {
-            let mut n16 = Noisy::new("n16");
+        let v22 = async { tick(81u64).await }.await;
+        acc = (acc * 3 + v22) % 1_000_003;
+        let mut n23 = Noisy::new("n23");
+        let mut n24 = Noisy::new("n24");
+        let mut arg = Noisy::new("arg-shadow25");
+        let v26 = pass(acc % 100).await;
+        let v27 = (show(&n24).await as u64);
+        let v28 = (v27 * 7 + v26) % 1_000_003;
+        let mut i29: u64 = 0;
+        'l30: while i29 < 4 {
+            i29 += 1;
+            let v31 = tick((v26 ^ input) % 97).await;
+            if v31 % 3 == 0 { return Err(Fail::new("r32")); }
+            let v33 = async { tick(50u64).await }.await;
+            acc = (acc * 3 + v33) % 1_000_003;
         }
-        let mut n17 = Noisy::new("n17");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -14304,140 +15997,84 @@ random_case! {
 }
 
 random_case! {
-    case_151, 0xf72cdae6741064bc,
+    case_151, 0xe8a53af997dec07c,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let r2 = tick(Noisy::new("arg-re1")).await;
-        arg = r2;
+        if (input >> 22) & 1 == 1 {
+            let mut arg = Noisy::new("arg-shadow1");
+            let v2 = (show(&arg).await as u64);
+            acc = (acc * 3 + v2) % 1_000_003;
+            let v3 = fallible(acc % 100).await?;
+            acc = (acc * 3 + v3) % 1_000_003;
+            let v5 = show(&Noisy::new("t4")).await as u64;
+            acc = (acc * 1 + v5) % 1_000_003;
+        } else {
+            let v6 = async { tick(95u64).await }.await;
+            acc = (acc * 3 + v6) % 1_000_003;
+            let v7 = fallible(acc % 100).await?;
+            acc = (acc * 3 + v7) % 1_000_003;
+        }
+        let v9 = show(&Noisy::new("t8")).await as u64;
+        acc = (acc * 1 + v9) % 1_000_003;
+        ev(format!("e10 {acc}"));
+        ev(format!("e11 {acc}"));
+        let mut n12 = Noisy::new("n12");
+        ev(format!("e13 {acc} {}", arg.touch()));
+        let v15 = show(&Noisy::new("t14")).await as u64;
+        acc = (acc * 1 + v15) % 1_000_003;
         {
-            let mut arg = Noisy::new("arg-shadow3");
-            let mut i4: u64 = 0;
-            'l5: while i4 < 1 {
-                i4 += 1;
-                let mut arg = Noisy::new("arg-shadow6");
-                if acc % 2 == 0 {
-                    let v7 = tick(58u64 % 100).await;
-                    let v8 = tick(71u64 % 100).await;
-                    let v9 = (v8 * 7 + v7) % 1_000_003;
-                    let mut n10 = Noisy::new("n10");
+            if (input >> 39) & 1 == 1 {
+                let c16 = tick(acc % 100 % 2 == 0).await;
+                if c16 {
+                    let v18 = show(&Noisy::new("t17")).await as u64;
+                    acc = (acc * 1 + v18) % 1_000_003;
+                    let v20 = show(&Noisy::new("t19")).await as u64;
+                    acc = (acc * 1 + v20) % 1_000_003;
                 } else {
-                    let v11 = fallible((acc ^ input) % 97).await?;
-                    let v12 = tick(acc % 100).await;
-                    let v13 = (v12 * 7 + v11) % 1_000_003;
-                    let v14 = fallible(27u64 % 100).await?;
-                    acc = (acc * 3 + v14) % 1_000_003;
-                    let mut n15 = Noisy::new("n15");
+                    drop(n12);
+                    let v21 = fallible(input % 100).await?;
+                    let v22 = (show(&arg).await as u64);
+                    let v23 = (v22 * 7 + v21) % 1_000_003;
                 }
-                let v16 = tick_named("k17", (acc ^ input) % 97).await;
-                acc = (acc * 3 + v16) % 1_000_003;
-                let v18 = fallible((46u64 ^ input) % 97).await?;
-                acc = (acc * 3 + v18) % 1_000_003;
-            }
-            let v19 = (show(&arg).await as u64);
-            let v20 = tick(v19 % 100).await;
-            let v21 = (v20 * 7 + v19) % 1_000_003;
-        }
-        if acc % 4 == 0 {
-            ev(format!("e22 {acc} {}", arg.touch()));
-        } else {
-            let v23 = (show(&arg).await as u64);
-            if v23 % 3 == 0 { return Err(Fail::new("r24")); }
-            let mut arg = Noisy::new("arg-shadow25");
-        }
-        let mut arg = Noisy::new("arg-shadow26");
-        let mut arg = Noisy::new("arg-shadow27");
-        let v29 = show(&Noisy::new("t28")).await as u64;
-        acc = (acc * 1 + v29) % 1_000_003;
-        let r31 = tick(Noisy::new("arg-re30")).await;
-        arg = r31;
-        let r33 = tick(Noisy::new("arg-re32")).await;
-        arg = r33;
-        let f34 = |x: u64| (x * 5) ^ 13;
-        let v35 = (show(&Noisy::new("t36")).await as u64);
-        acc = f34(v35 % 1000);
-        let v37 = tick(45u64 % 100).await;
-        let v38 = tick(v35 % 100).await;
-        let v39 = (v38 * 7 + v37) % 1_000_003;
-        if (input >> 0) & 1 == 1 {
-            ev(format!("e40 {acc}"));
-            let mut i41: u64 = 0;
-            'l42: while i41 < 3 {
-                i41 += 1;
-                {
-                    let f43 = |x: u64| (x * 5) ^ 13;
-                    let v44 = tick(acc % 100).await;
-                    acc = f43(v44 % 1000);
-                    let mut n45 = Noisy::new("n45");
-                    let Some(v46) = tick(maybe(v44 % 100)).await else {
-                        return Err(Fail::new("else47"));
-                    };
+                if (input >> 49) & 1 == 1 {
+                    let v24 = fallible((acc ^ input) % 97).await?;
+                    let v25 = (show(&arg).await as u64);
+                    let v26 = (v25 * 7 + v24) % 1_000_003;
+                    let v27 = (show(&Noisy::new("t28")).await as u64);
+                    let v29 = pass(v26 % 100).await;
+                    let v30 = (v29 * 7 + v27) % 1_000_003;
+                } else {
+                    let r32 = tick(Noisy::new("n12-re31")).await;
+                    n12 = r32;
+                    if acc % 3 == 0 { drop(arg); }
+                    let r34 = tick(Noisy::new("n12-re33")).await;
+                    n12 = r34;
                 }
-                let r49 = tick(Noisy::new("arg-re48")).await;
-                arg = r49;
-                let v50 = (show(&Noisy::new("t51")).await as u64);
-                acc = (acc * 3 + v50) % 1_000_003;
-                let r53 = tick(Noisy::new("arg-re52")).await;
-                arg = r53;
-            }
-            let mut i54: u64 = 0;
-            'l55: while i54 < 1 {
-                i54 += 1;
-                ev(format!("e56 {acc} {}", arg.touch()));
-                let f57 = |x: u64| (x * 5) ^ 13;
-                let v58 = tick(v39 % 100).await;
-                acc = f57(v58 % 1000);
-                let mut n59 = Noisy::new("n59");
-                let Some(v60) = tick(maybe((72u64 ^ input) % 97)).await else {
-                    return Err(Fail::new("else61"));
-                };
-            }
-            if acc % 2 == 0 {
-                let f62 = |x: u64| (x * 5) ^ 13;
-                let v63 = tick_named("k64", v39 % 100).await;
-                acc = f62(v63 % 1000);
-                let v65 = tick((acc ^ input) % 97).await;
-                acc = (acc * 3 + v65) % 1_000_003;
-                let v66 = tick(v63 % 100).await;
-                acc = (acc * 3 + v66) % 1_000_003;
-            } else {
-                let v67 = fallible(v38 % 100).await?;
-                let v68 = tick_named("k69", 14u64 % 100).await;
-                let v70 = (v68 * 7 + v67) % 1_000_003;
-                let Some(v71) = tick(maybe((acc ^ input) % 97)).await else {
-                    return Err(Fail::new("else72"));
-                };
-                let Some(v73) = tick(maybe(v70 % 100)).await else {
-                    return Err(Fail::new("else74"));
-                };
-            }
-        } else {
-            let v75 = tick_named("k76", v35 % 100).await;
-            acc = (acc * 3 + v75) % 1_000_003;
-            let r78 = tick(Noisy::new("arg-re77")).await;
-            arg = r78;
-            let c79 = tick((input ^ input) % 97 % 2 == 0).await;
-            if c79 {
-                {
-                    let mut n80 = Noisy::new("n80");
-                    let Some(v81) = tick(maybe((input ^ input) % 97)).await else {
-                        return Err(Fail::new("else82"));
-                    };
+                if (input ^ acc) % 5 < 2 {
+                    let f35 = |x: u64| (x * 5) ^ 13;
+                    let v36 = (show(&Noisy::new("t37")).await as u64);
+                    acc = f35(v36 % 1000);
+                    let r39 = tick(Noisy::new("n12-re38")).await;
+                    n12 = r39;
+                    let mut arg = Noisy::new("arg-shadow40");
+                    let v41 = tick(v36 % 100).await;
+                    let v42 = pass(83u64 % 100).await;
+                    let v43 = (v42 * 7 + v41) % 1_000_003;
+                } else {
+                    ev(format!("e44 {acc}"));
                 }
-                let mut i83: u64 = 0;
-                'l84: while i83 < 2 {
-                    i83 += 1;
-                    let mut arg = Noisy::new("arg-shadow85");
-                    let v86 = (show(&arg).await as u64);
-                    let v87 = tick(v38 % 100).await;
-                    let v88 = (v87 * 7 + v86) % 1_000_003;
-                    let v89 = (show(&Noisy::new("t90")).await as u64);
-                    acc = (acc * 3 + v89) % 1_000_003;
-                }
-                let mut n91 = Noisy::new("n91");
-            } else {
-                if acc % 3 == 0 { return Err(Fail::new("r92")); }
+                let r46 = tick(Noisy::new("n12-re45")).await;
+                n12 = r46;
             }
         }
+        let v47 = tick((acc ^ input) % 97).await;
+        let v48 = tick(acc % 100).await;
+        let v49 = (v48 * 7 + v47) % 1_000_003;
+        let Some(v50) = tick(maybe((acc ^ input) % 97)).await else {
+            return Err(Fail::new("else51"));
+        };
+        let r53 = tick(Noisy::new("n12-re52")).await;
+        n12 = r53;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -14579,38 +16216,46 @@ random_case! {
 }
 
 random_case! {
-    case_153, 0x8191c955a58fd026,
+    case_153, 0xcab4fd145ca86907,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let mut i1: u64 = 0;
-        'l2: while i1 < 3 {
-            i1 += 1;
-            let f3 = |x: u64| (x * 5) ^ 13;
-            let v4 = (show(&Noisy::new("t5")).await as u64);
-            acc = f3(v4 % 1000);
-            let r7 = tick(Noisy::new("arg-re6")).await;
-            arg = r7;
-            let mut n8 = Noisy::new("n8");
-        }
-        drop(arg);
-        ev(format!("e9 {acc}"));
-        let mut i10: u64 = 0;
-        'l11: while i10 < 3 {
-            i10 += 1;
-            let Some(v12) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else13"));
-            };
-            ev(format!("e14 {acc}"));
-        }
-        let mut n15 = Noisy::new("n15");
-        let Some(v16) = tick(maybe(input % 100)).await else {
-            return Err(Fail::new("else17"));
+        let f1 = |x: u64| (x * 5) ^ 13;
+        let v2 = fallible(acc % 100).await?;
+        acc = f1(v2 % 1000);
+        let Some(v3) = tick(maybe((v2 ^ input) % 97)).await else {
+            return Err(Fail::new("else4"));
         };
-        let v19 = show(&Noisy::new("t18")).await as u64;
-        acc = (acc * 1 + v19) % 1_000_003;
-        let f20 = |x: u64| (x * 5) ^ 13;
-        let v21 = tick(input % 100).await;
-        acc = f20(v21 % 1000);
+        let f5 = |x: u64| (x * 5) ^ 13;
+        let v6 = (show(&Noisy::new("t7")).await as u64);
+        acc = f5(v6 % 1000);
+        let mut i8: u64 = 0;
+        'l9: while i8 < 3 {
+            i8 += 1;
+            let mut i10: u64 = 0;
+            'l11: loop {
+                if i10 >= 1 { break 'l11; }
+                i10 += 1;
+                let v13 = show(&Noisy::new("t12")).await as u64;
+                acc = (acc * 1 + v13) % 1_000_003;
+                let r15 = tick(Noisy::new("arg-re14")).await;
+                arg = r15;
+                let mut arg = Noisy::new("arg-shadow16");
+                let f17 = |x: u64| (x * 5) ^ 13;
+                let v18 = tick(input % 100).await;
+                acc = f17(v18 % 1000);
+            }
+            let f19 = |x: u64| (x * 5) ^ 13;
+            let v20 = (show(&arg).await as u64);
+            acc = f19(v20 % 1000);
+        }
+        let r22 = tick(Noisy::new("arg-re21")).await;
+        arg = r22;
+        let v24 = show(&Noisy::new("t23")).await as u64;
+        acc = (acc * 1 + v24) % 1_000_003;
+        let Some(v25) = tick(maybe(81u64 % 100)).await else {
+            return Err(Fail::new("else26"));
+        };
+        ev(format!("e27 {acc}"));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -14733,67 +16378,116 @@ random_case! {
 }
 
 random_case! {
-    case_155, 0xc601b9f58e274538,
+    case_155, 0x27bab0fb46aa9525,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        if (input >> 21) & 1 == 1 { return Err(Fail::new("r1")); }
-        {
-            if (input >> 11) & 1 == 1 { return Err(Fail::new("r2")); }
-            let c3 = tick(acc % 100 % 2 == 0).await;
-            if c3 {
-                let f4 = |x: u64| (x * 5) ^ 13;
-                let v5 = async { tick(83u64).await }.await;
-                acc = f4(v5 % 1000);
-                let c6 = tick(input % 100 % 2 == 0).await;
-                if c6 { return Err(Fail::new("r7")); }
-                let c8 = tick((acc ^ input) % 97 % 2 == 0).await;
-                if c8 { return Ok(acc); }
-                let v10 = show(&Noisy::new("t9")).await as u64;
-                acc = (acc * 1 + v10) % 1_000_003;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            if i1 >= 1 { break 'l2; }
+            i1 += 1;
+            if acc % 4 == 0 { break 'l2; }
+            let v3 = tick(acc % 100).await;
+            acc = (acc * 3 + v3) % 1_000_003;
+            if acc % 3 == 0 { return Err(Fail::new("r4")); }
+            let f5 = |x: u64| (x * 5) ^ 13;
+            let v6 = async { tick(83u64).await }.await;
+            acc = f5(v6 % 1000);
+        }
+        let mut i7: u64 = 0;
+        'l8: loop {
+            if i7 >= 3 { break 'l8; }
+            i7 += 1;
+            let mut n9 = Noisy::new("n9");
+            let mut i10: u64 = 0;
+            'l11: loop {
+                if i10 >= 3 { break 'l11; }
+                i10 += 1;
+                {
+                    let c12 = tick(i7 % 100 % 2 == 0).await;
+                    if c12 { break 'l11; }
+                }
+                let f13 = |x: u64| (x * 5) ^ 13;
+                let v14 = pass((acc ^ input) % 97).await;
+                acc = f13(v14 % 1000);
+                if acc % 4 == 0 { continue 'l11; }
+                let Some(v15) = tick(maybe(i10 % 100)).await else {
+                    return Err(Fail::new("else16"));
+                };
             }
-            if (input >> 10) & 1 == 1 {
-                let f11 = |x: u64| (x * 5) ^ 13;
-                let v12 = pass(acc % 100).await;
-                acc = f11(v12 % 1000);
-                if acc % 3 == 0 { return Err(Fail::new("r13")); }
-                {
-                    let mut n14 = Noisy::new("n14");
-                    let v15 = async { tick(3u64).await }.await;
-                    acc = (acc * 3 + v15) % 1_000_003;
-                }
-            } else {
-                {
-                    let v16 = async { tick(24u64).await }.await;
-                    if v16 % 3 == 0 { return Err(Fail::new("r17")); }
-                }
-                let mut n18 = Noisy::new("n18");
-                if (input ^ acc) % 5 < 2 {
-                    let v20 = show(&Noisy::new("t19")).await as u64;
-                    acc = (acc * 1 + v20) % 1_000_003;
-                    let mut n21 = Noisy::new("n21");
+        }
+        let mut i17: u64 = 0;
+        'l18: loop {
+            if i17 >= 1 { break 'l18; }
+            i17 += 1;
+            {
+                if (input >> 24) & 1 == 1 { return Ok(acc); }
+            }
+            let mut n19 = Noisy::new("n19");
+            if (input ^ acc) % 5 < 2 {
+                let mut i20: u64 = 0;
+                'l21: loop {
+                    if i20 >= 0 { break 'l21; }
+                    i20 += 1;
                     ev(format!("e22 {acc}"));
-                    if acc % 2 == 0 { return Err(Fail::new("r23")); }
+                    if acc % 4 == 0 { continue 'l21; }
+                    let mut n19 = Noisy::new("n19-shadow23");
                 }
+                let v24 = tick(input % 100).await;
+                acc = (acc * 3 + v24) % 1_000_003;
+                let v25 = tick_named("k26", acc % 100).await;
+                acc = (acc * 3 + v25) % 1_000_003;
+                let v27 = tick_named("k28", acc % 100).await;
+                acc = (acc * 3 + v27) % 1_000_003;
+            } else {
+                ev(format!("e29 {acc}"));
             }
         }
-        let v24 = tick(acc % 100).await;
-        let v25 = async { tick(47u64).await }.await;
-        let v26 = (v25 * 7 + v24) % 1_000_003;
-        let mut n27 = Noisy::new("n27");
-        {
-            let mut n28 = Noisy::new("n28");
-            drop(n28);
+        let r31 = tick(Noisy::new("arg-re30")).await;
+        arg = r31;
+        let mut arg = Noisy::new("arg-shadow32");
+        let mut i33: u64 = 0;
+        'l34: while i33 < 0 {
+            i33 += 1;
+            let v35 = tick(i1 % 100).await;
+            let v36 = fallible(70u64 % 100).await?;
+            let v37 = (v36 * 7 + v35) % 1_000_003;
+            let mut arg = Noisy::new("arg-shadow38");
         }
-        let c29 = tick(input % 100 % 2 == 0).await;
-        if c29 { return Ok(acc); }
-        let r31 = tick(Noisy::new("n27-re30")).await;
-        n27 = r31;
-        let c32 = tick(v26 % 100 % 2 == 0).await;
-        if c32 {
-            let v33 = fallible((input ^ input) % 97).await?;
-            let v34 = tick(v33 % 100).await;
-            let v35 = (v34 * 7 + v33) % 1_000_003;
+        let mut i39: u64 = 0;
+        'l40: while i39 < 1 {
+            i39 += 1;
+            if (input ^ acc) % 5 < 2 {
+                let f41 = |x: u64| (x * 5) ^ 13;
+                let v42 = (show(&arg).await as u64);
+                acc = f41(v42 % 1000);
+            }
+            if (input >> 32) & 1 == 1 {
+                let f43 = |x: u64| (x * 5) ^ 13;
+                let v44 = fallible(acc % 100).await?;
+                acc = f43(v44 % 1000);
+                {
+                    let f45 = |x: u64| (x * 5) ^ 13;
+                    let v46 = async { tick(41u64).await }.await;
+                    acc = f45(v46 % 1000);
+                    let v47 = pass((acc ^ input) % 97).await;
+                    let v48 = tick_named("k49", (v47 ^ input) % 97).await;
+                    let v50 = (v48 * 7 + v47) % 1_000_003;
+                }
+                let v52 = show(&Noisy::new("t51")).await as u64;
+                acc = (acc * 1 + v52) % 1_000_003;
+                let v53 = tick_named("k54", (25u64 ^ input) % 97).await;
+                acc = (acc * 3 + v53) % 1_000_003;
+            } else {
+                ev(format!("e55 {acc}"));
+            }
+            {
+                let v56 = (show(&Noisy::new("t57")).await as u64);
+                acc = (acc * 3 + v56) % 1_000_003;
+            }
+            let mut n58 = Noisy::new("n58");
         }
+        let c59 = tick(i17 % 100 % 2 == 0).await;
+        if c59 { drop(arg); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -14843,82 +16537,73 @@ random_case! {
 }
 
 random_case! {
-    case_157, 0xb246d8405de055fa,
+    case_157, 0x477017b9dad695f9,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let v1 = fallible((acc ^ input) % 97).await?;
-        if v1 % 3 == 0 {
-            let f2 = |x: u64| (x * 5) ^ 13;
-            let v3 = pass(v1 % 100).await;
-            acc = f2(v3 % 1000);
-            if acc % 4 == 0 {
-                let Some(v4) = tick(maybe(v1 % 100)).await else {
-                    return Err(Fail::new("else5"));
-                };
+        let mut arg = Noisy::new("arg-shadow1");
+        let mut i2: u64 = 0;
+        'l3: loop {
+            if i2 >= 3 { break 'l3; }
+            i2 += 1;
+            if (input >> 46) & 1 == 1 {
+                if acc % 4 == 0 {
+                    let Some(v4) = tick(maybe(i2 % 100)).await else {
+                        break 'l3;
+                    };
+                }
+                if (input >> 20) & 1 == 1 { return Ok(acc); }
+                ev(format!("e5 {acc} {}", arg.touch()));
             } else {
-                let v6 = tick(v1 % 100).await;
-                if v6 % 3 == 0 {
-                    let mut arg = Noisy::new("arg-shadow7");
-                    let v8 = tick(acc % 100).await;
-                    let v9 = (show(&Noisy::new("t10")).await as u64);
-                    let v11 = (v9 * 7 + v8) % 1_000_003;
-                    ev(format!("e12 {acc} {}", arg.touch()));
+                let f6 = |x: u64| (x * 5) ^ 13;
+                let v7 = async { tick(7u64).await }.await;
+                acc = f6(v7 % 1000);
+                let c8 = tick((input ^ input) % 97 % 2 == 0).await;
+                if c8 { continue 'l3; }
+                if acc % 2 == 0 { continue 'l3; }
+                if acc % 4 == 0 {
+                    let v9 = async { tick(39u64).await }.await;
+                    let v10 = tick_named("k11", v7 % 100).await;
+                    let v12 = (v10 * 7 + v9) % 1_000_003;
                     let f13 = |x: u64| (x * 5) ^ 13;
-                    let v14 = (show(&arg).await as u64);
+                    let v14 = tick_named("k15", acc % 100).await;
                     acc = f13(v14 % 1000);
+                    let mut n16 = Noisy::new("n16");
                 } else {
-                    let v15 = tick(acc % 100).await;
-                    let v16 = fallible(input % 100).await?;
-                    let v17 = (v16 * 7 + v15) % 1_000_003;
+                    let Some(v17) = tick(maybe((v7 ^ input) % 97)).await else {
+                        continue 'l3;
+                    };
+                    let mut n18 = Noisy::new("n18");
                 }
             }
-            let mut i18: u64 = 0;
-            'l19: while i18 < 4 {
-                i18 += 1;
-                if (input ^ acc) % 5 < 2 {
-                    let v20 = async { tick(39u64).await }.await;
-                    let v21 = tick_named("k22", acc % 100).await;
-                    let v23 = (v21 * 7 + v20) % 1_000_003;
-                }
-                let v24 = fallible((acc ^ input) % 97).await?;
-                acc = (acc * 3 + v24) % 1_000_003;
-                let mut arg = Noisy::new("arg-shadow25");
-                let r27 = tick(Noisy::new("arg-re26")).await;
-                arg = r27;
-            }
-        } else {
-            {
-                ev(format!("e28 {acc} {}", arg.touch()));
-                let f29 = |x: u64| (x * 5) ^ 13;
-                let v30 = (show(&arg).await as u64);
-                acc = f29(v30 % 1000);
-                ev(format!("e31 {acc}"));
-            }
-            let f32 = |x: u64| (x * 5) ^ 13;
-            let v33 = tick(v1 % 100).await;
-            acc = f32(v33 % 1000);
+            let f19 = |x: u64| (x * 5) ^ 13;
+            let v20 = (show(&arg).await as u64);
+            acc = f19(v20 % 1000);
+            ev(format!("e21 {acc}"));
+            let c22 = tick(i2 % 100 % 2 == 0).await;
+            if c22 { break 'l3; }
         }
-        let v34 = async { tick(15u64).await }.await;
-        acc = (acc * 3 + v34) % 1_000_003;
-        let v36 = show(&Noisy::new("t35")).await as u64;
-        acc = (acc * 1 + v36) % 1_000_003;
-        ev(format!("e37 {acc}"));
-        let v38 = tick_named("k39", (acc ^ input) % 97).await;
-        acc = (acc * 3 + v38) % 1_000_003;
-        if acc % 4 == 0 {
-            let v40 = (show(&arg).await as u64);
-            acc = (acc * 3 + v40) % 1_000_003;
-            let Some(v41) = tick(maybe(v34 % 100)).await else {
-                return Err(Fail::new("else42"));
+        let v23 = pass((30u64 ^ input) % 97).await;
+        let v24 = async { tick(16u64).await }.await;
+        let v25 = (v24 * 7 + v23) % 1_000_003;
+        let f26 = |x: u64| (x * 5) ^ 13;
+        let v27 = fallible(v23 % 100).await?;
+        acc = f26(v27 % 1000);
+        if acc % 2 == 0 {
+            let Some(v28) = tick(maybe(v23 % 100)).await else {
+                return Err(Fail::new("else29"));
             };
-            let mut arg = Noisy::new("arg-shadow43");
+            let mut arg = Noisy::new("arg-shadow30");
         }
-        let c44 = tick((input ^ input) % 97 % 2 == 0).await;
-        if c44 {
-            let mut n45 = Noisy::new("n45");
-            let v46 = pass(v34 % 100).await;
-            acc = (acc * 3 + v46) % 1_000_003;
+        let mut i31: u64 = 0;
+        'l32: loop {
+            if i31 >= 1 { break 'l32; }
+            i31 += 1;
+            let v34 = show(&Noisy::new("t33")).await as u64;
+            acc = (acc * 1 + v34) % 1_000_003;
+            let mut n35 = Noisy::new("n35");
         }
+        let v36 = pass(v27 % 100).await;
+        acc = (acc * 3 + v36) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -15060,54 +16745,44 @@ random_case! {
 }
 
 random_case! {
-    case_159, 0x72487e61fa09a257,
+    case_159, 0xc8941d9aab3b5369,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let v1 = tick_named("k2", acc % 100).await;
-        let v3 = async { tick(23u64).await }.await;
-        let v4 = (v3 * 7 + v1) % 1_000_003;
-        let v5 = pass(78u64 % 100).await;
-        acc = (acc * 3 + v5) % 1_000_003;
-        let v6 = tick(v5 % 100).await;
-        let v7 = (show(&Noisy::new("t8")).await as u64);
-        let v9 = (v7 * 7 + v6) % 1_000_003;
-        if (input >> 44) & 1 == 1 { return Err(Fail::new("r10")); }
-        let mut n11 = Noisy::new("n11");
-        let mut n12 = Noisy::new("n12");
-        ev(format!("e13 {acc}"));
-        let mut i14: u64 = 0;
-        'l15: while i14 < 2 {
-            i14 += 1;
-            {
-                let v17 = show(&Noisy::new("t16")).await as u64;
-                acc = (acc * 1 + v17) % 1_000_003;
-            }
-            let v18 = tick_named("k19", (acc ^ input) % 97).await;
-            let v20 = tick(46u64 % 100).await;
-            let v21 = (v20 * 7 + v18) % 1_000_003;
-            let mut n22 = Noisy::new("n22");
-            let v23 = tick(acc % 100).await;
-            let v24 = tick_named("k25", v21 % 100).await;
-            let v26 = (v24 * 7 + v23) % 1_000_003;
+        let v2 = show(&Noisy::new("t1")).await as u64;
+        acc = (acc * 1 + v2) % 1_000_003;
+        let mut i3: u64 = 0;
+        'l4: while i3 < 3 {
+            i3 += 1;
+            let v6 = show(&Noisy::new("t5")).await as u64;
+            acc = (acc * 1 + v6) % 1_000_003;
+            let v7 = pass(78u64 % 100).await;
+            acc = (acc * 3 + v7) % 1_000_003;
+            let v8 = (show(&Noisy::new("t9")).await as u64);
+            let v10 = tick_named("k11", acc % 100).await;
+            let v12 = (v10 * 7 + v8) % 1_000_003;
         }
-        let v27 = (show(&Noisy::new("t28")).await as u64);
-        acc = (acc * 3 + v27) % 1_000_003;
-        let v29 = tick_named("k30", v5 % 100).await;
-        acc = (acc * 3 + v29) % 1_000_003;
-        if (input ^ acc) % 5 < 2 {
-            let v31 = tick(97u64 % 100).await;
-            acc = (acc * 3 + v31) % 1_000_003;
-        } else {
-            let mut i32: u64 = 0;
-            'l33: while i32 < 2 {
-                i32 += 1;
-                ev(format!("e34 {acc} {}", n12.touch()));
-                let v35 = tick_named("k36", v1 % 100).await;
-                acc = (acc * 3 + v35) % 1_000_003;
-                let mut n37 = Noisy::new("n37");
-            }
-            ev(format!("e38 {acc}"));
+        let mut i13: u64 = 0;
+        'l14: loop {
+            if i13 >= 1 { break 'l14; }
+            i13 += 1;
+            let c15 = tick(input % 100 % 2 == 0).await;
+            if c15 { break 'l14; }
+            let mut n16 = Noisy::new("n16");
         }
+        ev(format!("e17 {acc}"));
+        let r19 = tick(Noisy::new("arg-re18")).await;
+        arg = r19;
+        let v21 = show(&Noisy::new("t20")).await as u64;
+        acc = (acc * 1 + v21) % 1_000_003;
+        let v22 = tick_named("k23", (22u64 ^ input) % 97).await;
+        let v24 = tick(46u64 % 100).await;
+        let v25 = (v24 * 7 + v22) % 1_000_003;
+        let mut n26 = Noisy::new("n26");
+        let v28 = show(&Noisy::new("t27")).await as u64;
+        acc = (acc * 1 + v28) % 1_000_003;
+        let v30 = show(&Noisy::new("t29")).await as u64;
+        acc = (acc * 1 + v30) % 1_000_003;
+        ev(format!("e31 {acc} {}", arg.touch()));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -15281,47 +16956,82 @@ random_case! {
 }
 
 random_case! {
-    case_161, 0x71a843c2c7218df5,
+    case_161, 0x0959638bbd8c1480,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut n1 = Noisy::new("n1");
-        let c2 = tick(acc % 100 % 2 == 0).await;
-        if c2 {
-            let v3 = tick_named("k4", (acc ^ input) % 97).await;
-            let v5 = tick((input ^ input) % 97).await;
-            let v6 = (v5 * 7 + v3) % 1_000_003;
-        } else {
-            let v8 = show(&Noisy::new("t7")).await as u64;
-            acc = (acc * 1 + v8) % 1_000_003;
+        let f2 = |x: u64| (x * 5) ^ 13;
+        let v3 = fallible(input % 100).await?;
+        acc = f2(v3 % 1000);
+        drop(n1);
+        let v4 = tick_named("k5", input % 100).await;
+        acc = (acc * 3 + v4) % 1_000_003;
+        drop(arg);
+        let mut i6: u64 = 0;
+        'l7: while i6 < 2 {
+            i6 += 1;
+            let v8 = tick((v4 ^ input) % 97).await;
+            acc = (acc * 3 + v8) % 1_000_003;
+            let v9 = tick((72u64 ^ input) % 97).await;
+            acc = (acc * 3 + v9) % 1_000_003;
         }
-        let mut arg = Noisy::new("arg-shadow9");
-        let v11 = show(&Noisy::new("t10")).await as u64;
-        acc = (acc * 1 + v11) % 1_000_003;
-        let v12 = tick_named("k13", input % 100).await;
-        acc = (acc * 3 + v12) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow10");
         {
-            let v14 = fallible(acc % 100).await?;
-            if v14 % 3 == 0 { return Ok(acc); }
+            let v11 = tick_named("k12", v3 % 100).await;
+            acc = (acc * 3 + v11) % 1_000_003;
         }
-        let v15 = tick_named("k16", v12 % 100).await;
-        acc = (acc * 3 + v15) % 1_000_003;
         {
-            let v18 = show(&Noisy::new("t17")).await as u64;
-            acc = (acc * 1 + v18) % 1_000_003;
-            {
-                let v19 = tick_named("k20", (v15 ^ input) % 97).await;
-                let v21 = async { tick(12u64).await }.await;
-                let v22 = (v21 * 7 + v19) % 1_000_003;
-                let v23 = (show(&Noisy::new("t24")).await as u64);
-                let v25 = async { tick(90u64).await }.await;
-                let v26 = (v25 * 7 + v23) % 1_000_003;
+            let mut i13: u64 = 0;
+            'l14: while i13 < 4 {
+                i13 += 1;
+                ev(format!("e15 {acc}"));
+                let mut i16: u64 = 0;
+                'l17: while i16 < 2 {
+                    i16 += 1;
+                    if acc % 2 == 0 { return Ok(acc); }
+                    let v18 = pass(v3 % 100).await;
+                    let v19 = fallible(v3 % 100).await?;
+                    let v20 = (v19 * 7 + v18) % 1_000_003;
+                    let v21 = tick(v4 % 100).await;
+                    let v22 = tick(v3 % 100).await;
+                    let v23 = (v22 * 7 + v21) % 1_000_003;
+                }
             }
+            let v24 = tick_named("k25", v3 % 100).await;
+            acc = (acc * 3 + v24) % 1_000_003;
         }
-        let v27 = fallible(v12 % 100).await?;
-        acc = (acc * 3 + v27) % 1_000_003;
-        let f28 = |x: u64| (x * 5) ^ 13;
-        let v29 = pass((v15 ^ input) % 97).await;
-        acc = f28(v29 % 1000);
+        let c26 = tick((16u64 ^ input) % 97 % 2 == 0).await;
+        if c26 {
+            let v27 = tick_named("k28", input % 100).await;
+            if v27 % 3 == 0 {
+                let mut n29 = Noisy::new("n29");
+            }
+            let v30 = tick_named("k31", (v3 ^ input) % 97).await;
+            acc = (acc * 3 + v30) % 1_000_003;
+            let r33 = tick(Noisy::new("arg-re32")).await;
+            arg = r33;
+            let mut i34: u64 = 0;
+            'l35: while i34 < 2 {
+                i34 += 1;
+                let f36 = |x: u64| (x * 5) ^ 13;
+                let v37 = pass((i34 ^ input) % 97).await;
+                acc = f36(v37 % 1000);
+                let mut i38: u64 = 0;
+                'l39: while i38 < 1 {
+                    i38 += 1;
+                    ev(format!("e40 {acc} {}", arg.touch()));
+                    let f41 = |x: u64| (x * 5) ^ 13;
+                    let v42 = async { tick(96u64).await }.await;
+                    acc = f41(v42 % 1000);
+                    let v43 = (show(&Noisy::new("t44")).await as u64);
+                    acc = (acc * 3 + v43) % 1_000_003;
+                }
+            }
+        } else {
+            let v45 = pass((v4 ^ input) % 97).await;
+            let v46 = tick((acc ^ input) % 97).await;
+            let v47 = (v46 * 7 + v45) % 1_000_003;
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -15479,7 +17189,73 @@ random_case! {
     }
 }
 
-// case_163 left out: open lowering bug B4.
+random_case! {
+    case_163, 0x2ac59be3324bf15e,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        let v1 = tick_named("k2", (input ^ input) % 97).await;
+        acc = (acc * 3 + v1) % 1_000_003;
+        {
+            {
+                ev(format!("e3 {acc} {}", arg.touch()));
+                let mut arg = Noisy::new("arg-shadow4");
+                if acc % 3 == 0 {
+                    let v5 = (show(&arg).await as u64);
+                    acc = (acc * 3 + v5) % 1_000_003;
+                    if acc % 4 == 0 { drop(arg); }
+                    let v7 = show(&Noisy::new("t6")).await as u64;
+                    acc = (acc * 1 + v7) % 1_000_003;
+                }
+            }
+            let mut n8 = Noisy::new("n8");
+        }
+        let f9 = |x: u64| (x * 5) ^ 13;
+        let v10 = fallible((v1 ^ input) % 97).await?;
+        acc = f9(v10 % 1000);
+        let v11 = tick((input ^ input) % 97).await;
+        acc = (acc * 3 + v11) % 1_000_003;
+        let v12 = async { tick(63u64).await }.await;
+        acc = (acc * 3 + v12) % 1_000_003;
+        let mut n13 = Noisy::new("n13");
+        let mut n14 = Noisy::new("n14");
+        if acc % 2 == 0 {
+            ev(format!("e15 {acc}"));
+            let v16 = tick_named("k17", (v12 ^ input) % 97).await;
+            if v16 % 3 == 0 { drop(arg); }
+            if (input >> 50) & 1 == 1 {
+                let v18 = tick(acc % 100).await;
+                acc = (acc * 3 + v18) % 1_000_003;
+            } else {
+                let v19 = (show(&Noisy::new("t20")).await as u64);
+                let v21 = tick((v1 ^ input) % 97).await;
+                let v22 = (v21 * 7 + v19) % 1_000_003;
+                if (input >> 11) & 1 == 1 {
+                    if (input >> 56) & 1 == 1 { return Ok(acc); }
+                    let Some(v23) = tick(maybe(v12 % 100)).await else {
+                        return Err(Fail::new("else24"));
+                    };
+                    let v26 = show(&Noisy::new("t25")).await as u64;
+                    acc = (acc * 1 + v26) % 1_000_003;
+                    let v27 = tick_named("k28", (v10 ^ input) % 97).await;
+                    acc = (acc * 3 + v27) % 1_000_003;
+                }
+            }
+            let v29 = fallible(v10 % 100).await?;
+            acc = (acc * 3 + v29) % 1_000_003;
+        } else {
+            let mut n30 = Noisy::new("n30");
+            let mut arg = Noisy::new("arg-shadow31");
+            let r33 = tick(Noisy::new("n14-re32")).await;
+            n14 = r33;
+        }
+        let Some(v34) = tick(maybe(v12 % 100)).await else {
+            return Err(Fail::new("else35"));
+        };
+        ev(format!("e36 {acc} {}", n14.touch()));
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_164, 0x1c576b8ebc96146e,
@@ -15612,47 +17388,26 @@ random_case! {
 }
 
 random_case! {
-    case_165, 0x93d03dfaa02b33a0,
+    case_165, 0x7d3145528c74fc6b,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        ev(format!("e1 {acc}"));
-        let v3 = show(&Noisy::new("t2")).await as u64;
-        acc = (acc * 1 + v3) % 1_000_003;
+        let f1 = |x: u64| (x * 5) ^ 13;
+        let v2 = tick(acc % 100).await;
+        acc = f1(v2 % 1000);
+        let v3 = tick(acc % 100).await;
+        acc = (acc * 3 + v3) % 1_000_003;
         let v5 = show(&Noisy::new("t4")).await as u64;
         acc = (acc * 1 + v5) % 1_000_003;
-        let v6 = async { tick(79u64).await }.await;
-        let v7 = (show(&arg).await as u64);
-        let v8 = (v7 * 7 + v6) % 1_000_003;
-        let Some(v9) = tick(maybe(v7 % 100)).await else {
-            return Err(Fail::new("else10"));
+        let Some(v6) = tick(maybe(v3 % 100)).await else {
+            return Err(Fail::new("else7"));
         };
-        let Some(v11) = tick(maybe((v8 ^ input) % 97)).await else {
-            return Err(Fail::new("else12"));
-        };
-        let v13 = tick((v11 ^ input) % 97).await;
-        if v13 % 3 == 0 {
-            ev(format!("e14 {acc} {}", arg.touch()));
-            let v16 = show(&Noisy::new("t15")).await as u64;
-            acc = (acc * 1 + v16) % 1_000_003;
-            let c17 = tick(v6 % 100 % 2 == 0).await;
-            if c17 {
-                ev(format!("e18 {acc} {}", arg.touch()));
-            } else {
-                let Some(v19) = tick(maybe(v8 % 100)).await else {
-                    return Err(Fail::new("else20"));
-                };
-                ev(format!("e21 {acc}"));
-                if (input ^ acc) % 5 < 2 {
-                    ev(format!("e22 {acc} {}", arg.touch()));
-                } else {
-                    let mut n23 = Noisy::new("n23");
-                    ev(format!("e24 {acc} {}", n23.touch()));
-                }
-                let mut n25 = Noisy::new("n25");
-            }
-        }
-        let v26 = (show(&Noisy::new("t27")).await as u64);
-        acc = (acc * 3 + v26) % 1_000_003;
+        let v9 = show(&Noisy::new("t8")).await as u64;
+        acc = (acc * 1 + v9) % 1_000_003;
+        let f10 = |x: u64| (x * 5) ^ 13;
+        let v11 = tick((v3 ^ input) % 97).await;
+        acc = f10(v11 % 1000);
+        let mut arg = Noisy::new("arg-shadow12");
+        ev(format!("e13 {acc} {}", arg.touch()));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -15907,106 +17662,138 @@ random_case! {
 }
 
 random_case! {
-    case_167, 0x724c6facbbf3a598,
+    case_167, 0x628fc724cc8ba8aa,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = tick(48u64 % 100).await;
         acc = (acc * 3 + v1) % 1_000_003;
+        if acc % 3 == 0 { return Ok(acc); }
         let r3 = tick(Noisy::new("arg-re2")).await;
         arg = r3;
-        let c4 = tick(v1 % 100 % 2 == 0).await;
-        if c4 {
-            let r6 = tick(Noisy::new("arg-re5")).await;
-            arg = r6;
-            if (input >> 30) & 1 == 1 {
-                let mut n7 = Noisy::new("n7");
-                let v8 = tick(81u64 % 100).await;
-                acc = (acc * 3 + v8) % 1_000_003;
-                if (input >> 58) & 1 == 1 {
-                    let mut n9 = Noisy::new("n9");
-                    let f10 = |x: u64| (x * 5) ^ 13;
-                    let v11 = pass(acc % 100).await;
-                    acc = f10(v11 % 1000);
-                    let v12 = async { tick(98u64).await }.await;
-                    acc = (acc * 3 + v12) % 1_000_003;
-                    let f13 = |x: u64| (x * 5) ^ 13;
-                    let v14 = tick((v8 ^ input) % 97).await;
-                    acc = f13(v14 % 1000);
-                } else {
-                    let mut n7 = Noisy::new("n7-shadow15");
-                    let f16 = |x: u64| (x * 5) ^ 13;
-                    let v17 = (show(&Noisy::new("t18")).await as u64);
-                    acc = f16(v17 % 1000);
-                    let f19 = |x: u64| (x * 5) ^ 13;
-                    let v20 = pass(v8 % 100).await;
-                    acc = f19(v20 % 1000);
-                    let v22 = show(&Noisy::new("t21")).await as u64;
-                    acc = (acc * 1 + v22) % 1_000_003;
-                }
-            }
-            let v23 = pass((acc ^ input) % 97).await;
-            acc = (acc * 3 + v23) % 1_000_003;
-        } else {
-            ev(format!("e24 {acc} {}", arg.touch()));
+        {
+            let v4 = pass(v1 % 100).await;
+            acc = (acc * 3 + v4) % 1_000_003;
+            let mut n5 = Noisy::new("n5");
+            let v6 = tick(9u64 % 100).await;
+            let v7 = fallible((input ^ input) % 97).await?;
+            let v8 = (v7 * 7 + v6) % 1_000_003;
         }
-        let f25 = |x: u64| (x * 5) ^ 13;
-        let v26 = tick((acc ^ input) % 97).await;
-        acc = f25(v26 % 1000);
-        if (input >> 10) & 1 == 1 { return Ok(acc); }
-        let v28 = show(&Noisy::new("t27")).await as u64;
-        acc = (acc * 1 + v28) % 1_000_003;
-        let v29 = async { tick(65u64).await }.await;
-        let v30 = fallible((acc ^ input) % 97).await?;
-        let v31 = (v30 * 7 + v29) % 1_000_003;
-        let mut i32: u64 = 0;
-        'l33: while i32 < 1 {
-            i32 += 1;
-            ev(format!("e34 {acc}"));
-            let mut arg = Noisy::new("arg-shadow35");
+        let mut i9: u64 = 0;
+        'l10: loop {
+            if i9 >= 0 { break 'l10; }
+            i9 += 1;
+            if (input >> 11) & 1 == 1 { return Err(Fail::new("r11")); }
+            let mut i12: u64 = 0;
+            'l13: while i12 < 1 {
+                i12 += 1;
+                ev(format!("e14 {acc} {}", arg.touch()));
+                ev(format!("e15 {acc} {}", arg.touch()));
+                let c16 = tick(i9 % 100 % 2 == 0).await;
+                if c16 { break 'l10; }
+                let mut n17 = Noisy::new("n17");
+            }
+            let mut i18: u64 = 0;
+            'l19: while i18 < 4 {
+                i18 += 1;
+                ev(format!("e20 {acc} {}", arg.touch()));
+                let v21 = async { tick(3u64).await }.await;
+                acc = (acc * 3 + v21) % 1_000_003;
+            }
+            let f22 = |x: u64| (x * 5) ^ 13;
+            let v23 = async { tick(25u64).await }.await;
+            acc = f22(v23 % 1000);
+        }
+        let f24 = |x: u64| (x * 5) ^ 13;
+        let v25 = tick(45u64 % 100).await;
+        acc = f24(v25 % 1000);
+        let r27 = tick(Noisy::new("arg-re26")).await;
+        arg = r27;
+        if acc % 2 == 0 {
+            let mut n28 = Noisy::new("n28");
+            let f29 = |x: u64| (x * 5) ^ 13;
+            let v30 = tick(i9 % 100).await;
+            acc = f29(v30 % 1000);
         }
         if acc % 4 == 0 {
-            let v36 = pass(acc % 100).await;
-            let v37 = tick_named("k38", (v29 ^ input) % 97).await;
-            let v39 = (v37 * 7 + v36) % 1_000_003;
+            let v31 = pass(acc % 100).await;
+            let v32 = tick_named("k33", (v25 ^ input) % 97).await;
+            let v34 = (v32 * 7 + v31) % 1_000_003;
         } else {
-            let c40 = tick(v1 % 100 % 2 == 0).await;
-            if c40 {
-                let mut arg = Noisy::new("arg-shadow41");
-                let mut n42 = Noisy::new("n42");
+            if acc % 2 == 0 {
+                ev(format!("e35 {acc} {}", arg.touch()));
+                let mut n36 = Noisy::new("n36");
+                let mut i37: u64 = 0;
+                'l38: while i37 < 2 {
+                    i37 += 1;
+                    let v39 = (show(&Noisy::new("t40")).await as u64);
+                    let v41 = tick(acc % 100).await;
+                    let v42 = (v41 * 7 + v39) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow43");
+                    if (input >> 28) & 1 == 1 { continue 'l38; }
+                }
             } else {
-                let r44 = tick(Noisy::new("arg-re43")).await;
-                arg = r44;
-                let v45 = (show(&Noisy::new("t46")).await as u64);
-                let v47 = tick(i32 % 100).await;
-                let v48 = (v47 * 7 + v45) % 1_000_003;
-                let mut arg = Noisy::new("arg-shadow49");
-                if (input >> 28) & 1 == 1 {
-                    let mut n50 = Noisy::new("n50");
-                    ev(format!("e51 {acc}"));
-                    let mut n52 = Noisy::new("n52");
-                    let Some(v53) = tick(maybe(i32 % 100)).await else {
-                        return Err(Fail::new("else54"));
-                    };
-                } else {
-                    let v55 = (show(&Noisy::new("t56")).await as u64);
-                    acc = (acc * 3 + v55) % 1_000_003;
-                    let v57 = (show(&arg).await as u64);
-                    acc = (acc * 3 + v57) % 1_000_003;
-                    ev(format!("e58 {acc}"));
+                let f44 = |x: u64| (x * 5) ^ 13;
+                let v45 = async { tick(78u64).await }.await;
+                acc = f44(v45 % 1000);
+                if acc % 3 == 0 {
+                    drop(arg);
+                    let v47 = show(&Noisy::new("t46")).await as u64;
+                    acc = (acc * 1 + v47) % 1_000_003;
                 }
             }
-            let v59 = (show(&arg).await as u64);
-            if v59 % 3 == 0 {
-                let mut arg = Noisy::new("arg-shadow60");
-            } else {
-                let v62 = show(&Noisy::new("t61")).await as u64;
-                acc = (acc * 1 + v62) % 1_000_003;
+            let mut i48: u64 = 0;
+            'l49: loop {
+                if i48 >= 3 { break 'l49; }
+                i48 += 1;
+                let v50 = tick(v1 % 100).await;
+                if v50 % 3 == 0 {
+                    let v51 = fallible((v25 ^ input) % 97).await?;
+                    if v51 % 3 == 0 { continue 'l49; }
+                    if (input >> 41) & 1 == 1 { continue 'l49; }
+                    let v53 = show(&Noisy::new("t52")).await as u64;
+                    acc = (acc * 1 + v53) % 1_000_003;
+                }
+                if (input >> 28) & 1 == 1 { return Ok(acc); }
+                let v54 = tick(63u64 % 100).await;
+                if v54 % 3 == 0 {
+                    let mut arg = Noisy::new("arg-shadow55");
+                    if acc % 3 == 0 { continue 'l49; }
+                } else {
+                    ev(format!("e56 {acc}"));
+                    ev(format!("e57 {acc}"));
+                    let Some(v58) = tick(maybe(65u64 % 100)).await else {
+                        break 'l49;
+                    };
+                }
+                let mut n59 = Noisy::new("n59");
             }
-            let r64 = tick(Noisy::new("arg-re63")).await;
-            arg = r64;
+            let v60 = async { tick(34u64).await }.await;
+            let v61 = fallible((i48 ^ input) % 97).await?;
+            let v62 = (v61 * 7 + v60) % 1_000_003;
         }
-        let v65 = fallible(acc % 100).await?;
-        acc = (acc * 3 + v65) % 1_000_003;
+        {
+            let mut i63: u64 = 0;
+            'l64: while i63 < 1 {
+                i63 += 1;
+                let mut i65: u64 = 0;
+                'l66: loop {
+                    if i65 >= 1 { break 'l66; }
+                    i65 += 1;
+                    if (input ^ acc) % 5 < 2 { break 'l64; }
+                    let mut n67 = Noisy::new("n67");
+                    let Some(v68) = tick(maybe(acc % 100)).await else {
+                        return Err(Fail::new("else69"));
+                    };
+                    let Some(v70) = tick(maybe((i63 ^ input) % 97)).await else {
+                        continue 'l66;
+                    };
+                }
+                if (input >> 1) & 1 == 1 {
+                    ev(format!("e71 {acc}"));
+                    let mut n72 = Noisy::new("n72");
+                }
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -16205,27 +17992,74 @@ random_case! {
 }
 
 random_case! {
-    case_169, 0x07c35ee737b9dba3,
+    case_169, 0xe2c971944c3c8c02,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
         acc = (acc * 1 + v2) % 1_000_003;
-        let v4 = show(&Noisy::new("t3")).await as u64;
-        acc = (acc * 1 + v4) % 1_000_003;
-        {
-            let c5 = tick((96u64 ^ input) % 97 % 2 == 0).await;
-            if c5 { return Err(Fail::new("r6")); }
+        let mut i3: u64 = 0;
+        'l4: loop {
+            if i3 >= 4 { break 'l4; }
+            i3 += 1;
+            let mut i5: u64 = 0;
+            'l6: loop {
+                if i5 >= 3 { break 'l6; }
+                i5 += 1;
+                if (input >> 37) & 1 == 1 { break 'l4; }
+                let Some(v7) = tick(maybe(54u64 % 100)).await else {
+                    break 'l4;
+                };
+                if (input >> 30) & 1 == 1 {
+                    let v8 = pass((input ^ input) % 97).await;
+                    if v8 % 3 == 0 { break 'l6; }
+                    let mut n9 = Noisy::new("n9");
+                    if (input >> 34) & 1 == 1 { drop(n9); }
+                    let f10 = |x: u64| (x * 5) ^ 13;
+                    let v11 = (show(&Noisy::new("t12")).await as u64);
+                    acc = f10(v11 % 1000);
+                } else {
+                    let f13 = |x: u64| (x * 5) ^ 13;
+                    let v14 = tick(input % 100).await;
+                    acc = f13(v14 % 1000);
+                }
+                let mut n15 = Noisy::new("n15");
+            }
+            if (input >> 30) & 1 == 1 {
+                let v16 = (show(&arg).await as u64);
+                acc = (acc * 3 + v16) % 1_000_003;
+                let f17 = |x: u64| (x * 5) ^ 13;
+                let v18 = tick(acc % 100).await;
+                acc = f17(v18 % 1000);
+                let mut i19: u64 = 0;
+                'l20: loop {
+                    if i19 >= 2 { break 'l20; }
+                    i19 += 1;
+                    let v21 = tick_named("k22", acc % 100).await;
+                    let v23 = (show(&Noisy::new("t24")).await as u64);
+                    let v25 = (v23 * 7 + v21) % 1_000_003;
+                    ev(format!("e26 {acc}"));
+                }
+                let v27 = fallible(input % 100).await?;
+                if v27 % 3 == 0 {
+                    let mut n28 = Noisy::new("n28");
+                } else {
+                    if acc % 3 == 0 { continue 'l4; }
+                }
+            } else {
+                ev(format!("e29 {acc} {}", arg.touch()));
+                let v30 = (show(&arg).await as u64);
+                acc = (acc * 3 + v30) % 1_000_003;
+                if (input >> 57) & 1 == 1 { break 'l4; }
+            }
         }
-        {
-            let c7 = tick((acc ^ input) % 97 % 2 == 0).await;
-            if c7 { return Err(Fail::new("r8")); }
-            let mut arg = Noisy::new("arg-shadow9");
-            let v11 = show(&Noisy::new("t10")).await as u64;
-            acc = (acc * 1 + v11) % 1_000_003;
-        }
-        let mut arg = Noisy::new("arg-shadow12");
-        let v13 = async { tick(88u64).await }.await;
-        acc = (acc * 3 + v13) % 1_000_003;
+        let Some(v31) = tick(maybe((acc ^ input) % 97)).await else {
+            return Err(Fail::new("else32"));
+        };
+        let v33 = tick_named("k34", v31 % 100).await;
+        acc = (acc * 3 + v33) % 1_000_003;
+        if (input >> 52) & 1 == 1 { return Ok(acc); }
+        let v35 = pass((5u64 ^ input) % 97).await;
+        acc = (acc * 3 + v35) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -16365,7 +18199,85 @@ random_case! {
     }
 }
 
-// case_171 left out: open lowering bug B4.
+random_case! {
+    case_171, 0x31f90632afdabf59,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        let v1 = fallible(acc % 100).await?;
+        let v2 = async { tick(80u64).await }.await;
+        let v3 = (v2 * 7 + v1) % 1_000_003;
+        if acc % 3 == 0 {
+            let mut i4: u64 = 0;
+            'l5: while i4 < 4 {
+                i4 += 1;
+                let v6 = pass(acc % 100).await;
+                if v6 % 3 == 0 {
+                    if (input >> 47) & 1 == 1 { continue 'l5; }
+                    let c7 = tick((v6 ^ input) % 97 % 2 == 0).await;
+                    if c7 { continue 'l5; }
+                    let mut arg = Noisy::new("arg-shadow8");
+                    let v10 = show(&Noisy::new("t9")).await as u64;
+                    acc = (acc * 1 + v10) % 1_000_003;
+                }
+                let v11 = fallible((v6 ^ input) % 97).await?;
+                acc = (acc * 3 + v11) % 1_000_003;
+            }
+            let mut n12 = Noisy::new("n12");
+            if (input >> 26) & 1 == 1 { drop(n12); }
+            let mut i13: u64 = 0;
+            'l14: loop {
+                if i13 >= 0 { break 'l14; }
+                i13 += 1;
+                let mut arg = Noisy::new("arg-shadow15");
+                let r17 = tick(Noisy::new("arg-re16")).await;
+                arg = r17;
+                let v18 = tick(i4 % 100).await;
+                if v18 % 3 == 0 {
+                    let mut n19 = Noisy::new("n19");
+                    let mut n20 = Noisy::new("n20");
+                    if (input >> 19) & 1 == 1 { return Err(Fail::new("r21")); }
+                }
+            }
+        } else {
+            let mut arg = Noisy::new("arg-shadow22");
+            drop(arg);
+            let v23 = (show(&Noisy::new("t24")).await as u64);
+            let v25 = tick(v2 % 100).await;
+            let v26 = (v25 * 7 + v23) % 1_000_003;
+            let Some(v27) = tick(maybe((v23 ^ input) % 97)).await else {
+                return Err(Fail::new("else28"));
+            };
+        }
+        ev(format!("e29 {acc}"));
+        let r31 = tick(Noisy::new("arg-re30")).await;
+        arg = r31;
+        let v32 = (show(&Noisy::new("t33")).await as u64);
+        acc = (acc * 3 + v32) % 1_000_003;
+        let Some(v34) = tick(maybe(input % 100)).await else {
+            return Err(Fail::new("else35"));
+        };
+        let mut arg = Noisy::new("arg-shadow36");
+        let Some(v37) = tick(maybe(v34 % 100)).await else {
+            return Err(Fail::new("else38"));
+        };
+        {
+            let mut n39 = Noisy::new("n39");
+            let mut i40: u64 = 0;
+            'l41: while i40 < 1 {
+                i40 += 1;
+                let r43 = tick(Noisy::new("n39-re42")).await;
+                n39 = r43;
+                let f44 = |x: u64| (x * 5) ^ 13;
+                let v45 = (show(&Noisy::new("t46")).await as u64);
+                acc = f44(v45 % 1000);
+                let mut n47 = Noisy::new("n47");
+            }
+            if (input >> 7) & 1 == 1 { return Ok(acc); }
+        }
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_172, 0x76d6b2626d52b921,
@@ -16398,7 +18310,7 @@ random_case! {
 }
 
 random_case! {
-    case_173, 0x65a710fd5a2716c5,
+    case_173, 0x31dcfd5cb05eef11,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let r2 = tick(Noisy::new("arg-re1")).await;
@@ -16419,86 +18331,93 @@ random_case! {
                     let Some(v12) = tick(maybe((33u64 ^ input) % 97)).await else {
                         return Err(Fail::new("else13"));
                     };
-                    let Some(v14) = tick(maybe(9u64 % 100)).await else {
-                        return Err(Fail::new("else15"));
-                    };
+                    let c14 = tick((i6 ^ input) % 97 % 2 == 0).await;
+                    if c14 { break 'l10; }
                 }
-                let v16 = tick(i9 % 100).await;
-                acc = (acc * 3 + v16) % 1_000_003;
-                let v18 = show(&Noisy::new("t17")).await as u64;
-                acc = (acc * 1 + v18) % 1_000_003;
+                let v16 = show(&Noisy::new("t15")).await as u64;
+                acc = (acc * 1 + v16) % 1_000_003;
+                let mut n17 = Noisy::new("n17");
             }
-            let mut n19 = Noisy::new("n19");
-            let v20 = tick((i6 ^ input) % 97).await;
-            if v20 % 3 == 0 {
-                ev(format!("e21 {acc} {}", n19.touch()));
-                let mut n22 = Noisy::new("n22");
-                let v24 = show(&Noisy::new("t23")).await as u64;
-                acc = (acc * 1 + v24) % 1_000_003;
-                let mut n25 = Noisy::new("n25");
-            }
-            let v26 = tick(v20 % 100).await;
-            acc = (acc * 3 + v26) % 1_000_003;
+            let c18 = tick(17u64 % 100 % 2 == 0).await;
+            if c18 { drop(arg); }
+            let mut arg = Noisy::new("arg-shadow19");
+            let mut n20 = Noisy::new("n20");
         } else {
-            ev(format!("e27 {acc} {}", arg.touch()));
-        }
-        let c28 = tick(v5 % 100 % 2 == 0).await;
-        if c28 {
-            if acc % 4 == 0 {
-                let v29 = tick(14u64 % 100).await;
-                let v30 = fallible((v29 ^ input) % 97).await?;
-                let v31 = (v30 * 7 + v29) % 1_000_003;
-                let Some(v32) = tick(maybe((79u64 ^ input) % 97)).await else {
-                    return Err(Fail::new("else33"));
-                };
-                let v34 = (show(&arg).await as u64);
-                acc = (acc * 3 + v34) % 1_000_003;
-            }
-            let mut i35: u64 = 0;
-            'l36: while i35 < 2 {
-                i35 += 1;
-                if (input ^ acc) % 5 < 2 { return Err(Fail::new("r37")); }
-                let v38 = fallible(i35 % 100).await?;
-                let v39 = tick(v38 % 100).await;
-                let v40 = (v39 * 7 + v38) % 1_000_003;
-                ev(format!("e41 {acc} {}", arg.touch()));
-            }
-        }
-        let mut arg = Noisy::new("arg-shadow42");
-        let v44 = show(&Noisy::new("t43")).await as u64;
-        acc = (acc * 1 + v44) % 1_000_003;
-        let f45 = |x: u64| (x * 5) ^ 13;
-        let v46 = tick(input % 100).await;
-        acc = f45(v46 % 1000);
-        let mut arg = Noisy::new("arg-shadow47");
-        let c48 = tick(input % 100 % 2 == 0).await;
-        if c48 {
-            let c49 = tick(33u64 % 100 % 2 == 0).await;
-            if c49 {
-                let mut i50: u64 = 0;
-                'l51: while i50 < 1 {
-                    i50 += 1;
-                    let f52 = |x: u64| (x * 5) ^ 13;
-                    let v53 = (show(&Noisy::new("t54")).await as u64);
-                    acc = f52(v53 % 1000);
-                    let r56 = tick(Noisy::new("arg-re55")).await;
-                    arg = r56;
-                    let Some(v57) = tick(maybe(acc % 100)).await else {
-                        return Err(Fail::new("else58"));
-                    };
+            let mut n21 = Noisy::new("n21");
+            let mut i22: u64 = 0;
+            'l23: loop {
+                if i22 >= 1 { break 'l23; }
+                i22 += 1;
+                let mut n24 = Noisy::new("n24");
+                {
+                    let mut n21 = Noisy::new("n21-shadow25");
+                    let c26 = tick(v5 % 100 % 2 == 0).await;
+                    if c26 { break 'l23; }
+                    let v27 = (show(&Noisy::new("t28")).await as u64);
+                    acc = (acc * 3 + v27) % 1_000_003;
                 }
-                let r60 = tick(Noisy::new("arg-re59")).await;
-                arg = r60;
-            } else {
-                let mut arg = Noisy::new("arg-shadow61");
-                let r63 = tick(Noisy::new("arg-re62")).await;
-                arg = r63;
-                let mut n64 = Noisy::new("n64");
-                let mut n65 = Noisy::new("n65");
             }
         }
-        let v66 = async { tick(15u64).await }.await;
-        acc = (acc * 3 + v66) % 1_000_003;
+        let r30 = tick(Noisy::new("arg-re29")).await;
+        arg = r30;
+        let v31 = fallible((acc ^ input) % 97).await?;
+        let v32 = pass(acc % 100).await;
+        let v33 = (v32 * 7 + v31) % 1_000_003;
+        {
+            if (input ^ acc) % 5 < 2 {
+                let mut i34: u64 = 0;
+                'l35: while i34 < 2 {
+                    i34 += 1;
+                    let v37 = show(&Noisy::new("t36")).await as u64;
+                    acc = (acc * 1 + v37) % 1_000_003;
+                    let v38 = pass(i34 % 100).await;
+                    let v39 = fallible(v5 % 100).await?;
+                    let v40 = (v39 * 7 + v38) % 1_000_003;
+                    let v42 = show(&Noisy::new("t41")).await as u64;
+                    acc = (acc * 1 + v42) % 1_000_003;
+                }
+                ev(format!("e43 {acc} {}", arg.touch()));
+                let v44 = (show(&arg).await as u64);
+                acc = (acc * 3 + v44) % 1_000_003;
+            }
+        }
+        let mut i45: u64 = 0;
+        'l46: while i45 < 1 {
+            i45 += 1;
+            {
+                let mut arg = Noisy::new("arg-shadow47");
+                if (input >> 5) & 1 == 1 { break 'l46; }
+                let c48 = tick(33u64 % 100 % 2 == 0).await;
+                if c48 {
+                    let mut n49 = Noisy::new("n49");
+                    let c50 = tick(acc % 100 % 2 == 0).await;
+                    if c50 { break 'l46; }
+                }
+            }
+            if acc % 3 == 0 {
+                let mut n51 = Noisy::new("n51");
+                let mut i52: u64 = 0;
+                'l53: loop {
+                    if i52 >= 2 { break 'l53; }
+                    i52 += 1;
+                    let v55 = show(&Noisy::new("t54")).await as u64;
+                    acc = (acc * 1 + v55) % 1_000_003;
+                    let mut n56 = Noisy::new("n56");
+                    let mut n57 = Noisy::new("n57");
+                    let v58 = tick_named("k59", v5 % 100).await;
+                    acc = (acc * 3 + v58) % 1_000_003;
+                }
+            } else {
+                let mut n60 = Noisy::new("n60");
+                let v61 = async { tick(86u64).await }.await;
+                acc = (acc * 3 + v61) % 1_000_003;
+            }
+        }
+        let v62 = (show(&Noisy::new("t63")).await as u64);
+        if v62 % 3 == 0 { drop(arg); }
+        let r65 = tick(Noisy::new("arg-re64")).await;
+        arg = r65;
+        if (input >> 31) & 1 == 1 { drop(arg); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -16577,7 +18496,122 @@ random_case! {
     }
 }
 
-// case_175 left out: open lowering bug B3.
+random_case! {
+    case_175, 0x60675579aa82e515,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        let v1 = async { tick(62u64).await }.await;
+        acc = (acc * 3 + v1) % 1_000_003;
+        let Some(v2) = tick(maybe((input ^ input) % 97)).await else {
+            return Err(Fail::new("else3"));
+        };
+        ev(format!("e4 {acc}"));
+        let v5 = (show(&arg).await as u64);
+        if v5 % 3 == 0 {
+            ev(format!("e6 {acc} {}", arg.touch()));
+            if acc % 2 == 0 {
+                let Some(v7) = tick(maybe((acc ^ input) % 97)).await else {
+                    return Err(Fail::new("else8"));
+                };
+                let v9 = tick(input % 100).await;
+                if v9 % 3 == 0 {
+                    let mut n10 = Noisy::new("n10");
+                    let v11 = pass((input ^ input) % 97).await;
+                    let v12 = (show(&Noisy::new("t13")).await as u64);
+                    let v14 = (v12 * 7 + v11) % 1_000_003;
+                    ev(format!("e15 {acc} {}", arg.touch()));
+                }
+            }
+        }
+        let mut i16: u64 = 0;
+        'l17: while i16 < 1 {
+            i16 += 1;
+            if (input >> 2) & 1 == 1 { break 'l17; }
+            let c18 = tick(v1 % 100 % 2 == 0).await;
+            if c18 { break 'l17; }
+            let f19 = |x: u64| (x * 5) ^ 13;
+            let v20 = fallible(i16 % 100).await?;
+            acc = f19(v20 % 1000);
+        }
+        let Some(v21) = tick(maybe((v5 ^ input) % 97)).await else {
+            return Err(Fail::new("else22"));
+        };
+        let c23 = tick((v2 ^ input) % 97 % 2 == 0).await;
+        if c23 {
+            {
+                if acc % 2 == 0 {
+                    let r25 = tick(Noisy::new("arg-re24")).await;
+                    arg = r25;
+                    let v26 = fallible((v21 ^ input) % 97).await?;
+                    acc = (acc * 3 + v26) % 1_000_003;
+                    let v27 = fallible(v1 % 100).await?;
+                    let v28 = tick_named("k29", (v27 ^ input) % 97).await;
+                    let v30 = (v28 * 7 + v27) % 1_000_003;
+                    ev(format!("e31 {acc} {}", arg.touch()));
+                } else {
+                    let v33 = show(&Noisy::new("t32")).await as u64;
+                    acc = (acc * 1 + v33) % 1_000_003;
+                    ev(format!("e34 {acc}"));
+                }
+                ev(format!("e35 {acc} {}", arg.touch()));
+            }
+            ev(format!("e36 {acc}"));
+            let mut arg = Noisy::new("arg-shadow37");
+            {
+                ev(format!("e38 {acc} {}", arg.touch()));
+                let mut n39 = Noisy::new("n39");
+                let mut n40 = Noisy::new("n40");
+            }
+        } else {
+            let mut arg = Noisy::new("arg-shadow41");
+        }
+        if (input >> 32) & 1 == 1 {
+            let mut n42 = Noisy::new("n42");
+            let mut i43: u64 = 0;
+            'l44: loop {
+                if i43 >= 2 { break 'l44; }
+                i43 += 1;
+                let f45 = |x: u64| (x * 5) ^ 13;
+                let v46 = async { tick(22u64).await }.await;
+                acc = f45(v46 % 1000);
+                let v47 = tick(i43 % 100).await;
+                acc = (acc * 3 + v47) % 1_000_003;
+                let v49 = show(&Noisy::new("t48")).await as u64;
+                acc = (acc * 1 + v49) % 1_000_003;
+                if acc % 3 == 0 {
+                    let Some(v50) = tick(maybe((v46 ^ input) % 97)).await else {
+                        return Err(Fail::new("else51"));
+                    };
+                    let mut n52 = Noisy::new("n52");
+                    let v54 = show(&Noisy::new("t53")).await as u64;
+                    acc = (acc * 1 + v54) % 1_000_003;
+                } else {
+                    let v55 = (show(&n42).await as u64);
+                    acc = (acc * 3 + v55) % 1_000_003;
+                    let mut n56 = Noisy::new("n56");
+                    let Some(v57) = tick(maybe(v55 % 100)).await else {
+                        continue 'l44;
+                    };
+                }
+            }
+        }
+        let Some(v58) = tick(maybe(v1 % 100)).await else {
+            return Err(Fail::new("else59"));
+        };
+        {
+            ev(format!("e60 {acc}"));
+            if acc % 3 == 0 {
+                let mut n61 = Noisy::new("n61");
+                ev(format!("e62 {acc} {}", arg.touch()));
+                let v63 = async { tick(52u64).await }.await;
+                acc = (acc * 3 + v63) % 1_000_003;
+            }
+        }
+        let mut arg = Noisy::new("arg-shadow64");
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_176, 0xb5907d7e314d64b0,
@@ -16638,49 +18672,99 @@ random_case! {
 }
 
 random_case! {
-    case_177, 0xe773d31b66411886,
+    case_177, 0x74c296d8f52907ee,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| (x * 5) ^ 13;
-        let v2 = async { tick(22u64).await }.await;
-        acc = f1(v2 % 1000);
-        let v3 = async { tick(92u64).await }.await;
-        acc = (acc * 3 + v3) % 1_000_003;
-        drop(arg);
-        let f4 = |x: u64| (x * 5) ^ 13;
-        let v5 = tick(v2 % 100).await;
-        acc = f4(v5 % 1000);
-        let mut i6: u64 = 0;
-        'l7: while i6 < 1 {
-            i6 += 1;
-            let v9 = show(&Noisy::new("t8")).await as u64;
-            acc = (acc * 1 + v9) % 1_000_003;
-            {
-                let mut n10 = Noisy::new("n10");
-            }
-            let v12 = show(&Noisy::new("t11")).await as u64;
-            acc = (acc * 1 + v12) % 1_000_003;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            if i1 >= 2 { break 'l2; }
+            i1 += 1;
+            let mut arg = Noisy::new("arg-shadow3");
+            if (input >> 18) & 1 == 1 { break 'l2; }
+        }
+        let v4 = async { tick(49u64).await }.await;
+        let v5 = (show(&Noisy::new("t6")).await as u64);
+        let v7 = (v5 * 7 + v4) % 1_000_003;
+        {
+            let mut n8 = Noisy::new("n8");
+        }
+        let mut i9: u64 = 0;
+        'l10: loop {
+            if i9 >= 1 { break 'l10; }
+            i9 += 1;
+            let v11 = pass(i1 % 100).await;
+            acc = (acc * 3 + v11) % 1_000_003;
+            let v12 = tick(input % 100).await;
+            acc = (acc * 3 + v12) % 1_000_003;
         }
         let mut i13: u64 = 0;
-        'l14: while i13 < 0 {
+        'l14: loop {
+            if i13 >= 3 { break 'l14; }
             i13 += 1;
-            let mut n15 = Noisy::new("n15");
-            let Some(v16) = tick(maybe(input % 100)).await else {
-                return Err(Fail::new("else17"));
-            };
-            let v18 = (show(&Noisy::new("t19")).await as u64);
-            acc = (acc * 3 + v18) % 1_000_003;
-            let mut n20 = Noisy::new("n20");
+            let v15 = tick(acc % 100).await;
+            acc = (acc * 3 + v15) % 1_000_003;
+            let v16 = (show(&arg).await as u64);
+            let v17 = tick(v7 % 100).await;
+            let v18 = (v17 * 7 + v16) % 1_000_003;
         }
-        let f21 = |x: u64| (x * 5) ^ 13;
-        let v22 = async { tick(40u64).await }.await;
-        acc = f21(v22 % 1000);
-        ev(format!("e23 {acc}"));
-        let v24 = tick(acc % 100).await;
-        acc = (acc * 3 + v24) % 1_000_003;
-        let v25 = tick(v2 % 100).await;
-        let v26 = async { tick(96u64).await }.await;
-        let v27 = (v26 * 7 + v25) % 1_000_003;
+        let v19 = tick(v7 % 100).await;
+        let v20 = pass(v4 % 100).await;
+        let v21 = (v20 * 7 + v19) % 1_000_003;
+        ev(format!("e22 {acc} {}", arg.touch()));
+        let c23 = tick(v19 % 100 % 2 == 0).await;
+        if c23 {
+            let v24 = fallible(v21 % 100).await?;
+            if v24 % 3 == 0 { drop(arg); }
+            {
+                let f25 = |x: u64| (x * 5) ^ 13;
+                let v26 = fallible(i9 % 100).await?;
+                acc = f25(v26 % 1000);
+                let v27 = tick_named("k28", 9u64 % 100).await;
+                acc = (acc * 3 + v27) % 1_000_003;
+            }
+        } else {
+            let r30 = tick(Noisy::new("arg-re29")).await;
+            arg = r30;
+            let c31 = tick(input % 100 % 2 == 0).await;
+            if c31 {
+                let r33 = tick(Noisy::new("arg-re32")).await;
+                arg = r33;
+                if (input >> 47) & 1 == 1 {
+                    let v35 = show(&Noisy::new("t34")).await as u64;
+                    acc = (acc * 1 + v35) % 1_000_003;
+                    let f36 = |x: u64| (x * 5) ^ 13;
+                    let v37 = pass(86u64 % 100).await;
+                    acc = f36(v37 % 1000);
+                    let v38 = (show(&Noisy::new("t39")).await as u64);
+                    acc = (acc * 3 + v38) % 1_000_003;
+                    let mut n40 = Noisy::new("n40");
+                } else {
+                    let v41 = pass((input ^ input) % 97).await;
+                    if v41 % 3 == 0 { return Err(Fail::new("r42")); }
+                }
+            }
+            {
+                let f43 = |x: u64| (x * 5) ^ 13;
+                let v44 = pass(v7 % 100).await;
+                acc = f43(v44 % 1000);
+                let mut i45: u64 = 0;
+                'l46: loop {
+                    if i45 >= 3 { break 'l46; }
+                    i45 += 1;
+                    let r48 = tick(Noisy::new("arg-re47")).await;
+                    arg = r48;
+                    let mut n49 = Noisy::new("n49");
+                    let v50 = pass(input % 100).await;
+                    acc = (acc * 3 + v50) % 1_000_003;
+                }
+                let v52 = show(&Noisy::new("t51")).await as u64;
+                acc = (acc * 1 + v52) % 1_000_003;
+            }
+            let mut n53 = Noisy::new("n53");
+        }
+        let r55 = tick(Noisy::new("arg-re54")).await;
+        arg = r55;
+        ev(format!("e56 {acc} {}", arg.touch()));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -16769,36 +18853,28 @@ random_case! {
 }
 
 random_case! {
-    case_179, 0x178e234175a2227f,
+    case_179, 0x2df21df12fdff357,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = fallible(acc % 100).await?;
         acc = (acc * 3 + v1) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow2");
-        if (input >> 21) & 1 == 1 {
-            let mut n3 = Noisy::new("n3");
-            let r5 = tick(Noisy::new("arg-re4")).await;
-            arg = r5;
-        } else {
-            let mut i6: u64 = 0;
-            'l7: while i6 < 4 {
-                i6 += 1;
-                let Some(v8) = tick(maybe((i6 ^ input) % 97)).await else {
-                    return Err(Fail::new("else9"));
-                };
-                {
-                    let v10 = async { tick(5u64).await }.await;
-                    acc = (acc * 3 + v10) % 1_000_003;
-                    let mut arg = Noisy::new("arg-shadow11");
-                    let v12 = (show(&Noisy::new("t13")).await as u64);
-                    acc = (acc * 3 + v12) % 1_000_003;
-                }
-            }
-        }
-        let mut arg = Noisy::new("arg-shadow14");
+        let r3 = tick(Noisy::new("arg-re2")).await;
+        arg = r3;
         drop(arg);
-        let mut arg = Noisy::new("arg-shadow15");
-        let mut n16 = Noisy::new("n16");
+        {
+            let v4 = tick(acc % 100).await;
+            let v5 = async { tick(14u64).await }.await;
+            let v6 = (v5 * 7 + v4) % 1_000_003;
+            let mut n7 = Noisy::new("n7");
+        }
+        let r9 = tick(Noisy::new("arg-re8")).await;
+        arg = r9;
+        let v10 = async { tick(5u64).await }.await;
+        let v11 = pass(input % 100).await;
+        let v12 = (v11 * 7 + v10) % 1_000_003;
+        let Some(v13) = tick(maybe((acc ^ input) % 97)).await else {
+            return Err(Fail::new("else14"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -17001,36 +19077,18 @@ random_case! {
 }
 
 random_case! {
-    case_181, 0x4a9dd1cdb8e62f61,
+    case_181, 0xac2dde82a29fc3a2,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
         acc = (acc * 1 + v2) % 1_000_003;
-        ev(format!("e3 {acc} {}", arg.touch()));
-        if (input >> 28) & 1 == 1 {
-            let v5 = show(&Noisy::new("t4")).await as u64;
-            acc = (acc * 1 + v5) % 1_000_003;
-            let f6 = |x: u64| (x * 5) ^ 13;
-            let v7 = fallible(acc % 100).await?;
-            acc = f6(v7 % 1000);
-        }
-        let mut i8: u64 = 0;
-        'l9: while i8 < 4 {
-            i8 += 1;
-            let mut n10 = Noisy::new("n10");
-            let v11 = (show(&n10).await as u64);
-            acc = (acc * 3 + v11) % 1_000_003;
-        }
-        {
-            ev(format!("e12 {acc}"));
-            let Some(v13) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else14"));
-            };
-            let v15 = tick_named("k16", acc % 100).await;
-            let v17 = (show(&arg).await as u64);
-            let v18 = (v17 * 7 + v15) % 1_000_003;
-        }
-        let mut n19 = Noisy::new("n19");
+        let f3 = |x: u64| (x * 5) ^ 13;
+        let v4 = (show(&arg).await as u64);
+        acc = f3(v4 % 1000);
+        ev(format!("e5 {acc}"));
+        ev(format!("e6 {acc}"));
+        ev(format!("e7 {acc}"));
+        ev(format!("e8 {acc}"));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -17128,67 +19186,200 @@ random_case! {
 }
 
 random_case! {
-    case_183, 0xc19814d12bbe847d,
+    case_183, 0xa65b093019396eb6,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = pass(input % 100).await;
         acc = (acc * 3 + v1) % 1_000_003;
-        drop(arg);
-        let mut arg = Noisy::new("arg-shadow2");
-        let v3 = pass((input ^ input) % 97).await;
-        acc = (acc * 3 + v3) % 1_000_003;
-        let f4 = |x: u64| (x * 5) ^ 13;
-        let v5 = fallible(v3 % 100).await?;
-        acc = f4(v5 % 1000);
-        let mut n6 = Noisy::new("n6");
         if (input ^ acc) % 5 < 2 {
-            let mut i7: u64 = 0;
-            'l8: while i7 < 1 {
-                i7 += 1;
-                let v9 = pass((input ^ input) % 97).await;
-                acc = (acc * 3 + v9) % 1_000_003;
-                ev(format!("e10 {acc} {}", arg.touch()));
-                {
-                    let mut n11 = Noisy::new("n11");
-                    let mut n12 = Noisy::new("n12");
-                    let v13 = tick(v9 % 100).await;
-                    acc = (acc * 3 + v13) % 1_000_003;
-                }
-                let c14 = tick(v5 % 100 % 2 == 0).await;
-                if c14 {
-                    let Some(v15) = tick(maybe(54u64 % 100)).await else {
-                        return Err(Fail::new("else16"));
-                    };
-                    let mut n17 = Noisy::new("n17");
-                    let Some(v18) = tick(maybe(i7 % 100)).await else {
-                        return Err(Fail::new("else19"));
-                    };
-                    let mut n17 = Noisy::new("n17-shadow20");
-                } else {
-                    let c21 = tick(i7 % 100 % 2 == 0).await;
-                    if c21 { return Ok(acc); }
-                    let mut n22 = Noisy::new("n22");
-                    let Some(v23) = tick(maybe(input % 100)).await else {
-                        return Err(Fail::new("else24"));
-                    };
-                    let c25 = tick((v9 ^ input) % 97 % 2 == 0).await;
-                    if c25 { return Ok(acc); }
-                }
+            let mut arg = Noisy::new("arg-shadow2");
+            let v3 = pass((input ^ input) % 97).await;
+            acc = (acc * 3 + v3) % 1_000_003;
+            let f4 = |x: u64| (x * 5) ^ 13;
+            let v5 = fallible(v3 % 100).await?;
+            acc = f4(v5 % 1000);
+        } else {
+            if (input ^ acc) % 5 < 2 {
+                let f6 = |x: u64| (x * 5) ^ 13;
+                let v7 = tick(acc % 100).await;
+                acc = f6(v7 % 1000);
             }
         }
-        let v26 = fallible(acc % 100).await?;
-        acc = (acc * 3 + v26) % 1_000_003;
-        let f27 = |x: u64| (x * 5) ^ 13;
-        let v28 = pass(acc % 100).await;
-        acc = f27(v28 % 1000);
         {
-            let f29 = |x: u64| (x * 5) ^ 13;
-            let v30 = (show(&arg).await as u64);
-            acc = f29(v30 % 1000);
-            let f31 = |x: u64| (x * 5) ^ 13;
-            let v32 = pass(acc % 100).await;
-            acc = f31(v32 % 1000);
+            let mut i8: u64 = 0;
+            'l9: loop {
+                if i8 >= 3 { break 'l9; }
+                i8 += 1;
+                let Some(v10) = tick(maybe(input % 100)).await else {
+                    break 'l9;
+                };
+                if acc % 4 == 0 {
+                    if acc % 4 == 0 { return Ok(acc); }
+                    let r12 = tick(Noisy::new("arg-re11")).await;
+                    arg = r12;
+                    let mut arg = Noisy::new("arg-shadow13");
+                }
+                let f14 = |x: u64| (x * 5) ^ 13;
+                let v15 = (show(&Noisy::new("t16")).await as u64);
+                acc = f14(v15 % 1000);
+                let mut n17 = Noisy::new("n17");
+            }
+            if (input >> 61) & 1 == 1 {
+                let f18 = |x: u64| (x * 5) ^ 13;
+                let v19 = tick(acc % 100).await;
+                acc = f18(v19 % 1000);
+                let mut arg = Noisy::new("arg-shadow20");
+                let v21 = async { tick(77u64).await }.await;
+                acc = (acc * 3 + v21) % 1_000_003;
+            } else {
+                if (input ^ acc) % 5 < 2 {
+                    let r23 = tick(Noisy::new("arg-re22")).await;
+                    arg = r23;
+                    let f24 = |x: u64| (x * 5) ^ 13;
+                    let v25 = pass(acc % 100).await;
+                    acc = f24(v25 % 1000);
+                    let v27 = show(&Noisy::new("t26")).await as u64;
+                    acc = (acc * 1 + v27) % 1_000_003;
+                } else {
+                    let r29 = tick(Noisy::new("arg-re28")).await;
+                    arg = r29;
+                    let f30 = |x: u64| (x * 5) ^ 13;
+                    let v31 = (show(&arg).await as u64);
+                    acc = f30(v31 % 1000);
+                    let f32 = |x: u64| (x * 5) ^ 13;
+                    let v33 = pass(acc % 100).await;
+                    acc = f32(v33 % 1000);
+                    let v35 = show(&Noisy::new("t34")).await as u64;
+                    acc = (acc * 1 + v35) % 1_000_003;
+                }
+                let mut i36: u64 = 0;
+                'l37: loop {
+                    if i36 >= 4 { break 'l37; }
+                    i36 += 1;
+                    let v39 = show(&Noisy::new("t38")).await as u64;
+                    acc = (acc * 1 + v39) % 1_000_003;
+                    let v40 = tick_named("k41", (14u64 ^ input) % 97).await;
+                    acc = (acc * 3 + v40) % 1_000_003;
+                }
+                let v42 = tick_named("k43", (16u64 ^ input) % 97).await;
+                let v44 = async { tick(42u64).await }.await;
+                let v45 = (v44 * 7 + v42) % 1_000_003;
+            }
+            let mut i46: u64 = 0;
+            'l47: loop {
+                if i46 >= 3 { break 'l47; }
+                i46 += 1;
+                let v48 = tick(i46 % 100).await;
+                let v49 = (show(&arg).await as u64);
+                let v50 = (v49 * 7 + v48) % 1_000_003;
+                let c51 = tick((v49 ^ input) % 97 % 2 == 0).await;
+                if c51 {
+                    let v53 = show(&Noisy::new("t52")).await as u64;
+                    acc = (acc * 1 + v53) % 1_000_003;
+                    if (input >> 43) & 1 == 1 { return Ok(acc); }
+                }
+                let f54 = |x: u64| (x * 5) ^ 13;
+                let v55 = pass(i8 % 100).await;
+                acc = f54(v55 % 1000);
+                let mut n56 = Noisy::new("n56");
+            }
         }
+        let f57 = |x: u64| (x * 5) ^ 13;
+        let v58 = (show(&Noisy::new("t59")).await as u64);
+        acc = f57(v58 % 1000);
+        let v60 = tick_named("k61", (16u64 ^ input) % 97).await;
+        acc = (acc * 3 + v60) % 1_000_003;
+        let mut i62: u64 = 0;
+        'l63: while i62 < 0 {
+            i62 += 1;
+            {
+                let v64 = tick_named("k65", v60 % 100).await;
+                acc = (acc * 3 + v64) % 1_000_003;
+                let Some(v66) = tick(maybe((acc ^ input) % 97)).await else {
+                    return Err(Fail::new("else67"));
+                };
+                if (input >> 26) & 1 == 1 {
+                    let v68 = (show(&Noisy::new("t69")).await as u64);
+                    let v70 = (show(&Noisy::new("t71")).await as u64);
+                    let v72 = (v70 * 7 + v68) % 1_000_003;
+                    let v73 = tick((v60 ^ input) % 97).await;
+                    acc = (acc * 3 + v73) % 1_000_003;
+                } else {
+                    if (input ^ acc) % 5 < 2 { break 'l63; }
+                }
+            }
+            let r75 = tick(Noisy::new("arg-re74")).await;
+            arg = r75;
+            let r77 = tick(Noisy::new("arg-re76")).await;
+            arg = r77;
+            let mut i78: u64 = 0;
+            'l79: while i78 < 2 {
+                i78 += 1;
+                let r81 = tick(Noisy::new("arg-re80")).await;
+                arg = r81;
+                let Some(v82) = tick(maybe((input ^ input) % 97)).await else {
+                    continue 'l63;
+                };
+            }
+        }
+        let r84 = tick(Noisy::new("arg-re83")).await;
+        arg = r84;
+        let v85 = async { tick(92u64).await }.await;
+        let v86 = tick((v60 ^ input) % 97).await;
+        let v87 = (v86 * 7 + v85) % 1_000_003;
+        let c88 = tick((18u64 ^ input) % 97 % 2 == 0).await;
+        if c88 {
+            let Some(v89) = tick(maybe(v87 % 100)).await else {
+                return Err(Fail::new("else90"));
+            };
+            let f91 = |x: u64| (x * 5) ^ 13;
+            let v92 = fallible((v60 ^ input) % 97).await?;
+            acc = f91(v92 % 1000);
+        } else {
+            let c93 = tick((v85 ^ input) % 97 % 2 == 0).await;
+            if c93 {
+                let v94 = fallible((i62 ^ input) % 97).await?;
+                if v94 % 3 == 0 {
+                    let mut n95 = Noisy::new("n95");
+                    let v97 = show(&Noisy::new("t96")).await as u64;
+                    acc = (acc * 1 + v97) % 1_000_003;
+                    let r99 = tick(Noisy::new("n95-re98")).await;
+                    n95 = r99;
+                    let v100 = tick(v87 % 100).await;
+                    acc = (acc * 3 + v100) % 1_000_003;
+                }
+                let mut i101: u64 = 0;
+                'l102: while i101 < 3 {
+                    i101 += 1;
+                    let mut n103 = Noisy::new("n103");
+                    let v104 = pass(acc % 100).await;
+                    if v104 % 3 == 0 { return Err(Fail::new("r105")); }
+                }
+                let v106 = pass((input ^ input) % 97).await;
+                let v107 = tick(v85 % 100).await;
+                let v108 = (v107 * 7 + v106) % 1_000_003;
+            }
+            let mut n109 = Noisy::new("n109");
+            let mut i110: u64 = 0;
+            'l111: loop {
+                if i110 >= 1 { break 'l111; }
+                i110 += 1;
+                let mut n112 = Noisy::new("n112");
+                let mut n109 = Noisy::new("n109-shadow113");
+                if (input ^ acc) % 5 < 2 {
+                    let v114 = pass((v86 ^ input) % 97).await;
+                    acc = (acc * 3 + v114) % 1_000_003;
+                    let Some(v115) = tick(maybe(20u64 % 100)).await else {
+                        return Err(Fail::new("else116"));
+                    };
+                }
+                ev(format!("e117 {acc} {}", n112.touch()));
+            }
+            let mut n118 = Noisy::new("n118");
+        }
+        let Some(v119) = tick(maybe(4u64 % 100)).await else {
+            return Err(Fail::new("else120"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -17396,7 +19587,69 @@ random_case! {
     }
 }
 
-// case_185 left out: open lowering bug B4.
+random_case! {
+    case_185, 0x811a01fb8d2c6d8f,
+    async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
+        let mut acc: u64 = input % 7;
+        let mut i1: u64 = 0;
+        'l2: loop {
+            if i1 >= 2 { break 'l2; }
+            i1 += 1;
+            let mut i3: u64 = 0;
+            'l4: loop {
+                if i3 >= 1 { break 'l4; }
+                i3 += 1;
+                {
+                    let c5 = tick(i3 % 100 % 2 == 0).await;
+                    if c5 { continue 'l4; }
+                    let mut n6 = Noisy::new("n6");
+                }
+                if acc % 3 == 0 { continue 'l2; }
+                let mut arg = Noisy::new("arg-shadow7");
+            }
+            let r9 = tick(Noisy::new("arg-re8")).await;
+            arg = r9;
+            let Some(v10) = tick(maybe(52u64 % 100)).await else {
+                return Err(Fail::new("else11"));
+            };
+            let v13 = show(&Noisy::new("t12")).await as u64;
+            acc = (acc * 1 + v13) % 1_000_003;
+        }
+        let v14 = tick(acc % 100).await;
+        acc = (acc * 3 + v14) % 1_000_003;
+        if (input >> 26) & 1 == 1 {
+            let mut arg = Noisy::new("arg-shadow15");
+            if acc % 2 == 0 {
+                let v17 = show(&Noisy::new("t16")).await as u64;
+                acc = (acc * 1 + v17) % 1_000_003;
+                let mut n18 = Noisy::new("n18");
+                let r20 = tick(Noisy::new("n18-re19")).await;
+                n18 = r20;
+            }
+            let f21 = |x: u64| (x * 5) ^ 13;
+            let v22 = tick((acc ^ input) % 97).await;
+            acc = f21(v22 % 1000);
+            let mut arg = Noisy::new("arg-shadow23");
+        }
+        let r25 = tick(Noisy::new("arg-re24")).await;
+        arg = r25;
+        let v26 = tick(acc % 100).await;
+        if v26 % 3 == 0 {
+            if (input >> 20) & 1 == 1 { return Err(Fail::new("r27")); }
+            let v28 = fallible(v26 % 100).await?;
+            acc = (acc * 3 + v28) % 1_000_003;
+        }
+        let r30 = tick(Noisy::new("arg-re29")).await;
+        arg = r30;
+        let mut arg = Noisy::new("arg-shadow31");
+        let v32 = fallible(v14 % 100).await?;
+        let v33 = tick_named("k34", i1 % 100).await;
+        let v35 = (v33 * 7 + v32) % 1_000_003;
+        ev(format!("e36 {acc}"));
+        ev(format!("end {acc}"));
+        Ok(acc)
+    }
+}
 
 random_case! {
     case_186, 0xc6096be4b12f6c0c,
@@ -17519,74 +19772,62 @@ random_case! {
 }
 
 random_case! {
-    case_187, 0xc7666ee7dea34b73,
+    case_187, 0x028cadbaad021d5e,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        drop(arg);
-        let Some(v1) = tick(maybe((input ^ input) % 97)).await else {
-            return Err(Fail::new("else2"));
-        };
-        let v4 = show(&Noisy::new("t3")).await as u64;
-        acc = (acc * 1 + v4) % 1_000_003;
-        let v5 = pass((96u64 ^ input) % 97).await;
-        let v6 = tick((78u64 ^ input) % 97).await;
-        let v7 = (v6 * 7 + v5) % 1_000_003;
-        ev(format!("e8 {acc}"));
-        let mut n9 = Noisy::new("n9");
-        let v11 = show(&Noisy::new("t10")).await as u64;
-        acc = (acc * 1 + v11) % 1_000_003;
-        let mut i12: u64 = 0;
-        'l13: while i12 < 3 {
-            i12 += 1;
-            if (input >> 18) & 1 == 1 { return Err(Fail::new("r14")); }
-            let v15 = tick(acc % 100).await;
-            let v16 = tick(v1 % 100).await;
-            let v17 = (v16 * 7 + v15) % 1_000_003;
-            {
-                {
-                    let v19 = show(&Noisy::new("t18")).await as u64;
-                    acc = (acc * 1 + v19) % 1_000_003;
-                    let f20 = |x: u64| (x * 5) ^ 13;
-                    let v21 = (show(&Noisy::new("t22")).await as u64);
-                    acc = f20(v21 % 1000);
-                    ev(format!("e23 {acc} {}", n9.touch()));
-                }
-                let c24 = tick(acc % 100 % 2 == 0).await;
-                if c24 {
-                    ev(format!("e25 {acc} {}", n9.touch()));
-                    let v26 = tick(97u64 % 100).await;
-                    acc = (acc * 3 + v26) % 1_000_003;
-                }
-                let v28 = show(&Noisy::new("t27")).await as u64;
-                acc = (acc * 1 + v28) % 1_000_003;
-            }
-            let mut i29: u64 = 0;
-            'l30: while i29 < 4 {
-                i29 += 1;
-                if (input ^ acc) % 5 < 2 {
-                    let Some(v31) = tick(maybe((v7 ^ input) % 97)).await else {
-                        return Err(Fail::new("else32"));
-                    };
-                    let v33 = tick_named("k34", (i12 ^ input) % 97).await;
-                    let v35 = async { tick(38u64).await }.await;
-                    let v36 = (v35 * 7 + v33) % 1_000_003;
-                    let f37 = |x: u64| (x * 5) ^ 13;
-                    let v38 = pass(v36 % 100).await;
-                    acc = f37(v38 % 1000);
-                    let v39 = (show(&Noisy::new("t40")).await as u64);
-                    acc = (acc * 3 + v39) % 1_000_003;
-                } else {
-                    let v41 = tick_named("k42", acc % 100).await;
-                    acc = (acc * 3 + v41) % 1_000_003;
-                }
-                let v44 = show(&Noisy::new("t43")).await as u64;
-                acc = (acc * 1 + v44) % 1_000_003;
-                let mut n45 = Noisy::new("n45");
-                {
-                    let mut n46 = Noisy::new("n46");
-                }
-            }
+        if (input >> 8) & 1 == 1 { drop(arg); }
+        let v1 = tick_named("k2", (30u64 ^ input) % 97).await;
+        acc = (acc * 3 + v1) % 1_000_003;
+        if acc % 4 == 0 { return Ok(acc); }
+        let v3 = async { tick(16u64).await }.await;
+        acc = (acc * 3 + v3) % 1_000_003;
+        let v4 = async { tick(9u64).await }.await;
+        if v4 % 3 == 0 {
+            let f5 = |x: u64| (x * 5) ^ 13;
+            let v6 = tick(v4 % 100).await;
+            acc = f5(v6 % 1000);
+            ev(format!("e7 {acc}"));
+            let r9 = tick(Noisy::new("arg-re8")).await;
+            arg = r9;
+        } else {
+            let v10 = (show(&Noisy::new("t11")).await as u64);
+            let v12 = tick(70u64 % 100).await;
+            let v13 = (v12 * 7 + v10) % 1_000_003;
         }
+        let f14 = |x: u64| (x * 5) ^ 13;
+        let v15 = tick(input % 100).await;
+        acc = f14(v15 % 1000);
+        let c16 = tick(v3 % 100 % 2 == 0).await;
+        if c16 {
+            let mut i17: u64 = 0;
+            'l18: while i17 < 2 {
+                i17 += 1;
+                let v19 = async { tick(83u64).await }.await;
+                acc = (acc * 3 + v19) % 1_000_003;
+                let mut arg = Noisy::new("arg-shadow20");
+                let mut i21: u64 = 0;
+                'l22: while i21 < 4 {
+                    i21 += 1;
+                    if (input ^ acc) % 5 < 2 { break 'l22; }
+                    ev(format!("e23 {acc} {}", arg.touch()));
+                    let mut n24 = Noisy::new("n24");
+                    let v26 = show(&Noisy::new("t25")).await as u64;
+                    acc = (acc * 1 + v26) % 1_000_003;
+                }
+                let f27 = |x: u64| (x * 5) ^ 13;
+                let v28 = pass(v19 % 100).await;
+                acc = f27(v28 % 1000);
+            }
+            let v29 = (show(&Noisy::new("t30")).await as u64);
+            acc = (acc * 3 + v29) % 1_000_003;
+            let v31 = tick((v3 ^ input) % 97).await;
+            let v32 = tick(v15 % 100).await;
+            let v33 = (v32 * 7 + v31) % 1_000_003;
+        } else {
+            let mut n34 = Noisy::new("n34");
+        }
+        let v35 = tick(v4 % 100).await;
+        acc = (acc * 3 + v35) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -17785,46 +20026,40 @@ random_case! {
 }
 
 random_case! {
-    case_189, 0xd72181a7f5aceaab,
+    case_189, 0x8b1c30bdb17c5d04,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let r2 = tick(Noisy::new("arg-re1")).await;
-        arg = r2;
         {
-            let f3 = |x: u64| (x * 5) ^ 13;
-            let v4 = pass((74u64 ^ input) % 97).await;
-            acc = f3(v4 % 1000);
-        }
-        {
-            let r6 = tick(Noisy::new("arg-re5")).await;
-            arg = r6;
-            let f7 = |x: u64| (x * 5) ^ 13;
-            let v8 = (show(&Noisy::new("t9")).await as u64);
-            acc = f7(v8 % 1000);
-        }
-        let mut arg = Noisy::new("arg-shadow10");
-        if (input >> 19) & 1 == 1 {
-            let f11 = |x: u64| (x * 5) ^ 13;
-            let v12 = tick(62u64 % 100).await;
-            acc = f11(v12 % 1000);
-            ev(format!("e13 {acc} {}", arg.touch()));
-            let mut i14: u64 = 0;
-            'l15: while i14 < 3 {
-                i14 += 1;
-                let mut n16 = Noisy::new("n16");
-                let mut n17 = Noisy::new("n17");
+            ev(format!("e1 {acc} {}", arg.touch()));
+            let mut i2: u64 = 0;
+            'l3: while i2 < 0 {
+                i2 += 1;
+                let mut n4 = Noisy::new("n4");
+                let r6 = tick(Noisy::new("arg-re5")).await;
+                arg = r6;
+                if acc % 3 == 0 { continue 'l3; }
+                let v7 = tick(i2 % 100).await;
+                let v8 = async { tick(64u64).await }.await;
+                let v9 = (v8 * 7 + v7) % 1_000_003;
             }
-            let v18 = async { tick(2u64).await }.await;
-            acc = (acc * 3 + v18) % 1_000_003;
-        } else {
-            let v20 = show(&Noisy::new("t19")).await as u64;
-            acc = (acc * 1 + v20) % 1_000_003;
-            let Some(v21) = tick(maybe((acc ^ input) % 97)).await else {
-                return Err(Fail::new("else22"));
-            };
         }
-        let v24 = show(&Noisy::new("t23")).await as u64;
-        acc = (acc * 1 + v24) % 1_000_003;
+        {
+            ev(format!("e10 {acc} {}", arg.touch()));
+        }
+        if (input >> 49) & 1 == 1 {
+            let mut n11 = Noisy::new("n11");
+        } else {
+            let mut n12 = Noisy::new("n12");
+        }
+        let r14 = tick(Noisy::new("arg-re13")).await;
+        arg = r14;
+        let v15 = (show(&Noisy::new("t16")).await as u64);
+        let v17 = tick(acc % 100).await;
+        let v18 = (v17 * 7 + v15) % 1_000_003;
+        {
+            let v19 = (show(&arg).await as u64);
+            acc = (acc * 3 + v19) % 1_000_003;
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -17990,60 +20225,71 @@ random_case! {
 }
 
 random_case! {
-    case_191, 0x7204d4d57ba57556,
+    case_191, 0x2045a036d2f14601,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let r2 = tick(Noisy::new("arg-re1")).await;
-        arg = r2;
+        {
+            ev(format!("e1 {acc}"));
+            let v3 = show(&Noisy::new("t2")).await as u64;
+            acc = (acc * 1 + v3) % 1_000_003;
+            ev(format!("e4 {acc} {}", arg.touch()));
+        }
+        let Some(v5) = tick(maybe((40u64 ^ input) % 97)).await else {
+            return Err(Fail::new("else6"));
+        };
         drop(arg);
-        ev(format!("e3 {acc}"));
-        let f4 = |x: u64| (x * 5) ^ 13;
-        let v5 = async { tick(29u64).await }.await;
-        acc = f4(v5 % 1000);
-        let c6 = tick((acc ^ input) % 97 % 2 == 0).await;
-        if c6 {
-            let v7 = pass(34u64 % 100).await;
-            let v8 = fallible(v5 % 100).await?;
-            let v9 = (v8 * 7 + v7) % 1_000_003;
-            let mut n10 = Noisy::new("n10");
-        } else {
-            let mut n11 = Noisy::new("n11");
-            let f12 = |x: u64| (x * 5) ^ 13;
-            let v13 = (show(&n11).await as u64);
-            acc = f12(v13 % 1000);
-            let v14 = async { tick(51u64).await }.await;
-            let v15 = (show(&Noisy::new("t16")).await as u64);
-            let v17 = (v15 * 7 + v14) % 1_000_003;
-            if acc % 3 == 0 {
-                let mut i18: u64 = 0;
-                'l19: while i18 < 2 {
-                    i18 += 1;
-                    let mut n20 = Noisy::new("n20");
-                    let mut n21 = Noisy::new("n21");
+        let f7 = |x: u64| (x * 5) ^ 13;
+        let v8 = pass((input ^ input) % 97).await;
+        acc = f7(v8 % 1000);
+        let mut n9 = Noisy::new("n9");
+        let mut i10: u64 = 0;
+        'l11: loop {
+            if i10 >= 0 { break 'l11; }
+            i10 += 1;
+            let c12 = tick((v5 ^ input) % 97 % 2 == 0).await;
+            if c12 { break 'l11; }
+            let f13 = |x: u64| (x * 5) ^ 13;
+            let v14 = tick(v8 % 100).await;
+            acc = f13(v14 % 1000);
+            if (input >> 59) & 1 == 1 {
+                ev(format!("e15 {acc} {}", n9.touch()));
+                let c16 = tick(acc % 100 % 2 == 0).await;
+                if c16 {
+                    let Some(v17) = tick(maybe(input % 100)).await else {
+                        return Err(Fail::new("else18"));
+                    };
+                    let v19 = tick(input % 100).await;
+                    acc = (acc * 3 + v19) % 1_000_003;
                 }
-                let mut n22 = Noisy::new("n22");
-                let Some(v23) = tick(maybe(input % 100)).await else {
-                    return Err(Fail::new("else24"));
-                };
-                let v25 = tick((acc ^ input) % 97).await;
-                acc = (acc * 3 + v25) % 1_000_003;
-            } else {
-                let r27 = tick(Noisy::new("n11-re26")).await;
-                n11 = r27;
+            }
+            {
+                let mut i20: u64 = 0;
+                'l21: loop {
+                    if i20 >= 1 { break 'l21; }
+                    i20 += 1;
+                    let v22 = (show(&n9).await as u64);
+                    acc = (acc * 3 + v22) % 1_000_003;
+                    let v23 = tick((i20 ^ input) % 97).await;
+                    acc = (acc * 3 + v23) % 1_000_003;
+                    let mut n24 = Noisy::new("n24");
+                    let f25 = |x: u64| (x * 5) ^ 13;
+                    let v26 = tick_named("k27", v23 % 100).await;
+                    acc = f25(v26 % 1000);
+                }
+                let r29 = tick(Noisy::new("arg-re28")).await;
+                arg = r29;
+                if acc % 4 == 0 { continue 'l11; }
             }
         }
-        let mut n28 = Noisy::new("n28");
-        let mut i29: u64 = 0;
-        'l30: while i29 < 1 {
-            i29 += 1;
-            let mut n31 = Noisy::new("n31");
-            let v32 = async { tick(11u64).await }.await;
-            let v33 = tick_named("k34", v32 % 100).await;
-            let v35 = (v33 * 7 + v32) % 1_000_003;
-            let v37 = show(&Noisy::new("t36")).await as u64;
-            acc = (acc * 1 + v37) % 1_000_003;
-            let r39 = tick(Noisy::new("n31-re38")).await;
-            n31 = r39;
+        let mut i30: u64 = 0;
+        'l31: while i30 < 1 {
+            i30 += 1;
+            ev(format!("e32 {acc}"));
+            let r34 = tick(Noisy::new("arg-re33")).await;
+            arg = r34;
+            let Some(v35) = tick(maybe(v5 % 100)).await else {
+                return Err(Fail::new("else36"));
+            };
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -18170,76 +20416,88 @@ random_case! {
 }
 
 random_case! {
-    case_193, 0x940a21da24da94fe,
+    case_193, 0xe54576ef5484de89,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let mut i1: u64 = 0;
-        'l2: while i1 < 3 {
-            i1 += 1;
-            let v3 = fallible(4u64 % 100).await?;
-            acc = (acc * 3 + v3) % 1_000_003;
-            if acc % 2 == 0 {
-                let mut i4: u64 = 0;
-                'l5: while i4 < 3 {
-                    i4 += 1;
-                    let r7 = tick(Noisy::new("arg-re6")).await;
-                    arg = r7;
-                    let mut n8 = Noisy::new("n8");
-                    let r10 = tick(Noisy::new("n8-re9")).await;
-                    n8 = r10;
-                    let v11 = (show(&arg).await as u64);
-                    acc = (acc * 3 + v11) % 1_000_003;
-                }
-            } else {
-                let v12 = tick((acc ^ input) % 97).await;
-                let v13 = (show(&arg).await as u64);
-                let v14 = (v13 * 7 + v12) % 1_000_003;
-                let v15 = fallible((v3 ^ input) % 97).await?;
-                acc = (acc * 3 + v15) % 1_000_003;
-            }
-        }
-        let mut i16: u64 = 0;
-        'l17: while i16 < 2 {
-            i16 += 1;
-            ev(format!("e18 {acc} {}", arg.touch()));
-            let f19 = |x: u64| (x * 5) ^ 13;
-            let v20 = (show(&arg).await as u64);
-            acc = f19(v20 % 1000);
-        }
-        if (input >> 28) & 1 == 1 {
-            let v21 = (show(&Noisy::new("t22")).await as u64);
-            let v23 = pass((32u64 ^ input) % 97).await;
-            let v24 = (v23 * 7 + v21) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow25");
-            if acc % 3 == 0 {
-                ev(format!("e26 {acc} {}", arg.touch()));
-            } else {
-                let mut arg = Noisy::new("arg-shadow27");
-                if (input >> 35) & 1 == 1 {
-                    let c28 = tick((acc ^ input) % 97 % 2 == 0).await;
-                    if c28 { return Err(Fail::new("r29")); }
-                }
-            }
+        let f1 = |x: u64| (x * 5) ^ 13;
+        let v2 = (show(&arg).await as u64);
+        acc = f1(v2 % 1000);
+        let mut arg = Noisy::new("arg-shadow3");
+        let v4 = tick((acc ^ input) % 97).await;
+        acc = (acc * 3 + v4) % 1_000_003;
+        let v5 = fallible(input % 100).await?;
+        acc = (acc * 3 + v5) % 1_000_003;
+        if acc % 2 == 0 {
+            let v6 = fallible((77u64 ^ input) % 97).await?;
+            let v7 = (show(&arg).await as u64);
+            let v8 = (v7 * 7 + v6) % 1_000_003;
+            ev(format!("e9 {acc}"));
         } else {
-            let mut arg = Noisy::new("arg-shadow30");
-            let v31 = tick(49u64 % 100).await;
-            acc = (acc * 3 + v31) % 1_000_003;
+            let r11 = tick(Noisy::new("arg-re10")).await;
+            arg = r11;
+            let v12 = fallible((72u64 ^ input) % 97).await?;
+            let v13 = (show(&arg).await as u64);
+            let v14 = (v13 * 7 + v12) % 1_000_003;
+            let Some(v15) = tick(maybe((v13 ^ input) % 97)).await else {
+                return Err(Fail::new("else16"));
+            };
+            let v18 = show(&Noisy::new("t17")).await as u64;
+            acc = (acc * 1 + v18) % 1_000_003;
         }
-        let v32 = async { tick(85u64).await }.await;
-        acc = (acc * 3 + v32) % 1_000_003;
-        ev(format!("e33 {acc} {}", arg.touch()));
-        let v34 = async { tick(56u64).await }.await;
-        acc = (acc * 3 + v34) % 1_000_003;
-        let c35 = tick(v34 % 100 % 2 == 0).await;
-        if c35 { return Ok(acc); }
-        let v37 = show(&Noisy::new("t36")).await as u64;
-        acc = (acc * 1 + v37) % 1_000_003;
-        let f38 = |x: u64| (x * 5) ^ 13;
-        let v39 = tick(acc % 100).await;
-        acc = f38(v39 % 1000);
-        let Some(v40) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else41"));
-        };
+        let v19 = (show(&arg).await as u64);
+        acc = (acc * 3 + v19) % 1_000_003;
+        {
+            if (input >> 20) & 1 == 1 {
+                let v20 = (show(&arg).await as u64);
+                acc = (acc * 3 + v20) % 1_000_003;
+                if (input >> 0) & 1 == 1 {
+                    let f21 = |x: u64| (x * 5) ^ 13;
+                    let v22 = async { tick(8u64).await }.await;
+                    acc = f21(v22 % 1000);
+                    let mut arg = Noisy::new("arg-shadow23");
+                }
+                {
+                    let mut arg = Noisy::new("arg-shadow24");
+                    let c25 = tick((acc ^ input) % 97 % 2 == 0).await;
+                    if c25 { return Err(Fail::new("r26")); }
+                }
+            }
+            if (input >> 41) & 1 == 1 { return Ok(acc); }
+            let Some(v27) = tick(maybe(v2 % 100)).await else {
+                return Err(Fail::new("else28"));
+            };
+        }
+        let v29 = tick(v19 % 100).await;
+        acc = (acc * 3 + v29) % 1_000_003;
+        let c30 = tick(acc % 100 % 2 == 0).await;
+        if c30 {
+            let mut i31: u64 = 0;
+            'l32: loop {
+                if i31 >= 3 { break 'l32; }
+                i31 += 1;
+                let Some(v33) = tick(maybe(v29 % 100)).await else {
+                    break 'l32;
+                };
+                {
+                    let Some(v34) = tick(maybe(v5 % 100)).await else {
+                        break 'l32;
+                    };
+                    let mut n35 = Noisy::new("n35");
+                }
+                let f36 = |x: u64| (x * 5) ^ 13;
+                let v37 = tick(input % 100).await;
+                acc = f36(v37 % 1000);
+                if (input >> 12) & 1 == 1 {
+                    let mut n38 = Noisy::new("n38");
+                    let r40 = tick(Noisy::new("n38-re39")).await;
+                    n38 = r40;
+                }
+            }
+            let mut n41 = Noisy::new("n41");
+            ev(format!("e42 {acc}"));
+            drop(n41);
+        }
+        if (input >> 49) & 1 == 1 { drop(arg); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -18426,25 +20684,61 @@ random_case! {
 }
 
 random_case! {
-    case_195, 0x4bae16c0501af1f8,
+    case_195, 0x02819f9691401525,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        drop(arg);
-        let mut n1 = Noisy::new("n1");
-        drop(n1);
-        ev(format!("e2 {acc}"));
-        let v3 = fallible(acc % 100).await?;
-        let v4 = tick((v3 ^ input) % 97).await;
-        let v5 = (v4 * 7 + v3) % 1_000_003;
-        let mut n6 = Noisy::new("n6");
-        let c7 = tick(v5 % 100 % 2 == 0).await;
-        if c7 { return Ok(acc); }
-        let mut n8 = Noisy::new("n8");
-        let v9 = tick_named("k10", input % 100).await;
-        acc = (acc * 3 + v9) % 1_000_003;
-        let Some(v11) = tick(maybe(input % 100)).await else {
-            return Err(Fail::new("else12"));
-        };
+        if (input >> 20) & 1 == 1 { drop(arg); }
+        ev(format!("e1 {acc}"));
+        let v3 = show(&Noisy::new("t2")).await as u64;
+        acc = (acc * 1 + v3) % 1_000_003;
+        ev(format!("e4 {acc}"));
+        let mut n5 = Noisy::new("n5");
+        let r7 = tick(Noisy::new("n5-re6")).await;
+        n5 = r7;
+        let v8 = tick(acc % 100).await;
+        acc = (acc * 3 + v8) % 1_000_003;
+        let c9 = tick((input ^ input) % 97 % 2 == 0).await;
+        if c9 {
+            let v10 = tick_named("k11", input % 100).await;
+            acc = (acc * 3 + v10) % 1_000_003;
+            let mut i12: u64 = 0;
+            'l13: while i12 < 4 {
+                i12 += 1;
+                let r15 = tick(Noisy::new("n5-re14")).await;
+                n5 = r15;
+                let mut arg = Noisy::new("arg-shadow16");
+                let r18 = tick(Noisy::new("arg-re17")).await;
+                arg = r18;
+            }
+            if acc % 3 == 0 {
+                {
+                    let v19 = pass((46u64 ^ input) % 97).await;
+                    acc = (acc * 3 + v19) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow20");
+                    let v22 = show(&Noisy::new("t21")).await as u64;
+                    acc = (acc * 1 + v22) % 1_000_003;
+                }
+                {
+                    let v23 = async { tick(11u64).await }.await;
+                    let v24 = async { tick(42u64).await }.await;
+                    let v25 = (v24 * 7 + v23) % 1_000_003;
+                    let v27 = show(&Noisy::new("t26")).await as u64;
+                    acc = (acc * 1 + v27) % 1_000_003;
+                }
+                let v28 = async { tick(20u64).await }.await;
+                let v29 = async { tick(62u64).await }.await;
+                let v30 = (v29 * 7 + v28) % 1_000_003;
+                let mut n31 = Noisy::new("n31");
+            } else {
+                let v32 = tick(v8 % 100).await;
+                acc = (acc * 3 + v32) % 1_000_003;
+                let c33 = tick(v10 % 100 % 2 == 0).await;
+                if c33 { return Ok(acc); }
+            }
+        }
+        let mut n34 = Noisy::new("n34");
+        let r36 = tick(Noisy::new("arg-re35")).await;
+        arg = r36;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -18648,119 +20942,34 @@ random_case! {
 }
 
 random_case! {
-    case_197, 0x7531698cfe73effb,
+    case_197, 0x46d8700e2c4049d8,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        if (input ^ acc) % 5 < 2 {
-            let c1 = tick((acc ^ input) % 97 % 2 == 0).await;
-            if c1 {
-                {
-                    let f2 = |x: u64| (x * 5) ^ 13;
-                    let v3 = fallible(input % 100).await?;
-                    acc = f2(v3 % 1000);
-                }
-                let mut n4 = Noisy::new("n4");
-            } else {
-                let f5 = |x: u64| (x * 5) ^ 13;
-                let v6 = tick((input ^ input) % 97).await;
-                acc = f5(v6 % 1000);
-                {
-                    let v8 = show(&Noisy::new("t7")).await as u64;
-                    acc = (acc * 1 + v8) % 1_000_003;
-                    let mut arg = Noisy::new("arg-shadow9");
-                }
-                if (input >> 49) & 1 == 1 {
-                    let v10 = (show(&Noisy::new("t11")).await as u64);
-                    acc = (acc * 3 + v10) % 1_000_003;
-                } else {
-                    let v12 = tick(50u64 % 100).await;
-                    let v13 = (show(&Noisy::new("t14")).await as u64);
-                    let v15 = (v13 * 7 + v12) % 1_000_003;
-                    let r17 = tick(Noisy::new("arg-re16")).await;
-                    arg = r17;
-                }
-            }
-            let f18 = |x: u64| (x * 5) ^ 13;
-            let v19 = async { tick(55u64).await }.await;
-            acc = f18(v19 % 1000);
-        } else {
-            let f20 = |x: u64| (x * 5) ^ 13;
-            let v21 = tick_named("k22", acc % 100).await;
-            acc = f20(v21 % 1000);
-            let mut i23: u64 = 0;
-            'l24: while i23 < 4 {
-                i23 += 1;
-                ev(format!("e25 {acc}"));
-                let r27 = tick(Noisy::new("arg-re26")).await;
-                arg = r27;
-            }
-            if (input >> 50) & 1 == 1 {
-                let v28 = pass((i23 ^ input) % 97).await;
-                let v29 = (show(&Noisy::new("t30")).await as u64);
-                let v31 = (v29 * 7 + v28) % 1_000_003;
-                let v32 = fallible(v31 % 100).await?;
-                let v33 = async { tick(64u64).await }.await;
-                let v34 = (v33 * 7 + v32) % 1_000_003;
-                let Some(v35) = tick(maybe(v21 % 100)).await else {
-                    return Err(Fail::new("else36"));
-                };
-                {
-                    let mut arg = Noisy::new("arg-shadow37");
-                }
-            } else {
-                ev(format!("e38 {acc} {}", arg.touch()));
-                let f39 = |x: u64| (x * 5) ^ 13;
-                let v40 = tick((acc ^ input) % 97).await;
-                acc = f39(v40 % 1000);
-                let v41 = tick((acc ^ input) % 97).await;
-                acc = (acc * 3 + v41) % 1_000_003;
-                let f42 = |x: u64| (x * 5) ^ 13;
-                let v43 = fallible(i23 % 100).await?;
-                acc = f42(v43 % 1000);
-            }
+        let c1 = tick((acc ^ input) % 97 % 2 == 0).await;
+        if c1 { drop(arg); }
+        let r3 = tick(Noisy::new("arg-re2")).await;
+        arg = r3;
+        let v4 = pass(acc % 100).await;
+        if v4 % 3 == 0 { return Err(Fail::new("r5")); }
+        let f6 = |x: u64| (x * 5) ^ 13;
+        let v7 = tick((input ^ input) % 97).await;
+        acc = f6(v7 % 1000);
+        let mut i8: u64 = 0;
+        'l9: loop {
+            if i8 >= 4 { break 'l9; }
+            i8 += 1;
+            let v10 = async { tick(59u64).await }.await;
+            let v11 = fallible(v10 % 100).await?;
+            let v12 = (v11 * 7 + v10) % 1_000_003;
+            let v13 = tick((v10 ^ input) % 97).await;
+            acc = (acc * 3 + v13) % 1_000_003;
+            let r15 = tick(Noisy::new("arg-re14")).await;
+            arg = r15;
+            let v16 = pass((v10 ^ input) % 97).await;
+            acc = (acc * 3 + v16) % 1_000_003;
         }
-        let c44 = tick((acc ^ input) % 97 % 2 == 0).await;
-        if c44 {
-            ev(format!("e45 {acc}"));
-        } else {
-            let v47 = show(&Noisy::new("t46")).await as u64;
-            acc = (acc * 1 + v47) % 1_000_003;
-            ev(format!("e48 {acc} {}", arg.touch()));
-        }
-        {
-            if acc % 3 == 0 { return Err(Fail::new("r49")); }
-        }
-        {
-            let mut n50 = Noisy::new("n50");
-            let Some(v51) = tick(maybe((acc ^ input) % 97)).await else {
-                return Err(Fail::new("else52"));
-            };
-        }
-        let mut n53 = Noisy::new("n53");
-        if (input >> 23) & 1 == 1 {
-            let mut i54: u64 = 0;
-            'l55: while i54 < 0 {
-                i54 += 1;
-                let mut i56: u64 = 0;
-                'l57: while i56 < 3 {
-                    i56 += 1;
-                    let v58 = (show(&n53).await as u64);
-                    acc = (acc * 3 + v58) % 1_000_003;
-                    let v59 = pass(v58 % 100).await;
-                    acc = (acc * 3 + v59) % 1_000_003;
-                    let v60 = pass((22u64 ^ input) % 97).await;
-                    acc = (acc * 3 + v60) % 1_000_003;
-                    let f61 = |x: u64| (x * 5) ^ 13;
-                    let v62 = (show(&n53).await as u64);
-                    acc = f61(v62 % 1000);
-                }
-                let v63 = fallible(acc % 100).await?;
-                acc = (acc * 3 + v63) % 1_000_003;
-                let v64 = tick(i54 % 100).await;
-                acc = (acc * 3 + v64) % 1_000_003;
-                ev(format!("e65 {acc}"));
-            }
-        }
+        let r18 = tick(Noisy::new("arg-re17")).await;
+        arg = r18;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -18860,71 +21069,48 @@ random_case! {
 }
 
 random_case! {
-    case_199, 0x56360d72c9c40a97,
+    case_199, 0x6f4c9f01aeeba7e0,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let mut i1: u64 = 0;
-        'l2: while i1 < 4 {
-            i1 += 1;
-            let f3 = |x: u64| (x * 5) ^ 13;
-            let v4 = tick((acc ^ input) % 97).await;
-            acc = f3(v4 % 1000);
-            if (input >> 23) & 1 == 1 {
-                let Some(v5) = tick(maybe(acc % 100)).await else {
-                    return Err(Fail::new("else6"));
-                };
-            }
+        drop(arg);
+        let f1 = |x: u64| (x * 5) ^ 13;
+        let v2 = tick((acc ^ input) % 97).await;
+        acc = f1(v2 % 1000);
+        if (input >> 23) & 1 == 1 {
+            let v3 = (show(&Noisy::new("t4")).await as u64);
+            let v5 = pass(input % 100).await;
+            let v6 = (v5 * 7 + v3) % 1_000_003;
         }
-        let mut arg = Noisy::new("arg-shadow7");
-        let r9 = tick(Noisy::new("arg-re8")).await;
-        arg = r9;
-        ev(format!("e10 {acc}"));
-        let r12 = tick(Noisy::new("arg-re11")).await;
-        arg = r12;
-        let v13 = (show(&arg).await as u64);
-        acc = (acc * 3 + v13) % 1_000_003;
-        let v15 = show(&Noisy::new("t14")).await as u64;
-        acc = (acc * 1 + v15) % 1_000_003;
+        ev(format!("e7 {acc}"));
+        let Some(v8) = tick(maybe(11u64 % 100)).await else {
+            return Err(Fail::new("else9"));
+        };
+        {
+            let Some(v10) = tick(maybe(input % 100)).await else {
+                return Err(Fail::new("else11"));
+            };
+            let r13 = tick(Noisy::new("arg-re12")).await;
+            arg = r13;
+            let v15 = show(&Noisy::new("t14")).await as u64;
+            acc = (acc * 1 + v15) % 1_000_003;
+        }
         {
             {
-                let mut i16: u64 = 0;
-                'l17: while i16 < 1 {
-                    i16 += 1;
-                    let r19 = tick(Noisy::new("arg-re18")).await;
-                    arg = r19;
-                    let v20 = async { tick(32u64).await }.await;
-                    let v21 = async { tick(79u64).await }.await;
-                    let v22 = (v21 * 7 + v20) % 1_000_003;
-                    let r24 = tick(Noisy::new("arg-re23")).await;
-                    arg = r24;
+                let mut n16 = Noisy::new("n16");
+                if (input >> 20) & 1 == 1 {
+                    let v18 = show(&Noisy::new("t17")).await as u64;
+                    acc = (acc * 1 + v18) % 1_000_003;
+                    let r20 = tick(Noisy::new("arg-re19")).await;
+                    arg = r20;
                 }
-                if acc % 4 == 0 { return Err(Fail::new("r25")); }
-                let mut n26 = Noisy::new("n26");
+                ev(format!("e21 {acc}"));
             }
         }
-        {
-            let mut arg = Noisy::new("arg-shadow27");
-            let f28 = |x: u64| (x * 5) ^ 13;
-            let v29 = async { tick(58u64).await }.await;
-            acc = f28(v29 % 1000);
-            let mut i30: u64 = 0;
-            'l31: while i30 < 4 {
-                i30 += 1;
-                if (input >> 31) & 1 == 1 {
-                    let mut n32 = Noisy::new("n32");
-                    let f33 = |x: u64| (x * 5) ^ 13;
-                    let v34 = async { tick(44u64).await }.await;
-                    acc = f33(v34 % 1000);
-                } else {
-                    let mut n35 = Noisy::new("n35");
-                    drop(n35);
-                    let mut n36 = Noisy::new("n36");
-                    let c37 = tick(35u64 % 100 % 2 == 0).await;
-                    if c37 { return Ok(acc); }
-                }
-                let mut arg = Noisy::new("arg-shadow38");
-            }
-        }
+        let r23 = tick(Noisy::new("arg-re22")).await;
+        arg = r23;
+        let f24 = |x: u64| (x * 5) ^ 13;
+        let v25 = tick(acc % 100).await;
+        acc = f24(v25 % 1000);
         ev(format!("end {acc}"));
         Ok(acc)
     }
