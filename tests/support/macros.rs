@@ -17,12 +17,8 @@
 /// dropping it (`native` mode), also on methods inside `impl` blocks.
 macro_rules! lowering_items {
     ($mode:ident) => {};
-    // `redundant_locals`: the lowering's `let p = p;` for parameters is reported at the user's
-    // span (bug B6 in lowering-bugs.md); drop the allow once the lowering silences it itself.
     (lowered #[lowered] $($rest:tt)*) => {
-        $crate::support::macros::lowering_items!(
-            @fn lowered [#[structured_async::structured] #[allow(clippy::redundant_locals)]] $($rest)*
-        );
+        $crate::support::macros::lowering_items!(@fn lowered [#[structured_async::structured]] $($rest)*);
     };
     (native #[lowered] $($rest:tt)*) => {
         $crate::support::macros::lowering_items!(@fn native [] $($rest)*);
