@@ -18,7 +18,9 @@
 macro_rules! lowering_items {
     ($mode:ident) => {};
     (lowered #[lowered] $($rest:tt)*) => {
-        $crate::support::macros::lowering_items!(@fn lowered [#[structured_async::structured]] $($rest)*);
+        $crate::support::macros::lowering_items!(
+            @fn lowered [#[structured_async::structured]] $($rest)*
+        );
     };
     (native #[lowered] $($rest:tt)*) => {
         $crate::support::macros::lowering_items!(@fn native [] $($rest)*);
