@@ -110,6 +110,8 @@ struct Lowerer<'a> {
     strict: bool,
     /// Native regions made so far, for the report.
     regions: Vec<String>,
+    /// How many more bounded regions may be tried (each try lowers the rest of its list).
+    budget: usize,
 }
 
 /// A block being built: its entry, its input locals, and the names they have in it.
@@ -123,6 +125,14 @@ struct Block0 {
     term: Option<TokenStream>,
 }
 
+/// What [`Lowerer::restore`] copies prefixes of.
+struct Saved {
+    blocks: Vec<Block0>,
+    edges: Vec<(usize, usize)>,
+    items: Vec<TokenStream>,
+    regions: Vec<String>,
+}
+
 /// The lowering's state before a statement, to go back to when it must become a region.
 struct Snapshot {
     cur: usize,
@@ -132,6 +142,8 @@ struct Snapshot {
     edges: usize,
     adapters: usize,
     items: usize,
+    loops: usize,
+    regions: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -194,6 +206,7 @@ fn lower_body(
         edges: std::cell::RefCell::new(Vec::new()),
         strict: args.strict.is_some(),
         regions: Vec::new(),
+        budget: 256,
     };
     // Block 0 takes the arguments as the signature names them and binds the patterns.
     let binds = crate::sig::bind_params(&parts.params);
@@ -766,13 +779,21 @@ impl Lowerer<'_> {
     }
 
     fn lower_stmts(&mut self, stmts: &[Stmt], ctx: Ctx) -> Result<(), Fallback> {
-        // The rest of a body-ending statement list can always become one native region: an
-        // adapter owning every live local, whose output is the fn's. When a statement cannot
-        // be lowered, the region starts there, or earlier if the cause lies earlier (a local
-        // moved on some paths, a borrow taken before the await).
+        self.lower_list(stmts, 0, ctx)
+    }
+
+    /// Lowers `stmts[from..]`. When a statement cannot be lowered, the smallest run of
+    /// statements around it that can is made one native region (see [`Self::bounded_region`])
+    /// and the lowering goes on explicitly after it. Failing that, the rest of a body-ending
+    /// list becomes one native region: an adapter owning every live local, whose output is the
+    /// fn's. Either region starts at the statement, or earlier if the cause lies earlier (a
+    /// local moved on some paths, a borrow taken before the await).
+    fn lower_list(&mut self, stmts: &[Stmt], from: usize, ctx: Ctx) -> Result<(), Fallback> {
         let regions_allowed = ctx == Ctx::FnTail && !self.generator && !self.strict;
+        let bounded_allowed = !self.generator && !self.strict;
         let mut snapshots = Vec::new();
-        for (i, s) in stmts.iter().enumerate() {
+        for i in from..stmts.len() {
+            let s = &stmts[i];
             let last = i + 1 == stmts.len();
             if self.terminated() {
                 return fallback(
@@ -780,25 +801,46 @@ impl Lowerer<'_> {
                     "statements after a diverging await are not lowered",
                 );
             }
-            if !regions_allowed {
+            if !regions_allowed && !bounded_allowed {
                 self.lower_stmt(s, last, ctx)?;
                 continue;
             }
             snapshots.push(self.snapshot());
             if let Err(f) = self.lower_stmt(s, last, ctx) {
-                for start in (0..=i).rev() {
-                    let at = &snapshots[start];
-                    if at.blocks == 1 && at.cur == 0 && at.current.code.is_empty() {
-                        // A region from the very first statement is the whole body: keep it
-                        // as the plain native frame, without a machine around it.
-                        break;
+                let full = self.saved();
+                if bounded_allowed {
+                    for start in (from..=i).rev() {
+                        for end in i..stmts.len().saturating_sub(1) {
+                            if self.budget == 0 {
+                                break;
+                            }
+                            self.budget -= 1;
+                            self.restore(&snapshots[start - from], &full);
+                            if self
+                                .bounded_region(stmts, start, end, &f)
+                                .and_then(|()| self.lower_list(stmts, end + 1, ctx))
+                                .is_ok()
+                            {
+                                return Ok(());
+                            }
+                        }
                     }
-                    self.restore(&snapshots[start]);
-                    if self
-                        .native_region(&stmts[start..], &stmts[start], f.clone())
-                        .is_ok()
-                    {
-                        return Ok(());
+                }
+                if regions_allowed {
+                    for start in (from..=i).rev() {
+                        let at = &snapshots[start - from];
+                        if at.blocks == 1 && at.cur == 0 && at.current.code.is_empty() {
+                            // A region from the very first statement is the whole body: keep
+                            // it as the plain native frame, without a machine around it.
+                            break;
+                        }
+                        self.restore(&snapshots[start - from], &full);
+                        if self
+                            .native_region(&stmts[start..], &stmts[start], f.clone())
+                            .is_ok()
+                        {
+                            return Ok(());
+                        }
                     }
                 }
                 return Err(f);
@@ -818,6 +860,163 @@ impl Lowerer<'_> {
         Ok(())
     }
 
+    /// `stmts[start..=end]` (not the list's last statement) as one native region: an adapter
+    /// owning every live local, running the statements as written and handing back the locals
+    /// still in scope after them (those declared before it and those its statements declare),
+    /// so they drop where the native frame drops them. A `return` or `?` inside leaves the
+    /// adapter as `ControlFlow::Break(output)`. The lowering goes on after it.
+    fn bounded_region(
+        &mut self,
+        stmts: &[Stmt],
+        start: usize,
+        end: usize,
+        why: &Fallback,
+    ) -> Result<(), Fallback> {
+        let span = why.span;
+        let region = &stmts[start..=end];
+        let first = &stmts[start];
+        let p = self.point(key(first), span)?;
+        let owned = self.carried(&p, span)?;
+        // Where the region ends, no local may borrow another any more.
+        let q = self.point(key(&stmts[end + 1]), span)?;
+        let back = self.carried(&q, span)?;
+        // A local moved inside the region may be assigned again on some paths only (a drop
+        // flag): it cannot come back.
+        for &id in &back {
+            let l = self.a.local(id);
+            let moved = self.a.mentions.iter().any(|m| {
+                m.local == id
+                    && m.pos > p.pos
+                    && m.pos <= q.pos
+                    && matches!(m.kind, Use::Move | Use::Unknown | Use::Field)
+            });
+            if moved && !l.known_copy {
+                return fallback(
+                    span,
+                    format!("`{}` may be moved out inside a native region", l.name),
+                );
+            }
+        }
+        // One moved out and assigned again inside may hold a value the native frame drops at
+        // its scope's end.
+        for &id in q.in_scope.iter().filter(|id| !back.contains(id)) {
+            let l = self.a.local(id);
+            let assigned =
+                self.a.mentions.iter().any(|m| {
+                    m.local == id && m.pos > p.pos && m.pos <= q.pos && m.kind == Use::Assign
+                });
+            if assigned && !l.known_copy {
+                return fallback(
+                    span,
+                    format!(
+                        "`{}` is moved out and assigned again in a native region",
+                        l.name
+                    ),
+                );
+            }
+        }
+        let mut binds = TokenStream::new();
+        let mut inner_names = Vec::new();
+        for &id in &owned {
+            let n = self.name_of(id, span)?;
+            let m = self.a.local(id).mutable.then(|| quote!(mut));
+            binds.extend(quote!(#[allow(unused_mut, unused_variables, unused_assignments, clippy::redundant_locals)] let #m #n = #n;));
+            inner_names.push((id, n));
+        }
+        // The names the locals handed back have at the region's end: every one must be the
+        // innermost local of its name there (or a hidden name no statement can shadow).
+        let mut back_inner = Vec::new();
+        for &id in &back {
+            let l = self.a.local(id);
+            let name = match inner_names.iter().find(|(i, _)| *i == id) {
+                Some((_, n)) => n.clone(),
+                None => l.name.clone(),
+            };
+            if name == l.name {
+                let innermost = q
+                    .in_scope
+                    .iter()
+                    .rev()
+                    .find(|&&o| self.a.local(o).name == l.name);
+                if innermost != Some(&id) {
+                    return fallback(span, format!("`{}` is shadowed in a native region", l.name));
+                }
+            }
+            back_inner.push(name);
+        }
+        // Items stay visible to the statements after the region.
+        let mut body = Vec::new();
+        let mut items = Vec::new();
+        for s in region {
+            match s {
+                Stmt::Item(item) => items.push(quote::ToTokens::to_token_stream(item)),
+                s => {
+                    let mut s = s.clone();
+                    let mut rw = RegionCf::default();
+                    rw.visit_stmt_mut(&mut s);
+                    if let Some(f) = rw.error {
+                        return Err(f);
+                    }
+                    body.push((s, rw.exits));
+                }
+            }
+        }
+        let exits = body.iter().any(|(_, e)| *e);
+        let body = body.into_iter().map(|(s, _)| s);
+        // In declaration order, as the machine rebinds its inputs: the newest drops first.
+        let packed = quote!((#(#back_inner,)*));
+        let f = Ident::new("__f", Span::mixed_site());
+        let r = Ident::new("__r", Span::mixed_site());
+        let v = Ident::new("__v", Span::mixed_site());
+        let value = if exits {
+            quote!(::core::ops::ControlFlow::Continue(#packed))
+        } else {
+            packed
+        };
+        self.emit(quote!(let #f = async move { #binds #(#body)* #value };));
+        self.items.extend(items);
+        let k = self.new_block(Entry::Await(quote!(#r)), Vec::new(), Vec::new());
+        let var = format_ident!("Await{}", k);
+        let tr = self.tr().clone();
+        self.terminate(quote!(#tr::#var(#f, ())));
+        self.edges.borrow_mut().push((self.cur, k));
+        self.adapters += 1;
+        self.switch(k);
+        let names = block_names(self.a, &back, &[]);
+        let pats: Vec<TokenStream> = names
+            .iter()
+            .map(|(id, n)| {
+                if self.a.local(*id).mutable {
+                    quote!(mut #n)
+                } else {
+                    quote!(#n)
+                }
+            })
+            .collect();
+        let pat = quote!((#(#pats,)*));
+        let out = if exits {
+            quote!(match #r {
+                ::core::ops::ControlFlow::Continue(#v) => #v,
+                ::core::ops::ControlFlow::Break(#v) => return #tr::Return(#v),
+            })
+        } else {
+            quote!(#r)
+        };
+        self.emit(quote!(#[allow(unused_mut, unused_variables)] let #pat = #out;));
+        self.bound = names;
+        let mut text = quote::ToTokens::to_token_stream(first).to_string();
+        if let Some((cut, _)) = text.char_indices().nth(40) {
+            text.truncate(cut);
+            text.push('…');
+        }
+        self.regions.push(format!(
+            "native region from `{text}` over {} statement(s), explicit after it ({})",
+            region.len(),
+            why.reason
+        ));
+        Ok(())
+    }
+
     fn snapshot(&self) -> Snapshot {
         Snapshot {
             cur: self.cur,
@@ -827,17 +1026,32 @@ impl Lowerer<'_> {
             edges: self.edges.borrow().len(),
             adapters: self.adapters,
             items: self.items.len(),
+            loops: self.loops.len(),
+            regions: self.regions.len(),
         }
     }
 
-    fn restore(&mut self, s: &Snapshot) {
+    /// The lowering as it stood when a statement failed: every snapshot taken before it is a
+    /// prefix of this, so the snapshots of a list can be restored in any order.
+    fn saved(&self) -> Saved {
+        Saved {
+            blocks: self.blocks.clone(),
+            edges: self.edges.borrow().clone(),
+            items: self.items.clone(),
+            regions: self.regions.clone(),
+        }
+    }
+
+    fn restore(&mut self, s: &Snapshot, full: &Saved) {
         self.cur = s.cur;
-        self.blocks.truncate(s.blocks);
+        self.blocks = full.blocks[..s.blocks].to_vec();
         self.blocks[self.cur] = s.current.clone();
         self.bound.clone_from(&s.bound);
-        self.edges.borrow_mut().truncate(s.edges);
+        *self.edges.borrow_mut() = full.edges[..s.edges].to_vec();
         self.adapters = s.adapters;
-        self.items.truncate(s.items);
+        self.items = full.items[..s.items].to_vec();
+        self.loops.truncate(s.loops);
+        self.regions = full.regions[..s.regions].to_vec();
     }
 
     /// `rest` (from `first` on) as one native region ending the fn.
@@ -1620,9 +1834,15 @@ impl Lowerer<'_> {
         if let Stmt::Expr(e, None) = s
             && tail
         {
-            let e = self.rewrite_expr(e, e.clone())?;
+            let rewritten = self.rewrite_expr(e, e.clone())?;
+            if diverges_expr(e) {
+                // `Return(unreachable!())` would warn of an unreachable call.
+                self.emit(quote!(#rewritten;));
+                self.terminate(TokenStream::new());
+                return Ok(());
+            }
             let tr = self.tr();
-            self.terminate(quote!(#tr::Return(#e)));
+            self.terminate(quote!(#tr::Return(#rewritten)));
             return Ok(());
         }
         let mut s2 = s.clone();
@@ -1706,6 +1926,130 @@ impl<'ast> Visit<'ast> for AdapterCheck {
     }
 
     fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// The control flow of a bounded native region's statements: `return v` and `e?` leave the
+/// adapter as `ControlFlow::Break(output)`; a `break`/`continue` that leaves the region, or
+/// control flow inside a macro, is refused. Closures, `async` blocks and items keep their own.
+#[derive(Default)]
+struct RegionCf {
+    /// Labels of the loops (`true`) and labelled blocks (`false`) inside, innermost last.
+    inner: Vec<(Option<String>, bool)>,
+    exits: bool,
+    error: Option<Fallback>,
+}
+
+impl RegionCf {
+    fn refuse(&mut self, span: Span, reason: &str) {
+        self.error = Some(Fallback {
+            span,
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn inside(&self, label: Option<&syn::Lifetime>) -> bool {
+        match label {
+            None => self.inner.iter().any(|(_, is_loop)| *is_loop),
+            Some(l) => {
+                let name = l.ident.to_string();
+                self.inner.iter().any(|(n, _)| n.as_deref() == Some(&name))
+            }
+        }
+    }
+
+    fn check_macro(&mut self, m: &syn::Macro) {
+        fn leaves(tokens: TokenStream) -> bool {
+            tokens.into_iter().any(|t| match t {
+                proc_macro2::TokenTree::Ident(i) => {
+                    i == "return" || i == "break" || i == "continue"
+                }
+                proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
+                proc_macro2::TokenTree::Group(g) => leaves(g.stream()),
+                proc_macro2::TokenTree::Literal(_) => false,
+            })
+        }
+        if leaves(m.tokens.clone()) {
+            self.refuse(
+                m.path.span(),
+                "control flow inside a macro in a native region",
+            );
+        }
+    }
+}
+
+impl VisitMut for RegionCf {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Return(r) => {
+                if let Some(v) = &mut r.expr {
+                    self.visit_expr_mut(v);
+                }
+                let v = r.expr.as_ref().map_or_else(|| quote!(()), |v| quote!(#v));
+                let span = r.return_token.span;
+                *e = syn::parse_quote_spanned!(span=> return ::core::ops::ControlFlow::Break(#v));
+                self.exits = true;
+            }
+            Expr::Try(t) => {
+                self.visit_expr_mut(&mut t.expr);
+                let inner = &t.expr;
+                let span = t.question_token.span;
+                let v = Ident::new("__v", Span::mixed_site());
+                let res = Ident::new("__residual", Span::mixed_site());
+                *e = syn::parse_quote_spanned!(span=>
+                    match ::structured_async::__private::Branch::branch(#inner) {
+                        ::core::ops::ControlFlow::Continue(#v) => #v,
+                        ::core::ops::ControlFlow::Break(#res) => return ::core::ops::ControlFlow::Break(
+                            ::structured_async::__private::FromResidual::from_residual(#res)
+                        ),
+                    }
+                );
+                self.exits = true;
+            }
+            Expr::Break(b) => {
+                if !self.inside(b.label.as_ref()) {
+                    self.refuse(b.break_token.span, "a `break` out of a native region");
+                    return;
+                }
+                visit_mut::visit_expr_mut(self, e);
+            }
+            Expr::Continue(c) => {
+                if !self.inside(c.label.as_ref()) {
+                    self.refuse(c.continue_token.span, "a `continue` out of a native region");
+                }
+            }
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                let label = match e {
+                    Expr::Loop(l) => l.label.as_ref(),
+                    Expr::While(w) => w.label.as_ref(),
+                    Expr::ForLoop(f) => f.label.as_ref(),
+                    _ => None,
+                }
+                .map(|l| l.name.ident.to_string());
+                self.inner.push((label, true));
+                visit_mut::visit_expr_mut(self, e);
+                self.inner.pop();
+            }
+            Expr::Block(b) if b.label.is_some() => {
+                let label = b.label.as_ref().map(|l| l.name.ident.to_string());
+                self.inner.push((label, false));
+                visit_mut::visit_expr_mut(self, e);
+                self.inner.pop();
+            }
+            Expr::Macro(m) => self.check_macro(&m.mac),
+            _ => visit_mut::visit_expr_mut(self, e),
+        }
+    }
+
+    fn visit_stmt_mut(&mut self, s: &mut Stmt) {
+        if let Stmt::Macro(m) = s {
+            self.check_macro(&m.mac);
+            return;
+        }
+        visit_mut::visit_stmt_mut(self, s);
+    }
+
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 }
 
 /// `e?` → `match branch(e) { Continue(v) => v, Break(r) => break 'label Break(from_residual(r)) }`.
@@ -2008,6 +2352,68 @@ mod tests {
         );
         assert!(report.contains("native region from"), "{report}");
         assert!(report.contains("`join!` may hide an await"), "{report}");
+    }
+
+    #[test]
+    fn a_region_ends_where_no_local_borrows_another_and_the_lowering_goes_on() {
+        for (body, statements) in [
+            // The loop's `x` borrows `v` across the await: the loop alone needs the frame.
+            (
+                "async fn f(v: Vec<u32>) -> u32 { for x in &v { g(x).await; } let n = h().await; n + v.len() as u32 }",
+                1,
+            ),
+            // The guard dies at the block's end; `?` and `return` inside leave the region.
+            (
+                "async fn f(c: RefCell<u32>) -> Option<u32> { { let b = c.borrow(); g(*b).await?; if *b > 2 { return None; } } let n = h().await; Some(n) }",
+                1,
+            ),
+            // The borrow is taken a statement before the await and dies after the next.
+            (
+                "async fn f(v: Vec<u32>) -> usize { let r = &v; g().await; h(r); let n = k().await; n }",
+                3,
+            ),
+        ] {
+            let (explicit, report) = lowered("", body);
+            assert!(explicit, "{body}: {report}");
+            assert!(
+                report.contains(&format!(
+                    "over {statements} statement(s), explicit after it"
+                )),
+                "{body}: {report}"
+            );
+            assert!(!report.contains("to the end"), "{body}: {report}");
+        }
+    }
+
+    #[test]
+    fn a_local_moved_in_a_region_and_assigned_again_is_not_lost() {
+        // `a` is moved and assigned again inside the region: it cannot come back as a plain
+        // local (it may hold a value the native frame drops at the end), so the region grows.
+        let (_, report) = lowered(
+            "",
+            "async fn f(mut a: S, v: Vec<u32>) { drop(a); for x in &v { g(x).await; } a = S::new(); h().await; k().await; }",
+        );
+        assert!(!report.contains("explicit after it"), "{report}");
+    }
+
+    #[test]
+    fn a_region_is_not_left_by_break_or_continue() {
+        // `continue` out of the region cannot come back as a value: the loop body keeps its
+        // frame to the end, so the region is the rest of the fn.
+        let (_, report) = lowered(
+            "",
+            "async fn f(v: Vec<u32>) { 'o: loop { for x in &v { if *x > 1 { continue 'o; } g(x).await; } if h().await { break; } } }",
+        );
+        assert!(!report.contains("explicit after it"), "{report}");
+        // A `continue` of a loop inside the region stays native.
+        let (_, report) = lowered(
+            "",
+            "async fn f(v: Vec<u32>) { loop { for x in &v { if *x > 1 { continue; } g(x).await; } if h().await { break; } } }",
+        );
+        assert!(
+            report.contains("over 1 statement(s), explicit after it"),
+            "{report}"
+        );
     }
 
     #[test]
