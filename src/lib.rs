@@ -5,7 +5,8 @@
 //! - [`Coroutine`]: one trait for every resumable computation; every future is one.
 //! - `#[structured] async fn`: the body compiled into an explicit state machine.
 //! - `nursery!`: children that borrow from their parent and can never outlive it.
-//! - A compact runtime whose poll loop knows about [`Subsystem`]s (timers, rings, readiness).
+//! - A compact runtime whose poll loop knows about [`Subsystem`]s: timers and busy-polled rings
+//!   built in; an fd-backed readiness source plugs into the same trait.
 //!
 //! ## `#[structured] async fn`
 //!
@@ -84,12 +85,15 @@
 //!   where-clauses, `impl Trait` arguments, trait impls of an `async fn`
 //! - [x] generators (`yields = T`)
 //!
-//! Everything else still compiles and behaves like the native `async fn`: the body keeps
-//! **one native frame** (an `async move` block, exactly rustc's own desugaring). That happens
-//! for a local holding a borrow of another local across an await (`for x in &v { … }`, a
-//! `RefCell` guard), a macro that may hide an await (`join!`, `select!`), and locals moved on
-//! some paths only (which need a drop flag). Such a statement and the rest of the body after it become one native region (an
-//! adapter state owning the live locals); the statements before it stay explicit. `#[structured(strict)]` turns each of these into a
+//! Everything else still compiles and behaves like the native `async fn`, in a **native
+//! region**: an `async move` block (exactly rustc's own desugaring) run as one adapter state
+//! that owns the live locals. That happens for a local holding a borrow of another local
+//! across an await (`for x in &v { … }`, a `RefCell` guard), a macro that may hide an await
+//! (`join!`, `select!`), and locals moved on some paths only (which need a drop flag). The
+//! region starts at such a statement, or at an earlier one where the borrow or the move
+//! begins, and runs to the end of the body; the statements before it stay explicit, and a
+//! region that would start at the first statement is the whole body as one native frame.
+//! `#[structured(strict)]` turns each of these into a
 //! compile error naming the local or macro and the await; building with
 //! `STRUCTURED_ASYNC_REPORT=1` prints, per function, its states, adapters and fallbacks.
 //!
