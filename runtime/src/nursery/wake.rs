@@ -17,16 +17,18 @@
 //! 4. Wakers touch only the atomic fields (`refs`, `head`, `woken_*`, `parent`, a node's
 //!    `next`/`queued`); everything else in the hub belongs to the thread that owns the nursery.
 //! 5. While the nursery holds its reference and `refs` is 1, no waker exists outside the
-//!    owner's borrowed ones, which are used only on the owner's thread during a poll the
-//!    nursery makes. So whoever reads `refs == 1` is
-//!    the owner, alone with the hub, and may use plain loads and stores instead of atomic
-//!    read-modify-writes, until it next lends a waker to a poll (which may clone it). Such a
-//!    wake links its node on the owner's own list of woken nodes (`woken_*`, one more list
-//!    for rule 3), in wake order, instead of the shared stack. Once the nursery's reference is
-//!    gone, the last waker left also reads 1 and may be woken from several threads at once:
-//!    hence every field this path touches is still atomic (`Relaxed` loads and stores, as
-//!    cheap as plain ones), so such races only garble lists that nobody reads any more, over
-//!    nodes that stay allocated until that waker is dropped (rules 1, 2).
+//!    owner's borrowed ones, which live only as long as a poll the nursery makes. A child may
+//!    still lend its borrowed waker to other threads for the length of its poll
+//!    (`std::thread::scope`), so `refs == 1` alone does not make a waker the owner: a wake
+//!    takes the owner's path only when `refs` is 1 *and* it runs on the thread that polls the
+//!    nursery (`owner`, recorded at every poll of the nursery, as a `send` nursery may move).
+//!    Only that one thread appends to the owner's own list of woken nodes (`woken_*`, one more
+//!    list for rule 3), with plain `Relaxed` loads and stores, in wake order, instead of the
+//!    shared stack; every other wake goes through the shared stack. Both paths flip `queued`
+//!    with a swap, so a node woken on both at once is still linked exactly once. Once the
+//!    nursery's reference is gone, the last waker left also reads 1; only the thread that
+//!    last polled the nursery takes the owner's path then, over a list nobody reads any more,
+//!    whose nodes stay allocated until that waker is dropped (rules 1, 2).
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
@@ -91,6 +93,20 @@ pub(super) struct Hub {
     /// only for the waker left over after the owner is gone (rule 5); always `Relaxed`.
     woken_head: AtomicPtr<WakeNode>,
     woken_tail: AtomicPtr<WakeNode>,
+    /// The [`this_thread`] token of the thread polling the nursery (wake rule 5).
+    owner: AtomicUsize,
+}
+
+thread_local! {
+    /// Its address tells threads apart: unique among the threads alive at any one time.
+    static THREAD_TOKEN: u8 = const { 0 };
+}
+
+/// A token for the calling thread (wake rule 5). Never fails: the thread-local has a constant
+/// initialiser and nothing to drop, so it stays reachable while the thread exits.
+#[inline]
+fn this_thread() -> usize {
+    THREAD_TOKEN.with(|t| ptr::from_ref(t).addr())
 }
 
 /// Where a chunk's nodes start: right after its header, which keeps them aligned.
@@ -147,6 +163,7 @@ impl HubRef {
             capacity: Cell::new(0),
             woken_head: AtomicPtr::new(ptr::null_mut()),
             woken_tail: AtomicPtr::new(ptr::null_mut()),
+            owner: AtomicUsize::new(this_thread()),
         });
         HubRef(ptr::NonNull::from(Box::leak(hub)))
     }
@@ -266,8 +283,10 @@ impl HubRef {
         ptr::eq(node.hub(), self.0.as_ptr()).then_some(node.index)
     }
 
-    /// Remembers who to wake when a child becomes ready.
+    /// Remembers who to wake when a child becomes ready, and that the calling thread polls
+    /// the nursery now (wake rule 5).
     pub(super) fn register_parent(&self, waker: &Waker) {
+        self.hub().owner.store(this_thread(), Ordering::Relaxed);
         let mut parent = self.hub().parent.lock().unwrap_or_else(|e| e.into_inner());
         match &*parent {
             Some(w) if w.will_wake(waker) => {}
@@ -344,15 +363,16 @@ impl Drop for HubRef {
 
 impl WakeNode {
     /// Marks the node queued; true if it was not already (so the caller must link it).
-    /// `alone` says the caller is alone with the hub (wake rule 5).
+    /// `alone` says the caller is the owner alone with the hub (wake rule 5). Always a swap:
+    /// a thread the child lent its borrowed waker to may flip the same flag at the same time.
     #[inline]
     pub(super) fn mark_queued(&self, alone: bool) -> bool {
-        if alone {
-            let was = self.queued.load(Ordering::Relaxed);
-            self.queued.store(true, Ordering::Relaxed);
-            return !was;
-        }
-        !self.queued.swap(true, Ordering::AcqRel)
+        let order = if alone {
+            Ordering::Relaxed
+        } else {
+            Ordering::AcqRel
+        };
+        !self.queued.swap(true, order)
     }
 
     /// Clears the queued flag just before the owner polls the node's child (wake rule 3).
@@ -427,11 +447,11 @@ fn wake_by_ref(node: *const ()) {
     let node = unsafe { &*node.cast::<WakeNode>() };
     // SAFETY: the node's hub is alive while this waker is (wake rule 1).
     let hub = unsafe { &*node.hub() };
-    if hub.refs.load(Ordering::Acquire) == 1 {
-        // A borrowed waker, used by a child the owner is polling right now (wake rule 5): no
-        // other thread can reach the hub, and the owner checks its list after the poll, so
-        // neither read-modify-writes nor waking the parent are needed. (Or the last waker of
-        // a nursery that is gone: rule 5 again.)
+    if hub.refs.load(Ordering::Acquire) == 1 && hub.owner.load(Ordering::Relaxed) == this_thread() {
+        // A borrowed waker, used on the owner's thread by a child it is polling right now
+        // (wake rule 5): no other thread appends to the owner's list, and the owner checks it
+        // after the poll, so waking the parent is not needed. (Or the last waker of a
+        // nursery that is gone: rule 5 again.)
         if node.mark_queued(true) {
             node.set_next(None);
             let this = ptr::from_ref(node).cast_mut();
