@@ -79,7 +79,10 @@ fn the_thread_sleeps_while_only_a_far_deadline_is_pending() {
             Poll::Pending
         }))
     });
-    assert!(Instant::now() >= alarm.at, "returned at the deadline, not before");
+    assert!(
+        Instant::now() >= alarm.at,
+        "returned at the deadline, not before"
+    );
     // About 40 ticks of wall time; a spinning loop would use about all of them.
     assert!(cpu <= 10, "used {cpu} ticks of CPU in {wall:?}");
     assert!(alarm.polls.get() <= 3, "polled {} times", alarm.polls.get());
