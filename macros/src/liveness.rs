@@ -43,6 +43,9 @@ pub(crate) struct Local {
     pub(crate) shared_ref: bool,
     /// May hold a borrow of another local (initialiser or assignment borrows one).
     pub(crate) borrowing: bool,
+    /// Declared with a primitive non-reference type, or initialised by a number, `bool` or
+    /// `char` literal: whatever is assigned to it, it holds no borrow.
+    pub(crate) plain: bool,
     /// Declared `let x;` without a value, or bound `ref`.
     pub(crate) unusual: bool,
     /// A parameter of type `&T` or `&mut T`.
@@ -338,6 +341,7 @@ impl Analysis {
                 known_copy,
                 shared_ref,
                 borrowing: borrowing || by_ref,
+                plain: false,
                 unusual: by_ref,
                 ref_param: false,
             });
@@ -460,8 +464,25 @@ impl<'ast> Visit<'ast> for Analysis {
                     || l.init
                         .as_ref()
                         .is_some_and(|i| matches!(*i.expr, Expr::Lit(_)));
+                let plain = ty.is_some_and(is_plain_value)
+                    || l.init.as_ref().is_some_and(|i| {
+                        matches!(
+                            &*i.expr,
+                            Expr::Lit(syn::ExprLit {
+                                lit: syn::Lit::Int(_)
+                                    | syn::Lit::Float(_)
+                                    | syn::Lit::Bool(_)
+                                    | syn::Lit::Char(_)
+                                    | syn::Lit::Byte(_),
+                                ..
+                            })
+                        )
+                    });
                 let first = self.locals.len();
-                self.bind_pattern(pat, known_copy, false, borrowing);
+                self.bind_pattern(pat, known_copy, false, borrowing && !plain);
+                for local in &mut self.locals[first..] {
+                    local.plain = plain;
+                }
                 self.stmt_locals
                     .insert(key(s), (first..self.locals.len()).collect());
                 if !init {
@@ -532,7 +553,7 @@ impl<'ast> Visit<'ast> for Analysis {
                     && let Some(id) = self.resolve(ident)
                 {
                     self.mention(id, Use::Assign);
-                    if self.may_borrow(&a.right) {
+                    if !self.locals[id].plain && self.may_borrow(&a.right) {
                         self.locals[id].borrowing = true;
                     }
                 } else {
@@ -857,6 +878,16 @@ fn is_primitive(ty: &syn::Type) -> bool {
     }
 }
 
+/// A primitive type that is not a reference: a value of it holds no borrow.
+fn is_plain_value(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Group(g) => is_plain_value(&g.elem),
+        syn::Type::Paren(p) => is_plain_value(&p.elem),
+        syn::Type::Path(_) => is_primitive(ty),
+        _ => false,
+    }
+}
+
 /// The bindings a pattern introduces: name, `mut`, bound by `ref`.
 pub(crate) fn pattern_bindings(pat: &Pat, out: &mut Vec<(Ident, bool, bool)>) {
     match pat {
@@ -1003,6 +1034,22 @@ mod tests {
         assert!(borrowing("it"));
         assert!(!borrowing("len"));
         assert!(!borrowing("copy"));
+    }
+
+    #[test]
+    fn a_local_of_a_primitive_type_holds_no_borrow_whatever_is_assigned() {
+        let (a, _) = analyse(
+            "{ let v = vec![1]; let f = |x: u64| x; let r = &v[0]; \
+               let mut n: u64 = f(v[0]); n = *r; let mut m = 0; m = *r; \
+               let mut s: &u64 = &0; s = &v[0]; let mut k = f(v[0]); k = *r; }",
+        );
+        let borrowing = |n: &str| a.locals[id(&a, n, 0)].borrowing;
+        assert!(borrowing("r"));
+        assert!(!borrowing("n"));
+        assert!(!borrowing("m"));
+        assert!(borrowing("s"));
+        // Without a type, a value read through a borrowing local may be a borrow itself.
+        assert!(borrowing("k"));
     }
 
     #[test]

@@ -1996,13 +1996,14 @@ impl VisitMut for RegionCf {
                 let span = t.question_token.span;
                 let v = Ident::new("__v", Span::mixed_site());
                 let res = Ident::new("__residual", Span::mixed_site());
+                // A call, so that `x? % 3` keeps its precedence wherever it stands.
                 *e = syn::parse_quote_spanned!(span=>
-                    match ::structured_async::__private::Branch::branch(#inner) {
+                    ::core::convert::identity(match ::structured_async::__private::Branch::branch(#inner) {
                         ::core::ops::ControlFlow::Continue(#v) => #v,
                         ::core::ops::ControlFlow::Break(#res) => return ::core::ops::ControlFlow::Break(
                             ::structured_async::__private::FromResidual::from_residual(#res)
                         ),
-                    }
+                    })
                 );
                 self.exits = true;
             }
@@ -2214,13 +2215,14 @@ impl VisitMut for CfRewriter<'_, '_> {
                 let span = t.question_token.span;
                 let v = Ident::new("__v", Span::mixed_site());
                 let res = Ident::new("__residual", Span::mixed_site());
+                // A call, so that `x? % 3` keeps its precedence wherever it stands.
                 *e = syn::parse_quote_spanned!(span=>
-                    match ::structured_async::__private::Branch::branch(#inner) {
+                    ::core::convert::identity(match ::structured_async::__private::Branch::branch(#inner) {
                         ::core::ops::ControlFlow::Continue(#v) => #v,
                         ::core::ops::ControlFlow::Break(#res) => return #tr::Return(
                             ::structured_async::__private::FromResidual::from_residual(#res)
                         ),
-                    }
+                    })
                 );
             }
             Expr::Break(b) => {
