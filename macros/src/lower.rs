@@ -2071,9 +2071,13 @@ impl VisitMut for TryToBreak<'_> {
                 *e = syn::parse_quote_spanned!(t.question_token.span=>
                     match ::structured_async::__private::Branch::branch(#inner) {
                         ::core::ops::ControlFlow::Continue(#v) => #v,
-                        ::core::ops::ControlFlow::Break(#res) => break #label ::core::ops::ControlFlow::Break(
-                            ::structured_async::__private::FromResidual::from_residual(#res)
-                        ),
+                        // Not `break 'label ::path`: a label before `::` reads as `'label:`.
+                        ::core::ops::ControlFlow::Break(#res) => {
+                            let #res = ::core::ops::ControlFlow::Break(
+                                ::structured_async::__private::FromResidual::from_residual(#res)
+                            );
+                            break #label #res
+                        }
                     }
                 );
             }
@@ -2331,6 +2335,7 @@ mod tests {
             "async fn f(&mut self) -> u32 { self.n = g(self.n).await; self.n }",
             "async fn f(s: String) -> usize { let n = g(&s).await; n + s.len() }",
             "async fn f() -> u32 { g(1).await + g(2).await * g(3).await }",
+            "async fn f() -> Result<u32, E> { let x = g(1).await? + g(2).await?; Ok(x) }",
             "async fn f(mut rx: Rx) { while let Some(x) = rx.recv().await { h(x).await; } }",
         ] {
             let (explicit, report) = lowered("", body);
