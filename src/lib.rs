@@ -91,8 +91,12 @@
 //! across an await (`for x in &v { … }`, a `RefCell` guard), a macro that may hide an await
 //! (`join!`, `select!`), and locals moved on some paths only (which need a drop flag). The
 //! region starts at such a statement, or at an earlier one where the borrow or the move
-//! begins, and runs to the end of the body; the statements before it stay explicit, and a
-//! region that would start at the first statement is the whole body as one native frame.
+//! begins, and ends at the first statement after which no local borrows another (at most
+//! the end of the enclosing block): it hands the locals still in scope back, a `return` or
+//! `?` inside leaves it as a value, and the lowering goes on explicitly after it. Only when
+//! no such end exists (a `break` out of it, a local moved on some paths that lives on) does
+//! it run to the end of the body, or, from the first statement, become the whole body as
+//! one native frame.
 //! `#[structured(strict)]` turns each of these into a
 //! compile error naming the local or macro and the await; building with
 //! `STRUCTURED_ASYNC_REPORT=1` prints, per function, its states, adapters and fallbacks.
