@@ -687,7 +687,8 @@ impl Lowerer<'_> {
             let next_after = mentions()
                 .filter(|m| m.pos > p.pos && m.pos < l.end)
                 .min_by_key(|m| m.pos);
-            if moved && next_after.is_some_and(|m| m.kind == Use::Assign) {
+            // Moving a `Copy` local copies it: no drop flag.
+            if moved && !l.known_copy && next_after.is_some_and(|m| m.kind == Use::Assign) {
                 return fallback(
                     span,
                     format!(
@@ -2336,6 +2337,7 @@ mod tests {
             "async fn f(s: String) -> usize { let n = g(&s).await; n + s.len() }",
             "async fn f() -> u32 { g(1).await + g(2).await * g(3).await }",
             "async fn f() -> Result<u32, E> { let x = g(1).await? + g(2).await?; Ok(x) }",
+            "async fn f(n: u32) -> u32 { let mut a: u32 = n; let b = a; a = g(b).await; a + b }",
             "async fn f(mut rx: Rx) { while let Some(x) = rx.recv().await { h(x).await; } }",
         ] {
             let (explicit, report) = lowered("", body);
