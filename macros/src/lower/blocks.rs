@@ -1,0 +1,193 @@
+//! Building blocks: opening and switching blocks, naming their inputs, and deciding which
+//! locals a block boundary carries (those a native frame would still hold there).
+
+use super::*;
+
+impl Lowerer<'_> {
+    pub(super) fn tr(&self) -> &Ident {
+        &self.names.tr
+    }
+
+    pub(super) fn new_block(
+        &mut self,
+        entry: Entry,
+        input: Vec<LocalId>,
+        hidden: Vec<LocalId>,
+    ) -> usize {
+        self.blocks.push(Block0 {
+            entry,
+            from_live: input.len(),
+            input,
+            hidden,
+            code: TokenStream::new(),
+            term: None,
+        });
+        self.blocks.len() - 1
+    }
+
+    pub(super) fn switch(&mut self, k: usize) {
+        self.cur = k;
+        let b = &self.blocks[k];
+        self.bound = block_names(self.a, &b.input, &b.hidden);
+    }
+
+    pub(super) fn emit(&mut self, t: TokenStream) {
+        self.blocks[self.cur].code.extend(t);
+    }
+
+    pub(super) fn terminated(&self) -> bool {
+        self.blocks[self.cur].term.is_some()
+    }
+
+    pub(super) fn terminate(&mut self, t: TokenStream) {
+        self.blocks[self.cur].term = Some(t);
+    }
+
+    pub(super) fn name_of(&self, id: LocalId, span: Span) -> Result<Ident, Fallback> {
+        self.bound
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == id)
+            .map(|(_, n)| n.clone())
+            .ok_or_else(|| Fallback {
+                span,
+                reason: format!(
+                    "`{}` is declared where this lowering does not track it",
+                    self.a.local(id).name
+                ),
+            })
+    }
+
+    pub(super) fn pack_ids(&self, ids: &[LocalId], span: Span) -> Result<TokenStream, Fallback> {
+        let names = ids
+            .iter()
+            .map(|&id| self.name_of(id, span))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(machine::pack(&names))
+    }
+
+    pub(super) fn goto(&self, k: usize, span: Span) -> Result<TokenStream, Fallback> {
+        let tr = self.tr();
+        let v = format_ident!("Goto{}", k);
+        let packed = self.pack_ids(&self.blocks[k].input, span)?;
+        self.edges.borrow_mut().push((self.cur, k));
+        Ok(quote!(#tr::#v(#packed)))
+    }
+
+    /// The locals a native frame still holds at `p`: in scope and not moved out.
+    pub(super) fn carried(&self, p: &Point, span: Span) -> Result<Vec<LocalId>, Fallback> {
+        let a = self.a;
+        let mut out = Vec::new();
+        for &id in &p.in_scope {
+            let l = a.local(id);
+            let mentions = || a.mentions.iter().filter(move |m| m.local == id);
+            let used_after = mentions().any(|m| m.pos > p.pos && m.pos < l.end)
+                || a.loops.iter().any(|&(s, e)| {
+                    s <= p.pos
+                        && p.pos <= e
+                        && s > l.decl
+                        && mentions().any(|m| s <= m.pos && m.pos <= e)
+                });
+            let before = || mentions().filter(|m| m.pos > l.decl && m.pos <= p.pos);
+            let moved = before().any(|m| m.kind == Use::Move);
+            let moved_conditionally = before().any(|m| m.kind == Use::Move && m.depth > l.depth);
+            let next_after = mentions()
+                .filter(|m| m.pos > p.pos && m.pos < l.end)
+                .min_by_key(|m| m.pos);
+            // Moving a `Copy` local copies it: no drop flag.
+            if moved && !l.known_copy && next_after.is_some_and(|m| m.kind == Use::Assign) {
+                return fallback(
+                    span,
+                    format!(
+                        "`{}` may be moved out here and is assigned again later (a drop flag)",
+                        l.name
+                    ),
+                );
+            }
+            if moved_conditionally && !used_after && !l.known_copy {
+                return fallback(
+                    span,
+                    format!("`{}` is moved out on some paths only (a drop flag)", l.name),
+                );
+            }
+            // Nothing moves out through a reference parameter.
+            let field_moves = !l.ref_param && before().any(|m| m.kind == Use::Field);
+            let uncertain = before().any(|m| m.kind == Use::Unknown) || field_moves;
+            if l.unusual {
+                return fallback(
+                    span,
+                    format!(
+                        "`{}` (declared without a value, or bound by `ref`) is alive across this await",
+                        l.name
+                    ),
+                );
+            }
+            if used_after && !l.known_copy && field_moves {
+                return fallback(
+                    span,
+                    format!(
+                        "a field of `{}` may be moved out before this await and `{}` is used after it",
+                        l.name, l.name
+                    ),
+                );
+            }
+            let carry = if used_after {
+                true
+            } else if l.known_copy {
+                false
+            } else if uncertain {
+                return fallback(
+                    span,
+                    format!(
+                        "cannot tell whether `{}` is moved out before this await",
+                        l.name
+                    ),
+                );
+            } else {
+                !moved
+            };
+            if carry && l.borrowing {
+                return fallback(
+                    span,
+                    format!(
+                        "local `{}` may hold a borrow of another local across this await",
+                        l.name
+                    ),
+                );
+            }
+            if carry {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn point(&self, node: usize, span: Span) -> Result<Point, Fallback> {
+        self.a.points.get(&node).cloned().ok_or_else(|| Fallback {
+            span,
+            reason: "internal: no liveness point".to_owned(),
+        })
+    }
+
+    pub(super) fn after(&self, node: usize, span: Span) -> Result<Point, Fallback> {
+        self.a.after.get(&node).cloned().ok_or_else(|| Fallback {
+            span,
+            reason: "internal: no liveness point".to_owned(),
+        })
+    }
+
+    /// Ends the current block with a goto to a fresh one holding what is alive at `p`.
+    pub(super) fn split(
+        &mut self,
+        p: &Point,
+        hidden: Vec<LocalId>,
+        span: Span,
+    ) -> Result<(), Fallback> {
+        let input = self.carried(p, span)?;
+        let k = self.new_block(Entry::Goto, input, hidden);
+        let g = self.goto(k, span)?;
+        self.terminate(g);
+        self.switch(k);
+        Ok(())
+    }
+}

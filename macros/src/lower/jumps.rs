@@ -1,0 +1,223 @@
+//! Control flow leaving a block closure: `return`, `?`, and `break`/`continue` of a lowered
+//! loop become transitions.
+
+use super::*;
+
+/// Rewrites the control flow that leaves a block closure: `return e` → `return Return(e)`,
+/// `e?` → an early `Return` of the residual, `break`/`continue` of a lowered loop → a `Goto`.
+/// Closures, `async` blocks and items keep their own control flow.
+pub(super) struct CfRewriter<'l, 'a> {
+    lw: &'l Lowerer<'a>,
+    /// Labels of loops inside the statement (verbatim), innermost last; `None` if unlabelled.
+    inner_loops: Vec<Option<String>>,
+    pub(super) error: Option<Fallback>,
+    /// Analysis keys of the original `break`/`continue` nodes, in visiting order (the tree
+    /// being rewritten is a copy).
+    origins: std::vec::IntoIter<usize>,
+}
+
+/// Keys of `break`/`continue` expressions in the order [`CfRewriter`] meets them.
+pub(super) fn jump_keys(walk: impl FnOnce(&mut JumpKeys)) -> Vec<usize> {
+    let mut j = JumpKeys(Vec::new());
+    walk(&mut j);
+    j.0
+}
+
+pub(super) struct JumpKeys(Vec<usize>);
+
+impl<'ast> Visit<'ast> for JumpKeys {
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) | Expr::Macro(_) => {}
+            Expr::Break(_) | Expr::Continue(_) => {
+                self.0.push(key(e));
+                syn::visit::visit_expr(self, e);
+            }
+            _ => syn::visit::visit_expr(self, e),
+        }
+    }
+    fn visit_stmt(&mut self, s: &'ast Stmt) {
+        if !matches!(s, Stmt::Macro(_)) {
+            syn::visit::visit_stmt(self, s);
+        }
+    }
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+impl<'l, 'a> CfRewriter<'l, 'a> {
+    pub(super) fn new(lw: &'l Lowerer<'a>, origins: Vec<usize>) -> Self {
+        CfRewriter {
+            lw,
+            inner_loops: Vec::new(),
+            error: None,
+            origins: origins.into_iter(),
+        }
+    }
+
+    fn target(&self, label: Option<&syn::Lifetime>) -> Option<&LoopCtx> {
+        match label {
+            None => {
+                if self.inner_loops.is_empty() {
+                    self.lw.loops.last()
+                } else {
+                    None
+                }
+            }
+            Some(l) => {
+                let name = l.ident.to_string();
+                if self.inner_loops.iter().any(|x| x.as_deref() == Some(&name)) {
+                    return None;
+                }
+                self.lw
+                    .loops
+                    .iter()
+                    .rev()
+                    .find(|c| c.label.as_deref() == Some(&name))
+            }
+        }
+    }
+
+    fn jump(&mut self, e: &Expr, origin: Option<usize>, k: usize) -> Option<Expr> {
+        let span = e.span();
+        // Every local the target needs must still be reachable by its name here.
+        let Some(p) = origin.and_then(|o| self.lw.a.points.get(&o)) else {
+            self.error = Some(Fallback {
+                span,
+                reason: "internal: a `break`/`continue` the analysis did not see".to_owned(),
+            });
+            return None;
+        };
+        for &id in &self.lw.blocks[k].input {
+            let name = self.lw.name_of(id, span).ok()?;
+            let l = self.lw.a.local(id);
+            if name == l.name {
+                let innermost = p
+                    .in_scope
+                    .iter()
+                    .rev()
+                    .find(|&&o| self.lw.a.local(o).name == l.name);
+                if innermost != Some(&id) {
+                    self.error = Some(Fallback {
+                        span,
+                        reason: format!("`{}` is shadowed where the loop is left", l.name),
+                    });
+                    return None;
+                }
+            }
+        }
+        match self.lw.goto(k, span) {
+            Ok(g) => Some(syn::parse_quote_spanned!(span=> return #g)),
+            Err(f) => {
+                self.error = Some(f);
+                None
+            }
+        }
+    }
+}
+
+impl VisitMut for CfRewriter<'_, '_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        let tr = self.lw.tr().clone();
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Return(r) => {
+                if let Some(v) = &mut r.expr {
+                    self.visit_expr_mut(v);
+                }
+                let v = r.expr.as_ref().map_or_else(|| quote!(()), |v| quote!(#v));
+                let span = r.return_token.span;
+                *e = syn::parse_quote_spanned!(span=> return #tr::Return(#v));
+            }
+            Expr::Try(t) => {
+                self.visit_expr_mut(&mut t.expr);
+                let inner = &t.expr;
+                let span = t.question_token.span;
+                let v = Ident::new("__v", Span::mixed_site());
+                let res = Ident::new("__residual", Span::mixed_site());
+                // A call, so that `x? % 3` keeps its precedence wherever it stands.
+                *e = syn::parse_quote_spanned!(span=>
+                    ::core::convert::identity(match ::structured_async::__private::Branch::branch(#inner) {
+                        ::core::ops::ControlFlow::Continue(#v) => #v,
+                        ::core::ops::ControlFlow::Break(#res) => return #tr::Return(
+                            ::structured_async::__private::FromResidual::from_residual(#res)
+                        ),
+                    })
+                );
+            }
+            Expr::Break(b) => {
+                let origin = self.origins.next();
+                if b.expr.is_some() && self.target(b.label.as_ref()).is_some() {
+                    self.error = Some(Fallback {
+                        span: b.break_token.span,
+                        reason: "`break` with a value out of a loop with awaits".to_owned(),
+                    });
+                    return;
+                }
+                if let Some(k) = self.target(b.label.as_ref()).map(|c| c.exit) {
+                    if let Some(new) = self.jump(e, origin, k) {
+                        *e = new;
+                    }
+                } else {
+                    visit_mut::visit_expr_mut(self, e);
+                }
+            }
+            Expr::Continue(c) => {
+                let origin = self.origins.next();
+                if let Some(k) = self.target(c.label.as_ref()).map(|c| c.header) {
+                    if let Some(new) = self.jump(e, origin, k) {
+                        *e = new;
+                    }
+                }
+            }
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                let label = match e {
+                    Expr::Loop(l) => l.label.as_ref(),
+                    Expr::While(w) => w.label.as_ref(),
+                    Expr::ForLoop(f) => f.label.as_ref(),
+                    _ => None,
+                }
+                .map(|l| l.name.ident.to_string());
+                self.inner_loops.push(label);
+                visit_mut::visit_expr_mut(self, e);
+                self.inner_loops.pop();
+            }
+            Expr::Macro(m) => self.check_macro(&m.mac),
+            _ => visit_mut::visit_expr_mut(self, e),
+        }
+    }
+
+    fn visit_stmt_mut(&mut self, s: &mut Stmt) {
+        if let Stmt::Macro(m) = s {
+            self.check_macro(&m.mac);
+            return;
+        }
+        visit_mut::visit_stmt_mut(self, s);
+    }
+
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}
+
+impl CfRewriter<'_, '_> {
+    /// Control flow inside a macro's tokens cannot be rewritten: keep a native frame.
+    fn check_macro(&mut self, m: &syn::Macro) {
+        fn leaves(tokens: TokenStream) -> bool {
+            tokens.into_iter().any(|t| match t {
+                proc_macro2::TokenTree::Ident(i) => {
+                    i == "return" || i == "break" || i == "continue"
+                }
+                proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
+                proc_macro2::TokenTree::Group(g) => leaves(g.stream()),
+                proc_macro2::TokenTree::Literal(_) => false,
+            })
+        }
+        if leaves(m.tokens.clone()) {
+            self.error = Some(Fallback {
+                span: m.path.span(),
+                reason: format!(
+                    "`{}!` contains `?`, `return`, `break` or `continue`",
+                    quote::ToTokens::to_token_stream(&m.path)
+                ),
+            });
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The explicit lowering: body → blocks split at each await and `yield_!`.
+//!
+//! Desugar from:
+//! ```text
+//! async fn f(n: u32) -> u32 { let a = g(n).await; if a > 1 { h(&a).await; } a }
+//! ```
+//! into blocks (closures) that take the locals alive at their entry and return a transition:
+//! ```text
+//! b0 |(n,)|          { Await1(g(n), ()) }                       // g(n) owns nothing local
+//! b1 |(), r|         { let a = r; if a > 1 { Goto2((a,)) } else { Goto3((a,)) } }
+//! b2 |(a,)|          { Await4(async move { let a = a; let r = h(&a).await; (r, (a,)) }, ()) }
+//! b4 |(), (r, (a,))| { discard(r); Goto3((a,)) }
+//! b3 |(a,)|          { Return(a) }
+//! ```
+//! A statement this pass cannot lower (see [`Fallback`]) makes the whole body one native frame.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::visit_mut::{self, VisitMut};
+use syn::{Expr, Ident, ItemFn, Stmt};
+
+use crate::args::Args;
+use crate::liveness::{Analysis, LocalId, Point, Use, key};
+use crate::machine::{self, BlockOut, Entry};
+use crate::report::Report;
+use crate::sig::FnParts;
+use crate::yields;
+
+mod blocks;
+mod control;
+mod jumps;
+mod regions;
+mod stmt;
+mod syntax;
+#[cfg(test)]
+mod tests;
+
+use jumps::{CfRewriter, jump_keys};
+use syntax::*;
+
+/// Why a body keeps a native frame.
+#[derive(Clone)]
+pub(crate) struct Fallback {
+    pub(crate) span: Span,
+    pub(crate) reason: String,
+}
+
+fn fallback<T>(span: Span, reason: impl Into<String>) -> Result<T, Fallback> {
+    Err(Fallback {
+        span,
+        reason: reason.into(),
+    })
+}
+
+/// The explicit machine, or `None` when the body keeps one native frame (the reason goes to
+/// the report; strict mode turns it into an error instead).
+pub(crate) fn lower(
+    item: &ItemFn,
+    parts: &FnParts,
+    args: &Args,
+    report: &mut Report,
+) -> syn::Result<Option<TokenStream>> {
+    // The lowering is heuristic code over arbitrary input: should it ever panic, the body
+    // keeps its native frame rather than the build failing.
+    let lowered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lower_body(item, parts, args)
+    }))
+    .unwrap_or_else(|_| {
+        fallback(
+            item.sig.ident.span(),
+            "internal error in the lowering (please report it)",
+        )
+    });
+    match lowered {
+        Ok((tokens, summary)) => {
+            for l in summary {
+                report.line(l);
+            }
+            Ok(Some(tokens))
+        }
+        Err(f) => {
+            if args.strict.is_some() {
+                return Err(syn::Error::new(
+                    f.span,
+                    format!(
+                        "#[structured(strict)]: this needs a native frame: {}",
+                        f.reason
+                    ),
+                ));
+            }
+            report.line(format!(
+                "states: 1 native adapter for the whole body (fallback: {})",
+                f.reason
+            ));
+            Ok(None)
+        }
+    }
+}
+
+struct LoopCtx {
+    label: Option<String>,
+    header: usize,
+    exit: usize,
+}
+
+struct Lowerer<'a> {
+    a: &'a Analysis,
+    generator: bool,
+    names: machine::Names,
+    blocks: Vec<Block0>,
+    cur: usize,
+    /// Names of the locals bound in the current block (the user's, or a hidden one).
+    bound: Vec<(LocalId, Ident)>,
+    loops: Vec<LoopCtx>,
+    items: Vec<TokenStream>,
+    adapters: usize,
+    /// Control-flow edges (from, to), to order the closures so each block's input type is
+    /// fixed by an earlier closure (reverse post-order), and to find dead blocks.
+    edges: std::cell::RefCell<Vec<(usize, usize)>>,
+    strict: bool,
+    /// Native regions made so far, for the report.
+    regions: Vec<String>,
+    /// How many more bounded regions may be tried (each try lowers the rest of its list).
+    budget: usize,
+}
+
+/// A block being built: its entry, its input locals, and the names they have in it.
+#[derive(Clone)]
+struct Block0 {
+    entry: Entry,
+    input: Vec<LocalId>,
+    hidden: Vec<LocalId>,
+    from_live: usize,
+    code: TokenStream,
+    term: Option<TokenStream>,
+}
+
+/// What [`Lowerer::restore`] copies prefixes of.
+struct Saved {
+    blocks: Vec<Block0>,
+    edges: Vec<(usize, usize)>,
+    items: Vec<TokenStream>,
+    regions: Vec<String>,
+}
+
+/// The lowering's state before a statement, to go back to when it must become a region.
+struct Snapshot {
+    cur: usize,
+    blocks: usize,
+    current: Block0,
+    bound: Vec<(LocalId, Ident)>,
+    edges: usize,
+    adapters: usize,
+    items: usize,
+    loops: usize,
+    regions: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    /// The statements end the fn: their value is its output.
+    FnTail,
+    /// The statements are a `()` block inside the body.
+    Unit,
+}
+
+fn lower_body(
+    item: &ItemFn,
+    parts: &FnParts,
+    args: &Args,
+) -> Result<(TokenStream, Vec<String>), Fallback> {
+    if crate::sig::has_impl_trait(&parts.output)
+        || args
+            .yields
+            .as_ref()
+            .is_some_and(|(_, y)| crate::sig::has_impl_trait(y))
+    {
+        return fallback(
+            item.sig.output.span(),
+            "an `impl Trait` output cannot be named for the state machine",
+        );
+    }
+    // Closures cannot bind `self`: the body refers to the receiver as `__self` instead.
+    let mut body = item.block.clone();
+    let self_ident = parts.receiver.map(|span| Ident::new("__self", span));
+    let mut a = Analysis::default();
+    if let Some(this) = &self_ident {
+        crate::receiver::rename_self(&mut body, this);
+        a.declare_param(&ident_pat(this), receiver_type(item).as_ref());
+    }
+    for p in &parts.params {
+        match &p.pat {
+            // `_: T` still moves the argument in; it drops when the body ends.
+            syn::Pat::Wild(_) => a.declare_param(&ident_pat(&p.outer), None),
+            pat if !p.simple && has_wild(pat) => {
+                return fallback(
+                    pat.span(),
+                    "a parameter pattern with `_` or `..` (its unbound parts drop at the end)",
+                );
+            }
+            pat => a.declare_param(pat, Some(&p.ty)),
+        }
+    }
+    let n_params = a.locals.len();
+    a.visit_block(&body);
+    let mut lw = Lowerer {
+        a: &a,
+        generator: args.yields.is_some(),
+        names: machine::Names::new(),
+        blocks: Vec::new(),
+        cur: 0,
+        bound: Vec::new(),
+        loops: Vec::new(),
+        items: Vec::new(),
+        adapters: 0,
+        edges: std::cell::RefCell::new(Vec::new()),
+        strict: args.strict.is_some(),
+        regions: Vec::new(),
+        budget: 256,
+    };
+    // Block 0 takes the arguments as the signature names them and binds the patterns.
+    let binds = crate::sig::bind_params(&parts.params);
+    lw.blocks.push(Block0 {
+        entry: Entry::Start(binds),
+        input: Vec::new(),
+        hidden: Vec::new(),
+        from_live: parts.params.len() + usize::from(parts.receiver.is_some()),
+        code: TokenStream::new(),
+        term: None,
+    });
+    lw.bound = (0..n_params)
+        .map(|id| (id, a.locals[id].name.clone()))
+        .collect();
+    lw.lower_stmts(&body.stmts, Ctx::FnTail)?;
+    let mut outer: Vec<Ident> = parts.params.iter().map(|p| p.outer.clone()).collect();
+    // Unpolled, a native future drops its arguments in declaration order: keep them so.
+    let init = match (&self_ident, parts.receiver) {
+        (Some(this), Some(span)) => {
+            let receiver = Ident::new("self", span);
+            let init = quote!((#receiver, #(#outer,)*));
+            outer.insert(0, this.clone());
+            init
+        }
+        _ => quote!((#(#outer,)*)),
+    };
+    let mut out_blocks = Vec::new();
+    let start_input: Vec<(Ident, bool)> = outer.iter().map(|o| (o.clone(), false)).collect();
+    let n_blocks = lw.blocks.len();
+    let n_awaits = lw
+        .blocks
+        .iter()
+        .filter(|b| matches!(b.entry, Entry::Await(_)))
+        .count();
+    let n_yields = lw
+        .blocks
+        .iter()
+        .filter(|b| matches!(b.entry, Entry::Yield))
+        .count();
+    let blocks = std::mem::take(&mut lw.blocks);
+    for (k, b) in blocks.into_iter().enumerate() {
+        let input = if k == 0 {
+            start_input.clone()
+        } else {
+            block_names(&a, &b.input, &b.hidden)
+                .into_iter()
+                .map(|(id, name)| (name, a.locals[id].mutable))
+                .collect()
+        };
+        out_blocks.push(BlockOut {
+            entry: b.entry,
+            input,
+            from_live: b.from_live,
+            code: b.code,
+            term: b.term,
+        });
+    }
+    let yields = args.yields.as_ref().map(|(_, t)| t);
+    let order = reverse_post_order(n_blocks, &lw.edges.borrow());
+    let tokens = machine::emit(
+        &lw.names,
+        &out_blocks,
+        &order,
+        &init,
+        &parts.output,
+        yields,
+        &lw.items,
+    );
+    let fallbacks = if lw.regions.is_empty() {
+        "none".to_owned()
+    } else {
+        lw.regions.join("; ")
+    };
+    let summary = vec![format!(
+        "states: {} (start, {} await, {} yield), blocks: {}, adapters: {}, fallbacks: {}",
+        1 + n_awaits + n_yields,
+        n_awaits,
+        n_yields,
+        n_blocks,
+        lw.adapters,
+        fallbacks
+    )];
+    Ok((tokens, summary))
+}
+
+/// Blocks reachable from the start, each after one of its predecessors; `None` for dead ones.
+fn reverse_post_order(n: usize, edges: &[(usize, usize)]) -> Vec<Option<usize>> {
+    let mut seen = vec![false; n];
+    let mut post = Vec::new();
+    let mut stack = vec![(0usize, 0usize)];
+    seen[0] = true;
+    while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+        let succ: Vec<usize> = edges.iter().filter(|e| e.0 == node).map(|e| e.1).collect();
+        if let Some(&s) = succ.get(*next) {
+            *next += 1;
+            if !seen[s] {
+                seen[s] = true;
+                stack.push((s, 0));
+            }
+        } else {
+            post.push(node);
+            stack.pop();
+        }
+    }
+    post.reverse();
+    let mut position = vec![None; n];
+    for (i, &b) in post.iter().enumerate() {
+        position[b] = Some(i);
+    }
+    position
+}
+
+fn receiver_type(item: &ItemFn) -> Option<syn::Type> {
+    match item.sig.inputs.first() {
+        Some(syn::FnArg::Receiver(r)) => Some((*r.ty).clone()),
+        _ => None,
+    }
+}
+
+fn ident_pat(ident: &Ident) -> syn::Pat {
+    syn::Pat::Ident(syn::PatIdent {
+        attrs: Vec::new(),
+        by_ref: None,
+        mutability: None,
+        ident: ident.clone(),
+        subpat: None,
+    })
+}
+
+fn has_wild(pat: &syn::Pat) -> bool {
+    struct W(bool);
+    impl<'ast> Visit<'ast> for W {
+        fn visit_pat_wild(&mut self, _: &'ast syn::PatWild) {
+            self.0 = true;
+        }
+        fn visit_pat_rest(&mut self, _: &'ast syn::PatRest) {
+            self.0 = true;
+        }
+        fn visit_pat_struct(&mut self, p: &'ast syn::PatStruct) {
+            self.0 |= p.rest.is_some();
+            syn::visit::visit_pat_struct(self, p);
+        }
+    }
+    let mut w = W(false);
+    w.visit_pat(pat);
+    w.0
+}
+
+/// The names a block binds its input with: the user's, unless shadowed by a newer local of
+/// the same name in the input or about to be shadowed by the block's first statement.
+fn block_names(a: &Analysis, input: &[LocalId], hidden: &[LocalId]) -> Vec<(LocalId, Ident)> {
+    input
+        .iter()
+        .map(|&id| {
+            let l = a.local(id);
+            let shadowed = hidden.contains(&id)
+                || input
+                    .iter()
+                    .any(|&o| o != id && a.local(o).name == l.name && a.local(o).decl > l.decl);
+            let name = if shadowed {
+                format_ident!("__shadowed{}", id, span = Span::mixed_site())
+            } else {
+                l.name.clone()
+            };
+            (id, name)
+        })
+        .collect()
+}

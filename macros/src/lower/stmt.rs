@@ -1,0 +1,518 @@
+//! One statement: verbatim when it has no await, else split at its await (`suspend_await`), run
+//! as one adapter when it has several (`suspend_expr`), or suspended at a `yield_!`.
+
+use super::*;
+
+impl Lowerer<'_> {
+    pub(super) fn lower_stmt(&mut self, s: &Stmt, last: bool, ctx: Ctx) -> Result<(), Fallback> {
+        if let Stmt::Item(item) = s {
+            self.items.push(quote::ToTokens::to_token_stream(item));
+            return Ok(());
+        }
+        // A `let` that shadows a local still alive starts a block, so the older local can be
+        // bound under a hidden name there.
+        if let Stmt::Local(_) = s {
+            let p = self.point(key(s), s.span())?;
+            let declared = self.a.stmt_locals.get(&key(s)).cloned().unwrap_or_default();
+            let shadowed: Vec<LocalId> = self
+                .bound
+                .iter()
+                .filter(|(id, _)| {
+                    declared
+                        .iter()
+                        .any(|&d| self.a.local(d).name == self.a.local(*id).name)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            if !shadowed.is_empty() {
+                self.split(&p, shadowed, s.span())?;
+            }
+        }
+        if let Some((span, name)) = finder(|f| f.visit_stmt(s)).suspect {
+            return fallback(
+                span,
+                format!("`{name}!` may hide an await, which only a native frame can run"),
+            );
+        }
+        let tail = last && ctx == Ctx::FnTail;
+        let Some(await_span) = stmt_await(s) else {
+            return self.verbatim(s, tail);
+        };
+        match s {
+            Stmt::Local(l) => {
+                let Some(init) = &l.init else {
+                    return fallback(await_span, "unsupported await position");
+                };
+                if let Some((_, els)) = &init.diverge
+                    && expr_await(els).is_some()
+                {
+                    return fallback(await_span, "an await inside a `let … else` block");
+                }
+                let declared = self.a.stmt_locals.get(&key(s)).cloned().unwrap_or_default();
+                let Some((aw, fut)) = spine(&init.expr) else {
+                    // `let x = a.await + b.await;`: the whole initialiser runs in one adapter.
+                    if matches!(&*init.expr, Expr::Reference(_)) {
+                        return fallback(
+                            await_span,
+                            "a reference to an awaited temporary (its lifetime is extended)",
+                        );
+                    }
+                    let els = match &init.diverge {
+                        Some((_, e)) => {
+                            let e = self.rewrite_expr(e, (**e).clone())?;
+                            quote!(else #e)
+                        }
+                        None => quote!(),
+                    };
+                    let e = &init.expr;
+                    let value = self.suspend_expr(key(&**e), e, quote!(#e), await_span)?;
+                    let pat = &l.pat;
+                    self.emit(quote!(#[allow(unused_mut)] let #pat = #value #els;));
+                    for id in declared {
+                        self.bound.push((id, self.a.local(id).name.clone()));
+                    }
+                    return Ok(());
+                };
+                let r = Ident::new("__r", Span::mixed_site());
+                let value = self.rewrite_expr(
+                    &init.expr,
+                    replace_spine(&init.expr, &syn::parse_quote!(#r)),
+                )?;
+                let wrapped = if is_identity(&init.expr) {
+                    quote!(#value)
+                } else {
+                    quote!({ let #r = #r; #value })
+                };
+                let pat = &l.pat;
+                let els = match &init.diverge {
+                    Some((_, e)) => {
+                        let e = self.rewrite_expr(e, (**e).clone())?;
+                        quote!(else #e)
+                    }
+                    None => quote!(),
+                };
+                self.suspend_await(aw, fut, await_span)?;
+                self.emit(quote!(#[allow(unused_mut)] let #pat = #wrapped #els;));
+                for id in declared {
+                    self.bound.push((id, self.a.local(id).name.clone()));
+                }
+                Ok(())
+            }
+            Stmt::Expr(e, semi) => {
+                self.lower_expr_stmt(e, semi.is_none() && tail, last, await_span)
+            }
+            Stmt::Macro(m) if self.generator && yields::is_yield(&m.mac) => {
+                let v = yields::value(&m.mac).map_err(|e| Fallback {
+                    span: e.span(),
+                    reason: e.to_string(),
+                })?;
+                self.suspend_yield(&v, m.mac.path.span(), key(s))
+            }
+            Stmt::Macro(m) => {
+                let mac = &m.mac;
+                let as_expr: Expr = syn::parse_quote!(#mac);
+                let value = self.suspend_expr(key(s), &as_expr, quote!(#mac), await_span)?;
+                self.emit(quote!(::structured_async::__private::discard(#value);));
+                Ok(())
+            }
+            Stmt::Item(_) => fallback(await_span, "unsupported await position"),
+        }
+    }
+
+    pub(super) fn lower_expr_stmt(
+        &mut self,
+        e: &Expr,
+        tail: bool,
+        last: bool,
+        await_span: Span,
+    ) -> Result<(), Fallback> {
+        match e {
+            Expr::If(i) => return self.lower_if(e, i, tail),
+            Expr::Match(m) => return self.lower_match(e, m, tail),
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                self.lower_loop(e)?;
+                if tail && !self.terminated() {
+                    // A loop ending the body: its value, `()`, is the output.
+                    let tr = self.tr();
+                    self.terminate(quote!(#tr::Return(())));
+                }
+                return Ok(());
+            }
+            Expr::Block(b) if b.label.is_none() => {
+                self.lower_stmts(&b.block.stmts, if tail { Ctx::FnTail } else { Ctx::Unit })?;
+                if !tail && !self.terminated() {
+                    let p = self.after(key(e), e.span())?;
+                    self.split(&p, Vec::new(), e.span())?;
+                }
+                return Ok(());
+            }
+            Expr::Macro(m) if self.generator && yields::is_yield(&m.mac) => {
+                let v = yields::value(&m.mac).map_err(|e| Fallback {
+                    span: e.span(),
+                    reason: e.to_string(),
+                })?;
+                return self.suspend_yield(&v, m.mac.path.span(), key(e));
+            }
+            _ => {}
+        }
+        let _ = last;
+        // `place = value` and `place op= value` evaluate the value first (for the primitive
+        // types compound assignment is mostly used with; a pure place has no effects to order).
+        let assign = match e {
+            Expr::Assign(a) => Some((&*a.left, quote!(=), &*a.right)),
+            Expr::Binary(b) if crate::liveness::is_compound_assign(&b.op) => {
+                let op = &b.op;
+                Some((&*b.left, quote!(#op), &*b.right))
+            }
+            _ => None,
+        };
+        if let Some((place, op, rhs)) = assign
+            && !tail
+            && pure_place(place)
+            && expr_await(place).is_none()
+            && let Some((aw, fut)) = spine(rhs)
+        {
+            let r = Ident::new("__r", Span::mixed_site());
+            let value = self.rewrite_expr(rhs, replace_spine(rhs, &syn::parse_quote!(#r)))?;
+            self.suspend_await(aw, fut, await_span)?;
+            self.emit(quote!(#place #op { let #r = #r; #value };));
+            return Ok(());
+        }
+        let Some((aw, fut)) = spine(e) else {
+            let what = match e {
+                Expr::ForLoop(_) => "a `for` loop with awaits in its body",
+                Expr::Block(_) => "a labelled block with awaits",
+                Expr::Loop(_) | Expr::While(_) => "a loop producing a value",
+                _ => {
+                    // `f(g().await).await;`, `x = a.await * b.await;`: one adapter.
+                    let value = self.suspend_expr(key(e), e, quote!(#e), await_span)?;
+                    if tail {
+                        let tr = self.tr();
+                        self.terminate(quote!(#tr::Return(#value)));
+                    } else {
+                        self.emit(quote!(::structured_async::__private::discard(#value);));
+                    }
+                    return Ok(());
+                }
+            };
+            return fallback(await_span, what);
+        };
+        let r = Ident::new("__r", Span::mixed_site());
+        let value = self.rewrite_expr(e, replace_spine(e, &syn::parse_quote!(#r)))?;
+        self.suspend_await(aw, fut, await_span)?;
+        if tail {
+            let tr = self.tr();
+            self.terminate(quote!(#tr::Return(#value)));
+        } else if is_identity(e) {
+            self.emit(quote!(::structured_async::__private::discard(#r);));
+        } else {
+            self.emit(quote!({ let #r = #r; #value; }));
+        }
+        Ok(())
+    }
+
+    /// Ends the block with `AwaitK(future, live)` and continues in the resume block `K`.
+    pub(super) fn suspend_await(
+        &mut self,
+        aw: &Expr,
+        fut: &Expr,
+        span: Span,
+    ) -> Result<(), Fallback> {
+        let p = self.point(key(aw), span)?;
+        let carried = self.carried(&p, span)?;
+        let mentions = self
+            .a
+            .await_mentions
+            .get(&key(aw))
+            .cloned()
+            .unwrap_or_default();
+        let mentioned: Vec<LocalId> = mentions.iter().map(|(id, _)| *id).collect();
+        self.no_borrowing_in_flight(&mentioned, span)?;
+        let lent: Vec<LocalId> = mentions
+            .iter()
+            .filter(|(_, k)| *k != Use::Move)
+            .map(|(id, _)| *id)
+            .collect();
+        let f = Ident::new("__f", Span::mixed_site());
+        let r = Ident::new("__r", Span::mixed_site());
+        let fut = self.rewrite_expr(fut, fut.clone())?;
+        let tr = self.tr().clone();
+        if lent.is_empty() && simple_future(&fut) {
+            let packed = self.pack_ids(&carried, span)?;
+            let k = self.new_block(Entry::Await(quote!(#r)), carried, Vec::new());
+            let v = format_ident!("Await{}", k);
+            self.emit(quote!(let #f = #fut;));
+            self.terminate(quote!(#tr::#v(#f, #packed)));
+            self.edges.borrow_mut().push((self.cur, k));
+            self.switch(k);
+            return Ok(());
+        }
+        // The future borrows locals (or temporaries): it runs in an adapter that owns every
+        // local from the oldest one it mentions on, and hands them back with the result, so
+        // cancellation still drops them after the future and before the older locals.
+        let oldest = lent.iter().map(|&id| self.a.local(id).decl).min();
+        let (rest, owned): (Vec<LocalId>, Vec<LocalId>) = carried
+            .iter()
+            .partition(|&&id| oldest.is_none_or(|o| self.a.local(id).decl < o));
+        let mut binds = TokenStream::new();
+        for &id in &owned {
+            let n = self.name_of(id, span)?;
+            let m = self.a.local(id).mutable.then(|| quote!(mut));
+            binds.extend(quote!(#[allow(unused_mut, unused_variables, unused_assignments, clippy::redundant_locals)] let #m #n = #n;));
+        }
+        let owned_packed = self.pack_ids(&owned, span)?;
+        let rest_packed = self.pack_ids(&rest, span)?;
+        let names = block_names(self.a, &owned, &[]);
+        let _ = names;
+        let owned_names = owned
+            .iter()
+            .map(|&id| self.name_of(id, span))
+            .collect::<Result<Vec<_>, _>>()?;
+        let binder_inner = machine::pack(&owned_names);
+        self.emit(quote!(let #f = async move { #binds let #r = #fut.await; (#r, #owned_packed) };));
+        let mut input = rest;
+        input.extend(owned.iter().copied());
+        let from_live = input.len() - owned.len();
+        let k = self.new_block(Entry::Await(quote!((#r, #binder_inner))), input, Vec::new());
+        self.blocks[k].from_live = from_live;
+        let v = format_ident!("Await{}", k);
+        self.terminate(quote!(#tr::#v(#f, #rest_packed)));
+        self.edges.borrow_mut().push((self.cur, k));
+        self.adapters += 1;
+        // The resume block binds the owned locals under the same names the adapter used.
+        self.switch(k);
+        self.fix_adapter_names(k, &owned, &owned_names);
+        Ok(())
+    }
+
+    /// The resume block must bind the adapter's locals under the names the binder pattern uses.
+    pub(super) fn fix_adapter_names(&mut self, k: usize, owned: &[LocalId], names: &[Ident]) {
+        let fresh = block_names(self.a, &self.blocks[k].input, &self.blocks[k].hidden);
+        let differs = owned
+            .iter()
+            .zip(names)
+            .any(|(id, n)| fresh.iter().any(|(i, f)| i == id && f != n));
+        if differs {
+            // Same shadowing in both: the hidden names come from the local ids, so they agree.
+            self.bound = fresh;
+        }
+    }
+
+    /// Runs a whole expression with awaits inside (`a.await + b.await`, `f(g().await).await`,
+    /// `vec![x.await, y.await]`) as one adapter state: natively, so in Rust's evaluation order
+    /// and with its temporaries, owning the locals it mentions and handing them back. A `?`
+    /// inside leaves the adapter with `ControlFlow::Break(output)`. Returns the tokens of the
+    /// expression's value in the resume block.
+    pub(super) fn suspend_expr(
+        &mut self,
+        node: usize,
+        original: &Expr,
+        tokens: TokenStream,
+        span: Span,
+    ) -> Result<TokenStream, Fallback> {
+        let mut check = AdapterCheck::default();
+        check.visit_expr(original);
+        if let Some(why) = check.refuse {
+            return fallback(span, why);
+        }
+        let p = self.after(node, span)?;
+        let carried = self.carried(&p, span)?;
+        let Some(&(start, end)) = self.a.ranges.get(&node) else {
+            return fallback(span, "internal: no range for an expression");
+        };
+        let mentioned: Vec<LocalId> = self
+            .a
+            .mentions
+            .iter()
+            .filter(|m| m.pos > start && m.pos <= end)
+            .map(|m| m.local)
+            .collect();
+        self.no_borrowing_in_flight(&mentioned, span)?;
+        let oldest = self
+            .a
+            .mentions
+            .iter()
+            .filter(|m| m.pos > start && m.pos <= end)
+            .map(|m| self.a.local(m.local).decl)
+            .min();
+        let (rest, owned): (Vec<LocalId>, Vec<LocalId>) = carried
+            .iter()
+            .partition(|&&id| oldest.is_none_or(|o| self.a.local(id).decl < o));
+        let mut binds = TokenStream::new();
+        let mut owned_names = Vec::new();
+        for &id in &owned {
+            let n = self.name_of(id, span)?;
+            let m = self.a.local(id).mutable.then(|| quote!(mut));
+            binds.extend(quote!(#[allow(unused_mut, unused_variables, unused_assignments, clippy::redundant_locals)] let #m #n = #n;));
+            owned_names.push(n);
+        }
+        let owned_packed = machine::pack(&owned_names);
+        let rest_packed = self.pack_ids(&rest, span)?;
+        let f = Ident::new("__f", Span::mixed_site());
+        let r = Ident::new("__r", Span::mixed_site());
+        let tr = self.tr().clone();
+        let value_expr = if check.has_try {
+            let label = syn::Lifetime::new("'__structured_expr", Span::mixed_site());
+            let mut e: Expr = syn::parse2(tokens).map_err(|e| Fallback {
+                span,
+                reason: e.to_string(),
+            })?;
+            TryToBreak { label: &label }.visit_expr_mut(&mut e);
+            quote!(#label: { ::core::ops::ControlFlow::Continue(#e) })
+        } else {
+            tokens
+        };
+        self.emit(
+            quote!(let #f = async move { #binds let #r = #value_expr; (#r, #owned_packed) };),
+        );
+        let mut input = rest;
+        input.extend(owned.iter().copied());
+        let from_live = input.len() - owned.len();
+        let k = self.new_block(Entry::Await(quote!((#r, #owned_packed))), input, Vec::new());
+        self.blocks[k].from_live = from_live;
+        let v = format_ident!("Await{}", k);
+        self.terminate(quote!(#tr::#v(#f, #rest_packed)));
+        self.edges.borrow_mut().push((self.cur, k));
+        self.adapters += 1;
+        self.switch(k);
+        Ok(if check.has_try {
+            let v = Ident::new("__v", Span::mixed_site());
+            quote!(match #r {
+                ::core::ops::ControlFlow::Continue(#v) => #v,
+                ::core::ops::ControlFlow::Break(#v) => return #tr::Return(#v),
+            })
+        } else {
+            quote!(#r)
+        })
+    }
+
+    /// A future in flight that holds a local which may borrow another local would make the
+    /// state self-referential: that needs a native frame.
+    pub(super) fn no_borrowing_in_flight(
+        &self,
+        mentioned: &[LocalId],
+        span: Span,
+    ) -> Result<(), Fallback> {
+        match mentioned.iter().find(|&&id| self.a.local(id).borrowing) {
+            Some(&id) => fallback(
+                span,
+                format!(
+                    "`{}` may hold a borrow of another local and is used by this await",
+                    self.a.local(id).name
+                ),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn suspend_yield(
+        &mut self,
+        v: &Expr,
+        span: Span,
+        node: usize,
+    ) -> Result<(), Fallback> {
+        if expr_await(v).is_some() {
+            return fallback(span, "an await inside a `yield_!` value");
+        }
+        let p = self.after(node, span)?;
+        let carried = self.carried(&p, span)?;
+        let packed = self.pack_ids(&carried, span)?;
+        let v = self.rewrite_expr(v, v.clone())?;
+        let val = Ident::new("__yielded", Span::mixed_site());
+        let k = self.new_block(Entry::Yield, carried, Vec::new());
+        let var = format_ident!("Yield{}", k);
+        let tr = self.tr().clone();
+        self.emit(quote!(let #val = #v;));
+        self.terminate(quote!(#tr::#var(#val, #packed)));
+        self.edges.borrow_mut().push((self.cur, k));
+        self.switch(k);
+        Ok(())
+    }
+}
+
+/// What an expression run as one adapter may not contain: control flow leaving it (other than
+/// `?`, which becomes a `ControlFlow::Break`), or a `yield_!`.
+#[derive(Default)]
+pub(super) struct AdapterCheck {
+    has_try: bool,
+    refuse: Option<&'static str>,
+    loops: usize,
+}
+
+impl<'ast> Visit<'ast> for AdapterCheck {
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Try(_) => {
+                self.has_try = true;
+                syn::visit::visit_expr(self, e);
+            }
+            Expr::Return(_) => self.refuse = Some("a `return` inside an expression with awaits"),
+            Expr::Break(b) if b.label.is_some() || self.loops == 0 => {
+                self.refuse = Some("a `break` out of an expression with awaits");
+            }
+            Expr::Continue(c) if c.label.is_some() || self.loops == 0 => {
+                self.refuse = Some("a `continue` out of an expression with awaits");
+            }
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                self.loops += 1;
+                syn::visit::visit_expr(self, e);
+                self.loops -= 1;
+            }
+            _ => syn::visit::visit_expr(self, e),
+        }
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        if yields::is_yield(m) {
+            self.refuse = Some("a `yield_!` inside an expression with awaits");
+            return;
+        }
+        let mut tokens = Vec::new();
+        crate::liveness::token_idents(m.tokens.clone(), &mut tokens);
+        if tokens
+            .iter()
+            .any(|t| t == "return" || t == "break" || t == "continue")
+            || m.tokens.to_string().contains('?')
+        {
+            self.refuse = Some("control flow inside a macro in an expression with awaits");
+        }
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// `e?` → `match branch(e) { Continue(v) => v, Break(r) => break 'label Break(from_residual(r)) }`.
+pub(super) struct TryToBreak<'a> {
+    label: &'a syn::Lifetime,
+}
+
+impl VisitMut for TryToBreak<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Try(t) => {
+                self.visit_expr_mut(&mut t.expr);
+                let inner = &t.expr;
+                let label = self.label;
+                let v = Ident::new("__v", Span::mixed_site());
+                let res = Ident::new("__residual", Span::mixed_site());
+                *e = syn::parse_quote_spanned!(t.question_token.span=>
+                    match ::structured_async::__private::Branch::branch(#inner) {
+                        ::core::ops::ControlFlow::Continue(#v) => #v,
+                        // Not `break 'label ::path`: a label before `::` reads as `'label:`.
+                        ::core::ops::ControlFlow::Break(#res) => {
+                            let #res = ::core::ops::ControlFlow::Break(
+                                ::structured_async::__private::FromResidual::from_residual(#res)
+                            );
+                            break #label #res
+                        }
+                    }
+                );
+            }
+            _ => visit_mut::visit_expr_mut(self, e),
+        }
+    }
+
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}

@@ -1,0 +1,230 @@
+//! Syntax questions the lowering asks: where a statement's awaits are (not counting closures'
+//! and `async` blocks'), the await on an expression's evaluation spine, and which expressions
+//! are plain enough to evaluate in a block closure.
+
+use super::*;
+
+pub(super) fn finder(visit: impl FnOnce(&mut AwaitFinder)) -> AwaitFinder {
+    let mut f = AwaitFinder {
+        found: None,
+        macro_await: None,
+        suspect: None,
+    };
+    visit(&mut f);
+    f
+}
+
+pub(super) fn has_await(visit: impl FnOnce(&mut AwaitFinder)) -> Option<Span> {
+    let f = finder(visit);
+    f.found.or(f.macro_await)
+}
+
+/// Finds awaits (and `yield_!`) that belong to the body, not to closures or `async` blocks.
+pub(super) struct AwaitFinder {
+    found: Option<Span>,
+    macro_await: Option<Span>,
+    /// The first macro that may expand to an await (any macro not known to be await-free).
+    pub(super) suspect: Option<(Span, String)>,
+}
+
+/// Macros known not to expand to `.await`; any other macro may (`join!`, `select!`, a user's
+/// `macro_rules!`), and an await cannot stand in a block closure, so it keeps a native frame.
+pub(super) const AWAIT_FREE_MACROS: &[&str] = &[
+    "format",
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "write",
+    "writeln",
+    "vec",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "panic",
+    "unreachable",
+    "todo",
+    "unimplemented",
+    "matches",
+    "dbg",
+    "format_args",
+    "concat",
+    "stringify",
+    "line",
+    "column",
+    "file",
+    "module_path",
+    "cfg",
+    "env",
+    "option_env",
+    "include_str",
+    "include_bytes",
+    "compile_error",
+    "trace",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "thread_local",
+    "addr_of",
+    "addr_of_mut",
+];
+
+impl<'ast> Visit<'ast> for AwaitFinder {
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Await(a) => {
+                self.found.get_or_insert(a.await_token.span);
+            }
+            _ => syn::visit::visit_expr(self, e),
+        }
+    }
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        if yields::is_yield(m) {
+            self.found.get_or_insert(m.path.span());
+            return;
+        }
+        let last = m.path.segments.last().map(|s| s.ident.to_string());
+        if !AWAIT_FREE_MACROS.iter().any(|n| last.as_deref() == Some(n)) {
+            self.macro_await.get_or_insert(m.path.span());
+            self.suspect.get_or_insert_with(|| {
+                (
+                    m.path.span(),
+                    quote::ToTokens::to_token_stream(&m.path)
+                        .to_string()
+                        .replace(' ', ""),
+                )
+            });
+            return;
+        }
+        let mut idents = Vec::new();
+        crate::liveness::token_idents(m.tokens.clone(), &mut idents);
+        if idents.iter().any(|i| i == "await" || i == "yield_") {
+            self.macro_await.get_or_insert(m.path.span());
+        }
+    }
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+pub(super) fn stmt_await(s: &Stmt) -> Option<Span> {
+    has_await(|f| f.visit_stmt(s))
+}
+
+pub(super) fn expr_await(e: &Expr) -> Option<Span> {
+    has_await(|f| f.visit_expr(e))
+}
+
+/// The await on the evaluation spine of `e` (the first thing `e` evaluates), if `e` has exactly
+/// one await and it is there: `x.await`, `x.await?`, `x.await.method(args)`, `x.await + rhs`…
+pub(super) fn spine(e: &Expr) -> Option<(&Expr, &Expr)> {
+    match e {
+        Expr::Await(a) => (expr_await(&a.base).is_none()).then_some((e, &*a.base)),
+        Expr::Try(t) => spine(&t.expr),
+        Expr::Paren(p) => spine(&p.expr),
+        Expr::Field(f) => spine(&f.base),
+        Expr::Cast(c) => spine(&c.expr),
+        Expr::Unary(u) => spine(&u.expr),
+        Expr::MethodCall(m) if m.args.iter().all(|a| expr_await(a).is_none()) => spine(&m.receiver),
+        Expr::Binary(b) if expr_await(&b.right).is_none() => spine(&b.left),
+        _ => None,
+    }
+}
+
+/// `e` with its spine await replaced by `r`.
+pub(super) fn replace_spine(e: &Expr, r: &Expr) -> Expr {
+    let mut e = e.clone();
+    fn go(e: &mut Expr, r: &Expr) {
+        match e {
+            Expr::Await(_) => *e = r.clone(),
+            Expr::Try(t) => go(&mut t.expr, r),
+            Expr::Paren(p) => go(&mut p.expr, r),
+            Expr::Field(f) => go(&mut f.base, r),
+            Expr::Cast(c) => go(&mut c.expr, r),
+            Expr::Unary(u) => go(&mut u.expr, r),
+            Expr::MethodCall(m) => go(&mut m.receiver, r),
+            Expr::Binary(b) => go(&mut b.left, r),
+            _ => {}
+        }
+    }
+    go(&mut e, r);
+    e
+}
+
+pub(super) fn contains_let(e: &Expr) -> bool {
+    match e {
+        Expr::Let(_) => true,
+        Expr::Binary(b) => contains_let(&b.left) || contains_let(&b.right),
+        Expr::Paren(p) => contains_let(&p.expr),
+        _ => false,
+    }
+}
+
+pub(super) fn diverges_expr(e: &Expr) -> bool {
+    match e {
+        Expr::Return(_) | Expr::Break(_) | Expr::Continue(_) => true,
+        Expr::Macro(m) => ["panic", "unreachable", "todo", "unimplemented"]
+            .iter()
+            .any(|n| m.mac.path.is_ident(n)),
+        _ => false,
+    }
+}
+
+/// `a..b`, `a..=b` with plain ends: a value holding no borrow and no temporary.
+pub(super) fn is_range(e: &Expr) -> bool {
+    match e {
+        Expr::Range(r) => {
+            let plain = |x: &Option<Box<Expr>>| {
+                x.as_deref().is_none_or(|x| {
+                    matches!(x, Expr::Lit(_) | Expr::Path(_))
+                        || simple_future(x)
+                        || crate::liveness::owned_result(x)
+                })
+            };
+            plain(&r.start) && plain(&r.end)
+        }
+        Expr::Paren(p) => is_range(&p.expr),
+        _ => false,
+    }
+}
+
+/// A place whose evaluation has no effects: `x`, `x.field`, `*x`, `self.a.b`.
+pub(super) fn pure_place(e: &Expr) -> bool {
+    match e {
+        Expr::Path(p) => p.qself.is_none() && p.path.get_ident().is_some(),
+        Expr::Field(f) => pure_place(&f.base),
+        Expr::Unary(u) => matches!(u.op, syn::UnOp::Deref(_)) && pure_place(&u.expr),
+        Expr::Paren(p) => pure_place(&p.expr),
+        _ => false,
+    }
+}
+
+pub(super) fn is_identity(e: &Expr) -> bool {
+    matches!(e, Expr::Await(_))
+}
+
+/// A future expression the block can build itself: a call whose arguments are literals or
+/// plain locals (moved or copied in), so the future holds no borrow of the frame and no
+/// temporary.
+pub(super) fn simple_future(e: &Expr) -> bool {
+    fn plain(a: &Expr) -> bool {
+        match a {
+            Expr::Lit(_) => true,
+            Expr::Path(p) => p.qself.is_none(),
+            Expr::Binary(b) => plain(&b.left) && plain(&b.right),
+            Expr::Unary(u) => !matches!(u.op, syn::UnOp::Deref(_)) && plain(&u.expr),
+            Expr::Cast(c) => plain(&c.expr),
+            Expr::Paren(p) => plain(&p.expr),
+            Expr::Group(g) => plain(&g.expr),
+            _ => false,
+        }
+    }
+    match e {
+        Expr::Call(c) => matches!(&*c.func, Expr::Path(_)) && c.args.iter().all(plain),
+        Expr::Path(_) => true,
+        _ => false,
+    }
+}

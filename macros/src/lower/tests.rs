@@ -1,0 +1,144 @@
+//! Unit tests of the lowering: which bodies lower explicitly, and the report it gives.
+
+use super::*;
+
+/// Lowers `src` (an `async fn`) and returns whether the machine is explicit, with the
+/// report line.
+fn lowered(args: &str, src: &str) -> (bool, String) {
+    let item: ItemFn = syn::parse_str(src).unwrap();
+    let args = crate::args::parse(args.parse().unwrap()).unwrap();
+    let parts = crate::sig::split(&item);
+    let mut report = Report::new("f");
+    match lower(&item, &parts, &args, &mut report) {
+        Ok(out) => (out.is_some(), report.lines().join("\n")),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+#[test]
+fn control_flow_is_lowered_explicitly() {
+    for body in [
+        "async fn f(n: u32) -> u32 { let a = g(n).await; a + 1 }",
+        "async fn f(n: u32) -> Result<u32, E> { let a = g(n).await?; if a > 1 { return Ok(a); } Ok(0) }",
+        "async fn f(n: u32) { let mut i = 0; while i < n { g(i).await; i += 1; } }",
+        "async fn f(v: Option<u32>) -> u32 { match v { Some(x) if x > 2 => g(x).await, _ => 0 } }",
+        "async fn f(n: u32) -> u32 { let mut t = 0; for i in 0..n { t += g(i).await; } t }",
+        "async fn f(&mut self) -> u32 { self.n = g(self.n).await; self.n }",
+        "async fn f(s: String) -> usize { let n = g(&s).await; n + s.len() }",
+        "async fn f() -> u32 { g(1).await + g(2).await * g(3).await }",
+        "async fn f() -> Result<u32, E> { let x = g(1).await? + g(2).await?; Ok(x) }",
+        "async fn f(n: u32) -> u32 { let mut a: u32 = n; let b = a; a = g(b).await; a + b }",
+        "async fn f(mut rx: Rx) { while let Some(x) = rx.recv().await { h(x).await; } }",
+    ] {
+        let (explicit, report) = lowered("", body);
+        assert!(explicit, "{body}: {report}");
+        assert!(report.contains("fallbacks: none"), "{body}: {report}");
+    }
+}
+
+#[test]
+fn borrows_across_awaits_and_hidden_awaits_keep_a_native_frame() {
+    let (explicit, report) = lowered(
+        "",
+        "async fn f(v: Vec<u32>) { let r = &v; g().await; h(r); }",
+    );
+    assert!(!explicit);
+    assert!(report.contains("`r` may hold a borrow"), "{report}");
+
+    let (_, report) = lowered(
+        "",
+        "async fn f() -> u32 { let x = g().await; join!(a, b); x }",
+    );
+    assert!(report.contains("native region from"), "{report}");
+    assert!(report.contains("`join!` may hide an await"), "{report}");
+}
+
+#[test]
+fn a_region_ends_where_no_local_borrows_another_and_the_lowering_goes_on() {
+    for (body, statements) in [
+        // The loop's `x` borrows `v` across the await: the loop alone needs the frame.
+        (
+            "async fn f(v: Vec<u32>) -> u32 { for x in &v { g(x).await; } let n = h().await; n + v.len() as u32 }",
+            1,
+        ),
+        // The guard dies at the block's end; `?` and `return` inside leave the region.
+        (
+            "async fn f(c: RefCell<u32>) -> Option<u32> { { let b = c.borrow(); g(*b).await?; if *b > 2 { return None; } } let n = h().await; Some(n) }",
+            1,
+        ),
+        // The borrow is taken a statement before the await and dies after the next.
+        (
+            "async fn f(v: Vec<u32>) -> usize { let r = &v; g().await; h(r); let n = k().await; n }",
+            3,
+        ),
+    ] {
+        let (explicit, report) = lowered("", body);
+        assert!(explicit, "{body}: {report}");
+        assert!(
+            report.contains(&format!(
+                "over {statements} statement(s), explicit after it"
+            )),
+            "{body}: {report}"
+        );
+        assert!(!report.contains("to the end"), "{body}: {report}");
+    }
+}
+
+#[test]
+fn a_local_moved_in_a_region_and_assigned_again_is_not_lost() {
+    // `a` is moved and assigned again inside the region: it cannot come back as a plain
+    // local (it may hold a value the native frame drops at the end), so the region grows.
+    let (_, report) = lowered(
+        "",
+        "async fn f(mut a: S, v: Vec<u32>) { drop(a); for x in &v { g(x).await; } a = S::new(); h().await; k().await; }",
+    );
+    assert!(!report.contains("explicit after it"), "{report}");
+}
+
+#[test]
+fn a_region_is_not_left_by_break_or_continue() {
+    // `continue` out of the region cannot come back as a value: the loop body keeps its
+    // frame to the end, so the region is the rest of the fn.
+    let (_, report) = lowered(
+        "",
+        "async fn f(v: Vec<u32>) { 'o: loop { for x in &v { if *x > 1 { continue 'o; } g(x).await; } if h().await { break; } } }",
+    );
+    assert!(!report.contains("explicit after it"), "{report}");
+    // A `continue` of a loop inside the region stays native.
+    let (_, report) = lowered(
+        "",
+        "async fn f(v: Vec<u32>) { loop { for x in &v { if *x > 1 { continue; } g(x).await; } if h().await { break; } } }",
+    );
+    assert!(
+        report.contains("over 1 statement(s), explicit after it"),
+        "{report}"
+    );
+}
+
+#[test]
+fn strict_mode_names_the_local_and_the_await() {
+    let item: ItemFn =
+        syn::parse_str("async fn f(v: Vec<u32>) { let r = &v; g().await; h(r); }").unwrap();
+    let args = crate::args::parse("strict".parse().unwrap()).unwrap();
+    let parts = crate::sig::split(&item);
+    let err = lower(&item, &parts, &args, &mut Report::new("f")).unwrap_err();
+    assert!(
+        err.to_string().contains("local `r` may hold a borrow"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_macro_does_not_panic_on_odd_bodies() {
+    for body in [
+        "async fn f() { loop {} }",
+        "async fn f() -> u8 { return g().await; }",
+        "async fn f() { let _: () = g().await; let (a, b) = h().await; }",
+        "async fn f(x: u8) { 'a: { if x > 1 { break 'a; } g().await; } }",
+        "async fn f() { let x; x = g().await; drop(x); }",
+        "async fn f() -> u8 { match g().await { _ => h().await } }",
+    ] {
+        let _ = lowered("", body);
+        let _ = lowered("strict", body);
+    }
+}
