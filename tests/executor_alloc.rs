@@ -1,6 +1,7 @@
 //! Waking and re-polling a task allocates nothing: a counting global allocator watches N
 //! wake + re-poll cycles after a warm-up, for wakes from the executor's own thread (by
-//! reference, by value, through a cloned waker) and from another thread.
+//! reference, by value, through a cloned waker) and from another thread. Spawning a task
+//! allocates exactly once: header, join slot and future share one allocation.
 //!
 //! Only the threads taking part (the test's and the waking thread) are counted: the test
 //! harness's own thread allocates now and then, on its own schedule.
@@ -53,6 +54,26 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The tests share the global counter: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Makes this thread's allocations count until dropped; a test's thread goes on allocating
+/// (reporting its result) after the test returns, while the next test counts.
+struct TakePart;
+
+impl TakePart {
+    fn new() -> Self {
+        TAKES_PART.set(true);
+        TakePart
+    }
+}
+
+impl Drop for TakePart {
+    fn drop(&mut self) {
+        TAKES_PART.set(false);
+    }
+}
+
 const WARM_UP: usize = 100;
 const CYCLES: usize = 10_000;
 
@@ -67,7 +88,10 @@ fn count(during: impl FnOnce()) -> usize {
 
 #[test]
 fn wake_and_repoll_allocate_nothing() {
-    TAKES_PART.set(true);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _part = TakePart::new();
     // The counter itself must see allocations, or a zero below would prove nothing.
     assert_eq!(count(|| drop(Box::new(1u8))), 1);
 
@@ -136,7 +160,7 @@ fn wake_and_repoll_allocate_nothing() {
     let (waker_tx, waker_rx) = std::sync::mpsc::channel::<Waker>();
     let t = Arc::clone(&turn);
     let waker_thread = std::thread::spawn(move || {
-        TAKES_PART.set(true);
+        let _part = TakePart::new();
         let waker = waker_rx.recv().unwrap();
         for i in 0..WARM_UP + CYCLES {
             // Wait until the executor has re-polled after the previous wake.
@@ -177,5 +201,46 @@ fn wake_and_repoll_allocate_nothing() {
         ALLOCATIONS.load(Ordering::SeqCst),
         0,
         "allocations during {CYCLES} remote wake + re-poll cycles"
+    );
+}
+
+#[test]
+fn spawn_local_allocates_once_per_task() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _part = TakePart::new();
+    const TASKS: u64 = 1_000;
+    let rt = structured_async::Runtime::new();
+    // Futures of different sizes and outputs, each awaited; a state of 256 bytes would not
+    // fit a small inline header, so a second allocation for it would show.
+    let round = || {
+        rt.block_on(async {
+            let handles: Vec<_> = (0..TASKS)
+                .map(|i| {
+                    spawn_local(async move {
+                        let big = [i as u8; 256];
+                        yield_now().await;
+                        u64::from(big[7]) + i
+                    })
+                })
+                .collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await;
+            }
+            let detached: Vec<_> = (0..TASKS).map(|i| spawn_local(async move { i })).collect();
+            drop(detached);
+            yield_now().await;
+            sum
+        })
+    };
+    // Warm-up: the slab, its free list and the ready queue grow to their peak once.
+    let expected = round();
+    let allocations = count(|| assert_eq!(round(), expected));
+    assert_eq!(
+        allocations as u64,
+        2 * TASKS + 2,
+        "one allocation per spawned task, plus the two vectors of handles"
     );
 }

@@ -2,7 +2,7 @@
 //! wakers' local fast path look it up here.
 
 use super::core::Core;
-use super::task::Header;
+use super::task::TaskRef;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -36,14 +36,20 @@ pub(crate) fn current() -> Option<Rc<Core>> {
     CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
 }
 
-/// Pushes a woken header onto the local ready queue when its executor is the one running on
+/// Pushes a woken task onto the local ready queue when its executor is the one running on
 /// this thread; gives it back otherwise.
-pub(crate) fn push_local(header: Arc<Header>) -> Result<(), Arc<Header>> {
-    match current() {
-        Some(core) if Arc::ptr_eq(core.shared(), &header.shared) => {
-            core.push_ready(header);
-            Ok(())
+pub(crate) fn push_local(task: TaskRef) -> Result<(), TaskRef> {
+    let mut task = Some(task);
+    // No `Rc` clone of the core: this runs on every local wake.
+    let _ = CURRENT.try_with(|c| {
+        if let (Some(core), Some(t)) = (&*c.borrow(), &task)
+            && Arc::ptr_eq(core.shared(), &t.shared)
+        {
+            core.push_ready(task.take().expect("checked above"));
         }
-        _ => Err(header),
+    });
+    match task {
+        None => Ok(()),
+        Some(task) => Err(task),
     }
 }

@@ -1,33 +1,32 @@
 //! The executor's state on its own thread: the slab of spawned tasks, the local ready queue and
 //! the registered subsystems. The poll loop that drives it is in `run_loop.rs`.
 
+use super::cell::{self, OwnedTask};
 use super::context;
 use super::join::JoinHandle;
 use super::queue::{RemoteBatch, Shared};
-use super::task::{Header, JoinCell, TaskFuture};
+use super::task::{Header, TaskRef};
 use crate::subsystem::registry::Registry;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-/// A spawned future as the slab stores it.
+/// A boxed future, as [`Spawner::spawn`](super::Spawner::spawn) of the default runtime takes it.
 pub(crate) type LocalTask = Pin<Box<dyn Future<Output = ()> + 'static>>;
 
 enum Slot {
     Vacant,
     /// Waiting to be polled.
-    Idle {
-        header: Arc<Header>,
-        future: LocalTask,
-    },
-    /// Being polled: its future is on the poller's stack (invariant 2).
+    Idle(OwnedTask),
+    /// Being polled: its `OwnedTask` is on the poller's stack (invariant 2), which keeps the
+    /// header at `task` alive; the address only identifies the task.
     Running {
-        header: Arc<Header>,
+        task: NonNull<Header>,
         cancelled: bool,
     },
 }
@@ -39,12 +38,22 @@ struct Slab {
 }
 
 impl Slab {
-    fn holds(&self, header: &Arc<Header>) -> bool {
-        match self.slots.get(header.key) {
-            Some(Slot::Idle { header: h, .. } | Slot::Running { header: h, .. }) => {
-                Arc::ptr_eq(h, header)
-            }
+    fn holds(&self, task: &TaskRef) -> bool {
+        match self.slots.get(task.key) {
+            Some(Slot::Idle(owned)) => owned.task().ptr_eq(task),
+            Some(Slot::Running { task: t, .. }) => *t == task.as_ptr(),
             _ => false,
+        }
+    }
+
+    /// A free key; the caller fills its slot.
+    fn reserve(&mut self) -> usize {
+        match self.vacant.pop() {
+            Some(key) => key,
+            None => {
+                self.slots.push(Slot::Vacant);
+                self.slots.len() - 1
+            }
         }
     }
 
@@ -56,10 +65,13 @@ impl Slab {
 
 pub(crate) struct Core {
     shared: Arc<Shared>,
-    ready: RefCell<VecDeque<Arc<Header>>>,
+    ready: RefCell<VecDeque<TaskRef>>,
     /// Buffers swapped with the remote queue's, so draining it reuses capacity.
     spare: RefCell<RemoteBatch>,
     tasks: RefCell<Slab>,
+    /// The root header of the last `block_on`, reused by the next one when nothing else
+    /// holds it (see `Header::try_reset_root`).
+    spare_root: RefCell<Option<TaskRef>>,
     pub(crate) registry: Registry,
     pub(crate) budget: usize,
     /// A `block_on` of this executor is running (it cannot nest in itself).
@@ -76,6 +88,7 @@ impl Core {
             ready: RefCell::new(VecDeque::with_capacity(64)),
             spare: RefCell::default(),
             tasks: RefCell::default(),
+            spare_root: RefCell::new(None),
             registry,
             budget: budget.max(1),
             running: Cell::new(false),
@@ -86,12 +99,12 @@ impl Core {
         &self.shared
     }
 
-    /// Queues a header that was just marked scheduled (invariant 3).
-    pub(crate) fn push_ready(&self, header: Arc<Header>) {
-        self.ready.borrow_mut().push_back(header);
+    /// Queues a task that was just marked scheduled (invariant 3).
+    pub(crate) fn push_ready(&self, task: TaskRef) {
+        self.ready.borrow_mut().push_back(task);
     }
 
-    pub(crate) fn pop_ready(&self) -> Option<Arc<Header>> {
+    pub(crate) fn pop_ready(&self) -> Option<TaskRef> {
         self.ready.borrow_mut().pop_front()
     }
 
@@ -99,31 +112,47 @@ impl Core {
         !self.ready.borrow().is_empty()
     }
 
-    /// A new header, marked scheduled and queued.
-    pub(crate) fn schedule_new(&self, key: usize) -> Arc<Header> {
-        let header = Arc::new(Header::new(key, Arc::clone(&self.shared)));
-        if header.transition_to_scheduled() {
-            self.push_ready(Arc::clone(&header));
-        }
-        header
-    }
-
-    /// Stores `future` in the slab and queues it; returns its header.
-    pub(crate) fn insert(&self, future: LocalTask) -> Arc<Header> {
-        let mut tasks = self.tasks.borrow_mut();
-        let key = match tasks.vacant.pop() {
-            Some(key) => key,
-            None => {
-                tasks.slots.push(Slot::Vacant);
-                tasks.slots.len() - 1
+    /// A root header for a `block_on`, scheduled: the previous one when nothing else holds
+    /// it any more, else a new one.
+    pub(crate) fn root(&self) -> TaskRef {
+        let spare = self.spare_root.borrow_mut().take();
+        let root = match spare {
+            Some(root) if root.try_reset_root() => root,
+            _ => {
+                let root = cell::root(Arc::clone(&self.shared));
+                let scheduled = root.transition_to_scheduled();
+                debug_assert!(scheduled, "a new root is neither queued nor done");
+                root
             }
         };
-        let header = self.schedule_new(key);
-        tasks.slots[key] = Slot::Idle {
-            header: Arc::clone(&header),
-            future,
-        };
-        header
+        self.push_ready(root.clone());
+        root
+    }
+
+    /// Keeps a finished `block_on`'s root header for the next one.
+    pub(crate) fn retire_root(&self, root: TaskRef) {
+        root.transition_to_done();
+        *self.spare_root.borrow_mut() = Some(root);
+    }
+
+    /// Stores `future` in the slab and queues it; returns its header. With `detached`, no
+    /// `JoinHandle` will read its output.
+    fn insert<F: Future + 'static>(&self, future: F, detached: bool) -> TaskRef {
+        let mut tasks = self.tasks.borrow_mut();
+        let key = tasks.reserve();
+        let owned = cell::allocate(future, key, Arc::clone(&self.shared), detached);
+        let task = owned.task().clone();
+        tasks.slots[key] = Slot::Idle(owned);
+        drop(tasks);
+        if task.transition_to_scheduled() {
+            self.push_ready(task.clone());
+        }
+        task
+    }
+
+    /// Stores a boxed future with no `JoinHandle` in the slab and queues it.
+    pub(crate) fn insert_boxed(&self, future: LocalTask) {
+        drop(self.insert(future, true));
     }
 
     /// Spawns a root task and returns its handle.
@@ -132,9 +161,10 @@ impl Core {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let cell = Rc::new(JoinCell::new());
-        let header = self.insert(Box::pin(TaskFuture::new(future, Rc::clone(&cell))));
-        JoinHandle::new(cell, header, Rc::downgrade(self))
+        let task = self.insert(future, false);
+        // SAFETY: `task` was allocated just above for `F`, whose output is the handle's `T`,
+        // and this handle is the only one made for it.
+        unsafe { JoinHandle::new(task, Rc::downgrade(self)) }
     }
 
     /// Moves what other threads queued onto the local ready queue and into the slab.
@@ -146,77 +176,75 @@ impl Core {
         self.shared.take(&mut spare);
         self.ready.borrow_mut().extend(spare.wakes.drain(..));
         for task in spare.spawned.drain(..) {
-            self.insert(task);
+            self.insert_boxed(task);
         }
     }
 
-    /// Polls the task behind `header` once. `Ready` when it finished (or was already gone).
-    pub(crate) fn run_task(&self, header: Arc<Header>) -> Poll<()> {
-        if !header.transition_to_running() {
+    /// Polls the task behind `task` once. `Ready` when it finished (or was already gone).
+    pub(crate) fn run_task(&self, task: TaskRef) -> Poll<()> {
+        if !task.transition_to_running() {
             return Poll::Ready(());
         }
-        let mut future = {
+        let mut owned = {
             let mut tasks = self.tasks.borrow_mut();
-            if !tasks.holds(&header) {
+            if !tasks.holds(&task) {
                 return Poll::Ready(());
             }
             let running = Slot::Running {
-                header: Arc::clone(&header),
+                task: task.as_ptr(),
                 cancelled: false,
             };
-            match std::mem::replace(&mut tasks.slots[header.key], running) {
-                Slot::Idle { future, .. } => future,
+            match std::mem::replace(&mut tasks.slots[task.key], running) {
+                Slot::Idle(owned) => owned,
                 // A task cannot be polled while it is being polled: `holds` saw it and
                 // `Running` only exists during this function, which does not nest for one
                 // task (a task is only queued once, invariant 3).
                 other => {
-                    tasks.slots[header.key] = other;
+                    tasks.slots[task.key] = other;
                     return Poll::Pending;
                 }
             }
         };
-        let waker = Waker::from(Arc::clone(&header));
+        let waker = task.waker_ref();
         let mut cx = Context::from_waker(&waker);
-        // Tasks from `spawn_local` deliver their own panic to their JoinHandle; a raw task
+        // A panic is caught inside (`cell.rs`) and delivered to the JoinHandle; a raw task
         // (from `Spawner::spawn` or another thread) that panics is finished, like a detached
         // tokio task, instead of unwinding through the executor. The panic hook has already
         // reported it.
-        let poll = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)))
-            .unwrap_or(Poll::Ready(()));
+        let poll = owned.poll(&mut cx);
         let mut tasks = self.tasks.borrow_mut();
         let cancelled = matches!(
-            tasks.slots[header.key],
+            tasks.slots[task.key],
             Slot::Running {
                 cancelled: true,
                 ..
             }
         );
         if poll.is_ready() || cancelled {
-            header.transition_to_done();
-            tasks.vacate(header.key);
+            task.transition_to_done();
+            tasks.vacate(task.key);
             drop(tasks);
             // Dropped outside the borrow: its destructor may spawn or cancel (invariant 1).
-            drop(future);
+            drop(owned);
             Poll::Ready(())
         } else {
-            let key = header.key;
-            tasks.slots[key] = Slot::Idle { header, future };
+            tasks.slots[task.key] = Slot::Idle(owned);
             Poll::Pending
         }
     }
 
-    /// Cancels the task behind `header`: drops its future now, or right after its current
+    /// Cancels the task behind `task`: drops its future now, or right after its current
     /// poll when it cancels itself.
-    pub(crate) fn cancel(&self, header: &Arc<Header>) {
+    pub(crate) fn cancel(&self, task: &TaskRef) {
         let mut tasks = self.tasks.borrow_mut();
-        if !tasks.holds(header) {
+        if !tasks.holds(task) {
             return;
         }
-        match &mut tasks.slots[header.key] {
+        match &mut tasks.slots[task.key] {
             Slot::Running { cancelled, .. } => *cancelled = true,
             _ => {
-                header.transition_to_done();
-                let slot = tasks.vacate(header.key);
+                task.transition_to_done();
+                let slot = tasks.vacate(task.key);
                 drop(tasks);
                 drop(slot);
             }
@@ -235,8 +263,8 @@ impl Core {
                     .iter_mut()
                     .enumerate()
                     .filter_map(|(key, slot)| match slot {
-                        Slot::Idle { header, .. } => {
-                            header.transition_to_done();
+                        Slot::Idle(owned) => {
+                            owned.task().transition_to_done();
                             vacant.push(key);
                             Some(std::mem::replace(slot, Slot::Vacant))
                         }

@@ -1,12 +1,13 @@
 //! [`JoinHandle`]: await a spawned task's output, or cancel it.
 
+use super::cell::{self, JoinSlot, Joined};
 use super::core::Core;
-use super::task::{Header, JoinCell, JoinState};
+use super::task::TaskRef;
 use super::traits::{AsyncCancel, Cancel};
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
-use std::rc::{Rc, Weak};
-use std::sync::Arc;
+use std::rc::Weak;
 use std::task::{Context, Poll};
 
 /// The handle of a task started with [`spawn_local`](super::spawn_local): await it for the
@@ -28,14 +29,31 @@ use std::task::{Context, Poll};
 /// assert_eq!(sum, 42);
 /// ```
 pub struct JoinHandle<T> {
-    cell: Rc<JoinCell<T>>,
-    header: Arc<Header>,
+    /// A counted reference to the task, whose allocation holds the join slot.
+    task: TaskRef,
+    /// Also what makes the handle `!Send`, as the join slot requires (rule 4 in `cell.rs`).
     core: Weak<Core>,
+    _output: PhantomData<fn() -> T>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(cell: Rc<JoinCell<T>>, header: Arc<Header>, core: Weak<Core>) -> Self {
-        JoinHandle { cell, header, core }
+    /// The handle of `task`.
+    ///
+    /// # Safety
+    /// `task` was allocated for a future whose output is `T`, on the executor `core` of this
+    /// thread, and no other handle exists for it.
+    pub(crate) unsafe fn new(task: TaskRef, core: Weak<Core>) -> Self {
+        JoinHandle {
+            task,
+            core,
+            _output: PhantomData,
+        }
+    }
+
+    fn slot(&self) -> &JoinSlot<T> {
+        // SAFETY: `new`'s contract gives the output type; the handle is `!Send`, so this runs
+        // on the executor's thread.
+        unsafe { cell::join_slot(&self.task) }
     }
 
     /// Whether the task has finished (returned, panicked or was cancelled).
@@ -51,7 +69,7 @@ impl<T> JoinHandle<T> {
     /// });
     /// ```
     pub fn is_finished(&self) -> bool {
-        !matches!(*self.cell.state.borrow(), JoinState::Running(_))
+        self.slot().is_finished()
     }
 
     /// Cancels the task: its future is dropped now (or, if the task aborts itself, as soon as
@@ -76,7 +94,7 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn abort(&self) {
         if let Some(core) = self.core.upgrade() {
-            core.cancel(&self.header);
+            core.cancel(&self.task);
         }
     }
 }
@@ -89,27 +107,22 @@ impl<T> Future for JoinHandle<T> {
     /// [`JoinHandle::abort`] or because its runtime was dropped) or if the output was already
     /// returned.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut state = self.cell.state.borrow_mut();
-        match std::mem::replace(&mut *state, JoinState::Taken) {
-            JoinState::Running(waker) => {
-                let waker = match waker {
-                    Some(w) if w.will_wake(cx.waker()) => w,
-                    _ => cx.waker().clone(),
-                };
-                *state = JoinState::Running(Some(waker));
-                Poll::Pending
-            }
-            JoinState::Finished(Ok(output)) => Poll::Ready(output),
-            JoinState::Finished(Err(payload)) => {
-                drop(state);
-                std::panic::resume_unwind(payload)
-            }
-            JoinState::Taken => panic!("JoinHandle polled again after it returned the output"),
-            JoinState::Cancelled => {
-                *state = JoinState::Cancelled;
+        match self.slot().poll_join(cx.waker()) {
+            Joined::Pending => Poll::Pending,
+            Joined::Ready(Ok(output)) => Poll::Ready(output),
+            Joined::Ready(Err(payload)) => std::panic::resume_unwind(payload),
+            Joined::Taken => panic!("JoinHandle polled again after it returned the output"),
+            Joined::Cancelled => {
                 panic!("the task of this JoinHandle was cancelled before it finished")
             }
         }
+    }
+}
+
+/// Dropping the handle detaches the task; an output it already produced is dropped here.
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        self.slot().detach();
     }
 }
 

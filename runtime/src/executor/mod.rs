@@ -1,9 +1,10 @@
 //! The local executor: `block_on`, `spawn_local`, wakers, the executor traits, and the
 //! subsystem-aware poll loop.
 //!
-//! A [`Runtime`] runs on one thread. Its spawned tasks live in a slab; a woken task is queued
-//! by its waker, which is the task's reference-counted header, so waking or cloning a waker
-//! never allocates. Wakes from other threads go through a locked queue and an unpark.
+//! A [`Runtime`] runs on one thread. A spawned task is one allocation (header, join slot and
+//! future, `cell.rs`) owned by a slab; a woken task is queued by its waker, a counted
+//! reference to the task's header, so waking or cloning a waker never allocates. Wakes from
+//! other threads go through a locked queue and an unpark.
 //!
 //! ```
 //! use std::rc::Rc;
@@ -38,7 +39,10 @@
 //!    woken after its task finished, or after the runtime was dropped, touches only that
 //!    `Shared` (finished tasks are marked done and skipped; a dropped runtime closes its remote
 //!    queue, which then refuses pushes).
+//! 5. A task's future and output live and die on the executor's thread, whoever drops the
+//!    last reference to the task's allocation (rules 1–4 in `cell.rs`).
 
+mod cell;
 mod context;
 mod core;
 mod join;

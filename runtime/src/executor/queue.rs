@@ -2,12 +2,12 @@
 //! the executor's own thread, and the remote queue that other threads push to before they
 //! unpark the executor (invariants 3 and 4 in `executor/mod.rs`).
 
-use super::task::Header;
+use super::task::TaskRef;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::thread::Thread;
 
@@ -31,7 +31,7 @@ pub(crate) struct Shared {
 
 #[derive(Default)]
 struct Remote {
-    wakes: VecDeque<Arc<Header>>,
+    wakes: VecDeque<TaskRef>,
     spawned: VecDeque<SendTask>,
     /// The executor is gone: pushes are refused, so nothing keeps a header (and through it
     /// this `Shared`) alive in a cycle.
@@ -41,7 +41,7 @@ struct Remote {
 /// What the loop took out of the remote queue in one go.
 #[derive(Default)]
 pub(crate) struct RemoteBatch {
-    pub(crate) wakes: VecDeque<Arc<Header>>,
+    pub(crate) wakes: VecDeque<TaskRef>,
     pub(crate) spawned: VecDeque<SendTask>,
 }
 
@@ -86,13 +86,13 @@ impl Shared {
     /// Queues a wake from another thread and unparks the executor. Gives the header back when
     /// the executor is gone; the caller drops it after this call returns (dropping it here
     /// could free `self`).
-    pub(crate) fn push_wake(&self, header: Arc<Header>) -> Result<(), Arc<Header>> {
+    pub(crate) fn push_wake(&self, task: TaskRef) -> Result<(), TaskRef> {
         {
             let mut remote = self.lock();
             if remote.closed {
-                return Err(header);
+                return Err(task);
             }
-            remote.wakes.push_back(header);
+            remote.wakes.push_back(task);
             self.pending.store(true, Ordering::SeqCst);
         }
         self.notify();

@@ -10,24 +10,25 @@
 
 use super::context;
 use super::core::Core;
-use super::task::{Header, ROOT};
+use super::task::{ROOT, TaskRef};
 use crate::subsystem::registry::ParkPlan;
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Clears the "running" flag and retires the root header however `block_on` ends.
 struct RunGuard<'a> {
     core: &'a Core,
-    root: Arc<Header>,
+    root: Option<TaskRef>,
 }
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
-        self.root.transition_to_done();
+        if let Some(root) = self.root.take() {
+            self.core.retire_root(root);
+        }
         self.core.running.set(false);
     }
 }
@@ -41,12 +42,12 @@ impl Core {
              .await it instead"
         );
         let _enter = context::enter(self);
-        let root = self.schedule_new(ROOT);
-        let _guard = RunGuard {
+        let guard = RunGuard {
             core: self,
-            root: Arc::clone(&root),
+            root: Some(self.root()),
         };
-        let root_waker = Waker::from(Arc::clone(&root));
+        let root = guard.root.as_ref().expect("set above");
+        let root_waker = root.waker_ref();
         let mut future = pin!(future);
         loop {
             self.drain_remote();
@@ -59,7 +60,7 @@ impl Core {
                 if header.key != ROOT {
                     polled += 1;
                     let _ = self.run_task(header);
-                } else if Arc::ptr_eq(&header, &root) {
+                } else if header.ptr_eq(root) {
                     polled += 1;
                     if root.transition_to_running() {
                         let mut cx = Context::from_waker(&root_waker);

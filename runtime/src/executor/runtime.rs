@@ -225,7 +225,7 @@ impl Spawner for Runtime {
     type Task = LocalTask;
 
     fn spawn(&mut self, task: LocalTask) -> Result<(), LocalTask> {
-        self.core.insert(task);
+        self.core.insert_boxed(task);
         Ok(())
     }
 }

@@ -1,16 +1,13 @@
-//! A spawned task: a header shared with its wakers (allocated once, at spawn) and the boxed
-//! future stored in the executor's slab, wrapped so that its output or panic reaches the
-//! [`JoinHandle`](super::JoinHandle).
+//! What every thread may know of a task: its [`Header`] (scheduling state, reference count,
+//! slab key, the executor's `Shared` part) and [`TaskRef`], a counted reference to it. The
+//! header is the first part of the task's single allocation (`cell.rs`), so a waker, a queue
+//! entry and a `JoinHandle` are each one pointer to the same block.
 
+use super::cell::Vtable;
 use super::queue::Shared;
-use std::cell::RefCell;
-use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
-use std::rc::Rc;
+use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
 
 /// The key of the root future of a `block_on` call, which lives on the caller's stack rather
 /// than in the slab.
@@ -21,22 +18,29 @@ const SCHEDULED: u8 = 1;
 /// The task finished or was cancelled; wakes are ignored for good.
 const DONE: u8 = 2;
 
-/// What wakers of one task share with the executor. Reference-counted, so cloning or waking a
-/// waker never allocates.
+/// The part of a task that wakers on any thread read. Only `Sync` fields: the future and its
+/// output, in the rest of the allocation, are never reached through a header on another
+/// thread (rule 2 in `cell.rs`).
 pub(crate) struct Header {
+    /// Live [`TaskRef`]s, wakers included; the allocation is freed when it drops to zero.
+    refs: AtomicUsize,
+    state: AtomicU8,
     /// The task's slot in the slab, or [`ROOT`].
     pub(crate) key: usize,
-    state: AtomicU8,
     pub(crate) shared: Arc<Shared>,
+    /// The functions that know the type of the future behind this header.
+    pub(super) vtable: &'static Vtable,
 }
 
 impl Header {
-    /// A header for the task in slot `key`, not yet scheduled.
-    pub(crate) fn new(key: usize, shared: Arc<Shared>) -> Self {
+    /// A header for the task in slot `key`, not yet scheduled, with one reference.
+    pub(super) fn new(key: usize, shared: Arc<Shared>, vtable: &'static Vtable) -> Self {
         Header {
-            key,
+            refs: AtomicUsize::new(1),
             state: AtomicU8::new(0),
+            key,
             shared,
+            vtable,
         }
     }
 
@@ -58,91 +62,103 @@ impl Header {
     pub(crate) fn transition_to_done(&self) {
         self.state.fetch_or(DONE, Ordering::AcqRel);
     }
-}
 
-/// Where a task's result goes; shared between the task and its `JoinHandle`.
-pub(crate) struct JoinCell<T> {
-    pub(crate) state: RefCell<JoinState<T>>,
-}
-
-/// The life of a task as its `JoinHandle` sees it.
-pub(crate) enum JoinState<T> {
-    /// Still running; the waker of whoever awaits the handle.
-    Running(Option<Waker>),
-    /// Finished with its output, or with the payload of its panic.
-    Finished(std::thread::Result<T>),
-    /// The output was handed out.
-    Taken,
-    /// Dropped before it finished.
-    Cancelled,
-}
-
-impl<T> JoinCell<T> {
-    pub(crate) fn new() -> Self {
-        JoinCell {
-            state: RefCell::new(JoinState::Running(None)),
+    /// A done root header that nothing else references gets a fresh life as the root of the
+    /// next `block_on` (scheduled, not done). `false` if some waker or queue still holds it.
+    pub(super) fn try_reset_root(&self) -> bool {
+        // Acquire: the other holders' last uses happen before this reuse.
+        if self.refs.load(Ordering::Acquire) != 1 {
+            return false;
         }
-    }
-
-    /// Stores the task's result and wakes the awaiting handle, if any.
-    fn finish(&self, result: std::thread::Result<T>) {
-        let previous = self.state.replace(JoinState::Finished(result));
-        if let JoinState::Running(Some(waker)) = previous {
-            waker.wake();
-        }
+        self.state.store(SCHEDULED, Ordering::Release);
+        true
     }
 }
 
-/// Marks the task cancelled if it is dropped before it finished.
-struct Completion<T>(Rc<JoinCell<T>>);
+/// A counted reference to a task's header, as a waker, a ready-queue entry or a `JoinHandle`
+/// holds it. Cloning it bumps the count; dropping the last one frees the task's allocation.
+pub(crate) struct TaskRef {
+    ptr: NonNull<Header>,
+}
 
-impl<T> Drop for Completion<T> {
+// SAFETY: a `TaskRef` gives access to the `Header` only, whose fields are `Sync` (atomics,
+// `Arc<Shared>`, a `'static` vtable). The one other thing it can do from any thread is free
+// the allocation when it holds the last reference, and by rule 2 in `cell.rs` the future and
+// the output are gone by then, so that drops only `Send` data.
+unsafe impl Send for TaskRef {}
+// SAFETY: as for `Send`: `&TaskRef` reaches nothing but the `Sync` header.
+unsafe impl Sync for TaskRef {}
+
+impl TaskRef {
+    /// Takes over one reference counted in the header at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` points to a live header of a task allocation (made in `cell.rs`), and the
+    /// caller owns one of its counted references, which the new `TaskRef` now owns.
+    pub(super) unsafe fn from_raw(ptr: NonNull<Header>) -> Self {
+        TaskRef { ptr }
+    }
+
+    /// The header's address, which names the task.
+    pub(super) fn as_ptr(&self) -> NonNull<Header> {
+        self.ptr
+    }
+
+    /// Whether both name the same task.
+    pub(crate) fn ptr_eq(&self, other: &TaskRef) -> bool {
+        self.ptr == other.ptr
+    }
+
+    /// Counts one more reference to the header at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` points to a live task header (some reference to it is held for the whole call).
+    pub(super) unsafe fn increment(ptr: NonNull<Header>) {
+        // SAFETY: the caller guarantees the header is alive.
+        let header = unsafe { ptr.as_ref() };
+        // Relaxed, as in `Arc::clone`: the new reference is made from an existing one, so the
+        // count cannot reach zero meanwhile.
+        let old = header.refs.fetch_add(1, Ordering::Relaxed);
+        // A count near overflow means references are leaked in a loop; stop before it wraps
+        // (as `Arc` does) rather than free a live task later.
+        if old > isize::MAX as usize {
+            std::process::abort();
+        }
+    }
+}
+
+impl std::ops::Deref for TaskRef {
+    type Target = Header;
+
+    fn deref(&self) -> &Header {
+        // SAFETY: we own a counted reference, so the allocation (and its header) is alive.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Clone for TaskRef {
+    fn clone(&self) -> Self {
+        // SAFETY: `self` keeps the header alive during the call, and the count incremented
+        // here is the one the new `TaskRef` owns.
+        unsafe {
+            TaskRef::increment(self.ptr);
+            TaskRef::from_raw(self.ptr)
+        }
+    }
+}
+
+impl Drop for TaskRef {
     fn drop(&mut self) {
-        let mut state = self.0.state.borrow_mut();
-        if let JoinState::Running(waker) = &mut *state {
-            let waker = waker.take();
-            *state = JoinState::Cancelled;
-            drop(state);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+        // Release, then Acquire before freeing, as in `Arc::drop`: every use of the task
+        // through other references happens before the free.
+        if self.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A spawned future as the slab stores it: runs it, catches its panic, delivers the result.
-    pub(crate) struct TaskFuture<F: Future> {
-        #[pin]
-        future: F,
-        completion: Completion<F::Output>,
-    }
-}
-
-impl<F: Future> TaskFuture<F> {
-    pub(crate) fn new(future: F, cell: Rc<JoinCell<F::Output>>) -> Self {
-        TaskFuture {
-            future,
-            completion: Completion(cell),
-        }
-    }
-}
-
-impl<F: Future> Future for TaskFuture<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        let future = this.future;
-        // A panic is delivered to the JoinHandle instead of unwinding through the executor;
-        // the future is never polled again after it panicked (the task is done either way).
-        let result = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(output)) => Ok(output),
-            Err(payload) => Err(payload),
-        };
-        this.completion.0.finish(result);
-        Poll::Ready(())
+        fence(Ordering::Acquire);
+        let dealloc = self.vtable.dealloc;
+        // SAFETY: this was the last reference, so nothing else can reach the allocation; the
+        // vtable's `dealloc` is the one made for this allocation's type (`cell.rs`).
+        unsafe { dealloc(self.ptr) }
     }
 }
 
@@ -160,7 +176,7 @@ impl<F: Future> Future for TaskFuture<F> {
 /// assert!(rt.run(runnable).is_ready());
 /// assert!(handle.is_finished());
 /// ```
-pub struct Runnable(pub(crate) Arc<Header>);
+pub struct Runnable(pub(crate) TaskRef);
 
 impl std::fmt::Debug for Runnable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,38 +1,109 @@
-//! Wakers. A task's waker is its reference-counted [`Header`]: cloning it bumps a count,
-//! waking it pushes the header onto a queue whose capacity is reused, so neither allocates.
-//! [`flag_waker`] is a waker for executors with no heap at all: it sets a `'static` flag.
+//! Wakers. A task's waker is a counted reference to its [`Header`] (one pointer into the
+//! task's allocation): cloning it bumps the count, waking it pushes the header onto a queue
+//! whose capacity is reused, so neither allocates. [`flag_waker`] is a waker for executors
+//! with no heap at all: it sets a `'static` flag.
 
 use super::context;
-use super::task::Header;
+use super::task::{Header, TaskRef};
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{RawWaker, RawWakerVTable, Wake, Waker};
+use std::task::{RawWaker, RawWakerVTable, Waker};
 
-impl Wake for Header {
-    fn wake(self: Arc<Self>) {
+impl TaskRef {
+    /// Queues the task unless it is queued already or done (invariant 3).
+    pub(crate) fn wake_by_ref(&self) {
+        if self.transition_to_scheduled() {
+            enqueue(self.clone());
+        }
+    }
+
+    /// As [`TaskRef::wake_by_ref`], consuming this reference.
+    pub(crate) fn wake(self) {
         if self.transition_to_scheduled() {
             enqueue(self);
         }
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.transition_to_scheduled() {
-            enqueue(Arc::clone(self));
+    /// A waker for this task that borrows this reference instead of counting its own: it
+    /// costs no atomic operation, and its clones count theirs as usual.
+    pub(crate) fn waker_ref(&self) -> WakerRef<'_> {
+        let raw = RawWaker::new(self.as_ptr().as_ptr().cast_const().cast(), &TASK_VTABLE);
+        WakerRef {
+            // SAFETY: `TASK_VTABLE` honours the `RawWaker` contract for a data pointer to a
+            // live task header: clone counts a new reference, wake-by-value and drop give one
+            // back, all through `TaskRef`, which is `Send + Sync`. This waker owns no
+            // reference: it is never dropped (`ManuallyDrop`), only lent out as `&Waker`
+            // while `self` keeps the header alive, and a `&Waker` cannot be woken by value
+            // (that takes a `Waker`, which only `clone` makes, counting its own reference).
+            waker: ManuallyDrop::new(unsafe { Waker::from_raw(raw) }),
+            _task: std::marker::PhantomData,
         }
     }
 }
 
+/// A waker borrowed from a [`TaskRef`] (see [`TaskRef::waker_ref`]).
+pub(crate) struct WakerRef<'a> {
+    waker: ManuallyDrop<Waker>,
+    _task: std::marker::PhantomData<&'a TaskRef>,
+}
+
+impl std::ops::Deref for WakerRef<'_> {
+    type Target = Waker;
+
+    fn deref(&self) -> &Waker {
+        &self.waker
+    }
+}
+
+// A `static`, so that every task waker points at one vtable and `will_wake` recognises
+// clones of one waker.
+static TASK_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(task_clone, task_wake, task_wake_by_ref, task_drop);
+
+/// The header a task waker's data pointer names.
+fn header_ptr(data: *const ()) -> NonNull<Header> {
+    // Task wakers are only made from a `NonNull<Header>` (`waker_ref`, `task_clone`).
+    NonNull::new(data.cast_mut().cast()).expect("a task waker names a header")
+}
+
+fn task_clone(data: *const ()) -> RawWaker {
+    // SAFETY: the waker being cloned keeps the header alive (it owns or borrows a counted
+    // reference); the count added here belongs to the new waker.
+    unsafe { TaskRef::increment(header_ptr(data)) };
+    RawWaker::new(data, &TASK_VTABLE)
+}
+
+fn task_wake(data: *const ()) {
+    // SAFETY: waking by value consumes a waker that owns one counted reference (only
+    // `task_clone` makes owning wakers; a `waker_ref` is never woken by value, see there).
+    unsafe { TaskRef::from_raw(header_ptr(data)) }.wake();
+}
+
+fn task_wake_by_ref(data: *const ()) {
+    // SAFETY: the waker keeps the header alive for this call; `ManuallyDrop` leaves its count
+    // untouched.
+    let task = ManuallyDrop::new(unsafe { TaskRef::from_raw(header_ptr(data)) });
+    task.wake_by_ref();
+}
+
+fn task_drop(data: *const ()) {
+    // SAFETY: the waker dropped owned one counted reference (see `task_wake`).
+    drop(unsafe { TaskRef::from_raw(header_ptr(data)) });
+}
+
 /// Puts a header that was just marked scheduled on a ready queue: the local one when the wake
 /// happens on the executor's thread while it runs, the remote one (plus an unpark) otherwise.
-fn enqueue(header: Arc<Header>) {
-    let header = match context::push_local(header) {
+fn enqueue(task: TaskRef) {
+    let task = match context::push_local(task) {
         Ok(()) => return,
-        Err(header) => header,
+        Err(task) => task,
     };
-    // Keep `Shared` alive on our own until the push returns: the header may be the last thing
+    // Keep `Shared` alive on our own until the push returns: the task may be the last thing
     // holding it, and is dropped (if refused) before `shared` is.
-    let shared = Arc::clone(&header.shared);
-    let _refused = shared.push_wake(header);
+    let shared = Arc::clone(&task.shared);
+    let _refused = shared.push_wake(task);
 }
 
 /// A waker that sets `flag` when woken, from any thread, and never allocates (not even when
