@@ -65,3 +65,43 @@ fn a_warm_thread_spawns_without_allocating() {
     assert_eq!(allocations_for(100_000), 0);
     assert_eq!(allocations_for(1_000), 0);
 }
+
+/// Allocations made by a tree of nurseries three deep, `branch` wide at every level, each
+/// leaf a pend-once child: `branch + branch²` inner nurseries alive at once.
+fn allocations_for_tree(branch: u64) -> usize {
+    let fut = nursery!(|outer| {
+        for _ in 0..branch {
+            outer.spawn(nursery!(|mid| {
+                for _ in 0..branch {
+                    mid.spawn(nursery!(|leaves| {
+                        for _ in 0..branch {
+                            leaves.spawn(structured_async::yield_now());
+                        }
+                    }));
+                }
+            }));
+        }
+    });
+    let region = Region::new(GLOBAL);
+    futures::executor::block_on(fut);
+    let change = region.change();
+    change.allocations + change.reallocations
+}
+
+#[test]
+fn a_warm_thread_runs_a_tree_of_nurseries_without_allocating() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    std::thread::spawn(|| {
+        // Cold: every one of the 1 + 20 + 400 nurseries allocates its storage.
+        let cold = allocations_for_tree(20);
+        assert!(cold >= 421, "{cold} allocations for 421 cold nurseries");
+        // Warm: each nursery takes the storage one of the last tree's left behind.
+        assert_eq!(allocations_for_tree(20), 0);
+        // A smaller tree too: each level's nurseries find storage laid out for their own
+        // children, whatever order the last tree's nurseries finished in.
+        assert_eq!(allocations_for_tree(10), 0);
+        assert_eq!(allocations_for_tree(20), 0);
+    })
+    .join()
+    .unwrap();
+}

@@ -15,6 +15,8 @@ use core::alloc::Layout;
 use core::ptr;
 use std::alloc::{alloc, dealloc, handle_alloc_error};
 
+use super::pool;
+
 /// Classes per doubling of size: strides are `(4 + m) << (k - 2)` bytes for `m` in `0..4`.
 const STEPS: usize = 4;
 /// The smallest stride, big enough to hold a free-list link.
@@ -62,13 +64,30 @@ struct Class {
 /// The children's storage of one nursery.
 pub(super) struct Arena {
     classes: Vec<Class>,
+    /// The bytes of every chunk allocated so far.
+    bytes: usize,
+    /// The class of the first chunk allocated, if any: what the arena is kept under once its
+    /// nursery ends (see `pool`).
+    first_class: Option<usize>,
 }
 
 impl Arena {
     pub(super) const fn new() -> Self {
         Arena {
             classes: Vec::new(),
+            bytes: 0,
+            first_class: None,
         }
+    }
+
+    /// The class of the first chunk this arena allocated.
+    pub(super) fn first_class(&self) -> Option<usize> {
+        self.first_class
+    }
+
+    /// The memory the chunks hold, in bytes.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// A slot of `class` (arena rule 1).
@@ -94,6 +113,15 @@ impl Arena {
 
     #[cold]
     fn grow(&mut self, class: usize) -> *mut u8 {
+        if self.first_class.is_none() {
+            // A nursery's first child: an arena a finished nursery left, laid out for this
+            // class, serves it without allocating.
+            if let Some(spare) = pool::take_arena(class) {
+                *self = spare;
+                return self.alloc(class);
+            }
+            self.first_class = Some(class);
+        }
         while self.classes.len() <= class {
             self.classes.push(Class {
                 free: ptr::null_mut(),
@@ -112,6 +140,7 @@ impl Arena {
             handle_alloc_error(layout);
         }
         c.chunks.push((chunk, layout));
+        self.bytes += layout.size();
         // SAFETY: the chunk is `slots` strides long; the first one is handed out now.
         unsafe {
             c.bump = chunk.add(stride(class));

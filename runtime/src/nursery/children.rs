@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use super::arena::Arena;
 use super::kind::this_thread;
+use super::pool;
 use super::slot::{Entry, FOREIGN, NO_WAITER, Polled, State, VTable};
 use super::wake::{HubRef, WakeNode};
 
@@ -46,10 +47,9 @@ pub(super) struct Core {
 
 impl Core {
     pub(super) fn new() -> Self {
-        let Storage { hub, arena } = Storage::take_spare();
         let core = Core {
-            hub: ManuallyDrop::new(hub),
-            arena: ManuallyDrop::new(arena),
+            hub: ManuallyDrop::new(pool::take_hub()),
+            arena: ManuallyDrop::new(UnsafeCell::new(Arena::new())),
             len: Cell::new(1),
             free: Cell::new(0),
             live: Cell::new(0),
@@ -408,51 +408,6 @@ impl Drop for Core {
             return;
         }
         // Children were dropped by the driver; only memory is left (arena rule 2).
-        Storage { hub, arena }.recycle(self.len.get());
-    }
-}
-
-/// A nursery's memory: its hub (wake nodes with their entries) and its arena.
-/// When a nursery finishes with no waker left outstanding, the next nursery on the same
-/// thread reuses it, so a warm thread spawns without allocating or touching fresh pages.
-struct Storage {
-    hub: HubRef,
-    arena: UnsafeCell<Arena>,
-}
-
-/// Nurseries that used more slots than this give their memory back instead of keeping it.
-const RECYCLE_LIMIT: u32 = 1 << 20;
-
-thread_local! {
-    static SPARE: Cell<Option<Storage>> = const { Cell::new(None) };
-}
-
-impl Storage {
-    /// The storage the last nursery on this thread left, or new storage.
-    fn take_spare() -> Storage {
-        SPARE
-            .try_with(Cell::take)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| Storage {
-                hub: HubRef::new(),
-                arena: UnsafeCell::new(Arena::new()),
-            })
-    }
-
-    /// Keeps this storage for the next nursery on this thread if nobody else can reach it
-    /// (no waker holds the hub) and it is not too large; frees it otherwise.
-    fn recycle(self, len: u32) {
-        if len <= RECYCLE_LIMIT && self.hub.reset_if_unshared() {
-            let _ = SPARE.try_with(|spare| {
-                if let Some(old) = spare.replace(None) {
-                    // Keep the larger of the two.
-                    let keep_old = old.hub.capacity() > self.hub.capacity();
-                    spare.set(Some(if keep_old { old } else { self }));
-                } else {
-                    spare.set(Some(self));
-                }
-            });
-        }
+        pool::recycle(hub, arena.into_inner());
     }
 }

@@ -8,8 +8,9 @@
 //! - **Storage** (`arena`): a child is written into a slot of a size class (four classes
 //!   per doubling), carved from chunks that double in size and never move, and recycled
 //!   through a free list threaded through free slots. Children of any type share it; nothing
-//!   is boxed. When a nursery ends with no waker left outstanding, the next nursery on the
-//!   same thread reuses its memory, so a warm thread spawns without allocating.
+//!   is boxed. A finished nursery's memory goes to a per-thread pool (`pool`) that later
+//!   nurseries take from, so a warm thread runs nurseries, even a tree of them alive at once,
+//!   without allocating.
 //! - **Wakers** (`wake`): each slot has a 16-byte wake node (next to the slot's 24-byte
 //!   bookkeeping) in chunks that never move. A child's waker points at its node; waking pushes
 //!   the node on the nursery's ready stack (a lock-free stack, one swap to take it all), or,
@@ -48,6 +49,7 @@ mod children;
 mod driver;
 mod kind;
 mod outcome;
+mod pool;
 mod scope;
 mod slot;
 mod wake;

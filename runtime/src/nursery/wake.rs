@@ -252,9 +252,11 @@ impl HubRef {
         self.hub().refs.load(Ordering::Acquire) == 1
     }
 
-    /// How many nodes the allocated chunks hold.
-    pub(super) fn capacity(&self) -> usize {
-        self.hub().capacity.get()
+    /// The memory the hub and its chunks hold, in bytes.
+    pub(super) fn bytes(&self) -> usize {
+        let capacity = self.hub().capacity.get();
+        let chunks = chunk_of(capacity as u32).0;
+        size_of::<Hub>() + chunks * NODES_AT + capacity * size_of::<WakeNode>()
     }
 
     /// Readies the hub for another nursery, if no waker refers to it: empties the ready stack
