@@ -298,6 +298,16 @@ pub fn process_cpu_ns() -> u64 {
         .sum()
 }
 
+/// CPU time (user + system) of the calling thread so far, in nanoseconds, from
+/// `/proc/thread-self/schedstat`: for a runtime whose loop runs on the caller's thread
+/// (ours, tokio's current-thread), the loop's own CPU time, whatever other threads do.
+pub fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A small deterministic generator (xorshift64*), so every peer gets the same inputs.
 pub struct Rng(u64);
 

@@ -131,15 +131,19 @@ pub fn report(results: &[GroupResult]) -> String {
             }
             "timers" => {
                 ratio_check(&mut checks, g, "tokio JoinSet of sleeps", 1.0, "≤ 1.0");
-                let cpu = extra(g, "CPU / wall");
-                value_check(
-                    &mut checks,
-                    g,
-                    "CPU / wall",
-                    cpu,
-                    |v| v < 0.75,
-                    "well under 1 (< 0.75)",
-                );
+                // Only a size whose timer work is small against the 50 ms window can show
+                // whether the loop parks (see timers.rs): the 10,000 case.
+                if g.case.starts_with("10000 ") {
+                    let cpu = extra(g, "loop thread CPU / wall");
+                    value_check(
+                        &mut checks,
+                        g,
+                        "loop thread CPU / wall",
+                        cpu,
+                        |v| v < 0.25,
+                        "well under 1 (< 0.25)",
+                    );
+                }
             }
             "subsystem dedup" => {
                 let checks_per = extra(g, "source checks / completion");

@@ -38,6 +38,7 @@ pub(crate) fn current() -> Option<Rc<Core>> {
 
 /// Pushes a woken task onto the local ready queue when its executor is the one running on
 /// this thread; gives it back otherwise.
+#[inline]
 pub(crate) fn push_local(task: TaskRef) -> Result<(), TaskRef> {
     let mut task = Some(task);
     // No `Rc` clone of the core: this runs on every local wake.

@@ -100,14 +100,17 @@ impl Core {
     }
 
     /// Queues a task that was just marked scheduled (invariant 3).
+    #[inline]
     pub(crate) fn push_ready(&self, task: TaskRef) {
         self.ready.borrow_mut().push_back(task);
     }
 
+    #[inline]
     pub(crate) fn pop_ready(&self) -> Option<TaskRef> {
         self.ready.borrow_mut().pop_front()
     }
 
+    #[inline]
     pub(crate) fn has_ready(&self) -> bool {
         !self.ready.borrow().is_empty()
     }

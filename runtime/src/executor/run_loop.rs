@@ -70,8 +70,7 @@ impl Core {
                     }
                 }
                 if polled < self.budget && self.has_ready() {
-                    let now = *now.get_or_insert_with(Instant::now);
-                    self.registry.poll_hinted(now);
+                    self.registry.poll_hinted(&mut now);
                 }
             }
             let now = Instant::now();

@@ -47,6 +47,7 @@ impl Header {
     /// Marks the task scheduled; `true` when the caller must queue it (it was neither queued
     /// already nor done).
     #[must_use]
+    #[inline]
     pub(crate) fn transition_to_scheduled(&self) -> bool {
         self.state.fetch_or(SCHEDULED, Ordering::AcqRel) & (SCHEDULED | DONE) == 0
     }
@@ -54,11 +55,13 @@ impl Header {
     /// Called by the executor right before it polls the task: wakes from now on queue it
     /// again. `false` when the task is done and must not be polled.
     #[must_use]
+    #[inline]
     pub(crate) fn transition_to_running(&self) -> bool {
         self.state.fetch_and(!SCHEDULED, Ordering::AcqRel) & DONE == 0
     }
 
     /// The task finished or was cancelled: no wake will queue it again.
+    #[inline]
     pub(crate) fn transition_to_done(&self) {
         self.state.fetch_or(DONE, Ordering::AcqRel);
     }
@@ -95,16 +98,19 @@ impl TaskRef {
     /// # Safety
     /// `ptr` points to a live header of a task allocation (made in `cell.rs`), and the
     /// caller owns one of its counted references, which the new `TaskRef` now owns.
+    #[inline]
     pub(super) unsafe fn from_raw(ptr: NonNull<Header>) -> Self {
         TaskRef { ptr }
     }
 
     /// The header's address, which names the task.
+    #[inline]
     pub(super) fn as_ptr(&self) -> NonNull<Header> {
         self.ptr
     }
 
     /// Whether both name the same task.
+    #[inline]
     pub(crate) fn ptr_eq(&self, other: &TaskRef) -> bool {
         self.ptr == other.ptr
     }
@@ -113,6 +119,7 @@ impl TaskRef {
     ///
     /// # Safety
     /// `ptr` points to a live task header (some reference to it is held for the whole call).
+    #[inline]
     pub(super) unsafe fn increment(ptr: NonNull<Header>) {
         // SAFETY: the caller guarantees the header is alive.
         let header = unsafe { ptr.as_ref() };
@@ -130,6 +137,7 @@ impl TaskRef {
 impl std::ops::Deref for TaskRef {
     type Target = Header;
 
+    #[inline]
     fn deref(&self) -> &Header {
         // SAFETY: we own a counted reference, so the allocation (and its header) is alive.
         unsafe { self.ptr.as_ref() }
@@ -137,6 +145,7 @@ impl std::ops::Deref for TaskRef {
 }
 
 impl Clone for TaskRef {
+    #[inline]
     fn clone(&self) -> Self {
         // SAFETY: `self` keeps the header alive during the call, and the count incremented
         // here is the one the new `TaskRef` owns.
@@ -148,6 +157,7 @@ impl Clone for TaskRef {
 }
 
 impl Drop for TaskRef {
+    #[inline]
     fn drop(&mut self) {
         // Release, then Acquire before freeing, as in `Arc::drop`: every use of the task
         // through other references happens before the free.

@@ -13,6 +13,7 @@ use std::task::{RawWaker, RawWakerVTable, Waker};
 
 impl TaskRef {
     /// Queues the task unless it is queued already or done (invariant 3).
+    #[inline]
     pub(crate) fn wake_by_ref(&self) {
         if self.transition_to_scheduled() {
             enqueue(self.clone());
@@ -20,6 +21,7 @@ impl TaskRef {
     }
 
     /// As [`TaskRef::wake_by_ref`], consuming this reference.
+    #[inline]
     pub(crate) fn wake(self) {
         if self.transition_to_scheduled() {
             enqueue(self);
@@ -28,6 +30,7 @@ impl TaskRef {
 
     /// A waker for this task that borrows this reference instead of counting its own: it
     /// costs no atomic operation, and its clones count theirs as usual.
+    #[inline]
     pub(crate) fn waker_ref(&self) -> WakerRef<'_> {
         let raw = RawWaker::new(self.as_ptr().as_ptr().cast_const().cast(), &TASK_VTABLE);
         WakerRef {

@@ -70,12 +70,15 @@ impl Registry {
     }
 
     /// Between two task polls: consults the memory-only `ready_hint` of each busy-polled
-    /// subsystem with waiters, and polls those that say an event may be there.
-    pub(crate) fn poll_hinted(&self, now: Instant) {
+    /// subsystem with waiters, and polls those that say an event may be there. The hint is
+    /// asked before the (possibly costlier) `park_hint`, and the clock is read only when a
+    /// subsystem is polled: this runs after every task poll.
+    #[inline]
+    pub(crate) fn poll_hinted(&self, now: &mut Option<Instant>) {
         for e in &self.entries {
             let s = &e.subsystem;
-            if s.waiters() > 0 && s.park_hint() == ParkHint::Busy && s.ready_hint() {
-                s.poll(now);
+            if s.waiters() > 0 && s.ready_hint() && s.park_hint() == ParkHint::Busy {
+                s.poll(*now.get_or_insert_with(Instant::now));
             }
         }
     }

@@ -118,6 +118,12 @@ impl Subsystem for Timers {
         self.wheel.borrow().len()
     }
 
+    /// Timers are driven by their deadline ([`ParkHint::Deadline`]), never busy-polled, so
+    /// the loop has nothing to gain from polling them between two tasks: always `false`.
+    fn ready_hint(&self) -> bool {
+        false
+    }
+
     fn park_hint(&self) -> ParkHint {
         match self.wheel.borrow().next_expiration() {
             Some(tick) => self
