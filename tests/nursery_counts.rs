@@ -130,3 +130,46 @@ fn wakes_from_other_threads_mix_with_local_ones() {
         assert_eq!(local_polls.get(), LOCAL * 4);
     }
 }
+
+/// A child lends its waker to threads that wake it while, in the same poll, it spawns
+/// siblings and wakes itself: the nursery marks the siblings queued with plain stores (no
+/// other thread can reach them) and the child with atomic swaps, so every node is queued
+/// exactly once and each child is polled exactly as often as it needs.
+#[test]
+fn wakes_from_lent_wakers_race_no_sibling_spawned_meanwhile() {
+    const SIBLINGS: usize = 20;
+    for _ in 0..if cfg!(miri) { 2 } else { 20 } {
+        let lender_polls = Cell::new(0);
+        let sibling_polls = Cell::new(0);
+        block_on(nursery!(|n| {
+            n.spawn(async {
+                let mut lent = false;
+                poll_fn(|cx| {
+                    lender_polls.set(lender_polls.get() + 1);
+                    if lent {
+                        return Poll::Ready(());
+                    }
+                    lent = true;
+                    let waker = cx.waker();
+                    std::thread::scope(|s| {
+                        for _ in 0..2 {
+                            s.spawn(|| {
+                                for _ in 0..50 {
+                                    waker.wake_by_ref();
+                                }
+                            });
+                        }
+                        for _ in 0..SIBLINGS {
+                            n.spawn(async { sibling_polls.set(sibling_polls.get() + 1) });
+                            waker.wake_by_ref();
+                        }
+                    });
+                    Poll::Pending
+                })
+                .await
+            });
+        }));
+        assert_eq!(lender_polls.get(), 2);
+        assert_eq!(sibling_polls.get(), SIBLINGS);
+    }
+}

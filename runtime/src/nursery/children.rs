@@ -206,10 +206,11 @@ impl Core {
         self.schedule_node(self.hub.node(index));
     }
 
-    /// Queues `node` on the run queue unless it is queued already (wake rule 3).
+    /// Queues `node`, whose child is not being polled, on the run queue unless it is queued
+    /// already (wake rules 3, 6).
     #[inline]
     fn schedule_node(&self, node: &WakeNode) {
-        if node.mark_queued(self.hub.alone()) {
+        if node.mark_queued_by_owner(self.hub.alone()) {
             node.set_next(None);
             self.push_run(node, node);
         }

@@ -29,6 +29,12 @@
 //!    nursery's reference is gone, the last waker left also reads 1; only the thread that
 //!    last polled the nursery takes the owner's path then, over a list nobody reads any more,
 //!    whose nodes stay allocated until that waker is dropped (rules 1, 2).
+//! 6. A node's waker reaches another thread only as a clone (counted in `refs`) or as the
+//!    borrowed waker its own child's poll lends (`std::thread::scope`), which ends with that
+//!    poll. So while the owner is alone with the hub, no other thread can touch the node of a
+//!    child that is not being polled right now, and the owner flips its `queued` flag with a
+//!    plain load and store ([`WakeNode::mark_queued_by_owner`]): when it spawns a child, or
+//!    queues the body or a sibling that awaits a finished child's handle.
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
@@ -88,6 +94,11 @@ pub(super) struct Hub {
     chunks: UnsafeCell<[*mut u8; MAX_CHUNKS]>,
     /// Owner only: how many nodes the allocated chunks hold.
     capacity: Cell<usize>,
+    /// Owner only: where [`HubRef::ensure`] writes the next node, the end of its chunk, and
+    /// the chunk after it; null, null, 0 before the first node.
+    fresh: Cell<*mut WakeNode>,
+    fresh_end: Cell<*mut WakeNode>,
+    fresh_chunk: Cell<usize>,
     /// Nodes woken by the owner alone with the hub (wake rule 5) since the last
     /// [`HubRef::take_ready`], oldest first, linked through `next`; null when empty. Atomic
     /// only for the waker left over after the owner is gone (rule 5); always `Relaxed`.
@@ -161,6 +172,9 @@ impl HubRef {
             parent: Mutex::new(None),
             chunks: UnsafeCell::new([ptr::null_mut(); MAX_CHUNKS]),
             capacity: Cell::new(0),
+            fresh: Cell::new(ptr::null_mut()),
+            fresh_end: Cell::new(ptr::null_mut()),
+            fresh_chunk: Cell::new(0),
             woken_head: AtomicPtr::new(ptr::null_mut()),
             woken_tail: AtomicPtr::new(ptr::null_mut()),
             owner: AtomicUsize::new(this_thread()),
@@ -174,21 +188,24 @@ impl HubRef {
         unsafe { self.0.as_ref() }
     }
 
-    /// Makes sure node `index` exists: allocates chunks (in order) up to the one holding it,
-    /// and writes the node with `entry`, and returns it. The owner ensures each index once, in
-    /// increasing order, so a chunk's memory is touched only as far as it is used.
+    /// Writes node `index` with `entry` and returns it, allocating its chunk if needed. The
+    /// owner ensures indices once each, from 0 up (after [`HubRef::new`] or a reset), so the
+    /// next node's place is a pointer bump, and a chunk's memory is touched only as far as it
+    /// is used.
     #[inline]
     pub(super) fn ensure(&self, index: u32, entry: Entry) -> &WakeNode {
-        while (index as usize) >= self.hub().capacity.get() {
-            self.grow();
+        let hub = self.hub();
+        if hub.fresh.get() == hub.fresh_end.get() {
+            self.next_chunk();
         }
-        let (k, offset) = chunk_of(index);
-        // SAFETY: chunk `k` exists (the loop above) and has room for `offset` (chunk_of); the
-        // node is written before anyone can reach it (no waker for it exists yet), and never
-        // moves afterwards (wake rule 2).
+        let node = hub.fresh.get();
+        debug_assert_eq!(node.addr(), self.node_addr(index));
+        // SAFETY: `fresh` lies inside the node array of an allocated chunk, before its end
+        // (checked above), at the place of `index` (nodes are ensured in order); the node is
+        // written before anyone can reach it (no waker for it exists yet), and never moves
+        // afterwards (wake rule 2).
         unsafe {
-            let chunk = (*self.hub().chunks.get())[k];
-            let node = chunk.add(NODES_AT).cast::<WakeNode>().add(offset);
+            hub.fresh.set(node.add(1));
             node.write(WakeNode {
                 next: AtomicPtr::new(ptr::null_mut()),
                 index,
@@ -199,11 +216,40 @@ impl HubRef {
         }
     }
 
+    /// Points `fresh` at the start of the next chunk, allocating it unless a previous
+    /// nursery left it.
     #[cold]
-    fn grow(&self) {
+    fn next_chunk(&self) {
+        let hub = self.hub();
+        let k = hub.fresh_chunk.get();
+        // Owner only (wake rule 4).
+        // SAFETY: chunk entries are written only by the owner, which is here.
+        let mut chunk = unsafe { (*hub.chunks.get())[k] };
+        if chunk.is_null() {
+            chunk = self.grow(k);
+        }
+        // SAFETY: chunk `k` holds `chunk_len(k)` nodes right after its header.
+        unsafe {
+            let nodes = chunk.add(NODES_AT).cast::<WakeNode>();
+            hub.fresh.set(nodes);
+            hub.fresh_end.set(nodes.add(chunk_len(k)));
+        }
+        hub.fresh_chunk.set(k + 1);
+    }
+
+    /// Where node `index` lies, from the chunk table (to check `ensure`'s bump pointer).
+    fn node_addr(&self, index: u32) -> usize {
+        let (k, offset) = chunk_of(index);
+        // SAFETY: owner only (wake rule 4); chunk `k` was allocated before its first node.
+        let chunk = unsafe { (*self.hub().chunks.get())[k] };
+        chunk.addr() + NODES_AT + offset * size_of::<WakeNode>()
+    }
+
+    /// Allocates chunk `k`, the next one.
+    fn grow(&self, k: usize) -> *mut u8 {
         let hub = self.hub();
         let first = hub.capacity.get();
-        let (k, _) = chunk_of(first as u32);
+        debug_assert_eq!(chunk_of(first as u32), (k, 0));
         let layout = chunk_layout(k);
         // SAFETY: the layout has a non-zero size (a header plus at least one node).
         let chunk = unsafe { alloc(layout) };
@@ -223,6 +269,7 @@ impl HubRef {
             (*hub.chunks.get())[k] = chunk;
         }
         hub.capacity.set(first + chunk_len(k));
+        chunk
     }
 
     /// The node of slot `index`, which [`HubRef::ensure`] created.
@@ -270,6 +317,9 @@ impl HubRef {
         hub.head.store(ptr::null_mut(), Ordering::Relaxed);
         hub.woken_head.store(ptr::null_mut(), Ordering::Relaxed);
         hub.woken_tail.store(ptr::null_mut(), Ordering::Relaxed);
+        hub.fresh.set(ptr::null_mut());
+        hub.fresh_end.set(ptr::null_mut());
+        hub.fresh_chunk.set(0);
         *hub.parent.lock().unwrap_or_else(|e| e.into_inner()) = None;
         true
     }
@@ -364,6 +414,22 @@ impl Drop for HubRef {
 }
 
 impl WakeNode {
+    /// Marks, on the owner's thread, a node whose child is not being polled queued; true if
+    /// it was not already (so the caller must link it). `alone` says the owner is alone with
+    /// the hub (wake rule 5): then no other thread can reach this node (wake rule 6), and a
+    /// plain load and store do, without a locked instruction.
+    #[inline]
+    pub(super) fn mark_queued_by_owner(&self, alone: bool) -> bool {
+        if !alone {
+            return self.mark_queued(false);
+        }
+        if self.queued.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.queued.store(true, Ordering::Relaxed);
+        true
+    }
+
     /// Marks the node queued; true if it was not already (so the caller must link it).
     /// `alone` says the caller is the owner alone with the hub (wake rule 5). Always a swap:
     /// a thread the child lent its borrowed waker to may flip the same flag at the same time.
@@ -523,6 +589,26 @@ mod tests {
         assert!(chunk_of(u32::MAX).0 < MAX_CHUNKS);
         // 16 bytes of wake node and 24 of the owner's entry.
         assert_eq!(size_of::<WakeNode>(), 40);
+    }
+
+    /// `ensure` writes nodes at a bump pointer: after a reset the same hub hands out the same
+    /// places again, every node where `node(index)` (the chunk table) finds it.
+    #[test]
+    fn ensured_nodes_sit_where_the_chunk_table_says_also_after_a_reset() {
+        let hub = HubRef::new();
+        let mut first = Vec::new();
+        for i in 0..=200 {
+            let node = hub.ensure(i, Entry::vacant());
+            assert_eq!(node.index(), i);
+            assert!(ptr::eq(node, hub.node(i)));
+            first.push(ptr::from_ref(node));
+        }
+        assert!(hub.reset_if_unshared());
+        for i in 0..=100 {
+            let node = hub.ensure(i, Entry::vacant());
+            assert!(ptr::eq(node, first[i as usize]));
+            assert_eq!(hub.node(i).index(), i);
+        }
     }
 
     #[test]
