@@ -1044,3 +1044,144 @@ differential! {
         x + y + b.touch()
     }
 }
+
+// Drop flags: a local moved on some paths only, moved and assigned again, or declared without
+// a value is carried as an `Option` by the explicit machine (see the report test
+// `drop_flag_bodies_lower_explicitly` in the macro crate); it must still drop exactly where
+// the native frame drops it, on every path and at every cancellation point.
+
+differential! {
+    drop_flag_moved_on_one_path,
+    entry: async {
+        (flag_moved(0, Noisy::new("a")).await, flag_moved(1, Noisy::new("a")).await,
+         flag_moved(2, Noisy::new("a")).await)
+    },
+    #[lowered]
+    async fn flag_moved(n: u32, a: Noisy) -> u32 {
+        let b = Noisy::new("b");
+        match n {
+            0 => drop(a),
+            1 => {
+                let inner = Noisy::new("inner");
+                ev("keep a");
+                drop(inner);
+            }
+            _ => {
+                let moved = a;
+                tick(()).await;
+                ev(format!("moved {}", moved.touch()));
+            }
+        }
+        let x = tick(n).await;
+        let c = Noisy::new("c");
+        ev("end");
+        drop(c);
+        drop(b);
+        x
+    }
+}
+
+differential! {
+    drop_flag_moved_then_assigned_and_borrowed,
+    entry: async { (flag_reassigned(true).await, flag_reassigned(false).await) },
+    #[lowered]
+    async fn flag_reassigned(c: bool) -> usize {
+        let mut a = Noisy::new("a");
+        let _guard = Noisy::new("guard");
+        if c {
+            drop(a);
+            ev("dropped a");
+        }
+        let x = tick(1).await;
+        let fresh = tick(Noisy::new("a2")).await;
+        a = fresh;
+        a = tick(a).await;
+        let shown = show(&a).await as usize;
+        let r = &a;
+        ev(format!("still {}", r.touch()));
+        let y = tick(2).await;
+        x + y + shown
+    }
+}
+
+differential! {
+    drop_flag_declared_without_a_value,
+    entry: async { (flag_later(true).await, flag_later(false).await) },
+    #[lowered]
+    async fn flag_later(c: bool) -> usize {
+        let first = Noisy::new("first");
+        let late: Noisy;
+        let typed;
+        if c {
+            late = tick(Noisy::new("late-then")).await;
+            typed = 1;
+        } else {
+            let t = Noisy::new("temp");
+            late = Noisy::new("late-else");
+            typed = tick(2).await;
+            drop(t);
+        }
+        let n = show(&late).await as usize;
+        drop(first);
+        let last = Noisy::new("last");
+        tick(()).await;
+        drop(last);
+        n + typed
+    }
+}
+
+differential! {
+    drop_flag_consumed_and_replaced_in_a_loop,
+    entry: async { (flag_loop(0).await, flag_loop(3).await) },
+    struct Pair {
+        cur: Noisy,
+        step: u32,
+    }
+    fn consume(p: Pair) -> u32 {
+        ev(format!("consume {}", p.cur.touch()));
+        p.step
+    }
+    #[lowered]
+    async fn flag_loop(n: u32) -> u32 {
+        let mut cur = Noisy::new("cur0");
+        let mut total = 0;
+        let mut i = 0;
+        while i < n {
+            i += 1;
+            let next = tick(Noisy::new(if i == 1 { "cur1" } else { "later" })).await;
+            if i % 2 == 0 {
+                total += consume(Pair { cur, step: i });
+            } else {
+                drop(cur);
+            }
+            cur = next;
+            tick(()).await;
+        }
+        let end = Noisy::new("end");
+        tick(()).await;
+        drop(end);
+        total
+    }
+}
+
+differential! {
+    drop_flag_early_return_and_error,
+    entry: async {
+        (flag_exit(0, Noisy::new("a")).await, flag_exit(1, Noisy::new("a")).await,
+         flag_exit(2, Noisy::new("a")).await)
+    },
+    #[lowered]
+    async fn flag_exit(n: u32, a: Noisy) -> Result<u32, String> {
+        let b = Noisy::new("b");
+        if n == 1 {
+            drop(a);
+        }
+        let v = tick(n).await;
+        if v == 0 {
+            return Err("zero".to_owned());
+        }
+        let w = pass(v.checked_sub(1).ok_or("none")).await?;
+        drop(b);
+        Ok(w)
+    }
+}

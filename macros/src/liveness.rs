@@ -58,6 +58,12 @@ pub(crate) struct Mention {
     pub(crate) kind: Use,
     /// How many conditional constructs (branches, loop bodies, closures) enclose it.
     pub(crate) depth: usize,
+    /// The branches enclosing it, outermost first: (construct, arm) for each `if`/`else`,
+    /// `match` arm, loop body, closure, `&&`/`||` operand and labelled block.
+    pub(crate) arms: Vec<(usize, usize)>,
+    /// The key of the path expression naming the local (of the assigned place for
+    /// [`Use::Assign`]); `None` inside a macro's tokens.
+    pub(crate) node: Option<usize>,
 }
 
 /// A point the lowering asks about: its position and the locals in scope there (oldest first).
@@ -72,6 +78,10 @@ pub(crate) struct Analysis {
     pub(crate) locals: Vec<Local>,
     pub(crate) mentions: Vec<Mention>,
     pub(crate) loops: Vec<(usize, usize)>,
+    /// The conditional depth of each loop's body, in the order of `loops`.
+    pub(crate) loop_depths: Vec<usize>,
+    /// Positions of the `continue` expressions.
+    pub(crate) continues: Vec<usize>,
     /// Keyed by the address of the syntax node: before a statement, at an await (after its
     /// operand), after an `if`/loop, at a `break`/`continue`.
     pub(crate) points: HashMap<usize, Point>,
@@ -88,6 +98,8 @@ pub(crate) struct Analysis {
     collecting: Vec<Vec<(LocalId, Use)>>,
     in_closure: Vec<bool>,
     depth: usize,
+    arms: Vec<(usize, usize)>,
+    constructs: usize,
 }
 
 pub(crate) fn key<T>(node: &T) -> usize {
@@ -294,12 +306,18 @@ impl Analysis {
     }
 
     fn mention(&mut self, id: LocalId, kind: Use) {
+        self.mention_at(id, kind, None);
+    }
+
+    fn mention_at(&mut self, id: LocalId, kind: Use, node: Option<usize>) {
         let pos = self.tick();
         self.mentions.push(Mention {
             local: id,
             pos,
             kind,
             depth: self.depth,
+            arms: self.arms.clone(),
+            node,
         });
         if let Some(c) = self.collecting.last_mut() {
             c.push((id, kind));
@@ -309,6 +327,13 @@ impl Analysis {
     fn mention_name(&mut self, name: &Ident, kind: Use) {
         if let Some(id) = self.resolve(name) {
             self.mention(id, kind);
+        }
+    }
+
+    /// A mention by a path expression `e` (one identifier).
+    fn mention_path(&mut self, e: &Expr, name: &Ident, kind: Use) {
+        if let Some(id) = self.resolve(name) {
+            self.mention_at(id, kind, Some(key(e)));
         }
     }
 
@@ -350,6 +375,20 @@ impl Analysis {
                 s.push(id);
             }
         }
+    }
+
+    /// A new construct whose arms are mutually exclusive branches.
+    fn construct(&mut self) -> usize {
+        self.constructs += 1;
+        self.constructs
+    }
+
+    fn enter_arm(&mut self, construct: usize, arm: usize) {
+        self.arms.push((construct, arm));
+    }
+
+    fn leave_arm(&mut self) {
+        self.arms.pop();
     }
 
     fn push_scope(&mut self) {
@@ -421,7 +460,7 @@ impl Analysis {
     fn place_mention(&mut self, e: &Expr, kind: Use) {
         match e {
             Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
-                self.mention_name(&p.path.segments[0].ident, kind);
+                self.mention_path(e, &p.path.segments[0].ident, kind);
             }
             // Moving through a field moves only that field; nothing moves out of an index.
             Expr::Field(f) => {
@@ -460,11 +499,15 @@ impl<'ast> Visit<'ast> for Analysis {
                     Pat::Type(t) => (&*t.pat, Some(&*t.ty)),
                     p => (p, None),
                 };
+                // `e as u64` is a primitive whatever `e` is.
+                let cast = l.init.as_ref().is_some_and(|i| primitive_cast(&i.expr));
                 let known_copy = ty.is_some_and(is_primitive)
+                    || cast
                     || l.init
                         .as_ref()
                         .is_some_and(|i| matches!(*i.expr, Expr::Lit(_)));
                 let plain = ty.is_some_and(is_plain_value)
+                    || cast
                     || l.init.as_ref().is_some_and(|i| {
                         matches!(
                             &*i.expr,
@@ -522,7 +565,7 @@ impl<'ast> Visit<'ast> for Analysis {
                 } else {
                     Use::Unknown
                 };
-                self.mention_name(&p.path.segments[0].ident, kind);
+                self.mention_path(e, &p.path.segments[0].ident, kind);
             }
             Expr::Reference(r) => self.place_mention(&r.expr, Use::Ref),
             Expr::Field(_) => self.place_mention(e, Use::Field),
@@ -552,7 +595,7 @@ impl<'ast> Visit<'ast> for Analysis {
                     && let Some(ident) = p.path.get_ident()
                     && let Some(id) = self.resolve(ident)
                 {
-                    self.mention(id, Use::Assign);
+                    self.mention_at(id, Use::Assign, Some(key(&*a.left)));
                     if !self.locals[id].plain && self.may_borrow(&a.right) {
                         self.locals[id].borrowing = true;
                     }
@@ -572,11 +615,16 @@ impl<'ast> Visit<'ast> for Analysis {
             Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_) | syn::BinOp::Or(_)) => {
                 self.visit_expr(&b.left);
                 self.depth += 1;
+                let c = self.construct();
+                self.enter_arm(c, 0);
                 self.visit_expr(&b.right);
+                self.leave_arm();
                 self.depth -= 1;
             }
             Expr::Closure(c) => {
                 self.depth += 1;
+                let k = self.construct();
+                self.enter_arm(k, 0);
                 self.in_closure.push(c.capture.is_some());
                 self.push_scope();
                 for p in &c.inputs {
@@ -585,11 +633,15 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.visit_expr(&c.body);
                 self.pop_scope();
                 self.in_closure.pop();
+                self.leave_arm();
                 self.depth -= 1;
             }
             Expr::Async(a) => {
                 self.in_closure.push(a.capture.is_some());
+                let c = self.construct();
+                self.enter_arm(c, 0);
                 self.visit_block(&a.block);
+                self.leave_arm();
                 self.in_closure.pop();
             }
             Expr::Await(a) => {
@@ -611,10 +663,15 @@ impl<'ast> Visit<'ast> for Analysis {
                 let point = self.snapshot();
                 self.points.insert(key(&i.then_branch), point);
                 self.depth += 1;
+                let c = self.construct();
+                self.enter_arm(c, 0);
                 self.visit_block(&i.then_branch);
+                self.leave_arm();
                 self.pop_scope();
                 if let Some((_, els)) = &i.else_branch {
+                    self.enter_arm(c, 1);
                     self.visit_expr(els);
+                    self.leave_arm();
                 }
                 self.depth -= 1;
                 let point = self.snapshot();
@@ -646,6 +703,8 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.points.insert(key(e), point);
                 self.push_scope();
                 self.depth += 1;
+                let c = self.construct();
+                self.enter_arm(c, 0);
                 self.mention(iter_id, Use::Ref);
                 let first = self.locals.len();
                 self.bind_pattern(&f.pat, false, false, borrowing);
@@ -655,10 +714,12 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.points.insert(key(&f.body), point);
                 self.visit_block(&f.body);
                 self.mention(iter_id, Use::Ref);
+                self.leave_arm();
                 self.depth -= 1;
                 self.pop_scope();
                 let end = self.tick();
                 self.loops.push((start, end));
+                self.loop_depths.push(self.depth + 1);
                 self.pop_scope();
                 let point = self.snapshot();
                 self.after.insert(key(e), point);
@@ -669,6 +730,8 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.points.insert(key(e), point);
                 self.push_scope();
                 self.depth += 1;
+                let c = self.construct();
+                self.enter_arm(c, 0);
                 match e {
                     Expr::Loop(l) => self.visit_block(&l.body),
                     Expr::While(w) => {
@@ -679,10 +742,12 @@ impl<'ast> Visit<'ast> for Analysis {
                     }
                     _ => {}
                 }
+                self.leave_arm();
                 self.depth -= 1;
                 self.pop_scope();
                 let end = self.tick();
                 self.loops.push((start, end));
+                self.loop_depths.push(self.depth + 1);
                 let point = self.snapshot();
                 self.after.insert(key(e), point);
             }
@@ -690,7 +755,9 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.visit_expr(&m.expr);
                 let borrowing = self.may_borrow(&m.expr);
                 self.depth += 1;
-                for arm in &m.arms {
+                let c = self.construct();
+                for (i, arm) in m.arms.iter().enumerate() {
+                    self.enter_arm(c, i);
                     self.push_scope();
                     let first = self.locals.len();
                     self.bind_pattern(&arm.pat, false, false, borrowing);
@@ -703,17 +770,30 @@ impl<'ast> Visit<'ast> for Analysis {
                     self.points.insert(key(arm), point);
                     self.visit_expr(&arm.body);
                     self.pop_scope();
+                    self.leave_arm();
                 }
                 self.depth -= 1;
                 let point = self.snapshot();
                 self.after.insert(key(e), point);
             }
             Expr::Block(b) => {
+                // A `break` may leave a labelled block early: what follows in it may not run.
+                let labelled = b.label.is_some();
+                if labelled {
+                    let c = self.construct();
+                    self.enter_arm(c, 0);
+                }
                 self.visit_block(&b.block);
+                if labelled {
+                    self.leave_arm();
+                }
                 let point = self.snapshot();
                 self.after.insert(key(e), point);
             }
             Expr::Break(_) | Expr::Continue(_) => {
+                if matches!(e, Expr::Continue(_)) {
+                    self.continues.push(self.pos);
+                }
                 visit::visit_expr(self, e);
                 let point = self.snapshot();
                 self.points.insert(key(e), point);
@@ -744,6 +824,8 @@ impl BorrowProbe<'_> {
 impl<'ast> Visit<'ast> for BorrowProbe<'_> {
     fn visit_expr(&mut self, e: &'ast Expr) {
         match e {
+            // A drop flag's value taken out owns it.
+            Expr::Call(c) if crate::lower::is_flag_take(c) => {}
             Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
                 self.check(&p.path.segments[0].ident, false);
             }
@@ -879,6 +961,14 @@ fn is_primitive(ty: &syn::Type) -> bool {
 }
 
 /// A primitive type that is not a reference: a value of it holds no borrow.
+fn primitive_cast(e: &Expr) -> bool {
+    match e {
+        Expr::Cast(c) => is_plain_value(&c.ty),
+        Expr::Paren(p) => primitive_cast(&p.expr),
+        _ => false,
+    }
+}
+
 fn is_plain_value(ty: &syn::Type) -> bool {
     match ty {
         syn::Type::Group(g) => is_plain_value(&g.elem),

@@ -30,6 +30,7 @@ use crate::yields;
 
 mod blocks;
 mod control;
+mod flags;
 mod jumps;
 mod regions;
 mod stmt;
@@ -185,26 +186,29 @@ fn lower_body(
     // Closures cannot bind `self`: the body refers to the receiver as `__self` instead.
     let mut body = item.block.clone();
     let self_ident = parts.receiver.map(|span| Ident::new("__self", span));
-    let mut a = Analysis::default();
     if let Some(this) = &self_ident {
         crate::receiver::rename_self(&mut body, this);
-        a.declare_param(&ident_pat(this), receiver_type(item).as_ref());
     }
-    for p in &parts.params {
-        match &p.pat {
-            // `_: T` still moves the argument in; it drops when the body ends.
-            syn::Pat::Wild(_) => a.declare_param(&ident_pat(&p.outer), None),
-            pat if !p.simple && has_wild(pat) => {
-                return fallback(
-                    pat.span(),
-                    "a parameter pattern with `_` or `..` (its unbound parts drop at the end)",
-                );
-            }
-            pat => a.declare_param(pat, Some(&p.ty)),
+    let no_flags = vec![false; parts.params.len()];
+    let (mut a, mut param_of) = analyze(item, parts, &body, self_ident.as_ref(), &no_flags)?;
+    // Locals that need a drop flag become `Option`s, and the body is analysed again.
+    let generator = args.yields.is_some();
+    let wanted = flags::wanted(&a, &body, &parts.params, &param_of, generator);
+    let flagged = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        flags::rewrite(&a, &mut body, &wanted)
+    };
+    let mut param_flags = no_flags;
+    for &id in &flagged {
+        if let Some(Some(i)) = param_of.get(id) {
+            param_flags[*i] = true;
         }
     }
-    let n_params = a.locals.len();
-    a.visit_block(&body);
+    if !flagged.is_empty() {
+        (a, param_of) = analyze(item, parts, &body, self_ident.as_ref(), &param_flags)?;
+    }
+    let n_params = param_of.len();
     let mut lw = Lowerer {
         a: &a,
         generator: args.yields.is_some(),
@@ -221,7 +225,7 @@ fn lower_body(
         budget: 256,
     };
     // Block 0 takes the arguments as the signature names them and binds the patterns.
-    let binds = crate::sig::bind_params(&parts.params);
+    let binds = flags::bind_params(&parts.params, &param_flags);
     lw.blocks.push(Block0 {
         entry: Entry::Start(binds),
         input: Vec::new(),
@@ -292,7 +296,7 @@ fn lower_body(
     } else {
         lw.regions.join("; ")
     };
-    let summary = vec![format!(
+    let mut summary = vec![format!(
         "states: {} (start, {} await, {} yield), blocks: {}, adapters: {}, fallbacks: {}",
         1 + n_awaits + n_yields,
         n_awaits,
@@ -301,7 +305,63 @@ fn lower_body(
         lw.adapters,
         fallbacks
     )];
+    if !flagged.is_empty() {
+        let names: Vec<String> = flagged
+            .iter()
+            .map(|&id| format!("`{}`", a.local(id).name))
+            .collect();
+        summary.push(format!(
+            "drop flags (held as `Option`): {}",
+            names.join(", ")
+        ));
+    }
     Ok((tokens, summary))
+}
+
+/// The liveness of `body`, the receiver and parameters declared first; for each of those
+/// locals, the parameter declaring it (`None` for the receiver). A `flagged` parameter is a
+/// mutable `Option` (see [`flags`]).
+fn analyze(
+    item: &ItemFn,
+    parts: &FnParts,
+    body: &syn::Block,
+    this: Option<&Ident>,
+    flagged: &[bool],
+) -> Result<(Analysis, Vec<Option<usize>>), Fallback> {
+    let mut a = Analysis::default();
+    let mut param_of = Vec::new();
+    if let Some(this) = this {
+        a.declare_param(&ident_pat(this), receiver_type(item).as_ref());
+        param_of.push(None);
+    }
+    for (i, p) in parts.params.iter().enumerate() {
+        match &p.pat {
+            // `_: T` still moves the argument in; it drops when the body ends.
+            syn::Pat::Wild(_) => a.declare_param(&ident_pat(&p.outer), None),
+            pat if !p.simple && has_wild(pat) => {
+                return fallback(
+                    pat.span(),
+                    "a parameter pattern with `_` or `..` (its unbound parts drop at the end)",
+                );
+            }
+            syn::Pat::Ident(pi) if flagged[i] => {
+                let mut pi = pi.clone();
+                pi.mutability = Some(Default::default());
+                a.declare_param(&syn::Pat::Ident(pi), None);
+            }
+            pat => a.declare_param(pat, Some(&p.ty)),
+        }
+        param_of.resize(a.locals.len(), Some(i));
+    }
+    a.visit_block(body);
+    Ok((a, param_of))
+}
+
+/// Whether `c` takes the value out of a drop flag (written by [`flags`]).
+pub(crate) fn is_flag_take(c: &syn::ExprCall) -> bool {
+    matches!(&*c.func, Expr::Path(p)
+        if p.path.segments.len() == 3 && p.path.segments[2].ident == "flag_take"
+            && p.path.segments[1].ident == "__private")
 }
 
 /// Blocks reachable from the start, each after one of its predecessors; `None` for dead ones.

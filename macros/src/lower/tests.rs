@@ -86,13 +86,17 @@ fn a_region_ends_where_no_local_borrows_another_and_the_lowering_goes_on() {
 
 #[test]
 fn a_local_moved_in_a_region_and_assigned_again_is_not_lost() {
-    // `a` is moved and assigned again inside the region: it cannot come back as a plain
-    // local (it may hold a value the native frame drops at the end), so the region grows.
+    // `a` is moved and assigned again around the region: it may hold a value the native
+    // frame drops at the end, so it comes back from the region with its drop flag.
     let (_, report) = lowered(
         "",
         "async fn f(mut a: S, v: Vec<u32>) { drop(a); for x in &v { g(x).await; } a = S::new(); h().await; k().await; }",
     );
-    assert!(!report.contains("explicit after it"), "{report}");
+    assert!(report.contains("explicit after it"), "{report}");
+    assert!(
+        report.contains("drop flags (held as `Option`): `a`"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -140,5 +144,40 @@ fn the_macro_does_not_panic_on_odd_bodies() {
     ] {
         let _ = lowered("", body);
         let _ = lowered("strict", body);
+    }
+}
+
+#[test]
+fn drop_flag_bodies_lower_explicitly() {
+    for body in [
+        // Moved on one path: dropped at the end on the others.
+        "async fn f(c: bool, a: S) -> u32 { if c { drop(a); } let x = g(1).await; x }",
+        // Moved, then assigned again and read.
+        "async fn f(c: bool, mut a: S) -> u32 { if c { drop(a); } let x = g(1).await; a = g(S).await; h(&a); x }",
+        "async fn f(mut a: S) { a = g(a).await; h(&a); k().await; }",
+        // Declared without a value, assigned on both paths.
+        "async fn f(c: bool) -> u32 { let b: S; if c { b = g(S).await; } else { b = S; } h(&b); k().await }",
+        // Consumed and replaced in a loop.
+        "async fn f(n: u32) { let mut a = S; let mut i = 0; while i < n { i += 1; let s = g(S).await; drop(a); a = s; } }",
+    ] {
+        let (explicit, report) = lowered("", body);
+        assert!(explicit, "{body}: {report}");
+        assert!(report.contains("fallbacks: none"), "{body}: {report}");
+        assert!(report.contains("drop flags"), "{body}: {report}");
+    }
+}
+
+#[test]
+fn a_flag_is_not_taken_where_the_move_may_be_a_copy_read_again() {
+    // `n` may be `Copy`: read after the conditional move, it must keep its value (no flag),
+    // and a move that is a comparison or a scrutinee is no move at all.
+    for body in [
+        "async fn f(c: bool, n: N) -> N { if c { h(n); } g().await; n }",
+        "async fn f(c: bool, n: N) -> u32 { if c { drop(n); } g().await; k(&n) }",
+        "async fn f(c: bool, n: N) -> u32 { match n { _ => {} } if c { drop(n); } g().await }",
+        "async fn f(c: bool, n: N) { loop { if c { h(n); } g().await; } }",
+    ] {
+        let (_, report) = lowered("", body);
+        assert!(!report.contains("drop flags"), "{body}: {report}");
     }
 }

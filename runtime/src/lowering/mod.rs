@@ -18,3 +18,32 @@ pub use try_op::{Branch, FromResidual};
 pub fn discard<T>(value: T) {
     drop(value);
 }
+
+/// The value of a local that carries a drop flag (held as `Option<T>` by the lowering because
+/// it is moved on some paths only), moved out at one of the user's moves. The native frame
+/// rejects any use of a moved local, so the flag is always set where this is called.
+#[inline]
+pub fn flag_take<T>(flag: &mut Option<T>) -> T {
+    match flag.take() {
+        Some(value) => value,
+        None => unreachable!("a moved local used again"),
+    }
+}
+
+/// A shared borrow of a flagged local (see [`flag_take`]).
+#[inline]
+pub fn flag_ref<T>(flag: &Option<T>) -> &T {
+    match flag {
+        Some(value) => value,
+        None => unreachable!("a moved local used again"),
+    }
+}
+
+/// A unique borrow of a flagged local (see [`flag_take`]).
+#[inline]
+pub fn flag_mut<T>(flag: &mut Option<T>) -> &mut T {
+    match flag {
+        Some(value) => value,
+        None => unreachable!("a moved local used again"),
+    }
+}
