@@ -316,8 +316,42 @@ struct Routes<T> {
 struct Mailbox<T> {
     generation: u32,
     open: bool,
-    messages: VecDeque<T>,
+    messages: Queue<T>,
     waker: Option<Waker>,
+}
+
+/// A mailbox's messages in arrival order. The first waits inline: a receiver usually holds at
+/// most one message, and a fresh receiver's first message then costs no allocation.
+struct Queue<T> {
+    first: Option<T>,
+    /// The messages after `first`; non-empty only while `first` is `Some` or being drained.
+    rest: VecDeque<T>,
+}
+
+impl<T> Queue<T> {
+    fn new() -> Self {
+        Queue {
+            first: None,
+            rest: VecDeque::new(),
+        }
+    }
+
+    fn push_back(&mut self, message: T) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(message);
+        } else {
+            self.rest.push_back(message);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    /// Every message, oldest first, leaving the queue empty.
+    fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.first.take().into_iter().chain(self.rest.drain(..))
+    }
 }
 
 impl<T> Routes<T> {
@@ -346,7 +380,7 @@ impl<T: Send + 'static> Ring<T> {
                 routes.mailboxes.push(Mailbox {
                     generation: 0,
                     open: false,
-                    messages: VecDeque::new(),
+                    messages: Queue::new(),
                     waker: None,
                 });
                 u32::try_from(routes.mailboxes.len() - 1)
@@ -587,7 +621,7 @@ impl<T: Send + 'static> Drop for Receiver<T> {
         let address = self.address;
         routes
             .undeliverable
-            .extend(mailbox.messages.drain(..).map(|m| (address, m)));
+            .extend(mailbox.messages.drain().map(|m| (address, m)));
         routes.free.push(address.index);
     }
 }
@@ -795,6 +829,31 @@ mod tests {
         assert_eq!(poll_once(&mut a.recv(), waker), Poll::Ready(Some(1)));
         assert_eq!(poll_once(&mut a.recv(), waker), Poll::Ready(None));
         assert_eq!(ring.waiters(), 0);
+    }
+
+    #[test]
+    fn a_mailbox_keeps_arrival_order_across_its_inline_first_message() {
+        let (mut producer, ring) = channel::<u32>(8);
+        let mut receiver = ring.receiver();
+        let to = receiver.address();
+        producer.push(to, 1).unwrap();
+        producer.push(to, 2).unwrap();
+        ring.poll(Instant::now());
+        assert_eq!(receiver.try_recv(), Some(1));
+        // 2 waits in the queue behind the (now empty) inline place: 3 must come after it.
+        producer.push(to, 3).unwrap();
+        ring.poll(Instant::now());
+        assert_eq!(receiver.try_recv(), Some(2));
+        producer.push(to, 4).unwrap();
+        ring.poll(Instant::now());
+        assert_eq!(receiver.try_recv(), Some(3));
+        assert_eq!(receiver.try_recv(), Some(4));
+        assert_eq!(receiver.try_recv(), None);
+        producer.push(to, 5).unwrap();
+        producer.push(to, 6).unwrap();
+        ring.poll(Instant::now());
+        drop(receiver);
+        assert_eq!(ring.take_undeliverable(), [(to, 5), (to, 6)]);
     }
 
     #[test]
