@@ -1045,6 +1045,21 @@ differential! {
     }
 }
 
+differential! {
+    found_b7_two_awaits_and_a_try_in_a_loop_without_exit,
+    entry: async { (b7(0).await, b7(3).await) },
+    #[lowered]
+    async fn b7(mut n: u64) -> Result<u64, String> {
+        'l2: loop {
+            let v4 = ((show(&Noisy::new("t3")).await as u64))
+                .wrapping_mul(7)
+                .wrapping_add(pass(n.checked_sub(1).ok_or("done")).await?);
+            n -= 1;
+            ev(format!("v4 {v4}"));
+        }
+    }
+}
+
 // Drop flags: a local moved on some paths only, moved and assigned again, or declared without
 // a value is carried as an `Option` by the explicit machine (see the report test
 // `drop_flag_bodies_lower_explicitly` in the macro crate); it must still drop exactly where

@@ -181,3 +181,12 @@ fn a_flag_is_not_taken_where_the_move_may_be_a_copy_read_again() {
         assert!(!report.contains("drop flags"), "{body}: {report}");
     }
 }
+
+#[test]
+fn an_expression_with_two_awaits_and_a_try_in_a_loop_without_exit_is_lowered() {
+    // B7: this shape once panicked inside the lowering (so the body fell back whole).
+    let body = "async fn f(n: u64) -> Result<u64, E> { 'l2: loop { let v4 = ((show(&N::new(1)).await as u64)).wrapping_mul(7).wrapping_add(fallible(49u64 % 100).await?); } }";
+    let (explicit, report) = lowered("", body);
+    assert!(explicit, "{report}");
+    assert!(report.contains("fallbacks: none"), "{report}");
+}
