@@ -173,3 +173,80 @@ fn wakes_from_lent_wakers_race_no_sibling_spawned_meanwhile() {
         assert_eq!(sibling_polls.get(), SIBLINGS);
     }
 }
+
+/// Polls `fut` with a no-op waker until it is ready; returns how many polls that took.
+fn polls_to_finish<F: Future>(fut: F) -> usize {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(Waker::noop());
+    let mut polls = 1;
+    while fut.as_mut().poll(&mut cx).is_pending() {
+        polls += 1;
+        assert!(polls < 100_000, "the nursery does not finish");
+    }
+    polls
+}
+
+/// A one-value rendezvous between two children, holding a clone of the receiver's waker.
+#[derive(Default)]
+struct Rendezvous {
+    value: Cell<Option<u32>>,
+    waiter: RefCell<Option<Waker>>,
+}
+
+impl Rendezvous {
+    fn send(&self, v: u32) {
+        self.value.set(Some(v));
+        if let Some(w) = self.waiter.take() {
+            w.wake();
+        }
+    }
+
+    async fn recv(&self) -> u32 {
+        poll_fn(|cx| match self.value.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                *self.waiter.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Children that wake each other (through cloned wakers) run in the same turn of the nursery,
+/// up to its budget of 128 polls: 1,000 round trips take a few dozen polls of the nursery,
+/// not one per hop.
+#[test]
+fn siblings_woken_by_siblings_run_in_the_same_turn() {
+    const ROUNDS: u32 = 1_000;
+    let (there, back) = (Rendezvous::default(), Rendezvous::default());
+    let polls = polls_to_finish(nursery!(|n| {
+        n.spawn(async {
+            for i in 0..ROUNDS {
+                there.send(i);
+                assert_eq!(back.recv().await, i + 1);
+            }
+        });
+        n.spawn(async {
+            for _ in 0..ROUNDS {
+                let v = there.recv().await;
+                back.send(v + 1);
+            }
+        });
+    }));
+    // 2 × 1,000 hops, at most 128 polls a turn: at least 16 turns, and not many more.
+    assert!((16..=20).contains(&polls), "{polls} polls of the nursery");
+}
+
+/// A child that wakes itself (yields) is polled once per turn: whoever polls the nursery
+/// gets its turn between two polls of the child.
+#[test]
+fn a_child_that_yields_runs_once_per_turn() {
+    const YIELDS: usize = 50;
+    let child_polls = Cell::new(0);
+    let polls = polls_to_finish(nursery!(|n| {
+        n.spawn(restless(&child_polls, YIELDS));
+    }));
+    assert_eq!(child_polls.get(), YIELDS + 1);
+    assert_eq!(polls, YIELDS + 1);
+}

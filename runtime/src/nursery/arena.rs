@@ -53,41 +53,44 @@ pub(super) const fn align(class: usize) -> usize {
     1 << stride(class).trailing_zeros()
 }
 
-/// One size class: a bump region in its newest chunk and a free list of recycled slots.
+/// One size class: a bump region in one of its chunks and a free list of recycled slots.
 struct Class {
     free: *mut u8,
     bump: *mut u8,
     end: *mut u8,
     chunks: Vec<(*mut u8, Layout)>,
+    /// The chunk the bump region moves to next; chunks past `chunks.len()` are allocated.
+    next_chunk: usize,
 }
 
 /// The children's storage of one nursery.
 pub(super) struct Arena {
     classes: Vec<Class>,
-    /// The bytes of every chunk allocated so far.
-    bytes: usize,
-    /// The class of the first chunk allocated, if any: what the arena is kept under once its
-    /// nursery ends (see `pool`).
-    first_class: Option<usize>,
+    /// The class of the first chunk allocated, [`NONE`] before: what the arena is kept under
+    /// once its nursery ends (see `pool`).
+    first_class: usize,
 }
+
+/// No class yet.
+const NONE: usize = usize::MAX;
 
 impl Arena {
     pub(super) const fn new() -> Self {
         Arena {
             classes: Vec::new(),
-            bytes: 0,
-            first_class: None,
+            first_class: NONE,
         }
     }
 
     /// The class of the first chunk this arena allocated.
     pub(super) fn first_class(&self) -> Option<usize> {
-        self.first_class
+        (self.first_class != NONE).then_some(self.first_class)
     }
 
     /// The memory the chunks hold, in bytes.
     pub(super) fn bytes(&self) -> usize {
-        self.bytes
+        let chunks = self.classes.iter().flat_map(|c| &c.chunks);
+        chunks.map(|(_, layout)| layout.size()).sum()
     }
 
     /// A slot of `class` (arena rule 1).
@@ -111,16 +114,30 @@ impl Arena {
         self.grow(class)
     }
 
+    /// Makes every slot free again, handed out in address order as in a new arena, for a new
+    /// nursery. Recycled slots would come off the free list in the order the last nursery
+    /// freed them, each one's address read from the one before: a chain of cache misses.
+    ///
+    /// Whatever the slots hold is forgotten (arena rule 2: the last nursery dropped it).
+    pub(super) fn reset(&mut self) {
+        for c in &mut self.classes {
+            c.free = ptr::null_mut();
+            c.bump = ptr::null_mut();
+            c.end = ptr::null_mut();
+            c.next_chunk = 0;
+        }
+    }
+
     #[cold]
     fn grow(&mut self, class: usize) -> *mut u8 {
-        if self.first_class.is_none() {
+        if self.first_class == NONE {
             // A nursery's first child: an arena a finished nursery left, laid out for this
             // class, serves it without allocating.
             if let Some(spare) = pool::take_arena(class) {
                 *self = spare;
                 return self.alloc(class);
             }
-            self.first_class = Some(class);
+            self.first_class = class;
         }
         while self.classes.len() <= class {
             self.classes.push(Class {
@@ -128,19 +145,27 @@ impl Arena {
                 bump: ptr::null_mut(),
                 end: ptr::null_mut(),
                 chunks: Vec::new(),
+                next_chunk: 0,
             });
         }
         let c = &mut self.classes[class];
-        let slots = FIRST_SLOTS << c.chunks.len();
-        let layout = Layout::from_size_align(stride(class) * slots, align(class))
-            .expect("a nursery's children exceed the address space");
-        // SAFETY: the layout's size is non-zero (strides and slot counts are).
-        let chunk = unsafe { alloc(layout) };
-        if chunk.is_null() {
-            handle_alloc_error(layout);
-        }
-        c.chunks.push((chunk, layout));
-        self.bytes += layout.size();
+        let slots = FIRST_SLOTS << c.next_chunk;
+        let chunk = match c.chunks.get(c.next_chunk) {
+            // A chunk a previous nursery used (see `reset`).
+            Some(&(chunk, _)) => chunk,
+            None => {
+                let layout = Layout::from_size_align(stride(class) * slots, align(class))
+                    .expect("a nursery's children exceed the address space");
+                // SAFETY: the layout's size is non-zero (strides and slot counts are).
+                let chunk = unsafe { alloc(layout) };
+                if chunk.is_null() {
+                    handle_alloc_error(layout);
+                }
+                c.chunks.push((chunk, layout));
+                chunk
+            }
+        };
+        c.next_chunk += 1;
         // SAFETY: the chunk is `slots` strides long; the first one is handed out now.
         unsafe {
             c.bump = chunk.add(stride(class));

@@ -34,7 +34,12 @@ pub(super) struct Core {
     /// Set once the nursery cancels: children spawned afterwards are dropped unpolled.
     cancelled: Cell<bool>,
     /// Wakers of handles awaited from outside this nursery (rare), by slot.
-    foreign: RefCell<HashMap<u32, Waker>>,
+    /// Boxed on first use: the map itself is 48 bytes, kept out of the nursery future.
+    #[expect(
+        clippy::box_collection,
+        reason = "the box keeps the rarely used map out of every nursery future"
+    )]
+    foreign: RefCell<Option<Box<HashMap<u32, Waker>>>>,
     /// In a `Shared` tree, the thread polling (or dropping) the nursery: the only one allowed
     /// to use its scope and handles.
     owner: AtomicUsize,
@@ -43,10 +48,14 @@ pub(super) struct Core {
     /// The owner's run queue: nodes to poll this turn, oldest first (wake rule 3).
     run_head: Cell<*const WakeNode>,
     run_tail: Cell<*const WakeNode>,
+    /// Nodes that woke themselves while polled, for the next turn (wake rules 3, 8).
+    next_head: Cell<*const WakeNode>,
+    next_tail: Cell<*const WakeNode>,
 }
 
 impl Core {
-    pub(super) fn new() -> Self {
+    /// The core of a nursery; `local` says its tree is [`Local`](super::Local).
+    pub(super) fn new(local: bool) -> Self {
         let core = Core {
             hub: ManuallyDrop::new(pool::take_hub()),
             arena: ManuallyDrop::new(UnsafeCell::new(Arena::new())),
@@ -56,11 +65,14 @@ impl Core {
             cancelled: Cell::new(false),
             grace: Cell::new(DEFAULT_GRACE),
             owner: AtomicUsize::new(0),
-            foreign: RefCell::new(HashMap::new()),
+            foreign: RefCell::new(None),
             run_head: Cell::new(ptr::null()),
             run_tail: Cell::new(ptr::null()),
+            next_head: Cell::new(ptr::null()),
+            next_tail: Cell::new(ptr::null()),
         };
-        core.hub.ensure(0, Entry::vacant());
+        core.hub.set_local(local);
+        core.hub.ensure(0, Entry::vacant(), false);
         core
     }
 
@@ -78,15 +90,16 @@ impl Core {
         self.hub.node(index)
     }
 
-    /// A free slot's node, given `entry`; a new node (and its chunk) when none is free.
+    /// A free slot's node, given `entry`, and `false`; or a new node (and its chunk) when
+    /// none is free, written with its `queued` flag set to `queued`, and `true`.
     #[inline]
-    fn alloc_node(&self, entry: Entry) -> &WakeNode {
+    fn alloc_node(&self, entry: Entry, queued: bool) -> (&WakeNode, bool) {
         let free = self.free.get();
         if free != 0 {
             let node = self.node(free);
             self.free.set(node.entry.waiter.get());
             node.entry.replace_with(entry);
-            return node;
+            return (node, false);
         }
         let index = self.len.get();
         assert!(
@@ -95,7 +108,7 @@ impl Core {
         );
         self.len.set(index + 1);
         // Written whole, once: a fresh node's memory is touched by this one write.
-        self.hub.ensure(index, entry)
+        (self.hub.ensure(index, entry, queued), true)
     }
 
     /// Makes the current thread the one allowed to use the scope (a `Shared` tree's driver
@@ -120,12 +133,13 @@ impl Core {
         match self.hub.local_index(waker) {
             Some(local) => {
                 if entry.waiter.get() == FOREIGN {
-                    self.foreign.borrow_mut().remove(&index);
+                    self.take_foreign(index);
                 }
                 entry.waiter.set(local);
             }
             None => {
                 let mut foreign = self.foreign.borrow_mut();
+                let foreign = foreign.get_or_insert_with(Box::default);
                 match foreign.get(&index) {
                     Some(w) if w.will_wake(waker) => {}
                     _ => drop(foreign.insert(index, waker.clone())),
@@ -135,13 +149,19 @@ impl Core {
         }
     }
 
+    /// The waker kept for slot `index`'s handle awaited from outside, if any; dropped by the
+    /// caller, outside the borrow.
+    fn take_foreign(&self, index: u32) -> Option<Waker> {
+        self.foreign.borrow_mut().as_mut()?.remove(&index)
+    }
+
     /// Wakes whoever awaits slot `index`'s handle, once.
     #[inline]
     pub(super) fn wake_waiter(&self, node: &WakeNode) {
         match node.entry.waiter.replace(NO_WAITER) {
             NO_WAITER => {}
             FOREIGN => {
-                let waker = self.foreign.borrow_mut().remove(&node.index());
+                let waker = self.take_foreign(node.index());
                 if let Some(waker) = waker {
                     waker.wake();
                 }
@@ -155,7 +175,7 @@ impl Core {
     #[inline]
     pub(super) fn forget_waiter(&self, node: &WakeNode) {
         if node.entry.waiter.replace(NO_WAITER) == FOREIGN {
-            let waker = self.foreign.borrow_mut().remove(&node.index());
+            let waker = self.take_foreign(node.index());
             drop(waker);
         }
     }
@@ -189,14 +209,19 @@ impl Core {
         } else {
             State::Running
         };
-        let node = self.alloc_node(Entry::spawned(payload, vtable, state));
+        let (node, fresh) = self.alloc_node(Entry::spawned(payload, vtable, state), !cancelled);
         if cancelled {
             // SAFETY: the future was just written and is dropped once, unpolled.
             unsafe { (vtable.drop_future)(payload) };
             return node;
         }
         self.live.set(self.live.get() + 1);
-        self.schedule_node(node);
+        if fresh {
+            // Written already queued and unlinked: no waker of a new node exists anywhere.
+            self.push_run(node, node);
+        } else {
+            self.schedule_node(node);
+        }
         node
     }
 
@@ -219,21 +244,43 @@ impl Core {
     /// Appends an owner-held list of queued nodes to the run queue.
     #[inline]
     fn push_run(&self, first: &WakeNode, last: &WakeNode) {
-        let tail = self.run_tail.get();
-        if tail.is_null() {
-            self.run_head.set(first);
-        } else {
-            // SAFETY: the tail is a live queued node on the owner's list (wake rule 2, 3).
-            unsafe { (*tail).set_next(Some(first)) };
-        }
-        self.run_tail.set(last);
+        append(&self.run_head, &self.run_tail, first, last);
     }
 
-    /// Moves the nodes woken since the last turn onto the run queue.
+    /// Queues `node`, which woke itself while polled, for the next turn (wake rule 8).
+    #[inline]
+    pub(super) fn defer(&self, node: &WakeNode) {
+        if node.mark_queued_by_owner(self.hub.alone()) {
+            node.set_next(None);
+            append(&self.next_head, &self.next_tail, node, node);
+        }
+    }
+
+    /// Starts a turn: moves the nodes that woke themselves in the last one, then every node
+    /// woken since, onto the run queue.
     #[inline]
     pub(super) fn refill(&self) {
+        let first = self.next_head.replace(ptr::null());
+        if !first.is_null() {
+            let last = self.next_tail.replace(ptr::null());
+            // SAFETY: a non-null list holds live queued nodes of this hub (wake rules 2, 3).
+            unsafe { self.push_run(&*first, &*last) };
+        }
         if let Some((first, last)) = self.hub.take_ready() {
             self.push_run(first, last);
+        }
+    }
+
+    /// Within a turn: moves the nodes the owner woke for siblings onto the run queue; false
+    /// if there were none.
+    #[inline]
+    pub(super) fn refill_woken(&self) -> bool {
+        match self.hub.take_woken() {
+            Some((first, last)) => {
+                self.push_run(first, last);
+                true
+            }
+            None => false,
         }
     }
 
@@ -260,7 +307,7 @@ impl Core {
     /// Whether a node waits to be polled.
     #[inline]
     pub(super) fn has_ready(&self) -> bool {
-        !self.run_head.get().is_null() || self.hub.has_ready()
+        !self.run_head.get().is_null() || !self.next_head.get().is_null() || self.hub.has_ready()
     }
 
     /// Children not finished yet.
@@ -387,6 +434,24 @@ impl Core {
             }
         }
     }
+}
+
+/// Appends the owner-held list `first..=last` of queued nodes to the list `head..tail`.
+#[inline]
+fn append(
+    head: &Cell<*const WakeNode>,
+    tail: &Cell<*const WakeNode>,
+    first: &WakeNode,
+    last: &WakeNode,
+) {
+    let end = tail.get();
+    if end.is_null() {
+        head.set(first);
+    } else {
+        // SAFETY: the tail is a live queued node on an owner's list (wake rules 2, 3).
+        unsafe { (*end).set_next(Some(first)) };
+    }
+    tail.set(last);
 }
 
 // Entries are plain data: freeing or reusing their chunks needs no drop.

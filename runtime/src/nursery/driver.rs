@@ -79,6 +79,7 @@ where
             core.enter();
         }
         core.hub.register_parent(cx.waker());
+        let _in_poll = core.hub.enter_poll();
         core.refill();
         if let Some((_, grace)) = &mut this.ending {
             if grace.as_mut().poll(cx).is_ready() {
@@ -88,12 +89,24 @@ where
             }
         }
         let mut polled = 0;
-        while let Some(node) = core.next_ready() {
+        loop {
+            let node = match core.next_ready() {
+                Some(node) => node,
+                // Children woken by siblings during this turn run in it too.
+                None if core.refill_woken() => continue,
+                None => break,
+            };
             let index = node.index();
             if index == 0 {
                 if let Some(body) = this.body.as_mut().as_pin_mut() {
                     let waker = core.hub.waker(0);
-                    if let Poll::Ready(out) = body.poll(&mut Context::from_waker(&waker)) {
+                    core.hub.set_polled(Some(node));
+                    let out = body.poll(&mut Context::from_waker(&waker));
+                    core.hub.set_polled(None);
+                    if core.hub.take_self_woken() && out.is_pending() {
+                        core.defer(node);
+                    }
+                    if let Poll::Ready(out) = out {
                         this.body.set(None);
                         match out.settle() {
                             Ok(out) => this.output = Some(out),
@@ -106,10 +119,15 @@ where
                 }
             } else {
                 let failure = ptr::from_ref(&this.scope.failure.0).cast::<()>();
+                core.hub.set_polled(Some(node));
                 // SAFETY: `failure` is this scope's cell, typed by the `R` of every spawn.
                 let polled = catch_unwind(AssertUnwindSafe(|| unsafe {
                     core.poll_child(node, failure)
                 }));
+                core.hub.set_polled(None);
+                if core.hub.take_self_woken() && matches!(polled, Ok(Polled::Pending)) {
+                    core.defer(node);
+                }
                 match polled {
                     Ok(Polled::Pending | Polled::Done) => {}
                     Ok(Polled::Failed) => {

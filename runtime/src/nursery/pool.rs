@@ -66,8 +66,9 @@ pub(super) fn take_arena(class: usize) -> Option<Arena> {
 /// this thread while the pool has room; frees them otherwise.
 ///
 /// The arena must hold no value any more (arena rule 2): its slots are reused as they are.
-pub(super) fn recycle(hub: HubRef, arena: Arena) {
+pub(super) fn recycle(hub: HubRef, mut arena: Arena) {
     let hub = hub.reset_if_unshared().then_some(hub);
+    arena.reset();
     let arena = arena.first_class().map(|class| (class, arena));
     // Whatever is not kept is dropped here, outside the pool's borrow.
     let _dropped = POOL.try_with(move |pool| {
@@ -109,14 +110,18 @@ mod tests {
             let small = class_of(Layout::new::<[u64; 2]>());
             let other = class_of(Layout::new::<[u64; 40]>());
             let mut arena = Arena::new();
-            let slot = arena.alloc(small);
-            // SAFETY: the slot came from this arena's class and holds nothing.
-            unsafe { arena.free(small, slot) };
+            let slots: Vec<*mut u8> = (0..3).map(|_| arena.alloc(small)).collect();
+            for &slot in &slots {
+                // SAFETY: each slot came from this arena's class and holds nothing.
+                unsafe { arena.free(small, slot) };
+            }
             recycle(take_hub(), arena);
             assert!(take_arena(other).is_none());
             let mut again = take_arena(small).expect("kept under its first class");
-            // Its freed slot is handed out again: the arena was reused as it was.
-            assert_eq!(again.alloc(small), slot);
+            // Its slots are handed out again from the first, in address order, not in the
+            // reverse order they were freed in.
+            let reused: Vec<*mut u8> = (0..3).map(|_| again.alloc(small)).collect();
+            assert_eq!(reused, slots);
             assert!(take_arena(small).is_none());
 
             // An arena larger than the whole pool goes back to the allocator.

@@ -64,7 +64,7 @@ unsafe impl<R: Send> Sync for Failure<R> {}
 impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
     pub(super) fn new() -> Self {
         Scope {
-            core: Core::new(),
+            core: Core::new(!K::SHARED),
             failure: Failure(Cell::new(None)),
             _local: PhantomData,
             _scope: PhantomData,

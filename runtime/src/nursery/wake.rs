@@ -35,6 +35,15 @@
 //!    child that is not being polled right now, and the owner flips its `queued` flag with a
 //!    plain load and store ([`WakeNode::mark_queued_by_owner`]): when it spawns a child, or
 //!    queues the body or a sibling that awaits a finished child's handle.
+//! 7. A [`Local`](super::Local) tree is polled by one thread only (its future is not `Send`),
+//!    so while that thread is inside a poll of the nursery (`in_poll`), its wakes may also
+//!    take the owner's path when wakers were cloned: no other thread appends to the owner's
+//!    list, and the poll checks the list before it returns. Other threads, and wakes outside
+//!    a poll while a clone exists, go through the shared stack and wake the parent.
+//! 8. While the owner polls a node's child (`polled`), that node's own wakes on the owner's
+//!    thread only set `self_woken`; after the poll the owner queues the node for the next
+//!    turn, so a child that yields runs again only after the nursery's caller had its turn.
+//!    Wakes of other nodes during a turn are polled in the same turn, up to its budget.
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
@@ -106,6 +115,15 @@ pub(super) struct Hub {
     woken_tail: AtomicPtr<WakeNode>,
     /// The [`this_thread`] token of the thread polling the nursery (wake rule 5).
     owner: AtomicUsize,
+    /// The nursery's tree is [`Local`](super::Local): only the `owner` thread ever polls it
+    /// (wake rule 7). Written before any waker exists.
+    local: AtomicBool,
+    /// The owner is inside a poll of the nursery (wake rule 7). Owner only.
+    in_poll: AtomicBool,
+    /// The node whose child (or body) the owner is polling right now, null between polls;
+    /// a wake of that node on the owner's thread only sets `self_woken` (wake rule 8).
+    polled: AtomicPtr<WakeNode>,
+    self_woken: AtomicBool,
 }
 
 thread_local! {
@@ -178,6 +196,10 @@ impl HubRef {
             woken_head: AtomicPtr::new(ptr::null_mut()),
             woken_tail: AtomicPtr::new(ptr::null_mut()),
             owner: AtomicUsize::new(this_thread()),
+            local: AtomicBool::new(false),
+            in_poll: AtomicBool::new(false),
+            polled: AtomicPtr::new(ptr::null_mut()),
+            self_woken: AtomicBool::new(false),
         });
         HubRef(ptr::NonNull::from(Box::leak(hub)))
     }
@@ -188,12 +210,13 @@ impl HubRef {
         unsafe { self.0.as_ref() }
     }
 
-    /// Writes node `index` with `entry` and returns it, allocating its chunk if needed. The
+    /// Writes node `index` with `entry` and its `queued` flag, and returns it, allocating its
+    /// chunk if needed (a node written queued is the caller's to link, wake rule 3). The
     /// owner ensures indices once each, from 0 up (after [`HubRef::new`] or a reset), so the
     /// next node's place is a pointer bump, and a chunk's memory is touched only as far as it
     /// is used.
     #[inline]
-    pub(super) fn ensure(&self, index: u32, entry: Entry) -> &WakeNode {
+    pub(super) fn ensure(&self, index: u32, entry: Entry, queued: bool) -> &WakeNode {
         let hub = self.hub();
         if hub.fresh.get() == hub.fresh_end.get() {
             self.next_chunk();
@@ -209,7 +232,7 @@ impl HubRef {
             node.write(WakeNode {
                 next: AtomicPtr::new(ptr::null_mut()),
                 index,
-                queued: AtomicBool::new(false),
+                queued: AtomicBool::new(queued),
                 entry,
             });
             &*node
@@ -335,6 +358,38 @@ impl HubRef {
         ptr::eq(node.hub(), self.0.as_ptr()).then_some(node.index)
     }
 
+    /// Says whether the nursery's tree is [`Local`](super::Local) (wake rule 7); called
+    /// before any waker of the nursery exists.
+    pub(super) fn set_local(&self, local: bool) {
+        self.hub().local.store(local, Ordering::Relaxed);
+    }
+
+    /// Marks the owner as inside a poll of the nursery (wake rule 7) until the guard drops.
+    #[inline]
+    pub(super) fn enter_poll(&self) -> InPoll<'_> {
+        self.hub().in_poll.store(true, Ordering::Relaxed);
+        InPoll(self.hub())
+    }
+
+    /// Records that the owner is about to poll `node`'s child (wake rule 8); `None` after.
+    #[inline]
+    pub(super) fn set_polled(&self, node: Option<&WakeNode>) {
+        let node = node.map_or(ptr::null_mut(), |n| ptr::from_ref(n).cast_mut());
+        self.hub().polled.store(node, Ordering::Relaxed);
+    }
+
+    /// Whether the node just polled woke itself on the owner's thread during its poll
+    /// (wake rule 8); clears the record.
+    #[inline]
+    pub(super) fn take_self_woken(&self) -> bool {
+        let hub = self.hub();
+        if !hub.self_woken.load(Ordering::Relaxed) {
+            return false;
+        }
+        hub.self_woken.store(false, Ordering::Relaxed);
+        true
+    }
+
     /// Remembers who to wake when a child becomes ready, and that the calling thread polls
     /// the nursery now (wake rule 5).
     pub(super) fn register_parent(&self, waker: &Waker) {
@@ -371,6 +426,21 @@ impl HubRef {
         last.set_next(Some(shared_first));
         // SAFETY: as above, for the list's first node.
         Some((unsafe { &*first }, shared_last))
+    }
+
+    /// Takes the nodes the owner woke on its own list (wake rules 5, 7), in wake order.
+    #[inline]
+    pub(super) fn take_woken(&self) -> Option<(&WakeNode, &WakeNode)> {
+        let hub = self.hub();
+        let first = hub.woken_head.load(Ordering::Relaxed);
+        if first.is_null() {
+            return None;
+        }
+        let last = hub.woken_tail.load(Ordering::Relaxed);
+        hub.woken_head.store(ptr::null_mut(), Ordering::Relaxed);
+        hub.woken_tail.store(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: a non-null list holds live nodes of this hub (wake rule 2).
+        Some(unsafe { (&*first, &*last) })
     }
 
     /// Takes the shared stack of woken nodes, oldest first.
@@ -471,6 +541,18 @@ impl WakeNode {
     }
 }
 
+/// While alive, the owner is inside a poll of the nursery (wake rule 7).
+pub(super) struct InPoll<'a>(&'a Hub);
+
+impl Drop for InPoll<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.in_poll.store(false, Ordering::Relaxed);
+        self.0.polled.store(ptr::null_mut(), Ordering::Relaxed);
+        self.0.self_woken.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Gives back one counted reference, freeing the hub with the last one.
 ///
 /// # Safety
@@ -515,11 +597,19 @@ fn wake_by_ref(node: *const ()) {
     let node = unsafe { &*node.cast::<WakeNode>() };
     // SAFETY: the node's hub is alive while this waker is (wake rule 1).
     let hub = unsafe { &*node.hub() };
-    if hub.refs.load(Ordering::Acquire) == 1 && hub.owner.load(Ordering::Relaxed) == this_thread() {
-        // A borrowed waker, used on the owner's thread by a child it is polling right now
-        // (wake rule 5): no other thread appends to the owner's list, and the owner checks it
-        // after the poll, so waking the parent is not needed. (Or the last waker of a
-        // nursery that is gone: rule 5 again.)
+    if hub.owner.load(Ordering::Relaxed) == this_thread()
+        && (hub.refs.load(Ordering::Acquire) == 1
+            || (hub.local.load(Ordering::Relaxed) && hub.in_poll.load(Ordering::Relaxed)))
+    {
+        // A wake on the owner's thread while no other thread may use the owner's list (wake
+        // rules 5, 7): during a poll of the nursery, which checks the list before it returns,
+        // so waking the parent is not needed. (Or the last waker of a nursery that is gone:
+        // rule 5 again.)
+        if ptr::eq(hub.polled.load(Ordering::Relaxed), node) {
+            // The child being polled woke itself: it runs again next turn (wake rule 8).
+            hub.self_woken.store(true, Ordering::Relaxed);
+            return;
+        }
         if node.mark_queued(true) {
             node.set_next(None);
             let this = ptr::from_ref(node).cast_mut();
@@ -598,14 +688,14 @@ mod tests {
         let hub = HubRef::new();
         let mut first = Vec::new();
         for i in 0..=200 {
-            let node = hub.ensure(i, Entry::vacant());
+            let node = hub.ensure(i, Entry::vacant(), false);
             assert_eq!(node.index(), i);
             assert!(ptr::eq(node, hub.node(i)));
             first.push(ptr::from_ref(node));
         }
         assert!(hub.reset_if_unshared());
         for i in 0..=100 {
-            let node = hub.ensure(i, Entry::vacant());
+            let node = hub.ensure(i, Entry::vacant(), false);
             assert!(ptr::eq(node, first[i as usize]));
             assert_eq!(hub.node(i).index(), i);
         }
@@ -615,7 +705,7 @@ mod tests {
     fn cloned_waker_outlives_the_nursery_reference() {
         let hub = HubRef::new();
         for i in 0..=100 {
-            hub.ensure(i, Entry::vacant());
+            hub.ensure(i, Entry::vacant(), false);
         }
         let waker = (*hub.waker(100)).clone();
         drop(hub);
@@ -630,7 +720,7 @@ mod tests {
     fn wakes_by_the_owner_alone_come_first_in_order_then_shared_ones() {
         let hub = HubRef::new();
         for i in 0..=5 {
-            hub.ensure(i, Entry::vacant());
+            hub.ensure(i, Entry::vacant(), false);
         }
         // Alone with the hub: the owner's list, in wake order.
         hub.waker(4).wake_by_ref();
@@ -662,7 +752,7 @@ mod tests {
     fn the_last_waker_may_wake_from_threads_at_once_after_the_nursery() {
         let hub = HubRef::new();
         for i in 0..=3 {
-            hub.ensure(i, Entry::vacant());
+            hub.ensure(i, Entry::vacant(), false);
         }
         let waker = (*hub.waker(3)).clone();
         let raw = hub.0;
@@ -685,7 +775,7 @@ mod tests {
     fn a_node_is_pushed_once_until_the_owner_clears_it() {
         let hub = HubRef::new();
         for i in 0..=40 {
-            hub.ensure(i, Entry::vacant());
+            hub.ensure(i, Entry::vacant(), false);
         }
         let w = hub.waker(40);
         w.wake_by_ref();
