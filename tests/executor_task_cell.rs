@@ -309,3 +309,51 @@ fn a_task_aborting_itself_drops_its_future_after_the_poll() {
             .is_some_and(|h| h.is_finished())
     );
 }
+
+#[test]
+fn a_destructor_panicking_after_completion_leaves_the_output_with_the_handle() {
+    /// Panics when dropped (the future's state after it returned).
+    struct Bomb(Rc<Cell<usize>>);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+            panic!("destructor panics on purpose");
+        }
+    }
+    let drops = Rc::new(Drops::default());
+    let bomb_drops = Rc::new(Cell::new(0));
+    let rt = Runtime::new();
+    let bomb = Bomb(Rc::clone(&bomb_drops));
+    let d = Rc::clone(&drops);
+    // A `poll_fn` keeps its closure (and the bomb) after returning, until it is dropped; an
+    // `async` block would drop its locals inside the last poll.
+    let handle = rt.spawn_local(poll_fn(move |_| {
+        let _armed = &bomb;
+        Poll::Ready(Tracked {
+            drops: Rc::clone(&d),
+            output: true,
+        })
+    }));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(yield_now());
+    }));
+    assert!(
+        unwound.is_err(),
+        "the destructor's panic unwinds out of block_on"
+    );
+    assert_eq!(bomb_drops.get(), 1, "the future was dropped once");
+    assert!(handle.is_finished());
+    let mut handle = pin!(handle);
+    let Poll::Ready(out) = handle
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    else {
+        panic!("the output was published before the future was dropped");
+    };
+    drop(out);
+    // The runtime still works, and shuts down without touching the unwound task again.
+    assert_eq!(rt.block_on(async { spawn_local(async { 5 }).await }), 5);
+    drop(rt);
+    assert_eq!(bomb_drops.get(), 1);
+    assert_eq!(drops.counts(), (0, 1));
+}

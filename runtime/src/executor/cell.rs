@@ -277,10 +277,11 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
         Ok(Poll::Ready(output)) => Ok(output),
         Err(payload) => Err(payload),
     };
-    // Dropped in place before the output is published, so the task's resources are released
-    // by the time its handle can see the result.
-    *slot = None;
+    // Published before the future is dropped in place (as a panic in that drop unwinds into
+    // the executor, the handle has its result by then); the handle's waker only queues its
+    // task, which runs after the drop.
     cell.head.join.finish(result);
+    *slot = None;
     Poll::Ready(())
 }
 
