@@ -92,6 +92,10 @@ pub(crate) struct Analysis {
     pub(crate) ranges: HashMap<usize, (usize, usize)>,
     /// The locals each `let` statement declares.
     pub(crate) stmt_locals: HashMap<usize, Vec<LocalId>>,
+    /// The value of each `yield_!(value)`, keyed by its macro: the lowering reads these very
+    /// nodes, so the keys of the awaits inside agree.
+    pub(crate) yield_values: HashMap<usize, Box<Expr>>,
+    in_yield: usize,
     scopes: Vec<Vec<LocalId>>,
     pos: usize,
     /// Stack of mention collectors (operands of awaits being walked).
@@ -317,7 +321,8 @@ impl Analysis {
             kind,
             depth: self.depth,
             arms: self.arms.clone(),
-            node,
+            // The rewrites of the body do not reach into macro tokens.
+            node: node.filter(|_| self.in_yield == 0),
         });
         if let Some(c) = self.collecting.last_mut() {
             c.push((id, kind));
@@ -418,6 +423,16 @@ impl Analysis {
     }
 
     fn macro_mentions(&mut self, mac: &syn::Macro) {
+        if crate::yields::is_yield(mac)
+            && let Ok(value) = crate::yields::value(mac)
+        {
+            let value = Box::new(value);
+            self.in_yield += 1;
+            self.visit_expr(&value);
+            self.in_yield -= 1;
+            self.yield_values.insert(key(mac), value);
+            return;
+        }
         let name = mac
             .path
             .segments
@@ -608,8 +623,10 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.visit_expr(&b.right);
             }
             Expr::Macro(m) => {
+                let start = self.pos;
                 self.macro_mentions(&m.mac);
                 let point = self.snapshot();
+                self.ranges.insert(key(e), (start, point.pos));
                 self.after.insert(key(e), point);
             }
             Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_) | syn::BinOp::Or(_)) => {

@@ -85,6 +85,59 @@ macro_rules! differential {
 }
 
 pub(crate) use differential;
+
+/// A generator compiled twice: explicitly, and as the native frame the lowering falls back to
+/// (forced by an `impl Trait` yield type, which the explicit machine cannot name); both are
+/// drained by [`Drain`](super::Drain) and compared like [`differential!`] bodies.
+///
+/// ```text
+/// generator_differential! {
+///     name_of_test, yields: u32, entry: g(3),
+///     async fn g(n: u32) -> usize { … yield_!(v); … }
+///     // further items are copied to both modules
+/// }
+/// ```
+macro_rules! generator_differential {
+    (
+        $name:ident, yields: $y:ty, entry: $entry:expr,
+        async fn $f:ident ($($params:tt)*) $(-> $ret:ty)? $body:block
+        $($items:item)*
+    ) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            mod lowered {
+                #[allow(unused_imports)]
+                use super::*;
+                $($items)*
+                #[structured_async::structured(yields = $y)]
+                pub(super) async fn $f($($params)*) $(-> $ret)? $body
+                pub(super) fn entry() -> impl ::core::future::Future<Output = impl ::core::fmt::Debug> {
+                    $crate::support::Drain::new($entry)
+                }
+            }
+
+            mod native {
+                #[allow(unused_imports)]
+                use super::*;
+                $($items)*
+                #[structured_async::structured(yields = impl ::core::fmt::Debug)]
+                pub(super) async fn $f($($params)*) $(-> $ret)? $body
+                pub(super) fn entry() -> impl ::core::future::Future<Output = impl ::core::fmt::Debug> {
+                    $crate::support::Drain::new($entry)
+                }
+            }
+
+            #[test]
+            fn differential() {
+                $crate::support::check(lowered::entry, native::entry);
+            }
+        }
+    };
+}
+
+pub(crate) use generator_differential;
 pub(crate) use lowering_items;
 
 /// One generated program (see `tests/gen/random_programs.py`): `async fn body(input: u64, arg:

@@ -192,3 +192,39 @@ pub async fn pass<T>(value: T) -> T {
     tick(()).await;
     value
 }
+
+/// Drives a generator as a future for the differential harness: logs each yielded value and,
+/// after each yield, returns `Pending` once (waking itself), so that the harness also cancels
+/// the generator right after every yield.
+pub struct Drain<G: structured_async::Coroutine> {
+    generator: Pin<Box<G>>,
+}
+
+impl<G: structured_async::Coroutine> Drain<G> {
+    /// Drains `generator`.
+    pub fn new(generator: G) -> Self {
+        Drain {
+            generator: Box::pin(generator),
+        }
+    }
+}
+
+impl<G> Future for Drain<G>
+where
+    G: structured_async::Coroutine,
+    G::Yield: fmt::Debug,
+{
+    type Output = G::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<G::Output> {
+        match self.generator.as_mut().resume(cx) {
+            structured_async::Step::Pending => Poll::Pending,
+            structured_async::Step::Yielded(v) => {
+                ev(format!("yield {v:?}"));
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            structured_async::Step::Complete(r) => Poll::Ready(r),
+        }
+    }
+}

@@ -21,8 +21,8 @@ impl Lowerer<'_> {
         from: usize,
         ctx: Ctx,
     ) -> Result<(), Fallback> {
-        let regions_allowed = ctx == Ctx::FnTail && !self.generator && !self.strict;
-        let bounded_allowed = !self.generator && !self.strict;
+        let regions_allowed = ctx == Ctx::FnTail && !self.strict;
+        let bounded_allowed = !self.strict;
         let mut snapshots = Vec::new();
         for i in from..stmts.len() {
             let s = &stmts[i];
@@ -106,6 +106,7 @@ impl Lowerer<'_> {
     ) -> Result<(), Fallback> {
         let span = why.span;
         let region = &stmts[start..=end];
+        refuse_yields(region, span)?;
         let first = &stmts[start];
         let p = self.point(key(first), span)?;
         let owned = self.carried(&p, span)?;
@@ -293,6 +294,7 @@ impl Lowerer<'_> {
         first: &Stmt,
         why: Fallback,
     ) -> Result<(), Fallback> {
+        refuse_yields(rest, why.span)?;
         let p = self.point(key(first), why.span)?;
         let owned = self.carried(&p, why.span)?;
         let mut binds = TokenStream::new();
@@ -448,4 +450,28 @@ impl VisitMut for RegionCf {
     }
 
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}
+
+/// A region is an `async` adapter, which cannot yield from the generator around it.
+fn refuse_yields(stmts: &[Stmt], span: Span) -> Result<(), Fallback> {
+    struct Yields(bool);
+    impl<'ast> Visit<'ast> for Yields {
+        fn visit_expr(&mut self, e: &'ast Expr) {
+            if !matches!(e, Expr::Closure(_) | Expr::Async(_)) {
+                syn::visit::visit_expr(self, e);
+            }
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            self.0 |= yields::is_yield(m);
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut y = Yields(false);
+    for s in stmts {
+        y.visit_stmt(s);
+    }
+    if y.0 {
+        return fallback(span, "a `yield_!` inside a native region");
+    }
+    Ok(())
 }

@@ -102,11 +102,7 @@ impl Lowerer<'_> {
                 self.lower_expr_stmt(e, semi.is_none() && tail, last, await_span)
             }
             Stmt::Macro(m) if self.generator && yields::is_yield(&m.mac) => {
-                let v = yields::value(&m.mac).map_err(|e| Fallback {
-                    span: e.span(),
-                    reason: e.to_string(),
-                })?;
-                self.suspend_yield(&v, m.mac.path.span(), key(s))
+                self.suspend_yield(&m.mac, key(s))
             }
             Stmt::Macro(m) => {
                 let mac = &m.mac;
@@ -147,11 +143,7 @@ impl Lowerer<'_> {
                 return Ok(());
             }
             Expr::Macro(m) if self.generator && yields::is_yield(&m.mac) => {
-                let v = yields::value(&m.mac).map_err(|e| Fallback {
-                    span: e.span(),
-                    reason: e.to_string(),
-                })?;
-                return self.suspend_yield(&v, m.mac.path.span(), key(e));
+                return self.suspend_yield(&m.mac, key(e));
             }
             _ => {}
         }
@@ -405,24 +397,50 @@ impl Lowerer<'_> {
         }
     }
 
-    pub(super) fn suspend_yield(
-        &mut self,
-        v: &Expr,
-        span: Span,
-        node: usize,
-    ) -> Result<(), Fallback> {
-        if expr_await(v).is_some() {
-            return fallback(span, "an await inside a `yield_!` value");
+    /// `yield_!(value)`: the value is computed (after its awaits, as in a `let`), then the
+    /// block ends with `YieldK(value, live)`.
+    pub(super) fn suspend_yield(&mut self, mac: &syn::Macro, node: usize) -> Result<(), Fallback> {
+        let span = mac.path.span();
+        let a = self.a;
+        let Some(v) = a.yield_values.get(&key(mac)) else {
+            let reason = match yields::value(mac) {
+                Err(e) => e.to_string(),
+                Ok(_) => "internal: a `yield_!` the analysis did not see".to_owned(),
+            };
+            return fallback(span, reason);
+        };
+        let v: &Expr = v;
+        // Natively the value's temporaries live to the end of the statement, past the yield;
+        // a block closure would drop them before it.
+        if !no_temporaries(v) {
+            return fallback(
+                span,
+                "a `yield_!` value with temporaries (they live until the generator resumes)",
+            );
         }
+        let value = if expr_await(v).is_none() {
+            let v = self.rewrite_expr(v, v.clone())?;
+            quote!(#v)
+        } else if let Some((aw, fut)) = spine(v) {
+            let r = Ident::new("__r", Span::mixed_site());
+            let value = self.rewrite_expr(v, replace_spine(v, &syn::parse_quote!(#r)))?;
+            self.suspend_await(aw, fut, span)?;
+            if is_identity(v) {
+                quote!(#r)
+            } else {
+                quote!({ let #r = #r; #value })
+            }
+        } else {
+            self.suspend_expr(node, v, quote!(#v), span)?
+        };
         let p = self.after(node, span)?;
         let carried = self.carried(&p, span)?;
         let packed = self.pack_ids(&carried, span)?;
-        let v = self.rewrite_expr(v, v.clone())?;
         let val = Ident::new("__yielded", Span::mixed_site());
         let k = self.new_block(Entry::Yield, carried, Vec::new());
         let var = format_ident!("Yield{}", k);
         let tr = self.tr().clone();
-        self.emit(quote!(let #val = #v;));
+        self.emit(quote!(let #val = #value;));
         self.terminate(quote!(#tr::#var(#val, #packed)));
         self.edges.borrow_mut().push((self.cur, k));
         self.switch(k);

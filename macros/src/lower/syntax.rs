@@ -228,3 +228,42 @@ pub(super) fn simple_future(e: &Expr) -> bool {
         _ => false,
     }
 }
+
+/// Whether evaluating `e` leaves no temporary behind (one that would live to the end of the
+/// statement): locals, literals, arithmetic, calls of paths, borrows of places, awaits of such.
+pub(super) fn no_temporaries(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Path(_) => true,
+        // Comparisons borrow their operands: a computed one is a temporary.
+        Expr::Binary(b) if is_comparison(&b.op) => {
+            let plain = |x: &Expr| pure_place(x) || matches!(x, Expr::Lit(_));
+            plain(&b.left) && plain(&b.right)
+        }
+        Expr::Binary(b) => no_temporaries(&b.left) && no_temporaries(&b.right),
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => pure_place(&u.expr),
+        Expr::Unary(u) => no_temporaries(&u.expr),
+        Expr::Paren(p) => no_temporaries(&p.expr),
+        Expr::Group(g) => no_temporaries(&g.expr),
+        Expr::Cast(c) => no_temporaries(&c.expr),
+        Expr::Await(a) => no_temporaries(&a.base),
+        Expr::Reference(r) => pure_place(&r.expr),
+        Expr::Field(f) => pure_place(&f.base),
+        Expr::Tuple(t) => t.elems.iter().all(no_temporaries),
+        Expr::Array(a) => a.elems.iter().all(no_temporaries),
+        Expr::Call(c) => matches!(&*c.func, Expr::Path(_)) && c.args.iter().all(no_temporaries),
+        Expr::MethodCall(m) => pure_place(&m.receiver) && m.args.iter().all(no_temporaries),
+        _ => false,
+    }
+}
+
+fn is_comparison(op: &syn::BinOp) -> bool {
+    matches!(
+        op,
+        syn::BinOp::Eq(_)
+            | syn::BinOp::Ne(_)
+            | syn::BinOp::Lt(_)
+            | syn::BinOp::Le(_)
+            | syn::BinOp::Gt(_)
+            | syn::BinOp::Ge(_)
+    )
+}
