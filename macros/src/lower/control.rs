@@ -243,15 +243,7 @@ impl Lowerer<'_> {
             Expr::ForLoop(f) => return self.lower_for(e, f),
             _ => return fallback(span, "unsupported loop"),
         };
-        let start = self.point(key(e), span)?;
-        let after = self.after(key(e), span)?;
-        let header_in = self.carried(&start, span)?;
-        let exit_in = self.carried(&after, span)?;
-        let header = self.new_block(Entry::Goto, header_in, Vec::new());
-        let exit = self.new_block(Entry::Goto, exit_in, Vec::new());
-        let g = self.goto(header, span)?;
-        self.terminate(g);
-        self.switch(header);
+        let (header, exit) = self.enter_loop(e, span)?;
         if let Some(cond) = cond {
             let body_point = self.point(key(body), span)?;
             let body_in = self.carried(&body_point, span)?;
@@ -262,19 +254,8 @@ impl Lowerer<'_> {
             self.terminate(quote!(if #cond { #g_body } else { #g_exit }));
             self.switch(body_k);
         }
-        self.loops.push(LoopCtx {
-            label: label.as_ref().map(|l| l.name.ident.to_string()),
-            header,
-            exit,
-        });
-        self.lower_stmts(&body.stmts, Ctx::Unit)?;
-        if !self.terminated() {
-            let g = self.goto(header, span)?;
-            self.terminate(g);
-        }
-        self.loops.pop();
-        self.switch(exit);
-        Ok(())
+        let label = label.as_ref().map(|l| l.name.ident.to_string());
+        self.loop_body(label, header, exit, &body.stmts, span)
     }
 
     pub(super) fn lower_for(&mut self, e: &Expr, f: &syn::ExprForLoop) -> Result<(), Fallback> {
@@ -301,15 +282,7 @@ impl Lowerer<'_> {
         let expr = self.rewrite_expr(&f.expr, (*f.expr).clone())?;
         self.emit(quote!(#[allow(unused_mut)] let mut #iter = ::core::iter::IntoIterator::into_iter(#expr);));
         self.bound.push((iter_id, iter.clone()));
-        let start = self.point(key(e), span)?;
-        let after = self.after(key(e), span)?;
-        let header_in = self.carried(&start, span)?;
-        let exit_in = self.carried(&after, span)?;
-        let header = self.new_block(Entry::Goto, header_in, Vec::new());
-        let exit = self.new_block(Entry::Goto, exit_in, Vec::new());
-        let g = self.goto(header, span)?;
-        self.terminate(g);
-        self.switch(header);
+        let (header, exit) = self.enter_loop(e, span)?;
         let body_point = self.point(key(&f.body), span)?;
         let body_in = self.carried(&body_point, span)?;
         let body_k = self.new_block(Entry::Goto, body_in, Vec::new());
@@ -327,12 +300,39 @@ impl Lowerer<'_> {
             ::core::option::Option::None => #g_exit,
         }));
         self.switch(body_k);
+        let label = f.label.as_ref().map(|l| l.name.ident.to_string());
+        self.loop_body(label, header, exit, &f.body.stmts, span)
+    }
+
+    /// Opens a loop's header block (entered now) and its exit block.
+    fn enter_loop(&mut self, e: &Expr, span: Span) -> Result<(usize, usize), Fallback> {
+        let start = self.point(key(e), span)?;
+        let after = self.after(key(e), span)?;
+        let header_in = self.carried(&start, span)?;
+        let exit_in = self.carried(&after, span)?;
+        let header = self.new_block(Entry::Goto, header_in, Vec::new());
+        let exit = self.new_block(Entry::Goto, exit_in, Vec::new());
+        let g = self.goto(header, span)?;
+        self.terminate(g);
+        self.switch(header);
+        Ok((header, exit))
+    }
+
+    /// Lowers a loop's body, going back to `header` at its end, and continues in `exit`.
+    fn loop_body(
+        &mut self,
+        label: Option<String>,
+        header: usize,
+        exit: usize,
+        stmts: &[Stmt],
+        span: Span,
+    ) -> Result<(), Fallback> {
         self.loops.push(LoopCtx {
-            label: f.label.as_ref().map(|l| l.name.ident.to_string()),
+            label,
             header,
             exit,
         });
-        self.lower_stmts(&f.body.stmts, Ctx::Unit)?;
+        self.lower_stmts(stmts, Ctx::Unit)?;
         if !self.terminated() {
             let g = self.goto(header, span)?;
             self.terminate(g);

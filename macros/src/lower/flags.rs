@@ -176,12 +176,7 @@ fn plain_ident(p: &syn::Pat) -> Option<(&syn::PatIdent, Option<&syn::Type>)> {
 pub(super) fn rewrite(a: &Analysis, body: &mut syn::Block, wanted: &[LocalId]) -> Vec<LocalId> {
     let mut chosen: Vec<LocalId> = wanted.to_vec();
     loop {
-        let nodes: HashMap<usize, (LocalId, Use)> = a
-            .mentions
-            .iter()
-            .filter(|m| chosen.contains(&m.local))
-            .filter_map(|m| m.node.map(|n| (n, (m.local, m.kind))))
-            .collect();
+        let nodes = mention_nodes(a, &chosen);
         let mut check = PlaceUses {
             nodes: &nodes,
             bad: HashSet::new(),
@@ -195,12 +190,7 @@ pub(super) fn rewrite(a: &Analysis, body: &mut syn::Block, wanted: &[LocalId]) -
     if chosen.is_empty() {
         return chosen;
     }
-    let nodes: HashMap<usize, (LocalId, Use)> = a
-        .mentions
-        .iter()
-        .filter(|m| chosen.contains(&m.local))
-        .filter_map(|m| m.node.map(|n| (n, (m.local, m.kind))))
-        .collect();
+    let nodes = mention_nodes(a, &chosen);
     let decls: HashSet<usize> = a
         .stmt_locals
         .iter()
@@ -213,6 +203,15 @@ pub(super) fn rewrite(a: &Analysis, body: &mut syn::Block, wanted: &[LocalId]) -
     };
     rw.visit_block_mut(body);
     chosen
+}
+
+/// The path expressions naming the `chosen` locals, with how each uses its local.
+fn mention_nodes(a: &Analysis, chosen: &[LocalId]) -> HashMap<usize, (LocalId, Use)> {
+    a.mentions
+        .iter()
+        .filter(|m| chosen.contains(&m.local))
+        .filter_map(|m| m.node.map(|n| (n, (m.local, m.kind))))
+        .collect()
 }
 
 /// Finds moves of flagged locals in place contexts, where rustc would not move them.
@@ -239,17 +238,7 @@ impl<'ast> Visit<'ast> for PlaceUses<'_> {
             Expr::Match(m) => self.place(&m.expr),
             Expr::Let(l) => self.place(&l.expr),
             Expr::Unary(u) => self.place(&u.expr),
-            Expr::Binary(b)
-                if matches!(
-                    b.op,
-                    syn::BinOp::Eq(_)
-                        | syn::BinOp::Ne(_)
-                        | syn::BinOp::Lt(_)
-                        | syn::BinOp::Le(_)
-                        | syn::BinOp::Gt(_)
-                        | syn::BinOp::Ge(_)
-                ) =>
-            {
+            Expr::Binary(b) if is_comparison(&b.op) => {
                 self.place(&b.left);
                 self.place(&b.right);
             }

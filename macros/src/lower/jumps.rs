@@ -124,25 +124,11 @@ impl VisitMut for CfRewriter<'_, '_> {
                 if let Some(v) = &mut r.expr {
                     self.visit_expr_mut(v);
                 }
-                let v = r.expr.as_ref().map_or_else(|| quote!(()), |v| quote!(#v));
-                let span = r.return_token.span;
-                *e = syn::parse_quote_spanned!(span=> return #tr::Return(#v));
+                *e = wrapped_return(r, &quote!(#tr::Return));
             }
             Expr::Try(t) => {
                 self.visit_expr_mut(&mut t.expr);
-                let inner = &t.expr;
-                let span = t.question_token.span;
-                let v = Ident::new("__v", Span::mixed_site());
-                let res = Ident::new("__residual", Span::mixed_site());
-                // A call, so that `x? % 3` keeps its precedence wherever it stands.
-                *e = syn::parse_quote_spanned!(span=>
-                    ::core::convert::identity(match ::structured_async::__private::Branch::branch(#inner) {
-                        ::core::ops::ControlFlow::Continue(#v) => #v,
-                        ::core::ops::ControlFlow::Break(#res) => return #tr::Return(
-                            ::structured_async::__private::FromResidual::from_residual(#res)
-                        ),
-                    })
-                );
+                *e = wrapped_try(t, &quote!(#tr::Return));
             }
             Expr::Break(b) => {
                 let origin = self.origins.next();
@@ -170,13 +156,7 @@ impl VisitMut for CfRewriter<'_, '_> {
                 }
             }
             Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
-                let label = match e {
-                    Expr::Loop(l) => l.label.as_ref(),
-                    Expr::While(w) => w.label.as_ref(),
-                    Expr::ForLoop(f) => f.label.as_ref(),
-                    _ => None,
-                }
-                .map(|l| l.name.ident.to_string());
+                let label = loop_label(e);
                 self.inner_loops.push(label);
                 visit_mut::visit_expr_mut(self, e);
                 self.inner_loops.pop();
@@ -200,17 +180,7 @@ impl VisitMut for CfRewriter<'_, '_> {
 impl CfRewriter<'_, '_> {
     /// Control flow inside a macro's tokens cannot be rewritten: keep a native frame.
     fn check_macro(&mut self, m: &syn::Macro) {
-        fn leaves(tokens: TokenStream) -> bool {
-            tokens.into_iter().any(|t| match t {
-                proc_macro2::TokenTree::Ident(i) => {
-                    i == "return" || i == "break" || i == "continue"
-                }
-                proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
-                proc_macro2::TokenTree::Group(g) => leaves(g.stream()),
-                proc_macro2::TokenTree::Literal(_) => false,
-            })
-        }
-        if leaves(m.tokens.clone()) {
+        if macro_leaves(m) {
             self.error = Some(Fallback {
                 span: m.path.span(),
                 reason: format!(
@@ -220,4 +190,53 @@ impl CfRewriter<'_, '_> {
             });
         }
     }
+}
+
+/// `return v` (its `v` already rewritten) → `return WRAP(v)`.
+pub(super) fn wrapped_return(r: &syn::ExprReturn, wrap: &TokenStream) -> Expr {
+    let v = r.expr.as_ref().map_or_else(|| quote!(()), |v| quote!(#v));
+    let span = r.return_token.span;
+    syn::parse_quote_spanned!(span=> return #wrap(#v))
+}
+
+/// `e?` (its `e` already rewritten) → an early `return WRAP(residual)`.
+pub(super) fn wrapped_try(t: &syn::ExprTry, wrap: &TokenStream) -> Expr {
+    let inner = &t.expr;
+    let span = t.question_token.span;
+    let v = Ident::new("__v", Span::mixed_site());
+    let res = Ident::new("__residual", Span::mixed_site());
+    // A call, so that `x? % 3` keeps its precedence wherever it stands.
+    syn::parse_quote_spanned!(span=>
+        ::core::convert::identity(match ::structured_async::__private::Branch::branch(#inner) {
+            ::core::ops::ControlFlow::Continue(#v) => #v,
+            ::core::ops::ControlFlow::Break(#res) => return #wrap(
+                ::structured_async::__private::FromResidual::from_residual(#res)
+            ),
+        })
+    )
+}
+
+/// The label of a `loop`/`while`/`for`.
+pub(super) fn loop_label(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Loop(l) => l.label.as_ref(),
+        Expr::While(w) => w.label.as_ref(),
+        Expr::ForLoop(f) => f.label.as_ref(),
+        _ => None,
+    }
+    .map(|l| l.name.ident.to_string())
+}
+
+/// Whether a macro's tokens hold `?`, `return`, `break` or `continue`, which cannot be
+/// rewritten inside them.
+pub(super) fn macro_leaves(m: &syn::Macro) -> bool {
+    fn leaves(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == "return" || i == "break" || i == "continue",
+            proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
+            proc_macro2::TokenTree::Group(g) => leaves(g.stream()),
+            proc_macro2::TokenTree::Literal(_) => false,
+        })
+    }
+    leaves(m.tokens.clone())
 }

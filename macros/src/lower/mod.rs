@@ -38,7 +38,7 @@ mod syntax;
 #[cfg(test)]
 mod tests;
 
-use jumps::{CfRewriter, jump_keys};
+use jumps::{CfRewriter, jump_keys, loop_label, macro_leaves, wrapped_return, wrapped_try};
 use syntax::*;
 
 /// Why a body keeps a native frame.

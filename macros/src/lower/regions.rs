@@ -357,17 +357,7 @@ impl RegionCf {
     }
 
     fn check_macro(&mut self, m: &syn::Macro) {
-        fn leaves(tokens: TokenStream) -> bool {
-            tokens.into_iter().any(|t| match t {
-                proc_macro2::TokenTree::Ident(i) => {
-                    i == "return" || i == "break" || i == "continue"
-                }
-                proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
-                proc_macro2::TokenTree::Group(g) => leaves(g.stream()),
-                proc_macro2::TokenTree::Literal(_) => false,
-            })
-        }
-        if leaves(m.tokens.clone()) {
+        if macro_leaves(m) {
             self.refuse(
                 m.path.span(),
                 "control flow inside a macro in a native region",
@@ -384,26 +374,12 @@ impl VisitMut for RegionCf {
                 if let Some(v) = &mut r.expr {
                     self.visit_expr_mut(v);
                 }
-                let v = r.expr.as_ref().map_or_else(|| quote!(()), |v| quote!(#v));
-                let span = r.return_token.span;
-                *e = syn::parse_quote_spanned!(span=> return ::core::ops::ControlFlow::Break(#v));
+                *e = wrapped_return(r, &quote!(::core::ops::ControlFlow::Break));
                 self.exits = true;
             }
             Expr::Try(t) => {
                 self.visit_expr_mut(&mut t.expr);
-                let inner = &t.expr;
-                let span = t.question_token.span;
-                let v = Ident::new("__v", Span::mixed_site());
-                let res = Ident::new("__residual", Span::mixed_site());
-                // A call, so that `x? % 3` keeps its precedence wherever it stands.
-                *e = syn::parse_quote_spanned!(span=>
-                    ::core::convert::identity(match ::structured_async::__private::Branch::branch(#inner) {
-                        ::core::ops::ControlFlow::Continue(#v) => #v,
-                        ::core::ops::ControlFlow::Break(#res) => return ::core::ops::ControlFlow::Break(
-                            ::structured_async::__private::FromResidual::from_residual(#res)
-                        ),
-                    })
-                );
+                *e = wrapped_try(t, &quote!(::core::ops::ControlFlow::Break));
                 self.exits = true;
             }
             Expr::Break(b) => {
@@ -419,13 +395,7 @@ impl VisitMut for RegionCf {
                 }
             }
             Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
-                let label = match e {
-                    Expr::Loop(l) => l.label.as_ref(),
-                    Expr::While(w) => w.label.as_ref(),
-                    Expr::ForLoop(f) => f.label.as_ref(),
-                    _ => None,
-                }
-                .map(|l| l.name.ident.to_string());
+                let label = loop_label(e);
                 self.inner.push((label, true));
                 visit_mut::visit_expr_mut(self, e);
                 self.inner.pop();

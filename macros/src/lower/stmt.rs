@@ -262,19 +262,34 @@ impl Lowerer<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let binder_inner = machine::pack(&owned_names);
         self.emit(quote!(let #f = async move { #binds let #r = #fut.await; (#r, #owned_packed) };));
+        let k = self.await_adapter(rest, &owned, quote!((#r, #binder_inner)), &rest_packed);
+        // The resume block binds the owned locals under the same names the adapter used.
+        self.fix_adapter_names(k, &owned, &owned_names);
+        Ok(())
+    }
+
+    /// Ends the block with `AwaitK(__f, rest)`, the adapter `__f` handing `owned` back with
+    /// its result (bound by `binder`), and continues in the resume block `K`.
+    fn await_adapter(
+        &mut self,
+        rest: Vec<LocalId>,
+        owned: &[LocalId],
+        binder: TokenStream,
+        rest_packed: &TokenStream,
+    ) -> usize {
+        let f = Ident::new("__f", Span::mixed_site());
+        let tr = self.tr().clone();
+        let from_live = rest.len();
         let mut input = rest;
         input.extend(owned.iter().copied());
-        let from_live = input.len() - owned.len();
-        let k = self.new_block(Entry::Await(quote!((#r, #binder_inner))), input, Vec::new());
+        let k = self.new_block(Entry::Await(binder), input, Vec::new());
         self.blocks[k].from_live = from_live;
         let v = format_ident!("Await{}", k);
         self.terminate(quote!(#tr::#v(#f, #rest_packed)));
         self.edges.borrow_mut().push((self.cur, k));
         self.adapters += 1;
-        // The resume block binds the owned locals under the same names the adapter used.
         self.switch(k);
-        self.fix_adapter_names(k, &owned, &owned_names);
-        Ok(())
+        k
     }
 
     /// The resume block must bind the adapter's locals under the names the binder pattern uses.
@@ -357,16 +372,7 @@ impl Lowerer<'_> {
         self.emit(
             quote!(let #f = async move { #binds let #r = #value_expr; (#r, #owned_packed) };),
         );
-        let mut input = rest;
-        input.extend(owned.iter().copied());
-        let from_live = input.len() - owned.len();
-        let k = self.new_block(Entry::Await(quote!((#r, #owned_packed))), input, Vec::new());
-        self.blocks[k].from_live = from_live;
-        let v = format_ident!("Await{}", k);
-        self.terminate(quote!(#tr::#v(#f, #rest_packed)));
-        self.edges.borrow_mut().push((self.cur, k));
-        self.adapters += 1;
-        self.switch(k);
+        self.await_adapter(rest, &owned, quote!((#r, #owned_packed)), &rest_packed);
         Ok(if check.has_try {
             let v = Ident::new("__v", Span::mixed_site());
             quote!(match #r {

@@ -256,7 +256,7 @@ pub(super) fn no_temporaries(e: &Expr) -> bool {
     }
 }
 
-fn is_comparison(op: &syn::BinOp) -> bool {
+pub(super) fn is_comparison(op: &syn::BinOp) -> bool {
     matches!(
         op,
         syn::BinOp::Eq(_)
