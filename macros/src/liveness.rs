@@ -857,10 +857,17 @@ impl<'ast> Visit<'ast> for BorrowProbe<'_> {
                 visit::visit_expr(self, e);
             }
             Expr::Closure(_) | Expr::Async(_) | Expr::Macro(_) => {
+                // A `move` closure or block owns what it captures: it borrows a local only
+                // through a captured local that holds a borrow itself.
+                let moves = match e {
+                    Expr::Closure(c) => c.capture.is_some(),
+                    Expr::Async(a) => a.capture.is_some(),
+                    _ => false,
+                };
                 let mut idents = Vec::new();
                 token_idents(quote::ToTokens::to_token_stream(e), &mut idents);
                 for i in idents {
-                    self.check(&i, true);
+                    self.check(&i, !moves);
                 }
             }
             _ => visit::visit_expr(self, e),

@@ -190,3 +190,19 @@ fn an_expression_with_two_awaits_and_a_try_in_a_loop_without_exit_is_lowered() {
     assert!(explicit, "{report}");
     assert!(report.contains("fallbacks: none"), "{report}");
 }
+
+#[test]
+fn a_move_closure_owns_its_captures() {
+    // A `move` closure of plain locals holds no borrow: carried across the await explicitly.
+    // A non-`move` one borrows what it captures and keeps a native region.
+    let (explicit, report) = lowered(
+        "",
+        "async fn f(n: u64) -> u64 { let k: u64 = n % 13; let f = move |x: u64| x ^ k; let v = g(1).await; f(v) }",
+    );
+    assert!(explicit && report.contains("fallbacks: none"), "{report}");
+    let (_, report) = lowered(
+        "",
+        "async fn f(n: u64) -> u64 { let k = V::new(n); let f = |x: u64| x ^ k.get(); let v = g(1).await; f(v) }",
+    );
+    assert!(report.contains("`f` may hold a borrow"), "{report}");
+}
