@@ -250,3 +250,18 @@ fn a_child_that_yields_runs_once_per_turn() {
     assert_eq!(child_polls.get(), YIELDS + 1);
     assert_eq!(polls, YIELDS + 1);
 }
+
+/// A yield deep in nested nurseries reaches whoever polls the outermost one: each level
+/// passes the turn up instead of polling the inner nursery again in its own turn.
+#[test]
+fn a_yield_in_a_nested_nursery_reaches_the_top() {
+    const YIELDS: usize = 30;
+    let child_polls = Cell::new(0);
+    let polls = polls_to_finish(nursery!(|outer| {
+        outer.spawn(nursery!(|inner| {
+            inner.spawn(restless(&child_polls, YIELDS));
+        }));
+    }));
+    assert_eq!(child_polls.get(), YIELDS + 1);
+    assert_eq!(polls, YIELDS + 1);
+}

@@ -197,7 +197,7 @@ impl Core {
     }
 
     /// Places a child and queues its first poll; `vtable` is `F`'s.
-    #[inline]
+    #[inline(always)]
     pub(super) fn spawn<F: Future>(&self, future: F, vtable: &'static VTable) -> &WakeNode {
         // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
         let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };

@@ -79,7 +79,7 @@ where
             core.enter();
         }
         core.hub.register_parent(cx.waker());
-        let _in_poll = core.hub.enter_poll();
+        let in_poll = core.hub.enter_poll();
         core.refill();
         if let Some((_, grace)) = &mut this.ending {
             if grace.as_mut().poll(cx).is_ready() {
@@ -148,6 +148,8 @@ where
             }
             polled += 1;
             if polled == TURN_BUDGET && core.has_ready() {
+                // Out of the poll first, so that whoever polls the nursery sees it yield.
+                drop(in_poll);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -170,7 +172,9 @@ where
                 return Poll::Ready(this.ending.take().expect("ending").0);
             }
         }
-        if core.has_ready() {
+        let again = core.has_ready();
+        drop(in_poll);
+        if again {
             // Woken during this turn: run them in the next one, after the caller had its turn.
             cx.waker().wake_by_ref();
         }

@@ -40,10 +40,12 @@
 //!    take the owner's path when wakers were cloned: no other thread appends to the owner's
 //!    list, and the poll checks the list before it returns. Other threads, and wakes outside
 //!    a poll while a clone exists, go through the shared stack and wake the parent.
-//! 8. While the owner polls a node's child (`polled`), that node's own wakes on the owner's
-//!    thread only set `self_woken`; after the poll the owner queues the node for the next
-//!    turn, so a child that yields runs again only after the nursery's caller had its turn.
-//!    Wakes of other nodes during a turn are polled in the same turn, up to its budget.
+//! 8. While a thread polls a node's child (or the body), that node's own wakes on that
+//!    thread only set a flag in a thread-local record (`POLLING`, saved and given back
+//!    around each poll of a nursery, as nurseries nest); after the poll the owner queues the
+//!    node for the next turn, so a child that yields runs again only after the nursery's
+//!    caller had its turn. Wakes of other nodes during a turn run in the same turn, up to
+//!    its budget.
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
@@ -120,15 +122,24 @@ pub(super) struct Hub {
     local: AtomicBool,
     /// The owner is inside a poll of the nursery (wake rule 7). Owner only.
     in_poll: AtomicBool,
-    /// The node whose child (or body) the owner is polling right now, null between polls;
-    /// a wake of that node on the owner's thread only sets `self_woken` (wake rule 8).
-    polled: AtomicPtr<WakeNode>,
-    self_woken: AtomicBool,
 }
 
 thread_local! {
     /// Its address tells threads apart: unique among the threads alive at any one time.
     static THREAD_TOKEN: u8 = const { 0 };
+    /// The node whose child (or body) this thread is polling right now (wake rule 8).
+    static POLLING: Polling = const {
+        Polling {
+            node: Cell::new(ptr::null()),
+            woken: Cell::new(false),
+        }
+    };
+}
+
+/// What this thread polls right now: a node, and whether that node woke itself meanwhile.
+struct Polling {
+    node: Cell<*const WakeNode>,
+    woken: Cell<bool>,
 }
 
 /// A token for the calling thread (wake rule 5). Never fails: the thread-local has a constant
@@ -198,8 +209,6 @@ impl HubRef {
             owner: AtomicUsize::new(this_thread()),
             local: AtomicBool::new(false),
             in_poll: AtomicBool::new(false),
-            polled: AtomicPtr::new(ptr::null_mut()),
-            self_woken: AtomicBool::new(false),
         });
         HubRef(ptr::NonNull::from(Box::leak(hub)))
     }
@@ -364,30 +373,31 @@ impl HubRef {
         self.hub().local.store(local, Ordering::Relaxed);
     }
 
-    /// Marks the owner as inside a poll of the nursery (wake rule 7) until the guard drops.
+    /// Marks the owner as inside a poll of the nursery (wake rule 7) until the guard drops;
+    /// the guard also gives back what this thread was polling before (nurseries nest).
     #[inline]
     pub(super) fn enter_poll(&self) -> InPoll<'_> {
         self.hub().in_poll.store(true, Ordering::Relaxed);
-        InPoll(self.hub())
+        let (node, woken) = POLLING.with(|p| (p.node.get(), p.woken.get()));
+        InPoll {
+            hub: self.hub(),
+            node,
+            woken,
+        }
     }
 
-    /// Records that the owner is about to poll `node`'s child (wake rule 8); `None` after.
+    /// Records that this thread is about to poll `node`'s child (wake rule 8); `None` after.
     #[inline]
     pub(super) fn set_polled(&self, node: Option<&WakeNode>) {
-        let node = node.map_or(ptr::null_mut(), |n| ptr::from_ref(n).cast_mut());
-        self.hub().polled.store(node, Ordering::Relaxed);
+        let node = node.map_or(ptr::null(), ptr::from_ref);
+        POLLING.with(|p| p.node.set(node));
     }
 
-    /// Whether the node just polled woke itself on the owner's thread during its poll
-    /// (wake rule 8); clears the record.
+    /// Whether the node just polled woke itself on this thread during its poll (wake rule
+    /// 8); clears the record.
     #[inline]
     pub(super) fn take_self_woken(&self) -> bool {
-        let hub = self.hub();
-        if !hub.self_woken.load(Ordering::Relaxed) {
-            return false;
-        }
-        hub.self_woken.store(false, Ordering::Relaxed);
-        true
+        POLLING.with(|p| p.woken.replace(false))
     }
 
     /// Remembers who to wake when a child becomes ready, and that the calling thread polls
@@ -541,15 +551,24 @@ impl WakeNode {
     }
 }
 
-/// While alive, the owner is inside a poll of the nursery (wake rule 7).
-pub(super) struct InPoll<'a>(&'a Hub);
+/// While alive, the owner is inside a poll of the nursery (wake rule 7); on drop, this
+/// thread's record of what it polls is back to what it was before.
+pub(super) struct InPoll<'a> {
+    hub: &'a Hub,
+    node: *const WakeNode,
+    woken: bool,
+}
 
 impl Drop for InPoll<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.0.in_poll.store(false, Ordering::Relaxed);
-        self.0.polled.store(ptr::null_mut(), Ordering::Relaxed);
-        self.0.self_woken.store(false, Ordering::Relaxed);
+        self.hub.in_poll.store(false, Ordering::Relaxed);
+        let (node, woken) = (self.node, self.woken);
+        // Fails only while the thread's locals are destroyed, when nothing is polled.
+        let _ = POLLING.try_with(|p| {
+            p.node.set(node);
+            p.woken.set(woken);
+        });
     }
 }
 
@@ -593,8 +612,21 @@ fn wake(node: *const ()) {
 }
 
 fn wake_by_ref(node: *const ()) {
+    let node = node.cast::<WakeNode>();
+    // The child being polled on this thread woke itself: it runs again next turn (wake rule
+    // 8). Read before the node, so a yield touches nothing but this thread's record.
+    let self_wake = POLLING.try_with(|p| {
+        let polled = p.node.get() == node;
+        if polled {
+            p.woken.set(true);
+        }
+        polled
+    });
+    if self_wake == Ok(true) {
+        return;
+    }
     // SAFETY: a waker's data pointer is a live node (wake rule 1, 2).
-    let node = unsafe { &*node.cast::<WakeNode>() };
+    let node = unsafe { &*node };
     // SAFETY: the node's hub is alive while this waker is (wake rule 1).
     let hub = unsafe { &*node.hub() };
     if hub.owner.load(Ordering::Relaxed) == this_thread()
@@ -605,11 +637,6 @@ fn wake_by_ref(node: *const ()) {
         // rules 5, 7): during a poll of the nursery, which checks the list before it returns,
         // so waking the parent is not needed. (Or the last waker of a nursery that is gone:
         // rule 5 again.)
-        if ptr::eq(hub.polled.load(Ordering::Relaxed), node) {
-            // The child being polled woke itself: it runs again next turn (wake rule 8).
-            hub.self_woken.store(true, Ordering::Relaxed);
-            return;
-        }
         if node.mark_queued(true) {
             node.set_next(None);
             let this = ptr::from_ref(node).cast_mut();
