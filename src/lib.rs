@@ -89,9 +89,11 @@
 //! region**: an `async move` block (exactly rustc's own desugaring) run as one adapter state
 //! that owns the live locals. That happens for a local holding a borrow of another local
 //! across an await (`for x in &v { … }`, a `RefCell` guard), a macro that may hide an await
-//! (`join!`, `select!`), and locals moved on some paths only (which need a drop flag). The
-//! region starts at such a statement, or at an earlier one where the borrow or the move
-//! begins, and ends at the first statement after which no local borrows another (at most
+//! (`join!`, `select!`). A local moved on some paths only, or declared without a value,
+//! carries its drop flag as an `Option` in the explicit machine; only one the rewrite cannot
+//! reach (named inside a macro or closure, or the receiver of a method that may consume it)
+//! keeps a region. The region starts at such a statement, or at an earlier one where the
+//! borrow or the move begins, and ends at the first statement after which no local borrows another (at most
 //! the end of the enclosing block): it hands the locals still in scope back, a `return` or
 //! `?` inside leaves it as a value, and the lowering goes on explicitly after it. Only when
 //! no such end exists (a `break` out of it, a local moved on some paths that lives on) does
