@@ -93,9 +93,10 @@
 //! carries its drop flag as an `Option` in the explicit machine; only one the rewrite cannot
 //! reach (named inside a macro or closure, or the receiver of a method that may consume it)
 //! keeps a region. The region starts at such a statement, or at an earlier one where the
-//! borrow or the move begins, and ends at the first statement after which no local borrows another (at most
-//! the end of the enclosing block): it hands the locals still in scope back, a `return` or
-//! `?` inside leaves it as a value, and the lowering goes on explicitly after it. Only when
+//! borrow or the move begins, and ends at the first statement after which no local borrows
+//! another (at most the end of the enclosing block): it hands the locals still in scope back,
+//! a `return` or `?` inside leaves it as a value, and the lowering goes on explicitly after
+//! it. Only when
 //! no such end exists (a `break` out of it, a local moved on some paths that lives on) does
 //! it run to the end of the body, or, from the first statement, become the whole body as
 //! one native frame.
