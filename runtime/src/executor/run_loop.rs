@@ -4,7 +4,7 @@
 //! 2. poll up to `budget` ready tasks (the root future is one of them), consulting the
 //!    memory-only `ready_hint` of busy subsystems with waiters between two task polls;
 //! 3. poll the subsystems whose turn it is, weighted by priority × waiters
-//!    ([`Registry::poll_due`]);
+//!    ([`Registry::poll_due`](crate::subsystem::registry::Registry::poll_due));
 //! 4. if no task is ready: keep spinning while a busy-polled subsystem has waiters, else park
 //!    (in the fd-backed subsystem if any, else the thread) until the nearest deadline or a wake.
 

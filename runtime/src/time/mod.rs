@@ -1,4 +1,4 @@
-//! Timers as a subsystem: a hierarchical timing wheel, [`sleep`], [`timeout`], [`interval`].
+//! Timers as a subsystem: a hierarchical timing wheel, [`sleep()`], [`timeout()`], [`interval()`].
 //!
 //! Every runtime registers one [`Timers`] subsystem. A [`Sleep`] polled on a runtime thread
 //! puts its deadline and waker in that thread's wheel; the poll loop asks the wheel for its
