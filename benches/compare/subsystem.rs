@@ -192,10 +192,11 @@ fn subsystem_nursery(k: usize, reps: usize) -> Sample {
             .subsystem(ring.clone(), 1)
             .build()
     };
-    runs(k, reps, registered, |rt, _ring, mut receivers, relay| {
+    runs(k, reps, registered, |rt, _ring, receivers, relay| {
         let relay = &relay;
         rt.block_on(structured_async::nursery!(|s| {
-            for r in &mut receivers {
+            // Each child owns its receiver, as the tasks of the other contestants do.
+            for mut r in receivers {
                 drop(s.spawn(async move {
                     r.recv().await.expect("message");
                     relay.push_next();
