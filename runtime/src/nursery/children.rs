@@ -90,17 +90,33 @@ impl Core {
         self.hub.node(index)
     }
 
-    /// A free slot's node, given `entry`, and `false`; or a new node (and its chunk) when
-    /// none is free, written with its `queued` flag set to `queued`, and `true`.
-    #[inline]
-    fn alloc_node(&self, entry: Entry, queued: bool) -> (&WakeNode, bool) {
+    /// A slot for a child with `vtable`, its entry set to `state` with a live handle: a free
+    /// slot, and `false`; or a new one when none is free, its node written with its `queued`
+    /// flag set to `queued`, and `true`. The child is not written yet.
+    #[inline(always)]
+    fn alloc_node(&self, vtable: &'static VTable, state: State, queued: bool) -> (&WakeNode, bool) {
         let free = self.free.get();
         if free != 0 {
             let node = self.node(free);
-            self.free.set(node.entry.waiter.get());
-            node.entry.replace_with(entry);
+            let entry = &node.entry;
+            self.free.set(entry.waiter.get());
+            let old = entry.vtable.get().class;
+            let mut payload = entry.payload.get();
+            if old != vtable.class {
+                // SAFETY: owner only (slot rule 3); a free slot keeps the payload it last held,
+                // from the arena for its old class, holding nothing (slot rule 4).
+                unsafe {
+                    let arena = &mut *self.arena.get();
+                    arena.free(old, payload);
+                    payload = arena.alloc(vtable.class);
+                }
+            }
+            entry.replace_with(Entry::spawned(payload, vtable, state));
             return (node, false);
         }
+        // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
+        let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
+        let entry = Entry::spawned(payload, vtable, state);
         let index = self.len.get();
         assert!(
             index < u32::MAX,
@@ -190,8 +206,7 @@ impl Core {
         // Nobody awaits a slot that holds nothing and has no handle: whoever cleared
         // `has_handle` forgot the waiter, or found none, and only a handle sets one.
         debug_assert_eq!(entry.waiter.get(), NO_WAITER);
-        // SAFETY: the payload came from the arena for this vtable's class and holds nothing.
-        unsafe { (*self.arena.get()).free(entry.vtable.get().class, entry.payload.get()) };
+        // The payload stays with the slot for its next child (slot rule 4).
         entry.waiter.set(self.free.get());
         self.free.set(node.index());
     }
@@ -199,17 +214,17 @@ impl Core {
     /// Places a child and queues its first poll; `vtable` is `F`'s.
     #[inline(always)]
     pub(super) fn spawn<F: Future>(&self, future: F, vtable: &'static VTable) -> &WakeNode {
-        // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
-        let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
-        // SAFETY: the slot is sized and aligned for `Stage<F>` (arena rule 1) and empty.
-        unsafe { payload.cast::<F>().write(future) };
         let cancelled = self.cancelled.get();
         let state = if cancelled {
             State::Empty
         } else {
             State::Running
         };
-        let (node, fresh) = self.alloc_node(Entry::spawned(payload, vtable, state), !cancelled);
+        let (node, fresh) = self.alloc_node(vtable, state, !cancelled);
+        let payload = node.entry.payload.get();
+        // SAFETY: the payload is a slot of `vtable.class`, sized and aligned for `Stage<F>`
+        // (arena rule 1), and holds nothing.
+        unsafe { payload.cast::<F>().write(future) };
         if cancelled {
             // SAFETY: the future was just written and is dropped once, unpolled.
             unsafe { (vtable.drop_future)(payload) };

@@ -359,6 +359,41 @@ mod tests {
 
     use crate::nursery::nursery;
 
+    /// A freed slot keeps its payload for the next child of its size class only: a larger
+    /// child spawned into it gets a slot of its own, and both sizes keep their contents.
+    #[test]
+    fn a_recycled_slot_gets_a_payload_of_the_new_childs_size() {
+        let sums = core::cell::RefCell::new(Vec::new());
+        let sums = &sums;
+        let mut fut = pin!(nursery(async |n| {
+            for round in 0..4u64 {
+                // Small children finish at once; their slots go back to the free list.
+                for i in 0..8u64 {
+                    n.spawn(async move { sums.borrow_mut().push(round * 100 + i) });
+                }
+                crate::yield_now().await;
+                // Larger children (a 64-word array each) reuse those slots' nodes.
+                for i in 0..8u64 {
+                    let big = [round * 100 + i; 64];
+                    n.spawn(async move {
+                        crate::yield_now().await;
+                        sums.borrow_mut().push(big.iter().sum::<u64>() / 64);
+                    });
+                }
+                crate::yield_now().await;
+            }
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        while fut.as_mut().poll(&mut cx).is_pending() {}
+        let mut got = sums.take();
+        got.sort_unstable();
+        let mut want: Vec<u64> = (0..4u64)
+            .flat_map(|r| (0..8u64).flat_map(move |i| [r * 100 + i, r * 100 + i]))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    }
+
     /// A slot recycled from the free list must not keep the free list's link as its waiter:
     /// the child's end would then wake whatever slot the link named (the body, for the last).
     #[test]

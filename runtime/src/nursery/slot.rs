@@ -5,11 +5,14 @@
 //! 1. Slot `i`'s [`Entry`] says what its payload holds: `Running` (or `Cancelling`) a pinned
 //!    child future, `Done` its output, anything else nothing. The payload never moves while
 //!    it holds a value.
-//! 2. A slot is freed (payload back to the arena, index back to the free list) only when it
+//! 2. A slot is freed (its index back to the free list, rule 4) only when it
 //!    holds nothing and no handle refers to it, so a handle's index always names its own child.
 //! 3. Only the thread that owns the nursery touches entries, the arena and the run queue (the
 //!    scope is neither `Send` nor `Sync`), and no `&mut` into them is held across a call that
 //!    may run user code (a poll or a drop), which may spawn or drop handles re-entrantly.
+//! 4. A free slot keeps its payload (from the arena, for the class of its last vtable), which
+//!    holds nothing: the next child of that class is written there without touching the
+//!    arena; a child of another class gives it back to the arena and takes one of its own.
 
 use core::alloc::Layout;
 use core::cell::Cell;
