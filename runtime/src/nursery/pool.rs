@@ -19,8 +19,9 @@ const POOL_BYTES: usize = 64 << 20;
 struct Pool {
     /// Hubs with no waker left, the most recently used last.
     hubs: Vec<HubRef>,
-    /// Arenas by the class of their first chunk, the most recently used last.
-    arenas: Vec<(usize, Vec<Arena>)>,
+    /// Arenas by the class of their first chunk, the most recently used last, each with
+    /// the bytes it holds (counted once, while its memory is still in the cache).
+    arenas: Vec<(usize, Vec<(Arena, usize)>)>,
     /// What the pool holds, in bytes, at most [`POOL_BYTES`].
     bytes: usize,
 }
@@ -54,8 +55,8 @@ pub(super) fn take_arena(class: usize) -> Option<Arena> {
         let mut pool = pool.borrow_mut();
         let pool = &mut *pool;
         let (_, arenas) = pool.arenas.iter_mut().find(|(c, _)| *c == class)?;
-        let arena = arenas.pop()?;
-        pool.bytes -= arena.bytes();
+        let (arena, bytes) = arenas.pop()?;
+        pool.bytes -= bytes;
         Some(arena)
     })
     .ok()
@@ -83,13 +84,14 @@ pub(super) fn recycle(hub: HubRef, mut arena: Arena) {
             None
         });
         let arena = arena.and_then(|(class, arena)| {
-            if pool.bytes + arena.bytes() > POOL_BYTES {
+            let bytes = arena.bytes();
+            if pool.bytes + bytes > POOL_BYTES {
                 return Some(arena);
             }
-            pool.bytes += arena.bytes();
+            pool.bytes += bytes;
             match pool.arenas.iter_mut().find(|(c, _)| *c == class) {
-                Some((_, arenas)) => arenas.push(arena),
-                None => pool.arenas.push((class, vec![arena])),
+                Some((_, arenas)) => arenas.push((arena, bytes)),
+                None => pool.arenas.push((class, vec![(arena, bytes)])),
             }
             None
         });
