@@ -1051,11 +1051,14 @@ differential! {
     #[lowered]
     async fn b7(mut n: u64) -> Result<u64, String> {
         'l2: loop {
-            let v4 = ((show(&Noisy::new("t3")).await as u64))
+            let v4 = (show(&Noisy::new("t3")).await as u64)
                 .wrapping_mul(7)
                 .wrapping_add(pass(n.checked_sub(1).ok_or("done")).await?);
             n -= 1;
             ev(format!("v4 {v4}"));
+            if n > 10 {
+                break 'l2 Ok(n);
+            }
         }
     }
 }
