@@ -1056,9 +1056,10 @@ differential! {
                 .wrapping_add(pass(n.checked_sub(1).ok_or("done")).await?);
             n -= 1;
             ev(format!("v4 {v4}"));
-            if n > 10 {
-                break 'l2 Ok(n);
+            if n % 2 == 0 {
+                continue 'l2;
             }
+            ev("odd");
         }
     }
 }
