@@ -1204,3 +1204,21 @@ differential! {
         Ok(w)
     }
 }
+
+differential! {
+    drop_flag_local_used_twice_in_one_call,
+    entry: async { (flag_nested(true).await, flag_nested(false).await) },
+    #[lowered]
+    async fn flag_nested(c: bool) -> usize {
+        let mut v = vec![Noisy::new("v0"), Noisy::new("v1")];
+        if c {
+            drop(v);
+        }
+        tick(()).await;
+        v = vec![Noisy::new("w0"), Noisy::new("w1")];
+        // Two borrows of `v` in one call, as two-phase borrows allow natively.
+        v.truncate(v.len() - 1);
+        let n = tick(v.len()).await;
+        n + v.capacity()
+    }
+}

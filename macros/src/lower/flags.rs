@@ -105,6 +105,20 @@ pub(super) fn wanted(
         if !safe {
             continue;
         }
+        // Each read becomes a borrow of the whole `Option` held for the read's duration: two
+        // in one statement (`v.truncate(v.len() - 1)`) would overlap where native two-phase
+        // borrows do not.
+        let mut statements: Vec<(usize, usize)> = mentions
+            .iter()
+            .filter(|m| m.kind != Use::Assign)
+            .filter_map(|m| innermost_statement(a, m.pos))
+            .collect();
+        let reads = statements.len();
+        statements.sort_unstable();
+        statements.dedup();
+        if statements.len() < reads {
+            continue;
+        }
         // Only worth a flag when an await (or a yield) falls in its scope.
         let crosses = generator
             || a.await_mentions
@@ -116,6 +130,15 @@ pub(super) fn wanted(
         }
     }
     out
+}
+
+/// The positions of the innermost statement (or `let` initialiser) around `pos`.
+fn innermost_statement(a: &Analysis, pos: usize) -> Option<(usize, usize)> {
+    a.ranges
+        .values()
+        .filter(|&&(s, e)| s < pos && pos <= e)
+        .min_by_key(|&&(s, e)| e - s)
+        .copied()
 }
 
 /// Whether two mentions lie in different arms of one `if`/`match` (never both run).
