@@ -1222,3 +1222,22 @@ differential! {
         n + v.capacity()
     }
 }
+
+differential! {
+    drop_flag_local_borrowed_into_another,
+    entry: async { (flag_borrowed(true).await, flag_borrowed(false).await) },
+    #[lowered]
+    async fn flag_borrowed(c: bool) -> usize {
+        let mut v = vec![Noisy::new("v0")];
+        if c {
+            drop(v);
+        }
+        tick(()).await;
+        v = vec![Noisy::new("w0"), Noisy::new("w1")];
+        // A shared borrow kept in `first` while `v` is read again.
+        let first = &v[0];
+        let n = v.len();
+        let shown = first.touch() + n;
+        tick(shown).await
+    }
+}

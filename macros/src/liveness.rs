@@ -95,6 +95,9 @@ pub(crate) struct Analysis {
     /// The value of each `yield_!(value)`, keyed by its macro: the lowering reads these very
     /// nodes, so the keys of the awaits inside agree.
     pub(crate) yield_values: HashMap<usize, Box<Expr>>,
+    /// Positions of the values stored into a local (initialiser or assignment) that may borrow
+    /// another local: a mention there may be borrowed for as long as that local lives.
+    pub(crate) borrowed_into: Vec<(usize, usize)>,
     in_yield: usize,
     scopes: Vec<Vec<LocalId>>,
     pos: usize,
@@ -536,6 +539,13 @@ impl<'ast> Visit<'ast> for Analysis {
                             })
                         )
                     });
+                if borrowing
+                    && !plain
+                    && let Some(init) = &l.init
+                    && let Some(&range) = self.ranges.get(&key(&*init.expr))
+                {
+                    self.borrowed_into.push(range);
+                }
                 let first = self.locals.len();
                 self.bind_pattern(pat, known_copy, false, borrowing && !plain);
                 for local in &mut self.locals[first..] {
@@ -605,7 +615,9 @@ impl<'ast> Visit<'ast> for Analysis {
                 }
             }
             Expr::Assign(a) => {
+                let start = self.pos;
                 self.visit_expr(&a.right);
+                let end = self.pos;
                 if let Expr::Path(p) = &*a.left
                     && let Some(ident) = p.path.get_ident()
                     && let Some(id) = self.resolve(ident)
@@ -613,6 +625,7 @@ impl<'ast> Visit<'ast> for Analysis {
                     self.mention_at(id, Use::Assign, Some(key(&*a.left)));
                     if !self.locals[id].plain && self.may_borrow(&a.right) {
                         self.locals[id].borrowing = true;
+                        self.borrowed_into.push((start, end));
                     }
                 } else {
                     self.place_mention(&a.left, Use::Ref);

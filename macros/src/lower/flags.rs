@@ -119,6 +119,15 @@ pub(super) fn wanted(
         if statements.len() < reads {
             continue;
         }
+        // A reference kept in another local would hold its borrow of the `Option` while the
+        // local is read again (`let first = &v[0]; v.len()`).
+        if mentions.iter().any(|m| {
+            a.borrowed_into
+                .iter()
+                .any(|&(s, e)| s < m.pos && m.pos <= e)
+        }) {
+            continue;
+        }
         // Only worth a flag when an await (or a yield) falls in its scope.
         let crosses = generator
             || a.await_mentions
