@@ -14,14 +14,17 @@
 //! - **Wakers** (`wake`): each slot has a 16-byte wake node (next to the slot's 24-byte
 //!   bookkeeping) in chunks that never move. A child's waker points at its node; waking pushes
 //!   the node on the nursery's ready stack (a lock-free stack, one swap to take it all), or,
-//!   for a wake on the polling thread while no waker is cloned, appends it to a plain list, so
-//!   a wake polls that child and no other. Cloning a waker counts one reference on the nursery's
-//!   wake hub, which outlives the nursery while any waker does. While no waker has been
-//!   cloned, wakes are plain loads and stores.
-//! - **Turns** (`driver`): one poll of the nursery polls the children woken before it began
-//!   (and children spawned during it), at most 128, then returns `Pending` after waking
-//!   itself if more are ready. Under tokio, whose coop budget makes resources return `Pending`
-//!   and wake at once when spent, this keeps many children in one task linear.
+//!   for a wake on the polling thread while no other thread can wake (no waker cloned, or a
+//!   `Local` tree inside its poll), appends it to a plain list, so a wake polls that child and
+//!   no other. A child that wakes itself only sets a flag in a thread-local record of the
+//!   child being polled. Cloning a waker counts one reference on the nursery's wake hub,
+//!   which outlives the nursery while any waker does.
+//! - **Turns** (`driver`): one poll of the nursery polls the children woken before it began,
+//!   children spawned during it and children their siblings wake during it, at most 128,
+//!   then returns `Pending` after waking itself if more are ready. A child that woke itself
+//!   (yielded) waits for the next turn, so whoever polls the nursery gets its turn first.
+//!   Under tokio, whose coop budget makes resources return `Pending` and wake at once when
+//!   spent, this keeps many children in one task linear.
 //! - **Threads** ([`TreeKind`]): `nursery!(|n| ...)` is a [`Local`] tree, polled by one thread,
 //!   whose children need not be `Send`; `nursery!(send |n| ...)` is a [`Shared`] tree, a `Send`
 //!   future for multi-threaded runtimes, whose children must be `Send`.
