@@ -357,3 +357,57 @@ fn a_destructor_panicking_after_completion_leaves_the_output_with_the_handle() {
     assert_eq!(bomb_drops.get(), 1);
     assert_eq!(drops.counts(), (0, 1));
 }
+
+#[test]
+fn wakes_racing_with_completion_and_shutdown_free_the_task_once() {
+    // Other threads wake and drop clones of a task's waker while the task finishes, its
+    // handle is dropped and the runtime shuts down: whichever thread drops the last
+    // reference frees the allocation, once (Miri checks the reference count's orderings and
+    // reports a double free or a leak).
+    const ROUNDS: usize = if cfg!(miri) { 3 } else { 200 };
+    const THREADS: usize = 3;
+    for round in 0..ROUNDS {
+        let drops = Rc::new(Drops::default());
+        let slot: Rc<RefCell<Option<Waker>>> = Rc::default();
+        let rt = Runtime::new();
+        let handle = rt.spawn_local(task(&drops, 3, Some(Rc::clone(&slot)), false));
+        rt.block_on(yield_now());
+        let waker = slot.borrow_mut().take().expect("the task left its waker");
+        let go = std::sync::Arc::new(std::sync::Barrier::new(THREADS + 1));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (w, go) = (waker.clone(), std::sync::Arc::clone(&go));
+                thread::spawn(move || {
+                    go.wait();
+                    for _ in 0..4 {
+                        w.wake_by_ref();
+                    }
+                    w.wake();
+                })
+            })
+            .collect();
+        drop(waker);
+        go.wait();
+        // Until the task finishes: a wake from another thread may have queued it remotely,
+        // and the loop takes that queue at the start of its next turn.
+        rt.block_on(async {
+            while !handle.is_finished() {
+                yield_now().await;
+            }
+        });
+        // The task's own last waker goes too, so the threads may hold the last references.
+        drop(slot.borrow_mut().take());
+        if round % 2 == 0 {
+            drop(handle);
+            drop(rt);
+        } else {
+            drop(rt);
+            drop(handle);
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(drops.counts(), (1, 1), "round {round}");
+        assert!(drops.all_on(thread::current().id()), "round {round}");
+    }
+}
