@@ -143,7 +143,7 @@ where
                     }
                 }
             }
-            if this.body.as_mut().as_pin_mut().is_none() && core.live() == 0 {
+            if core.live() == 0 && this.body.as_mut().as_pin_mut().is_none() {
                 break;
             }
             polled += 1;
