@@ -1064,6 +1064,44 @@ differential! {
     }
 }
 
+differential! {
+    // Found with generator seed 4: the `else` jump was rewritten before the await, naming the
+    // outer `arg` as hidden in the block before it (E0425 `__shadowed0`).
+    found_b8_let_else_jump_after_a_shadow_moved_in_a_loop,
+    entry: b8(Noisy::new("arg")),
+    #[lowered]
+    async fn b8(arg: Noisy) -> usize {
+        let mut n = 0;
+        'l: loop {
+            n += 1;
+            let arg = Noisy::new("shadow");
+            drop(arg);
+            let Some(v) = tick(if n < 3 { Some(n) } else { None }).await else {
+                break 'l;
+            };
+            ev(format!("v {v}"));
+        }
+        show(&arg).await + n
+    }
+}
+
+differential! {
+    // Found with generator seed 4: an expression adapter handed the outer `arg` back under its
+    // hidden name while the resume block bound it as `arg` (E0425, or E0507 on a parameter).
+    found_b9_adapter_hands_back_a_local_hidden_in_its_block,
+    entry: b9(3),
+    #[lowered]
+    async fn b9(k: u64) -> u64 {
+        let arg = Noisy::new("outer");
+        show(&arg).await;
+        let arg = Noisy::new("inner");
+        drop(arg);
+        let v = tick(k).await + tick(k).await;
+        ev("end");
+        v
+    }
+}
+
 // Drop flags: a local moved on some paths only, moved and assigned again, or declared without
 // a value is carried as an `Option` by the explicit machine (see the report test
 // `drop_flag_bodies_lower_explicitly` in the macro crate); it must still drop exactly where

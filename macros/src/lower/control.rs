@@ -76,8 +76,8 @@ impl Lowerer<'_> {
                 return fallback(span, "an await nested inside a condition");
             };
             let r = Ident::new("__r", Span::mixed_site());
-            let value = self.rewrite_expr(cond, replace_spine(cond, &syn::parse_quote!(#r)))?;
             self.suspend_await(aw, fut, span)?;
+            let value = self.rewrite_expr(cond, replace_spine(cond, &syn::parse_quote!(#r)))?;
             return Ok((quote!({ let #r = #r; #value }), Vec::new()));
         }
         let c = self.rewrite_expr(cond, cond.clone())?;
@@ -105,8 +105,8 @@ impl Lowerer<'_> {
                 return fallback(span, "an await nested inside a scrutinee");
             };
             let r = Ident::new("__r", Span::mixed_site());
-            let value = self.rewrite_expr(scrut, replace_spine(scrut, &syn::parse_quote!(#r)))?;
             self.suspend_await(aw, fut, span)?;
+            let value = self.rewrite_expr(scrut, replace_spine(scrut, &syn::parse_quote!(#r)))?;
             return Ok(if is_identity(scrut) {
                 quote!(#r)
             } else {

@@ -57,6 +57,9 @@ impl Lowerer<'_> {
                             "a reference to an awaited temporary (its lifetime is extended)",
                         );
                     }
+                    let e = &init.expr;
+                    let value = self.suspend_expr(key(&**e), e, quote!(#e), await_span)?;
+                    // Rewritten in the resume block: its jumps name the locals as bound there.
                     let els = match &init.diverge {
                         Some((_, e)) => {
                             let e = self.rewrite_expr(e, (**e).clone())?;
@@ -64,8 +67,6 @@ impl Lowerer<'_> {
                         }
                         None => quote!(),
                     };
-                    let e = &init.expr;
-                    let value = self.suspend_expr(key(&**e), e, quote!(#e), await_span)?;
                     let pat = &l.pat;
                     self.emit(quote!(#[allow(unused_mut)] let #pat = #value #els;));
                     for id in declared {
@@ -74,6 +75,8 @@ impl Lowerer<'_> {
                     return Ok(());
                 };
                 let r = Ident::new("__r", Span::mixed_site());
+                self.suspend_await(aw, fut, await_span)?;
+                // Rewritten in the resume block: its jumps name the locals as bound there.
                 let value = self.rewrite_expr(
                     &init.expr,
                     replace_spine(&init.expr, &syn::parse_quote!(#r)),
@@ -91,7 +94,6 @@ impl Lowerer<'_> {
                     }
                     None => quote!(),
                 };
-                self.suspend_await(aw, fut, await_span)?;
                 self.emit(quote!(#[allow(unused_mut)] let #pat = #wrapped #els;));
                 for id in declared {
                     self.bound.push((id, self.a.local(id).name.clone()));
@@ -165,8 +167,8 @@ impl Lowerer<'_> {
             && let Some((aw, fut)) = spine(rhs)
         {
             let r = Ident::new("__r", Span::mixed_site());
-            let value = self.rewrite_expr(rhs, replace_spine(rhs, &syn::parse_quote!(#r)))?;
             self.suspend_await(aw, fut, await_span)?;
+            let value = self.rewrite_expr(rhs, replace_spine(rhs, &syn::parse_quote!(#r)))?;
             self.emit(quote!(#place #op { let #r = #r; #value };));
             return Ok(());
         }
@@ -190,8 +192,8 @@ impl Lowerer<'_> {
             return fallback(await_span, what);
         };
         let r = Ident::new("__r", Span::mixed_site());
-        let value = self.rewrite_expr(e, replace_spine(e, &syn::parse_quote!(#r)))?;
         self.suspend_await(aw, fut, await_span)?;
+        let value = self.rewrite_expr(e, replace_spine(e, &syn::parse_quote!(#r)))?;
         if tail {
             let tr = self.tr();
             self.terminate(quote!(#tr::Return(#value)));
@@ -254,55 +256,40 @@ impl Lowerer<'_> {
         }
         let owned_packed = self.pack_ids(&owned, span)?;
         let rest_packed = self.pack_ids(&rest, span)?;
-        let names = block_names(self.a, &owned, &[]);
-        let _ = names;
-        let owned_names = owned
-            .iter()
-            .map(|&id| self.name_of(id, span))
-            .collect::<Result<Vec<_>, _>>()?;
-        let binder_inner = machine::pack(&owned_names);
         self.emit(quote!(let #f = async move { #binds let #r = #fut.await; (#r, #owned_packed) };));
-        let k = self.await_adapter(rest, &owned, quote!((#r, #binder_inner)), &rest_packed);
-        // The resume block binds the owned locals under the same names the adapter used.
-        self.fix_adapter_names(k, &owned, &owned_names);
+        self.await_adapter(rest, &owned, &r, &rest_packed);
         Ok(())
     }
 
     /// Ends the block with `AwaitK(__f, rest)`, the adapter `__f` handing `owned` back with
-    /// its result (bound by `binder`), and continues in the resume block `K`.
+    /// its result `r`, and continues in the resume block `K`.
     fn await_adapter(
         &mut self,
         rest: Vec<LocalId>,
         owned: &[LocalId],
-        binder: TokenStream,
+        r: &Ident,
         rest_packed: &TokenStream,
-    ) -> usize {
+    ) {
         let f = Ident::new("__f", Span::mixed_site());
         let tr = self.tr().clone();
         let from_live = rest.len();
         let mut input = rest;
         input.extend(owned.iter().copied());
-        let k = self.new_block(Entry::Await(binder), input, Vec::new());
+        // The resume block binds what the adapter hands back under the names its own input
+        // has there (a local hidden in this block may be visible again in that one).
+        let names = block_names(self.a, &input, &[]);
+        let owned_names: Vec<Ident> = owned
+            .iter()
+            .filter_map(|id| names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()))
+            .collect();
+        let binder = machine::pack(&owned_names);
+        let k = self.new_block(Entry::Await(quote!((#r, #binder))), input, Vec::new());
         self.blocks[k].from_live = from_live;
         let v = format_ident!("Await{}", k);
         self.terminate(quote!(#tr::#v(#f, #rest_packed)));
         self.edges.borrow_mut().push((self.cur, k));
         self.adapters += 1;
         self.switch(k);
-        k
-    }
-
-    /// The resume block must bind the adapter's locals under the names the binder pattern uses.
-    pub(super) fn fix_adapter_names(&mut self, k: usize, owned: &[LocalId], names: &[Ident]) {
-        let fresh = block_names(self.a, &self.blocks[k].input, &self.blocks[k].hidden);
-        let differs = owned
-            .iter()
-            .zip(names)
-            .any(|(id, n)| fresh.iter().any(|(i, f)| i == id && f != n));
-        if differs {
-            // Same shadowing in both: the hidden names come from the local ids, so they agree.
-            self.bound = fresh;
-        }
     }
 
     /// Runs a whole expression with awaits inside (`a.await + b.await`, `f(g().await).await`,
@@ -372,7 +359,7 @@ impl Lowerer<'_> {
         self.emit(
             quote!(let #f = async move { #binds let #r = #value_expr; (#r, #owned_packed) };),
         );
-        self.await_adapter(rest, &owned, quote!((#r, #owned_packed)), &rest_packed);
+        self.await_adapter(rest, &owned, &r, &rest_packed);
         Ok(if check.has_try {
             let v = Ident::new("__v", Span::mixed_site());
             quote!(match #r {
@@ -429,8 +416,8 @@ impl Lowerer<'_> {
             quote!(#v)
         } else if let Some((aw, fut)) = spine(v) {
             let r = Ident::new("__r", Span::mixed_site());
-            let value = self.rewrite_expr(v, replace_spine(v, &syn::parse_quote!(#r)))?;
             self.suspend_await(aw, fut, span)?;
+            let value = self.rewrite_expr(v, replace_spine(v, &syn::parse_quote!(#r)))?;
             if is_identity(v) {
                 quote!(#r)
             } else {
