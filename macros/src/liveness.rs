@@ -78,8 +78,9 @@ pub(crate) struct Analysis {
     pub(crate) locals: Vec<Local>,
     pub(crate) mentions: Vec<Mention>,
     pub(crate) loops: Vec<(usize, usize)>,
-    /// The conditional depth of each loop's body, in the order of `loops`.
-    pub(crate) loop_depths: Vec<usize>,
+    /// The branches around each loop's body statements (see [`Mention::arms`]), in the order
+    /// of `loops`.
+    pub(crate) loop_arms: Vec<Vec<(usize, usize)>>,
     /// Positions of the `continue` expressions.
     pub(crate) continues: Vec<usize>,
     /// Keyed by the address of the syntax node: before a statement, at an await (after its
@@ -393,6 +394,12 @@ impl Analysis {
 
     fn enter_arm(&mut self, construct: usize, arm: usize) {
         self.arms.push((construct, arm));
+    }
+
+    fn arms_with(&self, arm: (usize, usize)) -> Vec<(usize, usize)> {
+        let mut arms = self.arms.clone();
+        arms.push(arm);
+        arms
     }
 
     fn leave_arm(&mut self) {
@@ -749,7 +756,7 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.pop_scope();
                 let end = self.tick();
                 self.loops.push((start, end));
-                self.loop_depths.push(self.depth + 1);
+                self.loop_arms.push(self.arms_with((c, 0)));
                 self.pop_scope();
                 let point = self.snapshot();
                 self.after.insert(key(e), point);
@@ -777,7 +784,7 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.pop_scope();
                 let end = self.tick();
                 self.loops.push((start, end));
-                self.loop_depths.push(self.depth + 1);
+                self.loop_arms.push(self.arms_with((c, 0)));
                 let point = self.snapshot();
                 self.after.insert(key(e), point);
             }

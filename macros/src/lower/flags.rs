@@ -87,14 +87,15 @@ pub(super) fn wanted(
                             && n.arms.starts_with(&x.arms)
                     })
                 });
-            let loops_ok = a.loops.iter().zip(&a.loop_depths).all(|(&(s, e), &body)| {
+            let loops_ok = a.loops.iter().zip(&a.loop_arms).all(|(&(s, e), body)| {
                 if !(s > l.decl && s <= m.pos && m.pos <= e) {
                     return true;
                 }
+                // Directly in the body (not in a branch or labelled block of it).
                 let reassigned = mentions
                     .iter()
                     .filter(|x| {
-                        x.kind == Use::Assign && x.pos > m.pos && x.pos <= e && x.depth == body
+                        x.kind == Use::Assign && x.pos > m.pos && x.pos <= e && x.arms == *body
                     })
                     .map(|x| x.pos)
                     .next();
