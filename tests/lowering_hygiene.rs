@@ -80,8 +80,21 @@ pub async fn numbers(n: u32) {
     let mut i = 0;
     while i < n {
         yield_!(i);
+        yield_!(step(i).await * 10);
         i += 1;
     }
+}
+
+/// Drop flags: a parameter moved on one path only, a local declared without a value.
+#[structured]
+pub async fn flagged(c: bool, s: String) -> usize {
+    if c {
+        ::std::mem::drop(s);
+    }
+    let late: String;
+    late = step(1).await.to_string();
+    step(2).await;
+    late.len() + usize::from(c)
 }
 
 /// A method.
@@ -109,7 +122,11 @@ fn lint_clean_code_runs() {
         5
     );
     let all: Vec<u32> = futures::executor::block_on(numbers(3).collect());
-    assert_eq!(all, [0, 1, 2]);
+    assert_eq!(all, [0, 10, 1, 20, 2, 30]);
+    assert_eq!(
+        futures::executor::block_on(flagged(true, "s".into())),
+        2
+    );
     assert_eq!(
         futures::executor::block_on(mixed(vec![1, 2], "abc".into())),
         (12, 3)
