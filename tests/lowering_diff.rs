@@ -1279,3 +1279,26 @@ differential! {
         tick(shown).await
     }
 }
+
+differential! {
+    drop_flag_struct_update_and_destructuring_assignment,
+    entry: async { (flag_places(true).await, flag_places(false).await) },
+    struct Two {
+        a: Noisy,
+        b: Noisy,
+    }
+    #[lowered]
+    async fn flag_places(c: bool) -> usize {
+        let x = Two { a: Noisy::new("xa"), b: Noisy::new("xb") };
+        let mut p = Noisy::new("p");
+        let mut q = Noisy::new("q");
+        if c {
+            // Moves `x.b` only: `x.a` still drops at the end of the body.
+            let t = Two { a: Noisy::new("ta"), ..x };
+            ev(format!("t {} {}", t.a.touch(), t.b.touch()));
+            (p, q) = (Noisy::new("p2"), Noisy::new("q2"));
+        }
+        tick(()).await;
+        show(&q).await + show(&p).await
+    }
+}

@@ -275,6 +275,25 @@ impl<'ast> Visit<'ast> for PlaceUses<'_> {
                 self.place(&b.left);
                 self.place(&b.right);
             }
+            // `S { a, ..x }` moves only the fields it does not name.
+            Expr::Struct(st) => {
+                if let Some(rest) = &st.rest {
+                    self.place(rest);
+                }
+            }
+            // `(x, y) = …` assigns through a pattern: no rewrite reaches into it.
+            Expr::Assign(a) if !matches!(&*a.left, Expr::Path(_)) => {
+                struct Inside<'p, 'n>(&'p mut PlaceUses<'n>);
+                impl<'ast> Visit<'ast> for Inside<'_, '_> {
+                    fn visit_expr(&mut self, e: &'ast Expr) {
+                        if let Some(&(id, _)) = self.0.nodes.get(&key(e)) {
+                            self.0.bad.insert(id);
+                        }
+                        syn::visit::visit_expr(self, e);
+                    }
+                }
+                Inside(self).visit_expr(&a.left);
+            }
             _ => {}
         }
         syn::visit::visit_expr(self, e);

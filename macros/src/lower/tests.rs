@@ -206,3 +206,15 @@ fn a_move_closure_owns_its_captures() {
     );
     assert!(report.contains("`f` may hold a borrow"), "{report}");
 }
+
+#[test]
+fn no_flag_where_a_mention_is_a_place_the_rewrite_cannot_reach() {
+    // A struct update moves only some fields; a destructuring assignment is a pattern.
+    for body in [
+        "async fn f(c: bool, x: S) { if c { let s = S { a: 1, ..x }; h(s); } g().await; }",
+        "async fn f(c: bool, mut x: S, mut y: S) { if c { (x, y) = (S::new(), S::new()); } g().await; h(&y); }",
+    ] {
+        let (_, report) = lowered("", body);
+        assert!(!report.contains("drop flags"), "{body}: {report}");
+    }
+}
