@@ -1302,3 +1302,24 @@ differential! {
         show(&q).await + show(&p).await
     }
 }
+
+differential! {
+    loop_left_where_a_newer_local_of_the_same_name_is_bound,
+    entry: shadowed_exit(Noisy::new("arg")),
+    #[lowered]
+    async fn shadowed_exit(arg: Noisy) -> usize {
+        let mut n = 0;
+        loop {
+            n += tick(1).await;
+            {
+                // Leaving the loop here must hand the outer `arg` to the exit, not this one.
+                let arg = Noisy::new("inner");
+                if n == 2 {
+                    ev(format!("leaving with {}", arg.touch()));
+                    break;
+                }
+            }
+        }
+        show(&arg).await + n
+    }
+}

@@ -358,7 +358,8 @@ impl Lowerer<'_> {
             return Ok(());
         }
         let mut s2 = s.clone();
-        let mut rw = CfRewriter::new(self, jump_keys(|v| v.visit_stmt(s)));
+        let from = self.point(key(s), s.span())?.pos;
+        let mut rw = CfRewriter::new(self, jump_keys(|v| v.visit_stmt(s)), from);
         rw.visit_stmt_mut(&mut s2);
         if let Some(f) = rw.error {
             return Err(f);
@@ -377,9 +378,21 @@ impl Lowerer<'_> {
 
     /// `e` (a copy of `original`, perhaps with its spine await replaced) with its control
     /// flow rewritten.
-    pub(super) fn rewrite_expr(&self, original: &Expr, mut e: Expr) -> Result<Expr, Fallback> {
+    pub(super) fn rewrite_expr(&self, original: &Expr, e: Expr) -> Result<Expr, Fallback> {
+        // Without a known start, every local counts as bound in the rewritten code.
+        let from = self.a.ranges.get(&key(original)).map_or(0, |r| r.0);
+        self.rewrite_expr_from(original, e, from)
+    }
+
+    /// [`Self::rewrite_expr`] for code starting at position `from`.
+    pub(super) fn rewrite_expr_from(
+        &self,
+        original: &Expr,
+        mut e: Expr,
+        from: usize,
+    ) -> Result<Expr, Fallback> {
         let keys = jump_keys(|v| v.visit_expr(original));
-        let mut rw = CfRewriter::new(self, keys);
+        let mut rw = CfRewriter::new(self, keys, from);
         rw.visit_expr_mut(&mut e);
         match rw.error {
             Some(f) => Err(f),

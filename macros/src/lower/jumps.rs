@@ -14,6 +14,8 @@ pub(super) struct CfRewriter<'l, 'a> {
     /// Analysis keys of the original `break`/`continue` nodes, in visiting order (the tree
     /// being rewritten is a copy).
     origins: std::vec::IntoIter<usize>,
+    /// The position the rewritten code starts at: locals declared after it are bound in it.
+    from: usize,
 }
 
 /// Keys of `break`/`continue` expressions in the order [`CfRewriter`] meets them.
@@ -45,12 +47,13 @@ impl<'ast> Visit<'ast> for JumpKeys {
 }
 
 impl<'l, 'a> CfRewriter<'l, 'a> {
-    pub(super) fn new(lw: &'l Lowerer<'a>, origins: Vec<usize>) -> Self {
+    pub(super) fn new(lw: &'l Lowerer<'a>, origins: Vec<usize>, from: usize) -> Self {
         CfRewriter {
             lw,
             inner_loops: Vec::new(),
             error: None,
             origins: origins.into_iter(),
+            from,
         }
     }
 
@@ -96,7 +99,13 @@ impl<'l, 'a> CfRewriter<'l, 'a> {
                     .iter()
                     .rev()
                     .find(|&&o| self.lw.a.local(o).name == l.name);
-                if innermost != Some(&id) {
+                // A newer local of that name shadows it here only if the closure binds it:
+                // one of this block's, or one declared in the code being rewritten.
+                let shadows = |o: &LocalId| {
+                    self.lw.bound.iter().any(|(b, _)| b == o)
+                        || self.lw.a.local(*o).decl > self.from
+                };
+                if innermost.is_none_or(|o| *o != id && shadows(o)) {
                     self.error = Some(Fallback {
                         span,
                         reason: format!("`{}` is shadowed where the loop is left", l.name),

@@ -62,7 +62,8 @@ impl Lowerer<'_> {
                     // Rewritten in the resume block: its jumps name the locals as bound there.
                     let els = match &init.diverge {
                         Some((_, e)) => {
-                            let e = self.rewrite_expr(e, (**e).clone())?;
+                            let from = self.point(key(s), await_span)?.pos;
+                            let e = self.rewrite_expr_from(e, (**e).clone(), from)?;
                             quote!(else #e)
                         }
                         None => quote!(),
@@ -89,7 +90,8 @@ impl Lowerer<'_> {
                 let pat = &l.pat;
                 let els = match &init.diverge {
                     Some((_, e)) => {
-                        let e = self.rewrite_expr(e, (**e).clone())?;
+                        let from = self.point(key(s), await_span)?.pos;
+                        let e = self.rewrite_expr_from(e, (**e).clone(), from)?;
                         quote!(else #e)
                     }
                     None => quote!(),
