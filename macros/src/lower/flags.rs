@@ -25,9 +25,60 @@ use syn::visit_mut::{self, VisitMut};
 use super::*;
 use crate::sig::Param;
 
+/// The body's analysis once its drop flags are in place.
+pub(super) struct Flagged {
+    pub(super) analysis: Analysis,
+    /// How many locals the receiver and parameters declare (the first ones).
+    pub(super) n_params: usize,
+    /// The flagged locals.
+    pub(super) locals: Vec<LocalId>,
+    /// For each parameter, whether it is flagged.
+    pub(super) params: Vec<bool>,
+}
+
+/// Analyses `body`, rewrites the locals that need a drop flag into `Option`s, and analyses the
+/// rewritten body again.
+pub(super) fn apply(
+    item: &ItemFn,
+    parts: &FnParts,
+    body: &mut syn::Block,
+    this: Option<&Ident>,
+    generator: bool,
+) -> Result<Flagged, Fallback> {
+    let mut params = vec![false; parts.params.len()];
+    let (a, param_of) = analyze(item, parts, body, this, &params)?;
+    let want = wanted(&a, body, &parts.params, &param_of, generator);
+    let locals = if want.is_empty() {
+        Vec::new()
+    } else {
+        rewrite(&a, body, &want)
+    };
+    if locals.is_empty() {
+        let n_params = param_of.len();
+        return Ok(Flagged {
+            analysis: a,
+            n_params,
+            locals,
+            params,
+        });
+    }
+    for &id in &locals {
+        if let Some(Some(i)) = param_of.get(id) {
+            params[*i] = true;
+        }
+    }
+    let (analysis, param_of) = analyze(item, parts, body, this, &params)?;
+    Ok(Flagged {
+        analysis,
+        n_params: param_of.len(),
+        locals,
+        params,
+    })
+}
+
 /// The locals of `a` that need a drop flag and can carry one. The first locals are the
 /// receiver and the parameters: `param_of` names the parameter declaring each.
-pub(super) fn wanted(
+fn wanted(
     a: &Analysis,
     body: &syn::Block,
     params: &[Param],
@@ -206,7 +257,7 @@ fn plain_ident(p: &syn::Pat) -> Option<(&syn::PatIdent, Option<&syn::Type>)> {
 /// Rewrites `body` so each local of `wanted` is an `Option`; returns the locals rewritten.
 /// A local moved where the move may not be one (a `match` scrutinee, a comparison operand…)
 /// is left alone.
-pub(super) fn rewrite(a: &Analysis, body: &mut syn::Block, wanted: &[LocalId]) -> Vec<LocalId> {
+fn rewrite(a: &Analysis, body: &mut syn::Block, wanted: &[LocalId]) -> Vec<LocalId> {
     let mut chosen: Vec<LocalId> = wanted.to_vec();
     loop {
         let nodes = mention_nodes(a, &chosen);

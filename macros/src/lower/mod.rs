@@ -189,26 +189,18 @@ fn lower_body(
     if let Some(this) = &self_ident {
         crate::receiver::rename_self(&mut body, this);
     }
-    let no_flags = vec![false; parts.params.len()];
-    let (mut a, mut param_of) = analyze(item, parts, &body, self_ident.as_ref(), &no_flags)?;
-    // Locals that need a drop flag become `Option`s, and the body is analysed again.
-    let generator = args.yields.is_some();
-    let wanted = flags::wanted(&a, &body, &parts.params, &param_of, generator);
-    let flagged = if wanted.is_empty() {
-        Vec::new()
-    } else {
-        flags::rewrite(&a, &mut body, &wanted)
-    };
-    let mut param_flags = no_flags;
-    for &id in &flagged {
-        if let Some(Some(i)) = param_of.get(id) {
-            param_flags[*i] = true;
-        }
-    }
-    if !flagged.is_empty() {
-        (a, param_of) = analyze(item, parts, &body, self_ident.as_ref(), &param_flags)?;
-    }
-    let n_params = param_of.len();
+    let flags::Flagged {
+        analysis: a,
+        n_params,
+        locals: flagged,
+        params: param_flags,
+    } = flags::apply(
+        item,
+        parts,
+        &mut body,
+        self_ident.as_ref(),
+        args.yields.is_some(),
+    )?;
     let mut lw = Lowerer {
         a: &a,
         generator: args.yields.is_some(),
