@@ -1,0 +1,293 @@
+//! What the analysis knows without types: which methods and macros borrow, consume or return
+//! owned data, and which types are plain values.
+
+use super::*;
+
+/// Methods whose result owns its data, so `let y = x.m()` does not borrow `x`.
+pub(super) const OWNED_RESULT: &[&str] = &[
+    "len",
+    "is_empty",
+    "clone",
+    "cloned",
+    "copied",
+    "to_string",
+    "to_owned",
+    "to_vec",
+    "collect",
+    "count",
+    "sum",
+    "product",
+    "parse",
+    "contains",
+    "contains_key",
+    "starts_with",
+    "ends_with",
+    "eq",
+    "ne",
+    "cmp",
+    "partial_cmp",
+    "max",
+    "min",
+    "abs",
+    "pow",
+    "into",
+    "is_some",
+    "is_none",
+    "is_ok",
+    "is_err",
+    "to_uppercase",
+    "to_lowercase",
+    "unwrap_or_default",
+    "capacity",
+];
+
+/// Methods that take `self` by value on every common type that has them.
+pub(super) const CONSUMING: &[&str] = &[
+    "into_iter",
+    "into_inner",
+    "into_bytes",
+    "into_boxed_slice",
+    "into_keys",
+    "into_values",
+    "unwrap",
+    "expect",
+    "unwrap_or",
+    "unwrap_or_else",
+    "unwrap_or_default",
+    "ok",
+    "err",
+    "map",
+    "and_then",
+    "into",
+    "unwrap_err",
+];
+
+/// Methods that take `&self`/`&mut self` on every common type that has them (or `self` on
+/// `Copy` integers); any other method may consume its receiver (`take`, `last`, `max` do on
+/// iterators, `send` does on a oneshot sender).
+pub(super) const BORROWING: &[&str] = &[
+    "len",
+    "is_empty",
+    "iter",
+    "iter_mut",
+    "get",
+    "get_mut",
+    "push",
+    "push_str",
+    "pop",
+    "insert",
+    "remove",
+    "contains",
+    "contains_key",
+    "clear",
+    "extend",
+    "as_ref",
+    "as_mut",
+    "as_str",
+    "as_slice",
+    "as_deref",
+    "borrow",
+    "borrow_mut",
+    "lock",
+    "read",
+    "write",
+    "recv",
+    "try_recv",
+    "clone",
+    "to_string",
+    "to_owned",
+    "to_vec",
+    "first",
+    "keys",
+    "values",
+    "set",
+    "replace",
+    "fetch_add",
+    "fetch_sub",
+    "load",
+    "store",
+    "starts_with",
+    "ends_with",
+    "split",
+    "trim",
+    "chars",
+    "bytes",
+    "lines",
+    "sort",
+    "sort_by",
+    "sort_unstable",
+    "dedup",
+    "retain",
+    "truncate",
+    "drain",
+    "entry",
+    "is_some",
+    "is_none",
+    "is_ok",
+    "is_err",
+    "wrapping_add",
+    "wrapping_sub",
+    "wrapping_mul",
+    "checked_add",
+    "checked_sub",
+    "checked_mul",
+    "checked_div",
+    "saturating_add",
+    "saturating_sub",
+    "pow",
+    "abs",
+    "count_ones",
+    "cmp",
+    "partial_cmp",
+    "eq",
+    "ne",
+    "fmt",
+    "hash",
+    "capacity",
+    "reserve",
+    "split_at",
+    "windows",
+    "chunks",
+    "find",
+    "position",
+    "any",
+    "all",
+];
+
+/// Macros that only borrow their arguments.
+pub(super) const FORMAT_MACROS: &[&str] = &[
+    "format",
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "write",
+    "writeln",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "panic",
+    "format_args",
+    "unreachable",
+    "todo",
+    "dbg",
+];
+
+/// Async methods whose output owns its data (`rx.recv().await`, `lines.next().await`), though
+/// their future borrows the receiver.
+pub(super) const OWNED_AWAIT: &[&str] = &[
+    "recv",
+    "try_recv",
+    "next",
+    "next_line",
+    "read",
+    "read_exact",
+    "read_to_end",
+    "read_to_string",
+    "read_line",
+    "accept",
+    "send",
+    "write",
+    "write_all",
+    "flush",
+    "tick",
+    "join",
+    "wait",
+    "changed",
+    "recv_from",
+    "send_to",
+    "connect",
+    "readable",
+    "writable",
+];
+
+pub(crate) fn owned_result(e: &Expr) -> bool {
+    match e {
+        Expr::Await(a) => {
+            matches!(&*a.base, Expr::MethodCall(m) if OWNED_AWAIT.contains(&m.method.to_string().as_str()))
+        }
+        Expr::Lit(_) | Expr::Cast(_) => true,
+        Expr::Binary(b) => !is_compound_assign(&b.op),
+        Expr::Unary(u) => !matches!(u.op, syn::UnOp::Deref(_)) || owned_result(&u.expr),
+        Expr::MethodCall(m) => OWNED_RESULT.contains(&m.method.to_string().as_str()),
+        Expr::Paren(p) => owned_result(&p.expr),
+        Expr::Macro(m) => m.mac.path.is_ident("format"),
+        _ => false,
+    }
+}
+
+pub(crate) fn is_compound_assign(op: &syn::BinOp) -> bool {
+    use syn::BinOp::{
+        AddAssign, BitAndAssign, BitOrAssign, BitXorAssign, DivAssign, MulAssign, RemAssign,
+        ShlAssign, ShrAssign, SubAssign,
+    };
+    matches!(
+        op,
+        AddAssign(_)
+            | SubAssign(_)
+            | MulAssign(_)
+            | DivAssign(_)
+            | RemAssign(_)
+            | BitXorAssign(_)
+            | BitAndAssign(_)
+            | BitOrAssign(_)
+            | ShlAssign(_)
+            | ShrAssign(_)
+    )
+}
+
+pub(super) fn is_reference(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Group(g) => is_reference(&g.elem),
+        syn::Type::Paren(p) => is_reference(&p.elem),
+        syn::Type::Reference(_) => true,
+        _ => false,
+    }
+}
+
+pub(super) fn is_shared_ref(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Group(g) => is_shared_ref(&g.elem),
+        syn::Type::Paren(p) => is_shared_ref(&p.elem),
+        syn::Type::Reference(r) => r.mutability.is_none(),
+        _ => false,
+    }
+}
+
+pub(super) fn is_primitive(ty: &syn::Type) -> bool {
+    const PRIMS: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "bool", "char",
+    ];
+    match ty {
+        syn::Type::Group(g) => is_primitive(&g.elem),
+        syn::Type::Paren(p) => is_primitive(&p.elem),
+        syn::Type::Path(p) => p
+            .path
+            .get_ident()
+            .is_some_and(|i| PRIMS.contains(&i.to_string().as_str())),
+        syn::Type::Reference(r) => r.mutability.is_none(),
+        _ => false,
+    }
+}
+
+/// A primitive type that is not a reference: a value of it holds no borrow.
+pub(super) fn primitive_cast(e: &Expr) -> bool {
+    match e {
+        Expr::Cast(c) => is_plain_value(&c.ty),
+        Expr::Paren(p) => primitive_cast(&p.expr),
+        _ => false,
+    }
+}
+
+pub(super) fn is_plain_value(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Group(g) => is_plain_value(&g.elem),
+        syn::Type::Paren(p) => is_plain_value(&p.elem),
+        syn::Type::Path(_) => is_primitive(ty),
+        _ => false,
+    }
+}

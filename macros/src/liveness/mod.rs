@@ -1,0 +1,343 @@
+//! Which locals are alive at each point of the body, and whether one may hold a borrow.
+//!
+//! A native `async fn` keeps every local that is in scope and not moved out until the end of
+//! its scope, across awaits (guards rely on it). The lowering must carry exactly those in the
+//! state, so this pass records, in one walk in evaluation order: every binding with its scope,
+//! every mention of a local with how it is used (moved, borrowed, assigned...), the loops, and
+//! a snapshot of the locals in scope at the points the lowering asks about. Without types some
+//! answers are uncertain; the lowering then keeps a native frame rather than guess.
+
+use std::collections::HashMap;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::visit::{self, Visit};
+use syn::{Expr, Ident, Pat, Stmt};
+
+mod bindings;
+mod borrow;
+mod known;
+#[cfg(test)]
+mod tests;
+mod walk;
+
+pub(crate) use bindings::{pattern_bindings, token_idents};
+use borrow::*;
+use known::*;
+pub(crate) use known::{is_compound_assign, owned_result};
+
+pub(crate) type LocalId = usize;
+
+/// How a mention uses a local.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Use {
+    /// A bare path in value position: moves the local, or copies it.
+    Move,
+    /// Borrowed: `&x`, `x.method()`, `x[i]`, `x += 1`, a format macro, a non-`move` closure.
+    Ref,
+    /// `x.field` read as a value: may move the field out (a partial move).
+    Field,
+    /// Inside a macro we do not know, or a `move` closure: may move or borrow.
+    Unknown,
+    /// `x = value`.
+    Assign,
+}
+
+pub(crate) struct Local {
+    pub(crate) name: Ident,
+    pub(crate) mutable: bool,
+    pub(crate) decl: usize,
+    pub(crate) end: usize,
+    /// Conditional depth of the declaration (see [`Mention::depth`]).
+    pub(crate) depth: usize,
+    /// Initialised by a literal or declared with a primitive type: `Copy`, no drop glue.
+    pub(crate) known_copy: bool,
+    /// A `&T` parameter: borrows through it do not borrow a local of the frame.
+    pub(crate) shared_ref: bool,
+    /// May hold a borrow of another local (initialiser or assignment borrows one).
+    pub(crate) borrowing: bool,
+    /// Declared with a primitive non-reference type, or initialised by a number, `bool` or
+    /// `char` literal: whatever is assigned to it, it holds no borrow.
+    pub(crate) plain: bool,
+    /// Declared `let x;` without a value, or bound `ref`.
+    pub(crate) unusual: bool,
+    /// A parameter of type `&T` or `&mut T`.
+    pub(crate) ref_param: bool,
+}
+
+pub(crate) struct Mention {
+    pub(crate) local: LocalId,
+    pub(crate) pos: usize,
+    pub(crate) kind: Use,
+    /// How many conditional constructs (branches, loop bodies, closures) enclose it.
+    pub(crate) depth: usize,
+    /// The branches enclosing it, outermost first: (construct, arm) for each `if`/`else`,
+    /// `match` arm, loop body, closure, `&&`/`||` operand and labelled block.
+    pub(crate) arms: Vec<(usize, usize)>,
+    /// The key of the path expression naming the local (of the assigned place for
+    /// [`Use::Assign`]); `None` inside a macro's tokens.
+    pub(crate) node: Option<usize>,
+}
+
+/// A point the lowering asks about: its position and the locals in scope there (oldest first).
+#[derive(Clone)]
+pub(crate) struct Point {
+    pub(crate) pos: usize,
+    pub(crate) in_scope: Vec<LocalId>,
+}
+
+#[derive(Default)]
+pub(crate) struct Analysis {
+    pub(crate) locals: Vec<Local>,
+    pub(crate) mentions: Vec<Mention>,
+    pub(crate) loops: Vec<(usize, usize)>,
+    /// The branches around each loop's body statements (see [`Mention::arms`]), in the order
+    /// of `loops`.
+    pub(crate) loop_arms: Vec<Vec<(usize, usize)>>,
+    /// Positions of the `continue` expressions.
+    pub(crate) continues: Vec<usize>,
+    /// Keyed by the address of the syntax node: before a statement, at an await (after its
+    /// operand), after an `if`/loop, at a `break`/`continue`.
+    pub(crate) points: HashMap<usize, Point>,
+    pub(crate) after: HashMap<usize, Point>,
+    /// Locals mentioned by the operand of each await, with how.
+    pub(crate) await_mentions: HashMap<usize, Vec<(LocalId, Use)>>,
+    /// Positions spanned by a statement's expression (for the locals it mentions).
+    pub(crate) ranges: HashMap<usize, (usize, usize)>,
+    /// The locals each `let` statement declares.
+    pub(crate) stmt_locals: HashMap<usize, Vec<LocalId>>,
+    /// The value of each `yield_!(value)`, keyed by its macro: the lowering reads these very
+    /// nodes, so the keys of the awaits inside agree.
+    pub(crate) yield_values: HashMap<usize, Box<Expr>>,
+    /// Positions of the values stored into a local (initialiser or assignment) that may borrow
+    /// another local: a mention there may be borrowed for as long as that local lives.
+    pub(crate) borrowed_into: Vec<(usize, usize)>,
+    in_yield: usize,
+    scopes: Vec<Vec<LocalId>>,
+    pos: usize,
+    /// Stack of mention collectors (operands of awaits being walked).
+    collecting: Vec<Vec<(LocalId, Use)>>,
+    in_closure: Vec<bool>,
+    depth: usize,
+    arms: Vec<(usize, usize)>,
+    constructs: usize,
+}
+
+pub(crate) fn key<T>(node: &T) -> usize {
+    std::ptr::from_ref(node) as usize
+}
+
+impl Analysis {
+    pub(crate) fn local(&self, id: LocalId) -> &Local {
+        &self.locals[id]
+    }
+
+    fn tick(&mut self) -> usize {
+        self.pos += 1;
+        self.pos
+    }
+
+    fn snapshot(&self) -> Point {
+        Point {
+            pos: self.pos,
+            in_scope: self.scopes.iter().flatten().copied().collect(),
+        }
+    }
+
+    fn resolve(&self, name: &Ident) -> Option<LocalId> {
+        self.scopes
+            .iter()
+            .rev()
+            .flat_map(|s| s.iter().rev())
+            .copied()
+            .find(|&id| self.locals[id].name == *name)
+    }
+
+    fn mention(&mut self, id: LocalId, kind: Use) {
+        self.mention_at(id, kind, None);
+    }
+
+    fn mention_at(&mut self, id: LocalId, kind: Use, node: Option<usize>) {
+        let pos = self.tick();
+        self.mentions.push(Mention {
+            local: id,
+            pos,
+            kind,
+            depth: self.depth,
+            arms: self.arms.clone(),
+            // The rewrites of the body do not reach into macro tokens.
+            node: node.filter(|_| self.in_yield == 0),
+        });
+        if let Some(c) = self.collecting.last_mut() {
+            c.push((id, kind));
+        }
+    }
+
+    fn mention_name(&mut self, name: &Ident, kind: Use) {
+        if let Some(id) = self.resolve(name) {
+            self.mention(id, kind);
+        }
+    }
+
+    /// A mention by a path expression `e` (one identifier).
+    fn mention_path(&mut self, e: &Expr, name: &Ident, kind: Use) {
+        if let Some(id) = self.resolve(name) {
+            self.mention_at(id, kind, Some(key(e)));
+        }
+    }
+
+    /// Declares a parameter of the fn.
+    pub(crate) fn declare_param(&mut self, pat: &Pat, ty: Option<&syn::Type>) {
+        if self.scopes.is_empty() {
+            self.scopes.push(Vec::new());
+        }
+        let shared_ref = ty.is_some_and(is_shared_ref);
+        let known_copy = shared_ref || ty.is_some_and(is_primitive);
+        let first = self.locals.len();
+        self.bind_pattern(pat, known_copy, shared_ref, false);
+        let ref_param = ty.is_some_and(is_reference);
+        for l in &mut self.locals[first..] {
+            l.ref_param = ref_param;
+        }
+    }
+
+    fn bind_pattern(&mut self, pat: &Pat, known_copy: bool, shared_ref: bool, borrowing: bool) {
+        let mut names = Vec::new();
+        pattern_bindings(pat, &mut names);
+        for (name, mutable, by_ref) in names {
+            let decl = self.tick();
+            self.locals.push(Local {
+                name,
+                mutable,
+                decl,
+                end: usize::MAX,
+                depth: self.depth,
+                known_copy,
+                shared_ref,
+                borrowing: borrowing || by_ref,
+                plain: false,
+                unusual: by_ref,
+                ref_param: false,
+            });
+            let id = self.locals.len() - 1;
+            if let Some(s) = self.scopes.last_mut() {
+                s.push(id);
+            }
+        }
+    }
+
+    /// A new construct whose arms are mutually exclusive branches.
+    fn construct(&mut self) -> usize {
+        self.constructs += 1;
+        self.constructs
+    }
+
+    fn enter_arm(&mut self, construct: usize, arm: usize) {
+        self.arms.push((construct, arm));
+    }
+
+    fn arms_with(&self, arm: (usize, usize)) -> Vec<(usize, usize)> {
+        let mut arms = self.arms.clone();
+        arms.push(arm);
+        arms
+    }
+
+    fn leave_arm(&mut self) {
+        self.arms.pop();
+    }
+
+    fn push_scope(&mut self) {
+        self.scopes.push(Vec::new());
+    }
+
+    fn pop_scope(&mut self) {
+        let end = self.tick();
+        if let Some(s) = self.scopes.pop() {
+            for id in s {
+                self.locals[id].end = end;
+            }
+        }
+    }
+
+    /// Whether `e` may evaluate to something borrowing a local of this frame.
+    fn may_borrow(&self, e: &Expr) -> bool {
+        if owned_result(e) {
+            return false;
+        }
+        let mut probe = BorrowProbe {
+            analysis: self,
+            found: false,
+        };
+        probe.visit_expr(e);
+        probe.found
+    }
+
+    fn macro_mentions(&mut self, mac: &syn::Macro) {
+        if crate::yields::is_yield(mac)
+            && let Ok(value) = crate::yields::value(mac)
+        {
+            let value = Box::new(value);
+            self.in_yield += 1;
+            self.visit_expr(&value);
+            self.in_yield -= 1;
+            self.yield_values.insert(key(mac), value);
+            return;
+        }
+        let name = mac
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        let kind = if FORMAT_MACROS.contains(&name.as_str()) {
+            Use::Ref
+        } else {
+            Use::Unknown
+        };
+        let mut idents = Vec::new();
+        token_idents(mac.tokens.clone(), &mut idents);
+        for i in idents {
+            self.mention_name(&i, kind);
+        }
+    }
+
+    /// Visits a statement's whole expression, recording its span of positions and the point
+    /// after it (the lowering may run it as one adapter).
+    fn visit_whole(&mut self, e: &Expr) {
+        let start = self.pos;
+        self.visit_expr(e);
+        let point = self.snapshot();
+        self.ranges.insert(key(e), (start, point.pos));
+        self.after.insert(key(e), point);
+    }
+
+    /// Whether the root local of a receiver is a reference parameter (`&T`, `&mut T`,
+    /// `&self`): a method call reborrows through it and never moves it.
+    fn receiver_is_ref(&self, e: &Expr) -> bool {
+        let root = match e {
+            Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+            _ => None,
+        };
+        root.and_then(|r| self.resolve(r))
+            .is_some_and(|id| self.locals[id].ref_param)
+    }
+
+    fn place_mention(&mut self, e: &Expr, kind: Use) {
+        match e {
+            Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                self.mention_path(e, &p.path.segments[0].ident, kind);
+            }
+            // Moving through a field moves only that field; nothing moves out of an index.
+            Expr::Field(f) => {
+                let kind = if kind == Use::Move { Use::Field } else { kind };
+                self.place_mention(&f.base, kind);
+            }
+            Expr::Index(i) => {
+                let kind = if kind == Use::Move { Use::Ref } else { kind };
+                self.place_mention(&i.expr, kind);
+                self.visit_expr(&i.index);
+            }
+            Expr::Paren(p) => self.place_mention(&p.expr, kind),
+            _ => self.visit_expr(e),
+        }
+    }
+}
