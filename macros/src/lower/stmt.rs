@@ -59,21 +59,7 @@ impl Lowerer<'_> {
                     }
                     let e = &init.expr;
                     let value = self.suspend_expr(key(&**e), e, quote!(#e), await_span)?;
-                    // Rewritten in the resume block: its jumps name the locals as bound there.
-                    let els = match &init.diverge {
-                        Some((_, e)) => {
-                            let from = self.point(key(s), await_span)?.pos;
-                            let e = self.rewrite_expr_from(e, (**e).clone(), from)?;
-                            quote!(else #e)
-                        }
-                        None => quote!(),
-                    };
-                    let pat = &l.pat;
-                    self.emit(quote!(#[allow(unused_mut)] let #pat = #value #els;));
-                    for id in declared {
-                        self.bound.push((id, self.a.local(id).name.clone()));
-                    }
-                    return Ok(());
+                    return self.bind_let(s, l, value, declared, await_span);
                 };
                 let r = Ident::new("__r", Span::mixed_site());
                 self.suspend_await(aw, fut, await_span)?;
@@ -87,20 +73,7 @@ impl Lowerer<'_> {
                 } else {
                     quote!({ let #r = #r; #value })
                 };
-                let pat = &l.pat;
-                let els = match &init.diverge {
-                    Some((_, e)) => {
-                        let from = self.point(key(s), await_span)?.pos;
-                        let e = self.rewrite_expr_from(e, (**e).clone(), from)?;
-                        quote!(else #e)
-                    }
-                    None => quote!(),
-                };
-                self.emit(quote!(#[allow(unused_mut)] let #pat = #wrapped #els;));
-                for id in declared {
-                    self.bound.push((id, self.a.local(id).name.clone()));
-                }
-                Ok(())
+                self.bind_let(s, l, wrapped, declared, await_span)
             }
             Stmt::Expr(e, semi) => {
                 self.lower_expr_stmt(e, semi.is_none() && tail, last, await_span)
@@ -260,6 +233,32 @@ impl Lowerer<'_> {
         let rest_packed = self.pack_ids(&rest, span)?;
         self.emit(quote!(let #f = async move { #binds let #r = #fut.await; (#r, #owned_packed) };));
         self.await_adapter(rest, &owned, &r, &rest_packed);
+        Ok(())
+    }
+
+    /// `let PAT = value else { … };` in the resume block of the initialiser's await, its
+    /// `else` rewritten there (so its jumps name the locals as that block binds them).
+    fn bind_let(
+        &mut self,
+        s: &Stmt,
+        l: &syn::Local,
+        value: TokenStream,
+        declared: Vec<LocalId>,
+        span: Span,
+    ) -> Result<(), Fallback> {
+        let els = match l.init.as_ref().and_then(|i| i.diverge.as_ref()) {
+            Some((_, e)) => {
+                let from = self.point(key(s), span)?.pos;
+                let e = self.rewrite_expr_from(e, (**e).clone(), from)?;
+                quote!(else #e)
+            }
+            None => quote!(),
+        };
+        let pat = &l.pat;
+        self.emit(quote!(#[allow(unused_mut)] let #pat = #value #els;));
+        for id in declared {
+            self.bound.push((id, self.a.local(id).name.clone()));
+        }
         Ok(())
     }
 
