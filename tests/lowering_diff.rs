@@ -1323,3 +1323,22 @@ differential! {
         show(&arg).await + n
     }
 }
+
+differential! {
+    drop_flag_replaced_inside_a_branch_of_a_loop,
+    entry: flag_branch_loop(4),
+    #[lowered]
+    async fn flag_branch_loop(n: u32) -> u32 {
+        let mut a = Noisy::new("a0");
+        let mut i = 0;
+        while i < n {
+            i += 1;
+            if i % 2 == 0 {
+                drop(a);
+                a = tick(Noisy::new("again")).await;
+            }
+            tick(()).await;
+        }
+        i
+    }
+}

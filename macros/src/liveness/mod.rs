@@ -93,8 +93,8 @@ pub(crate) struct Analysis {
     /// The branches around each loop's body statements (see [`Mention::arms`]), in the order
     /// of `loops`.
     pub(crate) loop_arms: Vec<Vec<(usize, usize)>>,
-    /// Positions of the `continue` expressions.
-    pub(crate) continues: Vec<usize>,
+    /// Positions of the `break` and `continue` expressions.
+    pub(crate) jumps: Vec<usize>,
     /// Keyed by the address of the syntax node: before a statement, at an await (after its
     /// operand), after an `if`/loop, at a `break`/`continue`.
     pub(crate) points: HashMap<usize, Point>,

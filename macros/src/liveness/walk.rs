@@ -328,9 +328,7 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.after.insert(key(e), point);
             }
             Expr::Break(_) | Expr::Continue(_) => {
-                if matches!(e, Expr::Continue(_)) {
-                    self.continues.push(self.pos);
-                }
+                self.jumps.push(self.pos);
                 visit::visit_expr(self, e);
                 let point = self.snapshot();
                 self.points.insert(key(e), point);

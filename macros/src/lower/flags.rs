@@ -125,7 +125,8 @@ fn wanted(
         }
         // A move may be a copy (the type is unknown): after the flag is taken, the local may
         // only be read where an assignment surely ran since, and a loop around the move must
-        // assign it again before it comes back to the move (no `continue` in between).
+        // assign it again before it comes back to the move: after it, at its level or an
+        // enclosing one inside the loop, with no `break` or `continue` in between.
         let safe = mentions.iter().filter(|m| m.kind == Use::Move).all(|m| {
             let reads_ok = mentions
                 .iter()
@@ -142,15 +143,18 @@ fn wanted(
                 if !(s > l.decl && s <= m.pos && m.pos <= e) {
                     return true;
                 }
-                // Directly in the body (not in a branch or labelled block of it).
                 let reassigned = mentions
                     .iter()
                     .filter(|x| {
-                        x.kind == Use::Assign && x.pos > m.pos && x.pos <= e && x.arms == *body
+                        x.kind == Use::Assign
+                            && x.pos > m.pos
+                            && x.pos <= e
+                            && x.arms.starts_with(body)
+                            && m.arms.starts_with(&x.arms)
                     })
                     .map(|x| x.pos)
                     .next();
-                reassigned.is_some_and(|r| !a.continues.iter().any(|&c| m.pos < c && c < r))
+                reassigned.is_some_and(|r| !a.jumps.iter().any(|&c| m.pos < c && c < r))
             });
             reads_ok && loops_ok
         });

@@ -157,8 +157,9 @@ fn drop_flag_bodies_lower_explicitly() {
         "async fn f(mut a: S) { a = g(a).await; h(&a); k().await; }",
         // Declared without a value, assigned on both paths.
         "async fn f(c: bool) -> u32 { let b: S; if c { b = g(S).await; } else { b = S; } h(&b); k().await }",
-        // Consumed and replaced in a loop.
+        // Consumed and replaced in a loop, also inside a branch of it.
         "async fn f(n: u32) { let mut a = S; let mut i = 0; while i < n { i += 1; let s = g(S).await; drop(a); a = s; } }",
+        "async fn f(n: u32) { let mut a = S; let mut i = 0; while i < n { i += 1; if i % 2 == 0 { drop(a); a = g(S).await; } } }",
     ] {
         let (explicit, report) = lowered("", body);
         assert!(explicit, "{body}: {report}");
@@ -176,6 +177,8 @@ fn a_flag_is_not_taken_where_the_move_may_be_a_copy_read_again() {
         "async fn f(c: bool, n: N) -> u32 { if c { drop(n); } g().await; k(&n) }",
         "async fn f(c: bool, n: N) -> u32 { match n { _ => {} } if c { drop(n); } g().await }",
         "async fn f(c: bool, n: N) { loop { if c { h(n); } g().await; } }",
+        // A `continue` (or `break`) between the move and the assignment skips it.
+        "async fn f(c: bool, n: N) { loop { if c { h(n); if g().await { continue; } n = N::new(); } } }",
     ] {
         let (_, report) = lowered("", body);
         assert!(!report.contains("drop flags"), "{body}: {report}");
