@@ -123,10 +123,7 @@ fn lint_clean_code_runs() {
     );
     let all: Vec<u32> = futures::executor::block_on(numbers(3).collect());
     assert_eq!(all, [0, 10, 1, 20, 2, 30]);
-    assert_eq!(
-        futures::executor::block_on(flagged(true, "s".into())),
-        2
-    );
+    assert_eq!(futures::executor::block_on(flagged(true, "s".into())), 2);
     assert_eq!(
         futures::executor::block_on(mixed(vec![1, 2], "abc".into())),
         (12, 3)
