@@ -82,7 +82,7 @@
 //! - [x] early `return`, `?` (with `From` conversion; `Result`, `Option`, `ControlFlow`)
 //! - [x] shadowing across awaits, nested blocks, closures and `async` blocks inside the body
 //! - [x] free fns, methods with `self`, `&self`, `&mut self`, generics, lifetimes,
-//!   where-clauses, `impl Trait` arguments, trait impls of an `async fn`
+//!   where-clauses, `impl Trait` arguments and outputs, trait impls of an `async fn`
 //! - [x] generators (`yields = T`)
 //!
 //! Everything else still compiles and behaves like the native `async fn`, in a **native

@@ -1342,3 +1342,18 @@ differential! {
         i
     }
 }
+
+differential! {
+    impl_trait_output,
+    entry: async { (opaque(2).await.to_string(), opaque(0).await.to_string()) },
+    #[lowered]
+    async fn opaque(n: u32) -> impl std::fmt::Display {
+        let held = Noisy::new("held");
+        let v = tick(n).await;
+        if v == 0 {
+            return format!("zero {}", held.touch());
+        }
+        let w = show(&held).await;
+        format!("{v} {w}")
+    }
+}

@@ -289,9 +289,15 @@ pub(crate) fn emit(
         }
     });
     let b_ordered: Vec<&Ident> = by_position.iter().map(|&k| &b[k]).collect();
+    // An `impl Trait` output cannot be written here: the closures' returns fix it instead.
+    let output = if crate::sig::has_impl_trait(output) {
+        quote!(_)
+    } else {
+        quote!(#output)
+    };
     let hint_ty = match yields {
         Some(y) => quote!((#y, #output)),
-        None => quote!(#output),
+        None => output,
     };
     let new_fn = format_ident!("__structured_new", span = Span::mixed_site());
     let made = quote!(#new_fn(::core::marker::PhantomData::<#hint_ty>, #init, #(#closures),*));

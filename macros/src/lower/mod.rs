@@ -172,15 +172,12 @@ fn lower_body(
     parts: &FnParts,
     args: &Args,
 ) -> Result<(TokenStream, Vec<String>), Fallback> {
-    if crate::sig::has_impl_trait(&parts.output)
-        || args
-            .yields
-            .as_ref()
-            .is_some_and(|(_, y)| crate::sig::has_impl_trait(y))
+    if let Some((_, y)) = &args.yields
+        && crate::sig::has_impl_trait(y)
     {
         return fallback(
-            item.sig.output.span(),
-            "an `impl Trait` output cannot be named for the state machine",
+            y.span(),
+            "an `impl Trait` yield type cannot be named for the state machine",
         );
     }
     // Closures cannot bind `self`: the body refers to the receiver as `__self` instead.
