@@ -412,11 +412,10 @@ impl VisitMut for Flagger<'_> {
     }
 
     fn visit_field_value_mut(&mut self, f: &mut syn::FieldValue) {
-        let before = key(&f.expr);
         let was_path = matches!(f.expr, Expr::Path(_));
         visit_mut::visit_field_value_mut(self, f);
         // `S { a }` with `a` rewritten must spell the field out.
-        if was_path && !matches!(f.expr, Expr::Path(_)) && key(&f.expr) == before {
+        if was_path && !matches!(f.expr, Expr::Path(_)) {
             f.colon_token.get_or_insert_with(Default::default);
         }
     }
