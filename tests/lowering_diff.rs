@@ -1357,3 +1357,27 @@ differential! {
         format!("{v} {w}")
     }
 }
+
+differential! {
+    return_of_an_awaited_value,
+    entry: async { (early_await(0).await, early_await(1).await, early_await(2).await, early_await(3).await) },
+    #[lowered]
+    async fn early_await(n: u32) -> Result<usize, String> {
+        let outer = Noisy::new("outer");
+        let mut i: u32 = 0;
+        loop {
+            i += 1;
+            let held = Noisy::new("held");
+            if n == 0 {
+                return pass(Ok(i as usize)).await;
+            }
+            if i == n {
+                // Locals drop after the value is computed, as natively.
+                return Ok(show(&held).await + show(&outer).await);
+            }
+            if i > 2 {
+                return Ok(pass(Err::<usize, String>(format!("late {i}"))).await? + 1);
+            }
+        }
+    }
+}

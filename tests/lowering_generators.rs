@@ -112,3 +112,26 @@ generator_differential! {
         n.touch()
     }
 }
+
+generator_differential! {
+    early_return_and_try_between_yields,
+    yields: u32,
+    entry: fallible(4),
+    async fn fallible(n: u32) -> Result<u32, u32> {
+        let guard = Noisy::new("guard");
+        let mut i = 0;
+        loop {
+            i += 1;
+            let held = Noisy::new("held");
+            yield_!(i);
+            let checked = pass(if i < n { Ok(i) } else { Err(i) }).await?;
+            if checked == 2 {
+                yield_!(show(&held).await as u32);
+                continue;
+            }
+            if checked > 10 {
+                return Ok(show(&guard).await as u32);
+            }
+        }
+    }
+}

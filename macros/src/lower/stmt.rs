@@ -102,6 +102,9 @@ impl Lowerer<'_> {
         match e {
             Expr::If(i) => return self.lower_if(e, i, tail),
             Expr::Match(m) => return self.lower_match(e, m, tail),
+            Expr::Return(r) if r.expr.is_some() => {
+                return self.lower_return(e, r, await_span);
+            }
             Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
                 self.lower_loop(e)?;
                 if tail && !self.terminated() {
@@ -233,6 +236,34 @@ impl Lowerer<'_> {
         let rest_packed = self.pack_ids(&rest, span)?;
         self.emit(quote!(let #f = async move { #binds let #r = #fut.await; (#r, #owned_packed) };));
         self.await_adapter(rest, &owned, &r, &rest_packed);
+        Ok(())
+    }
+
+    /// `return value` with awaits in the value: the value is computed like a `let`'s (after
+    /// its awaits, in a resume block), then the block returns it.
+    fn lower_return(
+        &mut self,
+        e: &Expr,
+        r: &syn::ExprReturn,
+        await_span: Span,
+    ) -> Result<(), Fallback> {
+        let Some(v) = r.expr.as_deref() else {
+            return fallback(await_span, "internal: a `return` without a value");
+        };
+        let value = if let Some((aw, fut)) = spine(v) {
+            let res = Ident::new("__r", Span::mixed_site());
+            self.suspend_await(aw, fut, await_span)?;
+            let value = self.rewrite_expr(v, replace_spine(v, &syn::parse_quote!(#res)))?;
+            if is_identity(v) {
+                quote!(#res)
+            } else {
+                quote!({ let #res = #res; #value })
+            }
+        } else {
+            self.suspend_expr(key(e), v, quote!(#v), await_span)?
+        };
+        let tr = self.tr();
+        self.terminate(quote!(#tr::Return(#value)));
         Ok(())
     }
 

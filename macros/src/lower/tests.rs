@@ -29,6 +29,7 @@ fn control_flow_is_lowered_explicitly() {
         "async fn f() -> Result<u32, E> { let x = g(1).await? + g(2).await?; Ok(x) }",
         "async fn f(n: u32) -> u32 { let mut a: u32 = n; let b = a; a = g(b).await; a + b }",
         "async fn f(mut rx: Rx) { while let Some(x) = rx.recv().await { h(x).await; } }",
+        "async fn f(n: u32) -> u32 { if n > 1 { return g(n).await + 1; } if n > 0 { return g(1).await * g(2).await; } 0 }",
     ] {
         let (explicit, report) = lowered("", body);
         assert!(explicit, "{body}: {report}");
