@@ -23,7 +23,9 @@
 //!    `executor/mod.rs`), so no two accesses overlap and a poll never nests in itself. The
 //!    future never moves: it stays in the allocation until it is dropped in place.
 //! 4. **Join slot.** Its `RefCell` is borrowed only on the executor's thread and never while
-//!    user code runs (wakers are woken and outputs dropped after the borrow ends).
+//!    user code that could reach the slot runs: wakers are woken and outputs dropped after
+//!    the borrow ends; only the awaiter's waker is cloned under it (dropping the one it
+//!    replaces), while that awaiter holds the one handle by `&mut`.
 
 use super::queue::Shared;
 use super::task::{Header, ROOT, TaskRef};
@@ -176,8 +178,10 @@ impl OwnedTask {
         &self.task
     }
 
-    /// Polls the future once; `Ready` when it finished. A panic is caught and delivered to the
-    /// `JoinHandle` (or dropped when there is none): it never unwinds into the executor.
+    /// Polls the future once; `Ready` when it finished. A panic of the future's `poll` is
+    /// caught and delivered to the `JoinHandle` (or dropped when there is none); a panic in
+    /// the drop of the finished future or of an output nobody awaits does unwind into the
+    /// executor (after the result was published).
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let poll = self.task.vtable.poll;
         // SAFETY: the vtable belongs to this allocation (rule 1); we are the one `OwnedTask`,
@@ -293,8 +297,11 @@ unsafe fn drop_future<F: Future>(ptr: NonNull<Header>) {
     // SAFETY: rule 3, as in `poll`.
     let slot = unsafe { &mut *cell.future.get() };
     if slot.is_some() {
-        *slot = None;
+        // Told before the future is dropped in place, as in `poll`: a panic in that drop
+        // unwinds out of here, and the handle (and whoever awaits it) must still learn the
+        // task is over. The handle's waker only queues its task.
         cell.head.join.cancel();
+        *slot = None;
     }
 }
 
