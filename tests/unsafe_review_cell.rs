@@ -104,3 +104,35 @@ fn an_abort_whose_destructor_panics_still_tells_the_handle_and_its_awaiter() {
     drop(rt);
     assert_eq!(bomb_drops.get(), 1, "the future was dropped once");
 }
+
+/// A task's destructor that panics while the runtime is dropped: the panic comes out of the
+/// drop, but the runtime is gone all the same: other threads' spawns are refused (it used to
+/// stay open, taking spawned futures that nothing would ever run or drop), and the other
+/// tasks' futures are dropped.
+#[test]
+fn a_runtime_whose_task_destructor_panics_still_shuts_down() {
+    let rt = Runtime::new();
+    let handle = rt.handle();
+    let bomb_drops = Rc::new(Cell::new(0));
+    let bomb = Bomb(Rc::clone(&bomb_drops));
+    let other = Rc::new(());
+    let held = Rc::clone(&other);
+    let _first = rt.spawn_local(async move {
+        let _armed = bomb;
+        std::future::pending::<()>().await
+    });
+    let _second = rt.spawn_local(async move {
+        let _held = held;
+        std::future::pending::<()>().await
+    });
+    rt.block_on(yield_now());
+    let unwound = catch_unwind(AssertUnwindSafe(|| drop(rt)));
+    assert!(
+        unwound.is_err(),
+        "the destructor's panic comes out of the drop"
+    );
+    assert_eq!(bomb_drops.get(), 1);
+    assert_eq!(Rc::strong_count(&other), 1, "the other task was dropped");
+    let spawned = std::thread::spawn(move || handle.spawn(async {}).is_err());
+    assert!(spawned.join().unwrap(), "a dropped runtime refuses spawns");
+}

@@ -258,6 +258,9 @@ impl Core {
     /// look up subsystems) and refuses further wakes from other threads.
     pub(crate) fn shutdown(self: &Rc<Self>) {
         let _enter = context::enter(self);
+        // Closed however this ends: a task's destructor may panic below, and the runtime is
+        // gone all the same (an open queue would take spawns nothing runs or drops).
+        let _close = Close(self);
         loop {
             let idle: Vec<Slot> = {
                 let mut tasks = self.tasks.borrow_mut();
@@ -280,8 +283,18 @@ impl Core {
             }
             drop(idle);
         }
-        let queued = self.shared.close();
-        let ready = std::mem::take(&mut *self.ready.borrow_mut());
+    }
+}
+
+/// Closes the executor's remote queue when dropped, at the end of [`Core::shutdown`]: refuses
+/// further wakes and spawns from other threads and drops what was queued (inside the
+/// executor's context, which the shutdown entered before).
+struct Close<'a>(&'a Core);
+
+impl Drop for Close<'_> {
+    fn drop(&mut self) {
+        let queued = self.0.shared.close();
+        let ready = std::mem::take(&mut *self.0.ready.borrow_mut());
         drop(ready);
         drop(queued);
     }
