@@ -5,7 +5,7 @@
 //! Invariants (cited as "wake rule N"):
 //! 1. The [`Hub`] is freed only when its reference count drops to zero. The nursery holds one
 //!    reference and every cloned [`Waker`] holds one, so a waker that outlives (or outleaks) its
-//!    nursery still points at live memory. Borrowed wakers ([`Hub::waker`]) hold none and are
+//!    nursery still points at live memory. Borrowed wakers ([`HubRef::waker`]) hold none and are
 //!    only lent to a `poll` while the nursery's own reference is alive.
 //! 2. Node chunks are allocated by the owner only, never move and are freed only with the hub,
 //!    so a node pointer stays valid as long as rule 1 keeps the hub alive.
@@ -33,8 +33,11 @@
 //!    borrowed waker its own child's poll lends (`std::thread::scope`), which ends with that
 //!    poll. So while the owner is alone with the hub, no other thread can touch the node of a
 //!    child that is not being polled right now, and the owner flips its `queued` flag with a
-//!    plain load and store ([`WakeNode::mark_queued_by_owner`]): when it spawns a child, or
-//!    queues the body or a sibling that awaits a finished child's handle.
+//!    plain load and store ([`WakeNode::mark_queued_by_owner`]): when it spawns a child,
+//!    queues the body or a sibling that awaits a finished child's handle, queues a child for
+//!    its async cleanup, or defers a node that woke itself once its poll is over; and it
+//!    clears the flag with a plain store right before polling the child
+//!    ([`WakeNode::clear_queued`]), before the poll can lend the waker out.
 //! 7. A [`Local`](super::Local) tree is polled by one thread only (its future is not `Send`),
 //!    so while that thread is inside a poll of the nursery (`in_poll`), its wakes may also
 //!    take the owner's path when wakers were cloned: no other thread appends to the owner's
