@@ -44,8 +44,8 @@
 //!    list, and the poll checks the list before it returns. Other threads, and wakes outside
 //!    a poll while a clone exists, go through the shared stack and wake the parent.
 //! 8. While a thread polls a node's child (or the body), that node's own wakes on that
-//!    thread only set a flag in a thread-local record (`POLLING`, saved and given back
-//!    around each poll of a nursery, as nurseries nest); after the poll the owner queues the
+//!    thread only set a flag in a thread-local record (`POLLING`, saved, cleared and given
+//!    back around each poll of a nursery, as nurseries nest); after the poll the owner queues the
 //!    node for the next turn, so a child that yields runs again only after the nursery's
 //!    caller had its turn. Wakes of other nodes during a turn run in the same turn, up to
 //!    its budget.
@@ -381,7 +381,9 @@ impl HubRef {
     #[inline]
     pub(super) fn enter_poll(&self) -> InPoll<'_> {
         self.hub().in_poll.store(true, Ordering::Relaxed);
-        let (node, woken) = POLLING.with(|p| (p.node.get(), p.woken.get()));
+        // The flag starts clear: a wake recorded for the node polled outside (whose poll
+        // polls this nursery) is not one of this nursery's children's.
+        let (node, woken) = POLLING.with(|p| (p.node.get(), p.woken.replace(false)));
         InPoll {
             hub: self.hub(),
             node,
