@@ -6,10 +6,10 @@
 //! pin_project! { enum State<L0, L2, F2> { Start { live: L0 }, Await2 { #[pin] fut: F2, live: L2 }, Done } }
 //! enum Transition<L0, L1, L2, F2, R> { Goto1(L1), Await2(F2, L2), Return(R) }
 //! struct Machine<…, B0, B1, B2> { #[pin] state: State<…>, blocks: (B0, B1, B2) }
-//! impl Future for Machine<…> where B2: FnMut(L2, F2::Output) -> Transition<…>, … { poll: loop {
+//! impl Future for Machine<…> where B2: Resume<L2, F2, Transition<…>>, … { poll: loop {
 //!     resume the state's block (polling its future first), then follow Goto transitions until
 //!     an Await/Yield is stored or Return completes } }
-//! new(PhantomData::<R>, (args…), b0, b1, b2)
+//! new(PhantomData::<R>, (args…), b0, b1, b2)   // where B2: FnMut(L2, F2::Output) -> Transition<…>, …
 //! ```
 //! Every type is a generic parameter fixed by inference: each closure's input tuple is the
 //! value an earlier closure put in its `Transition`. Locals sit in each tuple newest first, so
@@ -156,6 +156,17 @@ pub(crate) fn emit(
         }
     });
     let bounds: TokenStream = bounds.collect();
+    // The impl names the same bounds through `Block`/`Resume`: an `F::Output` in a where-clause
+    // makes rustc re-select every awaited machine below this one (see `lowering/block.rs`).
+    let impl_bounds = (0..blocks.len()).map(|k| {
+        let (bk, lk, fk) = (&b[k], &l[k], &f[k]);
+        match blocks[k].entry {
+            Entry::Await(_) => quote!(#fk: ::core::future::Future,
+                #bk: ::structured_async::__private::Resume<#lk, #fk, #tr_ty>,),
+            _ => quote!(#bk: ::structured_async::__private::Block<#lk, #tr_ty>,),
+        }
+    });
+    let impl_bounds: TokenStream = impl_bounds.collect();
     let all_params = quote!(#l0, #tr_params, #(#b,)*);
     let machine_ty = quote!(#machine<#all_params>);
 
@@ -177,6 +188,7 @@ pub(crate) fn emit(
     let resume_arms_await = awaits.iter().map(|&k| {
         let v = format_ident!("Await{}", k);
         let i = &idx[k];
+        let (bk, lk, fk) = (&b[k], &l[k], &f[k]);
         let on_pending = if yields.is_some() {
             quote!(::structured_async::__private::Step::Pending)
         } else {
@@ -185,7 +197,7 @@ pub(crate) fn emit(
         quote!(#proj::#v { fut, .. } => match ::core::future::Future::poll(fut, cx) {
             ::core::task::Poll::Pending => return #on_pending,
             ::core::task::Poll::Ready(out) => match this.state.as_mut().project_replace(#state::Done) {
-                #repl::#v { live, .. } => (this.blocks.#i)(live, out),
+                #repl::#v { live, .. } => <#bk as ::structured_async::__private::Resume<#lk, #fk, #tr_ty>>::call(&mut this.blocks.#i, live, out),
                 _ => ::core::unreachable!(),
             },
         },)
@@ -193,15 +205,16 @@ pub(crate) fn emit(
     let resume_arms_yield = yields_at.iter().map(|&k| {
         let v = format_ident!("Yield{}", k);
         let i = &idx[k];
+        let call = block_call(&b[k], &l[k], &tr_ty, i);
         quote!(#proj::#v { .. } => match this.state.as_mut().project_replace(#state::Done) {
-            #repl::#v { live } => (this.blocks.#i)(live),
+            #repl::#v { live } => #call,
             _ => ::core::unreachable!(),
         },)
     });
     let goto_arms = gotos.iter().map(|&k| {
         let v = format_ident!("Goto{}", k);
-        let i = &idx[k];
-        quote!(#tr::#v(live) => t = (this.blocks.#i)(live),)
+        let call = block_call(&b[k], &l[k], &tr_ty, &idx[k]);
+        quote!(#tr::#v(live) => t = #call,)
     });
     let store_await = awaits.iter().map(|&k| {
         let v = format_ident!("Await{}", k);
@@ -232,13 +245,13 @@ pub(crate) fn emit(
     });
     let unused_arm = no_yield.then(|| quote!(#tr::NeverYields(never, _) => match never {},));
     let t_mut = (!gotos.is_empty()).then(|| quote!(mut));
-    let start_idx = &idx[0];
+    let start_call = block_call(&b[0], &l[0], &tr_ty, &idx[0]);
     let body = quote! {
         let mut this = self.project();
         loop {
             let #t_mut t = match this.state.as_mut().project() {
                 #proj::Start { .. } => match this.state.as_mut().project_replace(#state::Done) {
-                    #repl::Start { live } => (this.blocks.#start_idx)(live),
+                    #repl::Start { live } => #start_call,
                     _ => ::core::unreachable!(),
                 },
                 #(#resume_arms_await)*
@@ -261,7 +274,7 @@ pub(crate) fn emit(
     };
     let driver = match yields {
         None => quote! {
-            impl<#all_params> ::core::future::Future for #machine_ty where #bounds {
+            impl<#all_params> ::core::future::Future for #machine_ty where #impl_bounds {
                 type Output = __R;
                 fn poll(self: ::core::pin::Pin<&mut Self>, cx: &mut ::core::task::Context<'_>) -> ::core::task::Poll<__R> {
                     #body
@@ -269,7 +282,7 @@ pub(crate) fn emit(
             }
         },
         Some(_) => quote! {
-            impl<#all_params> ::structured_async::__private::Coroutine for #machine_ty where #bounds {
+            impl<#all_params> ::structured_async::__private::Coroutine for #machine_ty where #impl_bounds {
                 type Yield = __Y;
                 type Output = __R;
                 fn resume(self: ::core::pin::Pin<&mut Self>, cx: &mut ::core::task::Context<'_>)
@@ -349,6 +362,11 @@ pub(crate) fn emit(
         }
         #made
     }
+}
+
+/// `<Bk as Block<Lk, Transition>>::call(&mut this.blocks.i, live)`.
+fn block_call(bk: &Ident, lk: &Ident, tr_ty: &TokenStream, i: &syn::Index) -> TokenStream {
+    quote!(<#bk as ::structured_async::__private::Block<#lk, #tr_ty>>::call(&mut this.blocks.#i, live))
 }
 
 fn block_closure(block: &BlockOut) -> TokenStream {

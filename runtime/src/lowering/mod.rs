@@ -3,12 +3,15 @@
 //! The macro generates each function's state enum and block closures itself (their number and
 //! types differ per function); what is the same for every function lives here: `?` on stable
 //! ([`Branch`], [`FromResidual`]), the generator wrapper that makes a coroutine a
-//! `futures_core::Stream` ([`Generator`]), and the yield slot a native-frame generator body
+//! `futures_core::Stream` ([`Generator`]), the bounds on its block closures ([`Block`],
+//! [`Resume`]), and the yield slot a native-frame generator body
 //! uses ([`NativeGenerator`]).
 
+mod block;
 mod generator;
 mod try_op;
 
+pub use block::{Block, Resume};
 pub use generator::{Generator, NativeGenerator, YieldNow, YieldSlot, native_generator};
 pub use try_op::{Branch, FromResidual};
 
