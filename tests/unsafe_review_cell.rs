@@ -136,3 +136,84 @@ fn a_runtime_whose_task_destructor_panics_still_shuts_down() {
     let spawned = std::thread::spawn(move || handle.spawn(async {}).is_err());
     assert!(spawned.join().unwrap(), "a dropped runtime refuses spawns");
 }
+
+/// In its destructor, a task's future wakes (and drops) a clone of its own waker taken
+/// during its poll, and spawns a task: while the future is dropped in place (rule 3), the
+/// wake touches only the header (the task is done: not queued, never polled again), and the
+/// spawn goes into the task's own runtime, which runs it if it goes on and drops it unrun if
+/// it shuts down. Also when the abort comes from outside `block_on` (the spawn used to panic
+/// there, as no runtime was current while the future was dropped).
+#[test]
+fn a_destructor_that_wakes_its_own_task_and_spawns_on_abort_and_on_shutdown() {
+    struct Reentrant {
+        waker: RefCell<Option<std::task::Waker>>,
+        ran: Rc<Cell<usize>>,
+        spawned_alive: Rc<()>,
+    }
+    impl Drop for Reentrant {
+        fn drop(&mut self) {
+            if let Some(waker) = self.waker.borrow_mut().take() {
+                waker.wake_by_ref();
+                waker.wake();
+            }
+            let (ran, alive) = (Rc::clone(&self.ran), Rc::clone(&self.spawned_alive));
+            drop(structured_async::spawn_local(async move {
+                let _alive = alive;
+                ran.set(ran.get() + 1);
+            }));
+        }
+    }
+    for (shutdown, abort_inside) in [(false, true), (false, false), (true, false)] {
+        let rt = Runtime::new();
+        let (ran, spawned_alive, polls) = (Rc::default(), Rc::new(()), Rc::new(Cell::new(0)));
+        let guard = Reentrant {
+            waker: RefCell::default(),
+            ran: Rc::clone(&ran),
+            spawned_alive: Rc::clone(&spawned_alive),
+        };
+        let p = Rc::clone(&polls);
+        let handle = rt.spawn_local(async move {
+            poll_fn(|cx| {
+                p.set(p.get() + 1);
+                *guard.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::<()>::Pending
+            })
+            .await
+        });
+        rt.block_on(yield_now());
+        assert_eq!(polls.get(), 1);
+        if shutdown {
+            drop(rt);
+            assert_eq!(ran.get(), 0, "a task spawned during shutdown is not run");
+        } else {
+            if !abort_inside {
+                handle.abort();
+            }
+            rt.block_on(async {
+                if abort_inside {
+                    handle.abort();
+                }
+                for _ in 0..3 {
+                    yield_now().await;
+                }
+            });
+            assert_eq!(
+                ran.get(),
+                1,
+                "a task spawned by an aborted task's destructor runs"
+            );
+            drop(rt);
+        }
+        assert_eq!(
+            polls.get(),
+            1,
+            "woken in its destructor, never polled again"
+        );
+        assert_eq!(
+            Rc::strong_count(&spawned_alive),
+            1,
+            "the spawned future was dropped"
+        );
+        assert!(handle.is_finished());
+    }
+}

@@ -1,6 +1,7 @@
 //! [`JoinHandle`]: await a spawned task's output, or cancel it.
 
 use super::cell::{self, JoinSlot, Joined};
+use super::context;
 use super::core::Core;
 use super::task::TaskRef;
 use super::traits::{AsyncCancel, Cancel};
@@ -94,6 +95,9 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn abort(&self) {
         if let Some(core) = self.core.upgrade() {
+            // Inside the task's runtime, as when it shuts down: the future's destructor may
+            // spawn (or look up subsystems) even when the abort comes from outside `block_on`.
+            let _enter = context::enter(&core);
             core.cancel(&self.task);
         }
     }
