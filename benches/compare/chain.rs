@@ -67,20 +67,8 @@ pub trait Chain {
     fn native(pends: u32) -> impl Future<Output = u64>;
     /// Hand-written enums, one per level.
     fn hand(pends: u32) -> Self::Hand;
-}
-
-/// The same chain as `#[structured] async fn`s, for levels 0 to 100 only: every level's impl
-/// is concrete, so rustc compiles all of them whether used or not, and normalising 1,000
-/// nested `#[structured]` machine types took it over ten CPU minutes (see BENCHMARKS.md).
-pub trait StructuredChain {
     /// `#[structured] async fn`s, one per level.
     fn structured(pends: u32) -> impl Future<Output = u64>;
-}
-
-impl StructuredChain for Level<0> {
-    fn structured(pends: u32) -> impl Future<Output = u64> {
-        LeafFut { remaining: pends }
-    }
 }
 
 impl Chain for Level<0> {
@@ -93,6 +81,10 @@ impl Chain for Level<0> {
     fn hand(pends: u32) -> LeafFut {
         LeafFut { remaining: pends }
     }
+
+    fn structured(pends: u32) -> impl Future<Output = u64> {
+        LeafFut { remaining: pends }
+    }
 }
 
 async fn native_level<Below: Chain>(pends: u32) -> u64 {
@@ -100,7 +92,7 @@ async fn native_level<Below: Chain>(pends: u32) -> u64 {
 }
 
 #[structured_async::structured]
-async fn structured_level<Below: StructuredChain>(pends: u32) -> u64 {
+async fn structured_level<Below: Chain>(pends: u32) -> u64 {
     Below::structured(pends).await + 1
 }
 
@@ -136,6 +128,10 @@ macro_rules! level {
             fn hand(pends: u32) -> Self::Hand {
                 HandLevel::Awaiting(<Level<{ $n }>>::hand(pends))
             }
+
+            fn structured(pends: u32) -> impl Future<Output = u64> {
+                structured_level::<Level<{ $n }>>(pends)
+            }
         }
     };
     (boundary $n:expr) => {
@@ -153,21 +149,7 @@ macro_rules! level {
                     inner: HandLevel::Awaiting(<Level<{ $n }>>::hand(pends)),
                 }
             }
-        }
-    };
-}
 
-/// `Level<{n + 1}>` as a `#[structured]` level over `Level<{n}>`.
-macro_rules! structured_level {
-    ($n:expr) => {
-        impl StructuredChain for Level<{ $n + 1 }> {
-            fn structured(pends: u32) -> impl Future<Output = u64> {
-                structured_level::<Level<{ $n }>>(pends)
-            }
-        }
-    };
-    (boundary $n:expr) => {
-        impl StructuredChain for Level<{ $n + 1 }> {
             fn structured(pends: u32) -> impl Future<Output = u64> {
                 Boundary {
                     inner: structured_level::<Level<{ $n }>>(pends),
@@ -176,41 +158,6 @@ macro_rules! structured_level {
         }
     };
 }
-
-macro_rules! ten_structured_levels {
-    ($n:expr) => {
-        structured_level!($n);
-        structured_level!($n + 1);
-        structured_level!($n + 2);
-        structured_level!($n + 3);
-        structured_level!($n + 4);
-        structured_level!($n + 5);
-        structured_level!($n + 6);
-        structured_level!($n + 7);
-        structured_level!($n + 8);
-    };
-}
-
-ten_structured_levels!(0);
-structured_level!(9);
-ten_structured_levels!(10);
-structured_level!(19);
-ten_structured_levels!(20);
-structured_level!(29);
-ten_structured_levels!(30);
-structured_level!(39);
-ten_structured_levels!(40);
-structured_level!(49);
-ten_structured_levels!(50);
-structured_level!(59);
-ten_structured_levels!(60);
-structured_level!(69);
-ten_structured_levels!(70);
-structured_level!(79);
-ten_structured_levels!(80);
-structured_level!(89);
-ten_structured_levels!(90);
-structured_level!(boundary 99);
 
 macro_rules! ten_levels {
     ($n:expr) => {
@@ -293,19 +240,6 @@ fn iterations(depth: u64, quick: bool) -> u64 {
     (if quick { 10_000 } else { 40_000 }) / depth
 }
 
-/// The group with our row in front.
-fn group_with_ours<T: Chain + StructuredChain + 'static>(depth: u64, quick: bool) -> Group {
-    let iterations = iterations(depth, quick);
-    let mut g = group::<T>(depth, quick);
-    g.contestants.insert(
-        0,
-        Contestant::new("#[structured] async fn", Role::Ours, move || {
-            drive(depth, iterations, || T::structured(black_box(LEAF_PENDS)))
-        }),
-    );
-    g
-}
-
 fn group<T: Chain + 'static>(depth: u64, quick: bool) -> Group {
     let iterations = iterations(depth, quick);
     Group {
@@ -313,6 +247,9 @@ fn group<T: Chain + 'static>(depth: u64, quick: bool) -> Group {
         case: format!("depth {depth}"),
         unit: "poll",
         contestants: vec![
+            Contestant::new("#[structured] async fn", Role::Ours, move || {
+                drive(depth, iterations, || T::structured(black_box(LEAF_PENDS)))
+            }),
             Contestant::new("native async fn", Role::Peer, move || {
                 drive(depth, iterations, || T::native(black_box(LEAF_PENDS)))
             }),
@@ -326,8 +263,8 @@ fn group<T: Chain + 'static>(depth: u64, quick: bool) -> Group {
 /// Runs this workload.
 pub fn run(quick: bool, rounds: usize) -> Vec<GroupResult> {
     vec![
-        run_group(group_with_ours::<Level<10>>(10, quick), rounds),
-        run_group(group_with_ours::<Level<100>>(100, quick), rounds),
+        run_group(group::<Level<10>>(10, quick), rounds),
+        run_group(group::<Level<100>>(100, quick), rounds),
         run_group(group::<Level<1000>>(1000, quick), rounds),
     ]
 }
