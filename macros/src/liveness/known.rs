@@ -155,7 +155,7 @@ pub(super) const BORROWING: &[&str] = &[
 ];
 
 /// Macros that only borrow their arguments.
-pub(super) const FORMAT_MACROS: &[&str] = &[
+pub(crate) const FORMAT_MACROS: &[&str] = &[
     "format",
     "print",
     "println",

@@ -23,7 +23,7 @@ mod walk;
 pub(crate) use bindings::{pattern_bindings, token_idents};
 use borrow::*;
 use known::*;
-pub(crate) use known::{is_compound_assign, owned_result};
+pub(crate) use known::{FORMAT_MACROS, is_compound_assign, owned_result};
 
 pub(crate) type LocalId = usize;
 

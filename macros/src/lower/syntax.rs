@@ -27,30 +27,13 @@ pub(super) struct AwaitFinder {
     pub(super) suspect: Option<(Span, String)>,
 }
 
-/// Macros known not to expand to `.await`; any other macro may (`join!`, `select!`, a user's
+/// Macros known not to expand to `.await`, besides the formatting ones the liveness already
+/// knows ([`crate::liveness::FORMAT_MACROS`]); any other macro may (`join!`, `select!`, a user's
 /// `macro_rules!`), and an await cannot stand in a block closure, so it keeps a native frame.
-pub(super) const AWAIT_FREE_MACROS: &[&str] = &[
-    "format",
-    "print",
-    "println",
-    "eprint",
-    "eprintln",
-    "write",
-    "writeln",
+const OTHER_AWAIT_FREE_MACROS: &[&str] = &[
     "vec",
-    "assert",
-    "assert_eq",
-    "assert_ne",
-    "debug_assert",
-    "debug_assert_eq",
-    "debug_assert_ne",
-    "panic",
-    "unreachable",
-    "todo",
     "unimplemented",
     "matches",
-    "dbg",
-    "format_args",
     "concat",
     "stringify",
     "line",
@@ -73,6 +56,11 @@ pub(super) const AWAIT_FREE_MACROS: &[&str] = &[
     "addr_of_mut",
 ];
 
+/// Whether a macro of this name is known not to expand to `.await`.
+pub(super) fn is_await_free_macro(name: &str) -> bool {
+    crate::liveness::FORMAT_MACROS.contains(&name) || OTHER_AWAIT_FREE_MACROS.contains(&name)
+}
+
 impl<'ast> Visit<'ast> for AwaitFinder {
     fn visit_expr(&mut self, e: &'ast Expr) {
         match e {
@@ -89,7 +77,7 @@ impl<'ast> Visit<'ast> for AwaitFinder {
             return;
         }
         let last = m.path.segments.last().map(|s| s.ident.to_string());
-        if !AWAIT_FREE_MACROS.iter().any(|n| last.as_deref() == Some(n)) {
+        if !last.as_deref().is_some_and(is_await_free_macro) {
             self.macro_await.get_or_insert(m.path.span());
             self.suspect.get_or_insert_with(|| {
                 (
