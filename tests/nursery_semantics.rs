@@ -360,6 +360,58 @@ fn stale_wakers_outlive_the_nursery() {
     clone.wake();
 }
 
+/// Counts its wakes.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A nursery polled by one waker, then by another (its future moved to another task), wakes
+/// the one that polled it last when a child is woken from another thread.
+#[test]
+fn a_wake_from_another_thread_reaches_the_latest_poller() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let stash: RefCell<Option<Waker>> = RefCell::new(None);
+    let stash = &stash;
+    let mut fut = pin!(nursery!(|n| {
+        n.spawn(std::future::poll_fn(move |cx| {
+            if stash.borrow().is_some() {
+                return Poll::Ready(());
+            }
+            *stash.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }));
+    }));
+    let first = Arc::new(CountingWaker(Default::default()));
+    let second = Arc::new(CountingWaker(Default::default()));
+    for parent in [&first, &first, &second] {
+        let waker = Waker::from(Arc::clone(parent));
+        assert!(
+            fut.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+    }
+    let child = stash.borrow().clone().expect("the child stored its waker");
+    std::thread::spawn(move || child.wake()).join().unwrap();
+    assert_eq!(first.0.load(Ordering::SeqCst), 0);
+    assert_eq!(second.0.load(Ordering::SeqCst), 1);
+    let waker = Waker::from(second);
+    assert!(
+        fut.as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
+    );
+}
+
 /// A nursery future stays small: its children live in its storage, not inline.
 #[test]
 fn sizes_stay_small() {

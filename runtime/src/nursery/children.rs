@@ -118,10 +118,7 @@ impl Core {
         let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
         let entry = Entry::spawned(payload, vtable, state);
         let index = self.len.get();
-        assert!(
-            index < u32::MAX,
-            "a nursery holds at most u32::MAX - 1 children at once"
-        );
+        // `ensure` refuses indices that would reach the waiter sentinels, so this never wraps.
         self.len.set(index + 1);
         // Written whole, once: a fresh node's memory is touched by this one write.
         (self.hub.ensure(index, entry, queued), true)
@@ -214,28 +211,35 @@ impl Core {
     /// Places a child and queues its first poll; `vtable` is `F`'s.
     #[inline(always)]
     pub(super) fn spawn<F: Future>(&self, future: F, vtable: &'static VTable) -> &WakeNode {
-        let cancelled = self.cancelled.get();
-        let state = if cancelled {
-            State::Empty
-        } else {
-            State::Running
-        };
-        let (node, fresh) = self.alloc_node(vtable, state, !cancelled);
-        let payload = node.entry.payload.get();
+        if self.cancelled.get() {
+            return self.spawn_refused(future, vtable);
+        }
+        let (node, fresh) = self.alloc_node(vtable, State::Running, true);
         // SAFETY: the payload is a slot of `vtable.class`, sized and aligned for `Stage<F>`
         // (arena rule 1), and holds nothing.
-        unsafe { payload.cast::<F>().write(future) };
-        if cancelled {
-            // SAFETY: the future was just written and is dropped once, unpolled.
-            unsafe { (vtable.drop_future)(payload) };
-            return node;
-        }
+        unsafe { node.entry.payload.get().cast::<F>().write(future) };
         self.live.set(self.live.get() + 1);
         if fresh {
             // Written already queued and unlinked: no waker of a new node exists anywhere.
             self.push_run(node, node);
         } else {
             self.schedule_node(node);
+        }
+        node
+    }
+
+    /// A spawn after the nursery cancelled: the child gets a slot, which its handle finds
+    /// empty, and is dropped unpolled.
+    #[cold]
+    #[inline(never)]
+    fn spawn_refused<F: Future>(&self, future: F, vtable: &'static VTable) -> &WakeNode {
+        let (node, _) = self.alloc_node(vtable, State::Empty, false);
+        let payload = node.entry.payload.get();
+        // SAFETY: the payload is a slot of `vtable.class`, sized and aligned for `Stage<F>`
+        // (arena rule 1), and holds nothing; the future written there is dropped once.
+        unsafe {
+            payload.cast::<F>().write(future);
+            (vtable.drop_future)(payload);
         }
         node
     }
@@ -263,9 +267,10 @@ impl Core {
     }
 
     /// Queues `node`, which woke itself while polled, for the next turn (wake rule 8).
+    /// `alone` is [`HubRef::alone`] read after that poll.
     #[inline]
-    pub(super) fn defer(&self, node: &WakeNode) {
-        if node.mark_queued_by_owner(self.hub.alone()) {
+    pub(super) fn defer(&self, node: &WakeNode, alone: bool) {
+        if node.mark_queued_by_owner(alone) {
             node.set_next(None);
             append(&self.next_head, &self.next_tail, node, node);
         }
@@ -301,8 +306,10 @@ impl Core {
 
     /// The next node on the run queue. Nodes woken meanwhile wait for the next [`Core::refill`],
     /// so a child that wakes itself is polled once per turn, not until the budget runs out.
+    /// `alone` is [`HubRef::alone`] read since the owner last lent a waker to a poll (a stale
+    /// `false` is always safe: wakers dropped elsewhere only ever make it true).
     #[inline]
-    pub(super) fn next_ready(&self) -> Option<&WakeNode> {
+    pub(super) fn next_ready(&self, alone: bool) -> Option<&WakeNode> {
         if self.run_head.get().is_null() {
             return None;
         }
@@ -315,7 +322,7 @@ impl Core {
                 self.run_tail.set(ptr::null());
             }
         }
-        node.clear_queued(self.hub.alone());
+        node.clear_queued(alone);
         Some(node)
     }
 

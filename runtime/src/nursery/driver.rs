@@ -7,10 +7,12 @@ use core::ptr;
 use core::task::{Context, Poll};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
+use super::children::Core;
 use super::kind::TreeKind;
 use super::outcome::ChildOutput;
 use super::scope::Scope;
 use super::slot::Polled;
+use super::wake::WakeNode;
 use crate::time::{Sleep, sleep};
 
 /// Polls per turn before the nursery wakes itself and returns `Pending`. Under tokio a nursery
@@ -88,58 +90,62 @@ where
                 return Poll::Ready(this.ending.take().expect("ending").0);
             }
         }
+        let failure = ptr::from_ref(&this.scope.failure.0).cast::<()>();
         let mut polled = 0;
         loop {
-            let node = match core.next_ready() {
-                Some(node) => node,
-                // Children woken by siblings during this turn run in it too.
-                None if core.refill_woken() => continue,
-                None => break,
-            };
-            let index = node.index();
-            if index == 0 {
-                if let Some(body) = this.body.as_mut().as_pin_mut() {
-                    let waker = core.hub.waker(0);
-                    core.hub.set_polled(Some(node));
-                    let out = body.poll(&mut Context::from_waker(&waker));
+            let body_done = this.body.as_mut().as_pin_mut().is_none();
+            // SAFETY: `failure` is this scope's cell, typed by the `R` of every spawn.
+            let run = catch_unwind(AssertUnwindSafe(|| unsafe {
+                poll_children(core, failure, polled, body_done)
+            }));
+            let node = match run {
+                Ok((Stop::Body(node), n)) => {
+                    polled = n;
+                    node
+                }
+                Ok((Stop::Idle | Stop::Finished, _)) => break,
+                Ok((Stop::Budget, n)) => {
+                    polled = n;
+                    if core.has_ready() {
+                        // Out of the poll first, so that whoever polls the nursery sees it
+                        // yield.
+                        drop(in_poll);
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    continue;
+                }
+                Ok((Stop::Failed, n)) => {
+                    polled = n;
+                    let end = this.scope.failure.0.take();
+                    match this.fail(end.expect("a failed child leaves its error")) {
+                        Poll::Ready(end) => return Poll::Ready(end),
+                        Poll::Pending => continue,
+                    }
+                }
+                Err(panic) => {
                     core.hub.set_polled(None);
-                    if core.hub.take_self_woken() && out.is_pending() {
-                        core.defer(node);
-                    }
-                    if let Poll::Ready(out) = out {
-                        this.body.set(None);
-                        match out.settle() {
-                            Ok(out) => this.output = Some(out),
-                            Err(end) => match this.fail(end) {
-                                Poll::Ready(end) => return Poll::Ready(end),
-                                Poll::Pending => continue,
-                            },
-                        }
-                    }
+                    core.hub.take_self_woken();
+                    this.cancel();
+                    resume_unwind(panic);
                 }
-            } else {
-                let failure = ptr::from_ref(&this.scope.failure.0).cast::<()>();
+            };
+            if let Some(body) = this.body.as_mut().as_pin_mut() {
+                let waker = core.hub.waker(0);
                 core.hub.set_polled(Some(node));
-                // SAFETY: `failure` is this scope's cell, typed by the `R` of every spawn.
-                let polled = catch_unwind(AssertUnwindSafe(|| unsafe {
-                    core.poll_child(node, failure)
-                }));
+                let out = body.poll(&mut Context::from_waker(&waker));
                 core.hub.set_polled(None);
-                if core.hub.take_self_woken() && matches!(polled, Ok(Polled::Pending)) {
-                    core.defer(node);
+                if core.hub.take_self_woken() && out.is_pending() {
+                    core.defer(node, core.hub.alone());
                 }
-                match polled {
-                    Ok(Polled::Pending | Polled::Done) => {}
-                    Ok(Polled::Failed) => {
-                        let end = this.scope.failure.0.take();
-                        match this.fail(end.expect("a failed child leaves its error")) {
+                if let Poll::Ready(out) = out {
+                    this.body.set(None);
+                    match out.settle() {
+                        Ok(out) => this.output = Some(out),
+                        Err(end) => match this.fail(end) {
                             Poll::Ready(end) => return Poll::Ready(end),
                             Poll::Pending => continue,
-                        }
-                    }
-                    Err(panic) => {
-                        this.cancel();
-                        resume_unwind(panic);
+                        },
                     }
                 }
             }
@@ -148,7 +154,6 @@ where
             }
             polled += 1;
             if polled == TURN_BUDGET && core.has_ready() {
-                // Out of the poll first, so that whoever polls the nursery sees it yield.
                 drop(in_poll);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
@@ -179,6 +184,64 @@ where
             cx.waker().wake_by_ref();
         }
         Poll::Pending
+    }
+}
+
+/// Why [`poll_children`] returned.
+enum Stop<'a> {
+    /// The body's node came up: the driver polls the body itself.
+    Body(&'a WakeNode),
+    /// A child's output ended the nursery; it is in the scope's `failure` cell.
+    Failed,
+    /// No node is ready.
+    Idle,
+    /// The turn polled [`TURN_BUDGET`] nodes.
+    Budget,
+    /// The last child finished, after the body.
+    Finished,
+}
+
+/// Polls the ready children in turn until one of [`Stop`], counting each poll on top of
+/// `polled` (returned). A run of children shares one `catch_unwind` in the driver.
+///
+/// # Safety
+/// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned with.
+#[inline(always)]
+unsafe fn poll_children(
+    core: &Core,
+    failure: *const (),
+    mut polled: usize,
+    body_done: bool,
+) -> (Stop<'_>, usize) {
+    let mut alone = core.hub.alone();
+    loop {
+        let node = match core.next_ready(alone) {
+            Some(node) => node,
+            // Children woken by siblings during this turn run in it too.
+            None if core.refill_woken() => continue,
+            None => return (Stop::Idle, polled),
+        };
+        if node.index() == 0 {
+            return (Stop::Body(node), polled);
+        }
+        core.hub.set_polled(Some(node));
+        // SAFETY: as the caller promised.
+        let out = unsafe { core.poll_child(node, failure) };
+        core.hub.set_polled(None);
+        // The poll may have cloned a waker (or a clone may have been dropped meanwhile).
+        alone = core.hub.alone();
+        let woken = core.hub.take_self_woken();
+        match out {
+            Polled::Pending if woken => core.defer(node, alone),
+            Polled::Pending => {}
+            Polled::Done if body_done && core.live() == 0 => return (Stop::Finished, polled),
+            Polled::Done => {}
+            Polled::Failed => return (Stop::Failed, polled),
+        }
+        polled += 1;
+        if polled == TURN_BUDGET {
+            return (Stop::Budget, polled);
+        }
     }
 }
 

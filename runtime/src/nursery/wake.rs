@@ -59,7 +59,7 @@ use core::task::{RawWaker, RawWakerVTable, Waker};
 use std::alloc::{alloc, dealloc, handle_alloc_error};
 use std::sync::Mutex;
 
-use super::slot::Entry;
+use super::slot::{Entry, FOREIGN};
 
 /// Nodes in the first chunk; chunk `k` holds `FIRST_CHUNK << k` nodes.
 pub(super) const FIRST_CHUNK: usize = 32;
@@ -104,6 +104,9 @@ pub(super) struct Hub {
     head: AtomicPtr<WakeNode>,
     /// The waker of whoever polls the nursery; woken when the stack goes from empty to not.
     parent: Mutex<Option<Waker>>,
+    /// Owner only: the data and vtable of the waker in `parent` (null when none), so that a
+    /// poll by the same parent as last time skips the lock.
+    parent_seen: Cell<(*const (), *const RawWakerVTable)>,
     /// Owner only (wake rule 4), and the last reference at deallocation.
     chunks: UnsafeCell<[*mut u8; MAX_CHUNKS]>,
     /// Owner only: how many nodes the allocated chunks hold.
@@ -202,6 +205,7 @@ impl HubRef {
             refs: AtomicUsize::new(1),
             head: AtomicPtr::new(ptr::null_mut()),
             parent: Mutex::new(None),
+            parent_seen: Cell::new((ptr::null(), ptr::null())),
             chunks: UnsafeCell::new([ptr::null_mut(); MAX_CHUNKS]),
             capacity: Cell::new(0),
             fresh: Cell::new(ptr::null_mut()),
@@ -257,6 +261,13 @@ impl HubRef {
     fn next_chunk(&self) {
         let hub = self.hub();
         let k = hub.fresh_chunk.get();
+        // Every index of chunk `k` must stay below the waiter sentinels (`slot::FOREIGN`),
+        // which a handle's waiter field tells apart from indices.
+        let end = FIRST_CHUNK as u64 * ((1u64 << (k + 1)) - 1);
+        assert!(
+            end <= u64::from(FOREIGN),
+            "a nursery holds at most u32::MAX - 32 children at once"
+        );
         // Owner only (wake rule 4).
         // SAFETY: chunk entries are written only by the owner, which is here.
         let mut chunk = unsafe { (*hub.chunks.get())[k] };
@@ -356,6 +367,7 @@ impl HubRef {
         hub.fresh_end.set(ptr::null_mut());
         hub.fresh_chunk.set(0);
         *hub.parent.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        hub.parent_seen.set((ptr::null(), ptr::null()));
         true
     }
 
@@ -408,12 +420,16 @@ impl HubRef {
     /// Remembers who to wake when a child becomes ready, and that the calling thread polls
     /// the nursery now (wake rule 5).
     pub(super) fn register_parent(&self, waker: &Waker) {
-        self.hub().owner.store(this_thread(), Ordering::Relaxed);
-        let mut parent = self.hub().parent.lock().unwrap_or_else(|e| e.into_inner());
-        match &*parent {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *parent = Some(waker.clone()),
+        let hub = self.hub();
+        hub.owner.store(this_thread(), Ordering::Relaxed);
+        // The same test as `Waker::will_wake`, against the waker kept in `parent`, which
+        // stays alive there, so its data pointer cannot name another waker meanwhile.
+        let seen = (waker.data(), ptr::from_ref(waker.vtable()));
+        if hub.parent_seen.get() == seen {
+            return;
         }
+        *hub.parent.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+        hub.parent_seen.set(seen);
     }
 
     /// Takes every woken node as a list linked through `next`: those the owner woke alone
@@ -627,9 +643,15 @@ fn wake_by_ref(node: *const ()) {
         }
         polled
     });
-    if self_wake == Ok(true) {
-        return;
+    if self_wake != Ok(true) {
+        wake_other(node);
     }
+}
+
+/// A wake of a node that is not being polled on this thread: queues it for the owner.
+/// Out of line, so that a yield (above) needs no stack frame.
+#[inline(never)]
+fn wake_other(node: *const WakeNode) {
     // SAFETY: a waker's data pointer is a live node (wake rule 1, 2).
     let node = unsafe { &*node };
     // SAFETY: the node's hub is alive while this waker is (wake rule 1).
@@ -731,6 +753,20 @@ mod tests {
             assert!(ptr::eq(node, first[i as usize]));
             assert_eq!(hub.node(i).index(), i);
         }
+    }
+
+    /// Indices stop before the waiter sentinels: the chunk that would hold them is refused
+    /// before anything is allocated for it.
+    #[test]
+    #[should_panic(expected = "a nursery holds at most u32::MAX - 32 children at once")]
+    fn indices_never_reach_the_waiter_sentinels() {
+        // The last usable index ends its chunk; the next chunk reaches the sentinels.
+        let (last_usable, _) = chunk_of(u32::MAX - 32);
+        assert_eq!(chunk_of(u32::MAX - 31), (last_usable + 1, 0));
+        assert!(chunk_of(FOREIGN).0 == last_usable + 1);
+        let hub = HubRef::new();
+        hub.hub().fresh_chunk.set(last_usable + 1);
+        hub.ensure(u32::MAX - 31, Entry::vacant(), false);
     }
 
     #[test]
