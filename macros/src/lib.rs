@@ -3,6 +3,8 @@
 
 mod args;
 mod expand;
+#[cfg(test)]
+mod fuzz;
 mod liveness;
 mod lower;
 mod machine;

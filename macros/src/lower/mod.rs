@@ -100,6 +100,16 @@ pub(crate) fn lower(
     }
 }
 
+/// The lowering without the `catch_unwind` of [`lower`], for the fuzz test to see its panics.
+#[cfg(test)]
+pub(crate) fn lower_uncaught(
+    item: &ItemFn,
+    parts: &FnParts,
+    args: &Args,
+) -> Result<(TokenStream, Vec<String>), Fallback> {
+    lower_body(item, parts, args)
+}
+
 struct LoopCtx {
     label: Option<String>,
     header: usize,

@@ -285,6 +285,15 @@ impl Lowerer<'_> {
             }
             None => quote!(),
         };
+        // `let P = { .. } else { .. }` is not Rust: a value ending in a block (the `match`
+        // of a `?`, the block binding `__r`) needs parentheses before an `else`.
+        let ends_in_brace = matches!(value.clone().into_iter().last(),
+            Some(proc_macro2::TokenTree::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Brace);
+        let value = if ends_in_brace && !els.is_empty() {
+            quote!((#value))
+        } else {
+            value
+        };
         let pat = &l.pat;
         self.emit(quote!(#[allow(unused_mut)] let #pat = #value #els;));
         for id in declared {
