@@ -99,7 +99,7 @@ impl Core {
         if free != 0 {
             let node = self.node(free);
             let entry = &node.entry;
-            self.free.set(entry.waiter.get());
+            self.free.set(entry.waiter());
             let old = entry.vtable.get().class;
             let mut payload = entry.payload.get();
             if old != vtable.class {
@@ -145,10 +145,10 @@ impl Core {
         let (index, entry) = (node.index(), &node.entry);
         match self.hub.local_index(waker) {
             Some(local) => {
-                if entry.waiter.get() == FOREIGN {
+                if entry.waiter() == FOREIGN {
                     self.take_foreign(index);
                 }
-                entry.waiter.set(local);
+                entry.set_waiter(local);
             }
             None => {
                 let mut foreign = self.foreign.borrow_mut();
@@ -157,7 +157,7 @@ impl Core {
                     Some(w) if w.will_wake(waker) => {}
                     _ => drop(foreign.insert(index, waker.clone())),
                 }
-                entry.waiter.set(FOREIGN);
+                entry.set_waiter(FOREIGN);
             }
         }
     }
@@ -171,7 +171,7 @@ impl Core {
     /// Wakes whoever awaits slot `index`'s handle, once.
     #[inline]
     pub(super) fn wake_waiter(&self, node: &WakeNode) {
-        match node.entry.waiter.replace(NO_WAITER) {
+        match node.entry.replace_waiter(NO_WAITER) {
             NO_WAITER => {}
             FOREIGN => {
                 let waker = self.take_foreign(node.index());
@@ -187,7 +187,7 @@ impl Core {
     /// Drops the record of who awaits slot `index`'s handle.
     #[inline]
     pub(super) fn forget_waiter(&self, node: &WakeNode) {
-        if node.entry.waiter.replace(NO_WAITER) == FOREIGN {
+        if node.entry.replace_waiter(NO_WAITER) == FOREIGN {
             let waker = self.take_foreign(node.index());
             drop(waker);
         }
@@ -197,14 +197,13 @@ impl Core {
     #[inline]
     pub(super) fn free_slot(&self, node: &WakeNode) {
         let entry = &node.entry;
-        debug_assert!(!entry.has_handle.get());
-        debug_assert!(matches!(entry.state.get(), State::Empty | State::Done));
-        entry.state.set(State::Free);
+        debug_assert!(!entry.has_handle());
+        debug_assert!(matches!(entry.state(), State::Empty | State::Done));
         // Nobody awaits a slot that holds nothing and has no handle: whoever cleared
         // `has_handle` forgot the waiter, or found none, and only a handle sets one.
-        debug_assert_eq!(entry.waiter.get(), NO_WAITER);
+        debug_assert_eq!(entry.waiter(), NO_WAITER);
         // The payload stays with the slot for its next child (slot rule 4).
-        entry.waiter.set(self.free.get());
+        entry.set_free(self.free.get());
         self.free.set(node.index());
     }
 
@@ -309,7 +308,8 @@ impl Core {
     /// `alone` is [`HubRef::alone`] read since the owner last lent a waker to a poll (a stale
     /// `false` is always safe: wakers dropped elsewhere only ever make it true).
     #[inline]
-    pub(super) fn next_ready(&self, alone: bool) -> Option<&WakeNode> {
+    /// Returns the node with its index.
+    pub(super) fn next_ready(&self, alone: bool) -> Option<(&WakeNode, u32)> {
         if self.run_head.get().is_null() {
             return None;
         }
@@ -322,8 +322,8 @@ impl Core {
                 self.run_tail.set(ptr::null());
             }
         }
-        node.clear_queued(alone);
-        Some(node)
+        let index = node.clear_queued(alone);
+        Some((node, index))
     }
 
     /// Whether a node waits to be polled.
@@ -346,21 +346,18 @@ impl Core {
     pub(super) unsafe fn poll_child(&self, node: &WakeNode, failure: *const ()) -> Polled {
         // Chunks never move, so this entry stays put while the child spawns or drops handles.
         let entry = &node.entry;
+        if !entry.is(State::Running) {
+            return self.poll_not_running(node);
+        }
         let vtable = entry.vtable.get();
         let waker = node.waker();
         let mut cx = Context::from_waker(&waker);
-        match entry.state.get() {
-            State::Running => {}
-            State::Cancelling => return self.poll_cleanup(node, &mut cx),
-            // A stale wake for a finished or recycled slot.
-            _ => return Polled::Pending,
-        }
         // SAFETY: the slot is `Running`, so its payload is this vtable's pinned future (slot
         // rule 1); `failure` is as the caller promised.
         let polled = unsafe { (vtable.poll)(entry, &mut cx, failure) };
         if !matches!(polled, Polled::Pending) {
             self.live.set(self.live.get() - 1);
-            if !entry.has_handle.get() {
+            if !entry.has_handle() {
                 // The poll left it `Empty`: without a handle the output was dropped at once.
                 self.free_slot(node);
             } else {
@@ -368,6 +365,18 @@ impl Core {
             }
         }
         polled
+    }
+
+    /// A node polled while its child is not running: a cancelling child's cleanup, or a stale
+    /// wake for a finished or recycled slot.
+    #[cold]
+    #[inline(never)]
+    fn poll_not_running(&self, node: &WakeNode) -> Polled {
+        if !node.entry.is(State::Cancelling) {
+            return Polled::Pending;
+        }
+        let waker = node.waker();
+        self.poll_cleanup(node, &mut Context::from_waker(&waker))
     }
 
     /// Polls the async cleanup of a cancelling child; drops it once the cleanup is done.
@@ -382,11 +391,11 @@ impl Core {
         if unsafe { poll_cancel(entry.payload.get(), cx) }.is_pending() {
             return Polled::Pending;
         }
-        entry.state.set(State::Empty);
+        entry.set_state(State::Empty);
         self.live.set(self.live.get() - 1);
         // SAFETY: the cleanup finished; the future is dropped in place exactly once.
         unsafe { (vtable.drop_future)(entry.payload.get()) };
-        if !entry.has_handle.get() {
+        if !entry.has_handle() {
             self.free_slot(node);
         }
         Polled::Done
@@ -401,8 +410,8 @@ impl Core {
         let mut index = 1;
         while index < self.len.get() {
             let entry = self.entry(index);
-            if entry.state.get() == State::Running && entry.vtable.get().poll_cancel.is_some() {
-                entry.state.set(State::Cancelling);
+            if entry.state() == State::Running && entry.vtable.get().poll_cancel.is_some() {
+                entry.set_state(State::Cancelling);
                 self.schedule(index);
                 cleaning += 1;
             } else {
@@ -431,27 +440,27 @@ impl Core {
             let node = self.node(index);
             let entry = &node.entry;
             let vtable = entry.vtable.get();
-            match entry.state.get() {
+            match entry.state() {
                 State::Running | State::Cancelling => {
-                    entry.state.set(State::Empty);
+                    entry.set_state(State::Empty);
                     self.live.set(self.live.get() - 1);
                     // SAFETY: a `Running` slot holds its live future (slot rule 1), dropped once.
                     unsafe { (vtable.drop_future)(entry.payload.get()) };
                 }
                 State::Done => {
-                    entry.state.set(State::Empty);
+                    entry.set_state(State::Empty);
                     // SAFETY: a `Done` slot holds its output (slot rule 1), dropped once.
                     unsafe { (vtable.drop_output)(entry.payload.get()) };
                 }
                 State::Finishing => {
                     // Its drop panicked half-way: what is left is leaked, never dropped twice.
-                    entry.state.set(State::Empty);
+                    entry.set_state(State::Empty);
                     self.live.set(self.live.get() - 1);
                 }
                 State::Free | State::Empty => {}
             }
             self.forget_waiter(node);
-            if entry.state.get() == State::Empty && !entry.has_handle.get() {
+            if entry.state() == State::Empty && !entry.has_handle() {
                 self.free_slot(node);
             }
         }

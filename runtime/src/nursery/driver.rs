@@ -214,35 +214,37 @@ unsafe fn poll_children(
     body_done: bool,
 ) -> (Stop<'_>, usize) {
     let mut alone = core.hub.alone();
-    loop {
-        let node = match core.next_ready(alone) {
-            Some(node) => node,
+    let stop = loop {
+        let (node, index) = match core.next_ready(alone) {
+            Some(ready) => ready,
             // Children woken by siblings during this turn run in it too.
             None if core.refill_woken() => continue,
-            None => return (Stop::Idle, polled),
+            None => break Stop::Idle,
         };
-        if node.index() == 0 {
-            return (Stop::Body(node), polled);
+        if index == 0 {
+            break Stop::Body(node);
         }
+        // Left set between two polls, in which no code runs that could wake anything.
         core.hub.set_polled(Some(node));
         // SAFETY: as the caller promised.
         let out = unsafe { core.poll_child(node, failure) };
-        core.hub.set_polled(None);
         // The poll may have cloned a waker (or a clone may have been dropped meanwhile).
         alone = core.hub.alone();
         let woken = core.hub.take_self_woken();
         match out {
             Polled::Pending if woken => core.defer(node, alone),
             Polled::Pending => {}
-            Polled::Done if body_done && core.live() == 0 => return (Stop::Finished, polled),
+            Polled::Done if body_done && core.live() == 0 => break Stop::Finished,
             Polled::Done => {}
-            Polled::Failed => return (Stop::Failed, polled),
+            Polled::Failed => break Stop::Failed,
         }
         polled += 1;
         if polled == TURN_BUDGET {
-            return (Stop::Budget, polled);
+            break Stop::Budget;
         }
-    }
+    };
+    core.hub.set_polled(None);
+    (stop, polled)
 }
 
 impl<B, R, K: TreeKind> Drop for Driver<'_, '_, '_, B, R, K> {

@@ -11,14 +11,14 @@
 //!   is boxed. A finished nursery's memory goes to a per-thread pool (`pool`) that later
 //!   nurseries take from, so a warm thread runs nurseries, even a tree of them alive at once,
 //!   without allocating.
-//! - **Wakers** (`wake`): each slot has a 16-byte wake node (next to the slot's 24-byte
-//!   bookkeeping) in chunks that never move. A child's waker points at its node; waking pushes
-//!   the node on the nursery's ready stack (a lock-free stack, one swap to take it all), or,
-//!   for a wake on the polling thread while no other thread can wake (no waker cloned, or a
-//!   `Local` tree inside its poll), appends it to a plain list, so a wake polls that child and
-//!   no other. A child that wakes itself only sets a flag in a thread-local record of the
-//!   child being polled. Cloning a waker counts one reference on the nursery's wake hub,
-//!   which outlives the nursery while any waker does.
+//! - **Wakers** (`wake`): each slot has a 32-byte wake node (a link, the slot's bookkeeping, and
+//!   the node's index with its queued flag in one word) in chunks that never move. A child's waker
+//!   points at its node; waking pushes the node on the nursery's ready stack (a lock-free stack,
+//!   one swap to take it all), or, for a wake on the polling thread while no other thread can wake
+//!   (no waker cloned, or a `Local` tree inside its poll), appends it to a plain list, so a wake
+//!   polls that child and no other. A child that wakes itself only sets a flag in a thread-local
+//!   record of the child being polled. Cloning a waker counts one reference on the nursery's wake
+//!   hub, which outlives the nursery while any waker does.
 //! - **Turns** (`driver`): one poll of the nursery polls the children woken before it began,
 //!   children spawned during it and children their siblings wake during it, at most 128,
 //!   then returns `Pending` after waking itself if more are ready. A child that woke itself

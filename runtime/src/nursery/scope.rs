@@ -11,7 +11,7 @@ use core::time::Duration;
 use super::children::Core;
 use super::kind::{Admits, Local, TreeKind};
 use super::outcome::ChildOutput;
-use super::slot::{NO_WAITER, State, VTableOf};
+use super::slot::{State, VTableOf};
 use super::wake::WakeNode;
 use crate::executor::AsyncCancel;
 
@@ -251,7 +251,7 @@ impl<T, K: TreeKind> ChildHandle<'_, T, K> {
         if K::SHARED {
             self.core.check_owner();
         }
-        !self.taken && self.node.0.entry.state.get() == State::Done
+        !self.taken && self.node.0.entry.state() == State::Done
     }
 }
 
@@ -282,10 +282,10 @@ impl<T, K: TreeKind> Future for ChildHandle<'_, T, K> {
         );
         let (core, node) = (self.core, self.node.0);
         let entry = &node.entry;
-        match entry.state.get() {
+        match entry.state() {
             State::Done => {
-                entry.state.set(State::Empty);
-                entry.has_handle.set(false);
+                entry.set_state(State::Empty);
+                entry.set_has_handle(false);
                 // SAFETY: a `Done` slot holds the child's output (slot rule 1), of type `T`
                 // since this handle was made by `spawn` for that child; read once.
                 let output = unsafe { entry.payload.get().cast::<T>().read() };
@@ -314,9 +314,9 @@ impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
         }
         let node = self.node.0;
         let entry = &node.entry;
-        entry.has_handle.set(false);
+        entry.set_has_handle(false);
         // Most handles are dropped while their child runs, with nobody awaiting them.
-        if entry.state.get() == State::Running && entry.waiter.get() == NO_WAITER {
+        if entry.is_running_unawaited() {
             return;
         }
         release(self.core, node);
@@ -329,9 +329,9 @@ impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
 fn release(core: &Core, node: &WakeNode) {
     let entry = &node.entry;
     core.forget_waiter(node);
-    match entry.state.get() {
+    match entry.state() {
         State::Done => {
-            entry.state.set(State::Empty);
+            entry.set_state(State::Empty);
             // SAFETY: a `Done` slot holds the output (slot rule 1); nobody can take it now.
             unsafe { (entry.vtable.get().drop_output)(entry.payload.get()) };
             core.free_slot(node);

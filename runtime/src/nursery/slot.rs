@@ -24,15 +24,16 @@ use core::task::{Context, Poll};
 
 use super::arena;
 use super::outcome::ChildOutput;
+use super::wake::WakeTag;
 use crate::executor::AsyncCancel;
 
-/// What a slot holds (slot rule 1).
+/// What a slot holds (slot rule 1). `Running` is 0, so that the check before every poll
+/// tests its bits against zero.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub(super) enum State {
-    /// On the free list.
-    Free,
     /// A child future that has not finished.
-    Running,
+    Running = 0,
     /// The nursery is ending and the child runs its async cleanup ([`AsyncCancel`]).
     Cancelling,
     /// The child finished and its future is being dropped.
@@ -41,6 +42,8 @@ pub(super) enum State {
     Done,
     /// Nothing: the child was cancelled or its output taken, and a handle still refers here.
     Empty,
+    /// On the free list.
+    Free,
 }
 
 /// What one poll of a child did.
@@ -122,33 +125,32 @@ where
     F::Output: ChildOutput<R>,
 {
     let payload = entry.payload.get();
-    let state = &entry.state;
     // SAFETY: the payload holds a live `F` that never moves (slot rule 1).
     let future = unsafe { Pin::new_unchecked(&mut *payload.cast::<F>()) };
     let Poll::Ready(output) = future.poll(cx) else {
         return Polled::Pending;
     };
     // If dropping the future panics, the slot must not be dropped again.
-    state.set(State::Finishing);
+    entry.finish_running();
     // SAFETY: the future finished; it is dropped in place exactly once.
     unsafe { ptr::drop_in_place(payload.cast::<F>()) };
     match output.settle() {
         // Read after the drop, which may have dropped the handle.
-        Ok(output) if !entry.has_handle.get() => {
+        Ok(output) if !entry.has_handle() => {
             // Nobody can take the output: drop it here, where its type is known. The slot
             // stays `Finishing` meanwhile, so a panicking drop is not counted twice.
             drop(output);
-            state.set(State::Empty);
+            entry.empty_unhandled();
             Polled::Done
         }
         Ok(output) => {
             // SAFETY: the slot is laid out for `Stage<F>`, whose fields start at its start.
             unsafe { payload.cast::<F::Output>().write(output) };
-            state.set(State::Done);
+            entry.set_state(State::Done);
             Polled::Done
         }
         Err(end) => {
-            state.set(State::Empty);
+            entry.set_state(State::Empty);
             // SAFETY: the caller passes the scope's failure cell, typed by the same `R`.
             let failure = unsafe { &*failure.cast::<Cell<Option<R>>>() };
             // The first failure wins (the driver stops at it anyway).
@@ -166,55 +168,166 @@ unsafe fn drop_as<T>(payload: *mut u8) {
     unsafe { ptr::drop_in_place(payload.cast::<T>()) }
 }
 
-/// One child slot's bookkeeping, kept by the nursery's owner (slot rule 3).
+/// One child slot's bookkeeping, kept by the nursery's owner (slot rule 3), inside the slot's
+/// wake node.
+#[repr(C)]
 pub(super) struct Entry {
     pub(super) payload: Cell<*mut u8>,
     pub(super) vtable: Cell<&'static VTable>,
-    /// Who awaits the handle: [`NO_WAITER`], a slot of this nursery (the body is 0) woken
-    /// without touching a refcount, or [`FOREIGN`] for a waker kept in `Core::foreign`.
-    /// On the free list: the next free slot.
-    pub(super) waiter: Cell<u32>,
-    pub(super) state: Cell<State>,
-    pub(super) has_handle: Cell<bool>,
+    /// The slot's [`State`], whether its handle is alive, and who awaits the handle: packed in
+    /// one word, so that a wake node with its entry is 32 bytes (see [`Entry::waiter`]).
+    word: Cell<u32>,
+    /// Not the owner's: the wake node's index and queued flag, the only field here a waker
+    /// touches (wake rule 4). It fills this struct's last word, which the node's own fields
+    /// would otherwise leave as padding.
+    pub(super) wake: WakeTag,
+}
+
+/// Where the state sits in an entry's word; the waiter takes the bits below it.
+const STATE_SHIFT: u32 = 28;
+/// The bits of the waiter (slot indices are smaller, see `wake::MAX_INDEX`).
+const WAITER_MASK: u32 = (1 << STATE_SHIFT) - 1;
+/// The handle-alive bit.
+const HANDLE: u32 = 1 << 31;
+
+impl State {
+    #[inline]
+    const fn from_bits(bits: u32) -> State {
+        match bits {
+            0 => State::Running,
+            1 => State::Cancelling,
+            2 => State::Finishing,
+            3 => State::Done,
+            4 => State::Empty,
+            // Only `Entry::new`, `set_state` and `set_free` write these bits, from a `State`.
+            _ => State::Free,
+        }
+    }
 }
 
 impl Entry {
     /// An entry of a slot never used.
     pub(super) const fn vacant() -> Entry {
-        Entry {
-            payload: Cell::new(ptr::null_mut()),
-            vtable: Cell::new(&NO_CHILD),
-            waiter: Cell::new(NO_WAITER),
-            state: Cell::new(State::Free),
-            has_handle: Cell::new(false),
-        }
+        Entry::new(ptr::null_mut(), &NO_CHILD, State::Free, false)
     }
 
     /// The entry of a child just placed in `payload`, with its handle alive and nobody
     /// awaiting it: `Running`, or `Empty` if it is dropped unpolled.
     #[inline]
     pub(super) const fn spawned(payload: *mut u8, vtable: &'static VTable, state: State) -> Entry {
+        Entry::new(payload, vtable, state, true)
+    }
+
+    #[inline]
+    const fn new(payload: *mut u8, vtable: &'static VTable, state: State, handle: bool) -> Entry {
+        let handle = if handle { HANDLE } else { 0 };
         Entry {
             payload: Cell::new(payload),
             vtable: Cell::new(vtable),
-            waiter: Cell::new(NO_WAITER),
-            state: Cell::new(state),
-            has_handle: Cell::new(true),
+            word: Cell::new(handle | (state as u32) << STATE_SHIFT | NO_WAITER),
+            wake: WakeTag::unset(),
         }
     }
 
-    /// Overwrites this entry with `other` (a recycled slot taking a new child).
+    /// Overwrites this entry with `other` (a recycled slot taking a new child), except the
+    /// wake tag, which stays the node's.
     #[inline]
     pub(super) fn replace_with(&self, other: Entry) {
         self.payload.set(other.payload.get());
         self.vtable.set(other.vtable.get());
-        self.waiter.set(other.waiter.get());
-        self.state.set(other.state.get());
-        self.has_handle.set(other.has_handle.get());
+        self.word.set(other.word.get());
+    }
+
+    /// What the slot holds (slot rule 1).
+    #[inline]
+    pub(super) fn state(&self) -> State {
+        State::from_bits((self.word.get() & !HANDLE) >> STATE_SHIFT)
+    }
+
+    #[inline]
+    pub(super) fn set_state(&self, state: State) {
+        let word = self.word.get() & !(0b111 << STATE_SHIFT);
+        self.word.set(word | (state as u32) << STATE_SHIFT);
+    }
+
+    /// Whether the slot holds `state`: one mask and compare, no decoding.
+    #[inline]
+    pub(super) fn is(&self, state: State) -> bool {
+        self.word.get() & (0b111 << STATE_SHIFT) == (state as u32) << STATE_SHIFT
+    }
+
+    /// Puts a slot with no handle on the free list, before slot `next_free` (its waiter
+    /// field is the list's link).
+    #[inline]
+    pub(super) fn set_free(&self, next_free: u32) {
+        debug_assert!(!self.has_handle() && next_free <= WAITER_MASK);
+        self.word
+            .set((State::Free as u32) << STATE_SHIFT | next_free);
+    }
+
+    /// `Running` to `Finishing`.
+    #[inline]
+    pub(super) fn finish_running(&self) {
+        debug_assert!(self.is(State::Running));
+        self.word
+            .set(self.word.get() | (State::Finishing as u32) << STATE_SHIFT);
+    }
+
+    /// Makes a slot with no handle `Empty`; nobody awaits it (only a handle sets a waiter,
+    /// and dropping one forgets it).
+    #[inline]
+    pub(super) fn empty_unhandled(&self) {
+        debug_assert!(!self.has_handle() && self.waiter() == NO_WAITER);
+        self.word
+            .set((State::Empty as u32) << STATE_SHIFT | NO_WAITER);
+    }
+
+    /// Whether a handle still refers to the slot.
+    #[inline]
+    pub(super) fn has_handle(&self) -> bool {
+        self.word.get() & HANDLE != 0
+    }
+
+    #[inline]
+    pub(super) fn set_has_handle(&self, alive: bool) {
+        let word = self.word.get() & !HANDLE;
+        self.word.set(if alive { word | HANDLE } else { word });
+    }
+
+    /// Who awaits the handle: [`NO_WAITER`], a slot of this nursery (the body is 0) woken
+    /// without touching a refcount, or [`FOREIGN`] for a waker kept in `Core::foreign`.
+    /// On the free list: the next free slot.
+    #[inline]
+    pub(super) fn waiter(&self) -> u32 {
+        self.word.get() & WAITER_MASK
+    }
+
+    #[inline]
+    pub(super) fn set_waiter(&self, waiter: u32) {
+        debug_assert!(waiter <= WAITER_MASK);
+        self.word.set(self.word.get() & !WAITER_MASK | waiter);
+    }
+
+    /// Sets the waiter, returning the one before.
+    #[inline]
+    pub(super) fn replace_waiter(&self, waiter: u32) -> u32 {
+        let old = self.waiter();
+        self.set_waiter(waiter);
+        old
+    }
+
+    /// Whether the child runs with its handle alive and nobody awaiting the handle: one
+    /// comparison of the word.
+    #[inline]
+    pub(super) fn is_running_unawaited(&self) -> bool {
+        self.word.get() & !HANDLE == (State::Running as u32) << STATE_SHIFT | NO_WAITER
     }
 }
 
 /// Nobody awaits the handle.
-pub(super) const NO_WAITER: u32 = u32::MAX;
+pub(super) const NO_WAITER: u32 = WAITER_MASK;
 /// The handle is awaited from outside this nursery; the waker is in `Core::foreign`.
-pub(super) const FOREIGN: u32 = u32::MAX - 1;
+pub(super) const FOREIGN: u32 = WAITER_MASK - 1;
+
+// Slot indices never reach the sentinels.
+const _: () = assert!(super::wake::MAX_INDEX < FOREIGN);

@@ -9,26 +9,26 @@
 //!    only lent to a `poll` while the nursery's own reference is alive.
 //! 2. Node chunks are allocated by the owner only, never move and are freed only with the hub,
 //!    so a node pointer stays valid as long as rule 1 keeps the hub alive.
-//! 3. A node is on at most one list (the shared ready stack, the owner's list of nodes it woke,
-//!    or the owner's run queue) and only while its `queued` flag is set: whoever flips `queued`
-//!    from false to true links the node, and only the owner flips it back, after unlinking it
-//!    and before polling its child. So the `next` field of a queued node is written by one
-//!    party at a time.
+//! 3. A node is on at most one list (the shared ready stack, the owner's list of nodes it woke, or
+//!    the owner's run queue) and only while its `queued` flag (the top bit of its [`WakeTag`], the
+//!    rest being its index) is set: whoever flips `queued` from false to true links the node, and
+//!    only the owner flips it back, after unlinking it and before polling its child. So the `next`
+//!    field of a queued node is written by one party at a time.
 //! 4. Wakers touch only the atomic fields (`refs`, `head`, `woken_*`, `parent`, a node's
-//!    `next`/`queued`); everything else in the hub belongs to the thread that owns the nursery.
-//! 5. While the nursery holds its reference and `refs` is 1, no waker exists outside the
-//!    owner's borrowed ones, which live only as long as a poll the nursery makes. A child may
-//!    still lend its borrowed waker to other threads for the length of its poll
-//!    (`std::thread::scope`), so `refs == 1` alone does not make a waker the owner: a wake
-//!    takes the owner's path only when `refs` is 1 *and* it runs on the thread that polls the
-//!    nursery (`owner`, recorded at every poll of the nursery, as a `send` nursery may move).
-//!    Only that one thread appends to the owner's own list of woken nodes (`woken_*`, one more
-//!    list for rule 3), with plain `Relaxed` loads and stores, in wake order, instead of the
-//!    shared stack; every other wake goes through the shared stack. Both paths flip `queued`
-//!    with a swap, so a node woken on both at once is still linked exactly once. Once the
-//!    nursery's reference is gone, the last waker left also reads 1; only the thread that
-//!    last polled the nursery takes the owner's path then, over a list nobody reads any more,
-//!    whose nodes stay allocated until that waker is dropped (rules 1, 2).
+//!    `next` and tag); everything else in the hub belongs to the thread that owns the nursery.
+//! 5. While the nursery holds its reference and `refs` is 1, no waker exists outside the owner's
+//!    borrowed ones, which live only as long as a poll the nursery makes. A child may still lend
+//!    its borrowed waker to other threads for the length of its poll (`std::thread::scope`), so
+//!    `refs == 1` alone does not make a waker the owner: a wake takes the owner's path only when
+//!    `refs` is 1 *and* it runs on the thread that polls the nursery (`owner`, recorded at every
+//!    poll of the nursery, as a `send` nursery may move). Only that one thread appends to the
+//!    owner's own list of woken nodes (`woken_*`, one more list for rule 3), with plain `Relaxed`
+//!    loads and stores, in wake order, instead of the shared stack; every other wake goes through
+//!    the shared stack. Both paths flip `queued` with an atomic read-modify-write (`fetch_or`), so
+//!    a node woken on both at once is still linked exactly once. Once the nursery's reference is
+//!    gone, the last waker left also reads 1; only the thread that last polled the nursery takes
+//!    the owner's path then, over a list nobody reads any more, whose nodes stay allocated until
+//!    that waker is dropped (rules 1, 2).
 //! 6. A node's waker reaches another thread only as a clone (counted in `refs`) or as the
 //!    borrowed waker its own child's poll lends (`std::thread::scope`), which ends with that
 //!    poll. So while the owner is alone with the hub, no other thread can touch the node of a
@@ -54,12 +54,12 @@ use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
 use core::mem::ManuallyDrop;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering, fence};
 use core::task::{RawWaker, RawWakerVTable, Waker};
 use std::alloc::{alloc, dealloc, handle_alloc_error};
 use std::sync::Mutex;
 
-use super::slot::{Entry, FOREIGN};
+use super::slot::Entry;
 
 /// Nodes in the first chunk; chunk `k` holds `FIRST_CHUNK << k` nodes.
 pub(super) const FIRST_CHUNK: usize = 32;
@@ -80,15 +80,32 @@ pub(super) fn chunk_len(k: usize) -> usize {
     FIRST_CHUNK << k
 }
 
-/// One child's wake target: a link in the ready stack and the "already queued" flag.
+/// One child's wake target: a link in the ready stack, and (in its entry's [`WakeTag`]) its
+/// index and "already queued" flag.
 #[repr(C)]
 pub(super) struct WakeNode {
     next: AtomicPtr<WakeNode>,
-    index: u32,
-    queued: AtomicBool,
     /// The owner's bookkeeping for this slot, next to the node so one cache line serves both
-    /// (wake rule 4: no waker touches it). Plain data: nothing to drop when chunks are freed.
+    /// (wake rule 4: no waker touches it but its `wake` tag). Plain data: nothing to drop when
+    /// chunks are freed.
     pub(super) entry: Entry,
+}
+
+/// The largest slot index: indices stay below the waiter sentinels of an entry
+/// ([`FOREIGN`](super::slot::FOREIGN)), and end a chunk.
+pub(super) const MAX_INDEX: u32 = 268_435_423;
+
+/// A node's index, with its `queued` flag in the top bit (wake rule 3).
+pub(super) struct WakeTag(AtomicU32);
+
+/// The `queued` bit of a [`WakeTag`].
+const QUEUED: u32 = 1 << 31;
+
+impl WakeTag {
+    /// A tag to be set by [`HubRef::ensure`].
+    pub(super) const fn unset() -> WakeTag {
+        WakeTag(AtomicU32::new(0))
+    }
 }
 
 /// Starts every node chunk so a node can find its hub without storing a pointer of its own.
@@ -168,7 +185,7 @@ impl WakeNode {
     /// The hub this node belongs to, found through the header of its chunk.
     #[inline]
     fn hub(&self) -> *const Hub {
-        let (_, offset) = chunk_of(self.index);
+        let (_, offset) = chunk_of(self.index());
         // The header lies outside `self`, which a pointer derived from `&self` may not reach
         // (Stacked Borrows), so the address gets the chunk's provenance, exposed in `grow`.
         let header = ptr::from_ref(self).addr() - (NODES_AT + offset * size_of::<WakeNode>());
@@ -192,7 +209,12 @@ impl WakeNode {
     /// The child slot this node wakes (0 is the nursery's body).
     #[inline]
     pub(super) fn index(&self) -> u32 {
-        self.index
+        self.tag().load(Ordering::Relaxed) & !QUEUED
+    }
+
+    #[inline]
+    fn tag(&self) -> &AtomicU32 {
+        &self.entry.wake.0
     }
 }
 
@@ -232,8 +254,10 @@ impl HubRef {
     /// next node's place is a pointer bump, and a chunk's memory is touched only as far as it
     /// is used.
     #[inline]
-    pub(super) fn ensure(&self, index: u32, entry: Entry, queued: bool) -> &WakeNode {
+    pub(super) fn ensure(&self, index: u32, mut entry: Entry, queued: bool) -> &WakeNode {
         let hub = self.hub();
+        let queued = if queued { QUEUED } else { 0 };
+        entry.wake = WakeTag(AtomicU32::new(index | queued));
         if hub.fresh.get() == hub.fresh_end.get() {
             self.next_chunk();
         }
@@ -247,8 +271,6 @@ impl HubRef {
             hub.fresh.set(node.add(1));
             node.write(WakeNode {
                 next: AtomicPtr::new(ptr::null_mut()),
-                index,
-                queued: AtomicBool::new(queued),
                 entry,
             });
             &*node
@@ -262,11 +284,11 @@ impl HubRef {
         let hub = self.hub();
         let k = hub.fresh_chunk.get();
         // Every index of chunk `k` must stay below the waiter sentinels (`slot::FOREIGN`),
-        // which a handle's waiter field tells apart from indices.
+        // which an entry's waiter tells apart from indices.
         let end = FIRST_CHUNK as u64 * ((1u64 << (k + 1)) - 1);
         assert!(
-            end <= u64::from(FOREIGN),
-            "a nursery holds at most u32::MAX - 32 children at once"
+            end <= u64::from(MAX_INDEX) + 1,
+            "a nursery holds at most 268,435,423 children at once"
         );
         // Owner only (wake rule 4).
         // SAFETY: chunk entries are written only by the owner, which is here.
@@ -379,7 +401,7 @@ impl HubRef {
         }
         // SAFETY: a waker with our vtable has a live node as its data (wake rule 1, 2).
         let node = unsafe { &*waker.data().cast::<WakeNode>() };
-        ptr::eq(node.hub(), self.0.as_ptr()).then_some(node.index)
+        ptr::eq(node.hub(), self.0.as_ptr()).then(|| node.index())
     }
 
     /// Says whether the nursery's tree is [`Local`](super::Local) (wake rule 7); called
@@ -524,10 +546,11 @@ impl WakeNode {
         if !alone {
             return self.mark_queued(false);
         }
-        if self.queued.load(Ordering::Relaxed) {
+        let tag = self.tag().load(Ordering::Relaxed);
+        if tag & QUEUED != 0 {
             return false;
         }
-        self.queued.store(true, Ordering::Relaxed);
+        self.tag().store(tag | QUEUED, Ordering::Relaxed);
         true
     }
 
@@ -541,19 +564,21 @@ impl WakeNode {
         } else {
             Ordering::AcqRel
         };
-        !self.queued.swap(true, order)
+        self.tag().fetch_or(QUEUED, order) & QUEUED == 0
     }
 
-    /// Clears the queued flag just before the owner polls the node's child (wake rule 3).
+    /// Clears the queued flag just before the owner polls the node's child (wake rule 3);
+    /// returns the node's index, read on the way.
     #[inline]
-    pub(super) fn clear_queued(&self, alone: bool) {
+    pub(super) fn clear_queued(&self, alone: bool) -> u32 {
         if alone {
-            self.queued.store(false, Ordering::Relaxed);
-            return;
+            let index = self.tag().load(Ordering::Relaxed) & !QUEUED;
+            self.tag().store(index, Ordering::Relaxed);
+            return index;
         }
-        // AcqRel: a wake that found the flag set happened before this swap, so the child's
-        // poll that follows sees whatever that wake announced.
-        self.queued.swap(false, Ordering::AcqRel);
+        // AcqRel: a wake that found the flag set happened before this, so the child's poll
+        // that follows sees whatever that wake announced.
+        self.tag().fetch_and(!QUEUED, Ordering::AcqRel) & !QUEUED
     }
 
     /// The next node on an owner-held list.
@@ -719,6 +744,7 @@ fn drop_waker(node: *const ()) {
 /// Sizes the tests and the docs rely on.
 #[cfg(test)]
 mod tests {
+    use super::super::slot::FOREIGN;
     use super::*;
 
     #[test]
@@ -731,8 +757,8 @@ mod tests {
             }
         }
         assert!(chunk_of(u32::MAX).0 < MAX_CHUNKS);
-        // 16 bytes of wake node and 24 of the owner's entry.
-        assert_eq!(size_of::<WakeNode>(), 40);
+        // 8 bytes of link and 24 of the owner's entry, whose last word is the wake tag.
+        assert_eq!(size_of::<WakeNode>(), 32);
     }
 
     /// `ensure` writes nodes at a bump pointer: after a reset the same hub hands out the same
@@ -758,15 +784,15 @@ mod tests {
     /// Indices stop before the waiter sentinels: the chunk that would hold them is refused
     /// before anything is allocated for it.
     #[test]
-    #[should_panic(expected = "a nursery holds at most u32::MAX - 32 children at once")]
+    #[should_panic(expected = "a nursery holds at most 268,435,423 children at once")]
     fn indices_never_reach_the_waiter_sentinels() {
         // The last usable index ends its chunk; the next chunk reaches the sentinels.
-        let (last_usable, _) = chunk_of(u32::MAX - 32);
-        assert_eq!(chunk_of(u32::MAX - 31), (last_usable + 1, 0));
-        assert!(chunk_of(FOREIGN).0 == last_usable + 1);
+        let (last_usable, _) = chunk_of(MAX_INDEX);
+        assert_eq!(chunk_of(MAX_INDEX + 1), (last_usable + 1, 0));
+        assert!(MAX_INDEX < FOREIGN && chunk_of(FOREIGN).0 == last_usable + 1);
         let hub = HubRef::new();
         hub.hub().fresh_chunk.set(last_usable + 1);
-        hub.ensure(u32::MAX - 31, Entry::vacant(), false);
+        hub.ensure(MAX_INDEX + 1, Entry::vacant(), false);
     }
 
     #[test]
@@ -852,7 +878,7 @@ mod tests {
         assert_eq!((first.index(), last.index()), (40, 40));
         assert!(first.next().is_none());
         assert!(hub.take_ready().is_none());
-        first.clear_queued(false);
+        assert_eq!(first.clear_queued(false), 40);
         w.wake_by_ref();
         hub.waker(3).wake_by_ref();
         let (first, last) = hub.take_ready().expect("woken");
