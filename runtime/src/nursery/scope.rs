@@ -78,6 +78,11 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
     /// nursery whose body returns `Result<_, E>` a child returns `()` or `Result<_, E>`, and
     /// its `Err` cancels the nursery (see [`ChildOutput`]).
     ///
+    /// # Panics
+    /// If 268,435,423 children of this nursery are already alive, counting finished ones whose
+    /// handle still holds the output (other slots are reused); or, in a `send` nursery, unless
+    /// called by the thread polling it.
+    ///
     /// ```
     /// use structured_async::{block_on, nursery};
     ///

@@ -331,3 +331,62 @@ pub(super) const FOREIGN: u32 = WAITER_MASK - 1;
 
 // Slot indices never reach the sentinels.
 const _: () = assert!(super::wake::MAX_INDEX < FOREIGN);
+
+#[cfg(test)]
+mod tests {
+    use super::super::wake::MAX_INDEX;
+    use super::*;
+
+    const STATES: [State; 6] = [
+        State::Running,
+        State::Cancelling,
+        State::Finishing,
+        State::Done,
+        State::Empty,
+        State::Free,
+    ];
+
+    /// State, handle bit and waiter share one word: each reads back what was written last,
+    /// whatever the other two hold, up to the largest index and the sentinels.
+    #[test]
+    fn entry_fields_share_a_word_without_disturbing_each_other() {
+        let entry = Entry::spawned(ptr::null_mut(), &NO_CHILD, State::Running);
+        assert!(entry.has_handle() && entry.is_running_unawaited());
+        assert_eq!((entry.state(), entry.waiter()), (State::Running, NO_WAITER));
+        for state in STATES {
+            for waiter in [0, 1, MAX_INDEX, FOREIGN, NO_WAITER] {
+                for handle in [false, true] {
+                    entry.set_state(state);
+                    entry.set_has_handle(handle);
+                    let before = entry.waiter();
+                    assert_eq!(entry.replace_waiter(waiter), before);
+                    entry.set_state(state);
+                    assert_eq!(
+                        (entry.state(), entry.waiter(), entry.has_handle()),
+                        (state, waiter, handle)
+                    );
+                    for other in STATES {
+                        assert_eq!(entry.is(other), other == state);
+                    }
+                    let unawaited = state == State::Running && waiter == NO_WAITER;
+                    assert_eq!(entry.is_running_unawaited(), unawaited);
+                }
+            }
+        }
+        entry.set_state(State::Running);
+        entry.set_waiter(7);
+        entry.finish_running();
+        assert_eq!((entry.state(), entry.waiter()), (State::Finishing, 7));
+        entry.set_has_handle(false);
+        entry.set_waiter(NO_WAITER);
+        entry.empty_unhandled();
+        assert_eq!(entry.state(), State::Empty);
+        entry.set_free(MAX_INDEX);
+        assert_eq!(
+            (entry.state(), entry.waiter(), entry.has_handle()),
+            (State::Free, MAX_INDEX, false)
+        );
+        entry.replace_with(Entry::spawned(ptr::null_mut(), &NO_CHILD, State::Running));
+        assert!(entry.is_running_unawaited() && entry.has_handle());
+    }
+}
