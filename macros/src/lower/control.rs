@@ -358,6 +358,23 @@ impl Lowerer<'_> {
             return Ok(());
         }
         let mut s2 = s.clone();
+        // A block's value that is not the fn's (`{ ..; f() };`, `if c { f() } else { g() };`)
+        // is followed by more code here: it needs its `;` unless it is block-like.
+        if let Stmt::Expr(e, semi @ None) = &mut s2
+            && !matches!(
+                e,
+                Expr::If(_)
+                    | Expr::Match(_)
+                    | Expr::Block(_)
+                    | Expr::Loop(_)
+                    | Expr::While(_)
+                    | Expr::ForLoop(_)
+                    | Expr::TryBlock(_)
+                    | Expr::Const(_)
+            )
+        {
+            *semi = Some(Default::default());
+        }
         let from = self.point(key(s), s.span())?.pos;
         let mut rw = CfRewriter::new(self, jump_keys(|v| v.visit_stmt(s)), from);
         rw.visit_stmt_mut(&mut s2);

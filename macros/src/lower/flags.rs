@@ -370,12 +370,6 @@ struct Flagger<'n> {
     decls: &'n HashSet<usize>,
 }
 
-fn starts_with_path_sep(e: &Expr) -> bool {
-    use quote::ToTokens;
-    matches!(e.to_token_stream().into_iter().next(),
-        Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == ':')
-}
-
 fn private(name: &str) -> TokenStream {
     let name = Ident::new(name, Span::call_site());
     quote!(::structured_async::__private::#name)
@@ -413,17 +407,9 @@ impl VisitMut for Flagger<'_> {
                     };
                 }
             }
-            // `break 'a ::path(..)` is Rust, but syn reads `'a ::` as the label of a labelled
-            // expression: parenthesize a value the rewrite made start with `::`, so an
-            // attribute below `#[structured]` can still parse the fn.
             Expr::Break(b) if b.label.is_some() => {
                 visit_mut::visit_expr_break_mut(self, b);
-                if let Some(value) = &mut b.expr
-                    && starts_with_path_sep(value)
-                {
-                    let inner = std::mem::replace(&mut **value, Expr::Verbatim(TokenStream::new()));
-                    **value = syn::parse_quote!((#inner));
-                }
+                paren_path_break_value(b);
             }
             _ => visit_mut::visit_expr_mut(self, e),
         }

@@ -153,7 +153,8 @@ impl VisitMut for CfRewriter<'_, '_> {
                         *e = new;
                     }
                 } else {
-                    visit_mut::visit_expr_mut(self, e);
+                    visit_mut::visit_expr_break_mut(self, b);
+                    paren_path_break_value(b);
                 }
             }
             Expr::Continue(c) => {

@@ -387,7 +387,8 @@ impl VisitMut for RegionCf {
                     self.refuse(b.break_token.span, "a `break` out of a native region");
                     return;
                 }
-                visit_mut::visit_expr_mut(self, e);
+                visit_mut::visit_expr_break_mut(self, b);
+                paren_path_break_value(b);
             }
             Expr::Continue(c) => {
                 if !self.inside(c.label.as_ref()) {

@@ -255,3 +255,21 @@ pub(super) fn is_comparison(op: &syn::BinOp) -> bool {
             | syn::BinOp::Ge(_)
     )
 }
+
+/// `break 'a ::path(..)` is Rust, but syn reads `'a ::` as the label of a labelled expression
+/// (`break 'a: loop {}`), so an attribute below `#[structured]` could not parse the fn. A
+/// rewrite (drop flags, `?`) that makes a labelled break's value start with `::` puts it in
+/// parentheses.
+pub(super) fn paren_path_break_value(b: &mut syn::ExprBreak) {
+    let Some(value) = &mut b.expr else {
+        return;
+    };
+    let leading_colon = matches!(
+        quote::ToTokens::to_token_stream(&**value).into_iter().next(),
+        Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == ':'
+    );
+    if b.label.is_some() && leading_colon {
+        let inner = std::mem::replace(&mut **value, Expr::Verbatim(TokenStream::new()));
+        **value = syn::parse_quote!((#inner));
+    }
+}
