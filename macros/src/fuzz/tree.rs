@@ -274,17 +274,40 @@ fn mutate_pattern(rng: &mut Rng, item: &mut ItemFn) {
 
 /// Adds a receiver, a parameter, a generic or changes the output.
 fn mutate_signature(rng: &mut Rng, item: &mut ItemFn) {
+    const PARAMS: &[&str] = &[
+        "&self",
+        "&'a mut self",
+        "self",
+        "mut self: Box<Self>",
+        "self: ::core::pin::Pin<&mut Self>",
+        "(a, b): (u32, Noisy)",
+        "_: Noisy",
+        "mut y: impl Fn() -> u32",
+        "S { x, .. }: S",
+        "&(ref a, _): &(u32, u32)",
+        "[a, b, ..]: [u32; 3]",
+        "x @ 1..=3: u32",
+        "T(mut a): T",
+        "self: Self",
+        "a: u32",
+    ];
     let sig = &mut item.sig;
-    match rng.below(9) {
-        0 => sig.inputs.insert(0, parse_quote!(&self)),
-        1 => sig.inputs.insert(0, parse_quote!(mut self: Box<Self>)),
-        2 => sig.inputs.push(parse_quote!((a, b): (u32, Noisy))),
-        3 => sig.inputs.push(parse_quote!(_: Noisy)),
-        4 => sig.inputs.push(parse_quote!(mut y: impl Fn() -> u32)),
-        5 => sig.generics = parse_quote!(<'a, T: Clone + 'a>),
-        6 => sig.output = parse_quote!(-> impl Sized),
-        7 => sig.output = parse_quote!(-> Result<u32, Fail>),
-        _ => sig.inputs.push(parse_quote!(S { x, .. }: S)),
+    match rng.below(8) {
+        0..=2 => {
+            if let Ok(arg) = syn::parse_str::<syn::FnArg>(rng.word(PARAMS)) {
+                let at = rng.below(sig.inputs.len() + 1);
+                sig.inputs.insert(at, arg);
+            }
+        }
+        3 => sig.generics = parse_quote!(<'a, T: Clone + 'a, const N: usize>),
+        4 => sig.output = parse_quote!(-> impl Sized),
+        5 => sig.output = parse_quote!(-> Result<u32, Fail>),
+        6 => sig.generics.where_clause = Some(parse_quote!(where Self: Sized)),
+        _ => {
+            sig.constness = rng.chance(2).then(Default::default);
+            sig.abi = rng.chance(2).then(|| parse_quote!(extern "C"));
+            sig.asyncness = (!rng.chance(4)).then(Default::default);
+        }
     }
 }
 
