@@ -32,7 +32,8 @@ impl Future for LeafFut {
     }
 }
 
-/// A hand-written state machine for one level: await the level below, add one.
+/// A hand-written state machine for one level: await the level below, add one. It is eager:
+/// constructing the outermost level constructs the whole chain (see [`LazyLevel`]).
 pub enum HandLevel<Below: Chain> {
     Awaiting(Below::Hand),
     Done,
@@ -55,6 +56,41 @@ impl<Below: Chain> Future for HandLevel<Below> {
     }
 }
 
+/// A hand-written state machine with the semantics of the `async fn`: nothing runs before the
+/// first poll, so the level starts holding only its argument and builds the level below when
+/// first polled. ([`HandLevel`] builds the whole chain eagerly, when constructed: a different
+/// program, which checks only for `Done` at each level.)
+pub enum LazyLevel<Below: Chain> {
+    Start(u32),
+    Awaiting(Below::Lazy),
+    Done,
+}
+
+impl<Below: Chain> Future for LazyLevel<Below> {
+    type Output = u64;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
+        loop {
+            match &mut *self {
+                LazyLevel::Start(pends) => {
+                    let pends = *pends;
+                    *self = LazyLevel::Awaiting(Below::lazy(pends));
+                }
+                LazyLevel::Awaiting(inner) => {
+                    return match Pin::new(inner).poll(cx) {
+                        Poll::Ready(v) => {
+                            *self = LazyLevel::Done;
+                            Poll::Ready(v + 1)
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+                LazyLevel::Done => panic!("LazyLevel polled after completion"),
+            }
+        }
+    }
+}
+
 /// Level `K` of a chain; level 0 is the leaf. Levels are numbered rather than nested
 /// (`Up<Up<…>>`) because rustc overflows its stack printing 1,000-deep generic types.
 pub struct Level<const K: usize>;
@@ -63,22 +99,31 @@ pub struct Level<const K: usize>;
 pub trait Chain {
     /// The hand-written enum for this level.
     type Hand: Future<Output = u64> + Unpin;
+    /// The lazy hand-written enum for this level.
+    type Lazy: Future<Output = u64> + Unpin;
     /// Native `async fn`s, one per level.
     fn native(pends: u32) -> impl Future<Output = u64>;
     /// Hand-written enums, one per level.
     fn hand(pends: u32) -> Self::Hand;
+    /// Lazy hand-written enums, one per level.
+    fn lazy(pends: u32) -> Self::Lazy;
     /// `#[structured] async fn`s, one per level.
     fn structured(pends: u32) -> impl Future<Output = u64>;
 }
 
 impl Chain for Level<0> {
     type Hand = LeafFut;
+    type Lazy = LeafFut;
 
     fn native(pends: u32) -> impl Future<Output = u64> {
         LeafFut { remaining: pends }
     }
 
     fn hand(pends: u32) -> LeafFut {
+        LeafFut { remaining: pends }
+    }
+
+    fn lazy(pends: u32) -> LeafFut {
         LeafFut { remaining: pends }
     }
 
@@ -120,6 +165,7 @@ macro_rules! level {
     ($n:expr) => {
         impl Chain for Level<{ $n + 1 }> {
             type Hand = HandLevel<Level<{ $n }>>;
+            type Lazy = LazyLevel<Level<{ $n }>>;
 
             fn native(pends: u32) -> impl Future<Output = u64> {
                 native_level::<Level<{ $n }>>(pends)
@@ -127,6 +173,10 @@ macro_rules! level {
 
             fn hand(pends: u32) -> Self::Hand {
                 HandLevel::Awaiting(<Level<{ $n }>>::hand(pends))
+            }
+
+            fn lazy(pends: u32) -> Self::Lazy {
+                LazyLevel::Start(pends)
             }
 
             fn structured(pends: u32) -> impl Future<Output = u64> {
@@ -137,6 +187,7 @@ macro_rules! level {
     (boundary $n:expr) => {
         impl Chain for Level<{ $n + 1 }> {
             type Hand = Boundary<HandLevel<Level<{ $n }>>>;
+            type Lazy = Boundary<LazyLevel<Level<{ $n }>>>;
 
             fn native(pends: u32) -> impl Future<Output = u64> {
                 Boundary {
@@ -147,6 +198,12 @@ macro_rules! level {
             fn hand(pends: u32) -> Self::Hand {
                 Boundary {
                     inner: HandLevel::Awaiting(<Level<{ $n }>>::hand(pends)),
+                }
+            }
+
+            fn lazy(pends: u32) -> Self::Lazy {
+                Boundary {
+                    inner: LazyLevel::Start(pends),
                 }
             }
 
@@ -256,6 +313,11 @@ fn group<T: Chain + 'static>(depth: u64, quick: bool) -> Group {
             Contestant::new("hand-written enum", Role::Peer, move || {
                 drive(depth, iterations, || T::hand(black_box(LEAF_PENDS)))
             }),
+            Contestant::new(
+                "hand-written enum, lazy (Start state)",
+                Role::Peer,
+                move || drive(depth, iterations, || T::lazy(black_box(LEAF_PENDS))),
+            ),
         ],
     }
 }
