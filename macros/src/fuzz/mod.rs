@@ -1,14 +1,20 @@
 //! A deterministic fuzz test of `#[structured]`: the macro never panics, whatever it is given.
 //!
 //! The corpus is every `async fn` in the lowering tests and the ui-tests, read from the files
-//! at test time. Each mutant is one of them with a few seeded token-tree mutations (delete,
-//! duplicate, swap, replace an ident/punct/literal/delimiter, truncate, splice a subtree from
-//! another body, wrap in a group, insert `.await`, `?`, `yield_!`, `return`, labels, ...) and
-//! arguments picked from a list of valid and malformed ones. Every mutant goes through the
-//! attribute's expansion and, separately, through the lowering without its `catch_unwind`,
-//! with a panic hook that records any panic. A failure prints the mutant's seed;
-//! `STRUCTURED_FUZZ_SEED=<seed>` replays that mutant alone, `STRUCTURED_FUZZ_COUNT=<n>` runs
-//! more of them.
+//! at test time. A mutant is one of them changed by a few seeded mutations, either on token
+//! trees ([`tokens`]: delete, duplicate, swap, replace an ident/punct/literal/delimiter,
+//! truncate, splice a subtree from another body, wrap in a group, insert `.await`, `?`,
+//! `yield_!`, `return`, labels, attributes...), or on the syntax tree ([`tree`]: the item stays
+//! a fn the lowering has not seen), with arguments picked from valid and malformed ones. Every
+//! mutant goes through the attribute's expansion and, separately, through the lowering
+//! without its `catch_unwind`, under a panic hook that records any panic (also one caught
+//! inside). The output must be a `compile_error!` or parse as Rust, and must parse when the
+//! mutant is a valid `async fn` without `yield_!`.
+//!
+//! A failure prints the mutant's seed: `STRUCTURED_FUZZ_SEED=<seed>` replays that mutant
+//! alone, `STRUCTURED_FUZZ_COUNT=<n>` runs more of them, and `STRUCTURED_FUZZ_DUMP=<file>`
+//! writes an output that does not parse. What it found is in [`REGRESSIONS`] (and, for the
+//! bodies that did not compile, in `tests/lowering_fuzz_found.rs`).
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

@@ -25,6 +25,20 @@ impl Lowerer<'_> {
                 .map(|(id, _)| *id)
                 .collect();
             if !shadowed.is_empty() {
+                // The older local is bound under a hidden name from the `let` on, so the `let`
+                // itself cannot read it by its name.
+                if let Some(&id) = shadowed
+                    .iter()
+                    .find(|&&id| mentions_ident(s, &self.a.local(id).name))
+                {
+                    return fallback(
+                        s.span(),
+                        format!(
+                            "`{}` is read by the `let` that shadows it while it is still alive",
+                            self.a.local(id).name
+                        ),
+                    );
+                }
                 self.split(&p, shadowed, s.span())?;
             }
         }
@@ -317,14 +331,21 @@ impl Lowerer<'_> {
         let mut input = rest;
         input.extend(owned.iter().copied());
         // The resume block binds what the adapter hands back under the names its own input
-        // has there (a local hidden in this block may be visible again in that one).
-        let names = block_names(self.a, &input, &[]);
+        // has there. A local this block hides stays hidden: the block began at a `let` that
+        // shadows it, and when that `let` awaits, the resume block is where it binds.
+        let hidden: Vec<LocalId> = self.blocks[self.cur]
+            .hidden
+            .iter()
+            .copied()
+            .filter(|id| input.contains(id))
+            .collect();
+        let names = block_names(self.a, &input, &hidden);
         let owned_names: Vec<Ident> = owned
             .iter()
             .filter_map(|id| names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()))
             .collect();
         let binder = machine::pack(&owned_names);
-        let k = self.new_block(Entry::Await(quote!((#r, #binder))), input, Vec::new());
+        let k = self.new_block(Entry::Await(quote!((#r, #binder))), input, hidden);
         self.blocks[k].from_live = from_live;
         let v = format_ident!("Await{}", k);
         self.terminate(quote!(#tr::#v(#f, #rest_packed)));

@@ -273,3 +273,25 @@ pub(super) fn paren_path_break_value(b: &mut syn::ExprBreak) {
         **value = syn::parse_quote!((#inner));
     }
 }
+
+/// Whether `name` appears as an identifier anywhere in `s` (macro arguments included).
+pub(super) fn mentions_ident(s: &Stmt, name: &Ident) -> bool {
+    fn walk(tokens: TokenStream, name: &Ident) -> bool {
+        tokens.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == *name,
+            proc_macro2::TokenTree::Group(g) => walk(g.stream(), name),
+            _ => false,
+        })
+    }
+    let Stmt::Local(l) = s else {
+        return walk(quote::ToTokens::to_token_stream(s), name);
+    };
+    // The pattern declares the new local; only the initialiser and `else` can read the old.
+    l.init.as_ref().is_some_and(|init| {
+        walk(quote::ToTokens::to_token_stream(&init.expr), name)
+            || init
+                .diverge
+                .as_ref()
+                .is_some_and(|(_, e)| walk(quote::ToTokens::to_token_stream(e), name))
+    })
+}
