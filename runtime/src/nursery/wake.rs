@@ -388,7 +388,9 @@ impl HubRef {
         hub.fresh.set(ptr::null_mut());
         hub.fresh_end.set(ptr::null_mut());
         hub.fresh_chunk.set(0);
-        *hub.parent.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // Dropped after the lock, as in `register_parent`.
+        let old = hub.parent.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(old);
         hub.parent_seen.set((ptr::null(), ptr::null()));
         true
     }
@@ -450,7 +452,15 @@ impl HubRef {
         if hub.parent_seen.get() == seen {
             return;
         }
-        *hub.parent.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+        // Cloned before and the old waker dropped after the lock: both run the parent's
+        // code, which may wake (and so lock `parent`) itself.
+        let waker = waker.clone();
+        let old = hub
+            .parent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(waker);
+        drop(old);
         hub.parent_seen.set(seen);
     }
 
@@ -729,9 +739,13 @@ fn wake_shared(node: &WakeNode, hub: &Hub) {
     }
     if head.is_null() {
         // The stack was empty, so the owner may be asleep: wake whoever polls the nursery.
-        let parent = hub.parent.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(parent) = &*parent {
-            parent.wake_by_ref();
+        // Woken after the lock is released: the parent's wake may poll the nursery at once
+        // (an executor that runs a task inline), or hand it to a thread this one waits for,
+        // and that poll locks `parent` again to register its waker (std's mutex is not
+        // re-entrant: a deadlock).
+        let parent = hub.parent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(parent) = parent {
+            parent.wake();
         }
     }
 }
