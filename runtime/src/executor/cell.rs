@@ -109,7 +109,9 @@ impl<T> JoinSlot<T> {
         let mut state = self.state.borrow_mut();
         if matches!(*state, JoinState::Detached) {
             drop(state);
-            drop(result);
+            // Nobody takes it: dropped here, and a panic in that drop is the detached task's,
+            // which the hook reported; it does not unwind into the executor.
+            drop(catch_unwind(AssertUnwindSafe(move || drop(result))));
             return;
         }
         let previous = std::mem::replace(&mut *state, JoinState::Finished(result));
@@ -178,10 +180,10 @@ impl OwnedTask {
         &self.task
     }
 
-    /// Polls the future once; `Ready` when it finished. A panic of the future's `poll` is
-    /// caught and delivered to the `JoinHandle` (or dropped when there is none); a panic in
-    /// the drop of the finished future or of an output nobody awaits does unwind into the
-    /// executor (after the result was published).
+    /// Polls the future once; `Ready` when it finished. A panic of the future's `poll`, or of
+    /// the drop of the finished future, is caught and delivered to the `JoinHandle` (or
+    /// dropped when there is none, as is an output nobody can take, whose drop may panic
+    /// too).
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let poll = self.task.vtable.poll;
         // SAFETY: the vtable belongs to this allocation (rule 1); we are the one `OwnedTask`,
@@ -281,11 +283,21 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
         Ok(Poll::Ready(output)) => Ok(output),
         Err(payload) => Err(payload),
     };
-    // Published before the future is dropped in place (as a panic in that drop unwinds into
-    // the executor, the handle has its result by then); the handle's waker only queues its
-    // task, which runs after the drop.
+    // The finished future is dropped in place before its result is published: a panic in its
+    // destructor is the task's panic, delivered to the handle like one from `poll` (and the
+    // task still ends here, its slab slot freed), instead of unwinding into the executor. An
+    // assignment whose drop unwinds still writes the new value, so the slot is `None` either
+    // way and the future is never dropped twice.
+    let result = match catch_unwind(AssertUnwindSafe(|| *slot = None)) {
+        Ok(()) => result,
+        Err(payload) => {
+            // The output (or the poll's panic) goes in its place; a panic in its own drop is
+            // one more of the same task's, reported by the hook like the first.
+            drop(catch_unwind(AssertUnwindSafe(move || drop(result))));
+            Err(payload)
+        }
+    };
     cell.head.join.finish(result);
-    *slot = None;
     Poll::Ready(())
 }
 

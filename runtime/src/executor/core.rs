@@ -214,7 +214,16 @@ impl Core {
         // (from `Spawner::spawn` or another thread) that panics is finished, like a detached
         // tokio task, instead of unwinding through the executor. The panic hook has already
         // reported it.
+        //
+        // What still unwinds out of the poll (an awaiting handle's waker that panics when the
+        // result wakes it) ends the task all the same: the guard frees its slot and drops the
+        // future, if any is left, as the panic leaves this function.
+        let unwinding = Unwinding {
+            core: self,
+            task: &task,
+        };
         let poll = owned.poll(&mut cx);
+        std::mem::forget(unwinding);
         let mut tasks = self.tasks.borrow_mut();
         let cancelled = matches!(
             tasks.slots[task.key],
@@ -286,6 +295,26 @@ impl Core {
     }
 }
 
+/// Ends a task whose poll unwinds out of [`Core::run_task`]: marks it done and frees its slab
+/// slot (left `Running` by the poll), so that the runtime keeps no slot nothing will vacate.
+/// The task's `OwnedTask`, declared before the guard, drops its future (if still there) after.
+struct Unwinding<'a> {
+    core: &'a Core,
+    task: &'a TaskRef,
+}
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        self.task.transition_to_done();
+        let mut tasks = self.core.tasks.borrow_mut();
+        if tasks.holds(self.task) {
+            let slot = tasks.vacate(self.task.key);
+            drop(tasks);
+            drop(slot);
+        }
+    }
+}
+
 /// Closes the executor's remote queue when dropped, at the end of [`Core::shutdown`]: refuses
 /// further wakes and spawns from other threads and drops what was queued (inside the
 /// executor's context, which the shutdown entered before).
@@ -297,5 +326,87 @@ impl Drop for Close<'_> {
         let ready = std::mem::take(&mut *self.0.ready.borrow_mut());
         drop(ready);
         drop(queued);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::task::{Wake, Waker};
+
+    struct PanicsOnWake;
+
+    impl Wake for PanicsOnWake {
+        fn wake(self: Arc<Self>) {
+            panic!("the awaiter's waker");
+        }
+    }
+
+    /// Every slab slot is back on the vacant list.
+    fn all_vacant(core: &Core) -> bool {
+        let tasks = core.tasks.borrow();
+        tasks.vacant.len() == tasks.slots.len()
+            && tasks.slots.iter().all(|s| matches!(s, Slot::Vacant))
+    }
+
+    /// A panic that unwinds out of a task's poll (the awaiting handle's waker, woken by the
+    /// task's result) frees the task's slot instead of leaving it `Running` for ever, and the
+    /// task's header is done: a stale wake does not queue it again.
+    #[test]
+    fn a_poll_that_unwinds_frees_the_task_slot() {
+        let core = Core::new(Registry::default(), 16);
+        let h = core.spawn(async { 5 });
+        let task = match &core.tasks.borrow().slots[0] {
+            Slot::Idle(owned) => owned.task().clone(),
+            _ => unreachable!("spawned, not polled yet"),
+        };
+        let mut h = Box::pin(h);
+        let waker = Waker::from(Arc::new(PanicsOnWake));
+        assert!(
+            h.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        let ended = catch_unwind(AssertUnwindSafe(|| core.block_on(async {})));
+        assert!(ended.is_err(), "the waker's panic reached block_on");
+        assert!(all_vacant(&core), "the task's slot is free");
+        assert!(!task.transition_to_scheduled(), "the task is done");
+        // The output is still the handle's, and the runtime runs more tasks.
+        assert_eq!(core.block_on(h), 5);
+        let again = core.spawn(async { 6 });
+        assert_eq!(core.block_on(again), 6);
+        assert!(all_vacant(&core));
+    }
+
+    /// A finished future whose destructor panics: its slot is freed and the handle gets the
+    /// panic.
+    #[test]
+    fn a_destructor_panic_on_completion_frees_the_task_slot() {
+        /// Ready at once; its destructor (run after `poll`, by the executor) panics.
+        struct Bomb;
+        impl Future for Bomb {
+            type Output = u32;
+            fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<u32> {
+                Poll::Ready(1)
+            }
+        }
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("boom");
+            }
+        }
+        let core = Core::new(Registry::default(), 16);
+        let h = core.spawn(Bomb);
+        let joined = core.block_on(async {
+            let mut h = core::pin::pin!(h);
+            std::future::poll_fn(|cx| {
+                Poll::Ready(catch_unwind(AssertUnwindSafe(|| h.as_mut().poll(cx))))
+            })
+            .await
+        });
+        let payload = joined.expect_err("the destructor's panic reached the handle");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+        assert!(all_vacant(&core));
     }
 }
