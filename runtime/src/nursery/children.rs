@@ -118,10 +118,12 @@ impl Core {
         let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
         let entry = Entry::spawned(payload, vtable, state);
         let index = self.len.get();
-        // `ensure` refuses indices that would reach the waiter sentinels, so this never wraps.
+        // Written whole, once: a fresh node's memory is touched by this one write. `ensure`
+        // refuses indices that would reach the waiter sentinels (a panic), so `len` counts
+        // the index only once its node exists: cancelling walks every index below `len`.
+        let node = self.hub.ensure(index, entry, queued);
         self.len.set(index + 1);
-        // Written whole, once: a fresh node's memory is touched by this one write.
-        (self.hub.ensure(index, entry, queued), true)
+        (node, true)
     }
 
     /// Makes the current thread the one allowed to use the scope (a `Shared` tree's driver
@@ -506,5 +508,37 @@ impl Drop for Core {
         }
         // Children were dropped by the driver; only memory is left (arena rule 2).
         pool::recycle(hub, arena.into_inner());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::slot::VTableOf;
+    use super::super::wake::{MAX_INDEX, chunk_of};
+    use super::*;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    /// A spawn refused at the child limit leaves the slot count as it was: the nursery's
+    /// cancel, which walks every index below it, never reaches a node whose chunk does not
+    /// exist.
+    #[test]
+    fn a_spawn_refused_at_the_limit_counts_no_slot() {
+        let core = Core::new(true);
+        // As if every index up to the largest were handed out.
+        core.len.set(MAX_INDEX + 1);
+        core.hub.skip_to_chunk(chunk_of(MAX_INDEX + 1).0);
+        let vtable = VTableOf::<core::future::Ready<()>, ()>::TABLE;
+        let refused = catch_unwind(AssertUnwindSafe(|| {
+            core.spawn(core::future::ready(()), vtable);
+        }));
+        let payload = refused.expect_err("the limit is a panic");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"a nursery holds at most 268,435,423 children at once")
+        );
+        assert_eq!(core.len.get(), MAX_INDEX + 1);
+        assert_eq!(core.live(), 0);
+        // Back to a state this test may drop the core in (it walks no index).
+        core.len.set(1);
     }
 }

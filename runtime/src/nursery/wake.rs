@@ -446,15 +446,17 @@ impl HubRef {
     pub(super) fn register_parent(&self, waker: &Waker) {
         let hub = self.hub();
         hub.owner.store(this_thread(), Ordering::Relaxed);
-        // The same test as `Waker::will_wake`, against the waker kept in `parent`, which
-        // stays alive there, so its data pointer cannot name another waker meanwhile.
-        let seen = (waker.data(), ptr::from_ref(waker.vtable()));
-        if hub.parent_seen.get() == seen {
+        // The same test as `Waker::will_wake`, against the waker kept in `parent` (its data
+        // and vtable, not those of the waker it was cloned from: a clone may move its data
+        // elsewhere), which stays alive there, so its data pointer cannot name another waker
+        // meanwhile.
+        if hub.parent_seen.get() == (waker.data(), ptr::from_ref(waker.vtable())) {
             return;
         }
         // Cloned before and the old waker dropped after the lock: both run the parent's
         // code, which may wake (and so lock `parent`) itself.
         let waker = waker.clone();
+        let seen = (waker.data(), ptr::from_ref(waker.vtable()));
         let old = hub
             .parent
             .lock()
@@ -755,6 +757,17 @@ fn drop_waker(node: *const ()) {
     unsafe { release((*node.cast::<WakeNode>()).hub()) }
 }
 
+#[cfg(test)]
+impl HubRef {
+    /// Makes the next new index start chunk `k`, as if every chunk before it were full (no
+    /// chunk is allocated: only for indices `ensure` refuses).
+    pub(super) fn skip_to_chunk(&self, k: usize) {
+        let hub = self.hub();
+        hub.fresh.set(hub.fresh_end.get());
+        hub.fresh_chunk.set(k);
+    }
+}
+
 /// Sizes the tests and the docs rely on.
 #[cfg(test)]
 mod tests {
@@ -877,6 +890,68 @@ mod tests {
             }
         });
         waker.wake();
+    }
+
+    thread_local! {
+        /// Which task each wake of a [`stack_waker`] clone named.
+        static WOKEN: core::cell::RefCell<Vec<usize>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A waker whose data is a task number somewhere in the executor's memory (here a
+    /// `Cell`), and whose clone copies the number to a box of its own: so a clone's data
+    /// pointer differs from the waker it was cloned from.
+    fn stack_waker(task: &Cell<usize>) -> Waker {
+        fn clone_stack(data: *const ()) -> RawWaker {
+            // SAFETY: a stack waker's data is a live `Cell<usize>` while the waker is used.
+            let task = unsafe { &*data.cast::<Cell<usize>>() }.get();
+            RawWaker::new(Box::into_raw(Box::new(task)).cast(), &BOXED)
+        }
+        fn clone_boxed(data: *const ()) -> RawWaker {
+            // SAFETY: a boxed waker's data is its own live `Box<usize>`.
+            let task = unsafe { *data.cast::<usize>() };
+            RawWaker::new(Box::into_raw(Box::new(task)).cast(), &BOXED)
+        }
+        fn wake_boxed(data: *const ()) {
+            wake_by_ref_boxed(data);
+            drop_boxed(data);
+        }
+        fn wake_by_ref_boxed(data: *const ()) {
+            // SAFETY: as in `clone_boxed`.
+            let task = unsafe { *data.cast::<usize>() };
+            WOKEN.with(|w| w.borrow_mut().push(task));
+        }
+        fn drop_boxed(data: *const ()) {
+            // SAFETY: the box was made by `Box::into_raw` in a clone, and is dropped once.
+            drop(unsafe { Box::from_raw(data.cast::<usize>().cast_mut()) });
+        }
+        static STACK: RawWakerVTable = RawWakerVTable::new(clone_stack, |_| {}, |_| {}, |_| {});
+        static BOXED: RawWakerVTable =
+            RawWakerVTable::new(clone_boxed, wake_boxed, wake_by_ref_boxed, drop_boxed);
+        // SAFETY: the vtable's functions keep its contract for a `Cell<usize>` that outlives
+        // every use of this waker (the tests' locals); wakes of the stack waker itself do
+        // nothing, which the contract allows.
+        unsafe { Waker::from_raw(RawWaker::new(ptr::from_ref(task).cast(), &STACK)) }
+    }
+
+    /// The parent's lock is skipped only for a poll by the very waker kept: an executor that
+    /// polls with wakers at the same address (its stack) for different tasks, whose clones
+    /// live elsewhere, has the latest one woken.
+    #[test]
+    fn a_new_parent_at_the_address_of_the_last_one_is_the_one_woken() {
+        let hub = HubRef::new();
+        for i in 0..=1 {
+            hub.ensure(i, Entry::vacant(), false);
+        }
+        let task = Cell::new(1);
+        hub.register_parent(&stack_waker(&task));
+        // Another task's poll, with a waker at the same place.
+        task.set(2);
+        hub.register_parent(&stack_waker(&task));
+        // A clone makes the wake take the shared path, which wakes the parent.
+        let clone = (*hub.waker(1)).clone();
+        clone.wake();
+        assert_eq!(WOKEN.with(|w| w.take()), [2]);
+        drop(hub);
     }
 
     #[test]
