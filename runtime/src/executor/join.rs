@@ -14,8 +14,9 @@ use std::task::{Context, Poll};
 /// The handle of a task started with [`spawn_local`](super::spawn_local): await it for the
 /// task's output.
 ///
-/// - If the task panicked, awaiting the handle resumes that panic (the runtime itself keeps
-///   running its other tasks).
+/// - If the task panicked (in its `poll`, or in the destructor of its finished future, which
+///   the runtime runs before it hands the output over), awaiting the handle resumes that
+///   panic (the runtime itself keeps running its other tasks).
 /// - Dropping the handle *detaches* the task, as in tokio: it keeps running and its output is
 ///   dropped. Use [`JoinHandle::abort`] (or [`Cancel`]) to stop it.
 ///
