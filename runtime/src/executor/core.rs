@@ -306,7 +306,11 @@ struct Unwinding<'a> {
 impl Drop for Unwinding<'_> {
     fn drop(&mut self) {
         self.task.transition_to_done();
-        let mut tasks = self.core.tasks.borrow_mut();
+        // A panic while the slab is borrowed (a spawn failing half-way inside a poll) leaves
+        // the slot as it is, rather than panic again while unwinding (an abort).
+        let Ok(mut tasks) = self.core.tasks.try_borrow_mut() else {
+            return;
+        };
         if tasks.holds(self.task) {
             let slot = tasks.vacate(self.task.key);
             drop(tasks);
