@@ -100,3 +100,76 @@ fn a_parent_waker_that_polls_the_nursery_inline_does_not_deadlock() {
     assert_eq!(output, Some(42));
     assert_eq!(polls, 2);
 }
+
+/// The owner thread's end: where wakes ask for a poll, and where it says it polled.
+struct Owner {
+    polls: mpsc::SyncSender<()>,
+    polled: Mutex<mpsc::Receiver<()>>,
+}
+
+/// A waker that asks the owner thread to poll and waits until it has; a new allocation per
+/// poll, so every poll registers another waker.
+struct Handoff(Arc<Owner>);
+
+impl Wake for Handoff {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.0.polls.send(()).is_ok() {
+            let _ = self.0.polled.lock().unwrap().recv();
+        }
+    }
+}
+
+/// The wake comes from another thread, and the parent's waker waits there for the owner's
+/// poll, which registers a new waker: the waking thread must not hold the lock meanwhile.
+#[test]
+fn a_parent_waker_that_waits_for_the_owner_thread_to_poll_does_not_deadlock() {
+    let output = within_30_seconds(|| {
+        let (polls_tx, polls_rx) = mpsc::sync_channel(1);
+        let (polled_tx, polled_rx) = mpsc::sync_channel(1);
+        let owner = Arc::new(Owner {
+            polls: polls_tx,
+            polled: Mutex::new(polled_rx),
+        });
+        let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
+        let child_kept = Arc::clone(&kept);
+        let mut task: Task = Box::pin(nursery!(send move |n| {
+            let kept = Arc::clone(&child_kept);
+            let h = n.spawn(async move {
+                let mut first = true;
+                poll_fn(|cx| {
+                    if first {
+                        first = false;
+                        *kept.lock().unwrap() = Some(cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(())
+                })
+                .await;
+                40
+            });
+            h.await + 2
+        }));
+        let mut poll = || {
+            let waker = Waker::from(Arc::new(Handoff(Arc::clone(&owner))));
+            task.as_mut().poll(&mut Context::from_waker(&waker))
+        };
+        assert!(poll().is_pending());
+        let waker = kept
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the child kept its waker");
+        let waking = std::thread::spawn(move || waker.wake());
+        // The waking thread waits in the parent's wake for this poll.
+        polls_rx.recv().unwrap();
+        let out = poll();
+        polled_tx.send(()).unwrap();
+        waking.join().unwrap();
+        out
+    });
+    assert_eq!(output, Poll::Ready(42));
+}
