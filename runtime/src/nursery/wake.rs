@@ -954,6 +954,43 @@ mod tests {
         drop(hub);
     }
 
+    /// Two executors' wakers may share a data pointer (each its own vtable, as tokio's and
+    /// ours might point at one address): a poll by the second is not taken for one by the
+    /// first, whose lock skip would keep the first one as the parent.
+    #[test]
+    fn a_parent_with_the_same_data_but_another_vtable_is_the_one_woken() {
+        fn clone_one(data: *const ()) -> RawWaker {
+            RawWaker::new(data, &ONE)
+        }
+        fn clone_two(data: *const ()) -> RawWaker {
+            RawWaker::new(data, &TWO)
+        }
+        static ONE: RawWakerVTable =
+            RawWakerVTable::new(clone_one, |_| woke(1), |_| woke(1), |_| {});
+        static TWO: RawWakerVTable =
+            RawWakerVTable::new(clone_two, |_| woke(2), |_| woke(2), |_| {});
+        fn woke(which: usize) {
+            WOKEN.with(|w| w.borrow_mut().push(which));
+        }
+        let hub = HubRef::new();
+        for i in 0..=1 {
+            hub.ensure(i, Entry::vacant(), false);
+        }
+        let data = ptr::from_ref(&hub).cast::<()>();
+        // SAFETY: neither vtable reads its data pointer; clones and drops own nothing.
+        let (one, two) = unsafe {
+            (
+                Waker::from_raw(RawWaker::new(data, &ONE)),
+                Waker::from_raw(RawWaker::new(data, &TWO)),
+            )
+        };
+        hub.register_parent(&one);
+        hub.register_parent(&two);
+        let clone = (*hub.waker(1)).clone();
+        clone.wake();
+        assert_eq!(WOKEN.with(|w| w.take()), [2]);
+    }
+
     #[test]
     fn a_node_is_pushed_once_until_the_owner_clears_it() {
         let hub = HubRef::new();
