@@ -116,6 +116,7 @@ fn corpus_files() -> Vec<PathBuf> {
         "lowering_diff.rs",
         "lowering_generators.rs",
         "lowering_hygiene.rs",
+        "lowering_fuzz_found.rs",
     ]
     .iter()
     .map(|f| root.join("tests").join(f))
