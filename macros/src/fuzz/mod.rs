@@ -392,6 +392,14 @@ fn check(args: &TokenStream, item: &TokenStream, stats: &mut Stats) -> Result<()
     }
     stats.lowered += 1;
     stats.explicit += usize::from(matches!(lowered, Some(Ok(_))));
+    if let Some(Err(f)) = &lowered
+        && f.reason.starts_with("internal")
+    {
+        return Err(format!(
+            "the lowering fell back on an internal error: {}",
+            f.reason
+        ));
+    }
     Ok(())
 }
 
