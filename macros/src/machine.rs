@@ -343,7 +343,12 @@ pub(crate) fn emit(
             #unused_variant
             Return(__R),
         }
+        // `!Unpin` like a native `async fn`'s future, and for the same reason the compiler
+        // gets: with pin-project's conditional impl, deciding `Machine: Unpin` walked every
+        // awaited machine below this one (optimised builds ask it for each `Pin<&mut _>`), and
+        // a chain of ~25 levels overflowed the default recursion limit. This answer is one step.
         ::structured_async::__private::pin_project! {
+            #[project(!Unpin)]
             struct #machine<#all_params> {
                 #[pin]
                 state: #state<#state_generics>,

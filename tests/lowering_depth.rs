@@ -1,0 +1,126 @@
+//! Deep chains of `#[structured]` fns compile with the default recursion limit, like the same
+//! chain of native `async fn`s (issue #3).
+//!
+//! Each level is a generic `#[structured]` fn reached through a trait method returning
+//! `impl Future`, the shape of the await-chain bench: `Level<K>` awaits `Level<K - 1>`.
+//! Optimised builds ask rustc whether every machine is `Unpin` (for `noalias` on its
+//! `Pin<&mut _>` arguments); when that answer walked every machine below, a chain of ~25
+//! levels failed with E0275. This file asks the same question in a debug build
+//! (`chain_of_36_levels_is_not_unpin`), so a plain `cargo test` fails to compile if the answer
+//! grows with the depth again, and runs a shorter chain to check it adds one per level.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+
+use structured_async::structured;
+
+thread_local! {
+    static LEAF_POLLS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Pends `remaining` times (waking itself), then returns 1; counts its polls.
+struct Leaf {
+    remaining: u32,
+}
+
+impl Future for Leaf {
+    type Output = u64;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
+        LEAF_POLLS.with(|p| p.set(p.get() + 1));
+        if self.remaining == 0 {
+            Poll::Ready(1)
+        } else {
+            self.remaining -= 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// Level `K` of the chain; level 0 is the leaf.
+struct Level<const K: usize>;
+
+trait Chain {
+    fn run(pends: u32) -> impl Future<Output = u64>;
+}
+
+impl Chain for Level<0> {
+    fn run(pends: u32) -> impl Future<Output = u64> {
+        Leaf { remaining: pends }
+    }
+}
+
+#[structured]
+async fn level<Below: Chain>(pends: u32) -> u64 {
+    Below::run(pends).await + 1
+}
+
+/// `Level<{k + 1}>` awaits `Level<{k}>`, for each `k`.
+macro_rules! levels {
+    ($($k:literal)*) => {$(
+        impl Chain for Level<{ $k + 1 }> {
+            fn run(pends: u32) -> impl Future<Output = u64> {
+                level::<Level<{ $k }>>(pends)
+            }
+        }
+    )*};
+}
+
+levels!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35);
+
+/// Implemented for `()` always and for `IfUnpin` only when `Self: Unpin`: inferring the
+/// parameter of a call to `check` is ambiguous (a compile error) for an `Unpin` type, and to
+/// settle it rustc must decide `Self: Unpin`.
+trait NotUnpin<A> {
+    fn check(&self) {}
+}
+
+impl<T: ?Sized> NotUnpin<()> for T {}
+
+struct IfUnpin;
+
+impl<T: ?Sized + Unpin> NotUnpin<IfUnpin> for T {}
+
+/// Never called: type-checking it is the test. Deciding `NotUnpin` for the 36-level future
+/// makes rustc decide whether it is `Unpin` (through each `impl Future`, as auto traits leak),
+/// which failed with E0275 (overflow) while that answer walked the whole chain. Nothing here is
+/// compiled to machine code, so the debug build does not spell out the chain's type for
+/// debuginfo (a name that grows exponentially with the depth).
+#[allow(dead_code)]
+fn chain_of_36_levels_is_not_unpin() {
+    <Level<36> as Chain>::run(0).check();
+}
+
+#[test]
+fn a_chain_adds_one_per_level_and_polls_the_leaf_once_per_wake() {
+    let fut = <Level<8> as Chain>::run(3);
+    LEAF_POLLS.with(|p| p.set(0));
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut pendings = 0;
+    let out = loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => break v,
+            Poll::Pending => pendings += 1,
+        }
+    };
+    assert_eq!(out, 1 + 8);
+    assert_eq!(pendings, 3, "each pend of the leaf reaches the top once");
+    assert_eq!(
+        LEAF_POLLS.with(Cell::get),
+        4,
+        "no level polls the leaf twice"
+    );
+}
+
+#[test]
+fn a_level_alone_is_not_unpin_like_a_native_async_fn() {
+    async fn native() -> u64 {
+        std::future::ready(1).await
+    }
+    native().check();
+    level::<Level<0>>(0).check();
+}
