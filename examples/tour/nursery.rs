@@ -58,7 +58,7 @@ pub fn run() {
     }));
     println!(
         "10,000 sleeping children + one that yields 1,000 times: {} child polls, not 10 million",
-        polls.get()
+        with_commas(polls.get())
     );
 
     // The first error cancels the rest; a timeout cancels a whole subtree.
@@ -81,4 +81,17 @@ pub fn run() {
         }),
     ));
     println!("timeout over a nursery: {timed:?}, its children dropped with it");
+}
+
+/// `21001` as `21,001`, to read next to the other numbers on its line.
+fn with_commas(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }

@@ -57,7 +57,12 @@ pub fn run() {
         });
         thread.join().expect("producer thread");
         println!(
-            "{receivers} receivers, {} ring polls in {} loop turns ({delivered} got exactly their message)",
+            "{receivers} {}, {} ring polls in {} loop turns ({delivered} got exactly their message)",
+            if receivers == 1 {
+                "receiver"
+            } else {
+                "receivers"
+            },
             ring.polls(),
             turns.0.get()
         );

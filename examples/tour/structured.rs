@@ -72,6 +72,6 @@ pub fn run() {
     while let Step::Yielded(v) = g.as_mut().resume(&mut cx) {
         yielded.push(v);
     }
-    println!("generator squares(50) yielded {yielded:?}");
+    println!("generator squares(50), the squares below 50: yielded {yielded:?}");
     println!("(build with STRUCTURED_ASYNC_REPORT=1 to see each fn's states and fallbacks)");
 }

@@ -367,6 +367,13 @@ fn check(args: &TokenStream, item: &TokenStream, stats: &mut Stats) -> Result<()
             parsed.err().map(|e| e.to_string()).unwrap_or_default()
         ));
     }
+    // Generated code has no `unsafe` of its own: any in the output came from the input.
+    let out_tts: Vec<TokenTree> = out.clone().into_iter().collect();
+    if mentions(&out_tts, "unsafe")
+        && !mentions(&item.clone().into_iter().collect::<Vec<_>>(), "unsafe")
+    {
+        return Err("the expansion contains `unsafe` the input did not".to_owned());
+    }
     let item_fn = syn::parse2::<syn::ItemFn>(item.clone()).ok();
     let valid = item_fn.as_ref().is_some_and(|f| f.sig.asyncness.is_some());
     if valid && !mentions(&item.clone().into_iter().collect::<Vec<_>>(), "yield_") {
