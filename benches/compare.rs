@@ -7,7 +7,7 @@
 //! and the report prints medians, minimums, ratios (ours / peer) and heap traffic per
 //! operation counted by a global allocator. `BENCHMARKS.md` explains the results.
 
-#![recursion_limit = "8192"]
+#![recursion_limit = "4096"]
 
 #[path = "compare/chain.rs"]
 mod chain;
