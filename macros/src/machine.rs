@@ -1,17 +1,27 @@
 //! Emits the state machine of an explicitly lowered body: the state enum, the `Transition`
 //! enum, the block closures and the driver that runs them.
 //!
-//! Output (for blocks `b0` = start, `b1` = goto target, `b2` = resume after an await):
+//! Output (for blocks `b0` = start, `b1` = goto target, `b2` = resume after an await that
+//! `b0` creates):
 //! ```text
 //! pin_project! { enum State<L0, L2, F2> { Start { live: L0 }, Await2 { #[pin] fut: F2, live: L2 }, Done } }
-//! enum Transition<L0, L1, L2, F2, R> { Goto1(L1), Await2(F2, L2), Return(R) }
-//! struct Machine<…, B0, B1, B2> { #[pin] state: State<…>, blocks: (B0, B1, B2) }
-//! impl Future for Machine<…> where B2: Resume<L2, F2, Transition<…>>, … { poll: loop {
-//!     resume the state's block (polling its future first), then follow Goto transitions until
-//!     an Await/Yield is stored or Return completes } }
+//! enum Transition<L1, L2, F2, R> { Goto1(L1), Await2(F2, L2), Return(R) }
+//! struct Machine<L0, L1, L2, O2, R, B0, B1, B2> where B0: Out<L0>, <B0 as Out<L0>>::Out: Parts {
+//!     #[pin] state: State<L0, L2, <<B0 as Out<L0>>::Out as Parts>::F2>, blocks: (B0, B1, B2) }
+//! impl<…, F2> Future for Machine<…> where B0: Out<L0, Out = Transition<L1, L2, F2, R>>,
+//!     B1: Out<L1, Out = Transition<L1, L2, Infallible, R>>, F2: Future<Output = O2>, … { poll:
+//!     resume the state's block (polling its future first), match that block's transition,
+//!     follow gotos (a `Next` enum of L's) until an await/yield is stored or a return completes }
 //! new(PhantomData::<R>, (args…), b0, b1, b2)   // where B2: FnMut(L2, F2::Output) -> Transition<…>, …
 //! ```
-//! Every type is a generic parameter fixed by inference: each closure's input tuple is the
+//! Each block returns the transition enum with only the futures it creates as themselves (the
+//! others `Infallible`), and the machine reaches an awaited future's type only through the
+//! output of the block that creates it: its type arguments name each awaited future once (in
+//! that closure's signature). Naming it in several arguments made rustc spell out nested
+//! opaque types once per mention, so compile time grew exponentially along a chain of
+//! machines awaiting machines.
+//!
+//! Every type is a generic parameter (or a projection of one) fixed by inference: each closure's input tuple is the
 //! value an earlier closure put in its `Transition`. Locals sit in each tuple newest first, so
 //! dropping a state (cancellation) drops them in reverse declaration order, after the
 //! in-flight future, as a native frame would.
@@ -87,6 +97,11 @@ pub(crate) fn emit(
         tr,
         machine,
     } = n;
+    let ms = Span::mixed_site();
+    let out_trait = Ident::new("__StructuredOut", ms);
+    let resume_trait = Ident::new("__StructuredResumeOut", ms);
+    let parts = Ident::new("__StructuredParts", ms);
+    let next = Ident::new("__StructuredNext", ms);
     let l: Vec<Ident> = (0..blocks.len())
         .map(|k| format_ident!("__L{}", k))
         .collect();
@@ -96,6 +111,10 @@ pub(crate) fn emit(
     let f: Vec<Ident> = (0..blocks.len())
         .map(|k| format_ident!("__F{}", k))
         .collect();
+    let o: Vec<Ident> = (0..blocks.len())
+        .map(|k| format_ident!("__O{}", k))
+        .collect();
+    let part: Vec<Ident> = (0..blocks.len()).map(|k| format_ident!("F{}", k)).collect();
     let awaits: Vec<usize> = (0..blocks.len())
         .filter(|&k| matches!(blocks[k].entry, Entry::Await(_)))
         .collect();
@@ -105,12 +124,80 @@ pub(crate) fn emit(
     let gotos: Vec<usize> = (0..blocks.len())
         .filter(|&k| matches!(blocks[k].entry, Entry::Goto))
         .collect();
+    // Which live block creates each await: the one whose code names its `Await` variant.
+    let mut creator: Vec<Option<usize>> = vec![None; blocks.len()];
+    let tr_name = tr.to_string();
+    for (j, block) in blocks.iter().enumerate() {
+        if order[j].is_none() {
+            continue;
+        }
+        let mut found = Vec::new();
+        scan_awaits(block.code.clone(), &tr_name, &mut found);
+        if let Some(term) = &block.term {
+            scan_awaits(term.clone(), &tr_name, &mut found);
+        }
+        for k in found {
+            if k < blocks.len() && creator[k].is_none() && awaits.contains(&k) {
+                creator[k] = Some(j);
+            }
+        }
+    }
+    let is_resume = |j: usize| matches!(blocks[j].entry, Entry::Await(_));
     let y_param = yields.map(|_| quote!(__Y,));
     let l0 = &l[0];
     let fs: Vec<&Ident> = awaits.iter().map(|&k| &f[k]).collect();
+    let os: Vec<&Ident> = awaits.iter().map(|&k| &o[k]).collect();
+    let created_fs: Vec<&Ident> = awaits
+        .iter()
+        .filter(|&&k| creator[k].is_some())
+        .map(|&k| &f[k])
+        .collect();
     let lt = &l[1..];
     let tr_params = quote!(#(#lt,)* #(#fs,)* #y_param __R);
-    let tr_ty = quote!(#tr<#tr_params>);
+    // Block j's transition: only the futures j creates are named, the others are `Infallible`.
+    let tr_of = |j: usize| {
+        let gs = awaits.iter().map(|&k| {
+            if creator[k] == Some(j) {
+                let fk = &f[k];
+                quote!(#fk)
+            } else {
+                quote!(::core::convert::Infallible)
+            }
+        });
+        quote!(#tr<#(#lt,)* #(#gs,)* #y_param __R>)
+    };
+    // The trait through which block j's output type is projected.
+    let out_path = |j: usize| {
+        let lj = &l[j];
+        if is_resume(j) {
+            let oj = &o[j];
+            quote!(#resume_trait<#lj, #oj>)
+        } else {
+            quote!(#out_trait<#lj>)
+        }
+    };
+    // The type of await k's future as the machine names it: a projection of its creator's
+    // output, so the future's (often opaque, deeply nested) type is named only once.
+    let fut_in_machine = |k: usize| match creator[k] {
+        Some(j) => {
+            let (bj, p, pk) = (&b[j], out_path(j), &part[k]);
+            quote!(<<#bj as #p>::Out as #parts>::#pk)
+        }
+        None => {
+            let ok = &o[k];
+            quote!(::core::future::Pending<#ok>)
+        }
+    };
+    let fut_in_impl = |k: usize| match creator[k] {
+        Some(_) => {
+            let fk = &f[k];
+            quote!(#fk)
+        }
+        None => {
+            let ok = &o[k];
+            quote!(::core::future::Pending<#ok>)
+        }
+    };
 
     // The state: start, one variant per suspension point, done.
     let state_params: Vec<&Ident> = std::iter::once(&l[0])
@@ -127,6 +214,8 @@ pub(crate) fn emit(
         quote!(#v { live: #lk },)
     });
     let state_generics = quote!(#(#state_params,)* #(#fs,)*);
+    let state_futs = awaits.iter().map(|&k| fut_in_machine(k));
+    let state_ty = quote!(#state<#(#state_params,)* #(#state_futs,)*>);
 
     let tr_variants = gotos
         .iter()
@@ -145,30 +234,55 @@ pub(crate) fn emit(
             let lk = &l[k];
             quote!(#v(__Y, #lk),)
         }));
+    let part_decls = awaits.iter().map(|&k| {
+        let pk = &part[k];
+        quote!(type #pk;)
+    });
+    let part_defs = awaits.iter().map(|&k| {
+        let (pk, fk) = (&part[k], &f[k]);
+        quote!(type #pk = #fk;)
+    });
 
+    // `new`: closures' signatures, as inference fixes them.
     let bounds = (0..blocks.len()).map(|k| {
-        let (bk, lk, fk) = (&b[k], &l[k], &f[k]);
+        let (bk, lk, tk) = (&b[k], &l[k], tr_of(k));
         match blocks[k].entry {
             Entry::Await(_) => {
-                quote!(#fk: ::core::future::Future, #bk: ::core::ops::FnMut(#lk, #fk::Output) -> #tr_ty,)
+                let fk = fut_in_impl(k);
+                let ok = &o[k];
+                quote!(#fk: ::core::future::Future<Output = #ok>,
+                    #bk: ::core::ops::FnMut(#lk, <#fk as ::core::future::Future>::Output) -> #tk,)
             }
-            _ => quote!(#bk: ::core::ops::FnMut(#lk) -> #tr_ty,),
+            _ => quote!(#bk: ::core::ops::FnMut(#lk) -> #tk,),
         }
     });
     let bounds: TokenStream = bounds.collect();
-    // The impl names the same bounds through `Block`/`Resume`: an `F::Output` in a where-clause
-    // makes rustc re-select every awaited machine below this one (see `lowering/block.rs`).
+    // The impl binds each block's output to its transition, which names its futures as
+    // parameters of the impl (not of the machine's type).
     let impl_bounds = (0..blocks.len()).map(|k| {
-        let (bk, lk, fk) = (&b[k], &l[k], &f[k]);
+        let (bk, lk, tk) = (&b[k], &l[k], tr_of(k));
         match blocks[k].entry {
-            Entry::Await(_) => quote!(#fk: ::core::future::Future,
-                #bk: ::structured_async::__private::Resume<#lk, #fk, #tr_ty>,),
-            _ => quote!(#bk: ::structured_async::__private::Block<#lk, #tr_ty>,),
+            Entry::Await(_) => {
+                let fk = fut_in_impl(k);
+                let ok = &o[k];
+                quote!(#fk: ::core::future::Future<Output = #ok>,
+                    #bk: #resume_trait<#lk, #ok, Out = #tk>,)
+            }
+            _ => quote!(#bk: #out_trait<#lk, Out = #tk>,),
         }
     });
     let impl_bounds: TokenStream = impl_bounds.collect();
-    let all_params = quote!(#l0, #tr_params, #(#b,)*);
-    let machine_ty = quote!(#machine<#all_params>);
+    // The machine's own bounds: what its state's projections need.
+    let machine_bounds = (0..blocks.len())
+        .filter(|&j| creator.contains(&Some(j)))
+        .map(|j| {
+            let (bj, p) = (&b[j], out_path(j));
+            quote!(#bj: #p, <#bj as #p>::Out: #parts,)
+        });
+    let machine_bounds: TokenStream = machine_bounds.collect();
+    let m_params = quote!(#l0, #(#lt,)* #(#os,)* #y_param __R, #(#b,)*);
+    let impl_params = quote!(#m_params #(#created_fs,)*);
+    let machine_ty = quote!(#machine<#m_params>);
 
     // Closure k sits at its reverse-post-order position; dead blocks go last.
     let live_count = order.iter().flatten().count();
@@ -185,48 +299,7 @@ pub(crate) fn emit(
     let mut by_position: Vec<usize> = (0..blocks.len()).collect();
     by_position.sort_by_key(|&k| position[k]);
     let idx: Vec<syn::Index> = position.iter().map(|&p| syn::Index::from(p)).collect();
-    let resume_arms_await = awaits.iter().map(|&k| {
-        let v = format_ident!("Await{}", k);
-        let i = &idx[k];
-        let (bk, lk, fk) = (&b[k], &l[k], &f[k]);
-        let on_pending = if yields.is_some() {
-            quote!(::structured_async::__private::Step::Pending)
-        } else {
-            quote!(::core::task::Poll::Pending)
-        };
-        quote!(#proj::#v { fut, .. } => match ::core::future::Future::poll(fut, cx) {
-            ::core::task::Poll::Pending => return #on_pending,
-            ::core::task::Poll::Ready(out) => match this.state.as_mut().project_replace(#state::Done) {
-                #repl::#v { live, .. } => <#bk as ::structured_async::__private::Resume<#lk, #fk, #tr_ty>>::call(&mut this.blocks.#i, live, out),
-                _ => ::core::unreachable!(),
-            },
-        },)
-    });
-    let resume_arms_yield = yields_at.iter().map(|&k| {
-        let v = format_ident!("Yield{}", k);
-        let i = &idx[k];
-        let call = block_call(&b[k], &l[k], &tr_ty, i);
-        quote!(#proj::#v { .. } => match this.state.as_mut().project_replace(#state::Done) {
-            #repl::#v { live } => #call,
-            _ => ::core::unreachable!(),
-        },)
-    });
-    let goto_arms = gotos.iter().map(|&k| {
-        let v = format_ident!("Goto{}", k);
-        let call = block_call(&b[k], &l[k], &tr_ty, &idx[k]);
-        quote!(#tr::#v(live) => t = #call,)
-    });
-    let store_await = awaits.iter().map(|&k| {
-        let v = format_ident!("Await{}", k);
-        quote!(#tr::#v(fut, live) => { this.state.set(#state::#v { fut, live }); break; })
-    });
-    let store_yield = yields_at.iter().map(|&k| {
-        let v = format_ident!("Yield{}", k);
-        quote!(#tr::#v(value, live) => {
-            this.state.set(#state::#v { live });
-            return ::structured_async::__private::Step::Yielded(value);
-        })
-    });
+    let poll_label = syn::Lifetime::new("'__structured_poll", ms);
     let (ret_ready, done_msg) = if yields.is_some() {
         (
             quote!(::structured_async::__private::Step::Complete(r)),
@@ -240,51 +313,137 @@ pub(crate) fn emit(
     };
     // A generator whose body never yields still names its yield type.
     let no_yield = yields.is_some() && yields_at.is_empty();
-    let unused_variant = no_yield.then(|| {
-        quote!(NeverYields(::core::convert::Infallible, ::core::marker::PhantomData<fn() -> __Y>),)
-    });
-    let unused_arm = no_yield.then(|| quote!(#tr::NeverYields(never, _) => match never {},));
-    let t_mut = (!gotos.is_empty()).then(|| quote!(mut));
-    let start_call = block_call(&b[0], &l[0], &tr_ty, &idx[0]);
-    let body = quote! {
-        let mut this = self.project();
-        loop {
-            let #t_mut t = match this.state.as_mut().project() {
-                #proj::Start { .. } => match this.state.as_mut().project_replace(#state::Done) {
-                    #repl::Start { live } => #start_call,
-                    _ => ::core::unreachable!(),
-                },
-                #(#resume_arms_await)*
-                #(#resume_arms_yield)*
-                #proj::Done => ::core::panic!(#done_msg),
-            };
-            loop {
-                match t {
-                    #(#goto_arms)*
-                    #(#store_await)*
-                    #(#store_yield)*
-                    #unused_arm
-                    #tr::Return(r) => {
-                        this.state.set(#state::Done);
-                        return #ret_ready;
-                    }
+    // What the driver does with block j's transition `t`: a goto becomes the next block to
+    // run, an await or yield is stored, a return completes.
+    let handle = |j: usize| {
+        let goto_arms = gotos.iter().map(|&k| {
+            let v = format_ident!("Goto{}", k);
+            quote!(#tr::#v(live) => #next::#v(live),)
+        });
+        let await_arms = awaits.iter().map(|&k| {
+            let v = format_ident!("Await{}", k);
+            if creator[k] == Some(j) {
+                quote!(#tr::#v(fut, live) => {
+                    this.state.set(#state::#v { fut, live });
+                    continue #poll_label;
+                })
+            } else {
+                quote!(#tr::#v(never, _) => match never {},)
+            }
+        });
+        let yield_arms = yields_at.iter().map(|&k| {
+            let v = format_ident!("Yield{}", k);
+            quote!(#tr::#v(value, live) => {
+                this.state.set(#state::#v { live });
+                return ::structured_async::__private::Step::Yielded(value);
+            })
+        });
+        let unused_arm = no_yield.then(|| quote!(#tr::NeverYields(never, _) => match never {},));
+        quote!(match t {
+            #(#goto_arms)*
+            #(#await_arms)*
+            #(#yield_arms)*
+            #unused_arm
+            #tr::Return(r) => {
+                this.state.set(#state::Done);
+                return #ret_ready;
+            }
+        })
+    };
+    let block_call = |j: usize| {
+        let (bj, lj, i) = (&b[j], &l[j], &idx[j]);
+        quote!(<#bj as #out_trait<#lj>>::call(&mut this.blocks.#i, live))
+    };
+    let resume_arms_await = awaits.iter().map(|&k| {
+        let v = format_ident!("Await{}", k);
+        let i = &idx[k];
+        let (bk, lk, ok) = (&b[k], &l[k], &o[k]);
+        let on_pending = if yields.is_some() {
+            quote!(::structured_async::__private::Step::Pending)
+        } else {
+            quote!(::core::task::Poll::Pending)
+        };
+        let h = handle(k);
+        quote!(#proj::#v { fut, .. } => match ::core::future::Future::poll(fut, cx) {
+            ::core::task::Poll::Pending => return #on_pending,
+            ::core::task::Poll::Ready(out) => match this.state.as_mut().project_replace(#state::Done) {
+                #repl::#v { live, .. } => {
+                    let t = <#bk as #resume_trait<#lk, #ok>>::call(&mut this.blocks.#i, live, out);
+                    #h
                 }
+                _ => ::core::unreachable!(),
+            },
+        },)
+    });
+    let resume_arms_yield = yields_at.iter().map(|&k| {
+        let v = format_ident!("Yield{}", k);
+        let call = block_call(k);
+        let h = handle(k);
+        quote!(#proj::#v { .. } => match this.state.as_mut().project_replace(#state::Done) {
+            #repl::#v { live } => {
+                let t = #call;
+                #h
+            }
+            _ => ::core::unreachable!(),
+        },)
+    });
+    let goto_arms = gotos.iter().map(|&k| {
+        let v = format_ident!("Goto{}", k);
+        let call = block_call(k);
+        let h = handle(k);
+        quote!(#next::#v(live) => {
+            let t = #call;
+            #h
+        })
+    });
+    let start_call = block_call(0);
+    let start_handle = handle(0);
+    let first = quote!(match this.state.as_mut().project() {
+        #proj::Start { .. } => match this.state.as_mut().project_replace(#state::Done) {
+            #repl::Start { live } => {
+                let t = #start_call;
+                #start_handle
+            }
+            _ => ::core::unreachable!(),
+        },
+        #(#resume_arms_await)*
+        #(#resume_arms_yield)*
+        #proj::Done => ::core::panic!(#done_msg),
+    });
+    let run = if gotos.is_empty() {
+        quote!(#first;)
+    } else {
+        quote! {
+            let mut n = #first;
+            loop {
+                n = match n {
+                    #(#goto_arms)*
+                };
             }
         }
     };
+    let body = quote! {
+        let mut this = self.project();
+        #poll_label: loop {
+            #run
+        }
+    };
+    let allow = quote!(#[allow(unreachable_code, unused_assignments, unused_labels, clippy::never_loop, clippy::diverging_sub_expression)]);
     let driver = match yields {
         None => quote! {
-            impl<#all_params> ::core::future::Future for #machine_ty where #impl_bounds {
+            impl<#impl_params> ::core::future::Future for #machine_ty where #impl_bounds {
                 type Output = __R;
+                #allow
                 fn poll(self: ::core::pin::Pin<&mut Self>, cx: &mut ::core::task::Context<'_>) -> ::core::task::Poll<__R> {
                     #body
                 }
             }
         },
         Some(_) => quote! {
-            impl<#all_params> ::structured_async::__private::Coroutine for #machine_ty where #impl_bounds {
+            impl<#impl_params> ::structured_async::__private::Coroutine for #machine_ty where #impl_bounds {
                 type Yield = __Y;
                 type Output = __R;
+                #allow
                 fn resume(self: ::core::pin::Pin<&mut Self>, cx: &mut ::core::task::Context<'_>)
                     -> ::structured_async::__private::Step<__Y, __R> {
                     #body
@@ -292,6 +451,15 @@ pub(crate) fn emit(
             }
         },
     };
+    let unused_variant = no_yield.then(|| {
+        quote!(NeverYields(::core::convert::Infallible, ::core::marker::PhantomData<fn() -> __Y>),)
+    });
+    let next_params: Vec<&Ident> = gotos.iter().map(|&k| &l[k]).collect();
+    let next_variants = gotos.iter().map(|&k| {
+        let v = format_ident!("Goto{}", k);
+        let lk = &l[k];
+        quote!(#v(#lk),)
+    });
 
     let closures = by_position.iter().map(|&k| {
         if order[k].is_some() {
@@ -326,6 +494,28 @@ pub(crate) fn emit(
     };
     quote! {
         #(#items)*
+        trait #out_trait<L> {
+            type Out;
+            fn call(&mut self, live: L) -> Self::Out;
+        }
+        impl<L, T, C: ::core::ops::FnMut(L) -> T> #out_trait<L> for C {
+            type Out = T;
+            #[inline(always)]
+            fn call(&mut self, live: L) -> T {
+                self(live)
+            }
+        }
+        trait #resume_trait<L, O> {
+            type Out;
+            fn call(&mut self, live: L, out: O) -> Self::Out;
+        }
+        impl<L, O, T, C: ::core::ops::FnMut(L, O) -> T> #resume_trait<L, O> for C {
+            type Out = T;
+            #[inline(always)]
+            fn call(&mut self, live: L, out: O) -> T {
+                self(live, out)
+            }
+        }
         ::structured_async::__private::pin_project! {
             #[project = #proj]
             #[project_replace = #repl]
@@ -343,22 +533,36 @@ pub(crate) fn emit(
             #unused_variant
             Return(__R),
         }
+        trait #parts {
+            #(#part_decls)*
+        }
+        impl<#tr_params> #parts for #tr<#tr_params> {
+            #(#part_defs)*
+        }
+        #[allow(dead_code)]
+        enum #next<#(#next_params,)*> {
+            #(#next_variants)*
+        }
         // `!Unpin` like a native `async fn`'s future, and for the same reason the compiler
         // gets: with pin-project's conditional impl, deciding `Machine: Unpin` walked every
         // awaited machine below this one (optimised builds ask it for each `Pin<&mut _>`), and
         // a chain of ~25 levels overflowed the default recursion limit. This answer is one step.
+        // Its type arguments name no awaited future: each is reached through the output of
+        // the block that creates it (naming it in several arguments made compile time
+        // exponential in the depth of a chain of machines).
         ::structured_async::__private::pin_project! {
             #[project(!Unpin)]
-            struct #machine<#all_params> {
+            #[allow(clippy::type_complexity)]
+            struct #machine<#m_params> where #machine_bounds {
                 #[pin]
-                state: #state<#state_generics>,
+                state: #state_ty,
                 blocks: (#(#b_ordered,)*),
-                hint: ::core::marker::PhantomData<fn() -> #tr_ty>,
+                hint: ::core::marker::PhantomData<fn() -> (#(#lt,)* #(#os,)* #y_param __R)>,
             }
         }
         #driver
         #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-        fn #new_fn<#all_params>(
+        fn #new_fn<#impl_params>(
             _: ::core::marker::PhantomData<#hint_param>,
             init: #l0,
             #(#b_ordered: #b_ordered,)*
@@ -369,9 +573,32 @@ pub(crate) fn emit(
     }
 }
 
-/// `<Bk as Block<Lk, Transition>>::call(&mut this.blocks.i, live)`.
-fn block_call(bk: &Ident, lk: &Ident, tr_ty: &TokenStream, i: &syn::Index) -> TokenStream {
-    quote!(<#bk as ::structured_async::__private::Block<#lk, #tr_ty>>::call(&mut this.blocks.#i, live))
+/// Collects `k` of every `Transition::AwaitK` the tokens name.
+fn scan_awaits(ts: TokenStream, tr: &str, found: &mut Vec<usize>) {
+    use proc_macro2::TokenTree;
+    let trees: Vec<TokenTree> = ts.into_iter().collect();
+    for (i, tt) in trees.iter().enumerate() {
+        match tt {
+            TokenTree::Group(g) => scan_awaits(g.stream(), tr, found),
+            TokenTree::Ident(id) if *id == tr => {
+                if let (
+                    Some(TokenTree::Punct(p1)),
+                    Some(TokenTree::Punct(p2)),
+                    Some(TokenTree::Ident(v)),
+                ) = (trees.get(i + 1), trees.get(i + 2), trees.get(i + 3))
+                    && p1.as_char() == ':'
+                    && p2.as_char() == ':'
+                    && let Some(k) = v
+                        .to_string()
+                        .strip_prefix("Await")
+                        .and_then(|s| s.parse().ok())
+                {
+                    found.push(k);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn block_closure(block: &BlockOut) -> TokenStream {
