@@ -21,10 +21,10 @@
 //! opaque types once per mention, so compile time grew exponentially along a chain of
 //! machines awaiting machines.
 //!
-//! Every type is a generic parameter (or a projection of one) fixed by inference: each closure's input tuple is the
-//! value an earlier closure put in its `Transition`. Locals sit in each tuple newest first, so
-//! dropping a state (cancellation) drops them in reverse declaration order, after the
-//! in-flight future, as a native frame would.
+//! Every type is a generic parameter (or a projection of one) fixed by inference: each
+//! closure's input tuple is the value an earlier closure put in its `Transition`. Locals sit in
+//! each tuple newest first, so dropping a state (cancellation) drops them in reverse
+//! declaration order, after the in-flight future, as a native frame would.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
