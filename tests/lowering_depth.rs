@@ -97,9 +97,9 @@ fn chain_of_36_levels_is_not_unpin() {
     <Level<36> as Chain>::run(0).check();
 }
 
-#[test]
-fn a_chain_adds_one_per_level_and_polls_the_leaf_once_per_wake() {
-    let fut = <Level<8> as Chain>::run(3);
+/// Polls `fut` to completion with a no-op waker: its output, how many times it was pending,
+/// and how many times the leaf was polled.
+fn run_counting(fut: impl Future<Output = u64>) -> (u64, u32, u32) {
     LEAF_POLLS.with(|p| p.set(0));
     let mut fut = pin!(fut);
     let mut cx = Context::from_waker(Waker::noop());
@@ -110,13 +110,15 @@ fn a_chain_adds_one_per_level_and_polls_the_leaf_once_per_wake() {
             Poll::Pending => pendings += 1,
         }
     };
+    (out, pendings, LEAF_POLLS.with(Cell::get))
+}
+
+#[test]
+fn a_chain_adds_one_per_level_and_polls_the_leaf_once_per_wake() {
+    let (out, pendings, leaf_polls) = run_counting(<Level<8> as Chain>::run(3));
     assert_eq!(out, 1 + 8);
     assert_eq!(pendings, 3, "each pend of the leaf reaches the top once");
-    assert_eq!(
-        LEAF_POLLS.with(Cell::get),
-        4,
-        "no level polls the leaf twice"
-    );
+    assert_eq!(leaf_polls, 4, "no level polls the leaf twice");
 }
 
 /// The bottom of the free-fn chain: the counting leaf.
@@ -142,23 +144,10 @@ free_levels!(free1 awaits free0; free2 awaits free1; free3 awaits free2; free4 a
 
 #[test]
 fn a_chain_of_30_free_fns_builds_and_adds_one_per_level() {
-    LEAF_POLLS.with(|p| p.set(0));
-    let mut fut = pin!(free30(2));
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut pendings = 0;
-    let out = loop {
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => break v,
-            Poll::Pending => pendings += 1,
-        }
-    };
+    let (out, pendings, leaf_polls) = run_counting(free30(2));
     assert_eq!(out, 1 + 30);
     assert_eq!(pendings, 2, "each pend of the leaf reaches the top once");
-    assert_eq!(
-        LEAF_POLLS.with(Cell::get),
-        3,
-        "no level polls the leaf twice"
-    );
+    assert_eq!(leaf_polls, 3, "no level polls the leaf twice");
 }
 
 #[test]
