@@ -45,6 +45,32 @@ fn poll_inline(inline: &Arc<Inline>) {
     }
 }
 
+/// A send nursery whose one child keeps a clone of its waker in the returned slot, pends once
+/// and then returns 40; the nursery returns the child's output + 2. The kept clone is counted,
+/// so its wake takes the shared path, which wakes the nursery's parent.
+fn keeps_its_childs_waker() -> (Task, Arc<Mutex<Option<Waker>>>) {
+    let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
+    let child_kept = Arc::clone(&kept);
+    let task: Task = Box::pin(nursery!(send move |n| {
+        let kept = Arc::clone(&child_kept);
+        let h = n.spawn(async move {
+            let mut first = true;
+            poll_fn(|cx| {
+                if first {
+                    first = false;
+                    *kept.lock().unwrap() = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Poll::Ready(())
+            })
+            .await;
+            40
+        });
+        h.await + 2
+    }));
+    (task, kept)
+}
+
 /// Runs `f` on its own thread and fails if it does not end within 30 seconds (a deadlock),
 /// instead of hanging the test run.
 fn within_30_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -57,27 +83,7 @@ fn within_30_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
 #[test]
 fn a_parent_waker_that_polls_the_nursery_inline_does_not_deadlock() {
     let (polls, output) = within_30_seconds(|| {
-        let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
-        let child_kept = Arc::clone(&kept);
-        let task: Task = Box::pin(nursery!(send move |n| {
-            let kept = Arc::clone(&child_kept);
-            let h = n.spawn(async move {
-                let mut first = true;
-                poll_fn(|cx| {
-                    if first {
-                        first = false;
-                        // A counted clone: its wake takes the shared path, which wakes the
-                        // parent.
-                        *kept.lock().unwrap() = Some(cx.waker().clone());
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(())
-                })
-                .await;
-                40
-            });
-            h.await + 2
-        }));
+        let (task, kept) = keeps_its_childs_waker();
         let inline = Arc::new(Inline {
             task: Mutex::new(Some(task)),
             output: Mutex::new(None),
@@ -134,25 +140,7 @@ fn a_parent_waker_that_waits_for_the_owner_thread_to_poll_does_not_deadlock() {
             polls: polls_tx,
             polled: Mutex::new(polled_rx),
         });
-        let kept: Arc<Mutex<Option<Waker>>> = Arc::default();
-        let child_kept = Arc::clone(&kept);
-        let mut task: Task = Box::pin(nursery!(send move |n| {
-            let kept = Arc::clone(&child_kept);
-            let h = n.spawn(async move {
-                let mut first = true;
-                poll_fn(|cx| {
-                    if first {
-                        first = false;
-                        *kept.lock().unwrap() = Some(cx.waker().clone());
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(())
-                })
-                .await;
-                40
-            });
-            h.await + 2
-        }));
+        let (mut task, kept) = keeps_its_childs_waker();
         let mut poll = || {
             let waker = Waker::from(Arc::new(Handoff(Arc::clone(&owner))));
             task.as_mut().poll(&mut Context::from_waker(&waker))
