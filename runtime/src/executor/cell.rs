@@ -29,6 +29,7 @@
 
 use super::queue::Shared;
 use super::task::{Header, ROOT, TaskRef};
+use std::any::Any;
 use std::cell::{RefCell, UnsafeCell};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -44,7 +45,7 @@ pub(crate) struct Vtable {
     /// `Ready` when it finished (or was already gone).
     poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
     /// Drops the future if it is still there and tells a waiting `JoinHandle` it was
-    /// cancelled (rules 2 and 3).
+    /// cancelled, or hands it the panic of the future's destructor (rules 2 and 3).
     drop_future: unsafe fn(NonNull<Header>),
     /// Frees the allocation once the last reference is gone (rule 2).
     pub(super) dealloc: unsafe fn(NonNull<Header>),
@@ -78,11 +79,15 @@ enum JoinState<T> {
     Finished(std::thread::Result<T>),
     /// The output was handed out.
     Taken,
-    /// Dropped before it finished.
+    /// Dropped before it finished (and its destructor did not panic: a panic there is the
+    /// task's, `Finished` with its payload).
     Cancelled,
     /// No handle (dropped, or a task spawned without one): an output is dropped at once.
     Detached,
 }
+
+/// The payload of a panic, as `catch_unwind` returns it.
+type Payload = Box<dyn Any + Send + 'static>;
 
 /// What [`JoinSlot::poll_join`] found.
 pub(crate) enum Joined<T> {
@@ -121,16 +126,26 @@ impl<T> JoinSlot<T> {
         }
     }
 
-    /// The task's future was dropped before it finished.
-    fn cancel(&self) {
+    /// The task's future was dropped before it finished; `panic` is the payload of its
+    /// destructor's panic, if it panicked. That panic is the task's result, as one of its
+    /// `poll` would be: the handle resumes it. With no handle it is dropped here, like a
+    /// detached task's output (the panic hook has reported it).
+    fn cancel(&self, panic: Option<Payload>) {
         let mut state = self.state.borrow_mut();
-        if let JoinState::Running(waker) = &mut *state {
-            let waker = waker.take();
-            *state = JoinState::Cancelled;
+        let JoinState::Running(waker) = &mut *state else {
+            // `Detached`: the other states exist only once the future is gone.
             drop(state);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+            drop(catch_unwind(AssertUnwindSafe(move || drop(panic))));
+            return;
+        };
+        let waker = waker.take();
+        *state = match panic {
+            Some(payload) => JoinState::Finished(Err(payload)),
+            None => JoinState::Cancelled,
+        };
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -160,15 +175,20 @@ impl<T> JoinSlot<T> {
     }
 
     /// The handle is dropped: an output already there is dropped now (after the borrow), a
-    /// later one as soon as it is produced.
+    /// later one as soon as it is produced. A panic in that drop stays here, as in tokio: the
+    /// handle's owner gave up the output, and the panic hook has reported it.
     pub(crate) fn detach(&self) {
         let previous = self.state.replace(JoinState::Detached);
-        drop(previous);
+        drop(catch_unwind(AssertUnwindSafe(move || drop(previous))));
     }
 }
 
 /// The slab's ownership of a task's future (rules 2 and 3): polls it, and drops it when the
 /// `OwnedTask` is dropped. Not `Send`, not `Clone`.
+///
+/// Dropping it never lets the future's destructor unwind: a panic there is caught and handed
+/// to the `JoinHandle` (dropped when there is none). Only the waker of a handle awaiting the
+/// task, woken once the future is gone, can still unwind out of the drop.
 pub(crate) struct OwnedTask {
     task: TaskRef,
     _not_send: PhantomData<*const ()>,
@@ -308,13 +328,15 @@ unsafe fn drop_future<F: Future>(ptr: NonNull<Header>) {
     let cell = unsafe { ptr.cast::<TaskCell<F>>().as_ref() };
     // SAFETY: rule 3, as in `poll`.
     let slot = unsafe { &mut *cell.future.get() };
-    if slot.is_some() {
-        // Told before the future is dropped in place, as in `poll`: a panic in that drop
-        // unwinds out of here, and the handle (and whoever awaits it) must still learn the
-        // task is over. The handle's waker only queues its task.
-        cell.head.join.cancel();
-        *slot = None;
+    if slot.is_none() {
+        return;
     }
+    // Dropped in place, as in `poll`, and first: a panic in the destructor is caught and
+    // becomes the task's result instead of unwinding into whoever cancelled (an `abort`, the
+    // runtime's drop, the poll loop), and the slot is `None` either way (see `poll`), so the
+    // future is gone before anything below can unwind (an awaiting handle's waker).
+    let dropped = catch_unwind(AssertUnwindSafe(|| *slot = None));
+    cell.head.join.cancel(dropped.err());
 }
 
 /// # Safety

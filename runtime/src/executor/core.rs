@@ -10,6 +10,7 @@ use crate::subsystem::registry::Registry;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::rc::Rc;
@@ -246,7 +247,8 @@ impl Core {
     }
 
     /// Cancels the task behind `task`: drops its future now, or right after its current
-    /// poll when it cancels itself.
+    /// poll when it cancels itself. A panic of the future's destructor goes to the task's
+    /// handle (`cell.rs`), not to the caller.
     pub(crate) fn cancel(&self, task: &TaskRef) {
         let mut tasks = self.tasks.borrow_mut();
         if !tasks.holds(task) {
@@ -264,7 +266,9 @@ impl Core {
     }
 
     /// Drops every task (inside this executor's context, so destructors can still spawn or
-    /// look up subsystems) and refuses further wakes from other threads.
+    /// look up subsystems) and refuses further wakes from other threads. A task whose
+    /// destructor panics hands the panic to its handle, or, detached, swallows it; either way
+    /// the other tasks are still dropped and nothing unwinds out of here.
     pub(crate) fn shutdown(self: &Rc<Self>) {
         let _enter = context::enter(self);
         // Closed however this ends: a task's destructor may panic below, and the runtime is
@@ -329,7 +333,13 @@ impl Drop for Close<'_> {
         let queued = self.0.shared.close();
         let ready = std::mem::take(&mut *self.0.ready.borrow_mut());
         drop(ready);
-        drop(queued);
+        drop(queued.wakes);
+        // Tasks queued by other threads never reached the slab and have no handle: each is
+        // dropped on its own, a panic in its destructor swallowed (the hook reported it) as
+        // for a detached task in the slab, so the others are still dropped.
+        for task in queued.spawned {
+            drop(catch_unwind(AssertUnwindSafe(move || drop(task))));
+        }
     }
 }
 
@@ -412,5 +422,114 @@ mod tests {
         let payload = joined.expect_err("the destructor's panic reached the handle");
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
         assert!(all_vacant(&core));
+    }
+
+    /// Never finishes; counts its drops, then panics if `panics`.
+    struct Pending {
+        drops: Rc<Cell<u32>>,
+        panics: bool,
+    }
+
+    impl Future for Pending {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+    }
+
+    impl Drop for Pending {
+        fn drop(&mut self) {
+            self.drops.set(self.drops.get() + 1);
+            assert!(!self.panics, "the cancelled future's destructor");
+        }
+    }
+
+    fn pending(drops: &Rc<Cell<u32>>, panics: bool) -> Pending {
+        Pending {
+            drops: Rc::clone(drops),
+            panics,
+        }
+    }
+
+    /// The panic a handle's await resumes.
+    fn join_panic<T>(h: JoinHandle<T>) -> String {
+        let mut h = core::pin::pin!(h);
+        let mut cx = Context::from_waker(Waker::noop());
+        let payload = catch_unwind(AssertUnwindSafe(|| h.as_mut().poll(&mut cx)))
+            .err()
+            .expect("awaiting the handle panics");
+        match payload.downcast_ref::<&str>() {
+            Some(message) => (*message).to_owned(),
+            None => payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Cancelled futures whose destructors panic, by `abort`, by the task aborting itself and
+    /// by the runtime's shutdown: no panic leaves those, every slot is freed (and the next
+    /// spawn reuses it), and the handles resume the destructors' panics.
+    #[test]
+    fn a_destructor_panic_on_cancel_frees_the_task_slot() {
+        let drops = Rc::new(Cell::new(0));
+        let core = Core::new(Registry::default(), 16);
+        let h = core.spawn(pending(&drops, true));
+        core.block_on(async {});
+        assert!(catch_unwind(AssertUnwindSafe(|| h.abort())).is_ok());
+        assert_eq!(drops.get(), 1);
+        assert!(all_vacant(&core));
+
+        let own: Rc<RefCell<Option<JoinHandle<()>>>> = Rc::default();
+        let me = Rc::clone(&own);
+        let guard = pending(&drops, true);
+        let h2 = core.spawn(async move {
+            let _guard = guard;
+            me.borrow().as_ref().expect("stored before it runs").abort();
+            std::future::pending::<()>().await
+        });
+        *own.borrow_mut() = Some(h2);
+        assert_eq!(
+            core.tasks.borrow().slots.len(),
+            1,
+            "the freed slot was reused"
+        );
+        assert!(catch_unwind(AssertUnwindSafe(|| core.block_on(async {}))).is_ok());
+        assert_eq!(drops.get(), 2);
+        assert!(all_vacant(&core));
+        let h2 = own.borrow_mut().take().expect("stored above");
+
+        let h3 = core.spawn(pending(&drops, true));
+        drop(core.spawn(pending(&drops, true)));
+        assert!(catch_unwind(AssertUnwindSafe(|| core.shutdown())).is_ok());
+        assert_eq!(drops.get(), 4);
+        assert!(all_vacant(&core));
+        for h in [h, h2, h3] {
+            assert!(join_panic(h).contains("the cancelled future's destructor"));
+        }
+    }
+
+    /// When the waker of a handle awaiting an aborted task panics (a broken executor's), the
+    /// panic reaches the caller of `abort`, but only after the future was dropped and the
+    /// slot freed: nothing is left for the allocation's last reference to drop (on whatever
+    /// thread), and the handle says the task was cancelled.
+    #[test]
+    fn an_awaiter_waker_that_panics_on_abort_finds_the_future_dropped() {
+        let drops = Rc::new(Cell::new(0));
+        let core = Core::new(Registry::default(), 16);
+        let h = core.spawn(pending(&drops, false));
+        let mut h = Box::pin(h);
+        let waker = Waker::from(Arc::new(PanicsOnWake));
+        assert!(
+            h.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        let aborted = catch_unwind(AssertUnwindSafe(|| h.abort()));
+        assert!(aborted.is_err(), "the waker's panic");
+        assert_eq!(drops.get(), 1, "the future was dropped before the wake");
+        assert!(all_vacant(&core));
+        assert!(h.is_finished());
+        assert!(join_panic(*Pin::into_inner(h)).contains("cancelled"));
     }
 }

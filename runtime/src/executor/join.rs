@@ -14,11 +14,13 @@ use std::task::{Context, Poll};
 /// The handle of a task started with [`spawn_local`](super::spawn_local): await it for the
 /// task's output.
 ///
-/// - If the task panicked (in its `poll`, or in the destructor of its finished future, which
-///   the runtime runs before it hands the output over), awaiting the handle resumes that
-///   panic (the runtime itself keeps running its other tasks).
+/// - If the task panicked (in its `poll`, or in the destructor of its future, which the
+///   runtime runs before it hands the output over, and also when the task is cancelled),
+///   awaiting the handle resumes that panic (the runtime itself keeps running its other
+///   tasks).
 /// - Dropping the handle *detaches* the task, as in tokio: it keeps running and its output is
-///   dropped. Use [`JoinHandle::abort`] (or [`Cancel`]) to stop it.
+///   dropped. Use [`JoinHandle::abort`] (or [`Cancel`]) to stop it. A detached task that
+///   panics, in its `poll` or in a destructor, ends quietly (the panic hook reports it).
 ///
 /// ```
 /// use structured_async::{block_on, spawn_local};
@@ -75,7 +77,10 @@ impl<T> JoinHandle<T> {
     }
 
     /// Cancels the task: its future is dropped now (or, if the task aborts itself, as soon as
-    /// its current poll returns). Awaiting the handle afterwards panics.
+    /// its current poll returns). Awaiting the handle afterwards panics: with the panic of the
+    /// future's destructor if it panicked (as in tokio, where that becomes the task's panic
+    /// `JoinError`), else with a message that the task was cancelled. `abort` itself does not
+    /// panic when the destructor does; aborting a finished task does nothing.
     ///
     /// ```
     /// use std::rc::Rc;
@@ -108,9 +113,10 @@ impl<T> Future for JoinHandle<T> {
     type Output = T;
 
     /// # Panics
-    /// Resumes the task's panic if it panicked; panics if the task was cancelled (by
-    /// [`JoinHandle::abort`] or because its runtime was dropped) or if the output was already
-    /// returned.
+    /// Resumes the task's panic if it panicked (in its `poll` or in its future's destructor,
+    /// also when that destructor ran because the task was cancelled); panics if the task was
+    /// cancelled (by [`JoinHandle::abort`] or because its runtime was dropped) or if the
+    /// output was already returned.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         match self.slot().poll_join(cx.waker()) {
             Joined::Pending => Poll::Pending,
@@ -124,7 +130,9 @@ impl<T> Future for JoinHandle<T> {
     }
 }
 
-/// Dropping the handle detaches the task; an output it already produced is dropped here.
+/// Dropping the handle detaches the task; an output it already produced is dropped here. A
+/// panic of that output's destructor does not unwind out of the handle's drop (as in tokio:
+/// the panic hook reports it, and nobody asked for the output).
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         self.slot().detach();

@@ -40,7 +40,10 @@ pub const TIMERS_PRIORITY: u32 = 1;
 ///
 /// Every runtime registers a [`Timers`] subsystem (so `sleep` works) unless the builder was
 /// given one. Tasks spawned on it survive between `block_on` calls, as in tokio; dropping the
-/// runtime drops every task it still holds.
+/// runtime drops every task it still holds. A task whose future panics in its destructor
+/// there does not make the drop panic: the panic goes to the task's [`JoinHandle`] (awaiting
+/// it resumes the panic), and is swallowed for a task with no handle (detached, or queued by
+/// [`Handle::spawn`]), as in tokio; the panic hook reports it either way.
 ///
 /// ```
 /// use structured_async::{Runtime, spawn_local};
@@ -329,7 +332,8 @@ impl std::fmt::Debug for Handle {
 }
 
 /// Runs `future` to completion on a new default [`Runtime`] on this thread. Tasks it spawned
-/// and did not await are dropped when it returns.
+/// and did not await are dropped when it returns (a panic in their destructors does not
+/// replace the output; see [`Runtime`]).
 ///
 /// A panic of `future` propagates out of `block_on`, as in tokio.
 ///
