@@ -304,3 +304,44 @@ fn dropping_a_handle_whose_output_panics_when_dropped_does_not_panic() {
     });
     still_runs(&rt);
 }
+
+/// A waker that panics when woken (a broken executor's), to await a handle with.
+struct PanicsOnWake;
+
+impl std::task::Wake for PanicsOnWake {
+    fn wake(self: Arc<Self>) {
+        panic!("the awaiter's waker");
+    }
+}
+
+/// The runtime's drop wakes the handles awaiting its tasks; when those wakers panic, the
+/// first panic leaves the drop, but only once every task was dropped (two of them aborted the
+/// process before), and each handle still says its task was cancelled.
+#[test]
+fn panicking_awaiter_wakers_skip_no_task_when_the_runtime_drops() {
+    let held = Rc::new(());
+    let rt = Runtime::new();
+    let waker = Waker::from(Arc::new(PanicsOnWake));
+    let mut cx = Context::from_waker(&waker);
+    let mut handles: Vec<JoinHandle<()>> = (0..2)
+        .map(|_| {
+            let held = Rc::clone(&held);
+            rt.spawn_local(async move {
+                let _held = held;
+                std::future::pending::<()>().await
+            })
+        })
+        .collect();
+    for h in &mut handles {
+        assert!(Pin::new(h).poll(&mut cx).is_pending());
+    }
+    let dropped = catch_unwind(AssertUnwindSafe(move || drop(rt)));
+    let payload = dropped.expect_err("the waker's panic left the runtime's drop");
+    assert_eq!(message(&*payload), "the awaiter's waker");
+    assert_eq!(Rc::strong_count(&held), 1, "both tasks were dropped");
+    let mut cx = Context::from_waker(Waker::noop());
+    for mut h in handles {
+        let joined = poll_join(&mut h, &mut cx);
+        assert!(matches!(joined, Poll::Ready(Err(m)) if m.contains("cancelled")));
+    }
+}

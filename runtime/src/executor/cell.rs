@@ -116,7 +116,7 @@ impl<T> JoinSlot<T> {
             drop(state);
             // Nobody takes it: dropped here, and a panic in that drop is the detached task's,
             // which the hook reported; it does not unwind into the executor.
-            drop(catch_unwind(AssertUnwindSafe(move || drop(result))));
+            drop_quietly(result);
             return;
         }
         let previous = std::mem::replace(&mut *state, JoinState::Finished(result));
@@ -135,7 +135,7 @@ impl<T> JoinSlot<T> {
         let JoinState::Running(waker) = &mut *state else {
             // `Detached`: the other states exist only once the future is gone.
             drop(state);
-            drop(catch_unwind(AssertUnwindSafe(move || drop(panic))));
+            drop_quietly(panic);
             return;
         };
         let waker = waker.take();
@@ -179,8 +179,14 @@ impl<T> JoinSlot<T> {
     /// handle's owner gave up the output, and the panic hook has reported it.
     pub(crate) fn detach(&self) {
         let previous = self.state.replace(JoinState::Detached);
-        drop(catch_unwind(AssertUnwindSafe(move || drop(previous))));
+        drop_quietly(previous);
     }
+}
+
+/// Drops `value`, swallowing a panic of its destructor: for what no one can be handed (a
+/// detached task's output or panic), after the panic hook reported it.
+pub(crate) fn drop_quietly<T>(value: T) {
+    drop(catch_unwind(AssertUnwindSafe(move || drop(value))));
 }
 
 /// The slab's ownership of a task's future (rules 2 and 3): polls it, and drops it when the
@@ -313,7 +319,7 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
         Err(payload) => {
             // The output (or the poll's panic) goes in its place; a panic in its own drop is
             // one more of the same task's, reported by the hook like the first.
-            drop(catch_unwind(AssertUnwindSafe(move || drop(result))));
+            drop_quietly(result);
             Err(payload)
         }
     };

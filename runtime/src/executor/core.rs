@@ -271,9 +271,14 @@ impl Core {
     /// the other tasks are still dropped and nothing unwinds out of here.
     pub(crate) fn shutdown(self: &Rc<Self>) {
         let _enter = context::enter(self);
-        // Closed however this ends: a task's destructor may panic below, and the runtime is
-        // gone all the same (an open queue would take spawns nothing runs or drops).
-        let _close = Close(self);
+        // Closed however this ends, and before a panic below resumes: the runtime is gone
+        // all the same (an open queue would take spawns nothing runs or drops).
+        let close = Close(self);
+        // A task's destructor does not unwind here (its panic is the task's, `cell.rs`), but
+        // the waker of a handle awaiting it, woken once the future is gone, may. Each task is
+        // dropped on its own so that such a panic skips no other task (nor aborts when a
+        // second one unwinds through the first); the first resumes once all are dropped.
+        let mut waker_panic = None;
         loop {
             let idle: Vec<Slot> = {
                 let mut tasks = self.tasks.borrow_mut();
@@ -294,7 +299,18 @@ impl Core {
             if idle.is_empty() {
                 break;
             }
-            drop(idle);
+            for slot in idle {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(slot))) {
+                    match waker_panic {
+                        None => waker_panic = Some(payload),
+                        Some(_) => cell::drop_quietly(payload),
+                    }
+                }
+            }
+        }
+        drop(close);
+        if let Some(payload) = waker_panic {
+            std::panic::resume_unwind(payload);
         }
     }
 }
@@ -338,7 +354,7 @@ impl Drop for Close<'_> {
         // dropped on its own, a panic in its destructor swallowed (the hook reported it) as
         // for a detached task in the slab, so the others are still dropped.
         for task in queued.spawned {
-            drop(catch_unwind(AssertUnwindSafe(move || drop(task))));
+            cell::drop_quietly(task);
         }
     }
 }

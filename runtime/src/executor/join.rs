@@ -80,7 +80,9 @@ impl<T> JoinHandle<T> {
     /// its current poll returns). Awaiting the handle afterwards panics: with the panic of the
     /// future's destructor if it panicked (as in tokio, where that becomes the task's panic
     /// `JoinError`), else with a message that the task was cancelled. `abort` itself does not
-    /// panic when the destructor does; aborting a finished task does nothing.
+    /// panic when the destructor does (only a waker that panics when woken, registered by a
+    /// poll of this handle, would unwind out of it, after the future is dropped). Aborting a
+    /// finished task does nothing.
     ///
     /// ```
     /// use std::rc::Rc;

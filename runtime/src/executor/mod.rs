@@ -41,6 +41,12 @@
 //!    queue, which then refuses pushes).
 //! 5. A task's future and output live and die on the executor's thread, whoever drops the
 //!    last reference to the task's allocation (rules 1–4 in `cell.rs`).
+//! 6. A panic of a task's future (its `poll`, or its destructor, whether the task finished or
+//!    was cancelled by an abort or the runtime's drop) never unwinds into the executor or the
+//!    canceller: it is the task's result, which the handle resumes, or is swallowed for a task
+//!    with no handle. So is a panic of the drop of an output nobody takes. Only a waker of a
+//!    handle awaiting the task, woken once the future is gone, can unwind out of a poll, an
+//!    abort or the runtime's drop, leaving the task ended and its slot freed.
 
 mod cell;
 mod context;
