@@ -268,7 +268,8 @@ impl Core {
     /// Drops every task (inside this executor's context, so destructors can still spawn or
     /// look up subsystems) and refuses further wakes from other threads. A task whose
     /// destructor panics hands the panic to its handle, or, detached, swallows it; either way
-    /// the other tasks are still dropped and nothing unwinds out of here.
+    /// the other tasks are still dropped. Only a panic of an awaiting handle's waker leaves
+    /// this, once every task is dropped.
     pub(crate) fn shutdown(self: &Rc<Self>) {
         let _enter = context::enter(self);
         // Closed however this ends, and before a panic below resumes: the runtime is gone
