@@ -67,7 +67,9 @@ fn a_warm_thread_spawns_without_allocating() {
 }
 
 /// Allocations made by a tree of nurseries three deep, `branch` wide at every level, each
-/// leaf a pend-once child: `branch + branch²` inner nurseries alive at once.
+/// leaf a child that yields eight times: a yield nested three nurseries deep runs at most four
+/// times per poll of the outermost one (wake rule 8), so `branch + branch²` inner nurseries
+/// are alive at once when that poll returns.
 fn allocations_for_tree(branch: u64) -> usize {
     let fut = nursery!(|outer| {
         for _ in 0..branch {
@@ -75,7 +77,11 @@ fn allocations_for_tree(branch: u64) -> usize {
                 for _ in 0..branch {
                     mid.spawn(nursery!(|leaves| {
                         for _ in 0..branch {
-                            leaves.spawn(structured_async::yield_now());
+                            leaves.spawn(async {
+                                for _ in 0..8 {
+                                    structured_async::yield_now().await;
+                                }
+                            });
                         }
                     }));
                 }

@@ -50,7 +50,9 @@ fn a_send_nursery_may_move_between_polls() {
     let mut fut = Box::pin(assert_send(nursery!(
         send | n | {
             let counter = &counter;
+            // Two yields: the second waits for the nursery's next poll.
             let h = n.spawn(async move {
+                yield_now().await;
                 yield_now().await;
                 counter.fetch_add(1, Ordering::SeqCst);
                 7
@@ -61,6 +63,7 @@ fn a_send_nursery_may_move_between_polls() {
     )));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(fut.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(counter.load(Ordering::SeqCst), 0);
     // Finish it on another thread: the scope and handles follow the thread polling it.
     let out = std::thread::scope(|s| s.spawn(move || block_on(fut)).join().unwrap());
     assert_eq!(out, 7);

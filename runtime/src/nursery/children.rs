@@ -48,9 +48,16 @@ pub(super) struct Core {
     /// The owner's run queue: nodes to poll this turn, oldest first (wake rule 3).
     run_head: Cell<*const WakeNode>,
     run_tail: Cell<*const WakeNode>,
-    /// Nodes that woke themselves while polled, for the next turn (wake rules 3, 8).
+    /// Nodes that woke themselves in this turn's first lap: polled again in its second lap
+    /// (wake rules 3, 8).
+    again_head: Cell<*const WakeNode>,
+    again_tail: Cell<*const WakeNode>,
+    /// Nodes that woke themselves in this turn's second lap, for the next turn (wake rules 3,
+    /// 8).
     next_head: Cell<*const WakeNode>,
     next_tail: Cell<*const WakeNode>,
+    /// This turn is in its second lap (wake rule 8).
+    late: Cell<bool>,
 }
 
 impl Core {
@@ -68,8 +75,11 @@ impl Core {
             foreign: RefCell::new(None),
             run_head: Cell::new(ptr::null()),
             run_tail: Cell::new(ptr::null()),
+            again_head: Cell::new(ptr::null()),
+            again_tail: Cell::new(ptr::null()),
             next_head: Cell::new(ptr::null()),
             next_tail: Cell::new(ptr::null()),
+            late: Cell::new(false),
         };
         core.hub.set_local(local);
         core.hub.ensure(0, Entry::vacant(), false);
@@ -267,25 +277,38 @@ impl Core {
         append(&self.run_head, &self.run_tail, first, last);
     }
 
-    /// Queues `node`, which woke itself while polled, for the next turn (wake rule 8).
-    /// `alone` is [`HubRef::alone`] read after that poll.
+    /// Queues `node`, which woke itself while polled (wake rule 8): in the turn's first lap,
+    /// for its second lap; in the second lap, for the next turn. `alone` is
+    /// [`HubRef::alone`] read after that poll.
     #[inline]
-    pub(super) fn defer(&self, node: &WakeNode, alone: bool) {
+    pub(super) fn requeue(&self, node: &WakeNode, alone: bool) {
         if node.mark_queued_by_owner(alone) {
             node.set_next(None);
-            append(&self.next_head, &self.next_tail, node, node);
+            if self.late.get() {
+                append(&self.next_head, &self.next_tail, node, node);
+            } else {
+                append(&self.again_head, &self.again_tail, node, node);
+            }
         }
     }
 
-    /// Starts a turn: moves the nodes that woke themselves in the last one, then every node
-    /// woken since, onto the run queue.
+    /// Starts a turn, in its first lap unless `late` (wake rule 8): after what the last turn's
+    /// budget left on the run queue, moves the nodes that woke themselves in the last turn,
+    /// then every node woken since, onto the run queue.
     #[inline]
-    pub(super) fn refill(&self) {
-        let first = self.next_head.replace(ptr::null());
-        if !first.is_null() {
-            let last = self.next_tail.replace(ptr::null());
-            // SAFETY: a non-null list holds live queued nodes of this hub (wake rules 2, 3).
-            unsafe { self.push_run(&*first, &*last) };
+    pub(super) fn refill(&self, late: bool) {
+        self.late.set(late);
+        self.hub.set_late(late);
+        for (head, tail) in [
+            (&self.again_head, &self.again_tail),
+            (&self.next_head, &self.next_tail),
+        ] {
+            let first = head.replace(ptr::null());
+            if !first.is_null() {
+                let last = tail.replace(ptr::null());
+                // SAFETY: a non-null list holds live queued nodes of this hub (wake rules 2, 3).
+                unsafe { self.push_run(&*first, &*last) };
+            }
         }
         if let Some((first, last)) = self.hub.take_ready() {
             self.push_run(first, last);
@@ -305,12 +328,29 @@ impl Core {
         }
     }
 
-    /// The next node on the run queue. Nodes woken meanwhile wait for the next [`Core::refill`],
-    /// so a child that wakes itself is polled once per turn, not until the budget runs out.
-    /// `alone` is [`HubRef::alone`] read since the owner last lent a waker to a poll (a stale
-    /// `false` is always safe: wakers dropped elsewhere only ever make it true).
+    /// Starts the turn's second lap (wake rule 8), if it is not in it yet and some node woke
+    /// itself in the first: moves those nodes onto the run queue; false otherwise.
+    #[cold]
+    pub(super) fn start_second_lap(&self) -> bool {
+        let first = self.again_head.get();
+        if self.late.get() || first.is_null() {
+            return false;
+        }
+        self.again_head.set(ptr::null());
+        let last = self.again_tail.replace(ptr::null());
+        self.late.set(true);
+        self.hub.set_late(true);
+        // SAFETY: a non-null list holds live queued nodes of this hub (wake rules 2, 3).
+        unsafe { self.push_run(&*first, &*last) };
+        true
+    }
+
+    /// The next node on the run queue, with its index. Nodes woken meanwhile wait for
+    /// [`Core::refill_woken`] or [`Core::start_second_lap`] (the caller's), or for the next
+    /// [`Core::refill`]. `alone` is [`HubRef::alone`] read since the owner last lent a waker
+    /// to a poll (a stale `false` is always safe: wakers dropped elsewhere only ever make it
+    /// true).
     #[inline]
-    /// Returns the node with its index.
     pub(super) fn next_ready(&self, alone: bool) -> Option<(&WakeNode, u32)> {
         if self.run_head.get().is_null() {
             return None;
@@ -331,7 +371,10 @@ impl Core {
     /// Whether a node waits to be polled.
     #[inline]
     pub(super) fn has_ready(&self) -> bool {
-        !self.run_head.get().is_null() || !self.next_head.get().is_null() || self.hub.has_ready()
+        !self.run_head.get().is_null()
+            || !self.again_head.get().is_null()
+            || !self.next_head.get().is_null()
+            || self.hub.has_ready()
     }
 
     /// Children not finished yet.

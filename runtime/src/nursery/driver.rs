@@ -82,7 +82,8 @@ where
         }
         core.hub.register_parent(cx.waker());
         let in_poll = core.hub.enter_poll();
-        core.refill();
+        // Polled in the second lap of the parent's turn: so is this whole turn (wake rule 8).
+        core.refill(in_poll.late());
         if let Some((_, grace)) = &mut this.ending {
             if grace.as_mut().poll(cx).is_ready() {
                 // Cleanup took too long: drop the children still at it.
@@ -136,7 +137,7 @@ where
                 let out = body.poll(&mut Context::from_waker(&waker));
                 core.hub.set_polled(None);
                 if core.hub.take_self_woken() && out.is_pending() {
-                    core.defer(node, core.hub.alone());
+                    core.requeue(node, core.hub.alone());
                 }
                 if let Poll::Ready(out) = out {
                     this.body.set(None);
@@ -180,7 +181,8 @@ where
         let again = core.has_ready();
         drop(in_poll);
         if again {
-            // Woken during this turn: run them in the next one, after the caller had its turn.
+            // Nodes that woke themselves in this turn's second lap, or were woken from another
+            // thread: run them in the next one, after the caller had its turn.
             cx.waker().wake_by_ref();
         }
         Poll::Pending
@@ -217,8 +219,9 @@ unsafe fn poll_children(
     let stop = loop {
         let (node, index) = match core.next_ready(alone) {
             Some(ready) => ready,
-            // Children woken by siblings during this turn run in it too.
-            None if core.refill_woken() => continue,
+            // Children woken by siblings during this turn run in it too, and then those that
+            // woke themselves in its first lap (wake rule 8).
+            None if core.refill_woken() || core.start_second_lap() => continue,
             None => break Stop::Idle,
         };
         if index == 0 {
@@ -232,7 +235,7 @@ unsafe fn poll_children(
         alone = core.hub.alone();
         let woken = core.hub.take_self_woken();
         match out {
-            Polled::Pending if woken => core.defer(node, alone),
+            Polled::Pending if woken => core.requeue(node, alone),
             Polled::Pending => {}
             Polled::Done if body_done && core.live() == 0 => break Stop::Finished,
             Polled::Done => {}

@@ -72,7 +72,8 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
         }
     }
 
-    /// Starts `child` inside the nursery; it is first polled in the nursery's next turn.
+    /// Starts `child` inside the nursery; it is first polled after the spawning code yields
+    /// to the nursery (in the same turn if the turn's budget allows), never inside `spawn`.
     ///
     /// The child is stored in the nursery (no task, no box) and polled only when woken. In a
     /// nursery whose body returns `Result<_, E>` a child returns `()` or `Result<_, E>`, and

@@ -35,7 +35,7 @@
 //!    child that is not being polled right now, and the owner flips its `queued` flag with a
 //!    plain load and store ([`WakeNode::mark_queued_by_owner`]): when it spawns a child,
 //!    queues the body or a sibling that awaits a finished child's handle, queues a child for
-//!    its async cleanup, or defers a node that woke itself once its poll is over; and it
+//!    its async cleanup, or requeues a node that woke itself once its poll is over; and it
 //!    clears the flag with a plain store right before polling the child
 //!    ([`WakeNode::clear_queued`]), before the poll can lend the waker out.
 //! 7. A [`Local`](super::Local) tree is polled by one thread only (its future is not `Send`),
@@ -46,9 +46,15 @@
 //! 8. While a thread polls a node's child (or the body), that node's own wakes on that
 //!    thread only set a flag in a thread-local record (`POLLING`, saved, cleared and given
 //!    back around each poll of a nursery, as nurseries nest); after the poll the owner queues the
-//!    node for the next turn, so a child that yields runs again only after the nursery's
-//!    caller had its turn. Wakes of other nodes during a turn run in the same turn, up to
-//!    its budget.
+//!    node itself. A turn polls the nodes queued and those woken by siblings meanwhile (its
+//!    first lap), then, once none is left, the nodes that woke themselves in the first lap
+//!    (its second lap, from which on every node that wakes itself waits for the next turn).
+//!    So a child that pends once finishes in one turn, and one that keeps yielding is polled
+//!    at most twice before the nursery's caller has its turn. The record also says whether
+//!    the turn that polls the node is in its second lap: a nursery polled then (nested in the
+//!    node's child) runs its own turn as a second lap from the start, so a yield nested `d`
+//!    nurseries deep runs `d + 1` times before the outermost caller's turn, not `2^d`. Wakes
+//!    of other nodes during a turn run in the same turn. Every turn stops at its budget.
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
@@ -155,14 +161,17 @@ thread_local! {
         Polling {
             node: Cell::new(ptr::null()),
             woken: Cell::new(false),
+            late: Cell::new(false),
         }
     };
 }
 
-/// What this thread polls right now: a node, and whether that node woke itself meanwhile.
+/// What this thread polls right now: a node, whether that node woke itself meanwhile, and
+/// whether the turn polling it is in its second lap (wake rule 8).
 struct Polling {
     node: Cell<*const WakeNode>,
     woken: Cell<bool>,
+    late: Cell<bool>,
 }
 
 /// A token for the calling thread (wake rule 5). Never fails: the thread-local has a constant
@@ -419,11 +428,13 @@ impl HubRef {
         self.hub().in_poll.store(true, Ordering::Relaxed);
         // The flag starts clear: a wake recorded for the node polled outside (whose poll
         // polls this nursery) is not one of this nursery's children's.
-        let (node, woken) = POLLING.with(|p| (p.node.get(), p.woken.replace(false)));
+        let (node, woken, late) =
+            POLLING.with(|p| (p.node.get(), p.woken.replace(false), p.late.get()));
         InPoll {
             hub: self.hub(),
             node,
             woken,
+            late,
         }
     }
 
@@ -432,6 +443,13 @@ impl HubRef {
     pub(super) fn set_polled(&self, node: Option<&WakeNode>) {
         let node = node.map_or(ptr::null(), ptr::from_ref);
         POLLING.with(|p| p.node.set(node));
+    }
+
+    /// Records whether a wake of itself by a node polled from now on in this turn waits for
+    /// the next turn (wake rule 8); [`InPoll`] gives the old value back.
+    #[inline]
+    pub(super) fn set_late(&self, late: bool) {
+        POLLING.with(|p| p.late.set(late));
     }
 
     /// Whether the node just polled woke itself on this thread during its poll (wake rule
@@ -615,17 +633,28 @@ pub(super) struct InPoll<'a> {
     hub: &'a Hub,
     node: *const WakeNode,
     woken: bool,
+    late: bool,
+}
+
+impl InPoll<'_> {
+    /// Whether this poll of the nursery happens in the second lap of an enclosing nursery's
+    /// turn: then this nursery's turn is a second lap from the start (wake rule 8).
+    #[inline]
+    pub(super) fn late(&self) -> bool {
+        !self.node.is_null() && self.late
+    }
 }
 
 impl Drop for InPoll<'_> {
     #[inline]
     fn drop(&mut self) {
         self.hub.in_poll.store(false, Ordering::Relaxed);
-        let (node, woken) = (self.node, self.woken);
+        let (node, woken, late) = (self.node, self.woken, self.late);
         // Fails only while the thread's locals are destroyed, when nothing is polled.
         let _ = POLLING.try_with(|p| {
             p.node.set(node);
             p.woken.set(woken);
+            p.late.set(late);
         });
     }
 }
@@ -671,8 +700,8 @@ fn wake(node: *const ()) {
 
 fn wake_by_ref(node: *const ()) {
     let node = node.cast::<WakeNode>();
-    // The child being polled on this thread woke itself: it runs again next turn (wake rule
-    // 8). Read before the node, so a yield touches nothing but this thread's record.
+    // The child being polled on this thread woke itself: the owner queues it after the poll
+    // (wake rule 8). Read before the node, so a yield touches nothing but this thread's record.
     let self_wake = POLLING.try_with(|p| {
         let polled = p.node.get() == node;
         if polled {
