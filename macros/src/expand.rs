@@ -83,6 +83,7 @@ fn expand(args: &Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         Ok(e) => (e, None),
         Err(e) => (None, Some(e)),
     };
+    let explicit_mut_self = explicit.is_some() && crate::lower::receiver_is_mut(&item);
     let body = match explicit {
         Some(machine) => machine,
         None => {
@@ -95,6 +96,12 @@ fn expand(args: &Args, mut item: ItemFn) -> syn::Result<TokenStream> {
         }
     };
     report.print();
+    // The machine moves `self` into its first block, which binds it `mut`: the signature's
+    // `mut` would be unused there.
+    let mut parts = parts;
+    if explicit_mut_self && let Some(syn::FnArg::Receiver(r)) = parts.sig.inputs.first_mut() {
+        r.mutability = None;
+    }
     let out = emit(&item, &parts, yields, &quote!(#keep_used #body));
     Ok(match strict_error {
         Some(e) => {

@@ -39,7 +39,8 @@ pub(crate) fn token_idents(tokens: TokenStream, out: &mut Vec<Ident>) {
             TokenTree::Group(g) => token_idents(g.stream(), out),
             TokenTree::Literal(l) => {
                 let s = l.to_string();
-                if s.starts_with('"') {
+                // `"…"`, `r"…"`, `r#"…"#`: the literals a format string can be.
+                if s.starts_with('"') || s.starts_with("r\"") || s.starts_with("r#") {
                     inline_captures(&s, l.span(), out);
                 }
             }

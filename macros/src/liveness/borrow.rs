@@ -30,6 +30,13 @@ impl<'ast> Visit<'ast> for BorrowProbe<'_> {
                 Some(root) => self.check(root, true),
                 None => visit::visit_expr(self, e),
             },
+            // The result holds what its receiver's items hold, no borrow of the receiver.
+            Expr::MethodCall(m) if carrying_call(e).is_some() => {
+                self.visit_expr(&m.receiver);
+                for a in &m.args {
+                    self.visit_expr(a);
+                }
+            }
             Expr::MethodCall(m) if !owned_result(e) => {
                 if let Some(root) = place_root(&m.receiver) {
                     self.check(root, true);

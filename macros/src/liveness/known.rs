@@ -3,17 +3,12 @@
 
 use super::*;
 
-/// Methods whose result owns its data, so `let y = x.m()` does not borrow `x`.
-pub(super) const OWNED_RESULT: &[&str] = &[
+/// Methods whose result is a plain value (a number, `bool`, `String`, `Ordering`, a parsed
+/// value) holding no borrow at all, so `let y = x.m()` borrows nothing.
+pub(super) const PLAIN_RESULT: &[&str] = &[
     "len",
     "is_empty",
-    "clone",
-    "cloned",
-    "copied",
     "to_string",
-    "to_owned",
-    "to_vec",
-    "collect",
     "count",
     "sum",
     "product",
@@ -26,19 +21,31 @@ pub(super) const OWNED_RESULT: &[&str] = &[
     "ne",
     "cmp",
     "partial_cmp",
-    "max",
-    "min",
     "abs",
     "pow",
-    "into",
     "is_some",
     "is_none",
     "is_ok",
     "is_err",
     "to_uppercase",
     "to_lowercase",
-    "unwrap_or_default",
     "capacity",
+];
+
+/// Methods whose result takes no new borrow of its receiver, but carries whatever borrows the
+/// receiver's items hold: `v.iter().collect()` and `v.iter().max()` still borrow `v`,
+/// `s.clone()` borrows nothing when `s` holds no borrow.
+pub(super) const CARRYING_RESULT: &[&str] = &[
+    "clone",
+    "cloned",
+    "copied",
+    "to_owned",
+    "to_vec",
+    "collect",
+    "max",
+    "min",
+    "into",
+    "unwrap_or_default",
 ];
 
 /// Methods that take `self` by value on every common type that has them.
@@ -212,10 +219,33 @@ pub(crate) fn owned_result(e: &Expr) -> bool {
         Expr::Lit(_) | Expr::Cast(_) => true,
         Expr::Binary(b) => !is_compound_assign(&b.op),
         Expr::Unary(u) => !matches!(u.op, syn::UnOp::Deref(_)) || owned_result(&u.expr),
-        Expr::MethodCall(m) => OWNED_RESULT.contains(&m.method.to_string().as_str()),
+        Expr::MethodCall(m) => {
+            let name = m.method.to_string();
+            PLAIN_RESULT.contains(&name.as_str())
+                || (CARRYING_RESULT.contains(&name.as_str()) && owns_its_items(&m.receiver))
+        }
         Expr::Paren(p) => owned_result(&p.expr),
         Expr::Macro(m) => m.mac.path.is_ident("format"),
         _ => false,
+    }
+}
+
+/// Whether a value's items hold no borrow taken by the value itself: a place, or an owned
+/// result. (A place's own borrows, if any, are the local's: see `BorrowProbe`.)
+fn owns_its_items(e: &Expr) -> bool {
+    match e {
+        Expr::Path(_) | Expr::Field(_) | Expr::Index(_) => true,
+        Expr::Paren(p) => owns_its_items(&p.expr),
+        _ => owned_result(e),
+    }
+}
+
+/// `x.m(..)` with `m` in [`CARRYING_RESULT`].
+pub(super) fn carrying_call(e: &Expr) -> Option<&syn::ExprMethodCall> {
+    match e {
+        Expr::MethodCall(m) if CARRYING_RESULT.contains(&m.method.to_string().as_str()) => Some(m),
+        Expr::Paren(p) => carrying_call(&p.expr),
+        _ => None,
     }
 }
 

@@ -116,7 +116,11 @@ pub(crate) struct Analysis {
     pos: usize,
     /// Stack of mention collectors (operands of awaits being walked).
     collecting: Vec<Vec<(LocalId, Use)>>,
-    in_closure: Vec<bool>,
+    /// The closures and `async` blocks being walked, innermost last: whether each is `move`,
+    /// and the first local declared inside it (older ones are captured).
+    in_closure: Vec<(bool, LocalId)>,
+    /// The mention being recorded names the base of a field access (`x` in `x.a.b`).
+    via_field: bool,
     depth: usize,
     arms: Vec<(usize, usize)>,
     constructs: usize,
@@ -157,6 +161,19 @@ impl Analysis {
     }
 
     fn mention_at(&mut self, id: LocalId, kind: Use, node: Option<usize>) {
+        // A `move` closure or block takes what it captures by value however it uses it: the
+        // whole local, or only the fields it names (edition 2021 precise captures). The
+        // rewrites of the body (drop flags) must not reach inside it.
+        let (kind, node) = if self.captured_by_move(id) {
+            let moved = if kind == Use::Field || self.via_field {
+                Use::Field
+            } else {
+                Use::Move
+            };
+            (moved, None)
+        } else {
+            (kind, node)
+        };
         let pos = self.tick();
         self.mentions.push(Mention {
             local: id,
@@ -170,6 +187,13 @@ impl Analysis {
         if let Some(c) = self.collecting.last_mut() {
             c.push((id, kind));
         }
+    }
+
+    /// Whether a `move` closure or block entered after `id` was declared encloses this point.
+    fn captured_by_move(&self, id: LocalId) -> bool {
+        self.in_closure
+            .iter()
+            .any(|&(is_move, first)| is_move && id < first)
     }
 
     fn mention_name(&mut self, name: &Ident, kind: Use) {
@@ -260,7 +284,7 @@ impl Analysis {
 
     /// Whether `e` may evaluate to something borrowing a local of this frame.
     fn may_borrow(&self, e: &Expr) -> bool {
-        if owned_result(e) {
+        if owned_result(e) && carrying_call(e).is_none() {
             return false;
         }
         let mut probe = BorrowProbe {
@@ -322,21 +346,28 @@ impl Analysis {
     }
 
     fn place_mention(&mut self, e: &Expr, kind: Use) {
+        self.place_mention_in(e, kind, false);
+    }
+
+    /// `through_field`: `e` is the base of a field access.
+    fn place_mention_in(&mut self, e: &Expr, kind: Use, through_field: bool) {
         match e {
             Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                self.via_field = through_field;
                 self.mention_path(e, &p.path.segments[0].ident, kind);
+                self.via_field = false;
             }
             // Moving through a field moves only that field; nothing moves out of an index.
             Expr::Field(f) => {
                 let kind = if kind == Use::Move { Use::Field } else { kind };
-                self.place_mention(&f.base, kind);
+                self.place_mention_in(&f.base, kind, true);
             }
             Expr::Index(i) => {
                 let kind = if kind == Use::Move { Use::Ref } else { kind };
-                self.place_mention(&i.expr, kind);
+                self.place_mention_in(&i.expr, kind, false);
                 self.visit_expr(&i.index);
             }
-            Expr::Paren(p) => self.place_mention(&p.expr, kind),
+            Expr::Paren(p) => self.place_mention_in(&p.expr, kind, through_field),
             _ => self.visit_expr(e),
         }
     }

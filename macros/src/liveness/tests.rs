@@ -80,6 +80,55 @@ fn borrows_of_locals_are_found_transitively() {
 }
 
 #[test]
+fn what_a_result_carries_from_its_receiver() {
+    let (a, _) = analyse(
+        "{ let v = vec![1]; let s = String::new(); let parts: Vec<&str> = s.split(' ').collect(); \
+           let all: Vec<_> = v.iter().collect(); let top = v.iter().max(); let again = parts.clone(); \
+           let n = v.iter().count(); let owned = v.clone(); }",
+    );
+    let borrowing = |n: &str| a.locals[id(&a, n, 0)].borrowing;
+    assert!(borrowing("parts"));
+    assert!(borrowing("all"));
+    assert!(borrowing("top"));
+    assert!(
+        borrowing("again"),
+        "a clone of a borrowing local borrows too"
+    );
+    assert!(!borrowing("n"));
+    assert!(!borrowing("owned"));
+}
+
+#[test]
+fn a_move_closure_or_block_takes_its_captures_by_value() {
+    let (a, _) = analyse(
+        "{ let s = f(); let t = f(); let u = f(); let k = f(); \
+           let b = async move { s.len() }; let c = move || t.a.len(); let d = || u.len(); \
+           let e = move |k: u32| k; }",
+    );
+    let first = |n: &str| kinds(&a, id(&a, n, 0));
+    assert_eq!(first("s"), [Use::Move]);
+    assert_eq!(first("t"), [Use::Field], "only the field named is captured");
+    assert_eq!(first("u"), [Use::Ref], "a plain closure borrows for `len`");
+    assert!(
+        first("k").is_empty(),
+        "the closure's own `k` is another local"
+    );
+    // Drop flags never rewrite a mention inside a `move` capture.
+    assert!(
+        a.mentions
+            .iter()
+            .filter(|m| m.kind == Use::Move)
+            .all(|m| m.node.is_none())
+    );
+}
+
+#[test]
+fn a_call_of_a_local_may_borrow_or_consume_it() {
+    let (a, _) = analyse("{ let f = g(); let x = f(1); }");
+    assert_eq!(kinds(&a, id(&a, "f", 0)), [Use::Unknown]);
+}
+
+#[test]
 fn a_local_of_a_primitive_type_holds_no_borrow_whatever_is_assigned() {
     let (a, _) = analyse(
         "{ let v = vec![1]; let f = |x: u64| x; let r = &v[0]; \
@@ -108,8 +157,9 @@ fn moves_inside_branches_are_conditional() {
 fn format_strings_capture_locals_by_name() {
     let mut out = Vec::new();
     token_idents(quote::quote!(format!("{a} {{b}} {c:?} {0}", d)), &mut out);
+    token_idents(quote::quote!(println!(r"{e}", r#"{f}"#)), &mut out);
     let names: Vec<String> = out.iter().map(ToString::to_string).collect();
-    assert_eq!(names, ["format", "a", "c", "d"]);
+    assert_eq!(names, ["format", "a", "c", "d", "println", "e", "f"]);
 }
 
 #[test]

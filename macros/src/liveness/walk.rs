@@ -100,6 +100,16 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.mention_path(e, &p.path.segments[0].ident, kind);
             }
             Expr::Reference(r) => self.place_mention(&r.expr, Use::Ref),
+            // Calling a local borrows it (`Fn`, `FnMut`, and the future of an `AsyncFn`
+            // may go on borrowing it) or consumes it (`FnOnce`).
+            Expr::Call(c)
+                if matches!(&*c.func, Expr::Path(_) | Expr::Field(_) | Expr::Paren(_)) =>
+            {
+                self.place_mention(&c.func, Use::Unknown);
+                for a in &c.args {
+                    self.visit_expr(a);
+                }
+            }
             Expr::Field(_) => self.place_mention(e, Use::Field),
             Expr::Index(_) => self.place_mention(e, Use::Ref),
             Expr::MethodCall(m) => {
@@ -162,7 +172,8 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.depth += 1;
                 let k = self.construct();
                 self.enter_arm(k, 0);
-                self.in_closure.push(c.capture.is_some());
+                self.in_closure
+                    .push((c.capture.is_some(), self.locals.len()));
                 self.push_scope();
                 for p in &c.inputs {
                     self.bind_pattern(p, false, false, false);
@@ -174,7 +185,8 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.depth -= 1;
             }
             Expr::Async(a) => {
-                self.in_closure.push(a.capture.is_some());
+                self.in_closure
+                    .push((a.capture.is_some(), self.locals.len()));
                 let c = self.construct();
                 self.enter_arm(c, 0);
                 self.visit_block(&a.block);

@@ -100,6 +100,14 @@ impl Lowerer<'_> {
                 "a `_` pattern keeps part of a temporary scrutinee alive across the arms' awaits",
             );
         }
+        // The temporaries of a scrutinee (`match f(&g()).await`, `match v().len()`) live to
+        // the end of the `match`, across the arms' awaits.
+        if !place && !no_temporaries(scrut) {
+            return fallback(
+                span,
+                "a scrutinee whose temporaries would live across the arms' awaits",
+            );
+        }
         if expr_await(scrut).is_some() {
             let Some((aw, fut)) = spine(scrut) else {
                 return fallback(span, "an await nested inside a scrutinee");

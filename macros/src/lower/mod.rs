@@ -249,7 +249,17 @@ fn lower_body(
         _ => quote!((#(#outer,)*)),
     };
     let mut out_blocks = Vec::new();
-    let start_input: Vec<(Ident, bool)> = outer.iter().map(|o| (o.clone(), false)).collect();
+    // `mut self` stays mutable in the body.
+    let start_input: Vec<(Ident, bool)> = outer
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            (
+                o.clone(),
+                i == 0 && self_ident.is_some() && receiver_is_mut(item),
+            )
+        })
+        .collect();
     let n_blocks = lw.blocks.len();
     let n_awaits = lw
         .blocks
@@ -330,7 +340,13 @@ fn analyze(
     let mut a = Analysis::default();
     let mut param_of = Vec::new();
     if let Some(this) = this {
-        a.declare_param(&ident_pat(this), receiver_type(item).as_ref());
+        let mut pat = ident_pat(this);
+        if let syn::Pat::Ident(pi) = &mut pat
+            && receiver_is_mut(item)
+        {
+            pi.mutability = Some(Default::default());
+        }
+        a.declare_param(&pat, receiver_type(item).as_ref());
         param_of.push(None);
     }
     for (i, p) in parts.params.iter().enumerate() {
@@ -395,6 +411,11 @@ fn receiver_type(item: &ItemFn) -> Option<syn::Type> {
         Some(syn::FnArg::Receiver(r)) => Some((*r.ty).clone()),
         _ => None,
     }
+}
+
+/// A `mut self` receiver (not `&mut self`).
+pub(crate) fn receiver_is_mut(item: &ItemFn) -> bool {
+    matches!(item.sig.inputs.first(), Some(syn::FnArg::Receiver(r)) if r.reference.is_none() && r.mutability.is_some())
 }
 
 fn ident_pat(ident: &Ident) -> syn::Pat {

@@ -234,6 +234,8 @@ pub(super) fn no_temporaries(e: &Expr) -> bool {
         Expr::Group(g) => no_temporaries(&g.expr),
         Expr::Cast(c) => no_temporaries(&c.expr),
         Expr::Await(a) => no_temporaries(&a.base),
+        // `v?` moves `v` into its `match`.
+        Expr::Try(t) => no_temporaries(&t.expr),
         Expr::Reference(r) => pure_place(&r.expr),
         Expr::Field(f) => pure_place(&f.base),
         Expr::Tuple(t) => t.elems.iter().all(no_temporaries),
@@ -276,12 +278,11 @@ pub(super) fn paren_path_break_value(b: &mut syn::ExprBreak) {
 
 /// Whether `name` appears as an identifier anywhere in `s` (macro arguments included).
 pub(super) fn mentions_ident(s: &Stmt, name: &Ident) -> bool {
+    // Format strings name locals too (`format!("{x}")`).
     fn walk(tokens: TokenStream, name: &Ident) -> bool {
-        tokens.into_iter().any(|t| match t {
-            proc_macro2::TokenTree::Ident(i) => i == *name,
-            proc_macro2::TokenTree::Group(g) => walk(g.stream(), name),
-            _ => false,
-        })
+        let mut idents = Vec::new();
+        crate::liveness::token_idents(tokens, &mut idents);
+        idents.iter().any(|i| i == name)
     }
     let Stmt::Local(l) = s else {
         return walk(quote::ToTokens::to_token_stream(s), name);

@@ -1,0 +1,682 @@
+//! Differential tests of `#[structured]` on bodies written the way async Rust is written in
+//! practice: methods touching several fields, generic fns over traits returning futures,
+//! `async fn` in traits, `move` blocks and closures, nurseries, shadowing, early returns.
+//! Each body is compiled both as `#[structured]` and as a native `async fn` (see
+//! `support/macros.rs`); both must agree on output, event and drop order, run to completion
+//! and cancelled after every poll. The first group once failed to compile or behaved
+//! differently under `#[structured]`; the rest guard shapes that already agreed.
+
+mod support;
+
+use std::future::Future;
+
+use support::macros::differential;
+#[allow(unused_imports)]
+use support::{Noisy, ev, pass, show, tick, tick_named};
+
+// A `move` block captures `name` by value although its body only borrows it (`name.len()`):
+// the adapter handed `name` back after the block had taken it.
+differential! {
+    async_move_block_awaited_inline,
+    entry: blocks(Noisy::new("arg")),
+    #[lowered]
+    async fn blocks(arg: Noisy) -> usize {
+        let name = arg.name().to_string();
+        let a = async move { tick(name.len()).await }.await;
+        let other = Noisy::new("other");
+        let fut = async { show(&other).await + show(&arg).await };
+        let b = fut.await;
+        let c = async move { tick(arg.touch()).await }.await;
+        a + b + c
+    }
+}
+
+// A `move` block or closure that names one field takes only that field (edition 2021).
+differential! {
+    move_captures_of_one_field,
+    entry: fields(),
+    struct Two { a: Noisy, b: Noisy }
+    #[lowered]
+    async fn fields() -> usize {
+        let t = Two { a: Noisy::new("a"), b: Noisy::new("b") };
+        let x = async move { tick(t.a.touch()).await }.await;
+        let u = Two { a: Noisy::new("ua"), b: Noisy::new("ub") };
+        let f = move || u.a.touch();
+        let y = tick(f()).await;
+        ev("after");
+        x + y + tick(t.b.touch() + u.b.touch()).await
+    }
+}
+
+// `let i = format!("<{i}>")` reads the `i` it shadows through the format string.
+differential! {
+    shadowing_read_by_a_format_string,
+    entry: shadows(3),
+    #[lowered]
+    async fn shadows(n: u32) -> String {
+        let mut acc = String::new();
+        for i in 0..n {
+            let i = tick(i * 2).await;
+            let i = format!("<{i}>");
+            let i = Noisy::new(i);
+            tick(()).await;
+            acc.push_str(i.name());
+        }
+        acc
+    }
+}
+
+// A `mut self` receiver: the first block bound `self` without `mut`.
+differential! {
+    mut_self_and_self_receivers,
+    entry: async {
+        let b = Batch { items: vec![Noisy::new("i1")], tag: Noisy::new("tag") };
+        let b = b.add(Noisy::new("i2")).await;
+        b.finish().await
+    },
+    struct Batch { items: Vec<Noisy>, tag: Noisy }
+    impl Batch {
+        #[lowered]
+        async fn add(mut self, n: Noisy) -> Self {
+            tick(()).await;
+            self.items.push(n);
+            self
+        }
+        #[lowered]
+        async fn finish(self) -> Vec<String> {
+            let mut names = vec![];
+            for it in self.items {
+                names.push(tick(it.name().to_string()).await);
+            }
+            names.push(self.tag.name().to_string());
+            names
+        }
+    }
+}
+
+// Calling a local closure borrows it: the future of an `AsyncFn` goes on borrowing it, and a
+// `move` closure called before an await still holds its captures to the end of the scope.
+differential! {
+    calls_of_local_closures,
+    entry: async { run_cb(async |x: u32| tick(x * 2).await).await },
+    #[lowered]
+    async fn run_cb(f: impl AsyncFn(u32) -> u32) -> u32 {
+        let n = Noisy::new("n");
+        let g = move || n.touch() as u32;
+        let a = f(g()).await;
+        let b = f(a).await;
+        ev("end");
+        a + b
+    }
+}
+
+// `collect` of an iterator over borrowed items borrows too: here, futures borrowing `items`.
+differential! {
+    collected_futures_borrow_their_source,
+    entry: handles(),
+    #[lowered]
+    async fn handles() -> Vec<usize> {
+        let items = vec![Noisy::new("x"), Noisy::new("yy")];
+        let futs: Vec<_> = items.iter().map(|n| async move { tick(n.touch()).await }).collect();
+        let mut out = vec![];
+        for f in futs {
+            out.push(f.await);
+        }
+        let longest = items.iter().map(|n| n.name().len()).max();
+        out.push(tick(longest.unwrap_or(0)).await);
+        drop(items);
+        out
+    }
+}
+
+// The temporaries of a `match` scrutinee live to the end of the `match`, across its arms'
+// awaits: the vector here, and the one in the awaited call's argument.
+differential! {
+    match_scrutinee_temporaries,
+    entry: scrut(),
+    #[lowered]
+    async fn scrut() -> u32 {
+        let mut r = 0;
+        match vec![Noisy::new("t")].len() {
+            0 => {}
+            n => {
+                r = tick(n as u32).await;
+            }
+        }
+        ev("after match");
+        match tick(vec![Noisy::new("x")].len() as u32).await {
+            1 => {
+                ev("one");
+                r + tick(1).await
+            }
+            n => n,
+        }
+    }
+}
+
+// Shapes that agreed from the start.
+
+differential! {
+    method_touching_several_fields,
+    entry: async {
+        let mut c = Conn { buf: vec![1, 2, 3], sent: 0, name: Noisy::new("conn"), log: Vec::new() };
+        let r = c.flush(2).await;
+        (r, c.sent, c.log.clone(), c.buf.len())
+    },
+    struct Conn { buf: Vec<u8>, sent: usize, name: Noisy, log: Vec<String> }
+    impl Conn {
+        #[lowered]
+        async fn flush(&mut self, max: usize) -> usize {
+            let start = self.sent;
+            while !self.buf.is_empty() && self.sent - start < max {
+                let b = self.buf.remove(0);
+                let n = tick(b as usize).await;
+                self.sent += 1;
+                self.log.push(format!("{} sent {n}", self.name));
+            }
+            self.name.touch();
+            self.sent - start
+        }
+    }
+}
+
+differential! {
+    generic_fns_over_traits_returning_futures,
+    entry: async {
+        let mut r = Repo { rows: vec![] };
+        let n = ingest(&mut r, vec!["a".to_string(), "bb".to_string()]).await;
+        (n, r.rows, sum_all(&Store { base: 10 }, &[1, 2, 3]).await)
+    },
+    trait Source {
+        fn fetch(&self, k: u32) -> impl Future<Output = u32>;
+    }
+    struct Store { base: u32 }
+    impl Source for Store {
+        fn fetch(&self, k: u32) -> impl Future<Output = u32> {
+            let b = self.base;
+            async move { tick(b + k).await }
+        }
+    }
+    trait Sink<T> {
+        fn put(&mut self, t: T) -> impl Future<Output = Result<usize, String>>;
+    }
+    struct Repo { rows: Vec<String> }
+    impl Sink<String> for Repo {
+        fn put(&mut self, t: String) -> impl Future<Output = Result<usize, String>> {
+            self.rows.push(t);
+            let n = self.rows.len();
+            async move { tick(Ok(n)).await }
+        }
+    }
+    #[lowered]
+    async fn sum_all<S>(s: &S, keys: &[u32]) -> u32
+    where
+        S: Source + ?Sized,
+    {
+        let mut total = 0;
+        for k in keys {
+            total += s.fetch(*k).await;
+        }
+        total
+    }
+    #[lowered]
+    async fn ingest<S, I>(sink: &mut S, items: I) -> Result<usize, String>
+    where
+        S: Sink<String> + ?Sized,
+        I: IntoIterator<Item = String>,
+    {
+        let mut last = 0;
+        for it in items {
+            last = sink.put(it.to_uppercase()).await?;
+        }
+        Ok(last)
+    }
+}
+
+differential! {
+    async_fn_in_a_trait_impl,
+    entry: async {
+        let mut w = Worker { done: Vec::new(), tag: Noisy::new("w") };
+        let a = w.step(3).await;
+        let b = w.step(0).await;
+        (a, b, w.done.clone())
+    },
+    trait Step {
+        async fn step(&mut self, n: u32) -> Result<u32, String>;
+    }
+    struct Worker { done: Vec<u32>, tag: Noisy }
+    impl Step for Worker {
+        #[lowered]
+        async fn step(&mut self, n: u32) -> Result<u32, String> {
+            if n == 0 {
+                return Err(format!("{}: zero", self.tag));
+            }
+            let v = tick(n * 2).await;
+            self.done.push(v);
+            Ok(v + self.done.len() as u32)
+        }
+    }
+}
+
+differential! {
+    match_on_enum_references_with_guards,
+    entry: async {
+        let ms = vec![Msg::Text(Noisy::new("hi")), Msg::Num(4), Msg::Num(40), Msg::Pair(1, 2), Msg::Quit];
+        handle(&ms).await
+    },
+    enum Msg { Text(Noisy), Num(u32), Pair(u32, u32), Quit }
+    #[lowered]
+    async fn handle(ms: &[Msg]) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in ms {
+            match m {
+                Msg::Text(t) if t.name().len() > 1 => {
+                    let n = show(t).await;
+                    out.push(format!("text {n}"));
+                }
+                Msg::Text(_) => out.push("short".into()),
+                Msg::Num(n) if *n > 10 => out.push(format!("big {}", tick(*n).await)),
+                Msg::Num(n) => {
+                    let doubled = tick(n * 2).await;
+                    out.push(format!("num {doubled} {n}"));
+                }
+                &Msg::Pair(a, b) => {
+                    let (x, y) = (tick(a).await, tick(b).await);
+                    out.push(format!("pair {x} {y}"));
+                }
+                Msg::Quit => break,
+            }
+        }
+        out
+    }
+}
+
+differential! {
+    errors_with_question_marks_and_conversions,
+    entry: async {
+        let show = |r: Result<u32, Box<dyn std::error::Error>>| r.map_err(|e| e.to_string());
+        (show(load("12").await), show(load("x").await), show(load("").await), step_all(vec![Ok(1), Err("bad".into()), Ok(3)]).await.map_err(AppErr::text))
+    },
+    enum AppErr { Io(String), Limit(u32) }
+    impl From<String> for AppErr { fn from(s: String) -> Self { AppErr::Io(s) } }
+    impl AppErr {
+        fn text(self) -> String {
+            match self {
+                AppErr::Io(s) => s,
+                AppErr::Limit(n) => format!("limit {n}"),
+            }
+        }
+    }
+    #[lowered]
+    async fn load(src: &'static str) -> Result<u32, Box<dyn std::error::Error>> {
+        let guard = Noisy::new("g");
+        let text = tick(src).await;
+        if text.is_empty() {
+            return Err("empty".into());
+        }
+        let n: u32 = text.parse().map_err(|e: std::num::ParseIntError| format!("bad {text}: {e}"))?;
+        let m = tick(n.checked_mul(2)).await.ok_or("overflow")?;
+        ev(guard.name());
+        Ok(m)
+    }
+    #[lowered]
+    async fn step_all(inputs: Vec<Result<u32, String>>) -> Result<u32, AppErr> {
+        let mut sum = 0;
+        for (i, r) in inputs.into_iter().enumerate() {
+            let v = match tick(r).await {
+                Ok(v) if v > 100 => return Err(AppErr::Limit(v)),
+                Ok(v) => v,
+                Err(e) => {
+                    let _g = Noisy::new(format!("err{i}"));
+                    tick(()).await;
+                    return Err(e.into());
+                }
+            };
+            sum += v;
+        }
+        Ok(sum)
+    }
+}
+
+differential! {
+    early_returns_from_nested_loops,
+    entry: async { (find(&[vec![1, 2], vec![3, 4]], 4).await, find(&[vec![1]], 9).await) },
+    #[lowered]
+    async fn find(grid: &[Vec<u32>], target: u32) -> Option<(usize, usize)> {
+        let _g = Noisy::new("g");
+        for (i, row) in grid.iter().enumerate() {
+            let _r = Noisy::new(format!("row{i}"));
+            for (j, &cell) in row.iter().enumerate() {
+                if tick(cell).await == target {
+                    return Some((i, j));
+                }
+            }
+        }
+        None
+    }
+}
+
+differential! {
+    take_and_replace_fields_across_awaits,
+    entry: async {
+        let mut st = State { pending: vec![Noisy::new("p1"), Noisy::new("p2")], cur: Noisy::new("c0") };
+        let n = st.drain().await;
+        (n, st.pending.len(), st.cur.name().to_string())
+    },
+    struct State { pending: Vec<Noisy>, cur: Noisy }
+    impl State {
+        #[lowered]
+        async fn drain(&mut self) -> usize {
+            let batch = std::mem::take(&mut self.pending);
+            let mut n = 0;
+            for item in batch {
+                n += tick(item.touch()).await;
+                let old = std::mem::replace(&mut self.cur, item);
+                tick(()).await;
+                drop(old);
+            }
+            n
+        }
+    }
+}
+
+differential! {
+    borrowed_data_in_and_out,
+    entry: async {
+        let v = vec!["alpha".to_string(), "be".to_string()];
+        let data = [1u8, 2, 3, 4, 5];
+        let mut r = Reader { buf: &data, pos: 0 };
+        let a = r.read(2).await.to_vec();
+        (longest(&v, 1).await.to_string(), a, r.read(9).await.to_vec())
+    },
+    struct Reader<'a> { buf: &'a [u8], pos: usize }
+    impl<'a> Reader<'a> {
+        #[lowered]
+        async fn read(&mut self, n: usize) -> &'a [u8] {
+            let end = (self.pos + tick(n).await).min(self.buf.len());
+            let out = &self.buf[self.pos..end];
+            self.pos = end;
+            out
+        }
+    }
+    #[lowered]
+    async fn longest<'a>(v: &'a [String], min: usize) -> &'a str {
+        let mut best: &'a str = "";
+        for s in v {
+            if tick(s.len()).await > min.max(best.len()) {
+                best = s.as_str();
+            }
+        }
+        best
+    }
+}
+
+differential! {
+    shared_state_in_cells,
+    entry: shared(),
+    #[lowered]
+    #[allow(clippy::await_holding_refcell_ref)] // `push`'s receiver is borrowed before its argument awaits
+    async fn shared() -> (u32, Vec<u32>) {
+        use std::cell::{Cell, RefCell};
+        use std::rc::Rc;
+        let hits = Cell::new(0u32);
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let log2 = Rc::clone(&log);
+        for i in 0..3 {
+            hits.set(hits.get() + tick(i).await);
+            log2.borrow_mut().push(i);
+        }
+        log.borrow_mut().push(tick(99).await);
+        drop(log2);
+        let out = Rc::try_unwrap(log).unwrap().into_inner();
+        (hits.get(), out)
+    }
+}
+
+struct Counter {
+    left: u32,
+    pending: bool,
+}
+
+impl Counter {
+    fn next(&mut self) -> NextItem<'_> {
+        NextItem { c: self }
+    }
+}
+
+// A hand-written stream step: pends once, then yields the next count down.
+struct NextItem<'a> {
+    c: &'a mut Counter,
+}
+
+impl Future for NextItem<'_> {
+    type Output = Option<u32>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<u32>> {
+        let c = &mut *self.c;
+        if !c.pending {
+            c.pending = true;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        c.pending = false;
+        if c.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        c.left -= 1;
+        std::task::Poll::Ready(Some(c.left))
+    }
+}
+
+differential! {
+    while_let_over_a_stream_and_loop_break_values,
+    entry: async { (drain_stream(3).await, search(vec![Some(1), None, Some(30), Some(4)]).await) },
+    #[lowered]
+    async fn drain_stream(n: u32) -> Vec<u32> {
+        let mut s = Counter { left: n, pending: false };
+        let mut out = Vec::new();
+        let _n = Noisy::new("keep");
+        while let Some(x) = s.next().await {
+            let y = tick(x * 10).await;
+            out.push(y);
+        }
+        out
+    }
+    #[lowered]
+    async fn search(items: Vec<Option<u32>>) -> Result<u32, String> {
+        let mut it = items.into_iter();
+        let found = loop {
+            match it.next() {
+                Some(Some(v)) if tick(v).await > 10 => break v,
+                Some(Some(v)) => ev(format!("small {v}")),
+                Some(None) => {
+                    tick(()).await;
+                    continue;
+                }
+                None => break 0,
+            }
+        };
+        if found == 0 {
+            return Err("none".into());
+        }
+        Ok(found)
+    }
+}
+
+differential! {
+    deferred_initialisation,
+    entry: async { (late(true).await, late(false).await) },
+    #[lowered]
+    #[allow(clippy::needless_late_init)] // the late initialisations are the point
+    async fn late(c: bool) -> u32 {
+        let x;
+        if c {
+            x = tick(5).await;
+        } else {
+            x = 7;
+        }
+        let y: Noisy;
+        if x > 5 {
+            y = Noisy::new("big");
+        } else {
+            y = tick(Noisy::new("small")).await;
+        }
+        x + tick(y.touch() as u32).await
+    }
+}
+
+differential! {
+    nurseries_whose_children_borrow_locals,
+    entry: async { (nurse(vec![1, 2, 3]).await, nests().await) },
+    #[lowered]
+    async fn nurse(data: Vec<u32>) -> u32 {
+        let factor = Noisy::new("factor");
+        let total = structured_async::nursery!(|n| {
+            let mut hs = Vec::new();
+            for x in &data {
+                let f = &factor;
+                hs.push(n.spawn(async move { tick(x * f.name().len() as u32).await }));
+            }
+            let mut s = 0;
+            for h in hs {
+                s += h.await;
+            }
+            s
+        })
+        .await;
+        total + tick(data.len() as u32).await
+    }
+    #[lowered]
+    async fn nests() -> Vec<u32> {
+        let mut out = vec![0u32; 4];
+        let base = tick(10).await;
+        structured_async::nursery!(|n| {
+            let (left, right) = out.split_at_mut(2);
+            n.spawn(async move {
+                structured_async::nursery!(|m| {
+                    for (i, slot) in left.iter_mut().enumerate() {
+                        m.spawn(async move { *slot = tick(base + i as u32).await; });
+                    }
+                })
+                .await;
+            });
+            n.spawn(async move { right[0] = tick(base * 2).await; });
+        })
+        .await;
+        out
+    }
+}
+
+differential! {
+    state_machine_method_over_an_enum,
+    entry: async {
+        let mut p = Parser { state: PState::Idle, out: vec![] };
+        for c in "a1b22".chars() {
+            p.feed(c).await;
+        }
+        p.out
+    },
+    enum PState { Idle, Word(String), Num(u32) }
+    struct Parser { state: PState, out: Vec<String> }
+    impl Parser {
+        #[lowered]
+        async fn feed(&mut self, c: char) {
+            let st = std::mem::replace(&mut self.state, PState::Idle);
+            self.state = match (st, c) {
+                (PState::Idle, c) if c.is_ascii_digit() => PState::Num(tick(c.to_digit(10).unwrap()).await),
+                (PState::Idle, c) => PState::Word(c.to_string()),
+                (PState::Num(n), c) if c.is_ascii_digit() => PState::Num(n * 10 + tick(c.to_digit(10).unwrap()).await),
+                (PState::Num(n), c) => {
+                    self.out.push(format!("n{n}"));
+                    PState::Word(c.to_string())
+                }
+                (PState::Word(mut w), c) if !c.is_ascii_digit() => {
+                    w.push(c);
+                    PState::Word(w)
+                }
+                (PState::Word(w), c) => {
+                    self.out.push(tick(w).await);
+                    PState::Num(c.to_digit(10).unwrap())
+                }
+            };
+        }
+    }
+}
+
+differential! {
+    callbacks_recursion_and_select,
+    entry: async { (apply(|x| async move { tick(x + 1).await }, 3).await, fib(5).await, sel().await) },
+    #[lowered]
+    async fn apply<F, Fut>(f: F, n: u32) -> u32
+    where
+        F: Fn(u32) -> Fut,
+        Fut: Future<Output = u32>,
+    {
+        let mut acc = 0;
+        for i in 0..n {
+            acc += f(i).await;
+        }
+        acc + f(100).await
+    }
+    #[lowered]
+    async fn fib(n: u32) -> u64 {
+        if n < 2 {
+            return tick(n as u64).await;
+        }
+        let a = Box::pin(fib(n - 1)).await;
+        let b = Box::pin(fib(n - 2)).await;
+        a + b
+    }
+    #[lowered]
+    async fn sel() -> u32 {
+        let a = Noisy::new("a");
+        let r = tokio::select! {
+            biased;
+            x = tick(1) => x + a.touch() as u32,
+            y = tick(2) => y,
+        };
+        r + tick(10).await
+    }
+}
+
+differential! {
+    retry_loop_with_string_building,
+    entry: async { (retry(3).await, render(vec![("a", 1), ("b", 22)]).await) },
+    #[lowered]
+    async fn retry(fail_times: u32) -> Result<String, String> {
+        let mut attempt = 0u32;
+        let mut delay = 1u32;
+        loop {
+            attempt += 1;
+            let res: Result<String, String> = if attempt <= fail_times {
+                Err(format!("try {attempt}"))
+            } else {
+                Ok(tick(format!("ok after {attempt}")).await)
+            };
+            match res {
+                Ok(v) => break Ok(v),
+                Err(e) if attempt >= 5 => break Err(e),
+                Err(e) => {
+                    ev(format!("retry: {e}, waiting {delay}"));
+                    tick(()).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+    #[lowered]
+    async fn render(rows: Vec<(&'static str, u32)>) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        s.push('[');
+        for (k, v) in &rows {
+            let v2 = tick(*v).await;
+            write!(s, "{k}={v2};").unwrap();
+            writeln!(&mut s, " {}", tick(k.len()).await).unwrap();
+        }
+        s.push_str(&format!("] {}", tick(rows.len()).await));
+        s
+    }
+}
