@@ -154,6 +154,76 @@ differential! {
     }
 }
 
+// `#![allow(..)]` at the top of the body went in front of the generated fn.
+differential! {
+    inner_attribute_of_the_body,
+    entry: inner(),
+    #[lowered]
+    async fn inner() -> u32 {
+        #![allow(unused_variables)]
+        let unused = tick(1).await;
+        tick(2).await
+    }
+}
+
+// `vec![..]` holding `async` blocks was taken for an await and computed apart from the
+// `let`'s type, where the closures coerce to `Box<dyn Fn>`.
+differential! {
+    boxed_callbacks_coerced_by_the_let_type,
+    entry: callbacks(),
+    #[lowered]
+    #[allow(clippy::type_complexity)]
+    async fn callbacks() -> Vec<u32> {
+        let fs: Vec<Box<dyn Fn(u32) -> std::pin::Pin<Box<dyn Future<Output = u32>>>>> = vec![
+            Box::new(|x| Box::pin(async move { tick(x + 1).await })),
+            Box::new(|x| Box::pin(tick(x * 3))),
+        ];
+        let mut out = vec![];
+        for f in &fs {
+            out.push(f(tick(2).await).await);
+        }
+        let g: Box<dyn Fn(u32) -> u32> = Box::new(|x| x + tick_sync(1));
+        out.push(g(tick(4).await));
+        out
+    }
+    fn tick_sync(x: u32) -> u32 {
+        x
+    }
+}
+
+// Only the compiler evaluates `#[cfg]`: a statement under it ran, a local under it was
+// carried, a move under it counted, and the user's lint attributes were dropped.
+differential! {
+    cfg_and_lint_attributes_on_statements,
+    entry: attrs(),
+    #[lowered]
+    #[deny(unused_variables, unused_mut)]
+    async fn attrs() -> usize {
+        #[allow(unused_variables)]
+        let n = Noisy::new("n");
+        #[cfg(any())]
+        let x = tick(100).await;
+        #[cfg(all())]
+        let x = tick(1).await;
+        #[cfg(any())]
+        tick(1000).await;
+        #[cfg(any())]
+        let y = Noisy::new("y-off");
+        #[cfg(all())]
+        let y = Noisy::new("y-on");
+        #[cfg(any())]
+        {
+            drop(n);
+        }
+        #[allow(unused_variables)]
+        let unused = tick(2).await;
+        #[allow(unused_mut)]
+        let mut m = tick(3).await;
+        ev("end");
+        x + m + y.touch()
+    }
+}
+
 // Shapes that agreed from the start.
 
 differential! {

@@ -149,7 +149,11 @@ fn emit(
     yields: Option<&syn::Type>,
     body: &TokenStream,
 ) -> TokenStream {
-    let attrs = &item.attrs;
+    // `#![attr]` at the top of the body stays there: it is not an attribute of the item.
+    let (inner, attrs): (Vec<_>, Vec<_>) = item
+        .attrs
+        .iter()
+        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
     let vis = &item.vis;
     // The user's signature (qualifiers, generics, where-clause) with the new return type.
     let mut sig = parts.sig.clone();
@@ -159,6 +163,7 @@ fn emit(
         #(#attrs)*
         #[allow(clippy::manual_async_fn)]
         #vis #sig {
+            #(#inner)*
             #body
         }
     }

@@ -58,6 +58,8 @@ pub(crate) struct Local {
     /// Declared with a primitive non-reference type, or initialised by a number, `bool` or
     /// `char` literal: whatever is assigned to it, it holds no borrow.
     pub(crate) plain: bool,
+    /// Declared by a `let` under `#[cfg]`: it may not exist at all.
+    pub(crate) cfg: bool,
     /// Declared `let x;` without a value, or bound `ref`.
     pub(crate) unusual: bool,
     /// A parameter of type `&T` or `&mut T`.
@@ -119,11 +121,29 @@ pub(crate) struct Analysis {
     /// The closures and `async` blocks being walked, innermost last: whether each is `move`,
     /// and the first local declared inside it (older ones are captured).
     in_closure: Vec<(bool, LocalId)>,
+    /// How many `#[cfg]`-attributed statements or arms enclose the walk: a mention there may
+    /// not exist, so it is recorded as [`Use::Unknown`].
+    in_cfg: usize,
     /// The mention being recorded names the base of a field access (`x` in `x.a.b`).
     via_field: bool,
     depth: usize,
     arms: Vec<(usize, usize)>,
     constructs: usize,
+}
+
+/// Whether the tokens of a statement or arm start with a `#[cfg(..)]` or `#[cfg_attr(..)]`.
+pub(crate) fn starts_with_cfg(tokens: TokenStream) -> bool {
+    let mut it = tokens.into_iter();
+    while let (Some(TokenTree::Punct(p)), Some(TokenTree::Group(g))) = (it.next(), it.next()) {
+        if p.as_char() != '#' {
+            return false;
+        }
+        let first = g.stream().into_iter().next();
+        if matches!(&first, Some(TokenTree::Ident(i)) if i == "cfg" || i == "cfg_attr") {
+            return true;
+        }
+    }
+    false
 }
 
 pub(crate) fn key<T>(node: &T) -> usize {
@@ -164,7 +184,9 @@ impl Analysis {
         // A `move` closure or block takes what it captures by value however it uses it: the
         // whole local, or only the fields it names (edition 2021 precise captures). The
         // rewrites of the body (drop flags) must not reach inside it.
-        let (kind, node) = if self.captured_by_move(id) {
+        let (kind, node) = if self.in_cfg > 0 {
+            (Use::Unknown, None)
+        } else if self.captured_by_move(id) {
             let moved = if kind == Use::Field || self.via_field {
                 Use::Field
             } else {
@@ -239,6 +261,7 @@ impl Analysis {
                 shared_ref,
                 borrowing: borrowing || by_ref,
                 plain: false,
+                cfg: self.in_cfg > 0,
                 unusual: by_ref,
                 ref_param: false,
             });

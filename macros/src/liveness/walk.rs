@@ -5,77 +5,10 @@ use super::*;
 
 impl<'ast> Visit<'ast> for Analysis {
     fn visit_stmt(&mut self, s: &'ast Stmt) {
-        let point = self.snapshot();
-        self.points.insert(key(s), point);
-        self.tick();
-        match s {
-            Stmt::Local(l) => {
-                let (init, borrowing) = match &l.init {
-                    Some(init) => {
-                        self.visit_whole(&init.expr);
-                        if let Some((_, els)) = &init.diverge {
-                            self.visit_expr(els);
-                        }
-                        (true, self.may_borrow(&init.expr))
-                    }
-                    None => (false, false),
-                };
-                let (pat, ty) = match &l.pat {
-                    Pat::Type(t) => (&*t.pat, Some(&*t.ty)),
-                    p => (p, None),
-                };
-                // `e as u64` is a primitive whatever `e` is.
-                let cast = l.init.as_ref().is_some_and(|i| primitive_cast(&i.expr));
-                let known_copy = ty.is_some_and(is_primitive)
-                    || cast
-                    || l.init
-                        .as_ref()
-                        .is_some_and(|i| matches!(*i.expr, Expr::Lit(_)));
-                let plain = ty.is_some_and(is_plain_value)
-                    || cast
-                    || l.init.as_ref().is_some_and(|i| {
-                        matches!(
-                            &*i.expr,
-                            Expr::Lit(syn::ExprLit {
-                                lit: syn::Lit::Int(_)
-                                    | syn::Lit::Float(_)
-                                    | syn::Lit::Bool(_)
-                                    | syn::Lit::Char(_)
-                                    | syn::Lit::Byte(_),
-                                ..
-                            })
-                        )
-                    });
-                if borrowing
-                    && !plain
-                    && let Some(init) = &l.init
-                    && let Some(&range) = self.ranges.get(&key(&*init.expr))
-                {
-                    self.borrowed_into.push(range);
-                }
-                let first = self.locals.len();
-                self.bind_pattern(pat, known_copy, false, borrowing && !plain);
-                for local in &mut self.locals[first..] {
-                    local.plain = plain;
-                }
-                self.stmt_locals
-                    .insert(key(s), (first..self.locals.len()).collect());
-                if !init {
-                    for local in &mut self.locals[first..] {
-                        local.unusual = true;
-                    }
-                }
-            }
-            Stmt::Item(_) => {}
-            Stmt::Expr(e, _) => self.visit_whole(e),
-            Stmt::Macro(m) => {
-                let start = self.pos;
-                self.macro_mentions(&m.mac);
-                let point = self.snapshot();
-                self.ranges.insert(key(s), (start, point.pos));
-                self.after.insert(key(s), point);
-            }
-        }
+        let cfg = starts_with_cfg(quote::ToTokens::to_token_stream(s));
+        self.in_cfg += usize::from(cfg);
+        self.visit_stmt_inner(s);
+        self.in_cfg -= usize::from(cfg);
     }
 
     fn visit_block(&mut self, b: &'ast syn::Block) {
@@ -306,6 +239,11 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.depth += 1;
                 let c = self.construct();
                 for (i, arm) in m.arms.iter().enumerate() {
+                    let cfg = arm
+                        .attrs
+                        .iter()
+                        .any(|a| starts_with_cfg(quote::ToTokens::to_token_stream(a)));
+                    self.in_cfg += usize::from(cfg);
                     self.enter_arm(c, i);
                     self.push_scope();
                     let first = self.locals.len();
@@ -320,6 +258,7 @@ impl<'ast> Visit<'ast> for Analysis {
                     self.visit_expr(&arm.body);
                     self.pop_scope();
                     self.leave_arm();
+                    self.in_cfg -= usize::from(cfg);
                 }
                 self.depth -= 1;
                 let point = self.snapshot();
@@ -350,4 +289,81 @@ impl<'ast> Visit<'ast> for Analysis {
     }
 
     fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+impl Analysis {
+    /// [`Visit::visit_stmt`] once the statement's `#[cfg]` is accounted for.
+    fn visit_stmt_inner(&mut self, s: &Stmt) {
+        let point = self.snapshot();
+        self.points.insert(key(s), point);
+        self.tick();
+        match s {
+            Stmt::Local(l) => {
+                let (init, borrowing) = match &l.init {
+                    Some(init) => {
+                        self.visit_whole(&init.expr);
+                        if let Some((_, els)) = &init.diverge {
+                            self.visit_expr(els);
+                        }
+                        (true, self.may_borrow(&init.expr))
+                    }
+                    None => (false, false),
+                };
+                let (pat, ty) = match &l.pat {
+                    Pat::Type(t) => (&*t.pat, Some(&*t.ty)),
+                    p => (p, None),
+                };
+                // `e as u64` is a primitive whatever `e` is.
+                let cast = l.init.as_ref().is_some_and(|i| primitive_cast(&i.expr));
+                let known_copy = ty.is_some_and(is_primitive)
+                    || cast
+                    || l.init
+                        .as_ref()
+                        .is_some_and(|i| matches!(*i.expr, Expr::Lit(_)));
+                let plain = ty.is_some_and(is_plain_value)
+                    || cast
+                    || l.init.as_ref().is_some_and(|i| {
+                        matches!(
+                            &*i.expr,
+                            Expr::Lit(syn::ExprLit {
+                                lit: syn::Lit::Int(_)
+                                    | syn::Lit::Float(_)
+                                    | syn::Lit::Bool(_)
+                                    | syn::Lit::Char(_)
+                                    | syn::Lit::Byte(_),
+                                ..
+                            })
+                        )
+                    });
+                if borrowing
+                    && !plain
+                    && let Some(init) = &l.init
+                    && let Some(&range) = self.ranges.get(&key(&*init.expr))
+                {
+                    self.borrowed_into.push(range);
+                }
+                let first = self.locals.len();
+                self.bind_pattern(pat, known_copy, false, borrowing && !plain);
+                for local in &mut self.locals[first..] {
+                    local.plain = plain;
+                }
+                self.stmt_locals
+                    .insert(key(s), (first..self.locals.len()).collect());
+                if !init {
+                    for local in &mut self.locals[first..] {
+                        local.unusual = true;
+                    }
+                }
+            }
+            Stmt::Item(_) => {}
+            Stmt::Expr(e, _) => self.visit_whole(e),
+            Stmt::Macro(m) => {
+                let start = self.pos;
+                self.macro_mentions(&m.mac);
+                let point = self.snapshot();
+                self.ranges.insert(key(s), (start, point.pos));
+                self.after.insert(key(s), point);
+            }
+        }
+    }
 }

@@ -146,6 +146,15 @@ impl Lowerer<'_> {
             } else {
                 !moved
             };
+            if carry && l.cfg {
+                return fallback(
+                    span,
+                    format!(
+                        "`{}` is declared under `#[cfg]` (it may not exist) and is alive across this await",
+                        l.name
+                    ),
+                );
+            }
             if carry && l.borrowing {
                 return fallback(
                     span,

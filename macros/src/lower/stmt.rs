@@ -52,6 +52,12 @@ impl Lowerer<'_> {
         let Some(await_span) = stmt_await(s) else {
             return self.verbatim(s, tail);
         };
+        if let Some(span) = cfg_attribute(s) {
+            return fallback(
+                span,
+                "a `#[cfg]` inside a statement with an await (only the compiler evaluates it)",
+            );
+        }
         match s {
             Stmt::Local(l) => {
                 let Some(init) = &l.init else {
@@ -72,7 +78,16 @@ impl Lowerer<'_> {
                         );
                     }
                     let e = &init.expr;
-                    let value = self.suspend_expr(key(&**e), e, quote!(#e), await_span)?;
+                    // The type of `let x: T = …` is where the value coerces (`Box<dyn Fn>`):
+                    // the adapter computing the value keeps it.
+                    let tokens = match &l.pat {
+                        syn::Pat::Type(t) => {
+                            let (v, ty) = (Ident::new("__v", Span::mixed_site()), &t.ty);
+                            quote!({ let #v: #ty = #e; #v })
+                        }
+                        _ => quote!(#e),
+                    };
+                    let value = self.suspend_expr(key(&**e), e, tokens, await_span)?;
                     return self.bind_let(s, l, value, declared, await_span);
                 };
                 let r = Ident::new("__r", Span::mixed_site());
@@ -309,7 +324,9 @@ impl Lowerer<'_> {
             value
         };
         let pat = &l.pat;
-        self.emit(quote!(#[allow(unused_mut)] let #pat = #value #els;));
+        // The user's lint attributes (`#[allow(..)]`) go on with the binding.
+        let attrs = &l.attrs;
+        self.emit(quote!(#(#attrs)* #[allow(unused_mut)] let #pat = #value #els;));
         for id in declared {
             self.bound.push((id, self.a.local(id).name.clone()));
         }

@@ -89,6 +89,15 @@ impl<'ast> Visit<'ast> for AwaitFinder {
             });
             return;
         }
+        // Arguments that read as expressions are searched like the body, so an await inside
+        // a closure or `async` block among them (`vec![Box::pin(async { .. })]`) is theirs.
+        let parser = syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated;
+        if let Ok(args) = m.parse_body_with(parser) {
+            for a in &args {
+                self.visit_expr(a);
+            }
+            return;
+        }
         let mut idents = Vec::new();
         crate::liveness::token_idents(m.tokens.clone(), &mut idents);
         if idents.iter().any(|i| i == "await" || i == "yield_") {
@@ -96,6 +105,29 @@ impl<'ast> Visit<'ast> for AwaitFinder {
         }
     }
     fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// The first `#[cfg]` or `#[cfg_attr]` in `s` outside closures, `async` blocks and items: only
+/// the compiler can tell whether the code under it exists, so a statement splitting around it
+/// would run code the native frame removes.
+pub(super) fn cfg_attribute(s: &Stmt) -> Option<Span> {
+    struct Cfg(Option<Span>);
+    impl<'ast> Visit<'ast> for Cfg {
+        fn visit_attribute(&mut self, a: &'ast syn::Attribute) {
+            if a.path().is_ident("cfg") || a.path().is_ident("cfg_attr") {
+                self.0.get_or_insert(a.span());
+            }
+        }
+        fn visit_expr(&mut self, e: &'ast Expr) {
+            if !matches!(e, Expr::Closure(_) | Expr::Async(_)) {
+                syn::visit::visit_expr(self, e);
+            }
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut c = Cfg(None);
+    c.visit_stmt(s);
+    c.0
 }
 
 pub(super) fn stmt_await(s: &Stmt) -> Option<Span> {
