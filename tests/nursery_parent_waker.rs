@@ -1,13 +1,14 @@
 //! The waker of whoever polls a nursery is woken outside the lock that guards it: a parent
 //! waker that polls the nursery again at once (an executor that runs a task inline when it is
-//! woken), with another waker, must not deadlock on that lock.
+//! woken), with another waker, must not deadlock on that lock. It is registered only by a poll
+//! that returns `Pending`, without losing a wake from another thread meanwhile.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::time::Duration;
 
 use structured_async::nursery;
@@ -71,13 +72,13 @@ fn keeps_its_childs_waker() -> (Task, Arc<Mutex<Option<Waker>>>) {
     (task, kept)
 }
 
-/// Runs `f` on its own thread and fails if it does not end within 30 seconds (a deadlock),
-/// instead of hanging the test run.
+/// Runs `f` on its own thread and fails if it does not end within 30 seconds (a deadlock or a
+/// lost wake), instead of hanging the test run.
 fn within_30_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || tx.send(f()).unwrap());
     rx.recv_timeout(Duration::from_secs(30))
-        .expect("deadlocked: the parent waker was woken under the nursery's lock")
+        .expect("hung: a deadlock on the nursery's lock, or a lost wake")
 }
 
 #[test]
@@ -160,4 +161,87 @@ fn a_parent_waker_that_waits_for_the_owner_thread_to_poll_does_not_deadlock() {
         out
     });
     assert_eq!(output, Poll::Ready(42));
+}
+
+static CLONES: AtomicUsize = AtomicUsize::new(0);
+
+/// A waker that does nothing but count its clones (in [`CLONES`]).
+fn counting_waker() -> Waker {
+    fn clone(data: *const ()) -> RawWaker {
+        CLONES.fetch_add(1, Ordering::SeqCst);
+        RawWaker::new(data, &VTABLE)
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, |_| {}, |_| {}, |_| {});
+    // SAFETY: the vtable's functions never read the (null) data pointer and own nothing.
+    unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) }
+}
+
+/// A nursery (with one nested in it) whose children pend once finishes in its first poll and
+/// never clones its caller's waker; one that returns `Pending` keeps exactly one clone, however
+/// often the same caller polls it.
+#[test]
+fn only_a_poll_that_returns_pending_keeps_the_callers_waker() {
+    let waker = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let done = std::pin::pin!(nursery!(|outer| {
+        outer.spawn(nursery!(|inner| {
+            for _ in 0..10 {
+                inner.spawn(structured_async::yield_now());
+            }
+        }));
+        outer.spawn(structured_async::yield_now());
+    }));
+    assert!(done.poll(&mut cx).is_ready());
+    assert_eq!(CLONES.load(Ordering::SeqCst), 0);
+
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut waits = std::pin::pin!(nursery!(|n| {
+        n.spawn(poll_fn(|_| match rx.try_recv() {
+            Ok(()) => Poll::Ready(()),
+            Err(_) => Poll::Pending,
+        }));
+    }));
+    assert!(waits.as_mut().poll(&mut cx).is_pending());
+    assert!(waits.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(CLONES.load(Ordering::SeqCst), 1);
+    tx.send(()).unwrap();
+    // Nothing woke the child (its waker was never used): a poll of the nursery alone does not
+    // run it, which is what keeps the output pending here.
+    assert!(waits.as_mut().poll(&mut cx).is_pending());
+}
+
+/// A child hands a clone of its waker to a thread that wakes it at once, while its siblings
+/// keep the nursery's first poll busy for a varying while: the wake lands before, during or
+/// after the poll registers its caller's waker, and is never lost (a lost one would hang the
+/// run, caught here as a failure).
+#[test]
+fn a_wake_from_another_thread_at_the_end_of_the_first_poll_is_not_lost() {
+    within_30_seconds(|| {
+        for round in 0..if cfg!(miri) { 5 } else { 2_000 } {
+            let out = futures::executor::block_on(nursery!(|n| {
+                let h = n.spawn(async {
+                    let mut sent = false;
+                    poll_fn(|cx| {
+                        if sent {
+                            return Poll::Ready(7);
+                        }
+                        sent = true;
+                        let waker = cx.waker().clone();
+                        std::thread::spawn(move || waker.wake());
+                        Poll::Pending
+                    })
+                    .await
+                });
+                for _ in 0..round % 16 {
+                    n.spawn(async move {
+                        for i in 0..(round % 7) * 200 {
+                            std::hint::black_box(i);
+                        }
+                    });
+                }
+                h.await
+            }));
+            assert_eq!(out, 7);
+        }
+    });
 }

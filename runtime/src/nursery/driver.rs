@@ -80,7 +80,7 @@ where
         if K::SHARED {
             core.enter();
         }
-        core.hub.register_parent(cx.waker());
+        core.hub.set_owner();
         let in_poll = core.hub.enter_poll();
         // Polled in the second lap of the parent's turn: so is this whole turn (wake rule 8).
         core.refill(in_poll.late());
@@ -108,6 +108,7 @@ where
                 Ok((Stop::Budget, n)) => {
                     polled = n;
                     if core.has_ready() {
+                        core.hub.register_parent(cx.waker());
                         // Out of the poll first, so that whoever polls the nursery sees it
                         // yield.
                         drop(in_poll);
@@ -155,6 +156,7 @@ where
             }
             polled += 1;
             if polled == TURN_BUDGET && core.has_ready() {
+                core.hub.register_parent(cx.waker());
                 drop(in_poll);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
@@ -178,6 +180,9 @@ where
                 return Poll::Ready(this.ending.take().expect("ending").0);
             }
         }
+        // Registered before the last look for ready nodes, so that a wake from another thread
+        // reaches the caller either way (wake rule 9).
+        core.hub.register_parent(cx.waker());
         let again = core.has_ready();
         drop(in_poll);
         if again {

@@ -55,6 +55,15 @@
 //!    node's child) runs its own turn as a second lap from the start, so a yield nested `d`
 //!    nurseries deep runs `d + 1` times before the outermost caller's turn, not `2^d`. Wakes
 //!    of other nodes during a turn run in the same turn. Every turn stops at its budget.
+//! 9. A poll of the nursery registers its caller's waker as the parent only when it is about
+//!    to return `Pending`, before it last checks for ready nodes (the shared stack included).
+//!    A wake from another thread that pushes onto the empty stack then either locks `parent`
+//!    after that registration and wakes the new parent, or locked it before, and the lock
+//!    orders its push before the check, which finds the node and has the poll wake its caller
+//!    itself (when the registration skips the lock, the parent kept is that very waker). So
+//!    no wake is lost, and a nursery that finishes in its first poll never clones its
+//!    caller's waker (which, for a nursery nested in another, would take the outer one off
+//!    its owner-alone paths, rule 5).
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
@@ -397,10 +406,14 @@ impl HubRef {
         hub.fresh.set(ptr::null_mut());
         hub.fresh_end.set(ptr::null_mut());
         hub.fresh_chunk.set(0);
-        // Dropped after the lock, as in `register_parent`.
-        let old = hub.parent.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(old);
-        hub.parent_seen.set((ptr::null(), ptr::null()));
+        // A null vtable: no parent was registered since the last reset (wake rule 9), which a
+        // nursery that finished in its first poll never does.
+        if !hub.parent_seen.get().1.is_null() {
+            // Dropped after the lock, as in `register_parent`.
+            let old = hub.parent.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(old);
+            hub.parent_seen.set((ptr::null(), ptr::null()));
+        }
         true
     }
 
@@ -459,11 +472,16 @@ impl HubRef {
         POLLING.with(|p| p.woken.replace(false))
     }
 
-    /// Remembers who to wake when a child becomes ready, and that the calling thread polls
-    /// the nursery now (wake rule 5).
+    /// Records that the calling thread polls the nursery now (wake rule 5).
+    #[inline]
+    pub(super) fn set_owner(&self) {
+        self.hub().owner.store(this_thread(), Ordering::Relaxed);
+    }
+
+    /// Remembers who to wake when a child becomes ready; called as a poll of the nursery is
+    /// about to return `Pending`, before it checks for ready nodes one last time (wake rule 9).
     pub(super) fn register_parent(&self, waker: &Waker) {
         let hub = self.hub();
-        hub.owner.store(this_thread(), Ordering::Relaxed);
         // The same test as `Waker::will_wake`, against the waker kept in `parent` (its data
         // and vtable, not those of the waker it was cloned from: a clone may move its data
         // elsewhere), which stays alive there, so its data pointer cannot name another waker
