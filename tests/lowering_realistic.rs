@@ -224,6 +224,94 @@ differential! {
     }
 }
 
+// An `async fn` may elide a lifetime inside an argument's `impl Trait`; the plain fn the
+// macro writes may not, in a free fn or in a trait impl (`Fn(&str)` keeps its own elision).
+differential! {
+    elided_lifetimes_in_impl_trait_arguments,
+    entry: async {
+        let v = [1u32, 2];
+        let w = vec![String::from("a")];
+        (sum_refs(v.iter()).await, Summer.sum(v.iter(), &w).await, Summer.sum2(v.iter().copied(), |s| s.len()).await)
+    },
+    #[lowered]
+    async fn sum_refs(it: impl Iterator<Item = &u32>) -> u32 {
+        let mut s = 0;
+        for x in it {
+            s += tick(*x).await;
+        }
+        s
+    }
+    trait Sum {
+        async fn sum(&self, it: impl Iterator<Item = &u32>, names: &[String]) -> u32;
+        async fn sum2(&self, it: impl Iterator<Item = u32> + '_, f: impl Fn(&str) -> usize) -> u32;
+    }
+    struct Summer;
+    impl Sum for Summer {
+        #[lowered]
+        async fn sum(&self, it: impl Iterator<Item = &u32>, names: &[String]) -> u32 {
+            let mut s = names.len() as u32;
+            for x in it {
+                s += tick(*x).await;
+            }
+            s
+        }
+        #[lowered]
+        async fn sum2(&self, it: impl Iterator<Item = u32> + '_, f: impl Fn(&str) -> usize) -> u32 {
+            let mut s = f("ab") as u32;
+            for x in it {
+                s += tick(x).await;
+            }
+            s
+        }
+    }
+}
+
+// Matching a local moves only what the patterns bind: `if let Ok(x) = res` leaves an `Err`,
+// `(a, _)` leaves `.1`, `let _ = x` moves nothing; what is left drops at the end of the scope,
+// after the awaits, not before them.
+differential! {
+    partial_moves_by_patterns,
+    entry: async {
+        (
+            moves(Ok(Noisy::new("ok")), Noisy::new("x")).await,
+            moves(Err(Noisy::new("err")), Noisy::new("x")).await,
+            by_match(Err(Noisy::new("m-err"))).await,
+            by_match(Ok(Noisy::new("m-ok"))).await,
+        )
+    },
+    #[allow(dead_code)] // `b` is never read, only dropped
+    struct P { a: Noisy, b: Noisy }
+    #[lowered]
+    async fn moves(res: Result<Noisy, Noisy>, x: Noisy) -> usize {
+        let mut n = 0;
+        if let Ok(v) = res {
+            n += v.touch();
+        }
+        let pair = (Noisy::new("p0"), Noisy::new("p1"));
+        let (a, _) = pair;
+        let p = P { a: Noisy::new("pa"), b: Noisy::new("pb") };
+        let P { a: pa, .. } = p;
+        let _ = x;
+        tick(()).await;
+        ev("end");
+        n + a.touch() + pa.touch()
+    }
+    #[lowered]
+    async fn by_match(res: Result<Noisy, Noisy>) -> usize {
+        let n = match res {
+            Ok(v) => v.touch(),
+            _ => 0,
+        };
+        let k = match tick(Some(Noisy::new("o"))).await {
+            Some(o) => o.touch(),
+            _ => 0,
+        };
+        tick(()).await;
+        ev("end");
+        n + k
+    }
+}
+
 // Shapes that agreed from the start.
 
 differential! {

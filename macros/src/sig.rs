@@ -105,6 +105,7 @@ pub(crate) fn split(item: &ItemFn) -> FnParts {
             }
         }
     }
+    name_impl_trait_lifetimes(&mut sig);
     let output = match &sig.output {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
@@ -114,6 +115,66 @@ pub(crate) fn split(item: &ItemFn) -> FnParts {
         receiver,
         params,
         output,
+    }
+}
+
+// Input:  `async fn f(it: impl Iterator<Item = &u32>, g: impl Fn(&str) -> &str)`
+// Output: `fn f<'__l0>(it: impl Iterator<Item = &'__l0 u32>, g: impl Fn(&str) -> &str)`
+// An `async fn` may elide a lifetime inside an argument's `impl Trait`; a plain fn may not.
+// `Fn(..)` sugar keeps its elisions: they are higher-ranked, not the fn's.
+fn name_impl_trait_lifetimes(sig: &mut Signature) {
+    struct Namer {
+        in_impl: usize,
+        named: Vec<syn::Lifetime>,
+    }
+    impl Namer {
+        fn fresh(&mut self, span: Span) -> syn::Lifetime {
+            let lt = syn::Lifetime::new(&format!("'__structured_l{}", self.named.len()), span);
+            self.named.push(lt.clone());
+            lt
+        }
+    }
+    impl syn::visit_mut::VisitMut for Namer {
+        fn visit_type_impl_trait_mut(&mut self, t: &mut syn::TypeImplTrait) {
+            self.in_impl += 1;
+            syn::visit_mut::visit_type_impl_trait_mut(self, t);
+            self.in_impl -= 1;
+        }
+        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+            if self.in_impl > 0 && r.lifetime.is_none() {
+                r.lifetime = Some(self.fresh(r.and_token.span));
+            }
+            syn::visit_mut::visit_type_reference_mut(self, r);
+        }
+        fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
+            if self.in_impl > 0 && l.ident == "_" {
+                *l = self.fresh(l.span());
+            }
+        }
+        fn visit_parenthesized_generic_arguments_mut(
+            &mut self,
+            _: &mut syn::ParenthesizedGenericArguments,
+        ) {
+        }
+    }
+    let mut namer = Namer {
+        in_impl: 0,
+        named: Vec::new(),
+    };
+    for arg in &mut sig.inputs {
+        if let FnArg::Typed(pt) = arg {
+            syn::visit_mut::VisitMut::visit_type_mut(&mut namer, &mut pt.ty);
+        }
+    }
+    // Lifetimes come before the other generic parameters.
+    let at = sig.generics.lifetimes().count();
+    for (i, lt) in namer.named.into_iter().enumerate() {
+        let param = syn::GenericParam::Lifetime(syn::LifetimeParam::new(lt));
+        sig.generics.params.insert(at + i, param);
+    }
+    if sig.generics.lt_token.is_none() && !sig.generics.params.is_empty() {
+        sig.generics.lt_token = Some(Default::default());
+        sig.generics.gt_token = Some(Default::default());
     }
 }
 

@@ -20,7 +20,7 @@ mod known;
 mod tests;
 mod walk;
 
-pub(crate) use bindings::{pattern_bindings, token_idents};
+pub(crate) use bindings::{Matching, matching_use, pattern_bindings, token_idents};
 use borrow::*;
 use known::*;
 pub(crate) use known::{FORMAT_MACROS, is_compound_assign, owned_result};
@@ -124,6 +124,9 @@ pub(crate) struct Analysis {
     /// How many `#[cfg]`-attributed statements or arms enclose the walk: a mention there may
     /// not exist, so it is recorded as [`Use::Unknown`].
     in_cfg: usize,
+    /// Set just before walking a scrutinee (`match x`, `if let P = x`, `let P = x`): how its
+    /// patterns use it when it is a place (see [`matching_use`]).
+    scrutinee_use: Option<Use>,
     /// The mention being recorded names the base of a field access (`x` in `x.a.b`).
     via_field: bool,
     depth: usize,

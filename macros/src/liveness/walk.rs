@@ -21,16 +21,26 @@ impl<'ast> Visit<'ast> for Analysis {
 
     fn visit_expr(&mut self, e: &'ast Expr) {
         self.tick();
+        // A scrutinee's own place is used as its patterns say; what it contains, as usual.
+        let scrutinee = self.scrutinee_use.take();
         match e {
             Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
                 // A closure may capture by reference or by value (and consume what it
                 // captured): without types, only "unknown".
-                let kind = if self.in_closure.is_empty() {
-                    Use::Move
-                } else {
+                let kind = if !self.in_closure.is_empty() {
                     Use::Unknown
+                } else {
+                    scrutinee.unwrap_or(Use::Move)
                 };
                 self.mention_path(e, &p.path.segments[0].ident, kind);
+            }
+            Expr::Field(_) if scrutinee.is_some() => {
+                let kind = scrutinee.unwrap_or(Use::Field);
+                self.place_mention(e, if kind == Use::Move { Use::Field } else { kind });
+            }
+            Expr::Paren(p) if scrutinee.is_some() => {
+                self.scrutinee_use = scrutinee;
+                self.visit_expr(&p.expr);
             }
             Expr::Reference(r) => self.place_mention(&r.expr, Use::Ref),
             // Calling a local borrows it (`Fn`, `FnMut`, and the future of an `AsyncFn`
@@ -160,6 +170,7 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.after.insert(key(e), point);
             }
             Expr::Let(l) => {
+                self.scrutinee_use = Some(matching_use(&Matching::Refutable(&l.pat)));
                 self.visit_expr(&l.expr);
                 let borrowing = self.may_borrow(&l.expr);
                 let first = self.locals.len();
@@ -234,6 +245,9 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.after.insert(key(e), point);
             }
             Expr::Match(m) => {
+                let pats = m.arms.iter().map(|a| &a.pat).collect();
+                let guards = m.arms.iter().any(|a| a.guard.is_some());
+                self.scrutinee_use = Some(matching_use(&Matching::Arms(pats, guards)));
                 self.visit_expr(&m.expr);
                 let borrowing = self.may_borrow(&m.expr);
                 self.depth += 1;
@@ -301,6 +315,10 @@ impl Analysis {
             Stmt::Local(l) => {
                 let (init, borrowing) = match &l.init {
                     Some(init) => {
+                        self.scrutinee_use = Some(matching_use(&match init.diverge {
+                            Some(_) => Matching::Refutable(&l.pat),
+                            None => Matching::Irrefutable(&l.pat),
+                        }));
                         self.visit_whole(&init.expr);
                         if let Some((_, els)) = &init.diverge {
                             self.visit_expr(els);

@@ -21,7 +21,8 @@ fn control_flow_is_lowered_explicitly() {
         "async fn f(n: u32) -> u32 { let a = g(n).await; a + 1 }",
         "async fn f(n: u32) -> Result<u32, E> { let a = g(n).await?; if a > 1 { return Ok(a); } Ok(0) }",
         "async fn f(n: u32) { let mut i = 0; while i < n { g(i).await; i += 1; } }",
-        "async fn f(v: Option<u32>) -> u32 { match v { Some(x) if x > 2 => g(x).await, _ => 0 } }",
+        "async fn f(v: Option<u32>) -> u32 { match v { Some(x) if x > 2 => g(x).await, Some(x) => x, None => 0 } }",
+        "async fn f(v: Option<u32>) -> u32 { match v { Some(x) => g(x).await, _ => 0 } }",
         "async fn f(n: u32) -> u32 { let mut t = 0; for i in 0..n { t += g(i).await; } t }",
         "async fn f(&mut self) -> u32 { self.n = g(self.n).await; self.n }",
         "async fn f(s: String) -> usize { let n = g(&s).await; n + s.len() }",
@@ -171,12 +172,10 @@ fn drop_flag_bodies_lower_explicitly() {
 
 #[test]
 fn a_flag_is_not_taken_where_the_move_may_be_a_copy_read_again() {
-    // `n` may be `Copy`: read after the conditional move, it must keep its value (no flag),
-    // and a move that is a comparison or a scrutinee is no move at all.
+    // `n` may be `Copy`: read after the conditional move, it must keep its value (no flag).
     for body in [
         "async fn f(c: bool, n: N) -> N { if c { h(n); } g().await; n }",
         "async fn f(c: bool, n: N) -> u32 { if c { drop(n); } g().await; k(&n) }",
-        "async fn f(c: bool, n: N) -> u32 { match n { _ => {} } if c { drop(n); } g().await }",
         "async fn f(c: bool, n: N) { loop { if c { h(n); } g().await; } }",
         // A `continue` (or `break`) between the move and the assignment skips it.
         "async fn f(c: bool, n: N) { loop { if c { h(n); if g().await { continue; } n = N::new(); } } }",
@@ -220,5 +219,34 @@ fn no_flag_where_a_mention_is_a_place_the_rewrite_cannot_reach() {
     ] {
         let (_, report) = lowered("", body);
         assert!(!report.contains("drop flags"), "{body}: {report}");
+    }
+}
+
+#[test]
+fn matching_a_place_moves_it_only_where_the_patterns_take_all_of_it() {
+    // `Ok(x)` leaves an `Err` behind, `(a, _)` leaves `.1`, a guard may send `Some` to `_`:
+    // the local may still hold something to drop at the end of its scope.
+    for body in [
+        "async fn f(r: Result<N, N>) -> u32 { if let Ok(x) = r { h(x); } g().await }",
+        "async fn f(r: Result<N, N>) -> u32 { match r { Ok(x) => h(x), _ => {} } g().await }",
+        "async fn f(p: (N, N)) -> u32 { let (a, _) = p; h(a); g().await }",
+        "async fn f(o: Option<N>) -> u32 { match o { Some(x) if k(&x) => h(x), _ => {} } g().await }",
+    ] {
+        let (_, report) = lowered("", body);
+        assert!(report.contains("cannot tell whether"), "{body}: {report}");
+    }
+    // Taking all of it, or matching without binding by value, keeps the machine explicit.
+    for body in [
+        "async fn f(o: Option<N>) -> u32 { if let Some(x) = o { h(x); } g().await }",
+        "async fn f(o: Option<N>) -> u32 { match o { Some(x) => h(x), _ => {} } g().await }",
+        "async fn f(r: Result<N, N>) -> u32 { match r { Ok(x) => h(x), Err(e) => h(e) } g().await }",
+        "async fn f(r: Result<N, N>) -> u32 { match r { Ok(_) => {} Err(_) => {} } g().await; k(&r) }",
+        "async fn f(p: (N, N)) -> u32 { let (a, b) = p; h(a); g().await; k(&b) }",
+    ] {
+        let (explicit, report) = lowered("", body);
+        assert!(
+            explicit && report.contains("fallbacks: none"),
+            "{body}: {report}"
+        );
     }
 }
