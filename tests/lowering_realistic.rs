@@ -312,6 +312,47 @@ differential! {
     }
 }
 
+// Shapes that now lower to explicit states instead of native regions: `for` over an adapter
+// chain of a reference parameter or of an owned value, a `match` or `if` awaiting only in its
+// scrutinee (with an early return, a `_` arm, temporaries), `format!` inside a call.
+differential! {
+    explicit_loops_and_scrutinee_awaits,
+    entry: async { (lines("a=1\nb=x\n#c", &[Noisy::new("g")]).await, steps(vec![Ok(1), Err(Noisy::new("e"))]).await) },
+    #[lowered]
+    async fn lines(text: &str, guards: &[Noisy]) -> (Vec<(String, u32)>, Vec<String>) {
+        let mut ok = vec![];
+        let mut bad = vec![];
+        for (i, line) in text.lines().enumerate() {
+            let _row = Noisy::new(format!("row{i}"));
+            let Some((k, v)) = line.split_once('=') else {
+                bad.push(line.to_string());
+                continue;
+            };
+            match tick(v.parse::<u32>()).await {
+                Ok(n) => ok.push((k.to_string(), n)),
+                Err(_) => bad.push(format!("{k}: {v}")),
+            }
+        }
+        for g in guards.iter().rev() {
+            ok.push((g.name().to_string(), tick(g.touch() as u32).await));
+        }
+        (ok, bad)
+    }
+    #[lowered]
+    async fn steps(inputs: Vec<Result<u32, Noisy>>) -> Result<u32, Noisy> {
+        let mut sum = 0;
+        for (i, r) in inputs.into_iter().enumerate() {
+            let _step = Noisy::new(format!("step{i}"));
+            let v = match tick(r).await {
+                Ok(v) => v,
+                Err(e) => return Err(e),
+            };
+            sum += if tick(v).await > 0 { v } else { 100 };
+        }
+        Ok(sum)
+    }
+}
+
 // Shapes that agreed from the start.
 
 differential! {

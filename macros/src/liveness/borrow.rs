@@ -30,8 +30,14 @@ impl<'ast> Visit<'ast> for BorrowProbe<'_> {
                 Some(root) => self.check(root, true),
                 None => visit::visit_expr(self, e),
             },
-            // The result holds what its receiver's items hold, no borrow of the receiver.
-            Expr::MethodCall(m) if carrying_call(e).is_some() => {
+            // The result holds what its receiver's items hold (or the receiver itself, moved
+            // in), no new borrow of the receiver.
+            Expr::MethodCall(m)
+                if carrying_call(e).is_some() || {
+                    let name = m.method.to_string();
+                    CONSUMING.contains(&name.as_str()) || BY_VALUE_ADAPTERS.contains(&name.as_str())
+                } =>
+            {
                 self.visit_expr(&m.receiver);
                 for a in &m.args {
                     self.visit_expr(a);
@@ -43,6 +49,8 @@ impl<'ast> Visit<'ast> for BorrowProbe<'_> {
                 }
                 visit::visit_expr(self, e);
             }
+            // `format!` makes a `String` of what it borrows.
+            Expr::Macro(m) if m.mac.path.is_ident("format") => {}
             Expr::Closure(_) | Expr::Async(_) | Expr::Macro(_) => {
                 // A `move` closure or block owns what it captures: it borrows a local only
                 // through a captured local that holds a borrow itself.

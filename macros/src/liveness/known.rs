@@ -116,7 +116,19 @@ pub(super) const BORROWING: &[&str] = &[
     "starts_with",
     "ends_with",
     "split",
+    "split_once",
+    "rsplit_once",
+    "split_whitespace",
+    "char_indices",
+    "strip_prefix",
+    "strip_suffix",
     "trim",
+    "trim_start",
+    "trim_end",
+    "as_bytes",
+    "parse",
+    "to_uppercase",
+    "to_lowercase",
     "chars",
     "bytes",
     "lines",
@@ -160,6 +172,76 @@ pub(super) const BORROWING: &[&str] = &[
     "any",
     "all",
 ];
+
+/// Iterator adapters, which take `self` by value (as do `Option`'s methods of these names).
+pub(crate) const BY_VALUE_ADAPTERS: &[&str] = &[
+    "into_iter",
+    "enumerate",
+    "rev",
+    "zip",
+    "skip",
+    "step_by",
+    "chain",
+    "peekable",
+    "map",
+    "filter",
+    "filter_map",
+    "flat_map",
+    "flatten",
+    "take_while",
+    "skip_while",
+    "map_while",
+    "fuse",
+    "inspect",
+    "cloned",
+    "copied",
+    "cycle",
+];
+
+/// Methods whose iterator yields `Copy` items on every common type that has them: shared
+/// references (`iter`, `keys`, `lines`, `chunks`), `char`s and bytes.
+const COPY_ITEMS: &[&str] = &[
+    "iter",
+    "keys",
+    "values",
+    "lines",
+    "chars",
+    "bytes",
+    "char_indices",
+    "split",
+    "split_whitespace",
+    "split_terminator",
+    "windows",
+    "chunks",
+];
+
+/// Adapters that keep their items (or pair them with an index).
+const ITEM_PRESERVING: &[&str] = &[
+    "rev",
+    "skip",
+    "step_by",
+    "filter",
+    "skip_while",
+    "take_while",
+    "fuse",
+    "peekable",
+    "enumerate",
+];
+
+/// Whether the items of a `for` loop's iterator are `Copy`: `&v`, `v.iter()`, `s.lines()`,
+/// and those under item-keeping adapters (`v.iter().enumerate().rev()`).
+pub(super) fn copy_items(e: &Expr) -> bool {
+    match e {
+        Expr::Reference(r) => r.mutability.is_none(),
+        Expr::Paren(p) => copy_items(&p.expr),
+        Expr::MethodCall(m) => {
+            let name = m.method.to_string();
+            COPY_ITEMS.contains(&name.as_str())
+                || (ITEM_PRESERVING.contains(&name.as_str()) && copy_items(&m.receiver))
+        }
+        _ => false,
+    }
+}
 
 /// Macros that only borrow their arguments.
 pub(crate) const FORMAT_MACROS: &[&str] = &[

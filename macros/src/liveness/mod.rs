@@ -23,7 +23,7 @@ mod walk;
 pub(crate) use bindings::{Matching, matching_use, pattern_bindings, token_idents};
 use borrow::*;
 use known::*;
-pub(crate) use known::{FORMAT_MACROS, is_compound_assign, owned_result};
+pub(crate) use known::{BY_VALUE_ADAPTERS, FORMAT_MACROS, is_compound_assign, owned_result};
 
 pub(crate) type LocalId = usize;
 
@@ -358,6 +358,35 @@ impl Analysis {
         let point = self.snapshot();
         self.ranges.insert(key(e), (start, point.pos));
         self.after.insert(key(e), point);
+    }
+
+    /// Whether `e` names a local known to be `Copy`, and whether that local is a shared
+    /// reference whose borrows are not of this frame.
+    fn copy_place(&self, e: &Expr) -> (bool, bool) {
+        match e {
+            Expr::Path(p) if p.qself.is_none() => p
+                .path
+                .get_ident()
+                .and_then(|i| self.resolve(i))
+                .map_or((false, false), |id| {
+                    (self.locals[id].known_copy, self.locals[id].shared_ref)
+                }),
+            Expr::Paren(p) => self.copy_place(&p.expr),
+            _ => (false, false),
+        }
+    }
+
+    /// Whether `e` names a `&T` parameter (iterating it yields references).
+    fn is_shared_ref_param(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Path(p) if p.qself.is_none() => p
+                .path
+                .get_ident()
+                .and_then(|i| self.resolve(i))
+                .is_some_and(|id| self.locals[id].shared_ref && self.locals[id].ref_param),
+            Expr::Paren(p) => self.is_shared_ref_param(&p.expr),
+            _ => false,
+        }
     }
 
     /// Whether the root local of a receiver is a reference parameter (`&T`, `&mut T`,

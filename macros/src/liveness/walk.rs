@@ -174,7 +174,8 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.visit_expr(&l.expr);
                 let borrowing = self.may_borrow(&l.expr);
                 let first = self.locals.len();
-                self.bind_pattern(&l.pat, false, false, borrowing);
+                let (copy, shared) = self.copy_place(&l.expr);
+                self.bind_pattern(&l.pat, copy, copy && shared, borrowing);
                 self.stmt_locals
                     .insert(key(e), (first..self.locals.len()).collect());
             }
@@ -200,7 +201,10 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.enter_arm(c, 0);
                 self.mention(iter_id, Use::Ref);
                 let first = self.locals.len();
-                self.bind_pattern(&f.pat, false, false, borrowing);
+                // Items that are references (or `char`s, bytes, indices): whatever the pattern
+                // binds is `Copy`; when the iterator borrows no local, neither do they.
+                let copy_items = copy_items(&f.expr) || self.is_shared_ref_param(&f.expr);
+                self.bind_pattern(&f.pat, copy_items, copy_items && !borrowing, borrowing);
                 self.stmt_locals
                     .insert(key(&*f.pat), (first..self.locals.len()).collect());
                 let point = self.snapshot();
@@ -245,6 +249,8 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.after.insert(key(e), point);
             }
             Expr::Match(m) => {
+                // What a pattern binds from a `Copy` place (a reference too) is `Copy`.
+                let (copy, shared) = self.copy_place(&m.expr);
                 let pats = m.arms.iter().map(|a| &a.pat).collect();
                 let guards = m.arms.iter().any(|a| a.guard.is_some());
                 self.scrutinee_use = Some(matching_use(&Matching::Arms(pats, guards)));
@@ -261,7 +267,7 @@ impl<'ast> Visit<'ast> for Analysis {
                     self.enter_arm(c, i);
                     self.push_scope();
                     let first = self.locals.len();
-                    self.bind_pattern(&arm.pat, false, false, borrowing);
+                    self.bind_pattern(&arm.pat, copy, copy && shared, borrowing);
                     self.stmt_locals
                         .insert(key(arm), (first..self.locals.len()).collect());
                     if let Some((_, g)) = &arm.guard {
@@ -269,7 +275,8 @@ impl<'ast> Visit<'ast> for Analysis {
                     }
                     let point = self.snapshot();
                     self.points.insert(key(arm), point);
-                    self.visit_expr(&arm.body);
+                    // An arm body that is not a block may run as one adapter: it needs its range.
+                    self.visit_whole(&arm.body);
                     self.pop_scope();
                     self.leave_arm();
                     self.in_cfg -= usize::from(cfg);

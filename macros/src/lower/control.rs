@@ -272,7 +272,11 @@ impl Lowerer<'_> {
             return fallback(span, "an await in a `for` loop's iterator expression");
         }
         // The iterator expression's temporaries would live through the whole loop.
-        if !(pure_place(&f.expr) || simple_future(&f.expr) || is_range(&f.expr)) {
+        if !(pure_place(&f.expr)
+            || simple_future(&f.expr)
+            || is_range(&f.expr)
+            || no_temporaries(&f.expr))
+        {
             return fallback(
                 span,
                 "a `for` loop over an expression whose temporaries would live across its awaits",

@@ -129,6 +129,8 @@ impl Lowerer<'_> {
         await_span: Span,
     ) -> Result<(), Fallback> {
         match e {
+            // Only the condition or scrutinee awaits: one resume block runs it all.
+            Expr::If(_) | Expr::Match(_) if spine(e).is_some() => {}
             Expr::If(i) => return self.lower_if(e, i, tail),
             Expr::Match(m) => return self.lower_match(e, m, tail),
             Expr::Return(r) if r.expr.is_some() => {

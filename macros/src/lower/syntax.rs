@@ -150,6 +150,30 @@ pub(super) fn spine(e: &Expr) -> Option<(&Expr, &Expr)> {
         Expr::Unary(u) => spine(&u.expr),
         Expr::MethodCall(m) if m.args.iter().all(|a| expr_await(a).is_none()) => spine(&m.receiver),
         Expr::Binary(b) if expr_await(&b.right).is_none() => spine(&b.left),
+        // `match x.await { .. }` whose arms do not await runs in the resume block; the
+        // awaited operand's temporaries would live through the arms natively.
+        Expr::Match(m)
+            if no_temporaries(&m.expr)
+                && m.arms.iter().all(|a| {
+                    expr_await(&a.body).is_none()
+                        && a.guard
+                            .as_ref()
+                            .is_none_or(|(_, g)| expr_await(g).is_none())
+                }) =>
+        {
+            spine(&m.expr)
+        }
+        // `if x.await { .. } else { .. }` whose branches do not await (not `if let`: its
+        // scrutinee is a temporary dropped before the `else`).
+        Expr::If(i)
+            if !matches!(&*i.cond, Expr::Let(_))
+                && has_await(|f| f.visit_block(&i.then_branch)).is_none()
+                && i.else_branch
+                    .as_ref()
+                    .is_none_or(|(_, e)| expr_await(e).is_none()) =>
+        {
+            spine(&i.cond)
+        }
         _ => None,
     }
 }
@@ -167,6 +191,8 @@ pub(super) fn replace_spine(e: &Expr, r: &Expr) -> Expr {
             Expr::Unary(u) => go(&mut u.expr, r),
             Expr::MethodCall(m) => go(&mut m.receiver, r),
             Expr::Binary(b) => go(&mut b.left, r),
+            Expr::Match(m) => go(&mut m.expr, r),
+            Expr::If(i) => go(&mut i.cond, r),
             _ => {}
         }
     }
@@ -273,7 +299,15 @@ pub(super) fn no_temporaries(e: &Expr) -> bool {
         Expr::Tuple(t) => t.elems.iter().all(no_temporaries),
         Expr::Array(a) => a.elems.iter().all(no_temporaries),
         Expr::Call(c) => matches!(&*c.func, Expr::Path(_)) && c.args.iter().all(no_temporaries),
-        Expr::MethodCall(m) => pure_place(&m.receiver) && m.args.iter().all(no_temporaries),
+        // An iterator adapter takes its receiver by value: no temporary is left of it.
+        Expr::MethodCall(m) => {
+            let by_value =
+                crate::liveness::BY_VALUE_ADAPTERS.contains(&m.method.to_string().as_str());
+            (pure_place(&m.receiver) || (by_value && no_temporaries(&m.receiver)))
+                && m.args.iter().all(no_temporaries)
+        }
+        // A closure is a value; what it captures, it borrows or moves from places.
+        Expr::Closure(_) => true,
         _ => false,
     }
 }

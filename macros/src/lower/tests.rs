@@ -250,3 +250,23 @@ fn matching_a_place_moves_it_only_where_the_patterns_take_all_of_it() {
         );
     }
 }
+
+#[test]
+fn a_match_or_if_awaiting_only_in_its_scrutinee_runs_in_one_resume_block() {
+    for body in [
+        "async fn f(r: u32) -> Result<u32, E> { let v = match g(r).await { Ok(v) => v, Err(e) => return Err(e) }; Ok(v) }",
+        "async fn f(r: u32) -> u32 { let mut n = 0; match g(r).await { Ok(v) => n += v, Err(_) => n = 1 } h(n).await }",
+        "async fn f(r: u32) -> u32 { if g(r).await > 2 { 1 } else { 2 } }",
+        // An arm body that is an expression with awaits runs as one adapter.
+        "async fn f(m: u32) -> Vec<u32> { let mut out = Vec::new(); match m { n => out.push(g(n).await + g(1).await), } out }",
+        // Items of `&[T]`, `.iter()`, `.lines()` are references: copied, never moved out.
+        "async fn f(ms: &[M]) -> u32 { for m in ms { match m { M::A(t) if t.ok() => { g(t).await; } _ => {} } } 0 }",
+        "async fn f(t: &str, v: Vec<u32>) -> u32 { for l in t.lines() { let _r = N::new(format!(\"{l}\")); g(1).await; } for (i, x) in v.into_iter().enumerate() { g(x).await; } 0 }",
+    ] {
+        let (explicit, report) = lowered("", body);
+        assert!(
+            explicit && report.contains("fallbacks: none"),
+            "{body}: {report}"
+        );
+    }
+}
