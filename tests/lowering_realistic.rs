@@ -312,6 +312,44 @@ differential! {
     }
 }
 
+// An async lock's guard borrows the lock: `*g += x.await` through it (the deref was taken for
+// a move of `g`), and the adapter of `m.lock().await` handing back the guard with `m`;
+// `tokio::pin!(f)` declares a new `f` the lowering cannot see.
+differential! {
+    async_locks_and_pinning,
+    entry: async { (local_mutex().await, shared_mutex().await, pinned().await) },
+    #[lowered]
+    async fn local_mutex() -> u32 {
+        let m = tokio::sync::Mutex::new(5u32);
+        {
+            let mut g = m.lock().await;
+            *g += tick(1).await;
+        }
+        let v = *m.lock().await;
+        v + tick(0).await
+    }
+    #[lowered]
+    async fn shared_mutex() -> u32 {
+        let st = std::sync::Arc::new(tokio::sync::Mutex::new(1u32));
+        let other = std::sync::Arc::clone(&st);
+        let mut g = st.lock().await;
+        *g += 1;
+        drop(g);
+        tick(()).await;
+        let n = tick(*other.lock().await).await;
+        n + *st.lock().await
+    }
+    #[lowered]
+    async fn pinned() -> u32 {
+        let a = tick(1).await;
+        let f = tick(2);
+        tokio::pin!(f);
+        let b = (&mut f).await;
+        let p = std::pin::pin!(tick(3));
+        a + b + p.await
+    }
+}
+
 // Shapes that now lower to explicit states instead of native regions: `for` over an adapter
 // chain of a reference parameter or of an owned value, a `match` or `if` awaiting only in its
 // scrutinee (with an early return, a `_` arm, temporaries), `format!` inside a call.

@@ -49,8 +49,24 @@ impl<'ast> Visit<'ast> for BorrowProbe<'_> {
                 }
                 visit::visit_expr(self, e);
             }
+            // `Arc::clone(&a)`, `Rc::clone(&a)`: a new owner of what `a` holds, no borrow of `a`.
+            Expr::Call(c)
+                if c.args.len() == 1
+                    && matches!(&*c.func, Expr::Path(p)
+                        if p.path.segments.len() > 1
+                            && p.path.segments.last().is_some_and(|s| s.ident == "clone")) =>
+            {
+                match &c.args[0] {
+                    Expr::Reference(r) => self.visit_expr(&r.expr),
+                    a => self.visit_expr(a),
+                }
+            }
             // `format!` makes a `String` of what it borrows.
             Expr::Macro(m) if m.mac.path.is_ident("format") => {}
+            // `pin!(fut)` borrows a temporary that lives as long as the enclosing block.
+            Expr::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "pin") => {
+                self.found = true;
+            }
             Expr::Closure(_) | Expr::Async(_) | Expr::Macro(_) => {
                 // A `move` closure or block owns what it captures: it borrows a local only
                 // through a captured local that holds a borrow itself.

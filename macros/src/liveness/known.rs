@@ -265,6 +265,35 @@ pub(crate) const FORMAT_MACROS: &[&str] = &[
     "dbg",
 ];
 
+/// Macros known not to expand to `.await`, besides the formatting ones the liveness already
+/// knows ([`FORMAT_MACROS`]); any other macro may (`join!`, `select!`, a user's
+/// `macro_rules!`), and an await cannot stand in a block closure, so it keeps a native frame.
+pub(crate) const OTHER_AWAIT_FREE_MACROS: &[&str] = &[
+    "vec",
+    "unimplemented",
+    "matches",
+    "concat",
+    "stringify",
+    "line",
+    "column",
+    "file",
+    "module_path",
+    "cfg",
+    "env",
+    "option_env",
+    "include_str",
+    "include_bytes",
+    "compile_error",
+    "trace",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "thread_local",
+    "addr_of",
+    "addr_of_mut",
+];
+
 /// Async methods whose output owns its data (`rx.recv().await`, `lines.next().await`), though
 /// their future borrows the receiver.
 pub(super) const OWNED_AWAIT: &[&str] = &[

@@ -23,7 +23,9 @@ mod walk;
 pub(crate) use bindings::{Matching, matching_use, pattern_bindings, token_idents};
 use borrow::*;
 use known::*;
-pub(crate) use known::{BY_VALUE_ADAPTERS, FORMAT_MACROS, is_compound_assign, owned_result};
+pub(crate) use known::{
+    BY_VALUE_ADAPTERS, FORMAT_MACROS, OTHER_AWAIT_FREE_MACROS, is_compound_assign, owned_result,
+};
 
 pub(crate) type LocalId = usize;
 
@@ -58,8 +60,10 @@ pub(crate) struct Local {
     /// Declared with a primitive non-reference type, or initialised by a number, `bool` or
     /// `char` literal: whatever is assigned to it, it holds no borrow.
     pub(crate) plain: bool,
-    /// Declared by a `let` under `#[cfg]`: it may not exist at all.
-    pub(crate) cfg: bool,
+    /// Its name may not denote it everywhere: declared by a `let` under `#[cfg]` (it may not
+    /// exist), or named by a statement macro that may declare a new local of that name
+    /// (`tokio::pin!(fut)`). It never crosses a block boundary.
+    pub(crate) unsure: bool,
     /// Declared `let x;` without a value, or bound `ref`.
     pub(crate) unusual: bool,
     /// A parameter of type `&T` or `&mut T`.
@@ -264,7 +268,7 @@ impl Analysis {
                 shared_ref,
                 borrowing: borrowing || by_ref,
                 plain: false,
-                cfg: self.in_cfg > 0,
+                unsure: self.in_cfg > 0,
                 unusual: by_ref,
                 ref_param: false,
             });
@@ -350,6 +354,30 @@ impl Analysis {
         }
     }
 
+    /// A macro in statement position may declare locals visible after it (`tokio::pin!(fut)`
+    /// shadows `fut`): the locals it names are [`Local::unsure`] unless it is a known one.
+    fn may_redeclare(&mut self, mac: &syn::Macro) {
+        let name = mac
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        if FORMAT_MACROS.contains(&name.as_str())
+            || OTHER_AWAIT_FREE_MACROS.contains(&name.as_str())
+            || crate::yields::is_yield(mac)
+        {
+            return;
+        }
+        let mut idents = Vec::new();
+        token_idents(mac.tokens.clone(), &mut idents);
+        for i in idents {
+            if let Some(id) = self.resolve(&i) {
+                self.locals[id].unsure = true;
+            }
+        }
+    }
+
     /// Visits a statement's whole expression, recording its span of positions and the point
     /// after it (the lowering may run it as one adapter).
     fn visit_whole(&mut self, e: &Expr) {
@@ -423,6 +451,10 @@ impl Analysis {
                 self.visit_expr(&i.index);
             }
             Expr::Paren(p) => self.place_mention_in(&p.expr, kind, through_field),
+            // `*g += 1`, `&mut *g`: the place behind `g` is used, `g` itself is not moved.
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) && kind != Use::Move => {
+                self.place_mention_in(&u.expr, kind, through_field);
+            }
             _ => self.visit_expr(e),
         }
     }

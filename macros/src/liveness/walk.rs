@@ -385,6 +385,7 @@ impl Analysis {
             Stmt::Macro(m) => {
                 let start = self.pos;
                 self.macro_mentions(&m.mac);
+                self.may_redeclare(&m.mac);
                 let point = self.snapshot();
                 self.ranges.insert(key(s), (start, point.pos));
                 self.after.insert(key(s), point);

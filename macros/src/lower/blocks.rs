@@ -146,11 +146,12 @@ impl Lowerer<'_> {
             } else {
                 !moved
             };
-            if carry && l.cfg {
+            if carry && l.unsure {
                 return fallback(
                     span,
                     format!(
-                        "`{}` is declared under `#[cfg]` (it may not exist) and is alive across this await",
+                        "`{}` is declared under `#[cfg]` or passed to a macro that may declare \
+                         another local of its name, and is alive across this await",
                         l.name
                     ),
                 );

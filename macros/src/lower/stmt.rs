@@ -236,6 +236,19 @@ impl Lowerer<'_> {
             .filter(|(_, k)| *k != Use::Move)
             .map(|(id, _)| *id)
             .collect();
+        // A guard (`m.lock().await`) keeps borrowing the local it came from: the adapter could
+        // not hand both back.
+        if let Some(root) = guard_receiver(fut)
+            && let Some(&id) = lent.iter().find(|&&id| self.a.local(id).name == *root)
+        {
+            return fallback(
+                span,
+                format!(
+                    "the awaited guard keeps borrowing `{}`",
+                    self.a.local(id).name
+                ),
+            );
+        }
         let f = Ident::new("__f", Span::mixed_site());
         let r = Ident::new("__r", Span::mixed_site());
         let fut = self.rewrite_expr(fut, fut.clone())?;

@@ -27,38 +27,10 @@ pub(super) struct AwaitFinder {
     pub(super) suspect: Option<(Span, String)>,
 }
 
-/// Macros known not to expand to `.await`, besides the formatting ones the liveness already
-/// knows ([`crate::liveness::FORMAT_MACROS`]); any other macro may (`join!`, `select!`, a user's
-/// `macro_rules!`), and an await cannot stand in a block closure, so it keeps a native frame.
-const OTHER_AWAIT_FREE_MACROS: &[&str] = &[
-    "vec",
-    "unimplemented",
-    "matches",
-    "concat",
-    "stringify",
-    "line",
-    "column",
-    "file",
-    "module_path",
-    "cfg",
-    "env",
-    "option_env",
-    "include_str",
-    "include_bytes",
-    "compile_error",
-    "trace",
-    "debug",
-    "info",
-    "warn",
-    "error",
-    "thread_local",
-    "addr_of",
-    "addr_of_mut",
-];
-
 /// Whether a macro of this name is known not to expand to `.await`.
 pub(super) fn is_await_free_macro(name: &str) -> bool {
-    crate::liveness::FORMAT_MACROS.contains(&name) || OTHER_AWAIT_FREE_MACROS.contains(&name)
+    crate::liveness::FORMAT_MACROS.contains(&name)
+        || crate::liveness::OTHER_AWAIT_FREE_MACROS.contains(&name)
 }
 
 impl<'ast> Visit<'ast> for AwaitFinder {
@@ -174,6 +146,28 @@ pub(super) fn spine(e: &Expr) -> Option<(&Expr, &Expr)> {
         {
             spine(&i.cond)
         }
+        _ => None,
+    }
+}
+
+/// The local whose guard a future resolves to: `m.lock()`, `l.read()`, `s.acquire()` (the
+/// async locks' and semaphores' methods; `read`/`write` with no argument, unlike the io ones).
+pub(super) fn guard_receiver(fut: &Expr) -> Option<&Ident> {
+    let Expr::MethodCall(m) = fut else {
+        return None;
+    };
+    let name = m.method.to_string();
+    let guard = match name.as_str() {
+        "lock" | "read" | "write" | "acquire" => m.args.is_empty(),
+        "acquire_many" => true,
+        _ => false,
+    };
+    let mut root = &*m.receiver;
+    while let Expr::Field(f) = root {
+        root = &f.base;
+    }
+    match root {
+        Expr::Path(p) if guard && p.qself.is_none() => p.path.get_ident(),
         _ => None,
     }
 }
