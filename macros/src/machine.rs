@@ -9,7 +9,7 @@
 //! struct Machine<L0, L1, L2, O2, R, B0, B1, B2> where B0: Out<L0>, <B0 as Out<L0>>::Out: Parts {
 //!     #[pin] state: State<L0, L2, <<B0 as Out<L0>>::Out as Parts>::F2>, blocks: (B0, B1, B2) }
 //! impl<…, F2> Future for Machine<…> where B0: Out<L0, Out = Transition<L1, L2, F2, R>>,
-//!     B1: Out<L1, Out = Transition<L1, L2, Infallible, R>>, F2: Future<Output = O2>, … { poll:
+//!     B1: Out<L1, Out = Transition<L1, L2, Infallible, R>>, F2: Future, F2: PollOut<O2>, … { poll:
 //!     resume the state's block (polling its future first), match that block's transition,
 //!     follow gotos (a `Next` enum of L's) until an await/yield is stored or a return completes }
 //! new(PhantomData::<R>, (args…), b0, b1, b2)   // where B2: FnMut(L2, F2::Output) -> Transition<…>, …
@@ -20,6 +20,14 @@
 //! that closure's signature). Naming it in several arguments made rustc spell out nested
 //! opaque types once per mention, so compile time grew exponentially along a chain of
 //! machines awaiting machines.
+//!
+//! The driver's bounds on an awaited future are trait bounds only (`F2: Future` and
+//! `F2: PollOut<O2>`, a blanket impl for every future), never `F2: Future<Output = O2>`:
+//! rustc proves a trait bound on a concrete type once and caches it, but re-proves an
+//! `Output = …` bound on each use, and proving one on an awaited machine brings in that
+//! machine's own bounds, and so on down a chain. Each machine's driver redid that whole walk,
+//! so compile time grew faster than the square of a chain's depth (a 400-level chain of
+//! trait-method levels: 56 s of monomorphization, now 4 s).
 //!
 //! Every type is a generic parameter (or a projection of one) fixed by inference: each
 //! closure's input tuple is the value an earlier closure put in its `Transition`. Locals sit in
@@ -101,6 +109,7 @@ pub(crate) fn emit(
     let out_trait = Ident::new("__StructuredOut", ms);
     let resume_trait = Ident::new("__StructuredResumeOut", ms);
     let parts = Ident::new("__StructuredParts", ms);
+    let poll_out = Ident::new("__StructuredPollOut", ms);
     let next = Ident::new("__StructuredNext", ms);
     let l: Vec<Ident> = (0..blocks.len())
         .map(|k| format_ident!("__L{}", k))
@@ -265,7 +274,10 @@ pub(crate) fn emit(
             Entry::Await(_) => {
                 let fk = fut_in_impl(k);
                 let ok = &o[k];
-                quote!(#fk: ::core::future::Future<Output = #ok>,
+                // `PollOut` alone would do for the body; `Future` first lets rustc prove a
+                // chain of machines one level per step (with `PollOut` alone it takes two,
+                // which halves the depth the default recursion limit allows).
+                quote!(#fk: ::core::future::Future, #fk: #poll_out<#ok>,
                     #bk: #resume_trait<#lk, #ok, Out = #tk>,)
             }
             _ => quote!(#bk: #out_trait<#lk, Out = #tk>,),
@@ -364,7 +376,7 @@ pub(crate) fn emit(
             quote!(::core::task::Poll::Pending)
         };
         let h = handle(k);
-        quote!(#proj::#v { fut, .. } => match ::core::future::Future::poll(fut, cx) {
+        quote!(#proj::#v { fut, .. } => match #poll_out::poll_out(fut, cx) {
             ::core::task::Poll::Pending => return #on_pending,
             ::core::task::Poll::Ready(out) => match this.state.as_mut().project_replace(#state::Done) {
                 #repl::#v { live, .. } => {
@@ -503,6 +515,15 @@ pub(crate) fn emit(
             #[inline(always)]
             fn call(&mut self, live: L) -> T {
                 self(live)
+            }
+        }
+        trait #poll_out<O> {
+            fn poll_out(self: ::core::pin::Pin<&mut Self>, cx: &mut ::core::task::Context<'_>) -> ::core::task::Poll<O>;
+        }
+        impl<F: ::core::future::Future> #poll_out<F::Output> for F {
+            #[inline(always)]
+            fn poll_out(self: ::core::pin::Pin<&mut Self>, cx: &mut ::core::task::Context<'_>) -> ::core::task::Poll<F::Output> {
+                F::poll(self, cx)
             }
         }
         trait #resume_trait<L, O> {
