@@ -21,15 +21,15 @@
 //!   hub, which outlives the nursery while any waker does.
 //! - **Turns** (`driver`): one poll of the nursery polls the children woken before it began,
 //!   children spawned during it and children their siblings wake during it, at most 128,
-//!   then returns `Pending` after waking itself if more are ready. A child that woke itself
-//!   (yielded) is polled once more in the same turn, after everything queued before it, so a
+//!   then returns `Pending` after waking itself if more are ready. Children that woke
+//!   themselves (yielded) in that first lap are polled once more in a second lap, so a
 //!   nursery of children that pend once finishes in one turn while its memory is in cache;
-//!   a child that wakes itself again in that second poll waits for the next turn, so whoever
-//!   polls the nursery gets its turn after at most two polls of a child that keeps yielding.
-//!   A nursery polled a second time in its parent's turn polls each of its children at most
-//!   once in that poll, so nesting does not multiply the polls a yield gets. Under tokio,
+//!   a child that wakes itself in the second lap waits for the next turn, so whoever polls
+//!   the nursery gets its turn after at most two polls of a child that keeps yielding. A
+//!   nursery polled in its parent's second lap runs its whole turn as a second lap, so
+//!   nesting does not multiply the polls a yield gets (`d + 1` at depth `d`). Under tokio,
 //!   whose coop budget makes resources return `Pending` and wake at once when spent, the
-//!   budget and the two-poll limit keep many children in one task linear.
+//!   budget and the two laps keep many children in one task linear.
 //! - **Threads** ([`TreeKind`]): `nursery!(|n| ...)` is a [`Local`] tree, polled by one thread,
 //!   whose children need not be `Send`; `nursery!(send |n| ...)` is a [`Shared`] tree, a `Send`
 //!   future for multi-threaded runtimes, whose children must be `Send`.
