@@ -350,6 +350,41 @@ differential! {
     }
 }
 
+// An awaited value may borrow the local it was asked of (`cfg.host().await` returns a `&str`
+// into `cfg`): what is made of it (`.len()`, a condition, a discarded value) is finished with
+// in the adapter that holds `cfg`, before handing `cfg` back.
+differential! {
+    awaited_borrows_of_a_local,
+    entry: getters(),
+    struct Cfg { host: String }
+    impl Cfg {
+        async fn host(&self) -> &str {
+            tick(()).await;
+            &self.host
+        }
+    }
+    async fn first(v: &[Noisy]) -> &Noisy {
+        tick(()).await;
+        &v[0]
+    }
+    #[lowered]
+    async fn getters() -> usize {
+        let cfg = Cfg { host: "hh".into() };
+        let mut n = 0;
+        for _ in 0..2 {
+            n += cfg.host().await.len();
+        }
+        cfg.host().await;
+        if cfg.host().await.is_empty() {
+            n += 100;
+        }
+        let v = vec![Noisy::new("a")];
+        let k = first(&v).await.touch();
+        tick(()).await;
+        n + k + cfg.host.len()
+    }
+}
+
 // Shapes that now lower to explicit states instead of native regions: `for` over an adapter
 // chain of a reference parameter or of an owned value, a `match` or `if` awaiting only in its
 // scrutinee (with an early return, a `_` arm, temporaries), `format!` inside a call.

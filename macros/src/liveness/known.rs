@@ -296,7 +296,7 @@ pub(crate) const OTHER_AWAIT_FREE_MACROS: &[&str] = &[
 
 /// Async methods whose output owns its data (`rx.recv().await`, `lines.next().await`), though
 /// their future borrows the receiver.
-pub(super) const OWNED_AWAIT: &[&str] = &[
+pub(crate) const OWNED_AWAIT: &[&str] = &[
     "recv",
     "try_recv",
     "next",

@@ -24,7 +24,8 @@ pub(crate) use bindings::{Matching, matching_use, pattern_bindings, token_idents
 use borrow::*;
 use known::*;
 pub(crate) use known::{
-    BY_VALUE_ADAPTERS, FORMAT_MACROS, OTHER_AWAIT_FREE_MACROS, is_compound_assign, owned_result,
+    BY_VALUE_ADAPTERS, FORMAT_MACROS, OTHER_AWAIT_FREE_MACROS, OWNED_AWAIT, is_compound_assign,
+    owned_result,
 };
 
 pub(crate) type LocalId = usize;

@@ -76,7 +76,7 @@ impl Lowerer<'_> {
                 return fallback(span, "an await nested inside a condition");
             };
             let r = Ident::new("__r", Span::mixed_site());
-            self.suspend_await(aw, fut, span)?;
+            self.suspend_await(aw, fut, cond, span)?;
             let value = self.rewrite_expr(cond, replace_spine(cond, &syn::parse_quote!(#r)))?;
             return Ok((quote!({ let #r = #r; #value }), Vec::new()));
         }
@@ -113,7 +113,7 @@ impl Lowerer<'_> {
                 return fallback(span, "an await nested inside a scrutinee");
             };
             let r = Ident::new("__r", Span::mixed_site());
-            self.suspend_await(aw, fut, span)?;
+            self.suspend_await(aw, fut, scrut, span)?;
             let value = self.rewrite_expr(scrut, replace_spine(scrut, &syn::parse_quote!(#r)))?;
             return Ok(if is_identity(scrut) {
                 quote!(#r)

@@ -69,7 +69,14 @@ impl Lowerer<'_> {
                     return fallback(await_span, "an await inside a `let … else` block");
                 }
                 let declared = self.a.stmt_locals.get(&key(s)).cloned().unwrap_or_default();
-                let Some((aw, fut)) = spine(&init.expr) else {
+                // An output that may borrow a lent local is finished with inside the adapter
+                // (`cfg.host().await.len()`), unless the `let` keeps it.
+                let spine = spine(&init.expr).filter(|(aw, fut)| {
+                    self.output_may_borrow(aw, fut).is_none()
+                        || (is_identity(&init.expr)
+                            && !declared.iter().all(|&id| self.a.local(id).plain))
+                });
+                let Some((aw, fut)) = spine else {
                     // `let x = a.await + b.await;`: the whole initialiser runs in one adapter.
                     if matches!(&*init.expr, Expr::Reference(_)) {
                         return fallback(
@@ -91,7 +98,7 @@ impl Lowerer<'_> {
                     return self.bind_let(s, l, value, declared, await_span);
                 };
                 let r = Ident::new("__r", Span::mixed_site());
-                self.suspend_await(aw, fut, await_span)?;
+                self.suspend_await(aw, fut, &init.expr, await_span)?;
                 // Rewritten in the resume block: its jumps name the locals as bound there.
                 let value = self.rewrite_expr(
                     &init.expr,
@@ -174,14 +181,25 @@ impl Lowerer<'_> {
             && pure_place(place)
             && expr_await(place).is_none()
             && let Some((aw, fut)) = spine(rhs)
+            && (is_identity(rhs) || self.output_may_borrow(aw, fut).is_none())
         {
             let r = Ident::new("__r", Span::mixed_site());
-            self.suspend_await(aw, fut, await_span)?;
+            self.suspend_await(aw, fut, rhs, await_span)?;
             let value = self.rewrite_expr(rhs, replace_spine(rhs, &syn::parse_quote!(#r)))?;
             self.emit(quote!(#place #op { let #r = #r; #value };));
             return Ok(());
         }
-        let Some((aw, fut)) = spine(e) else {
+        // An output that may borrow a lent local is dropped inside the adapter.
+        let borrowing_output =
+            spine(e).is_some_and(|(aw, fut)| self.output_may_borrow(aw, fut).is_some());
+        if borrowing_output && !tail {
+            let value = self.suspend_expr(key(e), e, quote!({ #e; }), await_span)?;
+            self.emit(quote!(::structured_async::__private::discard(#value);));
+            return Ok(());
+        }
+        // A value made of it (`cfg.host().await.len()`) is computed inside the adapter too.
+        let spine = spine(e).filter(|_| !borrowing_output || is_identity(e));
+        let Some((aw, fut)) = spine else {
             let what = match e {
                 Expr::ForLoop(_) => "a `for` loop with awaits in its body",
                 Expr::Block(_) => "a labelled block with awaits",
@@ -201,7 +219,7 @@ impl Lowerer<'_> {
             return fallback(await_span, what);
         };
         let r = Ident::new("__r", Span::mixed_site());
-        self.suspend_await(aw, fut, await_span)?;
+        self.suspend_await(aw, fut, e, await_span)?;
         let value = self.rewrite_expr(e, replace_spine(e, &syn::parse_quote!(#r)))?;
         if tail {
             let tr = self.tr();
@@ -215,10 +233,13 @@ impl Lowerer<'_> {
     }
 
     /// Ends the block with `AwaitK(future, live)` and continues in the resume block `K`.
+    /// `whole` is the expression whose spine `aw` is: what the resume block computes from the
+    /// output.
     pub(super) fn suspend_await(
         &mut self,
         aw: &Expr,
         fut: &Expr,
+        whole: &Expr,
         span: Span,
     ) -> Result<(), Fallback> {
         let p = self.point(key(aw), span)?;
@@ -237,7 +258,8 @@ impl Lowerer<'_> {
             .map(|(id, _)| *id)
             .collect();
         // A guard (`m.lock().await`) keeps borrowing the local it came from: the adapter could
-        // not hand both back.
+        // not hand both back. (Any output may, `cfg.host().await`: callers run a continuation
+        // that ends such a borrow inside the adapter; an output bound as it is comes back.)
         if let Some(root) = guard_receiver(fut)
             && let Some(&id) = lent.iter().find(|&&id| self.a.local(id).name == *root)
         {
@@ -245,6 +267,18 @@ impl Lowerer<'_> {
                 span,
                 format!(
                     "the awaited guard keeps borrowing `{}`",
+                    self.a.local(id).name
+                ),
+            );
+        }
+        if !is_identity(whole)
+            && let Some(id) = self.output_may_borrow(aw, fut)
+        {
+            return fallback(
+                span,
+                format!(
+                    "the awaited value may borrow `{}`, lent to the await, and the rest of the \
+                     expression uses it",
                     self.a.local(id).name
                 ),
             );
@@ -283,6 +317,57 @@ impl Lowerer<'_> {
         Ok(())
     }
 
+    /// A local lent to the await at `aw` whose borrow the output may keep: the root of the
+    /// awaited method's receiver (`cfg.host()`), or a `&x` argument (`first(&v)`), owned by
+    /// this frame. `None` for outputs known to own their data (`rx.recv()`).
+    pub(super) fn output_may_borrow(&self, aw: &Expr, fut: &Expr) -> Option<LocalId> {
+        let lent: Vec<LocalId> = self
+            .a
+            .await_mentions
+            .get(&key(aw))?
+            .iter()
+            .filter(|(id, k)| {
+                let l = self.a.local(*id);
+                *k != Use::Move && !l.ref_param && !l.shared_ref
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut roots = Vec::new();
+        let args = match fut {
+            Expr::MethodCall(m) => {
+                if crate::liveness::OWNED_AWAIT.contains(&m.method.to_string().as_str()) {
+                    return None;
+                }
+                let mut r = &*m.receiver;
+                while let Expr::Field(_) | Expr::Paren(_) | Expr::MethodCall(_) | Expr::Index(_) = r
+                {
+                    r = match r {
+                        Expr::Field(f) => &f.base,
+                        Expr::Paren(p) => &p.expr,
+                        Expr::MethodCall(m) => &m.receiver,
+                        Expr::Index(i) => &i.expr,
+                        _ => break,
+                    };
+                }
+                roots.push(r);
+                &m.args
+            }
+            Expr::Call(c) => &c.args,
+            _ => return None,
+        };
+        roots.extend(args.iter().filter_map(|a| match a {
+            Expr::Reference(r) => Some(&*r.expr),
+            _ => None,
+        }));
+        roots.iter().find_map(|r| {
+            let Expr::Path(p) = r else { return None };
+            let name = p.path.get_ident()?;
+            lent.iter()
+                .copied()
+                .find(|&id| self.a.local(id).name == *name)
+        })
+    }
+
     /// `return value` with awaits in the value: the value is computed like a `let`'s (after
     /// its awaits, in a resume block), then the block returns it.
     fn lower_return(
@@ -296,7 +381,7 @@ impl Lowerer<'_> {
         };
         let value = if let Some((aw, fut)) = spine(v) {
             let res = Ident::new("__r", Span::mixed_site());
-            self.suspend_await(aw, fut, await_span)?;
+            self.suspend_await(aw, fut, v, await_span)?;
             let value = self.rewrite_expr(v, replace_spine(v, &syn::parse_quote!(#res)))?;
             if is_identity(v) {
                 quote!(#res)
@@ -510,7 +595,7 @@ impl Lowerer<'_> {
             quote!(#v)
         } else if let Some((aw, fut)) = spine(v) {
             let r = Ident::new("__r", Span::mixed_site());
-            self.suspend_await(aw, fut, span)?;
+            self.suspend_await(aw, fut, v, span)?;
             let value = self.rewrite_expr(v, replace_spine(v, &syn::parse_quote!(#r)))?;
             if is_identity(v) {
                 quote!(#r)
