@@ -69,6 +69,9 @@ pub(super) struct Arena {
     /// The class of the first chunk allocated, [`NONE`] before: what the arena is kept under
     /// once its nursery ends (see `pool`).
     first_class: usize,
+    /// The memory the chunks hold, in bytes (counted as they are allocated, so that
+    /// recycling a finished nursery's arena does not walk its chunks).
+    bytes: usize,
 }
 
 /// No class yet.
@@ -79,6 +82,7 @@ impl Arena {
         Arena {
             classes: Vec::new(),
             first_class: NONE,
+            bytes: 0,
         }
     }
 
@@ -89,8 +93,7 @@ impl Arena {
 
     /// The memory the chunks hold, in bytes.
     pub(super) fn bytes(&self) -> usize {
-        let chunks = self.classes.iter().flat_map(|c| &c.chunks);
-        chunks.map(|(_, layout)| layout.size()).sum()
+        self.bytes
     }
 
     /// A slot of `class` (arena rule 1).
@@ -162,6 +165,7 @@ impl Arena {
                     handle_alloc_error(layout);
                 }
                 c.chunks.push((chunk, layout));
+                self.bytes += layout.size();
                 chunk
             }
         };
@@ -244,5 +248,17 @@ mod tests {
         assert_eq!(arena.alloc(class), slots[7]);
         // Four chunks (8, 16, 32 and 64 slots) hold 100 children.
         assert_eq!(arena.classes[class].chunks.len(), 4);
+        // The byte count kept as chunks are added is what they hold: 8 + 16 + 32 + 64 slots.
+        assert_eq!(arena.bytes(), 120 * stride(class));
+        let other = class_of(Layout::new::<[u64; 40]>());
+        arena.alloc(other);
+        assert_eq!(arena.bytes(), 120 * stride(class) + 8 * stride(other));
+        // After a reset, the same slots come back in address order, from the same chunks.
+        arena.reset();
+        let again: Vec<*mut u8> = (0..100).map(|_| arena.alloc(class)).collect();
+        assert_eq!(again, slots);
+        assert_eq!(arena.alloc(other), arena.classes[other].chunks[0].0);
+        assert_eq!(arena.classes[class].chunks.len(), 4);
+        assert_eq!(arena.bytes(), 120 * stride(class) + 8 * stride(other));
     }
 }
