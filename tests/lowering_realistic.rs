@@ -426,6 +426,39 @@ differential! {
     }
 }
 
+differential! {
+    job_queue_popped_from_self,
+    entry: async {
+        let mut w = Work { queue: std::collections::VecDeque::from(vec![1, 2, 3]), done: vec![], fails: 0 };
+        let r = w.run().await;
+        (r, w.done, w.fails)
+    },
+    struct Work { queue: std::collections::VecDeque<u32>, done: Vec<u32>, fails: u32 }
+    impl Work {
+        async fn process(&mut self, j: u32) -> Result<u32, String> {
+            if j == 2 {
+                self.fails += 1;
+                return Err(format!("job {j}"));
+            }
+            Ok(tick(j * 10).await)
+        }
+        #[lowered]
+        async fn run(&mut self) -> Result<usize, String> {
+            while let Some(job) = self.queue.pop_front() {
+                match self.process(job).await {
+                    Ok(v) => self.done.push(v),
+                    Err(e) if self.fails < 2 => {
+                        ev(format!("retry {e}"));
+                        self.queue.push_back(job + 10);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(self.done.len())
+        }
+    }
+}
+
 // Shapes that agreed from the start.
 
 differential! {

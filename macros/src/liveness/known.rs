@@ -46,6 +46,15 @@ pub(super) const CARRYING_RESULT: &[&str] = &[
     "min",
     "into",
     "unwrap_or_default",
+    // Take an item out of a collection (or an `Option`, a `Cell`): the item, not a borrow.
+    "pop",
+    "pop_front",
+    "pop_back",
+    "pop_first",
+    "pop_last",
+    "remove",
+    "swap_remove",
+    "take",
 ];
 
 /// Methods that take `self` by value on every common type that has them.

@@ -259,6 +259,8 @@ fn a_match_or_if_awaiting_only_in_its_scrutinee_runs_in_one_resume_block() {
         "async fn f(r: u32) -> u32 { if g(r).await > 2 { 1 } else { 2 } }",
         // An arm body that is an expression with awaits runs as one adapter.
         "async fn f(m: u32) -> Vec<u32> { let mut out = Vec::new(); match m { n => out.push(g(n).await + g(1).await), } out }",
+        // An item popped from a collection is the item, not a borrow of the collection.
+        "async fn f(&mut self) { while let Some(j) = self.q.pop_front() { self.run(j).await; } }",
         // Items of `&[T]`, `.iter()`, `.lines()` are references: copied, never moved out.
         "async fn f(ms: &[M]) -> u32 { for m in ms { match m { M::A(t) if t.ok() => { g(t).await; } _ => {} } } 0 }",
         "async fn f(t: &str, v: Vec<u32>) -> u32 { for l in t.lines() { let _r = N::new(format!(\"{l}\")); g(1).await; } for (i, x) in v.into_iter().enumerate() { g(x).await; } 0 }",
