@@ -21,4 +21,30 @@ async fn temporary_lives_past_a_yield() {
     yield_!(show(&String::from("temporary")).await);
 }
 
+#[structured(strict)]
+async fn scrutinee_temporary_lives_through_the_arms(words: Vec<String>) -> usize {
+    match words.clone().len() {
+        0 => 0,
+        n => show("x").await + n,
+    }
+}
+
+#[structured(strict)]
+async fn cfg_on_a_statement_with_an_await() -> usize {
+    #[cfg(any())]
+    let n = show("off").await;
+    #[cfg(all())]
+    let n = show("on").await;
+    n
+}
+
+#[structured(strict)]
+async fn guard_borrows_its_local_lock() -> u32 {
+    let m = futures::lock::Mutex::new(1);
+    let g = m.lock().await;
+    let v = *g;
+    drop(g);
+    v
+}
+
 fn main() {}
