@@ -87,7 +87,7 @@ pub(super) fn cfg_attribute(s: &Stmt) -> Option<Span> {
     impl<'ast> Visit<'ast> for Cfg {
         fn visit_attribute(&mut self, a: &'ast syn::Attribute) {
             if a.path().is_ident("cfg") || a.path().is_ident("cfg_attr") {
-                self.0.get_or_insert(a.span());
+                self.0.get_or_insert(a.path().span());
             }
         }
         fn visit_expr(&mut self, e: &'ast Expr) {
