@@ -459,7 +459,52 @@ differential! {
     }
 }
 
-// Shapes that agreed from the start.
+differential! {
+    scrutinee_awaits_with_jumps_and_copy_params,
+    entry: async {
+        let x = [1u32, 2, 3];
+        (jumps(vec![3, 0, 5, 1, 7]).await, jumps(vec![9]).await, raw(x.as_ptr(), 3).await)
+    },
+    #[lowered]
+    async fn jumps(v: Vec<u32>) -> (u32, Vec<u32>) {
+        let mut acc = 0;
+        let mut seen = vec![];
+        let g = Noisy::new("g");
+        'outer: for x in v {
+            let _n = Noisy::new(format!("n{x}"));
+            match tick(x).await {
+                0 => continue,
+                1 => break 'outer,
+                k if k > acc => acc = k,
+                _ => {}
+            }
+            let y = match tick(Some(x)).await {
+                Some(y) if y > 4 => y,
+                Some(_) => continue,
+                None => break,
+            };
+            if tick(y).await > 8 {
+                return (999, seen);
+            } else {
+                seen.push(y);
+            }
+        }
+        ev(g.name());
+        (acc, seen)
+    }
+    fn offset(p: *const u32, i: usize) -> usize {
+        p.wrapping_add(i) as usize - p as usize
+    }
+    #[lowered]
+    async fn raw(p: *const u32, n: usize) -> usize {
+        let mut s = 0;
+        for i in 0..n {
+            let v = offset(p, i);
+            s += tick(v).await;
+        }
+        s
+    }
+}
 
 differential! {
     method_touching_several_fields,

@@ -420,6 +420,10 @@ pub(super) fn is_primitive(ty: &syn::Type) -> bool {
             .get_ident()
             .is_some_and(|i| PRIMS.contains(&i.to_string().as_str())),
         syn::Type::Reference(r) => r.mutability.is_none(),
+        // Raw and fn pointers, tuples and arrays of `Copy` types are `Copy` too.
+        syn::Type::Ptr(_) | syn::Type::BareFn(_) => true,
+        syn::Type::Tuple(t) => t.elems.iter().all(is_primitive),
+        syn::Type::Array(a) => is_primitive(&a.elem),
         _ => false,
     }
 }
