@@ -317,7 +317,30 @@ differential! {
 // `tokio::pin!(f)` declares a new `f` the lowering cannot see.
 differential! {
     async_locks_and_pinning,
-    entry: async { (local_mutex().await, shared_mutex().await, pinned().await) },
+    entry: async {
+        let mut c = Counter2 { m: tokio::sync::Mutex::new(1), n: 10 };
+        (local_mutex().await, shared_mutex().await, pinned().await, c.bump().await, c.read().await)
+    },
+    struct Counter2 { m: tokio::sync::Mutex<u32>, n: u32 }
+    impl Counter2 {
+        // Through `&mut self` the guard reborrows `self`; through `&self` it does not.
+        #[lowered]
+        async fn bump(&mut self) -> u32 {
+            let mut g = self.m.lock().await;
+            *g += 1;
+            let v = *g;
+            drop(g);
+            self.n += tick(v).await;
+            self.n
+        }
+        #[lowered]
+        async fn read(&self) -> u32 {
+            let g = self.m.lock().await;
+            let v = *g;
+            drop(g);
+            tick(v).await + self.n
+        }
+    }
     #[lowered]
     async fn local_mutex() -> u32 {
         let m = tokio::sync::Mutex::new(5u32);

@@ -260,8 +260,12 @@ impl Lowerer<'_> {
         // A guard (`m.lock().await`) keeps borrowing the local it came from: the adapter could
         // not hand both back. (Any output may, `cfg.host().await`: callers run a continuation
         // that ends such a borrow inside the adapter; an output bound as it is comes back.)
+        // (Through a `&T` parameter the guard borrows what it points to, not the parameter.)
         if let Some(root) = guard_receiver(fut)
-            && let Some(&id) = lent.iter().find(|&&id| self.a.local(id).name == *root)
+            && let Some(&id) = lent.iter().find(|&&id| {
+                let l = self.a.local(id);
+                l.name == *root && !(l.ref_param && l.shared_ref)
+            })
         {
             return fallback(
                 span,
