@@ -141,16 +141,6 @@ async fn structured_level<Below: Chain>(pends: u32) -> u64 {
     Below::structured(pends).await + 1
 }
 
-// Levels above 100 are `#[structured]` only with the `deep-chain-bench` feature: since each
-// machine names its awaited future once (fast builds of realistic chains), rustc's type
-// inference spends time quadratic in the depth on this 1,000-level chain (well over ten minutes
-// on 2 cores), too long for every CI run. Without the feature they are native levels and the
-// depth-1,000 `#[structured]` row is not run.
-#[cfg(not(feature = "deep-chain-bench"))]
-use self::native_level as deep_structured;
-#[cfg(feature = "deep-chain-bench")]
-use self::structured_level as deep_structured;
-
 pin_project_lite::pin_project! {
     /// Every 100th level sits behind a call that is never inlined, in every variant alike.
     /// Without it LLVM inlines all 1,000 levels into one function per variant, which takes
@@ -172,7 +162,7 @@ impl<F: Future<Output = u64>> Future for Boundary<F> {
 
 /// `Level<{n + 1}>` awaits `Level<{n}>`; `boundary` wraps it in a [`Boundary`].
 macro_rules! level {
-    ($f:ident; $n:expr) => {
+    ($n:expr) => {
         impl Chain for Level<{ $n + 1 }> {
             type Hand = HandLevel<Level<{ $n }>>;
             type Lazy = LazyLevel<Level<{ $n }>>;
@@ -190,11 +180,11 @@ macro_rules! level {
             }
 
             fn structured(pends: u32) -> impl Future<Output = u64> {
-                $f::<Level<{ $n }>>(pends)
+                structured_level::<Level<{ $n }>>(pends)
             }
         }
     };
-    ($f:ident; boundary $n:expr) => {
+    (boundary $n:expr) => {
         impl Chain for Level<{ $n + 1 }> {
             type Hand = Boundary<HandLevel<Level<{ $n }>>>;
             type Lazy = Boundary<LazyLevel<Level<{ $n }>>>;
@@ -219,7 +209,7 @@ macro_rules! level {
 
             fn structured(pends: u32) -> impl Future<Output = u64> {
                 Boundary {
-                    inner: $f::<Level<{ $n }>>(pends),
+                    inner: structured_level::<Level<{ $n }>>(pends),
                 }
             }
         }
@@ -227,55 +217,55 @@ macro_rules! level {
 }
 
 macro_rules! ten_levels {
-    ($f:ident; $n:expr) => {
-        level!($f; $n);
-        level!($f; $n + 1);
-        level!($f; $n + 2);
-        level!($f; $n + 3);
-        level!($f; $n + 4);
-        level!($f; $n + 5);
-        level!($f; $n + 6);
-        level!($f; $n + 7);
-        level!($f; $n + 8);
-        level!($f; $n + 9);
+    ($n:expr) => {
+        level!($n);
+        level!($n + 1);
+        level!($n + 2);
+        level!($n + 3);
+        level!($n + 4);
+        level!($n + 5);
+        level!($n + 6);
+        level!($n + 7);
+        level!($n + 8);
+        level!($n + 9);
     };
 }
 
 /// Levels `n + 1 ..= n + 100`, the last one a boundary.
 macro_rules! hundred_levels {
-    ($f:ident; $n:expr) => {
-        ten_levels!($f; $n);
-        ten_levels!($f; $n + 10);
-        ten_levels!($f; $n + 20);
-        ten_levels!($f; $n + 30);
-        ten_levels!($f; $n + 40);
-        ten_levels!($f; $n + 50);
-        ten_levels!($f; $n + 60);
-        ten_levels!($f; $n + 70);
-        ten_levels!($f; $n + 80);
-        level!($f; $n + 90);
-        level!($f; $n + 91);
-        level!($f; $n + 92);
-        level!($f; $n + 93);
-        level!($f; $n + 94);
-        level!($f; $n + 95);
-        level!($f; $n + 96);
-        level!($f; $n + 97);
-        level!($f; $n + 98);
-        level!($f; boundary $n + 99);
+    ($n:expr) => {
+        ten_levels!($n);
+        ten_levels!($n + 10);
+        ten_levels!($n + 20);
+        ten_levels!($n + 30);
+        ten_levels!($n + 40);
+        ten_levels!($n + 50);
+        ten_levels!($n + 60);
+        ten_levels!($n + 70);
+        ten_levels!($n + 80);
+        level!($n + 90);
+        level!($n + 91);
+        level!($n + 92);
+        level!($n + 93);
+        level!($n + 94);
+        level!($n + 95);
+        level!($n + 96);
+        level!($n + 97);
+        level!($n + 98);
+        level!(boundary $n + 99);
     };
 }
 
-hundred_levels!(structured_level; 0);
-hundred_levels!(deep_structured; 100);
-hundred_levels!(deep_structured; 200);
-hundred_levels!(deep_structured; 300);
-hundred_levels!(deep_structured; 400);
-hundred_levels!(deep_structured; 500);
-hundred_levels!(deep_structured; 600);
-hundred_levels!(deep_structured; 700);
-hundred_levels!(deep_structured; 800);
-hundred_levels!(deep_structured; 900);
+hundred_levels!(0);
+hundred_levels!(100);
+hundred_levels!(200);
+hundred_levels!(300);
+hundred_levels!(400);
+hundred_levels!(500);
+hundred_levels!(600);
+hundred_levels!(700);
+hundred_levels!(800);
+hundred_levels!(900);
 
 fn size_of_future<F>(_: &F) -> usize {
     size_of::<F>()
@@ -307,45 +297,36 @@ fn iterations(depth: u64, quick: bool) -> u64 {
     (if quick { 10_000 } else { 40_000 }) / depth
 }
 
-fn group<T: Chain + 'static>(depth: u64, quick: bool, structured: bool) -> Group {
+fn group<T: Chain + 'static>(depth: u64, quick: bool) -> Group {
     let iterations = iterations(depth, quick);
-    let mut contestants = Vec::new();
-    if structured {
-        contestants.push(Contestant::new(
-            "#[structured] async fn",
-            Role::Ours,
-            move || drive(depth, iterations, || T::structured(black_box(LEAF_PENDS))),
-        ));
-    }
-    contestants.extend([
-        Contestant::new("native async fn", Role::Peer, move || {
-            drive(depth, iterations, || T::native(black_box(LEAF_PENDS)))
-        }),
-        Contestant::new("hand-written enum", Role::Peer, move || {
-            drive(depth, iterations, || T::hand(black_box(LEAF_PENDS)))
-        }),
-        Contestant::new(
-            "hand-written enum, lazy (Start state)",
-            Role::Peer,
-            move || drive(depth, iterations, || T::lazy(black_box(LEAF_PENDS))),
-        ),
-    ]);
     Group {
         workload: "await chain",
         case: format!("depth {depth}"),
         unit: "poll",
-        contestants,
+        contestants: vec![
+            Contestant::new("#[structured] async fn", Role::Ours, move || {
+                drive(depth, iterations, || T::structured(black_box(LEAF_PENDS)))
+            }),
+            Contestant::new("native async fn", Role::Peer, move || {
+                drive(depth, iterations, || T::native(black_box(LEAF_PENDS)))
+            }),
+            Contestant::new("hand-written enum", Role::Peer, move || {
+                drive(depth, iterations, || T::hand(black_box(LEAF_PENDS)))
+            }),
+            Contestant::new(
+                "hand-written enum, lazy (Start state)",
+                Role::Peer,
+                move || drive(depth, iterations, || T::lazy(black_box(LEAF_PENDS))),
+            ),
+        ],
     }
 }
 
 /// Runs this workload.
 pub fn run(quick: bool, rounds: usize) -> Vec<GroupResult> {
     vec![
-        run_group(group::<Level<10>>(10, quick, true), rounds),
-        run_group(group::<Level<100>>(100, quick, true), rounds),
-        run_group(
-            group::<Level<1000>>(1000, quick, cfg!(feature = "deep-chain-bench")),
-            rounds,
-        ),
+        run_group(group::<Level<10>>(10, quick), rounds),
+        run_group(group::<Level<100>>(100, quick), rounds),
+        run_group(group::<Level<1000>>(1000, quick), rounds),
     ]
 }
