@@ -408,6 +408,36 @@ differential! {
     }
 }
 
+// A format string may name the receiver (`{self:?}`): the lowered body calls it otherwise.
+// A string that only looks like one (`"{self}"` as a value, `{{self}}`) stays as written.
+differential! {
+    receiver_named_in_format_strings,
+    entry: async {
+        let mut l = Label { n: 3 };
+        let a = l.show().await;
+        (a, l.take().await)
+    },
+    #[derive(Debug)]
+    struct Label { n: u32 }
+    impl Label {
+        #[lowered]
+        async fn show(&mut self) -> Vec<String> {
+            let a = format!("{self:?}");
+            self.n += tick(1).await;
+            let mut out = vec![a, format!("{self:?} {{self}} {}", "{self}"), String::new()];
+            use std::fmt::Write;
+            write!(out[2], "{}{self:?}", self.n).unwrap();
+            assert!(self.n > 0, "{self:?}");
+            out
+        }
+        #[lowered]
+        async fn take(self) -> String {
+            tick(()).await;
+            format!("{self:?}")
+        }
+    }
+}
+
 // Shapes that now lower to explicit states instead of native regions: `for` over an adapter
 // chain of a reference parameter or of an owned value, a `match` or `if` awaiting only in its
 // scrutinee (with an early return, a `_` arm, temporaries), `format!` inside a call.
