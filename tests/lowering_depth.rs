@@ -9,8 +9,9 @@
 //! (`chain_of_36_levels_is_not_unpin`), so a plain `cargo test` fails to compile if the answer
 //! grows with the depth again, and runs a shorter chain to check it adds one per level.
 //!
-//! A chain of 30 distinct `#[structured]` free fns is built and polled too: its compile time
-//! was exponential in the depth while each machine named its awaited future more than once.
+//! A chain of 100 distinct `#[structured]` free fns is built and polled too: its compile time
+//! was exponential in the depth while each machine named its awaited future more than once,
+//! and it needs each level to cost one step of the default recursion limit.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -136,16 +137,44 @@ macro_rules! free_levels {
     )*};
 }
 
-// A chain of 30 distinct free fns. Each machine once named its awaited future (the machine
+// A chain of 100 distinct free fns. Each machine once named its awaited future (the machine
 // below) in several of its type arguments, and rustc spelled out each nested opaque type once
 // per mention: compile time grew about x2.8 per level (18 levels took 80 s in release), so
-// this chain did not build in any reasonable time.
-free_levels!(free1 awaits free0; free2 awaits free1; free3 awaits free2; free4 awaits free3; free5 awaits free4; free6 awaits free5; free7 awaits free6; free8 awaits free7; free9 awaits free8; free10 awaits free9; free11 awaits free10; free12 awaits free11; free13 awaits free12; free14 awaits free13; free15 awaits free14; free16 awaits free15; free17 awaits free16; free18 awaits free17; free19 awaits free18; free20 awaits free19; free21 awaits free20; free22 awaits free21; free23 awaits free22; free24 awaits free23; free25 awaits free24; free26 awaits free25; free27 awaits free26; free28 awaits free27; free29 awaits free28; free30 awaits free29;);
+// such a chain did not build in any reasonable time. Its depth also checks that rustc proves
+// a machine's bounds one level per step of its recursion limit (128): with two steps per level
+// (a bound on the awaited future that rustc proves through a second impl), 64 levels fail.
+free_levels!(
+    free1 awaits free0; free2 awaits free1; free3 awaits free2; free4 awaits free3;
+    free5 awaits free4; free6 awaits free5; free7 awaits free6; free8 awaits free7;
+    free9 awaits free8; free10 awaits free9; free11 awaits free10; free12 awaits free11;
+    free13 awaits free12; free14 awaits free13; free15 awaits free14; free16 awaits free15;
+    free17 awaits free16; free18 awaits free17; free19 awaits free18; free20 awaits free19;
+    free21 awaits free20; free22 awaits free21; free23 awaits free22; free24 awaits free23;
+    free25 awaits free24; free26 awaits free25; free27 awaits free26; free28 awaits free27;
+    free29 awaits free28; free30 awaits free29; free31 awaits free30; free32 awaits free31;
+    free33 awaits free32; free34 awaits free33; free35 awaits free34; free36 awaits free35;
+    free37 awaits free36; free38 awaits free37; free39 awaits free38; free40 awaits free39;
+    free41 awaits free40; free42 awaits free41; free43 awaits free42; free44 awaits free43;
+    free45 awaits free44; free46 awaits free45; free47 awaits free46; free48 awaits free47;
+    free49 awaits free48; free50 awaits free49; free51 awaits free50; free52 awaits free51;
+    free53 awaits free52; free54 awaits free53; free55 awaits free54; free56 awaits free55;
+    free57 awaits free56; free58 awaits free57; free59 awaits free58; free60 awaits free59;
+    free61 awaits free60; free62 awaits free61; free63 awaits free62; free64 awaits free63;
+    free65 awaits free64; free66 awaits free65; free67 awaits free66; free68 awaits free67;
+    free69 awaits free68; free70 awaits free69; free71 awaits free70; free72 awaits free71;
+    free73 awaits free72; free74 awaits free73; free75 awaits free74; free76 awaits free75;
+    free77 awaits free76; free78 awaits free77; free79 awaits free78; free80 awaits free79;
+    free81 awaits free80; free82 awaits free81; free83 awaits free82; free84 awaits free83;
+    free85 awaits free84; free86 awaits free85; free87 awaits free86; free88 awaits free87;
+    free89 awaits free88; free90 awaits free89; free91 awaits free90; free92 awaits free91;
+    free93 awaits free92; free94 awaits free93; free95 awaits free94; free96 awaits free95;
+    free97 awaits free96; free98 awaits free97; free99 awaits free98; free100 awaits free99;
+);
 
 #[test]
-fn a_chain_of_30_free_fns_builds_and_adds_one_per_level() {
-    let (out, pendings, leaf_polls) = run_counting(free30(2));
-    assert_eq!(out, 1 + 30);
+fn a_chain_of_100_free_fns_builds_and_adds_one_per_level() {
+    let (out, pendings, leaf_polls) = run_counting(free100(2));
+    assert_eq!(out, 1 + 100);
     assert_eq!(pendings, 2, "each pend of the leaf reaches the top once");
     assert_eq!(leaf_polls, 3, "no level polls the leaf twice");
 }
