@@ -178,6 +178,20 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use structured_async_runtime::__private::*;
+
+    /// `!` under a name stable Rust accepts in any type position: the output of a
+    /// `#[structured] async fn f() -> !`, which `impl Future<Output = !>` could not spell.
+    pub type Never = <fn() -> ! as FnOutput>::Output;
+
+    /// The return type of a fn pointer (only to name [`Never`]).
+    pub trait FnOutput {
+        /// What the fn returns.
+        type Output;
+    }
+
+    impl<O> FnOutput for fn() -> O {
+        type Output = O;
+    }
 }
 
 /// The README's code blocks, compiled and run as doctests so the README stays true.

@@ -438,6 +438,29 @@ differential! {
     }
 }
 
+// `-> !`: `impl Future<Output = !>` is not stable Rust. (It leaves by unwinding here;
+// `resume_unwind` skips the panic hook, so the runs print nothing.)
+differential! {
+    never_returning_loop,
+    entry: async {
+        let caught = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(serve(3))).await;
+        caught.map_err(|e| e.downcast_ref::<u32>().copied())
+    },
+    #[lowered]
+    async fn serve(n: u32) -> ! {
+        let _g = Noisy::new("g");
+        let mut i = 0;
+        loop {
+            let step = Noisy::new(format!("step{i}"));
+            i += tick(n).await;
+            if i > 7 {
+                drop(step);
+                std::panic::resume_unwind(Box::new(i));
+            }
+        }
+    }
+}
+
 // Shapes that now lower to explicit states instead of native regions: `for` over an adapter
 // chain of a reference parameter or of an owned value, a `match` or `if` awaiting only in its
 // scrutinee (with an early return, a `_` arm, temporaries), `format!` inside a call.

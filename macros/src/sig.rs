@@ -108,6 +108,10 @@ pub(crate) fn split(item: &ItemFn) -> FnParts {
     name_impl_trait_lifetimes(&mut sig);
     let output = match &sig.output {
         ReturnType::Default => syn::parse_quote!(()),
+        // `impl Future<Output = !>` is not stable Rust; the same type under a name is.
+        ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_)) => {
+            syn::parse_quote_spanned!(ty.span()=> ::structured_async::__private::Never)
+        }
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
     FnParts {
