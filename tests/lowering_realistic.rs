@@ -461,6 +461,36 @@ differential! {
     }
 }
 
+// Typed receivers, and a one-expression body kept native: the frame once wrapped it in a
+// block rustc calls "unnecessary braces", a warning at the user's span (an error here).
+differential! {
+    typed_receivers_without_warnings,
+    entry: async {
+        let a = Box::new(Shape { n: 1, v: vec![2] }).boxed().await;
+        let b = Box::new(Shape { n: 1, v: vec![] }).boxed_mut().await;
+        (a, b, std::rc::Rc::new(Shape { n: 5, v: vec![] }).rc().await)
+    },
+    struct Shape { n: u32, v: Vec<u32> }
+    impl Shape {
+        #[lowered]
+        #[deny(warnings)]
+        async fn boxed(self: Box<Self>) -> u32 {
+            tick(self.n).await + self.v.len() as u32
+        }
+        #[lowered]
+        #[deny(warnings)]
+        async fn boxed_mut(mut self: Box<Self>) -> u32 {
+            self.n += tick(1).await;
+            self.n
+        }
+        #[lowered]
+        #[deny(warnings)]
+        async fn rc(self: std::rc::Rc<Self>) -> u32 {
+            tick(self.n).await + self.n
+        }
+    }
+}
+
 // Shapes that now lower to explicit states instead of native regions: `for` over an adapter
 // chain of a reference parameter or of an owned value, a `match` or `if` awaiting only in its
 // scrutinee (with an early return, a `_` arm, temporaries), `format!` inside a call.

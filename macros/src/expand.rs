@@ -125,8 +125,10 @@ fn native_body(
         let this = Ident::new("self", s);
         quote!(let _ = &#this;)
     });
-    let block = &item.block;
-    let frame = quote!(async move { #capture_self #binds #block });
+    // The body's statements go in as they are: the block around a lone expression would be
+    // "unnecessary braces" to rustc, a lint at the user's span.
+    let stmts = &item.block.stmts;
+    let frame = quote!(async move { #capture_self #binds #(#stmts)* });
     match yields {
         None => frame,
         Some(y) => {
