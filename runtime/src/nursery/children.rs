@@ -9,13 +9,18 @@ use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::{Context, Waker};
 use core::time::Duration;
+use std::any::Any;
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::arena::Arena;
 use super::kind::this_thread;
 use super::pool;
 use super::slot::{Entry, FOREIGN, NO_WAITER, Polled, State, VTable};
 use super::wake::{HubRef, WakeNode};
+
+/// A caught panic's payload.
+pub(super) type Panic = Box<dyn Any + Send>;
 
 /// How long cancellable children may clean up unless the body says otherwise.
 const DEFAULT_GRACE: Duration = Duration::from_secs(1);
@@ -449,37 +454,68 @@ impl Core {
     /// Starts ending the nursery: drops every child and unclaimed output, except that children
     /// spawned with `spawn_cancellable` are queued to run their async cleanup. Returns how many
     /// do; later spawns are refused.
-    pub(super) fn begin_cancel(&self) -> usize {
+    ///
+    /// A destructor that panics stops the walk there and its panic is returned: the caller
+    /// then drops everything with [`Core::cancel_all`], cleaning children too, in slot order.
+    pub(super) fn begin_cancel(&self) -> Result<usize, Panic> {
         self.cancelled.set(true);
         let mut cleaning = 0;
-        let mut index = 1;
-        while index < self.len.get() {
-            let entry = self.entry(index);
-            if entry.state() == State::Running && entry.vtable.get().poll_cancel.is_some() {
-                entry.set_state(State::Cancelling);
-                self.schedule(index);
-                cleaning += 1;
-            } else {
-                self.cancel_slot(index);
+        // One `catch_unwind` for the whole walk, not one per child.
+        catch_unwind(AssertUnwindSafe(|| {
+            let mut index = 1;
+            while index < self.len.get() {
+                let entry = self.entry(index);
+                if entry.state() == State::Running && entry.vtable.get().poll_cancel.is_some() {
+                    entry.set_state(State::Cancelling);
+                    self.schedule(index);
+                    cleaning += 1;
+                } else {
+                    self.cancel_slot(index);
+                }
+                index += 1;
             }
-            index += 1;
-        }
-        cleaning
+        }))?;
+        Ok(cleaning)
     }
 
-    /// Drops every child and every unclaimed output, and refuses later spawns. Handles that
-    /// are still alive find their slot empty.
-    pub(super) fn cancel_all(&self) {
+    /// Drops every child and every unclaimed output, in slot order, and refuses later spawns.
+    /// Handles that are still alive find their slot empty.
+    ///
+    /// Like dropping a `Vec`, a destructor that panics does not stop it: every slot is still
+    /// dropped, and the first panic is returned once all are (later ones are dropped; the panic
+    /// hook has reported each already).
+    pub(super) fn cancel_all(&self) -> Option<Panic> {
         self.cancelled.set(true);
+        let mut first = None;
         let mut index = 1;
-        // Dropping a child may drop handles or (refused) spawn; re-read the length each step.
-        while index < self.len.get() {
-            self.cancel_slot(index);
-            index += 1;
+        loop {
+            // One `catch_unwind` around the walk, entered again after a panic.
+            let walk = catch_unwind(AssertUnwindSafe(|| {
+                // Dropping a child may drop handles or (refused) spawn; re-read the length
+                // each step.
+                while index < self.len.get() {
+                    self.cancel_slot(index);
+                    index += 1;
+                }
+            }));
+            match walk {
+                Ok(()) => return first,
+                // Slot `index` panicked. The walk starts again there: `cancel_slot` marks
+                // what a slot held as gone before it runs the code that may panic (a drop, a
+                // waker's drop), so it finishes that slot's bookkeeping and goes on, never
+                // dropping anything twice.
+                Err(panic) => {
+                    if first.is_none() {
+                        first = Some(panic);
+                    }
+                }
+            }
         }
     }
 
-    /// Drops what slot `index` holds.
+    /// Drops what slot `index` holds. Each step that runs user code (a drop, a waker's drop)
+    /// first records that the slot no longer holds it, so that calling this again after a
+    /// panic finishes the slot without dropping anything twice.
     fn cancel_slot(&self, index: u32) {
         {
             let node = self.node(index);
@@ -543,9 +579,9 @@ impl Drop for Core {
             )
         };
         if self.live.get() != 0 {
-            // A child's drop panicked while the nursery was cancelling, so some children were
-            // never dropped. They are pinned: their memory must stay as it is (leaked), never
-            // be freed or reused without their destructor.
+            // Some children were never dropped (the driver drops every child even when
+            // destructors panic, so only a bug gets here). They are pinned: their memory must
+            // stay as it is (leaked), never be freed or reused without their destructor.
             core::mem::forget(arena);
             return;
         }
@@ -559,7 +595,6 @@ mod tests {
     use super::super::slot::VTableOf;
     use super::super::wake::{MAX_INDEX, chunk_of};
     use super::*;
-    use std::panic::{AssertUnwindSafe, catch_unwind};
 
     /// A spawn refused at the child limit leaves the slot count as it was: the nursery's
     /// cancel, which walks every index below it, never reaches a node whose chunk does not

@@ -7,7 +7,7 @@ use core::ptr;
 use core::task::{Context, Poll};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use super::children::Core;
+use super::children::{Core, Panic};
 use super::kind::TreeKind;
 use super::outcome::ChildOutput;
 use super::scope::Scope;
@@ -46,24 +46,58 @@ impl<'a, 'scope, 'env, B, R, K: TreeKind> Driver<'a, 'scope, 'env, B, R, K> {
         }
     }
 
-    /// Ends the nursery early: drops the body, then every child, before returning.
-    fn cancel(&mut self) {
-        self.body.set(None);
-        self.scope.core.cancel_all();
+    /// Ends the nursery early: drops the body, then every child, before returning. Returns
+    /// the first panic of their destructors, if any, once everything is dropped.
+    #[cold]
+    fn cancel(&mut self) -> Option<Panic> {
+        let body = self.drop_body();
+        let children = self.scope.core.cancel_all();
         self.finished = true;
+        body.or(children)
+    }
+
+    /// Drops the body (if not done yet), catching a panic of its destructor.
+    fn drop_body(&mut self) -> Option<Panic> {
+        // Assigning writes `None` even when the old body's drop unwinds, so it is never
+        // dropped twice.
+        catch_unwind(AssertUnwindSafe(|| self.body.set(None))).err()
     }
 
     /// Ends the nursery early with `end`: drops the body and every child at once, except
     /// cancellable children, which first get the grace period for their async cleanup.
+    ///
+    /// If a destructor panics meanwhile, it is as if a child panicked: everything left is
+    /// dropped (cleaning children too) and the first such panic resumes instead of `end`.
     fn fail(&mut self, end: R) -> Poll<R> {
-        self.body.set(None);
+        let body = self.drop_body();
         let core = &self.scope.core;
-        if core.begin_cancel() == 0 {
-            self.finished = true;
-            return Poll::Ready(end);
+        let panic = match (body, core.begin_cancel()) {
+            (None, Ok(0)) => {
+                self.finished = true;
+                return Poll::Ready(end);
+            }
+            (None, Ok(_)) => {
+                self.ending = Some((end, Box::pin(sleep(core.grace.get()))));
+                return Poll::Pending;
+            }
+            (Some(panic), _) | (None, Err(panic)) => panic,
+        };
+        drop(self.cancel());
+        drop(end);
+        resume_unwind(panic)
+    }
+
+    /// The grace period ran out: drops the children still cleaning up and resolves to the
+    /// output that ended the nursery, unless one of their destructors panics (the first such
+    /// panic resumes instead).
+    #[cold]
+    fn end_grace(&mut self) -> Poll<R> {
+        let (end, _) = self.ending.take().expect("ending");
+        if let Some(panic) = self.cancel() {
+            drop(end);
+            resume_unwind(panic);
         }
-        self.ending = Some((end, Box::pin(sleep(core.grace.get()))));
-        Poll::Pending
+        Poll::Ready(end)
     }
 }
 
@@ -87,8 +121,7 @@ where
         if let Some((_, grace)) = &mut this.ending {
             if grace.as_mut().poll(cx).is_ready() {
                 // Cleanup took too long: drop the children still at it.
-                this.cancel();
-                return Poll::Ready(this.ending.take().expect("ending").0);
+                return this.end_grace();
             }
         }
         let failure = ptr::from_ref(&this.scope.failure.0).cast::<()>();
@@ -128,7 +161,9 @@ where
                 Err(panic) => {
                     core.hub.set_polled(None);
                     core.hub.take_self_woken();
-                    this.cancel();
+                    // The child's panic wins: destructors' panics while the rest is dropped
+                    // were reported by the hook and are dropped here.
+                    drop(this.cancel());
                     resume_unwind(panic);
                 }
             };
@@ -176,8 +211,7 @@ where
         if let Some((_, grace)) = &mut this.ending {
             // Registers the deadline's wake-up (a no-op if already registered this turn).
             if grace.as_mut().poll(cx).is_ready() {
-                this.cancel();
-                return Poll::Ready(this.ending.take().expect("ending").0);
+                return this.end_grace();
             }
         }
         // Registered before the last look for ready nodes, so that a wake from another thread
@@ -262,8 +296,26 @@ impl<B, R, K: TreeKind> Drop for Driver<'_, '_, '_, B, R, K> {
             self.scope.core.enter();
         }
         if !self.finished {
-            // Dropped mid-way: every child is dropped before this returns.
-            self.scope.core.cancel_all();
+            self.drop_unfinished();
+        }
+    }
+}
+
+impl<B, R, K: TreeKind> Driver<'_, '_, '_, B, R, K> {
+    /// Dropped mid-way: every child is dropped before this returns, then the body (which the
+    /// nursery would drop next anyway). As for a `Vec`, a destructor's panic does not stop the
+    /// others; the first one resumes once all are dropped, unless this thread is unwinding
+    /// already (a panic leaving a drop then would abort the process): then it is dropped.
+    #[cold]
+    #[inline(never)]
+    fn drop_unfinished(&mut self) {
+        let children = self.scope.core.cancel_all();
+        let body = self.drop_body();
+        self.finished = true;
+        if let Some(panic) = children.or(body) {
+            if !std::thread::panicking() {
+                resume_unwind(panic);
+            }
         }
     }
 }

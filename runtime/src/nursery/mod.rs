@@ -79,6 +79,16 @@ pub use scope::{ChildHandle, Scope};
 ///   cancels (drops) everything else and becomes the output (see [`ChildOutput`]).
 /// - A panicking child cancels everything else; the panic resumes here.
 /// - Dropping the returned future drops every child before the drop returns.
+/// - Cancel order: dropping the nursery drops its children and the outputs their handles
+///   have not taken, by slot (spawn order, except that a child may take the slot of one that
+///   finished), then the body; ending early (an `Err`, a panic) drops the body first, then
+///   the children in the same order.
+/// - A destructor that panics there does not stop the rest: as when dropping a `Vec`,
+///   everything else is still dropped, then one panic comes out, never two at once. A
+///   panicking child's panic wins over the destructor panics its cancel causes; a destructor's
+///   panic wins over an `Err` (and over a grace period's end), and the first destructor's
+///   panic resumes from the drop of the nursery, unless the thread is unwinding already
+///   (then it is dropped). The others are reported by the panic hook only.
 ///
 /// ```
 /// use structured_async::block_on;
