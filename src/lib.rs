@@ -192,6 +192,24 @@ pub mod __private {
     impl<O> FnOutput for fn() -> O {
         type Output = O;
     }
+
+    /// Has rustc check that an item of a lowered `for` loop is `Copy`, as `#[structured]`
+    /// guessed from the iterator's shape (`v.iter()`, `&v`): the lowering lets such an item go
+    /// at its last use instead of at the end of the iteration, which only `Copy` items allow.
+    /// Compiles to nothing.
+    #[inline(always)]
+    pub const fn assert_copy_item<T: CopyItem>(_: &T) {}
+
+    /// Implemented by every `Copy` type (only to word [`assert_copy_item`]'s error).
+    #[diagnostic::on_unimplemented(
+        message = "`#[structured]` guessed this `for` loop's item is a reference or `Copy` (dropped at an await, not at the end of the iteration), but `{Self}` is not `Copy`: iterate references (`.iter()` over `&T` items), or write `while let Some(x) = it.next() {{ .. }}`, which keeps the native drop order",
+        label = "the lowering would drop this item at an await, not at the end of the iteration",
+        note = "iterate references (`for x in v.iter()` over `&T` items), or write the loop as `let mut it = ..; while let Some(x) = it.next() {{ .. }}`, which keeps the native drop order",
+        note = "or move the loop into an `async {{ .. }}.await` block, which runs natively"
+    )]
+    pub trait CopyItem {}
+
+    impl<T: Copy> CopyItem for T {}
 }
 
 /// The README's code blocks, compiled and run as doctests so the README stays true.

@@ -1136,3 +1136,59 @@ differential! {
         s
     }
 }
+
+// A user type whose `iter()` yields owned `Copy` items: the lowering guesses `Copy` from the
+// name `iter` and has rustc check the guess (a non-`Copy` item is a compile error, see
+// ui-tests/lowering/fail/guessed-copy-item.rs), so the loop still lowers explicitly.
+#[derive(Clone, Copy)]
+struct Cell {
+    row: u32,
+    col: u32,
+}
+
+struct Grid(u32);
+
+static GRID: Grid = Grid(5);
+
+impl Grid {
+    fn iter(&self) -> impl Iterator<Item = Cell> + '_ {
+        (0..self.0).map(|i| Cell {
+            row: i / 2,
+            col: i % 2,
+        })
+    }
+}
+
+differential! {
+    owned_copy_items_of_a_user_iter,
+    entry: cells(&GRID),
+    #[lowered]
+    async fn cells(grid: &Grid) -> u32 {
+        let label = Noisy::new("label");
+        let mut sum = 0;
+        for c in grid.iter() {
+            let r = tick(c.row).await;
+            ev(format!("cell {r}"));
+            sum += tick(c.col).await + label.touch() as u32;
+        }
+        sum
+    }
+}
+
+#[structured_async::structured(strict)]
+async fn cells_strict(grid: &Grid) -> u32 {
+    let mut sum = 0;
+    for c in grid.iter() {
+        let r = tick(c.row).await;
+        sum += r * 10 + tick(c.col).await;
+    }
+    sum
+}
+
+#[test]
+fn owned_copy_items_of_a_user_iter_lower_explicitly() {
+    // `strict` refuses any native region: compiling proves the loop is explicit.
+    let sum = structured_async::block_on(cells_strict(&GRID));
+    // Cells (0,0) (0,1) (1,0) (1,1) (2,0).
+    assert_eq!(sum, 42);
+}

@@ -69,6 +69,9 @@ pub(crate) struct Local {
     pub(crate) unusual: bool,
     /// A parameter of type `&T` or `&mut T`.
     pub(crate) ref_param: bool,
+    /// [`Local::known_copy`] is a guess from names (the items of `v.iter()`, `&v`, a `&T`
+    /// parameter), not proven by syntax: the lowering has rustc check it where it binds them.
+    pub(crate) guessed_copy: bool,
 }
 
 pub(crate) struct Mention {
@@ -272,6 +275,7 @@ impl Analysis {
                 unsure: self.in_cfg > 0,
                 unusual: by_ref,
                 ref_param: false,
+                guessed_copy: false,
             });
             let id = self.locals.len() - 1;
             if let Some(s) = self.scopes.last_mut() {

@@ -205,6 +205,9 @@ impl<'ast> Visit<'ast> for Analysis {
                 // binds is `Copy`; when the iterator borrows no local, neither do they.
                 let copy_items = copy_items(&f.expr) || self.is_shared_ref_param(&f.expr);
                 self.bind_pattern(&f.pat, copy_items, copy_items && !borrowing, borrowing);
+                for l in &mut self.locals[first..] {
+                    l.guessed_copy = copy_items;
+                }
                 self.stmt_locals
                     .insert(key(&*f.pat), (first..self.locals.len()).collect());
                 let point = self.snapshot();

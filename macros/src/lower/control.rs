@@ -3,6 +3,7 @@
 //! control flow rewritten.
 
 use super::*;
+use quote::quote_spanned;
 
 impl Lowerer<'_> {
     pub(super) fn lower_if(
@@ -307,8 +308,16 @@ impl Lowerer<'_> {
         let g_body = self.with_bound(&bindings, |lw| lw.goto(body_k, span))?;
         let g_exit = self.goto(exit, span)?;
         let pat = &f.pat;
+        // Items the liveness guessed `Copy` from names (`v.iter()`, `&v`) are dropped where
+        // they are last used, not at the end of the iteration: rustc checks the guess, so a
+        // wrong one is a compile error at the binding, never a changed drop order.
+        let checks = bindings.iter().filter(|&&id| self.a.local(id).guessed_copy).map(|&id| {
+            let name = &self.a.local(id).name;
+            quote_spanned!(name.span()=> ::structured_async::__private::assert_copy_item(&#name);)
+        });
+        let checks: TokenStream = checks.collect();
         self.terminate(quote!(match ::core::iter::Iterator::next(&mut #iter) {
-            ::core::option::Option::Some(#pat) => #g_body,
+            ::core::option::Option::Some(#pat) => { #checks #g_body }
             ::core::option::Option::None => #g_exit,
         }));
         self.switch(body_k);
