@@ -405,3 +405,65 @@ fn a_destructor_panic_when_the_grace_period_ends_beats_the_error() {
     assert_eq!(*log.borrow(), [3, 1, 2]);
     next_nursery_reuses(addr.get());
 }
+
+/// A waker whose last reference panics when dropped.
+struct PanicsWhenDropped;
+
+impl std::task::Wake for PanicsWhenDropped {
+    fn wake(self: std::sync::Arc<Self>) {}
+}
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        panic_any("waker drop");
+    }
+}
+
+#[test]
+fn a_waker_that_panics_as_its_handle_is_forgotten_skips_nothing() {
+    let (log, addr) = (Log::default(), Rc::new(Cell::new(0)));
+    let (body, c1, c2, c3) = (
+        loud(0, &log, None),
+        loud(1, &log, None),
+        loud(2, &log, None),
+        loud(3, &log, None),
+    );
+    let probe = Rc::clone(&addr);
+    let mut fut = Box::pin(nursery!(move |n| {
+        let _body = body;
+        n.spawn(Probe {
+            addr: probe,
+            _loud: Some(c1),
+            finish: false,
+            cleans: false,
+        });
+        let mut h2 = n.spawn(async move {
+            let _c = c2;
+            pending::<()>().await
+        });
+        n.spawn(async move {
+            let _c = c3;
+            pending::<()>().await
+        });
+        // Child 2's handle is awaited with a waker from outside the nursery, which keeps a
+        // clone of it: the only one left once this one is dropped.
+        let foreign = Waker::from(std::sync::Arc::new(PanicsWhenDropped));
+        assert!(
+            Pin::new(&mut h2)
+                .poll(&mut Context::from_waker(&foreign))
+                .is_pending()
+        );
+        drop(foreign);
+        pending::<()>().await
+    }));
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..3 {
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+    }
+    // Dropping child 2 forgets who awaits its handle: the waker's drop panics there, and
+    // child 3 and the body are dropped all the same.
+    let dropped = catch_unwind(AssertUnwindSafe(|| drop(fut)));
+    assert_eq!(dropped.err().as_deref().map(message), Some("waker drop"));
+    assert_eq!(*log.borrow(), [1, 2, 3, 0]);
+    next_nursery_reuses(addr.get());
+}
