@@ -1192,3 +1192,52 @@ fn owned_copy_items_of_a_user_iter_lower_explicitly() {
     // Cells (0,0) (0,1) (1,0) (1,1) (2,0).
     assert_eq!(sum, 42);
 }
+
+// A result bound by `let` may borrow the local lent to its await (`first(&v)` returns a
+// `&Noisy` into `v`, `s.get(0)` a `&u32` into `s`) while that local is used later too: the
+// adapter cannot hand back both, so the statements from the `let` to the end of the result's
+// scope run natively (these once failed to compile).
+differential! {
+    bound_borrows_of_a_lent_local,
+    entry: async { (bound_first().await, bound_get(vec![4, 5]).await, in_block().await) },
+    async fn first(v: &[Noisy]) -> &Noisy {
+        tick(()).await;
+        &v[0]
+    }
+    struct Store(Vec<u32>);
+    impl Store {
+        async fn get(&self, i: usize) -> &u32 {
+            tick(()).await;
+            &self.0[i]
+        }
+    }
+    #[lowered]
+    async fn bound_first() -> usize {
+        let a = Noisy::new("a");
+        let n = tick(2).await;
+        let v = vec![Noisy::new("v0"), Noisy::new("v1")];
+        let f = first(&v).await;
+        f.touch() + v.len() + n + a.touch()
+    }
+    #[lowered]
+    async fn bound_get(items: Vec<u32>) -> u32 {
+        let s = Store(items);
+        let before = tick(1).await;
+        let x = s.get(0).await;
+        let y = tick(*x).await;
+        *x + y + s.0.len() as u32 + before
+    }
+    #[lowered]
+    async fn in_block() -> usize {
+        let mut total = 0;
+        for round in 0..2 {
+            let v = vec![Noisy::new(format!("r{round}"))];
+            {
+                let f = first(&v).await;
+                total += f.touch() + v.len();
+            }
+            total += tick(round).await;
+        }
+        total
+    }
+}

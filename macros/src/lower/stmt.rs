@@ -97,6 +97,26 @@ impl Lowerer<'_> {
                     let value = self.suspend_expr(key(&**e), e, tokens, await_span)?;
                     return self.bind_let(s, l, value, declared, await_span);
                 };
+                // `let f = first(&v).await`: `f` may borrow `v`, which the adapter hands back
+                // too; it could not hand back both. The statements from here to the end of
+                // `f`'s scope become a native region (the caller searches the smallest).
+                // (A guard, `m.lock().await`, gets its own reason from `suspend_await`.)
+                if guard_receiver(fut).is_none()
+                    && let Some(lender) = self.output_may_borrow(aw, fut)
+                    && let Some(&id) = declared.iter().find(|&&id| {
+                        let l = self.a.local(id);
+                        l.borrowing && !l.plain
+                    })
+                {
+                    return fallback(
+                        await_span,
+                        format!(
+                            "`{}` may hold a borrow of `{}`, lent to this await",
+                            self.a.local(id).name,
+                            self.a.local(lender).name
+                        ),
+                    );
+                }
                 let r = Ident::new("__r", Span::mixed_site());
                 self.suspend_await(aw, fut, &init.expr, await_span)?;
                 // Rewritten in the resume block: its jumps name the locals as bound there.

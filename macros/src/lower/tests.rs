@@ -25,7 +25,7 @@ fn control_flow_is_lowered_explicitly() {
         "async fn f(v: Option<u32>) -> u32 { match v { Some(x) => g(x).await, _ => 0 } }",
         "async fn f(n: u32) -> u32 { let mut t = 0; for i in 0..n { t += g(i).await; } t }",
         "async fn f(&mut self) -> u32 { self.n = g(self.n).await; self.n }",
-        "async fn f(s: String) -> usize { let n = g(&s).await; n + s.len() }",
+        "async fn f(s: String) -> usize { let n: usize = g(&s).await; n + s.len() }",
         "async fn f() -> u32 { g(1).await + g(2).await * g(3).await }",
         "async fn f() -> Result<u32, E> { let x = g(1).await? + g(2).await?; Ok(x) }",
         "async fn f(n: u32) -> u32 { let mut a: u32 = n; let b = a; a = g(b).await; a + b }",
@@ -271,4 +271,33 @@ fn a_match_or_if_awaiting_only_in_its_scrutinee_runs_in_one_resume_block() {
             "{body}: {report}"
         );
     }
+}
+
+#[test]
+fn a_let_that_may_borrow_its_lent_local_is_a_region() {
+    // `f` may borrow `v`: the adapter cannot hand back both, the rest runs natively (here
+    // the whole body).
+    let (explicit, report) = lowered(
+        "",
+        "async fn f(v: Vec<String>) -> usize { let f = first(&v).await; f.len() + v.len() }",
+    );
+    assert!(!explicit, "{report}");
+    assert!(
+        report.contains("`f` may hold a borrow of `v`, lent to this await"),
+        "{report}"
+    );
+    let (explicit, report) = lowered(
+        "",
+        "async fn f(s: Vec<u32>) -> u32 { g().await; let x = s.get(0).await; *x + s.len() as u32 }",
+    );
+    assert!(explicit, "{report}");
+    assert!(report.contains("native region from `let x"), "{report}");
+    assert!(report.contains("`x` may hold a borrow of `s`"), "{report}");
+    // A primitive result holds no borrow: the `let` stays explicit.
+    let (explicit, report) = lowered(
+        "",
+        "async fn f(s: String) -> usize { let n: usize = g(&s).await; h().await; n + s.len() }",
+    );
+    assert!(explicit, "{report}");
+    assert!(report.contains("fallbacks: none"), "{report}");
 }
