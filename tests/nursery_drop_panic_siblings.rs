@@ -467,3 +467,50 @@ fn a_waker_that_panics_as_its_handle_is_forgotten_skips_nothing() {
     assert_eq!(*log.borrow(), [1, 2, 3, 0]);
     next_nursery_reuses(addr.get());
 }
+
+/// Logs its id into a log shared between threads when dropped, then panics if `.2`.
+struct SendLoud(u32, std::sync::Arc<std::sync::Mutex<Vec<u32>>>, bool);
+
+impl Drop for SendLoud {
+    fn drop(&mut self) {
+        self.1.lock().unwrap().push(self.0);
+        if self.2 {
+            panic_any(if self.0 == 1 {
+                "child 1 drop"
+            } else {
+                "child 3 drop"
+            });
+        }
+    }
+}
+
+#[test]
+fn a_send_nursery_dropped_on_another_thread_drops_every_child_there() {
+    let log = std::sync::Arc::<std::sync::Mutex<Vec<u32>>>::default();
+    let children = [
+        SendLoud(1, std::sync::Arc::clone(&log), true),
+        SendLoud(2, std::sync::Arc::clone(&log), false),
+        SendLoud(3, std::sync::Arc::clone(&log), true),
+    ];
+    let mut fut = Box::pin(nursery!(send move |n| {
+        for child in children {
+            n.spawn(async move {
+                let _child = child;
+                pending::<()>().await
+            });
+        }
+        pending::<()>().await
+    }));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    // Polled here, dropped on another thread: the first destructor's panic comes out there.
+    let dropped = std::thread::spawn(move || {
+        catch_unwind(AssertUnwindSafe(|| drop(fut)))
+            .err()
+            .map(|payload| message(&*payload))
+    })
+    .join()
+    .expect("the drop's panic was caught on its thread");
+    assert_eq!(dropped, Some("child 1 drop"));
+    assert_eq!(*log.lock().unwrap(), [1, 2, 3]);
+}
