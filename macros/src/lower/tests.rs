@@ -301,3 +301,46 @@ fn a_let_that_may_borrow_its_lent_local_is_a_region() {
     assert!(explicit, "{report}");
     assert!(report.contains("fallbacks: none"), "{report}");
 }
+
+#[test]
+fn for_items_guessed_copy_are_checked_where_the_loop_binds_them() {
+    let expansion = |src: &str| {
+        let item: ItemFn = syn::parse_str(src).unwrap();
+        let args = crate::args::parse(TokenStream::new()).unwrap();
+        let parts = crate::sig::split(&item);
+        let mut report = Report::new("f");
+        let out = lower(&item, &parts, &args, &mut report).unwrap();
+        out.map(|t| t.to_string()).unwrap_or_default()
+    };
+    // Guessed from names: `iter()` (and adapters keeping its items), `&v`, a `&T` parameter.
+    for (src, checked) in [
+        (
+            "async fn f(v: &Grid) { for c in v.iter() { g(c).await; } }",
+            &["c"][..],
+        ),
+        (
+            "async fn f(v: &Vec<u32>) { for (i, x) in v.iter().enumerate() { g(*x + i).await; } }",
+            &["i", "x"],
+        ),
+        (
+            "async fn f(v: &Vec<u32>) { for x in v { g(*x).await; } }",
+            &["x"],
+        ),
+    ] {
+        let out = expansion(src);
+        assert!(!out.is_empty(), "{src}: not lowered");
+        for name in checked {
+            let call = format!("assert_copy_item (& {name})");
+            assert!(out.contains(&call), "{src}: no `{call}` in {out}");
+        }
+    }
+    // Proven or not assumed: a range's items, owned items of `into_iter()`.
+    for src in [
+        "async fn f(n: u32) { for i in 0..n { g(i).await; } }",
+        "async fn f(v: Vec<Noisy>) { for x in v.into_iter() { g(&x).await; } }",
+    ] {
+        let out = expansion(src);
+        assert!(!out.is_empty(), "{src}: not lowered");
+        assert!(!out.contains("assert_copy_item"), "{src}: {out}");
+    }
+}
