@@ -1241,3 +1241,69 @@ differential! {
         total
     }
 }
+
+// The same in a scrutinee: `match first(&v).await` and `if let Some(x) = s.get(0).await`
+// with `v`/`s` used in the arms and an await after the match (guards a shape that already
+// agreed: the bindings may borrow the lender, so the match runs natively).
+differential! {
+    scrutinee_borrows_of_a_lent_local,
+    entry: async { (matched().await, if_let(vec![7]).await, if_let(Vec::new()).await) },
+    async fn first(v: &[Noisy]) -> &Noisy {
+        tick(()).await;
+        &v[0]
+    }
+    struct Store(Vec<u32>);
+    impl Store {
+        async fn get(&self, i: usize) -> Option<&u32> {
+            tick(()).await;
+            self.0.get(i)
+        }
+    }
+    #[lowered]
+    async fn matched() -> usize {
+        let v = vec![Noisy::new("m0")];
+        let n = tick(1).await;
+        let k = match first(&v).await {
+            f if f.touch() > 5 => 0,
+            f => f.touch() + v.len() + n,
+        };
+        k + v.len() + tick(n).await
+    }
+    #[lowered]
+    async fn if_let(items: Vec<u32>) -> u32 {
+        let s = Store(items);
+        let n = tick(1).await;
+        if let Some(x) = s.get(0).await {
+            ev(format!("got {x}"));
+            return *x + s.0.len() as u32 + n;
+        }
+        n + s.0.len() as u32 + tick(2).await
+    }
+}
+
+// A `for` pattern that leaves part of an owned item unbound (`_`, `..`, `ref`): natively that
+// part stays in the loop's `match` until the end of the iteration, across its awaits.
+differential! {
+    for_pattern_leaving_part_of_the_item,
+    entry: async { (wild(vec![(1, Noisy::new("w1")), (2, Noisy::new("w2"))]).await, by_ref(vec![Noisy::new("r1")]).await) },
+    #[lowered]
+    async fn wild(pairs: Vec<(u32, Noisy)>) -> u32 {
+        let mut t = 0;
+        for (a, _) in pairs.into_iter() {
+            ev(format!("item {a}"));
+            t += tick(a).await;
+            ev("after await");
+        }
+        t
+    }
+    #[lowered]
+    async fn by_ref(items: Vec<Noisy>) -> usize {
+        let mut t = 0;
+        for ref x in items.into_iter() {
+            t += x.touch();
+            tick(()).await;
+            ev("after await");
+        }
+        t
+    }
+}

@@ -121,6 +121,9 @@ pub(crate) struct Analysis {
     /// Positions of the values stored into a local (initialiser or assignment) that may borrow
     /// another local: a mention there may be borrowed for as long as that local lives.
     pub(crate) borrowed_into: Vec<(usize, usize)>,
+    /// The `for` loops (keyed by their expression) whose items are guessed `Copy` from names
+    /// (see [`Local::guessed_copy`]).
+    pub(crate) copy_item_loops: Vec<usize>,
     in_yield: usize,
     scopes: Vec<Vec<LocalId>>,
     pos: usize,

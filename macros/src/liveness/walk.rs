@@ -208,6 +208,9 @@ impl<'ast> Visit<'ast> for Analysis {
                 for l in &mut self.locals[first..] {
                     l.guessed_copy = copy_items;
                 }
+                if copy_items {
+                    self.copy_item_loops.push(key(e));
+                }
                 self.stmt_locals
                     .insert(key(&*f.pat), (first..self.locals.len()).collect());
                 let point = self.snapshot();

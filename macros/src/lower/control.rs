@@ -283,6 +283,17 @@ impl Lowerer<'_> {
                 "a `for` loop over an expression whose temporaries would live across its awaits",
             );
         }
+        // `for (a, _) in pairs`: the unbound part of each item stays in the loop's `match`
+        // until the end of the iteration, across its awaits; the lowering's `match` ends at
+        // the first await. Only items without drop glue may be left there.
+        let guessed = self.a.copy_item_loops.contains(&key(e));
+        if has_wild(&f.pat) && !guessed && !range_items(&f.expr) {
+            return fallback(
+                span,
+                "a `_` or `..` in a `for` pattern keeps part of each item alive until the end \
+                 of the iteration, across its awaits",
+            );
+        }
         let iter_id = self
             .a
             .stmt_locals
@@ -316,7 +327,18 @@ impl Lowerer<'_> {
             quote_spanned!(name.span()=> ::structured_async::__private::assert_copy_item(&#name);)
         });
         let checks: TokenStream = checks.collect();
-        self.terminate(quote!(match ::core::iter::Iterator::next(&mut #iter) {
+        // What a `_` leaves of a guessed item is checked as a whole.
+        let next = if has_wild(pat) && guessed {
+            let n = Ident::new("__n", Span::mixed_site());
+            quote_spanned!(pat.span()=> {
+                let #n = ::core::iter::Iterator::next(&mut #iter);
+                ::structured_async::__private::assert_copy_item(&#n);
+                #n
+            })
+        } else {
+            quote!(::core::iter::Iterator::next(&mut #iter))
+        };
+        self.terminate(quote!(match #next {
             ::core::option::Option::Some(#pat) => { #checks #g_body }
             ::core::option::Option::None => #g_exit,
         }));
@@ -436,5 +458,28 @@ impl Lowerer<'_> {
             Some(f) => Err(f),
             None => Ok(e),
         }
+    }
+}
+
+/// Whether a `for` loop's items are numbers (or other `Copy` steps) of a range, perhaps
+/// reversed, stepped or counted: `0..n`, `(0..n).rev()`.
+fn range_items(e: &Expr) -> bool {
+    match e {
+        Expr::Range(_) => true,
+        Expr::Paren(p) => range_items(&p.expr),
+        Expr::MethodCall(m) => {
+            [
+                "rev",
+                "step_by",
+                "skip",
+                "take",
+                "enumerate",
+                "fuse",
+                "peekable",
+            ]
+            .contains(&m.method.to_string().as_str())
+                && range_items(&m.receiver)
+        }
+        _ => false,
     }
 }

@@ -334,9 +334,27 @@ fn for_items_guessed_copy_are_checked_where_the_loop_binds_them() {
             assert!(out.contains(&call), "{src}: no `{call}` in {out}");
         }
     }
+    // A `_` leaves part of a guessed item in the loop's `match`: the whole item is checked.
+    let out = expansion(
+        "async fn f(v: &Vec<u32>) { for (i, _) in v.iter().enumerate() { g(i).await; } }",
+    );
+    assert!(out.contains("assert_copy_item (& __n)"), "{out}");
+    assert!(out.contains("assert_copy_item (& i)"), "{out}");
+    // ... and of an item not guessed `Copy` it is dropped at the end of the iteration only
+    // by a native frame.
+    let (explicit, report) = lowered(
+        "",
+        "async fn f(v: Vec<(u32, Noisy)>) -> u32 { for (a, _) in v.into_iter() { g(a).await; } 0 }",
+    );
+    assert!(explicit, "{report}");
+    assert!(
+        report.contains("a `_` or `..` in a `for` pattern"),
+        "{report}"
+    );
     // Proven or not assumed: a range's items, owned items of `into_iter()`.
     for src in [
         "async fn f(n: u32) { for i in 0..n { g(i).await; } }",
+        "async fn f(n: u32) { for _ in 0..n { g().await; } }",
         "async fn f(v: Vec<Noisy>) { for x in v.into_iter() { g(&x).await; } }",
     ] {
         let out = expansion(src);
