@@ -1285,7 +1285,20 @@ differential! {
 // part stays in the loop's `match` until the end of the iteration, across its awaits.
 differential! {
     for_pattern_leaving_part_of_the_item,
-    entry: async { (wild(vec![(1, Noisy::new("w1")), (2, Noisy::new("w2"))]).await, by_ref(vec![Noisy::new("r1")]).await) },
+    entry: async {
+        let w = wild(vec![(1, Noisy::new("w1")), (2, Noisy::new("w2"))]).await;
+        (w, by_ref(vec![Noisy::new("r1")]).await, guessed_wild(&VALS).await)
+    },
+    static VALS: [(u32, u32); 2] = [(3, 30), (4, 40)];
+    // Items guessed `Copy` (`&(u32, u32)`) stay explicit: the whole item is checked.
+    #[lowered]
+    async fn guessed_wild(v: &[(u32, u32)]) -> usize {
+        let mut t = 0;
+        for (i, (a, _)) in v.iter().enumerate() {
+            t += tick(i).await + *a as usize;
+        }
+        t
+    }
     #[lowered]
     async fn wild(pairs: Vec<(u32, Noisy)>) -> u32 {
         let mut t = 0;
