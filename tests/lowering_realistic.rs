@@ -1320,3 +1320,42 @@ differential! {
         t
     }
 }
+
+// Other places a pattern leaves part of a temporary unbound across awaits: `while let` over
+// `next()`, a `match` on an owned call, `let` of a pair whose `_` part drops at once.
+differential! {
+    patterns_leaving_part_of_a_temporary,
+    entry: async {
+        let a = while_wild(vec![(1, Noisy::new("a1")), (2, Noisy::new("a2"))]).await;
+        (a, match_wild(3).await, let_wild(4).await)
+    },
+    fn pair(n: u32) -> (u32, Noisy) {
+        (n, Noisy::new(format!("p{n}")))
+    }
+    #[lowered]
+    async fn while_wild(pairs: Vec<(u32, Noisy)>) -> u32 {
+        let mut it = pairs.into_iter();
+        let mut t = 0;
+        while let Some((a, _)) = it.next() {
+            t += tick(a).await;
+            ev("after await");
+        }
+        t
+    }
+    #[lowered]
+    async fn match_wild(n: u32) -> u32 {
+        match pair(n) {
+            (a, _) => {
+                let b = tick(a).await;
+                ev("after await");
+                b
+            }
+        }
+    }
+    #[lowered]
+    async fn let_wild(n: u32) -> u32 {
+        let (a, _) = pair(n);
+        ev("after let");
+        tick(a).await
+    }
+}
