@@ -1333,6 +1333,7 @@ differential! {
         (n, Noisy::new(format!("p{n}")))
     }
     #[lowered]
+    #[allow(clippy::while_let_on_iterator)]
     async fn while_wild(pairs: Vec<(u32, Noisy)>) -> u32 {
         let mut it = pairs.into_iter();
         let mut t = 0;
@@ -1343,6 +1344,7 @@ differential! {
         t
     }
     #[lowered]
+    #[allow(clippy::match_single_binding)]
     async fn match_wild(n: u32) -> u32 {
         match pair(n) {
             (a, _) => {
