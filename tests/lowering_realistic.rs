@@ -1361,3 +1361,95 @@ differential! {
         tick(a).await
     }
 }
+
+// `for m in rx` over a `&Receiver<T>` parameter yields owned `T`s: a `&T` parameter is guessed
+// to iterate references only when its written type says so (`&[T]`, `&Vec<T>`...). Each `m`
+// must drop at the end of its iteration, after the awaits, not where it is last used (this
+// was a compile error from the guess's check).
+differential! {
+    receiver_param_yields_owned_items,
+    entry: async {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..3 {
+            tx.send(Noisy::new(format!("m{i}"))).unwrap();
+        }
+        drop(tx);
+        let n = drain(&rx).await;
+        (n, drain(&rx).await)
+    },
+    #[lowered]
+    async fn drain(rx: &std::sync::mpsc::Receiver<Noisy>) -> usize {
+        let mut t = 0;
+        for m in rx {
+            t += tick(m.touch()).await;
+            ev("after await");
+            t += tick(1).await;
+        }
+        ev("drained");
+        t
+    }
+}
+
+// The same through a generic `&C` whose `&C: IntoIterator` yields owned items.
+differential! {
+    generic_ref_param_yields_owned_items,
+    entry: async { (total(&Makes(3)).await, pairs(&Makes(2)).await) },
+    struct Makes(u32);
+    fn make(i: u32) -> Noisy {
+        Noisy::new(format!("n{i}"))
+    }
+    impl<'a> IntoIterator for &'a Makes {
+        type Item = Noisy;
+        type IntoIter = std::iter::Map<std::ops::Range<u32>, fn(u32) -> Noisy>;
+        fn into_iter(self) -> Self::IntoIter {
+            (0..self.0).map(make as fn(u32) -> Noisy)
+        }
+    }
+    #[lowered]
+    async fn total<C>(items: &C) -> usize
+    where
+        for<'a> &'a C: IntoIterator<Item = Noisy>,
+    {
+        let mut t = 0;
+        for x in items {
+            let n = x.touch();
+            t += tick(n).await;
+            ev("after await");
+        }
+        t
+    }
+    #[lowered]
+    async fn pairs(items: &Makes) -> usize {
+        let mut t = 0;
+        for x in items {
+            t += show(&x).await;
+            ev("after await");
+        }
+        t
+    }
+}
+
+// A `&[T]`, `&[T; N]` or `&Vec<T>` parameter iterated directly still binds references (guessed
+// `Copy`, checked by rustc): the loop lowers explicitly (`strict` refuses any native region).
+#[structured_async::structured(strict)]
+async fn slice_param_strict(v: &[u32], a: &[u32; 2], w: &Vec<(u32, u32)>) -> u32 {
+    let mut t = 0;
+    for x in v {
+        t += tick(*x).await;
+    }
+    for x in a {
+        t += tick(*x * 10).await;
+    }
+    for (k, x) in w {
+        t += tick(*k * 100).await + *x;
+    }
+    t
+}
+
+#[test]
+fn slice_and_vec_params_still_lower_explicitly() {
+    let w = vec![(1, 5), (2, 6)];
+    let t = structured_async::block_on(slice_param_strict(&[1, 2], &[3, 4], &w));
+    // 1 + 2, then 30 + 40, then 100 + 5 + 200 + 6.
+    assert_eq!(t, 384);
+}

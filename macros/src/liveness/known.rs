@@ -407,6 +407,45 @@ pub(super) fn is_shared_ref(ty: &syn::Type) -> bool {
     }
 }
 
+/// Std collections whose `IntoIterator for &C` yields references (`&T`, or `(&K, &V)`).
+const REF_ITEM_COLLECTIONS: &[&str] = &[
+    "Vec",
+    "VecDeque",
+    "LinkedList",
+    "HashMap",
+    "BTreeMap",
+    "HashSet",
+    "BTreeSet",
+    "BinaryHeap",
+    "Option",
+];
+
+/// Whether iterating a value of the written type `ty` (`for x in param`) yields references:
+/// `&[T]`, `&[T; N]`, or `&C` for a std collection `C` (matched by its last path segment).
+/// Any other `&T` may yield owned items (`&Receiver<T>`, a generic `&C`): no guess.
+pub(super) fn iterates_refs(ty: &syn::Type) -> bool {
+    fn collection(ty: &syn::Type) -> bool {
+        match ty {
+            syn::Type::Group(g) => collection(&g.elem),
+            syn::Type::Paren(p) => collection(&p.elem),
+            syn::Type::Slice(_) | syn::Type::Array(_) => true,
+            syn::Type::Path(p) => {
+                p.qself.is_none()
+                    && p.path.segments.last().is_some_and(|s| {
+                        REF_ITEM_COLLECTIONS.contains(&s.ident.to_string().as_str())
+                    })
+            }
+            _ => false,
+        }
+    }
+    match ty {
+        syn::Type::Group(g) => iterates_refs(&g.elem),
+        syn::Type::Paren(p) => iterates_refs(&p.elem),
+        syn::Type::Reference(r) => r.mutability.is_none() && collection(&r.elem),
+        _ => false,
+    }
+}
+
 pub(super) fn is_primitive(ty: &syn::Type) -> bool {
     const PRIMS: &[&str] = &[
         "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",

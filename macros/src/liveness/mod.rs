@@ -69,8 +69,12 @@ pub(crate) struct Local {
     pub(crate) unusual: bool,
     /// A parameter of type `&T` or `&mut T`.
     pub(crate) ref_param: bool,
-    /// [`Local::known_copy`] is a guess from names (the items of `v.iter()`, `&v`, a `&T`
-    /// parameter), not proven by syntax: the lowering has rustc check it where it binds them.
+    /// A parameter whose written type iterates references (`&[T]`, `&Vec<T>`, see
+    /// [`known::iterates_refs`]): `for x in param` binds `Copy` items.
+    pub(crate) ref_items_param: bool,
+    /// [`Local::known_copy`] is a guess from names (the items of `v.iter()`, `&v`, a `&[T]`
+    /// or `&Vec<T>` parameter), not proven by syntax: the lowering has rustc check it where
+    /// it binds them.
     pub(crate) guessed_copy: bool,
 }
 
@@ -255,8 +259,10 @@ impl Analysis {
         let first = self.locals.len();
         self.bind_pattern(pat, known_copy, shared_ref, false);
         let ref_param = ty.is_some_and(is_reference);
+        let ref_items_param = ty.is_some_and(iterates_refs);
         for l in &mut self.locals[first..] {
             l.ref_param = ref_param;
+            l.ref_items_param = ref_items_param;
         }
     }
 
@@ -278,6 +284,7 @@ impl Analysis {
                 unsure: self.in_cfg > 0,
                 unusual: by_ref,
                 ref_param: false,
+                ref_items_param: false,
                 guessed_copy: false,
             });
             let id = self.locals.len() - 1;
@@ -412,15 +419,16 @@ impl Analysis {
         }
     }
 
-    /// Whether `e` names a `&T` parameter (iterating it yields references).
-    fn is_shared_ref_param(&self, e: &Expr) -> bool {
+    /// Whether `e` names a parameter whose written type iterates references (`&[T]`,
+    /// `&Vec<T>`); not any `&T`: `&Receiver<T>` or a generic `&C` may yield owned items.
+    fn is_ref_items_param(&self, e: &Expr) -> bool {
         match e {
             Expr::Path(p) if p.qself.is_none() => p
                 .path
                 .get_ident()
                 .and_then(|i| self.resolve(i))
-                .is_some_and(|id| self.locals[id].shared_ref && self.locals[id].ref_param),
-            Expr::Paren(p) => self.is_shared_ref_param(&p.expr),
+                .is_some_and(|id| self.locals[id].ref_items_param),
+            Expr::Paren(p) => self.is_ref_items_param(&p.expr),
             _ => false,
         }
     }

@@ -203,7 +203,7 @@ impl<'ast> Visit<'ast> for Analysis {
                 let first = self.locals.len();
                 // Items that are references (or `char`s, bytes, indices): whatever the pattern
                 // binds is `Copy`; when the iterator borrows no local, neither do they.
-                let copy_items = copy_items(&f.expr) || self.is_shared_ref_param(&f.expr);
+                let copy_items = copy_items(&f.expr) || self.is_ref_items_param(&f.expr);
                 self.bind_pattern(&f.pat, copy_items, copy_items && !borrowing, borrowing);
                 for l in &mut self.locals[first..] {
                     l.guessed_copy = copy_items;

@@ -312,7 +312,8 @@ fn for_items_guessed_copy_are_checked_where_the_loop_binds_them() {
         let out = lower(&item, &parts, &args, &mut report).unwrap();
         out.map(|t| t.to_string()).unwrap_or_default()
     };
-    // Guessed from names: `iter()` (and adapters keeping its items), `&v`, a `&T` parameter.
+    // Guessed from names: `iter()` (and adapters keeping its items), `&v`, a parameter whose
+    // written type iterates references (`&[T]`, `&[T; N]`, `&Vec<T>`, `&HashMap<K, V>`...).
     for (src, checked) in [
         (
             "async fn f(v: &Grid) { for c in v.iter() { g(c).await; } }",
@@ -325,6 +326,18 @@ fn for_items_guessed_copy_are_checked_where_the_loop_binds_them() {
         (
             "async fn f(v: &Vec<u32>) { for x in v { g(*x).await; } }",
             &["x"],
+        ),
+        (
+            "async fn f(v: &[u32]) { for x in v { g(*x).await; } }",
+            &["x"],
+        ),
+        (
+            "async fn f(v: &[u32; 3]) { for x in (v) { g(*x).await; } }",
+            &["x"],
+        ),
+        (
+            "async fn f(m: &std::collections::HashMap<u32, u8>) { for (k, v) in m { g(*k, *v).await; } }",
+            &["k", "v"],
         ),
     ] {
         let out = expansion(src);
@@ -356,6 +369,10 @@ fn for_items_guessed_copy_are_checked_where_the_loop_binds_them() {
         "async fn f(n: u32) { for i in 0..n { g(i).await; } }",
         "async fn f(n: u32) { for _ in 0..n { g().await; } }",
         "async fn f(v: Vec<Noisy>) { for x in v.into_iter() { g(&x).await; } }",
+        // A `&T` parameter whose `&T: IntoIterator` may yield owned items: no guess.
+        "async fn f(rx: &std::sync::mpsc::Receiver<Noisy>) { for m in rx { g(&m).await; } }",
+        "async fn f<C>(items: &C) where for<'a> &'a C: IntoIterator<Item = Noisy> { for x in items { g(&x).await; } }",
+        "async fn f(v: &mut Vec<Noisy>) { for x in v { g(x).await; } }",
     ] {
         let out = expansion(src);
         assert!(!out.is_empty(), "{src}: not lowered");
