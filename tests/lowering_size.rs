@@ -2,8 +2,7 @@
 //!
 //! Each body is written twice, as `#[structured]` and as a native `async fn`; the test prints
 //! both sizes (`cargo test --test lowering_size -- --nocapture`) and asserts the machine is
-//! not larger for the bodies where that holds. Where it does not, the test pins the gap so a
-//! regression shows (see the README's notes on size).
+//! never larger.
 
 use std::mem::size_of_val;
 

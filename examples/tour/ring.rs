@@ -57,7 +57,8 @@ pub fn run() {
         });
         thread.join().expect("producer thread");
         println!(
-            "{receivers} {}, {} ring polls in {} loop turns ({delivered} got exactly their message)",
+            "{receivers} {}: {} ring polls in {} loop turns (one drain serves every waiting receiver, \
+             not one poll per receiver); {delivered} of {receivers} got their own message",
             if receivers == 1 {
                 "receiver"
             } else {

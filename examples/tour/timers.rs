@@ -41,7 +41,7 @@ pub fn run() {
             handle.await;
         }
         println!(
-            "10000 concurrent sleeps ({waiting} waiting in the wheel at once) done in {} ms",
+            "10,000 concurrent sleeps ({waiting} waiting in the wheel at once) done in {} ms",
             start.elapsed().as_millis()
         );
     });
