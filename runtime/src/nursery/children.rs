@@ -540,6 +540,13 @@ impl Core {
                 }
                 State::Free | State::Empty => {}
             }
+            // A free slot's waiter bits are its free-list link: the walk reached a slot that
+            // was already free, or the drop above dropped this slot's own handle and freed it.
+            // Nobody awaits a free slot, and overwriting the link would send a later spawn
+            // (a refused one still takes a slot) to a node that does not exist.
+            if entry.is(State::Free) {
+                return;
+            }
             self.forget_waiter(node);
             if entry.state() == State::Empty && !entry.has_handle() {
                 self.free_slot(node);
