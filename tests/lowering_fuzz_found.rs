@@ -144,3 +144,47 @@ differential! {
         i
     }
 }
+
+// Found by random programs with partial patterns (not the fuzz test; predates session 4):
+// what `_` leaves of an awaited value is a temporary natively, dropped at the end of the
+// `let`; the lowered `let` matched a local of the resume block, which kept that part until
+// the next await ("after" came before its drop).
+fn noisy_pair(tag: &str) -> (Noisy, Noisy) {
+    (
+        Noisy::new(format!("{tag}.0")),
+        Noisy::new(format!("{tag}.1")),
+    )
+}
+
+differential! {
+    let_with_wildcards_drops_the_unbound_part_at_once,
+    entry: wild_let(),
+    #[lowered]
+    async fn wild_let() -> u32 {
+        let _ = tick(Noisy::new("whole")).await;
+        ev("after whole");
+        let (a, _) = tick(noisy_pair("p")).await;
+        ev("after p");
+        let (_, _): (Noisy, Noisy) = tick(noisy_pair("q")).await;
+        ev("after q");
+        show(&a).await as u32
+    }
+}
+
+// The same in a loop body, with a refutable pattern leaving a part (`let … else`).
+differential! {
+    let_with_wildcards_in_a_loop,
+    entry: wild_loop(3),
+    #[lowered]
+    async fn wild_loop(n: u32) -> u32 {
+        let mut s = 0;
+        for i in 0..n {
+            let Some((_, b)) = tick(Some(noisy_pair("r"))).await else {
+                continue;
+            };
+            ev("after r");
+            s += tick(i).await + b.touch() as u32;
+        }
+        s
+    }
+}

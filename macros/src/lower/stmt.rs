@@ -438,6 +438,15 @@ impl Lowerer<'_> {
             }
             None => quote!(),
         };
+        // `let (a, _) = x.await;`: natively what `_` (or `..`) leaves unbound is part of a
+        // temporary, dropped at the end of the `let`. The resume block's `__r` is a local
+        // there, which a pattern does not move out of: it kept that part until the block
+        // ended, at the next await. Passed through a call, the value is a temporary again.
+        let value = if has_wild(&l.pat) {
+            quote!(::core::convert::identity(#value))
+        } else {
+            value
+        };
         // `let P = { .. } else { .. }` is not Rust: a value ending in a block (the `match`
         // of a `?`, the block binding `__r`) needs parentheses before an `else`.
         let ends_in_brace = matches!(value.clone().into_iter().last(),
