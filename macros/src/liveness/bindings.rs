@@ -125,7 +125,7 @@ fn is_some_pattern(p: &Pat) -> bool {
 }
 
 /// Whether a pattern leaves parts of the value unbound: `_`, `..`, or a struct pattern's `..`.
-fn leaves_parts(pat: &Pat) -> bool {
+pub(crate) fn leaves_parts(pat: &Pat) -> bool {
     struct Leaves(bool);
     impl<'ast> Visit<'ast> for Leaves {
         fn visit_pat_wild(&mut self, _: &'ast syn::PatWild) {

@@ -20,7 +20,7 @@ mod known;
 mod tests;
 mod walk;
 
-pub(crate) use bindings::{Matching, matching_use, pattern_bindings, token_idents};
+pub(crate) use bindings::{Matching, leaves_parts, matching_use, pattern_bindings, token_idents};
 use borrow::*;
 use known::*;
 pub(crate) use known::{
@@ -351,12 +351,7 @@ impl Analysis {
             self.yield_values.insert(key(mac), value);
             return;
         }
-        let name = mac
-            .path
-            .segments
-            .last()
-            .map(|s| s.ident.to_string())
-            .unwrap_or_default();
+        let name = macro_name(mac);
         let kind = if FORMAT_MACROS.contains(&name.as_str()) {
             Use::Ref
         } else {
@@ -372,12 +367,7 @@ impl Analysis {
     /// A macro in statement position may declare locals visible after it (`tokio::pin!(fut)`
     /// shadows `fut`): the locals it names are [`Local::unsure`] unless it is a known one.
     fn may_redeclare(&mut self, mac: &syn::Macro) {
-        let name = mac
-            .path
-            .segments
-            .last()
-            .map(|s| s.ident.to_string())
-            .unwrap_or_default();
+        let name = macro_name(mac);
         if FORMAT_MACROS.contains(&name.as_str())
             || OTHER_AWAIT_FREE_MACROS.contains(&name.as_str())
             || crate::yields::is_yield(mac)
@@ -474,4 +464,13 @@ impl Analysis {
             _ => self.visit_expr(e),
         }
     }
+}
+
+/// The last segment of a macro's path (`tokio::pin!` -> `pin`), empty if it has none.
+fn macro_name(mac: &syn::Macro) -> String {
+    mac.path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default()
 }

@@ -95,7 +95,7 @@ impl Lowerer<'_> {
         pats: &[&syn::Pat],
     ) -> Result<TokenStream, Fallback> {
         let place = pure_place(scrut);
-        if !place && pats.iter().any(|p| has_wild(p)) {
+        if !place && pats.iter().any(|p| leaves_parts(p)) {
             return fallback(
                 span,
                 "a `_` pattern keeps part of a temporary scrutinee alive across the arms' awaits",
@@ -287,7 +287,7 @@ impl Lowerer<'_> {
         // until the end of the iteration, across its awaits; the lowering's `match` ends at
         // the first await. Only items without drop glue may be left there.
         let guessed = self.a.copy_item_loops.contains(&key(e));
-        if has_wild(&f.pat) && !guessed && !range_items(&f.expr) {
+        if leaves_parts(&f.pat) && !guessed && !range_items(&f.expr) {
             return fallback(
                 span,
                 "a `_` or `..` in a `for` pattern keeps part of each item alive until the end \
@@ -328,7 +328,7 @@ impl Lowerer<'_> {
         });
         let checks: TokenStream = checks.collect();
         // What a `_` leaves of a guessed item is checked as a whole.
-        let next = if has_wild(pat) && guessed {
+        let next = if leaves_parts(pat) && guessed {
             let n = Ident::new("__n", Span::mixed_site());
             quote_spanned!(pat.span()=> {
                 let #n = ::core::iter::Iterator::next(&mut #iter);

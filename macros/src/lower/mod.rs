@@ -22,7 +22,7 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, Ident, ItemFn, Stmt};
 
 use crate::args::Args;
-use crate::liveness::{Analysis, LocalId, Point, Use, key};
+use crate::liveness::{Analysis, LocalId, Point, Use, key, leaves_parts};
 use crate::machine::{self, BlockOut, Entry};
 use crate::report::Report;
 use crate::sig::FnParts;
@@ -353,7 +353,7 @@ fn analyze(
         match &p.pat {
             // `_: T` still moves the argument in; it drops when the body ends.
             syn::Pat::Wild(_) => a.declare_param(&ident_pat(&p.outer), None),
-            pat if !p.simple && has_wild(pat) => {
+            pat if !p.simple && leaves_parts(pat) => {
                 return fallback(
                     pat.span(),
                     "a parameter pattern with `_` or `..` (its unbound parts drop at the end)",
@@ -426,25 +426,6 @@ fn ident_pat(ident: &Ident) -> syn::Pat {
         ident: ident.clone(),
         subpat: None,
     })
-}
-
-fn has_wild(pat: &syn::Pat) -> bool {
-    struct W(bool);
-    impl<'ast> Visit<'ast> for W {
-        fn visit_pat_wild(&mut self, _: &'ast syn::PatWild) {
-            self.0 = true;
-        }
-        fn visit_pat_rest(&mut self, _: &'ast syn::PatRest) {
-            self.0 = true;
-        }
-        fn visit_pat_struct(&mut self, p: &'ast syn::PatStruct) {
-            self.0 |= p.rest.is_some();
-            syn::visit::visit_pat_struct(self, p);
-        }
-    }
-    let mut w = W(false);
-    w.visit_pat(pat);
-    w.0
 }
 
 /// The names a block binds its input with: the user's, unless shadowed by a newer local of

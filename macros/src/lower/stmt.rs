@@ -442,7 +442,7 @@ impl Lowerer<'_> {
         // temporary, dropped at the end of the `let`. The resume block's `__r` is a local
         // there, which a pattern does not move out of: it kept that part until the block
         // ended, at the next await. Passed through a call, the value is a temporary again.
-        let value = if has_wild(&l.pat) {
+        let value = if leaves_parts(&l.pat) {
             quote!(::core::convert::identity(#value))
         } else {
             value
