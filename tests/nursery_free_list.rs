@@ -34,6 +34,16 @@ impl Drop for SpawnsOnDrop<'_, '_> {
     }
 }
 
+/// Polls `fut` once (it pends), drops it, and checks that the destructor's three spawns were
+/// made and that the thread still runs nurseries correctly (their storage is pooled).
+fn cancel_after_one_poll(mut fut: Pin<Box<impl Future<Output = ()>>>, spawned: &Cell<usize>) {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    drop(fut);
+    assert_eq!(spawned.get(), 3);
+    later_nursery_works();
+}
+
 /// The thread still runs nurseries correctly after the cancel (its storage is pooled).
 fn later_nursery_works() {
     let sum: u32 = block_on(nursery!(|n| {
@@ -51,7 +61,7 @@ fn later_nursery_works() {
 fn spawns_after_cancel_with_a_free_slot_before() {
     let spawned = Rc::new(Cell::new(0));
     let s = spawned.clone();
-    let mut fut = Box::pin(nursery!(|n| {
+    let fut = Box::pin(nursery!(|n| {
         drop(n.spawn(async {})); // finishes without a handle: its slot is free
         n.spawn(SpawnsOnDrop {
             scope: n,
@@ -59,11 +69,7 @@ fn spawns_after_cancel_with_a_free_slot_before() {
         });
         pending::<()>().await
     }));
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(fut.as_mut().poll(&mut cx).is_pending());
-    drop(fut);
-    assert_eq!(spawned.get(), 3);
-    later_nursery_works();
+    cancel_after_one_poll(fut, &spawned);
 }
 
 type Me<'s> = Rc<RefCell<Option<ChildHandle<'s, ()>>>>;
@@ -90,7 +96,7 @@ impl Drop for OwnHandle<'_> {
 fn a_child_dropping_its_own_handle_on_cancel() {
     let spawned = Rc::new(Cell::new(0));
     let s = spawned.clone();
-    let mut fut = Box::pin(nursery!(|n| {
+    let fut = Box::pin(nursery!(|n| {
         let me: Me<'_> = Rc::default();
         let h = n.spawn(OwnHandle { me: me.clone() });
         *me.borrow_mut() = Some(h);
@@ -100,9 +106,5 @@ fn a_child_dropping_its_own_handle_on_cancel() {
         });
         pending::<()>().await
     }));
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(fut.as_mut().poll(&mut cx).is_pending());
-    drop(fut);
-    assert_eq!(spawned.get(), 3);
-    later_nursery_works();
+    cancel_after_one_poll(fut, &spawned);
 }
