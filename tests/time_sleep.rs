@@ -65,8 +65,10 @@ fn cancelled_sleeps_leave_the_wheel_and_wake_nothing() {
     block_on(async {
         let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
         let waker = Waker::from(wakes.clone());
+        // Deadlines 200-219 ms away: far enough that none is due while the loop below polls
+        // them all, even on a loaded machine (a 1 ms deadline once came due mid-loop).
         let mut sleeps: Vec<_> = (1..=1_000u64)
-            .map(|i| sleep(Duration::from_millis(i % 20 + 1)))
+            .map(|i| sleep(Duration::from_millis(200 + i % 20)))
             .collect();
         for s in &mut sleeps {
             assert!(
@@ -80,7 +82,8 @@ fn cancelled_sleeps_leave_the_wheel_and_wake_nothing() {
         assert_eq!(timers().waiters(), 400, "each dropped sleep deregistered");
         drop(sleeps);
         assert_eq!(timers().waiters(), 0);
-        sleep(Duration::from_millis(40)).await;
+        // Past every cancelled deadline.
+        sleep(Duration::from_millis(250)).await;
         assert_eq!(
             wakes.0.load(Ordering::SeqCst),
             0,
@@ -94,7 +97,8 @@ fn repolling_with_another_waker_wakes_the_new_one_only() {
     block_on(async {
         let first = Arc::new(CountWakes(AtomicUsize::new(0)));
         let second = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let mut nap = sleep(Duration::from_millis(5));
+        // Not due before both polls, even on a loaded machine; due before the wait ends.
+        let mut nap = sleep(Duration::from_millis(100));
         for waker in [Waker::from(first.clone()), Waker::from(second.clone())] {
             assert!(
                 Pin::new(&mut nap)
@@ -103,7 +107,7 @@ fn repolling_with_another_waker_wakes_the_new_one_only() {
             );
         }
         assert_eq!(timers().waiters(), 1, "re-polling does not register twice");
-        sleep(Duration::from_millis(30)).await;
+        sleep(Duration::from_millis(150)).await;
         assert_eq!(first.0.load(Ordering::SeqCst), 0);
         assert_eq!(second.0.load(Ordering::SeqCst), 1);
         assert!(
@@ -151,7 +155,7 @@ fn a_sleep_started_on_one_thread_finishes_on_another() {
     // Polled once on a runtime thread (registered in its wheel), then moved: it re-registers
     // where it is polled next, and the first wheel drops the stale entry.
     let (mut nap, first_wheel) = block_on(async {
-        let mut nap = sleep(Duration::from_millis(30));
+        let mut nap = sleep(Duration::from_millis(200));
         poll_fn(|cx| {
             assert!(Pin::new(&mut nap).poll(cx).is_pending());
             Poll::Ready(())
@@ -198,7 +202,8 @@ fn reset_moves_a_registered_sleep_without_registering_twice() {
 
 #[test]
 fn a_sleep_first_polled_outside_moves_into_the_runtime_wheel() {
-    let mut nap = sleep(Duration::from_millis(20));
+    // Far enough that it is still pending when the runtime polls it, even on a loaded machine.
+    let mut nap = sleep(Duration::from_millis(200));
     // Outside any runtime: registered with the global timer thread.
     assert!(
         Pin::new(&mut nap)
