@@ -349,61 +349,61 @@ fn with_cleanup(
     }))
 }
 
+/// Runs [`with_cleanup`], then checks the panic that came out, the drop log, and that the
+/// thread's next nursery reuses the pooled memory.
+fn cleanup_ends_with(
+    panics: [Option<&'static str>; 3],
+    cleans: (Option<bool>, bool),
+    grace: Duration,
+    panic: &str,
+    drops: [u32; 3],
+) {
+    let (log, addr) = (Log::default(), Rc::new(Cell::new(0)));
+    let ended = catch_unwind(AssertUnwindSafe(|| {
+        with_cleanup(&log, &addr, panics, cleans, grace)
+    }));
+    assert_eq!(ended.err().as_deref().map(message), Some(panic));
+    assert_eq!(*log.borrow(), drops);
+    next_nursery_reuses(addr.get());
+}
+
 #[test]
 fn a_destructor_panic_while_cancelling_drops_the_cleaning_children_too() {
-    let (log, addr) = (Log::default(), Rc::new(Cell::new(0)));
     // Child 1 panics as the error drops it: child 2, queued for its cleanup, is dropped at
     // once, in slot order, as if a child had panicked.
-    let ended = catch_unwind(AssertUnwindSafe(|| {
-        with_cleanup(
-            &log,
-            &addr,
-            [Some("child 1 drop"), None, Some("child 3 drop")],
-            (None, false),
-            Duration::from_secs(60),
-        )
-    }));
-    assert_eq!(ended.err().as_deref().map(message), Some("child 1 drop"));
-    assert_eq!(*log.borrow(), [1, 2, 3]);
-    next_nursery_reuses(addr.get());
+    cleanup_ends_with(
+        [Some("child 1 drop"), None, Some("child 3 drop")],
+        (None, false),
+        Duration::from_secs(60),
+        "child 1 drop",
+        [1, 2, 3],
+    );
 }
 
 #[test]
 fn a_destructor_panic_after_cleanup_is_the_childs_panic_and_drops_the_rest() {
-    let (log, addr) = (Log::default(), Rc::new(Cell::new(0)));
     // Child 3 is dropped by the error; child 1 finishes its cleanup and panics as it is
     // dropped; child 2, still cleaning, is dropped then, and its own panic is swallowed.
-    let ended = catch_unwind(AssertUnwindSafe(|| {
-        with_cleanup(
-            &log,
-            &addr,
-            [Some("cleaned 1 drop"), Some("cleaning 2 drop"), None],
-            (Some(true), false),
-            Duration::from_secs(60),
-        )
-    }));
-    assert_eq!(ended.err().as_deref().map(message), Some("cleaned 1 drop"));
-    assert_eq!(*log.borrow(), [3, 1, 2]);
-    next_nursery_reuses(addr.get());
+    cleanup_ends_with(
+        [Some("cleaned 1 drop"), Some("cleaning 2 drop"), None],
+        (Some(true), false),
+        Duration::from_secs(60),
+        "cleaned 1 drop",
+        [3, 1, 2],
+    );
 }
 
 #[test]
 fn a_destructor_panic_when_the_grace_period_ends_beats_the_error() {
-    let (log, addr) = (Log::default(), Rc::new(Cell::new(0)));
     // Children 1 and 2 never finish their cleanup: both are dropped when the (zero) grace
     // period ends, in slot order, and the first one's panic comes out instead of the error.
-    let ended = catch_unwind(AssertUnwindSafe(|| {
-        with_cleanup(
-            &log,
-            &addr,
-            [Some("cleaning 1 drop"), Some("cleaning 2 drop"), None],
-            (Some(false), false),
-            Duration::ZERO,
-        )
-    }));
-    assert_eq!(ended.err().as_deref().map(message), Some("cleaning 1 drop"));
-    assert_eq!(*log.borrow(), [3, 1, 2]);
-    next_nursery_reuses(addr.get());
+    cleanup_ends_with(
+        [Some("cleaning 1 drop"), Some("cleaning 2 drop"), None],
+        (Some(false), false),
+        Duration::ZERO,
+        "cleaning 1 drop",
+        [3, 1, 2],
+    );
 }
 
 /// A waker whose last reference panics when dropped.
