@@ -15,6 +15,18 @@ awaits, closures, async blocks and `RefCell` guards. Every local that owns somet
 logging `Noisy`, every await a `Tick` that pends as the harness's plan says. Branches depend on
 the `input` argument, so each input drives a different path through the same program.
 
+About a third of the statements are the shapes application code writes around values (the
+`value_statement` group): `for` over `iter().enumerate()` and other adapter chains (items
+guessed `Copy`), over owned pairs and `while let` on an iterator with partial patterns
+(`(a, _)`, `_`), `let`/`match` of pairs leaving a part unbound, a reference returned by an
+await (`first_of(&v).await`) used beside its lender, `#[cfg]` lets; `?` on an owned and on a
+plain `Result` inside loops; `let … else` whose `else` awaits before it leaves; a labelled
+`loop` breaking with an owned value (possibly awaited, possibly a local of the loop); `match`
+guards reading awaited values and bindings of an awaited scrutinee; chains on an awaited value
+(`x.await.field`, `x.await.method()`, `let (a, _) = x.await.pair;`); shadowing across awaits
+(a `let` whose awaited initialiser reads the local it shadows); closures returning futures,
+async closures and async blocks created first and awaited later.
+
 Even cases are written in free style (awaits anywhere: in conditions, guards, operands,
 arguments); odd cases in statement style (each await starts a `let`, conditions are await-free,
 no `match`/`for`/labelled blocks), the shape the explicit lowering handles without falling back
@@ -56,6 +68,7 @@ HEADER = """\
 mod support;
 
 use std::cell::RefCell;
+use std::vec::IntoIter;
 
 use support::macros::random_case;
 use support::{{Noisy, ev, pass, show, tick, tick_named}};
@@ -90,6 +103,53 @@ async fn fallible(x: u64) -> Result<u64, Small> {{
 fn maybe(x: u64) -> Option<u64> {{
     (x % 7 != 0).then_some(x % 100)
 }}
+
+/// Fails for multiples of 13 without awaiting: `?` on a plain `Result`.
+fn checked(x: u64) -> Result<u64, Small> {{
+    if x % 13 == 0 {{ Err(Small(x)) }} else {{ Ok(x % 100) }}
+}}
+
+/// An owned value after one tick, or an error for multiples of 11.
+async fn fallible_noisy(tag: &'static str, x: u64) -> Result<Noisy, Small> {{
+    let v = tick(x % 100).await;
+    if v % 11 == 0 {{ Err(Small(v)) }} else {{ Ok(Noisy::new(tag)) }}
+}}
+
+fn maybe_noisy(tag: &str, x: u64) -> Option<Noisy> {{
+    (x % 7 != 0).then(|| Noisy::new(tag))
+}}
+
+fn pair(tag: &str) -> (Noisy, Noisy) {{
+    (Noisy::new(format!("{{tag}}.0")), Noisy::new(format!("{{tag}}.1")))
+}}
+
+/// Borrows from its argument across an await.
+async fn first_of(v: &[Noisy]) -> Option<&Noisy> {{
+    tick(()).await;
+    v.first()
+}}
+
+/// A value whose fields are read, moved out or destructured right after the await returning it.
+struct Rec {{
+    id: u64,
+    name: Noisy,
+    pair: (Noisy, Noisy),
+}}
+
+impl Rec {{
+    fn new(tag: &str, id: u64) -> Self {{
+        Rec {{ id: id % 100, name: Noisy::new(format!("{{tag}}.name")), pair: pair(tag) }}
+    }}
+
+    fn score(&self) -> u64 {{
+        self.id + self.name.touch() as u64
+    }}
+
+    fn into_name(self) -> Noisy {{
+        ev(format!("into_name {{}}", self.id));
+        self.name
+    }}
+}}
 """
 
 
@@ -103,8 +163,8 @@ class Decl:
 
 
 class Target:
-    """Something `break` can leave: a loop (`value` says whether it breaks with a value) or a
-    labelled block (always with a value, never `continue`d)."""
+    """Something `break` can leave: a loop (`value` is the type it breaks with: None, "u64" or
+    "Noisy") or a labelled block (always with a u64, never `continue`d)."""
 
     def __init__(self, label, kind, value):
         self.label = label
@@ -222,6 +282,8 @@ class Program:
         self.pop_scope()
 
     def statement(self, indent, depth):
+        if self.chance(0.3):
+            return self.value_statement(indent, depth)
         kinds = ["noisy", "acc", "acc", "let", "event", "drop", "reassign", "temp"]
         kinds += ["closure", "let_else", "shadow"]
         if depth < 3:
@@ -367,7 +429,7 @@ class Program:
             self.emit(indent, f"{label}: while {i} < {bound} {{")
         self.emit(indent + 1, f"{i} += 1;")
         self.values[-1].append(i)
-        self.loop_body(indent + 1, depth, Target(label, "loop", False))
+        self.loop_body(indent + 1, depth, Target(label, "loop", None))
         self.emit(indent, "}")
 
     def s_for(self, indent, depth):
@@ -375,7 +437,7 @@ class Program:
         self.emit(indent, f"{label}: for {i} in 0..{self.bound()}u64 {{")
         self.push_scope()
         self.values[-1].append(i)
-        self.loop_body(indent + 1, depth, Target(label, "loop", False))
+        self.loop_body(indent + 1, depth, Target(label, "loop", None))
         self.pop_scope()
         self.emit(indent, "}")
 
@@ -386,7 +448,7 @@ class Program:
         self.emit(indent + 1, f"if {i} >= {self.bound()} {{ break {label}; }}")
         self.emit(indent + 1, f"{i} += 1;")
         self.values[-1].append(i)
-        self.loop_body(indent + 1, depth, Target(label, "loop", False))
+        self.loop_body(indent + 1, depth, Target(label, "loop", None))
         self.emit(indent, "}")
 
     def s_value_loop(self, indent, depth):
@@ -396,14 +458,14 @@ class Program:
         self.emit(indent + 1, f"if {i} >= {self.rng.randrange(1, 4)} {{ break {label} acc % 1000; }}")
         self.emit(indent + 1, f"{i} += 1;")
         self.values[-1].append(i)
-        self.loop_body(indent + 1, depth, Target(label, "loop", True))
+        self.loop_body(indent + 1, depth, Target(label, "loop", "u64"))
         self.emit(indent, "};")
         self.values[-1].append(v)
 
     def s_labelled(self, indent, depth):
         label, v = self.fresh("'b"), self.fresh("v")
         self.emit(indent, f"let {v}: u64 = {label}: {{")
-        self.targets.append(Target(label, "block", True))
+        self.targets.append(Target(label, "block", "u64"))
         self.push_scope()
         for _ in range(self.rng.randrange(1, 4)):
             self.statement(indent + 1, depth + 1)
@@ -421,9 +483,27 @@ class Program:
         target = self.rng.choice(self.targets)
         if target.kind == "loop" and not target.value and self.chance(0.5):
             return f"continue {target.label};"
+        if target.value == "Noisy":
+            return f"break {target.label} {self.noisy_value(target)};"
+        if target.value and self.free and self.chance(0.3):
+            self.awaits += 1
+            return f"break {target.label} tick({self.value()}).await;"
         if target.value:
             return f"break {target.label} {self.value()};"
         return f"break {target.label};"
+
+    def noisy_value(self, target):
+        """An owned `Noisy` to break out of `target` with: new, awaited, or (breaking out of the
+        innermost loop) a live local declared in it, which is then moved on that path only."""
+        if target is self.targets[-1]:
+            movable = [d for d in self.noisy_live() if d.loop_depth == self.loop_depth]
+            if movable and self.chance(0.4):
+                return self.rng.choice(movable).name
+        fresh = f'Noisy::new("{self.fresh("brk")}")'
+        if self.free and self.chance(0.5):
+            self.awaits += 1
+            return f"{self.rng.choice(['tick', 'pass'])}({fresh}).await"
+        return fresh
 
     def s_jump(self, indent, depth):
         self.emit(indent, f"if {self.cond(indent)} {{ {self.jump_text()} }}")
@@ -483,6 +563,364 @@ class Program:
         self.emit(indent + 1, "acc = acc.wrapping_add(show(item).await as u64);")
         self.emit(indent, "}")
         self.awaits += 1
+
+    # ---- value-shaped statements (patterns, chains, owned results) ------------------------
+
+    def value_statement(self, indent, depth):
+        kinds = ["let_pair", "first", "chain", "chain", "try", "try", "shadow_await"]
+        kinds += ["closure_await", "let_else_await"]
+        if depth == 0 and self.loop_depth == 0:
+            kinds.append("cfg")
+        if depth < 3:
+            kinds += ["guard_match"]
+            if self.loop_depth < 2:
+                kinds += ["iter_enum", "iter_map", "into_pairs", "ref_pairs", "tick_while_let"]
+                kinds += ["first_loop", "noisy_loop"]
+                if self.free:
+                    kinds += ["while_let_pairs", "match_pair"]
+        getattr(self, "s_" + self.rng.choice(kinds))(indent, depth)
+
+    def declare(self, names):
+        for name in names:
+            self.scopes[-1].append(Decl(name, self.loop_depth))
+
+    def add_to_acc(self, indent, expr):
+        """`acc += expr`; in statement style the (awaiting) `expr` is bound by a `let` first."""
+        if self.free:
+            self.emit(indent, f"acc = acc.wrapping_add({expr});")
+        else:
+            v = self.fresh("v")
+            self.emit(indent, f"let {v} = {expr};")
+            self.values[-1].append(v)
+            self.emit(indent, f"acc = {self.mix('acc', v, 1)};")
+
+    def list_decl(self, indent):
+        v = self.fresh("list")
+        items = ", ".join(f'Noisy::new("{v}.{k}")' for k in range(self.rng.randrange(0, 3)))
+        self.emit(indent, f"let {v}: Vec<Noisy> = vec![{items}];")
+        return v
+
+    def pairs_expr(self, tag):
+        items = ", ".join(f'pair("{tag}.{k}")' for k in range(self.rng.randrange(0, 3)))
+        return f"vec![{items}]"
+
+    def pat(self):
+        """A pattern for a `(Noisy, Noisy)`, often leaving a part unbound, and its bindings."""
+        a, b = self.fresh("a"), self.fresh("b")
+        r = self.rng.random()
+        if r < 0.4:
+            return f"(mut {a}, _)", [a]
+        if r < 0.7:
+            return f"(_, mut {b})", [b]
+        if r < 0.85:
+            return f"(mut {a}, mut {b})", [a, b]
+        return "_", []
+
+    def labelled_loop(self, indent, depth, head, decls=(), values=()):
+        """`'l: <head> { … }` whose pattern binds `decls` (Noisy) and `values` (u64)."""
+        label = self.fresh("'l")
+        self.emit(indent, f"{label}: {head} {{")
+        self.push_scope()
+        for d in decls:
+            self.scopes[-1].append(Decl(d, self.loop_depth + 1))
+        self.values[-1].extend(values)
+        self.loop_body(indent + 1, depth, Target(label, "loop", None))
+        self.pop_scope()
+        self.emit(indent, "}")
+
+    def s_iter_enum(self, indent, depth):
+        # Items guessed `Copy` (references): the loop stays explicit.
+        v = self.list_decl(indent)
+        k = self.fresh("k")
+        self.emit(indent, f"for ({k}, item) in {v}.iter().enumerate() {{")
+        self.emit(indent + 1, f"acc = acc.wrapping_add(show(item).await as u64 + {k} as u64);")
+        self.awaits += 1
+        self.emit(indent, "}")
+
+    def s_iter_map(self, indent, depth):
+        v = self.list_decl(indent)
+        chain = self.rng.choice([
+            ".map(|n| n.touch() as u64)",
+            ".rev().map(|n| n.touch() as u64)",
+            ".filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64)",
+            ".map(|n| n.touch() as u64).take(2)",
+        ])
+        x = self.fresh("x")
+        self.labelled_loop(indent, depth, f"for {x} in {v}.iter(){chain}", values=[x])
+
+    def s_into_pairs(self, indent, depth):
+        p = self.fresh("pairs")
+        self.emit(indent, f"let {p}: Vec<(Noisy, Noisy)> = {self.pairs_expr(p)};")
+        pat, decls = self.pat()
+        into = ".into_iter()" if self.chance(0.7) else ""
+        self.labelled_loop(indent, depth, f"for {pat} in {p}{into}", decls)
+
+    def s_ref_pairs(self, indent, depth):
+        p = self.fresh("pairs")
+        self.emit(indent, f"let {p}: Vec<(Noisy, Noisy)> = {self.pairs_expr(p)};")
+        a = self.fresh("a")
+        pat = self.rng.choice([f"({a}, _)", f"&(ref {a}, _)", f"(_, {a})"])
+        head = self.rng.choice([f"{p}.iter()", f"&{p}", f"{p}.iter().rev()", f"{p}.iter().skip(1)"])
+        label = self.fresh("'l")
+        self.emit(indent, f"{label}: for {pat} in {head} {{")
+        self.emit(indent + 1, f"acc = acc.wrapping_add(show({a}).await as u64);")
+        self.awaits += 1
+        self.push_scope()
+        self.loop_body(indent + 1, depth, Target(label, "loop", None))
+        self.pop_scope()
+        self.emit(indent, "}")
+        if self.chance(0.5):
+            self.emit(indent, f"acc = acc.wrapping_add({p}.len() as u64);")
+
+    def s_while_let_pairs(self, indent, depth):
+        it = self.fresh("it")
+        self.emit(indent, f"let mut {it}: IntoIter<(Noisy, Noisy)> = {self.pairs_expr(it)}.into_iter();")
+        pat, decls = self.pat()
+        self.labelled_loop(indent, depth, f"while let Some({pat}) = {it}.next()", decls)
+
+    def s_tick_while_let(self, indent, depth):
+        it = self.fresh("it")
+        self.emit(indent, f"let mut {it}: IntoIter<(Noisy, Noisy)> = {self.pairs_expr(it)}.into_iter();")
+        pat, decls = self.pat()
+        self.awaits += 1
+        self.labelled_loop(indent, depth, f"while let Some({pat}) = tick({it}.next()).await", decls)
+
+    def s_let_pair(self, indent, depth):
+        pat, decls = self.pat()
+        src = f'pair("{self.fresh("p")}")'
+        if self.chance(0.4):
+            src = f"tick({src}).await"
+            self.awaits += 1
+            if not self.free:
+                t = self.fresh("r")
+                self.emit(indent, f"let {t} = {src};")
+                src = t
+        self.emit(indent, f"let {pat} = {src};")
+        self.declare(decls)
+        if decls:
+            self.emit(indent, f"acc = acc.wrapping_add(show(&{decls[0]}).await as u64);")
+            self.awaits += 1
+
+    def s_match_pair(self, indent, depth):
+        pat, decls = self.pat()
+        src = f'pair("{self.fresh("m")}")'
+        if self.chance(0.5):
+            src = f"tick({src}).await"
+            self.awaits += 1
+        self.emit(indent, f"match {src} {{")
+        self.emit(indent + 1, f"{pat} => {{")
+        self.push_scope()
+        self.declare(decls)
+        self.block(indent + 2, depth + 1, self.rng.randrange(1, 4))
+        self.pop_scope()
+        self.emit(indent + 1, "}")
+        self.emit(indent, "}")
+
+    def s_first(self, indent, depth):
+        # A reference returned by an await, used beside the local it borrows from.
+        v = self.list_decl(indent)
+        f = self.fresh("f")
+        self.emit(indent, f"let {f} = first_of(&{v}).await;")
+        self.awaits += 1
+        if self.chance(0.5):
+            self.emit(indent, f"acc = acc.wrapping_add({self.operand(indent)});")
+        self.emit(indent, f"if let Some({f}) = {f} {{")
+        self.emit(indent + 1, f"acc = acc.wrapping_add(show({f}).await as u64 + {v}.len() as u64);")
+        self.awaits += 1
+        self.emit(indent, "}")
+        if self.chance(0.5):
+            self.emit(indent, f"acc = acc.wrapping_add({v}.len() as u64);")
+
+    def s_first_loop(self, indent, depth):
+        v = self.list_decl(indent)
+        f = self.fresh("f")
+        label = self.fresh("'l")
+        self.emit(indent, f"{label}: for _ in 0..{self.bound()}u64 {{")
+        self.emit(indent + 1, f"let {f} = first_of(&{v}).await;")
+        self.emit(indent + 1, f"let {f}n = tick({f}.map(|n| n.touch()).unwrap_or(0) as u64).await;")
+        self.emit(indent + 1, f"if let Some({f}) = {f} {{ acc = acc.wrapping_add(show({f}).await as u64); }}")
+        self.awaits += 3
+        self.push_scope()
+        self.values[-1].append(f + "n")
+        self.loop_body(indent + 1, depth, Target(label, "loop", None))
+        self.pop_scope()
+        self.emit(indent, "}")
+        self.emit(indent, f"acc = acc.wrapping_add({v}.len() as u64);")
+
+    def s_cfg(self, indent, depth):
+        v = self.fresh("v")
+        if self.chance(0.2):
+            self.emit(indent, "#[cfg(any())]")
+            self.emit(indent, f"let {v}: u64 = tick(1000u64).await;")
+            self.emit(indent, "#[cfg(all())]")
+            self.emit(indent, f"let {v}: u64 = {self.operand(indent)};")
+        else:
+            w = self.fresh("w")
+            self.emit(indent, f"let {w} = {self.awaited()};")
+            self.emit(indent, "#[cfg(any())]")
+            self.emit(indent, f"let {v}: u64 = 1000;")
+            self.emit(indent, "#[cfg(all())]")
+            self.emit(indent, f"let {v}: u64 = {w} % 1000;")
+        self.values[-1].append(v)
+
+    def s_try(self, indent, depth):
+        r = self.rng.random()
+        if r < 0.4:
+            n = self.fresh("n")
+            self.emit(indent, f'let mut {n} = fallible_noisy("{n}", {self.value()}).await?;')
+            self.awaits += 1
+            self.declare([n])
+        elif r < 0.7:
+            self.emit(indent, f"acc = {self.mix('acc', f'checked({self.value()})?', 5)};")
+        else:
+            self.awaits += 1
+            self.add_to_acc(indent, f"tick(checked({self.value()})).await?")
+
+    def s_let_else_await(self, indent, depth):
+        v = self.fresh("v")
+        owned = self.chance(0.5)
+        if owned:
+            init = f'tick(maybe_noisy("{v}", {self.value()})).await'
+            self.emit(indent, f"let Some(mut {v}) = {init} else {{")
+        else:
+            self.emit(indent, f"let Some({v}) = tick(maybe({self.value()})).await else {{")
+        self.awaits += 1
+        self.push_scope()
+        held = None
+        if self.chance(0.5):
+            held = self.fresh("g")
+            self.emit(indent + 1, f'let {held} = Noisy::new("{held}");')
+        self.add_to_acc(indent + 1, self.awaited())
+        if held and self.chance(0.5):
+            self.add_to_acc(indent + 1, f"show(&{held}).await as u64")
+            self.awaits += 1
+        if self.targets and self.chance(0.6):
+            self.emit(indent + 1, self.jump_text())
+        else:
+            self.emit(indent + 1, f'return Err(Fail::new("{self.fresh("else")}"));')
+        self.pop_scope()
+        self.emit(indent, "};")
+        if owned:
+            self.declare([v])
+        else:
+            self.values[-1].append(v)
+
+    def s_noisy_loop(self, indent, depth):
+        i, label, n = self.fresh("i"), self.fresh("'l"), self.fresh("n")
+        self.emit(indent, f"let mut {i}: u64 = 0;")
+        self.emit(indent, f"let mut {n}: Noisy = {label}: loop {{")
+        end = f'Noisy::new("{n}-end")'
+        self.emit(indent + 1, f"if {i} >= {self.rng.randrange(1, 4)} {{ break {label} {end}; }}")
+        self.emit(indent + 1, f"{i} += 1;")
+        self.values[-1].append(i)
+        self.loop_body(indent + 1, depth, Target(label, "loop", "Noisy"))
+        self.emit(indent, "};")
+        self.declare([n])
+
+    def rec(self):
+        return f'Rec::new("{self.fresh("rec")}", {self.value()})'
+
+    def s_guard_match(self, indent, depth):
+        w = self.fresh("w")
+        self.emit(indent, f"let {w} = {self.awaited()};")
+        self.values[-1].append(w)
+        scrutinee = f"tick({self.rec()}).await"
+        self.awaits += 1
+        if not self.free:
+            r = self.fresh("r")
+            self.emit(indent, f"let {r} = {scrutinee};")
+            scrutinee = r
+        rec, a = self.fresh("rec"), self.fresh("a")
+        self.emit(indent, f"match {scrutinee} {{")
+        self.emit(indent + 1, f"{rec} if {rec}.id % 3 == {w} % 3 => {{")
+        self.emit(indent + 2, f"acc = acc.wrapping_add({rec}.score());")
+        self.block(indent + 2, depth + 1, self.rng.randrange(0, 3))
+        self.emit(indent + 1, "}")
+        guard = f"(name.touch() as u64 ^ {w}) % 2 == 0"
+        if self.free and self.chance(0.5):
+            guard = f"tick({guard}).await"
+            self.awaits += 1
+        self.emit(indent + 1, f"Rec {{ id, ref name, .. }} if {guard} => {{")
+        self.emit(indent + 2, f"acc = acc.wrapping_add(id);")
+        self.block(indent + 2, depth + 1, self.rng.randrange(0, 3))
+        self.emit(indent + 1, "}")
+        self.emit(indent + 1, f"Rec {{ pair: (mut {a}, _), .. }} => {{")
+        self.push_scope()
+        self.declare([a])
+        self.block(indent + 2, depth + 1, self.rng.randrange(1, 3))
+        self.pop_scope()
+        self.emit(indent + 1, "}")
+        self.emit(indent, "}")
+
+    def s_chain(self, indent, depth):
+        src = f"tick({self.rec()}).await"
+        self.awaits += 1
+        kind = self.rng.choice(["id", "score", "touch", "show", "wrap", "into_name", "name"]
+                               + ["pair", "pair"])
+        if kind == "into_name" or kind == "name":
+            n = self.fresh("n")
+            tail = ".into_name()" if kind == "into_name" else ".name"
+            self.emit(indent, f"let mut {n} = {src}{tail};")
+            self.declare([n])
+        elif kind == "pair":
+            pat, decls = self.pat()
+            self.emit(indent, f"let {pat} = {src}.pair;")
+            self.declare(decls)
+            if decls and self.chance(0.5):
+                self.add_to_acc(indent, f"show(&{decls[-1]}).await as u64")
+                self.awaits += 1
+        else:
+            if kind == "show":
+                self.awaits += 1
+            self.add_to_acc(indent, {
+                "id": f"{src}.id",
+                "score": f"{src}.score()",
+                "touch": f"{src}.name.touch() as u64",
+                "show": f"show(&{src}.name).await as u64",
+                "wrap": f"pass({self.value()}).await.wrapping_mul(3) % 1000",
+            }[kind])
+
+    def s_shadow_await(self, indent, depth):
+        live = self.noisy_live()
+        if live and self.chance(0.5):
+            # The awaited initialiser reads the local it shadows, which lives on (hidden).
+            d = self.rng.choice(live).name
+            self.emit(indent, f'let mut {d} = pass(Noisy::new(format!("{{}}+", {d}.name()))).await;')
+            self.awaits += 1
+            self.declare([d])
+            return
+        names = [v for scope in self.values for v in scope]
+        v = self.rng.choice(names)
+        self.emit(indent, f"let {v} = tick({v} % 1000 + 1).await;")
+        self.awaits += 1
+        self.values[-1].append(v)
+
+    def s_closure_await(self, indent, depth):
+        f = self.fresh("f")
+        live = self.noisy_live()
+        r = self.rng.random()
+        if self.free and live and r < 0.25:
+            # A closure returning a future that borrows a local.
+            d = self.rng.choice(live).name
+            self.emit(indent, f"let {f} = || show(&{d});")
+            self.emit(indent, f"acc = acc.wrapping_add({f}().await as u64);")
+        elif self.free and r < 0.5:
+            # An async block created first, awaited after another await (or never, on `?`).
+            k = self.fresh("k")
+            self.emit(indent, f"let {k} = {self.value()};")
+            body = f"tick({k}).await"
+            if live:
+                body = f"show(&{self.rng.choice(live).name}).await as u64 + {body}"
+            self.emit(indent, f"let {f} = async {{ {body} }};")
+            self.emit(indent, f"acc = acc.wrapping_add({self.awaited()});")
+            self.emit(indent, f"acc = acc.wrapping_add({f}.await);")
+        elif r < 0.75:
+            self.emit(indent, f"let {f} = |x: u64| async move {{ tick(x).await.wrapping_add(1) }};")
+            self.add_to_acc(indent, f"{f}({self.value()}).await")
+        else:
+            self.emit(indent, f"let {f} = async |x: u64| tick(x % 100).await + 1;")
+            self.add_to_acc(indent, f"{f}({self.value()}).await")
+        self.awaits += 2
 
     # ---- whole programs ------------------------------------------------------------------
 
