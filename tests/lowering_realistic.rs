@@ -1453,3 +1453,19 @@ fn slice_and_vec_params_still_lower_explicitly() {
     // 1 + 2, then 30 + 40, then 100 + 5 + 200 + 6.
     assert_eq!(t, 384);
 }
+
+// A local moved in a branch that returns through an await (`drop(conn); return x.await`) and
+// read after that branch: the branch's await carried the moved local (E0382).
+differential! {
+    moved_in_a_branch_returning_through_an_await,
+    entry: async { (close_or_send(Noisy::new("c1"), 0).await, close_or_send(Noisy::new("c2"), 2).await) },
+    #[lowered]
+    async fn close_or_send(conn: Noisy, n: u32) -> usize {
+        let buf = Noisy::new("buf");
+        if n == 0 {
+            drop(conn);
+            return tick(buf.touch()).await;
+        }
+        tick(conn.touch() + n as usize).await + buf.touch()
+    }
+}

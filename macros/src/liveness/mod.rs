@@ -92,11 +92,13 @@ pub(crate) struct Mention {
     pub(crate) node: Option<usize>,
 }
 
-/// A point the lowering asks about: its position and the locals in scope there (oldest first).
+/// A point the lowering asks about: its position, the locals in scope there (oldest first)
+/// and the branches around it (see [`Mention::arms`]).
 #[derive(Clone)]
 pub(crate) struct Point {
     pub(crate) pos: usize,
     pub(crate) in_scope: Vec<LocalId>,
+    pub(crate) arms: Vec<(usize, usize)>,
 }
 
 #[derive(Default)]
@@ -182,6 +184,7 @@ impl Analysis {
         Point {
             pos: self.pos,
             in_scope: self.scopes.iter().flatten().copied().collect(),
+            arms: self.arms.clone(),
         }
     }
 

@@ -131,7 +131,7 @@ impl Lowerer<'_> {
                     ),
                 );
             }
-            let carry = if used_after {
+            let carry = if used_after && !self.gone(id, p) {
                 true
             } else if l.known_copy {
                 false
@@ -170,6 +170,25 @@ impl Lowerer<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// Whether `id` is surely moved out at `p` although a later mention reads it: a move
+    /// before `p` in a branch around it (so on every path to `p`), no assignment since, and
+    /// no read after `p` inside that move's branch, which only a `Copy` local allows. The
+    /// later reads are on other paths (`if c { drop(e); return f().await; } g(e).await`).
+    fn gone(&self, id: LocalId, p: &Point) -> bool {
+        let a = self.a;
+        let l = a.local(id);
+        let mentions = || a.mentions.iter().filter(move |m| m.local == id);
+        !l.known_copy
+            && mentions().any(|m| {
+                m.kind == Use::Move
+                    && l.decl < m.pos
+                    && m.pos <= p.pos
+                    && p.arms.starts_with(&m.arms)
+                    && !mentions().any(|x| x.kind == Use::Assign && m.pos < x.pos && x.pos <= p.pos)
+                    && !mentions().any(|n| n.pos > p.pos && n.arms.starts_with(&m.arms))
+            })
     }
 
     pub(super) fn point(&self, node: usize, span: Span) -> Result<Point, Fallback> {
