@@ -1,6 +1,6 @@
 //! The poll loop's rules for subsystems, each proven by counting polls:
-//! the task budget, weighting by priority × waiters, no polling of a subsystem without
-//! waiters, parking in the blocking subsystem until the nearest deadline, no parking while a
+//! the task budget, weighting by priority × waiters, no polling (nor `park_hint`) of a
+//! subsystem without waiters, parking in the blocking subsystem until the nearest deadline, no parking while a
 //! busy subsystem has waiters, and `ready_hint` consulted between task polls.
 
 use std::cell::{Cell, RefCell};
@@ -28,6 +28,8 @@ struct Probe {
     park_blocks: bool,
     polls: Cell<usize>,
     hint_checks: Cell<usize>,
+    /// How many times the loop asked for `park_hint`.
+    park_hints: Cell<usize>,
     parks: RefCell<Vec<Option<Duration>>>,
     log: Option<Rc<RefCell<String>>>,
 }
@@ -44,6 +46,7 @@ impl Probe {
             park_blocks: false,
             polls: Cell::new(0),
             hint_checks: Cell::new(0),
+            park_hints: Cell::new(0),
             parks: RefCell::default(),
             log: None,
         }
@@ -92,6 +95,7 @@ impl Subsystem for Probe {
         self.waiters.borrow().len()
     }
     fn park_hint(&self) -> ParkHint {
+        self.park_hints.set(self.park_hints.get() + 1);
         self.hint.get()
     }
     fn ready_hint(&self) -> bool {
@@ -219,6 +223,11 @@ fn a_subsystem_without_waiters_is_never_polled() {
         "no waiters: not even its ready_hint"
     );
     assert_eq!(idle_timer.polls.get(), 0);
+    // Nor its park_hint, which may cost something (the timers' searches the wheel): the
+    // loop turned ~200 times with both idle.
+    assert_eq!(idle_ring.park_hints.get(), 0);
+    assert_eq!(idle_timer.park_hints.get(), 0);
+    assert!(busy.park_hints.get() >= 200, "{}", busy.park_hints.get());
 }
 
 #[test]

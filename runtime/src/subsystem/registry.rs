@@ -94,8 +94,14 @@ impl Registry {
         let mut heaviest = 0;
         for e in &self.entries {
             let waiters = e.subsystem.waiters() as u64;
-            let weight = match e.subsystem.park_hint() {
-                _ if waiters == 0 => 0,
+            // No waiters: no weight, and no `park_hint` either (the timers' looks for the
+            // next expiration in the wheel, on every turn of a loop busy with other work).
+            let hint = if waiters == 0 {
+                ParkHint::Idle
+            } else {
+                e.subsystem.park_hint()
+            };
+            let weight = match hint {
                 ParkHint::Idle => 0,
                 ParkHint::Deadline(due) if due > now => 0,
                 ParkHint::Deadline(_) => u64::MAX,
