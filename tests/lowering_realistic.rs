@@ -1469,3 +1469,29 @@ differential! {
         tick(conn.touch() + n as usize).await + buf.touch()
     }
 }
+
+// An async `RwLock`'s guard borrows the lock (`read()`/`write()` with no argument, unlike the
+// io ones taking a buffer): `let r = cache.read().await` was taken for an owned output, so a
+// one-statement native region handed `r` back beside `cache` (E0505).
+differential! {
+    rwlock_guards_held_across_awaits,
+    entry: cache(),
+    #[lowered]
+    async fn cache() -> (usize, Vec<u32>) {
+        let cache = tokio::sync::RwLock::new(vec![1u32]);
+        {
+            let r = cache.read().await;
+            ev(format!("len {}", r.len()));
+            tick(()).await;
+        }
+        let n = cache.read().await.len();
+        {
+            let mut w = cache.write().await;
+            w.push(tick(2).await);
+        }
+        let w = cache.write().await;
+        tick(()).await;
+        drop(w);
+        (n, cache.into_inner())
+    }
+}

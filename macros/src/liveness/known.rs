@@ -331,11 +331,17 @@ pub(crate) const OWNED_AWAIT: &[&str] = &[
     "writable",
 ];
 
+/// Whether the awaited call `m` is one of [`OWNED_AWAIT`]: not `read()`/`write()` without an
+/// argument, an async `RwLock`'s, whose guard borrows the lock (the io ones take a buffer).
+pub(crate) fn owned_await(m: &syn::ExprMethodCall) -> bool {
+    let name = m.method.to_string();
+    OWNED_AWAIT.contains(&name.as_str())
+        && !(matches!(name.as_str(), "read" | "write") && m.args.is_empty())
+}
+
 pub(crate) fn owned_result(e: &Expr) -> bool {
     match e {
-        Expr::Await(a) => {
-            matches!(&*a.base, Expr::MethodCall(m) if OWNED_AWAIT.contains(&m.method.to_string().as_str()))
-        }
+        Expr::Await(a) => matches!(&*a.base, Expr::MethodCall(m) if owned_await(m)),
         Expr::Lit(_) | Expr::Cast(_) => true,
         Expr::Binary(b) => !is_compound_assign(&b.op),
         Expr::Unary(u) => !matches!(u.op, syn::UnOp::Deref(_)) || owned_result(&u.expr),

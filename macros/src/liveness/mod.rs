@@ -24,7 +24,7 @@ pub(crate) use bindings::{Matching, leaves_parts, matching_use, pattern_bindings
 use borrow::*;
 use known::*;
 pub(crate) use known::{
-    BY_VALUE_ADAPTERS, FORMAT_MACROS, OTHER_AWAIT_FREE_MACROS, OWNED_AWAIT, is_compound_assign,
+    BY_VALUE_ADAPTERS, FORMAT_MACROS, OTHER_AWAIT_FREE_MACROS, is_compound_assign, owned_await,
     owned_result,
 };
 

@@ -359,7 +359,7 @@ impl Lowerer<'_> {
         let mut roots = Vec::new();
         let args = match fut {
             Expr::MethodCall(m) => {
-                if crate::liveness::OWNED_AWAIT.contains(&m.method.to_string().as_str()) {
+                if crate::liveness::owned_await(m) {
                     return None;
                 }
                 let mut r = &*m.receiver;
