@@ -1495,3 +1495,58 @@ differential! {
         (n, cache.into_inner())
     }
 }
+
+// A user type's methods named like `Option`'s consuming ones (a parser's `expect(&mut self)`,
+// a grid's `map(&self)`, `ok(&self)`) borrow: the receiver, taken for moved out, dropped at
+// the await instead of at the end of its scope (a silent drop-order difference).
+differential! {
+    borrowing_methods_named_like_consuming_ones,
+    entry: async { (parse("ab").await, parse("xb").await, grid().await, std_values(Some(2), Ok(Noisy::new("ok"))).await) },
+    struct Parser { src: Vec<char>, pos: usize, _n: Noisy }
+    impl Parser {
+        fn expect(&mut self, c: char) -> Result<(), String> {
+            if self.src.get(self.pos) == Some(&c) {
+                self.pos += 1;
+                Ok(())
+            } else {
+                Err(format!("want {c} at {}", self.pos))
+            }
+        }
+    }
+    struct Grid { cells: Vec<u32>, _n: Noisy }
+    impl Grid {
+        fn map(&self, f: impl Fn(u32) -> u32) -> Vec<u32> {
+            self.cells.iter().map(|c| f(*c)).collect()
+        }
+        fn ok(&self) -> bool {
+            !self.cells.is_empty()
+        }
+    }
+    #[lowered]
+    async fn parse(s: &str) -> Result<usize, String> {
+        let mut p = Parser { src: s.chars().collect(), pos: 0, _n: Noisy::new("parser") };
+        p.expect('a')?;
+        let v = tick(1).await;
+        ev("end");
+        Ok(v)
+    }
+    #[lowered]
+    async fn grid() -> usize {
+        let g = Grid { cells: vec![1, 2], _n: Noisy::new("grid") };
+        let doubled = g.map(|c| c * 2);
+        let fine = g.ok();
+        let v = tick(doubled.len()).await;
+        ev("end");
+        v + fine as usize
+    }
+    // Known `Option`s and `Result`s are still moved by them.
+    #[lowered]
+    async fn std_values(o: Option<u32>, r: Result<Noisy, String>) -> u32 {
+        let n = Some(Noisy::new("some"));
+        let name = n.map(|n| n.name().len()).unwrap_or(0);
+        let k = r.unwrap().touch();
+        let v = tick(o.unwrap_or(0)).await;
+        ev("end");
+        v + name as u32 + k as u32
+    }
+}

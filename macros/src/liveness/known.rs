@@ -78,6 +78,117 @@ pub(super) const CONSUMING: &[&str] = &[
     "unwrap_err",
 ];
 
+/// The [`CONSUMING`] methods a user type may well define taking `&self` or `&mut self` (a
+/// parser's `expect`, a grid's `map`, a status's `ok`): they move a local only when it is
+/// known to be an `Option`, a `Result` or an iterator ([`Local::std_value`]); called on
+/// another local they may borrow it, and a local taken for moved would drop early.
+pub(super) const CONSUMING_IF_STD: &[&str] = &[
+    "unwrap",
+    "expect",
+    "unwrap_or",
+    "unwrap_or_else",
+    "unwrap_or_default",
+    "unwrap_err",
+    "ok",
+    "err",
+    "map",
+    "and_then",
+];
+
+/// Whether a written type is an `Option`, a `Result` (or an alias named `…Result`) or an
+/// `impl` iterator, future or stream: its [`CONSUMING_IF_STD`] methods take `self`.
+pub(super) fn is_std_value_type(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Group(g) => is_std_value_type(&g.elem),
+        syn::Type::Paren(p) => is_std_value_type(&p.elem),
+        syn::Type::Path(p) => {
+            p.qself.is_none()
+                && p.path.segments.last().is_some_and(|s| {
+                    let name = s.ident.to_string();
+                    name == "Option" || name.ends_with("Result")
+                })
+        }
+        syn::Type::ImplTrait(t) => t.bounds.iter().any(|b| {
+            matches!(b, syn::TypeParamBound::Trait(t)
+            if t.path.segments.last().is_some_and(|s| {
+                let name = s.ident.to_string();
+                name.ends_with("Iterator") || name == "Future" || name == "Stream"
+            }))
+        }),
+        _ => false,
+    }
+}
+
+/// Methods whose result is an `Option`, a `Result` or an iterator on the std types that have
+/// them (`v.get(i)`, `s.parse()`, `v.iter()`, `r.map_err(..)`).
+const STD_VALUE_RESULT: &[&str] = &[
+    "get",
+    "get_mut",
+    "first",
+    "last",
+    "pop",
+    "pop_front",
+    "pop_back",
+    "find",
+    "find_map",
+    "position",
+    "max",
+    "min",
+    "max_by_key",
+    "min_by_key",
+    "nth",
+    "binary_search",
+    "parse",
+    "checked_add",
+    "checked_sub",
+    "checked_mul",
+    "checked_div",
+    "ok",
+    "err",
+    "ok_or",
+    "ok_or_else",
+    "map_err",
+    "next",
+    "strip_prefix",
+    "strip_suffix",
+    "split_once",
+    "rsplit_once",
+    "try_into",
+    "iter",
+    "iter_mut",
+    "chars",
+    "bytes",
+    "lines",
+    "split",
+    "split_whitespace",
+    "char_indices",
+];
+
+/// Whether a `let` initialiser is surely an `Option`, a `Result` or an iterator (see
+/// [`Local::std_value`]): `Some(..)`, `None`, `Ok(..)`, `Err(..)`, a method of
+/// [`STD_VALUE_RESULT`] or an iterator adapter, `rx.recv().await`, `s.next().await`.
+pub(super) fn is_std_value_expr(e: &Expr) -> bool {
+    let last_is = |p: &syn::Path, names: &[&str]| {
+        p.segments
+            .last()
+            .is_some_and(|s| names.contains(&s.ident.to_string().as_str()))
+    };
+    match e {
+        Expr::Paren(p) => is_std_value_expr(&p.expr),
+        Expr::Path(p) => p.qself.is_none() && last_is(&p.path, &["None"]),
+        Expr::Call(c) => {
+            matches!(&*c.func, Expr::Path(p) if p.qself.is_none() && last_is(&p.path, &["Some", "Ok", "Err"]))
+        }
+        Expr::MethodCall(m) => {
+            let name = m.method.to_string();
+            STD_VALUE_RESULT.contains(&name.as_str()) || BY_VALUE_ADAPTERS.contains(&name.as_str())
+        }
+        Expr::Await(a) => matches!(&*a.base, Expr::MethodCall(m)
+            if matches!(m.method.to_string().as_str(), "recv" | "next" | "try_recv")),
+        _ => false,
+    }
+}
+
 /// Methods that take `&self`/`&mut self` on every common type that has them (or `self` on
 /// `Copy` integers); any other method may consume its receiver (`take`, `last`, `max` do on
 /// iterators, `send` does on a oneshot sender).

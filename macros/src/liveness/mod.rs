@@ -76,6 +76,9 @@ pub(crate) struct Local {
     /// or `&Vec<T>` parameter), not proven by syntax: the lowering has rustc check it where
     /// it binds them.
     pub(crate) guessed_copy: bool,
+    /// Known from its written type or its initialiser to be an `Option`, a `Result` or an
+    /// iterator: its [`known::CONSUMING_IF_STD`] methods (`unwrap`, `map`) move it.
+    pub(crate) std_value: bool,
 }
 
 pub(crate) struct Mention {
@@ -263,9 +266,11 @@ impl Analysis {
         self.bind_pattern(pat, known_copy, shared_ref, false);
         let ref_param = ty.is_some_and(is_reference);
         let ref_items_param = ty.is_some_and(iterates_refs);
+        let std_value = ty.is_some_and(is_std_value_type);
         for l in &mut self.locals[first..] {
             l.ref_param = ref_param;
             l.ref_items_param = ref_items_param;
+            l.std_value = std_value && matches!(pat, Pat::Ident(_));
         }
     }
 
@@ -289,6 +294,7 @@ impl Analysis {
                 ref_param: false,
                 ref_items_param: false,
                 guessed_copy: false,
+                std_value: false,
             });
             let id = self.locals.len() - 1;
             if let Some(s) = self.scopes.last_mut() {
@@ -428,6 +434,16 @@ impl Analysis {
 
     /// Whether the root local of a receiver is a reference parameter (`&T`, `&mut T`,
     /// `&self`): a method call reborrows through it and never moves it.
+    /// Whether the receiver `e` is a local known to be an `Option`, a `Result` or an iterator.
+    fn receiver_is_std_value(&self, e: &Expr) -> bool {
+        let root = match e {
+            Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+            _ => None,
+        };
+        root.and_then(|r| self.resolve(r))
+            .is_some_and(|id| self.locals[id].std_value)
+    }
+
     fn receiver_is_ref(&self, e: &Expr) -> bool {
         let root = match e {
             Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),

@@ -57,7 +57,13 @@ impl<'ast> Visit<'ast> for Analysis {
             Expr::Index(_) => self.place_mention(e, Use::Ref),
             Expr::MethodCall(m) => {
                 let name = m.method.to_string();
-                let kind = if CONSUMING.contains(&name.as_str()) {
+                // A local not known to be an `Option`, a `Result` or an iterator may have a
+                // method of one's name that borrows (a parser's `expect`): a move of a place
+                // through a field stays a possible move (`Use::Field`), a local's is unknown.
+                let ambiguous = CONSUMING_IF_STD.contains(&name.as_str())
+                    && matches!(&*m.receiver, Expr::Path(_))
+                    && !self.receiver_is_std_value(&m.receiver);
+                let kind = if CONSUMING.contains(&name.as_str()) && !ambiguous {
                     Use::Move
                 } else if BORROWING.contains(&name.as_str()) || self.receiver_is_ref(&m.receiver) {
                     Use::Ref
@@ -373,10 +379,14 @@ impl Analysis {
                 {
                     self.borrowed_into.push(range);
                 }
+                let std_value = matches!(pat, Pat::Ident(_))
+                    && (ty.is_some_and(is_std_value_type)
+                        || l.init.as_ref().is_some_and(|i| is_std_value_expr(&i.expr)));
                 let first = self.locals.len();
                 self.bind_pattern(pat, known_copy, false, borrowing && !plain);
                 for local in &mut self.locals[first..] {
                     local.plain = plain;
+                    local.std_value = std_value;
                 }
                 self.stmt_locals
                     .insert(key(s), (first..self.locals.len()).collect());
