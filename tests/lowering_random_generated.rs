@@ -222,124 +222,173 @@ random_case! {
 }
 
 random_case! {
-    case_001, 0x78dfc776d3539e56,
+    case_001, 0xc02f589bf39c2d5e,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let list1: Vec<Noisy> = vec![];
-        for (k2, item) in list1.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k2 as u64);
-        }
-        let mut arg = Noisy::new("arg-shadow3");
-        let f4 = |x: u64| (x * 5) ^ 13;
-        let v5 = (show(&Noisy::new("t6")).await as u64);
-        acc = f4(v5 % 1000);
-        let Some(v7) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else8"));
-        };
-        let pairs9: Vec<(Noisy, Noisy)> = vec![];
-        'l11: for (a10, _) in pairs9.iter().rev() {
-            acc = acc.wrapping_add(show(a10).await as u64);
-            let pairs12: Vec<(Noisy, Noisy)> = vec![];
-            'l15: for (mut a13, _) in pairs12.into_iter() {
-                if acc % 3 == 0 { break 'l11; }
-                let f16 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v17 = f16(v7 % 100).await;
-                acc = (acc * 1 + v17) % 1_000_003;
-                let v18 = tick((acc ^ input) % 97).await;
-                let v19 = pass(input % 100).await;
-                let v20 = (v19 * 7 + v18) % 1_000_003;
-                if acc % 2 == 0 { break 'l15; }
-            }
-            let mut i21: u64 = 0;
-            'l22: while i21 < 4 {
-                i21 += 1;
-                let mut arg = Noisy::new("arg-shadow23");
-                if (input >> 10) & 1 == 1 {
-                    let v24 = async { tick(74u64).await }.await;
-                    let v25 = tick_named("k26", (i21 ^ input) % 97).await;
-                    let v27 = (v25 * 7 + v24) % 1_000_003;
-                    let r29 = tick(Noisy::new("arg-re28")).await;
-                    arg = r29;
-                    let f30 = async |x: u64| tick(x % 100).await + 1;
-                    let v31 = f30(v27 % 100).await;
-                    acc = (acc * 1 + v31) % 1_000_003;
-                    let v32 = tick(acc % 100).await;
-                    let v33 = tick(v7 % 100).await;
-                    let v34 = (v33 * 7 + v32) % 1_000_003;
-                }
-                let mut n35 = Noisy::new("n35");
-            }
-            let mut i36: u64 = 0;
-            'l37: while i36 < 4 {
-                i36 += 1;
-                acc = (acc * 5 + checked(1u64 % 100)?) % 1_000_003;
-                let mut n38 = fallible_noisy("n38", i36 % 100).await?;
-                let list39: Vec<Noisy> = vec![Noisy::new("list39.0")];
-                let f40 = first_of(&list39).await;
-                if let Some(f40) = f40 {
-                    acc = acc.wrapping_add(show(f40).await as u64 + list39.len() as u64);
-                }
-                acc = acc.wrapping_add(list39.len() as u64);
+        'l3: for x2 in list1.iter().map(|n| n.touch() as u64) {
+            let mut i4: u64 = 0;
+            'l5: loop {
+                if i4 >= 2 { break 'l5; }
+                i4 += 1;
+                let v6 = tick_named("k7", (i4 ^ input) % 97).await;
+                acc = (acc * 3 + v6) % 1_000_003;
+                let v8 = fallible(input % 100).await?;
+                if v8 % 3 == 0 { return Ok(acc); }
                 {
-                    let v41 = tick((i36 ^ input) % 97).await;
-                    if v41 % 3 == 0 { break 'l37; }
-                }
-            }
-        }
-        ev(format!("e42 {acc}"));
-        let pairs43: Vec<(Noisy, Noisy)> = vec![];
-        'l46: for (mut a44, _) in pairs43.into_iter() {
-            let list47: Vec<Noisy> = vec![];
-            'l49: for _ in 0..1u64 {
-                let f48 = first_of(&list47).await;
-                let f48n = tick(f48.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                if let Some(f48) = f48 { acc = acc.wrapping_add(show(f48).await as u64); }
-                if (input >> 55) & 1 == 1 { break 'l49; }
-                let Some(mut v50) = tick(maybe_noisy("v50", acc % 100)).await else {
-                    let g51 = Noisy::new("g51");
-                    let v52 = tick(acc % 100).await;
-                    acc = (acc * 1 + v52) % 1_000_003;
-                    let v53 = show(&g51).await as u64;
-                    acc = (acc * 1 + v53) % 1_000_003;
-                    break 'l49;
-                };
-                let _ = tick(Rec::new("rec54", v5 % 100)).await.pair;
-            }
-            acc = acc.wrapping_add(list47.len() as u64);
-            let c57 = tick(v7 % 100 % 2 == 0).await;
-            if c57 { drop(a44); }
-            ev(format!("e58 {acc} {}", arg.touch()));
-            let mut a44 = Noisy::new("a44-shadow59");
-        }
-        let mut it60: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
-        'l63: while let Some((mut a61, mut b62)) = tick(it60.next()).await {
-            let v65 = show(&Noisy::new("t64")).await as u64;
-            acc = (acc * 1 + v65) % 1_000_003;
-            let w66 = pass((v7 ^ input) % 97).await;
-            let r68 = tick(Rec::new("rec67", input % 100)).await;
-            match r68 {
-                rec69 if rec69.id % 3 == w66 % 3 => {
-                    acc = acc.wrapping_add(rec69.score());
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w66) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let f71 = |x: u64| (x * 5) ^ 13;
-                    let v72 = fallible(acc % 100).await?;
-                    acc = f71(v72 % 1000);
-                }
-                Rec { pair: (mut a70, _), .. } => {
-                    {
-                        let f73 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                        let v74 = f73(input % 100).await;
-                        acc = (acc * 1 + v74) % 1_000_003;
+                    let w9 = async { tick(1u64).await }.await;
+                    let r11 = tick(Rec::new("rec10", acc % 100)).await;
+                    match r11 {
+                        rec12 if rec12.id % 3 == w9 % 3 => {
+                            acc = acc.wrapping_add(rec12.score());
+                            {
+                                let f14 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                                let v15 = f14(w9 % 100).await;
+                                acc = (acc * 1 + v15) % 1_000_003;
+                            }
+                            let v16 = tick((3u64 ^ input) % 97).await;
+                            acc = (acc * 3 + v16) % 1_000_003;
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w9) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                            let mut n17 = Noisy::new("n17");
+                            let mut n18 = Noisy::new("n18");
+                        }
+                        Rec { pair: (mut a13, _), .. } => {
+                            let v19 = pass(acc % 100).await;
+                            if v19 % 3 == 0 { continue 'l5; }
+                        }
                     }
-                    let mut n75 = Noisy::new("n75");
                 }
             }
+            if (input ^ acc) % 5 < 2 {
+                let v21 = show(&tick(Rec::new("rec20", 51u64 % 100)).await.name).await as u64;
+                acc = (acc * 1 + v21) % 1_000_003;
+                ev(format!("e22 {acc} {}", arg.touch()));
+                if acc % 3 == 0 {
+                    let mut n23 = Noisy::new("n23");
+                }
+                let v25 = show(&Noisy::new("t24")).await as u64;
+                acc = (acc * 1 + v25) % 1_000_003;
+            }
+            let v26 = tick_named("k27", 79u64 % 100).await;
+            acc = (acc * 3 + v26) % 1_000_003;
         }
-        let f76 = async |x: u64| tick(x % 100).await + 1;
-        let v77 = f76((acc ^ input) % 97).await;
-        acc = (acc * 1 + v77) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow28");
+        ev(format!("e29 {acc}"));
+        let mut i30: u64 = 0;
+        'l31: loop {
+            if i30 >= 3 { break 'l31; }
+            i30 += 1;
+            {
+                let w32 = (show(&arg).await as u64);
+                let r34 = tick(Rec::new("rec33", acc % 100)).await;
+                match r34 {
+                    rec35 if rec35.id % 3 == w32 % 3 => {
+                        acc = acc.wrapping_add(rec35.score());
+                        let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+                        if (input >> 33) & 1 == 1 { continue 'l31; }
+                    }
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w32) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
+                        let v37 = pass(acc % 100).await;
+                        if v37 % 3 == 0 { continue 'l31; }
+                    }
+                    Rec { pair: (mut a36, _), .. } => {
+                        let v38 = tick((acc ^ input) % 97).await;
+                        acc = (acc * 3 + v38) % 1_000_003;
+                        let c39 = tick((i30 ^ input) % 97 % 2 == 0).await;
+                        if c39 { drop(a36); }
+                    }
+                }
+            }
+            let r41 = tick(Noisy::new("arg-re40")).await;
+            arg = r41;
+        }
+        let r43 = tick(Noisy::new("arg-re42")).await;
+        arg = r43;
+        if acc % 2 == 0 {
+            let list44: Vec<Noisy> = vec![Noisy::new("list44.0"), Noisy::new("list44.1")];
+            for (k45, item) in list44.iter().enumerate() {
+                acc = acc.wrapping_add(show(item).await as u64 + k45 as u64);
+            }
+            let v46 = fallible((acc ^ input) % 97).await?;
+            acc = (acc * 3 + v46) % 1_000_003;
+            let v48 = (show(&arg).await as u64);
+            { let f47 = |x: u64| (x * 5) ^ 13; acc = f47(v48 % 1000); }
+            let list49: Vec<Noisy> = vec![Noisy::new("list49.0")];
+            'l51: for x50 in list49.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
+                let v52 = tick_named("k53", 56u64 % 100).await;
+                let v54 = tick(v52 % 100).await;
+                let v55 = (v54 * 7 + v52) % 1_000_003;
+                let list56: Vec<Noisy> = vec![];
+                'l58: for _ in 0..1u64 {
+                    let f57 = first_of(&list56).await;
+                    let f57n = tick(f57.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                    if let Some(f57) = f57 { acc = acc.wrapping_add(show(f57).await as u64); }
+                    let v59 = (show(&arg).await as u64);
+                    if v59 % 3 == 0 { continue 'l58; }
+                    let list60: Vec<Noisy> = vec![];
+                    let f61 = first_of(&list60).await;
+                    let v62 = tick(x50 % 100).await;
+                    acc = acc.wrapping_add(v62);
+                    if let Some(f61) = f61 {
+                        acc = acc.wrapping_add(show(f61).await as u64 + list60.len() as u64);
+                    }
+                    acc = acc.wrapping_add(list60.len() as u64);
+                    let v63 = pass(i30 % 100).await;
+                    acc = (acc * 3 + v63) % 1_000_003;
+                }
+                acc = acc.wrapping_add(list56.len() as u64);
+                let v64 = fallible((acc ^ input) % 97).await?;
+                acc = (acc * 3 + v64) % 1_000_003;
+            }
+        } else {
+            {
+                let f65 = async |x: u64| tick(x % 100).await + 1;
+                let v66 = f65((47u64 ^ input) % 97).await;
+                acc = (acc * 1 + v66) % 1_000_003;
+            }
+        }
+        {
+            let mut i67: u64 = 0;
+            'l68: loop {
+                if i67 >= 2 { break 'l68; }
+                i67 += 1;
+                let v69 = (show(&Noisy::new("t70")).await as u64);
+                if v69 % 3 == 0 { continue 'l68; }
+                {
+                    let w71 = tick_named("k72", v69 % 100).await;
+                    let r74 = tick(Rec::new("rec73", (i67 ^ input) % 97)).await;
+                    match r74 {
+                        rec75 if rec75.id % 3 == w71 % 3 => {
+                            acc = acc.wrapping_add(rec75.score());
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w71) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                            let v77 = tick(input % 100).await;
+                            acc = (acc * 3 + v77) % 1_000_003;
+                        }
+                        Rec { pair: (mut a76, _), .. } => {
+                            let v79 = tick_named("k80", (w71 ^ input) % 97).await;
+                            { let f78 = |x: u64| (x * 5) ^ 13; acc = f78(v79 % 1000); }
+                            ev(format!("e81 {acc}"));
+                        }
+                    }
+                }
+                {
+                    let f82 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v83 = f82(i30 % 100).await;
+                    acc = (acc * 1 + v83) % 1_000_003;
+                }
+                let mut arg = Noisy::new("arg-shadow84");
+            }
+            drop(arg);
+        }
+        let v86 = show(&Noisy::new("t85")).await as u64;
+        acc = (acc * 1 + v86) % 1_000_003;
+        let v88 = tick(Rec::new("rec87", acc % 100)).await.score();
+        acc = (acc * 1 + v88) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -660,7 +709,7 @@ random_case! {
 }
 
 random_case! {
-    case_005, 0xbccb43b9bf58cba3,
+    case_005, 0x30d595c015b16689,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut i1: u64 = 0;
@@ -678,69 +727,101 @@ random_case! {
             let list8: Vec<Noisy> = vec![];
             'l10: for x9 in list8.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
                 if acc % 2 == 0 { return Ok(acc); }
-                let f11 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v12 = f11((acc ^ input) % 97).await;
-                acc = (acc * 1 + v12) % 1_000_003;
+                {
+                    let f11 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v12 = f11((acc ^ input) % 97).await;
+                    acc = (acc * 1 + v12) % 1_000_003;
+                }
                 if (input >> 2) & 1 == 1 {
                     let v13 = fallible(input % 100).await?;
-                    let v14 = tick_named("k15", v13 % 100).await;
+                    let v14 = tick_named("k15", acc % 100).await;
                     let v16 = (v14 * 7 + v13) % 1_000_003;
-                    let v17 = tick_named("k18", (45u64 ^ input) % 97).await;
+                    let v17 = tick_named("k18", v6 % 100).await;
                     if v17 % 3 == 0 { break 'l10; }
                     if (input >> 37) & 1 == 1 { continue 'l2; }
-                    let v19 = tick_named("k20", v13 % 100).await;
+                    let v19 = tick_named("k20", v14 % 100).await;
                     let v21 = fallible(v5 % 100).await?;
                     let v22 = (v21 * 7 + v19) % 1_000_003;
                 } else {
                     let c23 = tick((acc ^ input) % 97 % 2 == 0).await;
                     if c23 { return Err(Fail::new("r24")); }
-                    let v25 = tick(checked(17u64 % 100)).await?;
+                    let v25 = tick(checked(v5 % 100)).await?;
                     acc = (acc * 1 + v25) % 1_000_003;
-                    let list26: Vec<Noisy> = vec![];
-                    let f27 = first_of(&list26).await;
-                    let v28 = tick_named("k29", (v25 ^ input) % 97).await;
-                    acc = acc.wrapping_add(v28);
-                    if let Some(f27) = f27 {
-                        acc = acc.wrapping_add(show(f27).await as u64 + list26.len() as u64);
+                    {
+                        let f26 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v27 = f26((acc ^ input) % 97).await;
+                        acc = (acc * 1 + v27) % 1_000_003;
                     }
                 }
             }
         }
-        let w30 = tick_named("k31", 68u64 % 100).await;
-        let r33 = tick(Rec::new("rec32", i1 % 100)).await;
-        match r33 {
-            rec34 if rec34.id % 3 == w30 % 3 => {
-                acc = acc.wrapping_add(rec34.score());
-            }
-            Rec { id, ref name, .. } if (name.touch() as u64 ^ w30) % 2 == 0 => {
-                acc = acc.wrapping_add(id);
-            }
-            Rec { pair: (mut a35, _), .. } => {
-                let list36: Vec<Noisy> = vec![Noisy::new("list36.0"), Noisy::new("list36.1")];
-                let f37 = first_of(&list36).await;
-                if let Some(f37) = f37 {
-                    acc = acc.wrapping_add(show(f37).await as u64 + list36.len() as u64);
+        let mut arg = Noisy::new("arg-shadow28");
+        if (input >> 6) & 1 == 1 { drop(arg); }
+        ev(format!("e29 {acc}"));
+        let r31 = tick(Noisy::new("arg-re30")).await;
+        arg = r31;
+        let pairs32: Vec<(Noisy, Noisy)> = vec![];
+        'l34: for (_, a33) in pairs32.iter().skip(1) {
+            acc = acc.wrapping_add(show(a33).await as u64);
+            {
+                {
+                    let v35 = (show(&arg).await as u64);
+                    acc = (acc * 3 + v35) % 1_000_003;
+                }
+                let v36 = (show(&arg).await as u64);
+                acc = (acc * 3 + v36) % 1_000_003;
+                let mut i37: u64 = 0;
+                'l38: loop {
+                    if i37 >= 1 { break 'l38; }
+                    i37 += 1;
+                    ev(format!("e39 {acc}"));
+                    ev(format!("e40 {acc} {}", arg.touch()));
+                    let v41 = (show(&arg).await as u64);
+                    acc = (acc * 3 + v41) % 1_000_003;
                 }
             }
+            let pairs42: Vec<(Noisy, Noisy)> = vec![pair("pairs42.0")];
+            'l44: for (_, a43) in pairs42.iter().skip(1) {
+                acc = acc.wrapping_add(show(a43).await as u64);
+                let list45: Vec<Noisy> = vec![];
+                let f46 = first_of(&list45).await;
+                if let Some(f46) = f46 {
+                    acc = acc.wrapping_add(show(f46).await as u64 + list45.len() as u64);
+                }
+                if acc % 2 == 0 { break 'l34; }
+            }
+            let list47: Vec<Noisy> = vec![Noisy::new("list47.0")];
+            let f48 = first_of(&list47).await;
+            let v49 = fallible(input % 100).await?;
+            acc = acc.wrapping_add(v49);
+            if let Some(f48) = f48 {
+                acc = acc.wrapping_add(show(f48).await as u64 + list47.len() as u64);
+            }
+            let mut n50 = fallible_noisy("n50", input % 100).await?;
         }
-        let f38 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-        let v39 = f38((i1 ^ input) % 97).await;
-        acc = (acc * 1 + v39) % 1_000_003;
-        let v40 = tick(checked(acc % 100)).await?;
-        acc = (acc * 1 + v40) % 1_000_003;
-        let v41 = tick(w30 % 100).await;
-        let v42 = async { tick(15u64).await }.await;
-        let v43 = (v42 * 7 + v41) % 1_000_003;
-        let mut n44 = fallible_noisy("n44", v42 % 100).await?;
-        let list45: Vec<Noisy> = vec![Noisy::new("list45.0")];
-        'l47: for x46 in list45.iter().map(|n| n.touch() as u64).take(2) {
-            let mut n48 = Noisy::new("n48");
-            let v50 = show(&Noisy::new("t49")).await as u64;
-            acc = (acc * 1 + v50) % 1_000_003;
+        acc = acc.wrapping_add(pairs32.len() as u64);
+        {
+            let v52 = show(&Noisy::new("t51")).await as u64;
+            acc = (acc * 1 + v52) % 1_000_003;
+            {
+                let pairs53: Vec<(Noisy, Noisy)> = vec![];
+                'l56: for (_, mut b55) in pairs53.into_iter() {
+                    {
+                        let f57 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v58 = f57((input ^ input) % 97).await;
+                        acc = (acc * 1 + v58) % 1_000_003;
+                    }
+                    let (mut a60, mut b61) = tick(Rec::new("rec59", (input ^ input) % 97)).await.pair;
+                    let r63 = tick(Noisy::new("arg-re62")).await;
+                    arg = r63;
+                }
+                let v65 = show(&Noisy::new("t64")).await as u64;
+                acc = (acc * 1 + v65) % 1_000_003;
+                let v67 = show(&Noisy::new("t66")).await as u64;
+                acc = (acc * 1 + v67) % 1_000_003;
+            }
         }
-        let Some(v51) = tick(maybe(w30 % 100)).await else {
-            return Err(Fail::new("else52"));
-        };
+        let mut arg = Noisy::new("arg-shadow68");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -870,91 +951,88 @@ random_case! {
                 let mut i3: u64 = 0;
                 'l4: while i3 < 4 {
                     i3 += 1;
-                    let r8 = tick(pair("p7")).await;
-                    let (mut a5, mut b6) = r8;
+                    let (mut a5, mut b6) = tick(pair("p7")).await;
                     acc = acc.wrapping_add(show(&a5).await as u64);
-                    let r10 = tick(Noisy::new("a5-re9")).await;
-                    a5 = r10;
+                    let r9 = tick(Noisy::new("a5-re8")).await;
+                    a5 = r9;
                     let input = tick(input % 1000 + 1).await;
                     drop(b6);
                 }
             }
-            let Some(mut v11) = tick(maybe_noisy("v11", acc % 100)).await else {
-                let g12 = Noisy::new("g12");
-                let v13 = fallible(input % 100).await?;
+            let Some(mut v10) = tick(maybe_noisy("v10", acc % 100)).await else {
+                let g11 = Noisy::new("g11");
+                let v12 = fallible(input % 100).await?;
+                acc = (acc * 1 + v12) % 1_000_003;
+                let v13 = show(&g11).await as u64;
                 acc = (acc * 1 + v13) % 1_000_003;
-                let v14 = show(&g12).await as u64;
-                acc = (acc * 1 + v14) % 1_000_003;
-                return Err(Fail::new("else15"));
+                return Err(Fail::new("else14"));
             };
         }
         drop(arg);
-        let v16 = tick(input % 100).await;
-        if v16 % 3 == 0 {
-            let mut arg = Noisy::new("arg-shadow17");
-            let list18: Vec<Noisy> = vec![Noisy::new("list18.0"), Noisy::new("list18.1")];
-            let f19 = first_of(&list18).await;
-            if let Some(f19) = f19 {
-                acc = acc.wrapping_add(show(f19).await as u64 + list18.len() as u64);
+        let v15 = tick(input % 100).await;
+        if v15 % 3 == 0 {
+            let mut arg = Noisy::new("arg-shadow16");
+            let list17: Vec<Noisy> = vec![Noisy::new("list17.0"), Noisy::new("list17.1")];
+            let f18 = first_of(&list17).await;
+            if let Some(f18) = f18 {
+                acc = acc.wrapping_add(show(f18).await as u64 + list17.len() as u64);
             }
-            let f20 = |x: u64| (x * 5) ^ 13;
-            let v21 = (show(&arg).await as u64);
-            acc = f20(v21 % 1000);
+            let v20 = (show(&arg).await as u64);
+            { let f19 = |x: u64| (x * 5) ^ 13; acc = f19(v20 % 1000); }
         } else {
-            let Some(mut v22) = tick(maybe_noisy("v22", (i1 ^ input) % 97)).await else {
-                let g23 = Noisy::new("g23");
-                let v24 = async { tick(6u64).await }.await;
+            let Some(mut v21) = tick(maybe_noisy("v21", (i1 ^ input) % 97)).await else {
+                let g22 = Noisy::new("g22");
+                let v23 = async { tick(6u64).await }.await;
+                acc = (acc * 1 + v23) % 1_000_003;
+                let v24 = show(&g22).await as u64;
                 acc = (acc * 1 + v24) % 1_000_003;
-                let v25 = show(&g23).await as u64;
-                acc = (acc * 1 + v25) % 1_000_003;
-                return Err(Fail::new("else26"));
+                return Err(Fail::new("else25"));
             };
-            ev(format!("e27 {acc} {}", v22.touch()));
-            let v28 = tick_named("k29", input % 100).await;
-            acc = (acc * 3 + v28) % 1_000_003;
+            ev(format!("e26 {acc} {}", v21.touch()));
+            let v27 = tick_named("k28", input % 100).await;
+            acc = (acc * 3 + v27) % 1_000_003;
         }
-        let mut i30: u64 = 0;
-        'l31: loop {
-            if i30 >= 3 { break 'l31; }
-            i30 += 1;
-            ev(format!("e32 {acc}"));
+        let mut i29: u64 = 0;
+        'l30: loop {
+            if i29 >= 3 { break 'l30; }
+            i29 += 1;
+            ev(format!("e31 {acc}"));
             {
-                acc = (acc * 5 + checked(v16 % 100)?) % 1_000_003;
-                let v34 = tick(Rec::new("rec33", i30 % 100)).await.id;
-                acc = (acc * 1 + v34) % 1_000_003;
-                let mut i35: u64 = 0;
-                'l36: loop {
-                    if i35 >= 2 { break 'l36; }
-                    i35 += 1;
-                    if acc % 2 == 0 { continue 'l36; }
-                    let v37 = async { tick(25u64).await }.await;
-                    acc = (acc * 3 + v37) % 1_000_003;
-                    let f38 = |x: u64| (x * 5) ^ 13;
-                    let v39 = tick((v34 ^ input) % 97).await;
-                    acc = f38(v39 % 1000);
+                acc = (acc * 5 + checked(v15 % 100)?) % 1_000_003;
+                let v33 = tick(Rec::new("rec32", i29 % 100)).await.id;
+                acc = (acc * 1 + v33) % 1_000_003;
+                let mut i34: u64 = 0;
+                'l35: loop {
+                    if i34 >= 2 { break 'l35; }
+                    i34 += 1;
+                    if acc % 2 == 0 { continue 'l35; }
+                    let v36 = async { tick(25u64).await }.await;
+                    acc = (acc * 3 + v36) % 1_000_003;
+                    let v38 = tick((v33 ^ input) % 97).await;
+                    { let f37 = |x: u64| (x * 5) ^ 13; acc = f37(v38 % 1000); }
                 }
             }
-            let f40 = |x: u64| (x * 5) ^ 13;
-            let v41 = tick_named("k42", acc % 100).await;
-            acc = f40(v41 % 1000);
-            ev(format!("e43 {acc}"));
+            let v40 = tick_named("k41", acc % 100).await;
+            { let f39 = |x: u64| (x * 5) ^ 13; acc = f39(v40 % 1000); }
+            ev(format!("e42 {acc}"));
         }
         {
-            let f44 = |x: u64| (x * 5) ^ 13;
-            let v45 = fallible(input % 100).await?;
-            acc = f44(v45 % 1000);
+            let v44 = fallible(input % 100).await?;
+            { let f43 = |x: u64| (x * 5) ^ 13; acc = f43(v44 % 1000); }
         }
-        ev(format!("e46 {acc}"));
+        ev(format!("e45 {acc}"));
         if acc % 3 == 0 {
-            let f47 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-            let v48 = f47((i1 ^ input) % 97).await;
-            acc = (acc * 1 + v48) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow49");
-            let v51 = tick(Rec::new("rec50", input % 100)).await.score();
-            acc = (acc * 1 + v51) % 1_000_003;
-            let v52 = (show(&arg).await as u64);
-            let v53 = tick_named("k54", v51 % 100).await;
-            let v55 = (v53 * 7 + v52) % 1_000_003;
+            {
+                let f46 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                let v47 = f46((i1 ^ input) % 97).await;
+                acc = (acc * 1 + v47) % 1_000_003;
+            }
+            let mut arg = Noisy::new("arg-shadow48");
+            let v50 = tick(Rec::new("rec49", (acc ^ input) % 97)).await.score();
+            acc = (acc * 1 + v50) % 1_000_003;
+            let v51 = (show(&arg).await as u64);
+            let v52 = tick_named("k53", v51 % 100).await;
+            let v54 = (v52 * 7 + v51) % 1_000_003;
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -1039,7 +1117,7 @@ random_case! {
 }
 
 random_case! {
-    case_009, 0x0e46fc5ffe5d8954,
+    case_009, 0xdf77d66a07a0395e,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let r2 = tick(Noisy::new("arg-re1")).await;
@@ -1049,68 +1127,92 @@ random_case! {
         };
         let v5 = tick_named("k6", v3 % 100).await;
         acc = (acc * 3 + v5) % 1_000_003;
-        let f7 = |x: u64| (x * 5) ^ 13;
         let v8 = tick_named("k9", v3 % 100).await;
-        acc = f7(v8 % 1000);
-        let mut it10: IntoIter<(Noisy, Noisy)> = vec![pair("it10.0")].into_iter();
-        'l13: while let Some((mut a11, mut b12)) = tick(it10.next()).await {
-            let mut it14: IntoIter<(Noisy, Noisy)> = vec![pair("it14.0")].into_iter();
-            'l17: while let Some((mut a15, _)) = tick(it14.next()).await {
-                let c18 = tick(40u64 % 100 % 2 == 0).await;
-                if c18 {
-                    let r22 = tick(pair("p21")).await;
-                    let (_, mut b20) = r22;
-                    acc = acc.wrapping_add(show(&b20).await as u64);
-                }
-                let v23 = (show(&a11).await as u64);
-                acc = (acc * 3 + v23) % 1_000_003;
+        { let f7 = |x: u64| (x * 5) ^ 13; acc = f7(v8 % 1000); }
+        let list10: Vec<Noisy> = vec![Noisy::new("list10.0")];
+        'l12: for _ in 0..2u64 {
+            let f11 = first_of(&list10).await;
+            let f11n = tick(f11.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f11) = f11 { acc = acc.wrapping_add(show(f11).await as u64); }
+            let v13 = tick_named("k14", (54u64 ^ input) % 97).await;
+            acc = (acc * 3 + v13) % 1_000_003;
+            let v15 = tick(input % 100).await;
+            if v15 % 3 == 0 { continue 'l12; }
+            let list16: Vec<Noisy> = vec![Noisy::new("list16.0"), Noisy::new("list16.1")];
+            'l18: for _ in 0..2u64 {
+                let f17 = first_of(&list16).await;
+                let f17n = tick(f17.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                if let Some(f17) = f17 { acc = acc.wrapping_add(show(f17).await as u64); }
+                let v19 = tick(checked(v8 % 100)).await?;
+                acc = (acc * 1 + v19) % 1_000_003;
+                let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+                let v21 = (show(&Noisy::new("t22")).await as u64);
+                { let f20 = |x: u64| (x * 5) ^ 13; acc = f20(v21 % 1000); }
+                let v24 = show(&Noisy::new("t23")).await as u64;
+                acc = (acc * 1 + v24) % 1_000_003;
             }
-            let r25 = tick(Noisy::new("b12-re24")).await;
-            b12 = r25;
-            let c26 = tick(v5 % 100 % 2 == 0).await;
-            if c26 {
-                let mut n27 = fallible_noisy("n27", acc % 100).await?;
-                let f28 = |x: u64| (x * 5) ^ 13;
-                let v29 = tick(v3 % 100).await;
-                acc = f28(v29 % 1000);
-                ev(format!("e30 {acc} {}", b12.touch()));
-            }
-            let list31: Vec<Noisy> = vec![];
-            'l33: for _ in 0..4u64 {
-                let f32 = first_of(&list31).await;
-                let f32n = tick(f32.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                if let Some(f32) = f32 { acc = acc.wrapping_add(show(f32).await as u64); }
-                let v35 = tick(Rec::new("rec34", (v3 ^ input) % 97)).await.score();
-                acc = (acc * 1 + v35) % 1_000_003;
-                let mut n36 = Noisy::new("n36");
-                let v38 = show(&Noisy::new("t37")).await as u64;
-                acc = (acc * 1 + v38) % 1_000_003;
-            }
-            acc = acc.wrapping_add(list31.len() as u64);
+            acc = acc.wrapping_add(list16.len() as u64);
+            let v25 = (show(&Noisy::new("t26")).await as u64);
+            let v27 = tick(v5 % 100).await;
+            let v28 = (v27 * 7 + v25) % 1_000_003;
         }
-        let mut arg = Noisy::new("arg-shadow39");
-        let mut arg = Noisy::new("arg-shadow40");
-        let mut n41 = Noisy::new("n41");
+        acc = acc.wrapping_add(list10.len() as u64);
+        ev(format!("e29 {acc} {}", arg.touch()));
+        let mut i30: u64 = 0;
+        'l31: loop {
+            if i30 >= 2 { break 'l31; }
+            i30 += 1;
+            let v32 = tick_named("k33", (v3 ^ input) % 97).await;
+            acc = (acc * 3 + v32) % 1_000_003;
+            let v35 = tick(Rec::new("rec34", acc % 100)).await.id;
+            acc = (acc * 1 + v35) % 1_000_003;
+        }
+        {
+            let mut arg = Noisy::new("arg-shadow36");
+            let mut n37 = Noisy::new("n37");
+        }
         if (input ^ acc) % 5 < 2 {
-            let r43 = tick(Noisy::new("n41-re42")).await;
-            n41 = r43;
-            let c44 = tick((v5 ^ input) % 97 % 2 == 0).await;
-            if c44 {
-                if (input ^ acc) % 5 < 2 { drop(n41); }
+            let r39 = tick(Noisy::new("arg-re38")).await;
+            arg = r39;
+            let c40 = tick((i30 ^ input) % 97 % 2 == 0).await;
+            if c40 {
+                if (input ^ acc) % 5 < 2 { drop(arg); }
             } else {
-                drop(arg);
+                let mut n41 = Noisy::new("n41");
             }
-            let r48 = tick(pair("p47")).await;
-            let (_, mut b46) = r48;
-            acc = acc.wrapping_add(show(&b46).await as u64);
-            let v49 = tick(acc % 100).await;
-            acc = (acc * 3 + v49) % 1_000_003;
+            let mut arg = Noisy::new("arg-shadow42");
+            let mut i43: u64 = 0;
+            'l44: while i43 < 1 {
+                i43 += 1;
+                let list45: Vec<Noisy> = vec![Noisy::new("list45.0"), Noisy::new("list45.1")];
+                for (k46, item) in list45.iter().enumerate() {
+                    acc = acc.wrapping_add(show(item).await as u64 + k46 as u64);
+                }
+                let v47 = tick(acc % 100).await;
+                let v48 = fallible(v3 % 100).await?;
+                let v49 = (v48 * 7 + v47) % 1_000_003;
+            }
+        } else {
+            let v51 = show(&Noisy::new("t50")).await as u64;
+            acc = (acc * 1 + v51) % 1_000_003;
+            let v53 = show(&Noisy::new("t52")).await as u64;
+            acc = (acc * 1 + v53) % 1_000_003;
+            let v54 = tick(v8 % 100).await;
+            acc = (acc * 3 + v54) % 1_000_003;
         }
-        let list50: Vec<Noisy> = vec![];
-        for (k51, item) in list50.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k51 as u64);
-        }
-        let v8 = tick(v8 % 1000 + 1).await;
+        let Some(mut v55) = tick(maybe_noisy("v55", (acc ^ input) % 97)).await else {
+            let g56 = Noisy::new("g56");
+            let v57 = fallible(input % 100).await?;
+            acc = (acc * 1 + v57) % 1_000_003;
+            let v58 = show(&g56).await as u64;
+            acc = (acc * 1 + v58) % 1_000_003;
+            return Err(Fail::new("else59"));
+        };
+        let Some(mut v60) = tick(maybe_noisy("v60", (v5 ^ input) % 97)).await else {
+            let v61 = tick((v8 ^ input) % 97).await;
+            acc = (acc * 1 + v61) % 1_000_003;
+            return Err(Fail::new("else62"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -1282,7 +1384,7 @@ random_case! {
 }
 
 random_case! {
-    case_011, 0x2056252ea6bca87e,
+    case_011, 0x4ad840161098848d,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if (input >> 16) & 1 == 1 {
@@ -1296,48 +1398,46 @@ random_case! {
         let v7 = async { tick(91u64).await }.await;
         acc = (acc * 3 + v7) % 1_000_003;
         if (input >> 39) & 1 == 1 { drop(n4); }
-        let w9 = (show(&arg).await as u64);
-        #[cfg(any())]
-        let v8: u64 = 1000;
-        #[cfg(all())]
-        let v8: u64 = w9 % 1000;
-        let pairs10: Vec<(Noisy, Noisy)> = vec![pair("pairs10.0"), pair("pairs10.1")];
-        'l13: for (_, mut b12) in pairs10.into_iter() {
-            let f14 = async |x: u64| tick(x % 100).await + 1;
-            let v15 = f14(input % 100).await;
-            acc = (acc * 1 + v15) % 1_000_003;
-            let v16 = (show(&arg).await as u64);
-            acc = (acc * 3 + v16) % 1_000_003;
-        }
         {
-            let list17: Vec<Noisy> = vec![Noisy::new("list17.0"), Noisy::new("list17.1")];
-            'l19: for x18 in list17.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-                let mut i20: u64 = 0;
-                'l21: loop {
-                    if i20 >= 4 { break 'l21; }
-                    i20 += 1;
-                    let v22 = (show(&Noisy::new("t23")).await as u64);
-                    acc = (acc * 3 + v22) % 1_000_003;
-                    let mut n24 = Noisy::new("n24");
+            let w8 = tick_named("k9", v5 % 100).await;
+            let r11 = tick(Rec::new("rec10", acc % 100)).await;
+            match r11 {
+                rec12 if rec12.id % 3 == w8 % 3 => {
+                    acc = acc.wrapping_add(rec12.score());
+                    let v15 = show(&Noisy::new("t14")).await as u64;
+                    acc = (acc * 1 + v15) % 1_000_003;
+                    {
+                        let f16 = async |x: u64| tick(x % 100).await + 1;
+                        let v17 = f16(input % 100).await;
+                        acc = (acc * 1 + v17) % 1_000_003;
+                    }
                 }
-                let pairs25: Vec<(Noisy, Noisy)> = vec![pair("pairs25.0")];
-                'l27: for &(ref a26, _) in pairs25.iter() {
-                    acc = acc.wrapping_add(show(a26).await as u64);
-                    let Some(v28) = tick(maybe(x18 % 100)).await else {
-                        let v29 = tick(acc % 100).await;
-                        acc = (acc * 1 + v29) % 1_000_003;
-                        break 'l27;
-                    };
-                    if (input >> 17) & 1 == 1 { break 'l19; }
-                    let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w8) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    let v18 = (show(&a1).await as u64);
+                    acc = (acc * 3 + v18) % 1_000_003;
+                }
+                Rec { pair: (mut a13, _), .. } => {
+                    {
+                        let v19 = tick(checked(81u64 % 100)).await?;
+                        acc = (acc * 1 + v19) % 1_000_003;
+                        let mut n21 = tick(Rec::new("rec20", w8 % 100)).await.name;
+                    }
+                    let mut i22: u64 = 0;
+                    'l23: loop {
+                        if i22 >= 3 { break 'l23; }
+                        i22 += 1;
+                        let mut n25 = tick(Rec::new("rec24", (acc ^ input) % 97)).await.name;
+                        let v26 = pass(acc % 100).await;
+                        acc = (acc * 3 + v26) % 1_000_003;
+                    }
                 }
             }
-            let f30 = |x: u64| (x * 5) ^ 13;
-            let v31 = tick(v7 % 100).await;
-            acc = f30(v31 % 1000);
         }
-        let c32 = tick(v7 % 100 % 2 == 0).await;
-        if c32 { return Err(Fail::new("r33")); }
+        let v28 = fallible((input ^ input) % 97).await?;
+        { let f27 = |x: u64| (x * 5) ^ 13; acc = f27(v28 % 1000); }
+        let mut a1 = Noisy::new("a1-shadow29");
+        ev(format!("e30 {acc} {}", a1.touch()));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -1494,46 +1594,43 @@ random_case! {
     case_013, 0x68da100321ada7ea,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| (x * 5) ^ 13;
         let v2 = tick_named("k3", input % 100).await;
-        acc = f1(v2 % 1000);
+        { let f1 = |x: u64| (x * 5) ^ 13; acc = f1(v2 % 1000); }
         let v5 = show(&Noisy::new("t4")).await as u64;
         acc = (acc * 1 + v5) % 1_000_003;
         let v7 = show(&tick(Rec::new("rec6", (v2 ^ input) % 97)).await.name).await as u64;
         acc = (acc * 1 + v7) % 1_000_003;
-        let r11 = tick(pair("p10")).await;
-        let (mut a8, mut b9) = r11;
+        let (mut a8, mut b9) = tick(pair("p10")).await;
         acc = acc.wrapping_add(show(&a8).await as u64);
         if (input ^ acc) % 5 < 2 {
-            let mut arg = Noisy::new("arg-shadow12");
-            let f13 = |x: u64| (x * 5) ^ 13;
-            let v14 = pass((v2 ^ input) % 97).await;
-            acc = f13(v14 % 1000);
+            let mut arg = Noisy::new("arg-shadow11");
+            let v13 = pass((v2 ^ input) % 97).await;
+            { let f12 = |x: u64| (x * 5) ^ 13; acc = f12(v13 % 1000); }
         }
-        let mut i15: u64 = 0;
-        'l16: while i15 < 0 {
-            i15 += 1;
+        let mut i14: u64 = 0;
+        'l15: while i14 < 0 {
+            i14 += 1;
             {
-                let list17: Vec<Noisy> = vec![Noisy::new("list17.0"), Noisy::new("list17.1")];
-                let f18 = first_of(&list17).await;
-                if let Some(f18) = f18 {
-                    acc = acc.wrapping_add(show(f18).await as u64 + list17.len() as u64);
+                let list16: Vec<Noisy> = vec![Noisy::new("list16.0"), Noisy::new("list16.1")];
+                let f17 = first_of(&list16).await;
+                if let Some(f17) = f17 {
+                    acc = acc.wrapping_add(show(f17).await as u64 + list16.len() as u64);
                 }
-                acc = acc.wrapping_add(list17.len() as u64);
+                acc = acc.wrapping_add(list16.len() as u64);
                 if (input >> 17) & 1 == 1 {
-                    let _ = tick(Rec::new("rec19", i15 % 100)).await.pair;
-                    let v22 = tick((acc ^ input) % 97).await;
-                    let v23 = (show(&arg).await as u64);
-                    let v24 = (v23 * 7 + v22) % 1_000_003;
-                    if acc % 3 == 0 { continue 'l16; }
+                    let _ = tick(Rec::new("rec18", i14 % 100)).await.pair;
+                    let v21 = tick((acc ^ input) % 97).await;
+                    let v22 = (show(&arg).await as u64);
+                    let v23 = (v22 * 7 + v21) % 1_000_003;
+                    if acc % 3 == 0 { continue 'l15; }
                 }
-                let mut n25 = fallible_noisy("n25", v7 % 100).await?;
+                let mut n24 = fallible_noisy("n24", v7 % 100).await?;
             }
-            let (mut a26, _) = pair("p28");
-            acc = acc.wrapping_add(show(&a26).await as u64);
+            let (mut a25, _) = pair("p27");
+            acc = acc.wrapping_add(show(&a25).await as u64);
         }
-        let mut n30 = tick(Rec::new("rec29", acc % 100)).await.into_name();
-        ev(format!("e31 {acc} {}", n30.touch()));
+        let mut n29 = tick(Rec::new("rec28", acc % 100)).await.into_name();
+        ev(format!("e30 {acc} {}", n29.touch()));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -1753,94 +1850,63 @@ random_case! {
 }
 
 random_case! {
-    case_015, 0x29fd5ae8196399e1,
+    case_015, 0xa0afd510c5169d47,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-        let v2 = f1(acc % 100).await;
-        acc = (acc * 1 + v2) % 1_000_003;
+        {
+            let f1 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v2 = f1(acc % 100).await;
+            acc = (acc * 1 + v2) % 1_000_003;
+        }
         let Some(v3) = tick(maybe(input % 100)).await else {
             return Err(Fail::new("else4"));
         };
         let v6 = show(&Noisy::new("t5")).await as u64;
         acc = (acc * 1 + v6) % 1_000_003;
-        let v7 = tick((v3 ^ input) % 97).await;
+        let v7 = tick((acc ^ input) % 97).await;
         acc = (acc * 3 + v7) % 1_000_003;
-        let f8 = |x: u64| (x * 5) ^ 13;
         let v9 = (show(&Noisy::new("t10")).await as u64);
-        acc = f8(v9 % 1000);
-        let list11: Vec<Noisy> = vec![Noisy::new("list11.0")];
-        'l13: for _ in 0..4u64 {
-            let f12 = first_of(&list11).await;
-            let f12n = tick(f12.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f12) = f12 { acc = acc.wrapping_add(show(f12).await as u64); }
-            if acc % 2 == 0 {
-                let v14 = tick(checked(v7 % 100)).await?;
-                acc = (acc * 1 + v14) % 1_000_003;
-            }
-            if (input >> 46) & 1 == 1 {
-                if acc % 2 == 0 {
-                    if acc % 3 == 0 { break 'l13; }
-                    let Some(mut v15) = tick(maybe_noisy("v15", 32u64 % 100)).await else {
-                        let g16 = Noisy::new("g16");
-                        let v17 = tick(acc % 100).await;
-                        acc = (acc * 1 + v17) % 1_000_003;
-                        let v18 = show(&g16).await as u64;
-                        acc = (acc * 1 + v18) % 1_000_003;
-                        return Err(Fail::new("else19"));
-                    };
-                    ev(format!("e20 {acc} {}", arg.touch()));
-                    if (input >> 41) & 1 == 1 { break 'l13; }
-                } else {
-                    let Some(v21) = tick(maybe(27u64 % 100)).await else {
-                        continue 'l13;
-                    };
-                    let f22 = async |x: u64| tick(x % 100).await + 1;
-                    let v23 = f22(v21 % 100).await;
-                    acc = (acc * 1 + v23) % 1_000_003;
-                    let Some(v24) = tick(maybe(32u64 % 100)).await else {
-                        break 'l13;
-                    };
-                }
-                let Some(v25) = tick(maybe(v7 % 100)).await else {
-                    let g26 = Noisy::new("g26");
-                    let v27 = pass(input % 100).await;
-                    acc = (acc * 1 + v27) % 1_000_003;
-                    let v28 = show(&g26).await as u64;
-                    acc = (acc * 1 + v28) % 1_000_003;
-                    return Err(Fail::new("else29"));
-                };
-                let c30 = tick(acc % 100 % 2 == 0).await;
-                if c30 {
-                    let v31 = tick(v7 % 100).await;
-                    let v32 = async { tick(41u64).await }.await;
-                    let v33 = (v32 * 7 + v31) % 1_000_003;
-                    let v34 = tick((acc ^ input) % 97).await;
-                    acc = (acc * 3 + v34) % 1_000_003;
-                    let mut n35 = Noisy::new("n35");
-                    ev(format!("e36 {acc}"));
-                } else {
-                    let Some(v37) = tick(maybe((acc ^ input) % 97)).await else {
-                        return Err(Fail::new("else38"));
-                    };
-                    let v39 = pass(v9 % 100).await;
-                    let v40 = (show(&Noisy::new("t41")).await as u64);
-                    let v42 = (v40 * 7 + v39) % 1_000_003;
-                }
-                let mut arg = Noisy::new("arg-shadow43");
-            }
-            ev(format!("e44 {acc} {}", arg.touch()));
-            let v45 = (show(&arg).await as u64);
-            acc = (acc * 3 + v45) % 1_000_003;
-        }
-        acc = acc.wrapping_add(list11.len() as u64);
-        let Some(mut v46) = tick(maybe_noisy("v46", (v9 ^ input) % 97)).await else {
-            let v47 = pass(input % 100).await;
-            acc = (acc * 1 + v47) % 1_000_003;
-            return Err(Fail::new("else48"));
+        { let f8 = |x: u64| (x * 5) ^ 13; acc = f8(v9 % 1000); }
+        let Some(mut v11) = tick(maybe_noisy("v11", 60u64 % 100)).await else {
+            let v12 = pass(v3 % 100).await;
+            acc = (acc * 1 + v12) % 1_000_003;
+            return Err(Fail::new("else13"));
         };
-        let v49 = tick(v3 % 100).await;
-        acc = (acc * 3 + v49) % 1_000_003;
+        let v14 = tick(checked((acc ^ input) % 97)).await?;
+        acc = (acc * 1 + v14) % 1_000_003;
+        let mut it15: IntoIter<(Noisy, Noisy)> = vec![pair("it15.0"), pair("it15.1")].into_iter();
+        'l18: while let Some((mut a16, mut b17)) = tick(it15.next()).await {
+            let v19 = (show(&v11).await as u64);
+            acc = (acc * 3 + v19) % 1_000_003;
+            ev(format!("e20 {acc} {}", v11.touch()));
+            let mut i21: u64 = 0;
+            'l22: while i21 < 3 {
+                i21 += 1;
+                let v23 = tick((acc ^ input) % 97).await;
+                acc = (acc * 3 + v23) % 1_000_003;
+                let list24: Vec<Noisy> = vec![Noisy::new("list24.0")];
+                let f25 = first_of(&list24).await;
+                let v26 = pass(82u64 % 100).await;
+                acc = acc.wrapping_add(v26);
+                if let Some(f25) = f25 {
+                    acc = acc.wrapping_add(show(f25).await as u64 + list24.len() as u64);
+                }
+                let v28 = async { tick(19u64).await }.await;
+                { let f27 = |x: u64| (x * 5) ^ 13; acc = f27(v28 % 1000); }
+                let mut a16 = Noisy::new("a16-shadow29");
+            }
+            let list30: Vec<Noisy> = vec![Noisy::new("list30.0"), Noisy::new("list30.1")];
+            'l32: for _ in 0..3u64 {
+                let f31 = first_of(&list30).await;
+                let f31n = tick(f31.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                if let Some(f31) = f31 { acc = acc.wrapping_add(show(f31).await as u64); }
+                let mut v11 = Noisy::new("v11-shadow33");
+                let v34 = async { tick(38u64).await }.await;
+                let v35 = pass(v14 % 100).await;
+                let v36 = (v35 * 7 + v34) % 1_000_003;
+            }
+            acc = acc.wrapping_add(list30.len() as u64);
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -2019,30 +2085,47 @@ random_case! {
 }
 
 random_case! {
-    case_017, 0x71d064875debead9,
+    case_017, 0x986b35fbfe8df190,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = tick(acc % 100).await;
         let v2 = tick(input % 100).await;
         let v3 = (v2 * 7 + v1) % 1_000_003;
-        let w5 = tick((41u64 ^ input) % 97).await;
-        #[cfg(any())]
-        let v4: u64 = 1000;
-        #[cfg(all())]
-        let v4: u64 = w5 % 1000;
-        #[cfg(any())]
-        let v6: u64 = tick(1000u64).await;
-        #[cfg(all())]
-        let v7 = tick(v4 % 100).await;
-        let v6: u64 = v7;
-        let v8 = (show(&Noisy::new("t9")).await as u64);
-        acc = (acc * 3 + v8) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow10");
-        let mut n11 = Noisy::new("n11");
-        let v12 = tick((acc ^ input) % 97).await;
-        if v12 % 3 == 0 { drop(n11); }
-        let mut n13 = Noisy::new("n13");
-        let mut arg = Noisy::new("arg-shadow14");
+        {
+            let w4 = (show(&Noisy::new("t5")).await as u64);
+            let r7 = tick(Rec::new("rec6", input % 100)).await;
+            match r7 {
+                rec8 if rec8.id % 3 == w4 % 3 => {
+                    acc = acc.wrapping_add(rec8.score());
+                    let Some(v10) = tick(maybe((13u64 ^ input) % 97)).await else {
+                        return Err(Fail::new("else11"));
+                    };
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w4) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    let v12 = tick(v1 % 100).await;
+                    acc = (acc * 3 + v12) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow13");
+                }
+                Rec { pair: (mut a9, _), .. } => {
+                    let _ = pair("p16");
+                    let Some(v17) = tick(maybe(v3 % 100)).await else {
+                        return Err(Fail::new("else18"));
+                    };
+                }
+            }
+        }
+        let mut n19 = Noisy::new("n19");
+        let mut arg = Noisy::new("arg-shadow20");
+        let mut n21 = Noisy::new("n21");
+        let v23 = (show(&n21).await as u64);
+        { let f22 = |x: u64| (x * 5) ^ 13; acc = f22(v23 % 1000); }
+        let v25 = show(&Noisy::new("t24")).await as u64;
+        acc = (acc * 1 + v25) % 1_000_003;
+        let v26 = fallible((v23 ^ input) % 97).await?;
+        acc = (acc * 3 + v26) % 1_000_003;
+        let v27 = tick_named("k28", (v23 ^ input) % 97).await;
+        acc = (acc * 3 + v27) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -2242,7 +2325,7 @@ random_case! {
 }
 
 random_case! {
-    case_019, 0xff9eb6498dbf0284,
+    case_019, 0xd4a2c48896a998fd,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if (input >> 53) & 1 == 1 {
@@ -2256,9 +2339,11 @@ random_case! {
                 let list5: Vec<Noisy> = vec![Noisy::new("list5.0")];
                 'l7: for x6 in list5.iter().map(|n| n.touch() as u64).take(2) {
                     let mut n8 = Noisy::new("n8");
-                    let f9 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v10 = f9(15u64 % 100).await;
-                    acc = (acc * 1 + v10) % 1_000_003;
+                    {
+                        let f9 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v10 = f9(15u64 % 100).await;
+                        acc = (acc * 1 + v10) % 1_000_003;
+                    }
                 }
             }
             let mut i11: u64 = 0;
@@ -2271,9 +2356,8 @@ random_case! {
                     if c18 { break 'l12; }
                     let v19 = pass((i11 ^ input) % 97).await;
                     acc = (acc * 3 + v19) % 1_000_003;
-                    let f20 = |x: u64| (x * 5) ^ 13;
                     let v21 = tick_named("k22", i11 % 100).await;
-                    acc = f20(v21 % 1000);
+                    { let f20 = |x: u64| (x * 5) ^ 13; acc = f20(v21 % 1000); }
                 }
                 let v23 = tick(input % 100).await;
                 acc = (acc * 3 + v23) % 1_000_003;
@@ -2314,59 +2398,45 @@ random_case! {
                     let Some(v38) = tick(maybe(i27 % 100)).await else {
                         return Err(Fail::new("else39"));
                     };
-                    let r43 = tick(pair("p42")).await;
-                    let (_, mut b41) = r43;
+                    let (_, mut b41) = tick(pair("p42")).await;
                     acc = acc.wrapping_add(show(&b41).await as u64);
                 }
-                let mut arg = Noisy::new("arg-shadow44");
-                let f45 = |x: u64| (x * 5) ^ 13;
-                let v46 = async { tick(67u64).await }.await;
-                acc = f45(v46 % 1000);
+                let mut arg = Noisy::new("arg-shadow43");
+                let v45 = async { tick(67u64).await }.await;
+                { let f44 = |x: u64| (x * 5) ^ 13; acc = f44(v45 % 1000); }
             }
         }
-        let w47 = fallible((input ^ input) % 97).await?;
-        let r49 = tick(Rec::new("rec48", w47 % 100)).await;
-        match r49 {
-            rec50 if rec50.id % 3 == w47 % 3 => {
-                acc = acc.wrapping_add(rec50.score());
-                let v52 = (show(&arg).await as u64);
-                acc = (acc * 3 + v52) % 1_000_003;
-            }
-            Rec { id, ref name, .. } if (name.touch() as u64 ^ w47) % 2 == 0 => {
-                acc = acc.wrapping_add(id);
-            }
-            Rec { pair: (mut a51, _), .. } => {
-                let f53 = |x: u64| (x * 5) ^ 13;
-                let v54 = fallible(i27 % 100).await?;
-                acc = f53(v54 % 1000);
-                ev(format!("e55 {acc} {}", arg.touch()));
-            }
+        let list46: Vec<Noisy> = vec![Noisy::new("list46.0")];
+        for (k47, item) in list46.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k47 as u64);
         }
+        ev(format!("e48 {acc} {}", arg.touch()));
         drop(arg);
-        let mut i56: u64 = 0;
-        'l57: loop {
-            if i56 >= 4 { break 'l57; }
-            i56 += 1;
-            let mut n58 = Noisy::new("n58");
-            let r60 = tick(Noisy::new("n26-re59")).await;
-            n26 = r60;
-            let v61 = pass(i56 % 100).await;
-            acc = (acc * 3 + v61) % 1_000_003;
-            drop(n58);
+        let list49: Vec<Noisy> = vec![];
+        'l51: for _ in 0..3u64 {
+            let f50 = first_of(&list49).await;
+            let f50n = tick(f50.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f50) = f50 { acc = acc.wrapping_add(show(f50).await as u64); }
+            let list52: Vec<Noisy> = vec![Noisy::new("list52.0"), Noisy::new("list52.1")];
+            for (k53, item) in list52.iter().enumerate() {
+                acc = acc.wrapping_add(show(item).await as u64 + k53 as u64);
+            }
+            let list54: Vec<Noisy> = vec![Noisy::new("list54.0")];
+            let f55 = first_of(&list54).await;
+            let v56 = tick_named("k57", acc % 100).await;
+            acc = acc.wrapping_add(v56);
+            if let Some(f55) = f55 {
+                acc = acc.wrapping_add(show(f55).await as u64 + list54.len() as u64);
+            }
         }
-        ev(format!("e62 {acc} {}", n26.touch()));
-        drop(n26);
-        let list63: Vec<Noisy> = vec![Noisy::new("list63.0")];
-        'l65: for _ in 0..4u64 {
-            let f64 = first_of(&list63).await;
-            let f64n = tick(f64.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f64) = f64 { acc = acc.wrapping_add(show(f64).await as u64); }
-            if acc % 4 == 0 { continue 'l65; }
-            let r67 = tick(Noisy::new("arg-re66")).await;
-            arg = r67;
+        acc = acc.wrapping_add(list49.len() as u64);
+        let list58: Vec<Noisy> = vec![Noisy::new("list58.0"), Noisy::new("list58.1")];
+        for (k59, item) in list58.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k59 as u64);
         }
-        acc = acc.wrapping_add(list63.len() as u64);
-        let mut n26 = Noisy::new("n26-shadow68");
+        let v60 = async { tick(81u64).await }.await;
+        acc = (acc * 3 + v60) % 1_000_003;
+        ev(format!("e61 {acc}"));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -2593,161 +2663,140 @@ random_case! {
 }
 
 random_case! {
-    case_021, 0xf6087d379e3d5631,
+    case_021, 0x2285e59c583da2f9,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let pairs1: Vec<(Noisy, Noisy)> = vec![];
-        'l3: for (a2, _) in &pairs1 {
-            acc = acc.wrapping_add(show(a2).await as u64);
-            let list4: Vec<Noisy> = vec![Noisy::new("list4.0"), Noisy::new("list4.1")];
-            let f5 = first_of(&list4).await;
-            let v6 = (show(&arg).await as u64);
-            acc = acc.wrapping_add(v6);
-            if let Some(f5) = f5 {
-                acc = acc.wrapping_add(show(f5).await as u64 + list4.len() as u64);
-            }
-            acc = acc.wrapping_add(list4.len() as u64);
-            let _ = tick(Rec::new("rec7", acc % 100)).await.pair;
-            let mut n10 = Noisy::new("n10");
-        }
-        if (input ^ acc) % 5 < 2 { drop(arg); }
-        let Some(v11) = tick(maybe((acc ^ input) % 97)).await else {
-            return Err(Fail::new("else12"));
-        };
-        let f13 = |x: u64| (x * 5) ^ 13;
-        let v14 = tick(80u64 % 100).await;
-        acc = f13(v14 % 1000);
-        let c15 = tick(acc % 100 % 2 == 0).await;
-        if c15 {
-            {
-                if acc % 3 == 0 {
-                    let v16 = tick_named("k17", v11 % 100).await;
-                    acc = (acc * 3 + v16) % 1_000_003;
-                    let Some(v18) = tick(maybe(input % 100)).await else {
-                        return Err(Fail::new("else19"));
-                    };
+        let mut it1: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+        'l4: while let Some(_) = tick(it1.next()).await {
+            let v5 = tick(acc % 100).await;
+            acc = (acc * 3 + v5) % 1_000_003;
+            let pairs6: Vec<(Noisy, Noisy)> = vec![];
+            'l9: for (_, mut b8) in pairs6.into_iter() {
+                if (input >> 50) & 1 == 1 {
+                    drop(b8);
                 } else {
-                    let f20 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v21 = f20((v11 ^ input) % 97).await;
-                    acc = (acc * 1 + v21) % 1_000_003;
-                    let mut n22 = Noisy::new("n22");
-                    let list23: Vec<Noisy> = vec![];
-                    let f24 = first_of(&list23).await;
-                    if let Some(f24) = f24 {
-                        acc = acc.wrapping_add(show(f24).await as u64 + list23.len() as u64);
+                    ev(format!("e10 {acc} {}", arg.touch()));
+                    let mut n11 = fallible_noisy("n11", (74u64 ^ input) % 97).await?;
+                    let v13 = show(&Noisy::new("t12")).await as u64;
+                    acc = (acc * 1 + v13) % 1_000_003;
+                    let v14 = (show(&n11).await as u64);
+                    if v14 % 3 == 0 { drop(n11); }
+                }
+                {
+                    let mut n15 = Noisy::new("n15");
+                }
+                let r17 = tick(Noisy::new("arg-re16")).await;
+                arg = r17;
+            }
+        }
+        {
+            let w18 = (show(&arg).await as u64);
+            let r20 = tick(Rec::new("rec19", input % 100)).await;
+            match r20 {
+                rec21 if rec21.id % 3 == w18 % 3 => {
+                    acc = acc.wrapping_add(rec21.score());
+                    let mut i23: u64 = 0;
+                    'l24: loop {
+                        if i23 >= 3 { break 'l24; }
+                        i23 += 1;
+                        let mut n25 = Noisy::new("n25");
+                        acc = (acc * 5 + checked((w18 ^ input) % 97)?) % 1_000_003;
+                        let i23 = tick(i23 % 1000 + 1).await;
+                    }
+                    drop(arg);
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w18) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    let v27 = tick(acc % 100).await;
+                    { let f26 = |x: u64| (x * 5) ^ 13; acc = f26(v27 % 1000); }
+                    let v29 = tick_named("k30", acc % 100).await;
+                    { let f28 = |x: u64| (x * 5) ^ 13; acc = f28(v29 % 1000); }
+                }
+                Rec { pair: (mut a22, _), .. } => {
+                    let mut i31: u64 = 0;
+                    'l32: loop {
+                        if i31 >= 3 { break 'l32; }
+                        i31 += 1;
+                        let mut n33 = Noisy::new("n33");
+                        let mut n35 = tick(Rec::new("rec34", acc % 100)).await.name;
+                        acc = (acc * 5 + checked(w18 % 100)?) % 1_000_003;
+                        if acc % 4 == 0 { break 'l32; }
                     }
                 }
             }
-            let mut n25 = Noisy::new("n25");
-        } else {
-            {
-                let f26 = |x: u64| (x * 5) ^ 13;
-                let v27 = tick(v14 % 100).await;
-                acc = f26(v27 % 1000);
-                let f28 = |x: u64| (x * 5) ^ 13;
-                let v29 = tick_named("k30", acc % 100).await;
-                acc = f28(v29 % 1000);
-                let mut n31 = Noisy::new("n31");
-            }
-            let Some(v32) = tick(maybe((v14 ^ input) % 97)).await else {
-                return Err(Fail::new("else33"));
+        }
+        let v37 = show(&Noisy::new("t36")).await as u64;
+        acc = (acc * 1 + v37) % 1_000_003;
+        let list38: Vec<Noisy> = vec![];
+        let f39 = first_of(&list38).await;
+        let v40 = tick(acc % 100).await;
+        acc = acc.wrapping_add(v40);
+        if let Some(f39) = f39 {
+            acc = acc.wrapping_add(show(f39).await as u64 + list38.len() as u64);
+        }
+        acc = acc.wrapping_add(list38.len() as u64);
+        if (input >> 53) & 1 == 1 {
+            let v40 = tick(v40 % 1000 + 1).await;
+            let v41 = tick(acc % 100).await;
+            let v42 = fallible(input % 100).await?;
+            let v43 = (v42 * 7 + v41) % 1_000_003;
+            let v45 = show(&Noisy::new("t44")).await as u64;
+            acc = (acc * 1 + v45) % 1_000_003;
+            let Some(v46) = tick(maybe(v41 % 100)).await else {
+                return Err(Fail::new("else47"));
             };
         }
-        let v35 = show(&Noisy::new("t34")).await as u64;
-        acc = (acc * 1 + v35) % 1_000_003;
-        let list36: Vec<Noisy> = vec![Noisy::new("list36.0")];
-        'l38: for x37 in list36.iter().rev().map(|n| n.touch() as u64) {
-            let pairs39: Vec<(Noisy, Noisy)> = vec![pair("pairs39.0"), pair("pairs39.1")];
-            'l41: for (a40, _) in pairs39.iter() {
-                acc = acc.wrapping_add(show(a40).await as u64);
-                let v42 = tick_named("k43", (v11 ^ input) % 97).await;
-                acc = (acc * 3 + v42) % 1_000_003;
-                acc = (acc * 5 + checked(v42 % 100)?) % 1_000_003;
-                let v11 = tick(v11 % 1000 + 1).await;
+        let mut it48: IntoIter<(Noisy, Noisy)> = vec![pair("it48.0"), pair("it48.1")].into_iter();
+        'l51: while let Some((_, mut b50)) = tick(it48.next()).await {
+            let Some(v52) = tick(maybe(32u64 % 100)).await else {
+                return Err(Fail::new("else53"));
+            };
+            let _ = pair("p56");
+            let v57 = fallible((acc ^ input) % 97).await?;
+            acc = (acc * 3 + v57) % 1_000_003;
+            let mut n58 = fallible_noisy("n58", input % 100).await?;
+        }
+        let mut n59 = Noisy::new("n59");
+        let mut n60 = Noisy::new("n60");
+        let pairs61: Vec<(Noisy, Noisy)> = vec![pair("pairs61.0"), pair("pairs61.1")];
+        'l64: for _ in pairs61 {
+            let v66 = tick(acc % 100).await;
+            { let f65 = |x: u64| (x * 5) ^ 13; acc = f65(v66 % 1000); }
+            let c67 = tick((v40 ^ input) % 97 % 2 == 0).await;
+            if c67 { break 'l64; }
+            let input = tick(input % 1000 + 1).await;
+        }
+        let c68 = tick(82u64 % 100 % 2 == 0).await;
+        if c68 {
+            let list69: Vec<Noisy> = vec![Noisy::new("list69.0"), Noisy::new("list69.1")];
+            let f70 = first_of(&list69).await;
+            if let Some(f70) = f70 {
+                acc = acc.wrapping_add(show(f70).await as u64 + list69.len() as u64);
+            }
+            acc = acc.wrapping_add(list69.len() as u64);
+            {
+                let list71: Vec<Noisy> = vec![Noisy::new("list71.0")];
+                for (k72, item) in list71.iter().enumerate() {
+                    acc = acc.wrapping_add(show(item).await as u64 + k72 as u64);
+                }
                 {
-                    let v45 = show(&tick(Rec::new("rec44", v42 % 100)).await.name).await as u64;
-                    acc = (acc * 1 + v45) % 1_000_003;
-                    let f46 = |x: u64| (x * 5) ^ 13;
-                    let v47 = tick(v42 % 100).await;
-                    acc = f46(v47 % 1000);
+                    acc = (acc * 5 + checked((acc ^ input) % 97)?) % 1_000_003;
+                    let v73 = pass((input ^ input) % 97).await;
+                    let v74 = tick_named("k75", (acc ^ input) % 97).await;
+                    let v76 = (v74 * 7 + v73) % 1_000_003;
                 }
+                if acc % 2 == 0 { drop(n60); }
             }
-            acc = acc.wrapping_add(pairs39.len() as u64);
-            acc = (acc * 5 + checked((input ^ input) % 97)?) % 1_000_003;
-            let mut n49 = tick(Rec::new("rec48", x37 % 100)).await.name;
-            if acc % 3 == 0 {
-                let _ = pair("p52");
-                let v53 = fallible((acc ^ input) % 97).await?;
-                acc = (acc * 3 + v53) % 1_000_003;
-                let mut n54 = fallible_noisy("n54", v11 % 100).await?;
-                let mut n55 = Noisy::new("n55");
-            }
+            let v77 = tick(checked(input % 100)).await?;
+            acc = (acc * 1 + v77) % 1_000_003;
+        } else {
+            let Some(mut v78) = tick(maybe_noisy("v78", v40 % 100)).await else {
+                let g79 = Noisy::new("g79");
+                let v80 = pass(v40 % 100).await;
+                acc = (acc * 1 + v80) % 1_000_003;
+                return Err(Fail::new("else81"));
+            };
         }
-        let Some(v56) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else57"));
-        };
-        let c58 = tick((v14 ^ input) % 97 % 2 == 0).await;
-        if c58 {
-            let mut i59: u64 = 0;
-            'l60: while i59 < 2 {
-                i59 += 1;
-                let v61 = tick(v14 % 100).await;
-                let v62 = (show(&Noisy::new("t63")).await as u64);
-                let v64 = (v62 * 7 + v61) % 1_000_003;
-                let w65 = fallible(v62 % 100).await?;
-                let r67 = tick(Rec::new("rec66", (v56 ^ input) % 97)).await;
-                match r67 {
-                    rec68 if rec68.id % 3 == w65 % 3 => {
-                        acc = acc.wrapping_add(rec68.score());
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w65) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                    }
-                    Rec { pair: (mut a69, _), .. } => {
-                        ev(format!("e70 {acc}"));
-                        drop(a69);
-                    }
-                }
-            }
-            let mut i71: u64 = 0;
-            'l72: loop {
-                if i71 >= 3 { break 'l72; }
-                i71 += 1;
-                let Some(mut v73) = tick(maybe_noisy("v73", input % 100)).await else {
-                    let g74 = Noisy::new("g74");
-                    let v75 = pass((input ^ input) % 97).await;
-                    acc = (acc * 1 + v75) % 1_000_003;
-                    let v76 = show(&g74).await as u64;
-                    acc = (acc * 1 + v76) % 1_000_003;
-                    break 'l72;
-                };
-                let v77 = tick((input ^ input) % 97).await;
-                let v78 = tick_named("k79", i71 % 100).await;
-                let v80 = (v78 * 7 + v77) % 1_000_003;
-                let v81 = (show(&Noisy::new("t82")).await as u64);
-                acc = (acc * 3 + v81) % 1_000_003;
-                let Some(v83) = tick(maybe(v56 % 100)).await else {
-                    break 'l72;
-                };
-            }
-            if (input >> 36) & 1 == 1 {
-                let v84 = fallible(i71 % 100).await?;
-                let v85 = (show(&Noisy::new("t86")).await as u64);
-                let v87 = (v85 * 7 + v84) % 1_000_003;
-            }
-            let pairs88: Vec<(Noisy, Noisy)> = vec![pair("pairs88.0"), pair("pairs88.1")];
-            'l90: for &(ref a89, _) in pairs88.iter() {
-                acc = acc.wrapping_add(show(a89).await as u64);
-                let v91 = tick(acc % 100).await;
-                acc = (acc * 3 + v91) % 1_000_003;
-                let f92 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v93 = f92((v56 ^ input) % 97).await;
-                acc = (acc * 1 + v93) % 1_000_003;
-            }
-            acc = acc.wrapping_add(pairs88.len() as u64);
-        }
-        let r95 = tick(Noisy::new("arg-re94")).await;
-        arg = r95;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -2888,7 +2937,7 @@ random_case! {
 }
 
 random_case! {
-    case_023, 0x05990412246b307a,
+    case_023, 0xb382e1dde3fc89a3,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = tick(input % 100).await;
@@ -2903,27 +2952,78 @@ random_case! {
         let v9 = (show(&arg).await as u64);
         acc = (acc * 3 + v9) % 1_000_003;
         let list10: Vec<Noisy> = vec![Noisy::new("list10.0"), Noisy::new("list10.1")];
-        for (k11, item) in list10.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k11 as u64);
+        'l12: for x11 in list10.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
+            let mut i13: u64 = 0;
+            'l14: loop {
+                if i13 >= 2 { break 'l14; }
+                i13 += 1;
+                let v15 = fallible(i13 % 100).await?;
+                acc = (acc * 3 + v15) % 1_000_003;
+                let v16 = async { tick(24u64).await }.await;
+                acc = (acc * 3 + v16) % 1_000_003;
+                let v18 = show(&Noisy::new("t17")).await as u64;
+                acc = (acc * 1 + v18) % 1_000_003;
+            }
+            if (input >> 12) & 1 == 1 {
+                let Some(v19) = tick(maybe((input ^ input) % 97)).await else {
+                    break 'l12;
+                };
+                let Some(v20) = tick(maybe(85u64 % 100)).await else {
+                    break 'l12;
+                };
+            } else {
+                ev(format!("e21 {acc}"));
+                let list22: Vec<Noisy> = vec![Noisy::new("list22.0"), Noisy::new("list22.1")];
+                let f23 = first_of(&list22).await;
+                if let Some(f23) = f23 {
+                    acc = acc.wrapping_add(show(f23).await as u64 + list22.len() as u64);
+                }
+                {
+                    let f24 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v25 = f24((v1 ^ input) % 97).await;
+                    acc = (acc * 1 + v25) % 1_000_003;
+                }
+                if (input >> 5) & 1 == 1 {
+                    ev(format!("e26 {acc} {}", n6.touch()));
+                } else {
+                    let v27 = tick(checked(v9 % 100)).await?;
+                    acc = (acc * 1 + v27) % 1_000_003;
+                    if (input ^ acc) % 5 < 2 { continue 'l12; }
+                }
+            }
+            let list28: Vec<Noisy> = vec![];
+            'l30: for x29 in list28.iter().map(|n| n.touch() as u64) {
+                let mut n31 = Noisy::new("n31");
+                let mut arg = Noisy::new("arg-shadow32");
+                {
+                    if acc % 2 == 0 { continue 'l30; }
+                    let v33 = tick(14u64 % 100).await;
+                    if v33 % 3 == 0 { drop(n31); }
+                }
+            }
         }
-        {
-            drop(arg);
-            let v12 = pass(acc % 100).await;
-            let v13 = tick((acc ^ input) % 97).await;
-            let v14 = (v13 * 7 + v12) % 1_000_003;
-            acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
+        let list34: Vec<Noisy> = vec![Noisy::new("list34.0"), Noisy::new("list34.1")];
+        'l36: for _ in 0..1u64 {
+            let f35 = first_of(&list34).await;
+            let f35n = tick(f35.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f35) = f35 { acc = acc.wrapping_add(show(f35).await as u64); }
+            let v37 = pass(81u64 % 100).await;
+            let v38 = pass(v2 % 100).await;
+            let v39 = (v38 * 7 + v37) % 1_000_003;
+            let r41 = tick(Noisy::new("n6-re40")).await;
+            n6 = r41;
+            let r43 = tick(Noisy::new("n6-re42")).await;
+            n6 = r43;
+            let mut n44 = Noisy::new("n44");
         }
-        let v15 = (show(&n6).await as u64);
-        let v16 = (show(&Noisy::new("t17")).await as u64);
-        let v18 = (v16 * 7 + v15) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow19");
-        let Some(v20) = tick(maybe(85u64 % 100)).await else {
-            return Err(Fail::new("else21"));
-        };
-        let list22: Vec<Noisy> = vec![Noisy::new("list22.0"), Noisy::new("list22.1")];
-        for (k23, item) in list22.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k23 as u64);
-        }
+        acc = acc.wrapping_add(list34.len() as u64);
+        let v46 = show(&Noisy::new("t45")).await as u64;
+        acc = (acc * 1 + v46) % 1_000_003;
+        let v47 = pass((v4 ^ input) % 97).await;
+        acc = (acc * 3 + v47) % 1_000_003;
+        let v48 = tick_named("k49", (v4 ^ input) % 97).await;
+        acc = (acc * 3 + v48) % 1_000_003;
+        let mut n50 = Noisy::new("n50");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -3068,7 +3168,7 @@ random_case! {
 }
 
 random_case! {
-    case_025, 0xf78844d439f8dbfc,
+    case_025, 0xc9c79773f17f3cf9,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
@@ -3081,105 +3181,86 @@ random_case! {
             let mut i6: u64 = 0;
             'l7: while i6 < 3 {
                 i6 += 1;
-                let w8 = pass(i4 % 100).await;
-                let r10 = tick(Rec::new("rec9", input % 100)).await;
-                match r10 {
-                    rec11 if rec11.id % 3 == w8 % 3 => {
-                        acc = acc.wrapping_add(rec11.score());
-                        let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w8) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                        if acc % 2 == 0 { break 'l7; }
-                    }
-                    Rec { pair: (mut a12, _), .. } => {
-                        ev(format!("e13 {acc}"));
+                {
+                    let w8 = pass(i4 % 100).await;
+                    let r10 = tick(Rec::new("rec9", input % 100)).await;
+                    match r10 {
+                        rec11 if rec11.id % 3 == w8 % 3 => {
+                            acc = acc.wrapping_add(rec11.score());
+                            let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w8) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                            if acc % 2 == 0 { break 'l7; }
+                        }
+                        Rec { pair: (mut a12, _), .. } => {
+                            ev(format!("e13 {acc}"));
+                        }
                     }
                 }
                 ev(format!("e14 {acc}"));
                 if (input >> 58) & 1 == 1 {
                     let i6 = tick(i6 % 1000 + 1).await;
-                    let v16 = tick(Rec::new("rec15", (w8 ^ input) % 97)).await.id;
+                    let v16 = tick(Rec::new("rec15", (i6 ^ input) % 97)).await.id;
                     acc = (acc * 1 + v16) % 1_000_003;
                 } else {
-                    let v17 = tick(checked((acc ^ input) % 97)).await?;
-                    acc = (acc * 1 + v17) % 1_000_003;
-                    let mut n18 = Noisy::new("n18");
-                    drop(n18);
+                    let mut n17 = Noisy::new("n17");
+                    let mut n19 = tick(Rec::new("rec18", v3 % 100)).await.name;
+                    let v21 = show(&Noisy::new("t20")).await as u64;
+                    acc = (acc * 1 + v21) % 1_000_003;
                 }
             }
-            let mut n19 = fallible_noisy("n19", acc % 100).await?;
-            ev(format!("e20 {acc} {}", arg.touch()));
-            let list21: Vec<Noisy> = vec![Noisy::new("list21.0")];
-            'l23: for _ in 0..4u64 {
-                let f22 = first_of(&list21).await;
-                let f22n = tick(f22.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                if let Some(f22) = f22 { acc = acc.wrapping_add(show(f22).await as u64); }
-                let v24 = fallible(acc % 100).await?;
-                if v24 % 3 == 0 { continue 'l23; }
-                let mut n25 = Noisy::new("n25");
-                let f26 = |x: u64| (x * 5) ^ 13;
-                let v27 = async { tick(58u64).await }.await;
-                acc = f26(v27 % 1000);
-            }
-            acc = acc.wrapping_add(list21.len() as u64);
-        }
-        let list28: Vec<Noisy> = vec![Noisy::new("list28.0"), Noisy::new("list28.1")];
-        let f29 = first_of(&list28).await;
-        let v30 = tick(v3 % 100).await;
-        acc = acc.wrapping_add(v30);
-        if let Some(f29) = f29 {
-            acc = acc.wrapping_add(show(f29).await as u64 + list28.len() as u64);
-        }
-        let c31 = tick(acc % 100 % 2 == 0).await;
-        if c31 {
-            let mut n32 = Noisy::new("n32");
-            let r34 = tick(Noisy::new("arg-re33")).await;
-            arg = r34;
-            let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-            let mut i35: u64 = 0;
-            'l36: loop {
-                if i35 >= 2 { break 'l36; }
-                i35 += 1;
-                let w37 = tick(acc % 100).await;
-                let r39 = tick(Rec::new("rec38", (acc ^ input) % 97)).await;
-                match r39 {
-                    rec40 if rec40.id % 3 == w37 % 3 => {
-                        acc = acc.wrapping_add(rec40.score());
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w37) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                        let Some(v42) = tick(maybe(input % 100)).await else {
-                            continue 'l36;
-                        };
-                    }
-                    Rec { pair: (mut a41, _), .. } => {
-                        let v44 = show(&Noisy::new("t43")).await as u64;
-                        acc = (acc * 1 + v44) % 1_000_003;
-                        let Some(v45) = tick(maybe((input ^ input) % 97)).await else {
-                            return Err(Fail::new("else46"));
-                        };
-                    }
-                }
-                let v48 = show(&Noisy::new("t47")).await as u64;
-                acc = (acc * 1 + v48) % 1_000_003;
-                if (input >> 57) & 1 == 1 {
-                    let v49 = (show(&arg).await as u64);
-                    let v50 = (show(&arg).await as u64);
-                    let v51 = (v50 * 7 + v49) % 1_000_003;
-                    let Some(v52) = tick(maybe(i4 % 100)).await else {
-                        return Err(Fail::new("else53"));
+            let mut n22 = Noisy::new("n22");
+            let v23 = tick((acc ^ input) % 97).await;
+            if v23 % 3 == 0 {
+                if (input >> 51) & 1 == 1 {
+                    let v25 = show(&Noisy::new("t24")).await as u64;
+                    acc = (acc * 1 + v25) % 1_000_003;
+                    let Some(v26) = tick(maybe((acc ^ input) % 97)).await else {
+                        continue 'l5;
                     };
+                    acc = (acc * 5 + checked((v3 ^ input) % 97)?) % 1_000_003;
+                } else {
+                    let v28 = pass(v23 % 100).await;
+                    { let f27 = |x: u64| (x * 5) ^ 13; acc = f27(v28 % 1000); }
                 }
-                let Some(v54) = tick(maybe((w37 ^ input) % 97)).await else {
-                    return Err(Fail::new("else55"));
-                };
+                {
+                    {
+                        let f29 = async |x: u64| tick(x % 100).await + 1;
+                        let v30 = f29(86u64 % 100).await;
+                        acc = (acc * 1 + v30) % 1_000_003;
+                    }
+                    let v31 = async { tick(4u64).await }.await;
+                    let v32 = async { tick(24u64).await }.await;
+                    let v33 = (v32 * 7 + v31) % 1_000_003;
+                    let v34 = tick_named("k35", v33 % 100).await;
+                    let v36 = (show(&n22).await as u64);
+                    let v37 = (v36 * 7 + v34) % 1_000_003;
+                }
+                let v39 = pass(i6 % 100).await.wrapping_mul(3) % 1000;
+                acc = (acc * 1 + v39) % 1_000_003;
+                if acc % 2 == 0 {
+                    let mut n22 = Noisy::new("n22-shadow40");
+                    let mut n41 = fallible_noisy("n41", input % 100).await?;
+                    acc = (acc * 5 + checked((input ^ input) % 97)?) % 1_000_003;
+                    let v42 = tick(acc % 100).await;
+                    acc = (acc * 3 + v42) % 1_000_003;
+                } else {
+                    let v44 = show(&Noisy::new("t43")).await as u64;
+                    acc = (acc * 1 + v44) % 1_000_003;
+                }
             }
+            let v45 = (show(&n22).await as u64);
+            acc = (acc * 3 + v45) % 1_000_003;
         }
-        ev(format!("e56 {acc} {}", arg.touch()));
-        let v57 = (show(&arg).await as u64);
-        let v58 = (show(&arg).await as u64);
-        let v59 = (v58 * 7 + v57) % 1_000_003;
+        drop(arg);
+        let Some(v46) = tick(maybe((i4 ^ input) % 97)).await else {
+            return Err(Fail::new("else47"));
+        };
+        let r49 = tick(Noisy::new("arg-re48")).await;
+        arg = r49;
+        let r51 = tick(Noisy::new("arg-re50")).await;
+        arg = r51;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -3355,161 +3436,108 @@ random_case! {
 }
 
 random_case! {
-    case_027, 0x8f12136d2a23d1b9,
+    case_027, 0x83e6f235d60c54ca,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = pass(acc % 100).await;
         acc = (acc * 3 + v1) % 1_000_003;
         let mut arg = Noisy::new("arg-shadow2");
-        let w4 = tick(v1 % 100).await;
-        #[cfg(any())]
-        let v3: u64 = 1000;
-        #[cfg(all())]
-        let v3: u64 = w4 % 1000;
-        let mut i5: u64 = 0;
-        'l6: while i5 < 3 {
-            i5 += 1;
-            let mut it7: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
-            'l10: while let Some(_) = tick(it7.next()).await {
-                let v11 = pass(input % 100).await;
-                let v12 = tick(v11 % 100).await;
-                let v13 = (v12 * 7 + v11) % 1_000_003;
-                let w14 = async { tick(43u64).await }.await;
-                let r16 = tick(Rec::new("rec15", acc % 100)).await;
-                match r16 {
-                    rec17 if rec17.id % 3 == w14 % 3 => {
-                        acc = acc.wrapping_add(rec17.score());
-                        let list19: Vec<Noisy> = vec![Noisy::new("list19.0"), Noisy::new("list19.1")];
-                        let f20 = first_of(&list19).await;
-                        let v21 = pass(v1 % 100).await;
-                        acc = acc.wrapping_add(v21);
-                        if let Some(f20) = f20 {
-                            acc = acc.wrapping_add(show(f20).await as u64 + list19.len() as u64);
-                        }
-                        acc = acc.wrapping_add(list19.len() as u64);
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w14) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                        let Some(v22) = tick(maybe(v1 % 100)).await else {
-                            let g23 = Noisy::new("g23");
-                            let v24 = (show(&arg).await as u64);
-                            acc = (acc * 1 + v24) % 1_000_003;
-                            let v25 = show(&g23).await as u64;
-                            acc = (acc * 1 + v25) % 1_000_003;
-                            continue 'l10;
-                        };
-                    }
-                    Rec { pair: (mut a18, _), .. } => {
-                        if (input >> 19) & 1 == 1 { continue 'l10; }
-                    }
-                }
-                {
-                    let c26 = tick(v1 % 100 % 2 == 0).await;
-                    if c26 { break 'l6; }
-                    if acc % 2 == 0 { continue 'l6; }
-                }
-            }
-            let v27 = fallible((96u64 ^ input) % 97).await?;
-            acc = (acc * 3 + v27) % 1_000_003;
-            let c28 = tick((acc ^ input) % 97 % 2 == 0).await;
-            if c28 {
-                if acc % 3 == 0 {
-                    let v30 = pass((v1 ^ input) % 97).await.wrapping_mul(3) % 1000;
-                    acc = (acc * 1 + v30) % 1_000_003;
-                }
-            } else {
-                let Some(v31) = tick(maybe((v3 ^ input) % 97)).await else {
-                    break 'l6;
-                };
-                let v32 = (show(&arg).await as u64);
-                acc = (acc * 3 + v32) % 1_000_003;
-                let mut i33: u64 = 0;
-                'l34: while i33 < 0 {
-                    i33 += 1;
-                    let v35 = (show(&arg).await as u64);
-                    acc = (acc * 3 + v35) % 1_000_003;
-                    let v36 = (show(&arg).await as u64);
-                    acc = (acc * 3 + v36) % 1_000_003;
-                    let Some(v37) = tick(maybe((i33 ^ input) % 97)).await else {
-                        return Err(Fail::new("else38"));
-                    };
-                }
-            }
-        }
-        let c39 = tick(input % 100 % 2 == 0).await;
-        if c39 { return Err(Fail::new("r40")); }
-        let _ = tick(Rec::new("rec41", (acc ^ input) % 97)).await.pair;
         {
-            let mut n44 = Noisy::new("n44");
-            let v45 = tick(acc % 100).await;
-            acc = (acc * 3 + v45) % 1_000_003;
-        }
-        let mut i46: u64 = 0;
-        'l47: loop {
-            if i46 >= 0 { break 'l47; }
-            i46 += 1;
-            let pairs48: Vec<(Noisy, Noisy)> = vec![pair("pairs48.0")];
-            'l50: for (a49, _) in pairs48.iter().rev() {
-                acc = acc.wrapping_add(show(a49).await as u64);
-                let mut n51 = Noisy::new("n51");
-                let f52 = |x: u64| (x * 5) ^ 13;
-                let v53 = (show(&Noisy::new("t54")).await as u64);
-                acc = f52(v53 % 1000);
-            }
-            acc = acc.wrapping_add(pairs48.len() as u64);
-            let v55 = (show(&arg).await as u64);
-            acc = (acc * 3 + v55) % 1_000_003;
-            let r57 = tick(Noisy::new("arg-re56")).await;
-            arg = r57;
-            let Some(v58) = tick(maybe(61u64 % 100)).await else {
-                break 'l47;
-            };
-        }
-        let v59 = tick_named("k60", v1 % 100).await;
-        if v59 % 3 == 0 {
-            let mut n61 = Noisy::new("n61");
-            let v62 = (show(&Noisy::new("t63")).await as u64);
-            let v64 = fallible(v1 % 100).await?;
-            let v65 = (v64 * 7 + v62) % 1_000_003;
-        }
-        let mut i66: u64 = 0;
-        'l67: loop {
-            if i66 >= 1 { break 'l67; }
-            i66 += 1;
-            let mut i68: u64 = 0;
-            'l69: loop {
-                if i68 >= 4 { break 'l69; }
-                i68 += 1;
-                if (input >> 63) & 1 == 1 {
-                    let v70 = (show(&Noisy::new("t71")).await as u64);
-                    if v70 % 3 == 0 { continue 'l67; }
-                } else {
-                    if (input >> 5) & 1 == 1 { return Ok(acc); }
-                    let r73 = tick(Noisy::new("arg-re72")).await;
-                    arg = r73;
-                    let Some(v74) = tick(maybe((50u64 ^ input) % 97)).await else {
-                        continue 'l69;
+            let w3 = tick(v1 % 100).await;
+            let r5 = tick(Rec::new("rec4", acc % 100)).await;
+            match r5 {
+                rec6 if rec6.id % 3 == w3 % 3 => {
+                    acc = acc.wrapping_add(rec6.score());
+                    let Some(mut v8) = tick(maybe_noisy("v8", (acc ^ input) % 97)).await else {
+                        let g9 = Noisy::new("g9");
+                        let v11 = tick_named("k10", (v1 ^ input) % 97).await;
+                        acc = (acc * 1 + v11) % 1_000_003;
+                        return Err(Fail::new("else12"));
                     };
-                    let v75 = tick_named("k76", (i46 ^ input) % 97).await;
-                    let v77 = fallible(v59 % 100).await?;
-                    let v78 = (v77 * 7 + v75) % 1_000_003;
                 }
-                let f79 = |x: u64| (x * 5) ^ 13;
-                let v80 = tick_named("k81", acc % 100).await;
-                acc = f79(v80 % 1000);
-            }
-            let mut i82: u64 = 0;
-            'l83: loop {
-                if i82 >= 4 { break 'l83; }
-                i82 += 1;
-                if (input ^ acc) % 5 < 2 {
-                    let mut n84 = Noisy::new("n84");
-                    if (input ^ acc) % 5 < 2 { return Ok(acc); }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w3) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
                 }
-                let v85 = tick(v3 % 100).await;
-                acc = (acc * 3 + v85) % 1_000_003;
+                Rec { pair: (mut a7, _), .. } => {
+                    let mut n13 = Noisy::new("n13");
+                }
             }
         }
+        let mut it14: IntoIter<(Noisy, Noisy)> = vec![pair("it14.0")].into_iter();
+        'l17: while let Some((mut a15, _)) = tick(it14.next()).await {
+            if (input >> 51) & 1 == 1 { return Ok(acc); }
+            let v19 = tick_named("k20", (acc ^ input) % 97).await;
+            { let f18 = |x: u64| (x * 5) ^ 13; acc = f18(v19 % 1000); }
+            let v21 = pass(v1 % 100).await;
+            let v22 = tick((v1 ^ input) % 97).await;
+            let v23 = (v22 * 7 + v21) % 1_000_003;
+            {
+                let c24 = tick(v1 % 100 % 2 == 0).await;
+                if c24 { continue 'l17; }
+                let list25: Vec<Noisy> = vec![Noisy::new("list25.0")];
+                for (k26, item) in list25.iter().enumerate() {
+                    acc = acc.wrapping_add(show(item).await as u64 + k26 as u64);
+                }
+            }
+        }
+        let mut n27 = Noisy::new("n27");
+        let mut i28: u64 = 0;
+        'l29: loop {
+            if i28 >= 1 { break 'l29; }
+            i28 += 1;
+            let mut i30: u64 = 0;
+            'l31: while i30 < 3 {
+                i30 += 1;
+                if (input ^ acc) % 5 < 2 {
+                    let v32 = tick_named("k33", (acc ^ input) % 97).await;
+                    let v34 = fallible(v1 % 100).await?;
+                    let v35 = (v34 * 7 + v32) % 1_000_003;
+                    let mut n27 = pass(Noisy::new(format!("{}+", n27.name()))).await;
+                    let v36 = tick(input % 100).await;
+                    let v37 = (show(&n27).await as u64);
+                    let v38 = (v37 * 7 + v36) % 1_000_003;
+                    let c39 = tick(v35 % 100 % 2 == 0).await;
+                    if c39 { continue 'l29; }
+                } else {
+                    let Some(v40) = tick(maybe((v1 ^ input) % 97)).await else {
+                        break 'l29;
+                    };
+                    let i28 = tick(i28 % 1000 + 1).await;
+                }
+                if (input ^ acc) % 5 < 2 {
+                    let mut n42 = tick(Rec::new("rec41", acc % 100)).await.into_name();
+                    let v44 = async { tick(32u64).await }.await;
+                    { let f43 = |x: u64| (x * 5) ^ 13; acc = f43(v44 % 1000); }
+                    let v45 = pass((input ^ input) % 97).await;
+                    if v45 % 3 == 0 { return Ok(acc); }
+                } else {
+                    {
+                        let f46 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v47 = f46(9u64 % 100).await;
+                        acc = (acc * 1 + v47) % 1_000_003;
+                    }
+                    let v49 = show(&Noisy::new("t48")).await as u64;
+                    acc = (acc * 1 + v49) % 1_000_003;
+                    let v51 = show(&Noisy::new("t50")).await as u64;
+                    acc = (acc * 1 + v51) % 1_000_003;
+                    let mut n52 = Noisy::new("n52");
+                }
+            }
+            let v53 = tick(acc % 100).await;
+            acc = (acc * 3 + v53) % 1_000_003;
+            let c54 = tick((i28 ^ input) % 97 % 2 == 0).await;
+            if c54 { continue 'l29; }
+            let mut n55 = Noisy::new("n55");
+        }
+        let v57 = fallible((i28 ^ input) % 97).await?;
+        { let f56 = |x: u64| (x * 5) ^ 13; acc = f56(v57 % 1000); }
+        let v58 = (show(&arg).await as u64);
+        acc = (acc * 3 + v58) % 1_000_003;
+        let r60 = tick(Noisy::new("arg-re59")).await;
+        arg = r60;
+        let Some(v61) = tick(maybe((acc ^ input) % 97)).await else {
+            return Err(Fail::new("else62"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -3625,7 +3653,7 @@ random_case! {
 }
 
 random_case! {
-    case_029, 0xb43379b7ebc5490a,
+    case_029, 0x238d9f76bd3f8913,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if acc % 3 == 0 {
@@ -3688,51 +3716,46 @@ random_case! {
                         return Err(Fail::new("else38"));
                     };
                 }
-                let mut i39: u64 = 0;
-                let mut n41: Noisy = 'l40: loop {
-                    if i39 >= 2 { break 'l40 Noisy::new("n41-end"); }
-                    i39 += 1;
-                    acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
-                    let v43 = show(&Noisy::new("t42")).await as u64;
-                    acc = (acc * 1 + v43) % 1_000_003;
-                    let f44 = async |x: u64| tick(x % 100).await + 1;
-                    let v45 = f44((acc ^ input) % 97).await;
-                    acc = (acc * 1 + v45) % 1_000_003;
-                };
-            }
-            let pairs46: Vec<(Noisy, Noisy)> = vec![];
-            'l48: for (_, a47) in &pairs46 {
-                acc = acc.wrapping_add(show(a47).await as u64);
-                let Some(v49) = tick(maybe((input ^ input) % 97)).await else {
-                    let v50 = fallible(input % 100).await?;
-                    acc = (acc * 1 + v50) % 1_000_003;
-                    continue 'l48;
-                };
-                if acc % 3 == 0 {
-                    let _ = pair("p53");
-                    let mut n54 = Noisy::new("n54");
-                    let v55 = pass(v24 % 100).await;
-                    acc = (acc * 3 + v55) % 1_000_003;
-                } else {
-                    let v56 = tick((v24 ^ input) % 97).await;
-                    acc = (acc * 3 + v56) % 1_000_003;
-                    let v57 = fallible(acc % 100).await?;
-                    let v58 = tick_named("k59", acc % 100).await;
-                    let v60 = (v58 * 7 + v57) % 1_000_003;
-                    let mut arg = Noisy::new("arg-shadow61");
-                    if acc % 2 == 0 { break 'l48; }
+                let list39: Vec<Noisy> = vec![Noisy::new("list39.0")];
+                'l41: for _ in 0..3u64 {
+                    let f40 = first_of(&list39).await;
+                    let f40n = tick(f40.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                    if let Some(f40) = f40 { acc = acc.wrapping_add(show(f40).await as u64); }
+                    let mut n42 = Noisy::new("n42");
+                    let v43 = tick_named("k44", acc % 100).await;
+                    acc = (acc * 3 + v43) % 1_000_003;
+                    let mut n42 = Noisy::new("n42-shadow45");
                 }
+                acc = acc.wrapping_add(list39.len() as u64);
             }
-            acc = acc.wrapping_add(pairs46.len() as u64);
-            let v63 = show(&Noisy::new("t62")).await as u64;
-            acc = (acc * 1 + v63) % 1_000_003;
-            ev(format!("e64 {acc}"));
-        } else {
-            let mut n65 = Noisy::new("n65");
+            let r47 = tick(Noisy::new("arg-re46")).await;
+            arg = r47;
+            let Some(v48) = tick(maybe((input ^ input) % 97)).await else {
+                let v49 = fallible(input % 100).await?;
+                acc = (acc * 1 + v49) % 1_000_003;
+                return Err(Fail::new("else50"));
+            };
+            let mut i51: u64 = 0;
+            'l52: while i51 < 1 {
+                i51 += 1;
+                let pairs53: Vec<(Noisy, Noisy)> = vec![pair("pairs53.0"), pair("pairs53.1")];
+                'l56: for (mut a54, _) in pairs53 {
+                    let v57 = fallible(acc % 100).await?;
+                    let v58 = async { tick(6u64).await }.await;
+                    let v59 = (v58 * 7 + v57) % 1_000_003;
+                    let Some(v60) = tick(maybe(input % 100)).await else {
+                        let g61 = Noisy::new("g61");
+                        let v62 = async { tick(70u64).await }.await;
+                        acc = (acc * 1 + v62) % 1_000_003;
+                        let v63 = show(&g61).await as u64;
+                        acc = (acc * 1 + v63) % 1_000_003;
+                        break 'l52;
+                    };
+                }
+                if (input >> 47) & 1 == 1 { return Err(Fail::new("r64")); }
+            }
         }
-        let Some(v66) = tick(maybe(74u64 % 100)).await else {
-            return Err(Fail::new("else67"));
-        };
+        ev(format!("e65 {acc}"));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -4005,7 +4028,7 @@ random_case! {
 }
 
 random_case! {
-    case_033, 0x578b7c864122b261,
+    case_033, 0xfc3cdb3031241ce3,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if acc % 2 == 0 {
@@ -4030,57 +4053,44 @@ random_case! {
         let Some(v14) = tick(maybe(v11 % 100)).await else {
             return Err(Fail::new("else15"));
         };
-        let pairs16: Vec<(Noisy, Noisy)> = vec![pair("pairs16.0")];
-        'l18: for &(ref a17, _) in pairs16.iter() {
-            acc = acc.wrapping_add(show(a17).await as u64);
-            let v20 = show(&Noisy::new("t19")).await as u64;
-            acc = (acc * 1 + v20) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow21");
-            let v23 = pass(0u64 % 100).await.wrapping_mul(3) % 1000;
-            acc = (acc * 1 + v23) % 1_000_003;
-            let c24 = tick(input % 100 % 2 == 0).await;
-            if c24 { break 'l18; }
+        let mut it16: IntoIter<(Noisy, Noisy)> = vec![pair("it16.0")].into_iter();
+        'l19: while let Some((mut a17, mut b18)) = tick(it16.next()).await {
+            let Some(v20) = tick(maybe(30u64 % 100)).await else {
+                return Err(Fail::new("else21"));
+            };
+            if acc % 4 == 0 { drop(a17); }
         }
-        acc = acc.wrapping_add(pairs16.len() as u64);
-        let mut i25: u64 = 0;
-        let mut n27: Noisy = 'l26: loop {
-            if i25 >= 3 { break 'l26 Noisy::new("n27-end"); }
-            i25 += 1;
+        let c22 = tick(acc % 100 % 2 == 0).await;
+        if c22 {
+            let v23 = tick_named("k24", acc % 100).await;
+            acc = (acc * 3 + v23) % 1_000_003;
             if acc % 3 == 0 {
-                let mut n28 = Noisy::new("n28");
-                let v29 = tick(63u64 % 100).await;
-                let v30 = fallible(v29 % 100).await?;
-                let v31 = (v30 * 7 + v29) % 1_000_003;
-                let Some(v32) = tick(maybe(v14 % 100)).await else {
-                    return Err(Fail::new("else33"));
-                };
-                let (mut a34, _) = pair("p36");
-                acc = acc.wrapping_add(show(&a34).await as u64);
-            }
-            let v38 = show(&Noisy::new("t37")).await as u64;
-            acc = (acc * 1 + v38) % 1_000_003;
-            if acc % 3 == 0 {
-                let pairs39: Vec<(Noisy, Noisy)> = vec![];
-                'l42: for (mut a40, mut b41) in pairs39.into_iter() {
-                    let f43 = |x: u64| (x * 5) ^ 13;
-                    let v44 = tick_named("k45", v14 % 100).await;
-                    acc = f43(v44 % 1000);
-                    ev(format!("e46 {acc}"));
-                    let v47 = tick(acc % 100).await;
-                    acc = (acc * 3 + v47) % 1_000_003;
+                drop(arg);
+                let v25 = async { tick(98u64).await }.await;
+                acc = (acc * 3 + v25) % 1_000_003;
+                if (input >> 53) & 1 == 1 {
+                    let v27 = tick(Rec::new("rec26", v11 % 100)).await.id;
+                    acc = (acc * 1 + v27) % 1_000_003;
                 }
-                let mut n48 = Noisy::new("n48");
-                let v49 = tick(checked((v14 ^ input) % 97)).await?;
-                acc = (acc * 1 + v49) % 1_000_003;
-                let v50 = (show(&arg).await as u64);
-                let v51 = pass((v49 ^ input) % 97).await;
-                let v52 = (v51 * 7 + v50) % 1_000_003;
+                let v28 = pass((v25 ^ input) % 97).await;
+                acc = (acc * 3 + v28) % 1_000_003;
+            } else {
+                if (input >> 48) & 1 == 1 {
+                    ev(format!("e29 {acc}"));
+                } else {
+                    let mut n30 = Noisy::new("n30");
+                }
+                let v31 = (show(&Noisy::new("t32")).await as u64);
+                let v33 = async { tick(22u64).await }.await;
+                let v34 = (v33 * 7 + v31) % 1_000_003;
             }
-            if (input >> 56) & 1 == 1 {
-                let v54 = show(&Noisy::new("t53")).await as u64;
-                acc = (acc * 1 + v54) % 1_000_003;
-            }
-        };
+            let mut n36 = tick(Rec::new("rec35", 48u64 % 100)).await.name;
+            let r38 = tick(Noisy::new("n36-re37")).await;
+            n36 = r38;
+        } else {
+            let mut n39 = Noisy::new("n39");
+            let mut n41 = tick(Rec::new("rec40", acc % 100)).await.name;
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -4182,138 +4192,96 @@ random_case! {
 }
 
 random_case! {
-    case_035, 0x0777cc899c398fe8,
+    case_035, 0xcd7261df6dc15c51,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v2 = show(&Noisy::new("t1")).await as u64;
         acc = (acc * 1 + v2) % 1_000_003;
         let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-        let list3: Vec<Noisy> = vec![];
-        'l5: for _ in 0..3u64 {
-            let f4 = first_of(&list3).await;
-            let f4n = tick(f4.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f4) = f4 { acc = acc.wrapping_add(show(f4).await as u64); }
-            let pairs6: Vec<(Noisy, Noisy)> = vec![pair("pairs6.0"), pair("pairs6.1")];
-            'l8: for (a7, _) in pairs6.iter().rev() {
-                acc = acc.wrapping_add(show(a7).await as u64);
-                let v9 = tick(f4n % 100).await;
-                acc = (acc * 3 + v9) % 1_000_003;
-                let v10 = async { tick(18u64).await }.await;
-                acc = (acc * 3 + v10) % 1_000_003;
-                if (input >> 63) & 1 == 1 {
-                    let v12 = show(&Noisy::new("t11")).await as u64;
-                    acc = (acc * 1 + v12) % 1_000_003;
-                    if acc % 4 == 0 { break 'l8; }
-                    ev(format!("e13 {acc} {}", arg.touch()));
-                } else {
-                    let Some(v14) = tick(maybe((acc ^ input) % 97)).await else {
-                        break 'l5;
-                    };
-                    let v15 = tick(checked(v10 % 100)).await?;
-                    acc = (acc * 1 + v15) % 1_000_003;
-                    let v16 = tick(input % 100).await;
-                    acc = (acc * 3 + v16) % 1_000_003;
-                }
-                let c17 = tick(v9 % 100 % 2 == 0).await;
-                if c17 {
-                    let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-                    let mut n18 = fallible_noisy("n18", v10 % 100).await?;
-                    let v19 = tick(input % 100).await;
-                    acc = (acc * 3 + v19) % 1_000_003;
-                } else {
-                    let list20: Vec<Noisy> = vec![];
-                    let f21 = first_of(&list20).await;
-                    let v22 = fallible(f4n % 100).await?;
-                    acc = acc.wrapping_add(v22);
-                    if let Some(f21) = f21 {
-                        acc = acc.wrapping_add(show(f21).await as u64 + list20.len() as u64);
-                    }
-                    let v10 = tick(v10 % 1000 + 1).await;
-                }
-            }
-            acc = acc.wrapping_add(pairs6.len() as u64);
-            let Some(v23) = tick(maybe(acc % 100)).await else {
-                let v24 = tick(f4n % 100).await;
-                acc = (acc * 1 + v24) % 1_000_003;
-                continue 'l5;
-            };
+        let list3: Vec<Noisy> = vec![Noisy::new("list3.0"), Noisy::new("list3.1")];
+        let f4 = first_of(&list3).await;
+        let v5 = (show(&Noisy::new("t6")).await as u64);
+        acc = acc.wrapping_add(v5);
+        if let Some(f4) = f4 {
+            acc = acc.wrapping_add(show(f4).await as u64 + list3.len() as u64);
         }
         acc = acc.wrapping_add(list3.len() as u64);
-        ev(format!("e25 {acc} {}", arg.touch()));
-        let r29 = tick(pair("p28")).await;
-        let (mut a26, _) = r29;
-        acc = acc.wrapping_add(show(&a26).await as u64);
-        let mut arg = Noisy::new("arg-shadow30");
-        let mut i31: u64 = 0;
-        'l32: loop {
-            if i31 >= 0 { break 'l32; }
-            i31 += 1;
-            ev(format!("e33 {acc}"));
-            let v34 = tick_named("k35", (input ^ input) % 97).await;
-            acc = (acc * 3 + v34) % 1_000_003;
-            let pairs36: Vec<(Noisy, Noisy)> = vec![pair("pairs36.0")];
-            'l39: for (_, mut b38) in pairs36 {
-                let w40 = tick((i31 ^ input) % 97).await;
-                let r42 = tick(Rec::new("rec41", 29u64 % 100)).await;
-                match r42 {
-                    rec43 if rec43.id % 3 == w40 % 3 => {
-                        acc = acc.wrapping_add(rec43.score());
-                        if acc % 4 == 0 { return Ok(acc); }
-                        acc = (acc * 5 + checked((89u64 ^ input) % 97)?) % 1_000_003;
+        let r8 = tick(Noisy::new("arg-re7")).await;
+        arg = r8;
+        let v9 = tick(v5 % 100).await;
+        acc = (acc * 3 + v9) % 1_000_003;
+        let v10 = async { tick(18u64).await }.await;
+        acc = (acc * 3 + v10) % 1_000_003;
+        if (input >> 63) & 1 == 1 {
+            let mut i11: u64 = 0;
+            'l12: loop {
+                if i11 >= 4 { break 'l12; }
+                i11 += 1;
+                let mut it13: IntoIter<(Noisy, Noisy)> = vec![pair("it13.0")].into_iter();
+                'l16: while let Some((mut a14, _)) = tick(it13.next()).await {
+                    if (input >> 5) & 1 == 1 { drop(a14); }
+                    let mut a14 = Noisy::new("a14-shadow17");
+                    let mut n19 = tick(Rec::new("rec18", input % 100)).await.into_name();
+                }
+                let mut arg = Noisy::new("arg-shadow20");
+                let v21 = tick(input % 100).await;
+                acc = (acc * 3 + v21) % 1_000_003;
+                let c22 = tick(i11 % 100 % 2 == 0).await;
+                if c22 {
+                    let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+                    let mut n23 = fallible_noisy("n23", acc % 100).await?;
+                    let v24 = tick(input % 100).await;
+                    acc = (acc * 3 + v24) % 1_000_003;
+                } else {
+                    let list25: Vec<Noisy> = vec![];
+                    let f26 = first_of(&list25).await;
+                    let v27 = fallible(v10 % 100).await?;
+                    acc = acc.wrapping_add(v27);
+                    if let Some(f26) = f26 {
+                        acc = acc.wrapping_add(show(f26).await as u64 + list25.len() as u64);
                     }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w40) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                    }
-                    Rec { pair: (mut a44, _), .. } => {
-                        let list45: Vec<Noisy> = vec![Noisy::new("list45.0")];
-                        let f46 = first_of(&list45).await;
-                        if let Some(f46) = f46 {
-                            acc = acc.wrapping_add(show(f46).await as u64 + list45.len() as u64);
+                    let v21 = tick(v21 % 1000 + 1).await;
+                }
+            }
+            let v29 = tick_named("k30", i11 % 100).await;
+            { let f28 = |x: u64| (x * 5) ^ 13; acc = f28(v29 % 1000); }
+            let mut n31 = Noisy::new("n31");
+        } else {
+            let mut arg = Noisy::new("arg-shadow32");
+        }
+        let mut i33: u64 = 0;
+        'l34: while i33 < 2 {
+            i33 += 1;
+            let mut n35 = Noisy::new("n35");
+            let c36 = tick(i33 % 100 % 2 == 0).await;
+            if c36 { continue 'l34; }
+            let mut arg = Noisy::new("arg-shadow37");
+            let pairs38: Vec<(Noisy, Noisy)> = vec![];
+            'l40: for (a39, _) in &pairs38 {
+                acc = acc.wrapping_add(show(a39).await as u64);
+                let (mut a42, mut b43) = tick(Rec::new("rec41", acc % 100)).await.pair;
+                {
+                    let w44 = tick((v10 ^ input) % 97).await;
+                    let r46 = tick(Rec::new("rec45", input % 100)).await;
+                    match r46 {
+                        rec47 if rec47.id % 3 == w44 % 3 => {
+                            acc = acc.wrapping_add(rec47.score());
+                            let v49 = tick(checked((i33 ^ input) % 97)).await?;
+                            acc = (acc * 1 + v49) % 1_000_003;
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w44) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                            let v50 = (show(&Noisy::new("t51")).await as u64);
+                            acc = (acc * 3 + v50) % 1_000_003;
+                        }
+                        Rec { pair: (mut a48, _), .. } => {
+                            let v52 = fallible(i33 % 100).await?;
+                            acc = (acc * 3 + v52) % 1_000_003;
                         }
                     }
                 }
-                {
-                    let v48 = show(&Noisy::new("t47")).await as u64;
-                    acc = (acc * 1 + v48) % 1_000_003;
-                    let Some(v49) = tick(maybe((i31 ^ input) % 97)).await else {
-                        continue 'l39;
-                    };
-                    let v50 = tick_named("k51", v34 % 100).await;
-                    let v52 = async { tick(34u64).await }.await;
-                    let v53 = (v52 * 7 + v50) % 1_000_003;
-                }
-                let f54 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v55 = f54(acc % 100).await;
-                acc = (acc * 1 + v55) % 1_000_003;
-                if (input >> 15) & 1 == 1 { break 'l39; }
             }
-            let pairs56: Vec<(Noisy, Noisy)> = vec![pair("pairs56.0"), pair("pairs56.1")];
-            'l58: for &(ref a57, _) in &pairs56 {
-                acc = acc.wrapping_add(show(a57).await as u64);
-                let mut n59 = Noisy::new("n59");
-                let v60 = tick((v34 ^ input) % 97).await;
-                acc = (acc * 3 + v60) % 1_000_003;
-                if (input >> 49) & 1 == 1 { break 'l32; }
-                let v61 = (show(&arg).await as u64);
-                if v61 % 3 == 0 { break 'l32; }
-            }
-            acc = acc.wrapping_add(pairs56.len() as u64);
-        }
-        let mut i62: u64 = 0;
-        'l63: while i62 < 4 {
-            i62 += 1;
-            let f64 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-            let v65 = f64((input ^ input) % 97).await;
-            acc = (acc * 1 + v65) % 1_000_003;
-            ev(format!("e66 {acc} {}", arg.touch()));
-            let pairs67: Vec<(Noisy, Noisy)> = vec![pair("pairs67.0")];
-            'l69: for (a68, _) in pairs67.iter().rev() {
-                acc = acc.wrapping_add(show(a68).await as u64);
-                ev(format!("e70 {acc} {}", a26.touch()));
-                let v71 = tick(i31 % 100).await;
-                acc = (acc * 3 + v71) % 1_000_003;
-            }
-            let mut n72 = Noisy::new("n72");
+            acc = acc.wrapping_add(pairs38.len() as u64);
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -4464,7 +4432,7 @@ random_case! {
 }
 
 random_case! {
-    case_037, 0x0351418fbc163724,
+    case_037, 0xd0e612f94b5db11e,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = fallible((76u64 ^ input) % 97).await?;
@@ -4521,119 +4489,57 @@ random_case! {
                 let mut i34: u64 = 0;
                 'l35: while i34 < 3 {
                     i34 += 1;
-                    let f36 = async |x: u64| tick(x % 100).await + 1;
-                    let v37 = f36(input % 100).await;
-                    acc = (acc * 1 + v37) % 1_000_003;
-                    let v29 = tick(v29 % 1000 + 1).await;
-                    let mut arg = Noisy::new("arg-shadow38");
-                    let v39 = async { tick(41u64).await }.await;
-                    let v40 = tick((v32 ^ input) % 97).await;
-                    let v41 = (v40 * 7 + v39) % 1_000_003;
+                    {
+                        let f36 = async |x: u64| tick(x % 100).await + 1;
+                        let v37 = f36(input % 100).await;
+                        acc = (acc * 1 + v37) % 1_000_003;
+                    }
+                    let i34 = tick(i34 % 1000 + 1).await;
+                    let mut n38 = fallible_noisy("n38", (acc ^ input) % 97).await?;
+                    let mut arg = Noisy::new("arg-shadow39");
                 }
-                let list42: Vec<Noisy> = vec![];
-                for (k43, item) in list42.iter().enumerate() {
-                    acc = acc.wrapping_add(show(item).await as u64 + k43 as u64);
+                if (input >> 2) & 1 == 1 {
+                    let v41 = fallible(i34 % 100).await?;
+                    { let f40 = |x: u64| (x * 5) ^ 13; acc = f40(v41 % 1000); }
                 }
-                let mut arg = Noisy::new("arg-shadow44");
+                let mut n42 = fallible_noisy("n42", acc % 100).await?;
             }
-            ev(format!("e45 {acc}"));
+            let mut n43 = fallible_noisy("n43", v1 % 100).await?;
         }
-        let mut i46: u64 = 0;
-        let mut n48: Noisy = 'l47: loop {
-            if i46 >= 3 { break 'l47 Noisy::new("n48-end"); }
-            i46 += 1;
-            let mut n49 = fallible_noisy("n49", v1 % 100).await?;
-            let mut n50 = fallible_noisy("n50", (input ^ input) % 97).await?;
-        };
-        let c51 = tick(17u64 % 100 % 2 == 0).await;
-        if c51 {
-            let Some(v52) = tick(maybe(v1 % 100)).await else {
-                let v53 = tick(acc % 100).await;
-                acc = (acc * 1 + v53) % 1_000_003;
-                return Err(Fail::new("else54"));
+        let mut n44 = fallible_noisy("n44", (input ^ input) % 97).await?;
+        let c45 = tick(v3 % 100 % 2 == 0).await;
+        if c45 {
+            let Some(v46) = tick(maybe(acc % 100)).await else {
+                let v47 = tick(97u64 % 100).await;
+                acc = (acc * 1 + v47) % 1_000_003;
+                return Err(Fail::new("else48"));
             };
-            let (mut a55, _) = pair("p57");
-            acc = acc.wrapping_add(show(&a55).await as u64);
-            let f58 = |x: u64| (x * 5) ^ 13;
-            let v59 = tick_named("k60", input % 100).await;
-            acc = f58(v59 % 1000);
-            {
-                let v61 = (show(&n48).await as u64);
-                acc = (acc * 3 + v61) % 1_000_003;
-                let v63 = show(&Noisy::new("t62")).await as u64;
-                acc = (acc * 1 + v63) % 1_000_003;
-                let f64 = |x: u64| (x * 5) ^ 13;
-                let v65 = pass(v3 % 100).await;
-                acc = f64(v65 % 1000);
-            }
+            let v50 = show(&Noisy::new("t49")).await as u64;
+            acc = (acc * 1 + v50) % 1_000_003;
+            let v51 = tick(checked((v46 ^ input) % 97)).await?;
+            acc = (acc * 1 + v51) % 1_000_003;
+            let v53 = (show(&Noisy::new("t54")).await as u64);
+            { let f52 = |x: u64| (x * 5) ^ 13; acc = f52(v53 % 1000); }
         } else {
-            let mut i66: u64 = 0;
-            'l67: while i66 < 2 {
-                i66 += 1;
+            let v55 = (show(&arg).await as u64);
+            acc = (acc * 3 + v55) % 1_000_003;
+            let v57 = show(&Noisy::new("t56")).await as u64;
+            acc = (acc * 1 + v57) % 1_000_003;
+            let v59 = pass(v3 % 100).await;
+            { let f58 = |x: u64| (x * 5) ^ 13; acc = f58(v59 % 1000); }
+            let mut i60: u64 = 0;
+            'l61: while i60 < 4 {
+                i60 += 1;
+                let mut n62 = Noisy::new("n62");
                 if (input >> 9) & 1 == 1 {
-                    let mut n68 = Noisy::new("n68");
-                    let v70 = tick(Rec::new("rec69", (v2 ^ input) % 97)).await.name.touch() as u64;
-                    acc = (acc * 1 + v70) % 1_000_003;
-                    if (input ^ acc) % 5 < 2 { drop(n68); }
+                    let mut n63 = Noisy::new("n63");
+                    let v65 = tick(Rec::new("rec64", (83u64 ^ input) % 97)).await.id;
+                    acc = (acc * 1 + v65) % 1_000_003;
+                    if (input ^ acc) % 5 < 2 { drop(n62); }
                 } else {
-                    let v71 = tick(checked(i46 % 100)).await?;
-                    acc = (acc * 1 + v71) % 1_000_003;
+                    let v66 = tick(checked(v55 % 100)).await?;
+                    acc = (acc * 1 + v66) % 1_000_003;
                     let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-                }
-                let pairs72: Vec<(Noisy, Noisy)> = vec![pair("pairs72.0")];
-                'l74: for &(ref a73, _) in pairs72.iter().skip(1) {
-                    acc = acc.wrapping_add(show(a73).await as u64);
-                    let Some(v75) = tick(maybe(acc % 100)).await else {
-                        let v77 = tick_named("k76", (acc ^ input) % 97).await;
-                        acc = (acc * 1 + v77) % 1_000_003;
-                        return Err(Fail::new("else78"));
-                    };
-                    let f79 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v80 = f79(v2 % 100).await;
-                    acc = (acc * 1 + v80) % 1_000_003;
-                    let mut n81 = Noisy::new("n81");
-                    let mut n82 = fallible_noisy("n82", (v3 ^ input) % 97).await?;
-                }
-            }
-            let pairs83: Vec<(Noisy, Noisy)> = vec![];
-            'l86: for (_, mut b85) in pairs83.into_iter() {
-                let mut i87: u64 = 0;
-                'l88: loop {
-                    if i87 >= 1 { break 'l88; }
-                    i87 += 1;
-                    let mut b85 = Noisy::new("b85-shadow89");
-                    let v91 = show(&Noisy::new("t90")).await as u64;
-                    acc = (acc * 1 + v91) % 1_000_003;
-                    let v93 = show(&Noisy::new("t92")).await as u64;
-                    acc = (acc * 1 + v93) % 1_000_003;
-                }
-                let mut i94: u64 = 0;
-                'l95: while i94 < 1 {
-                    i94 += 1;
-                    let (_, mut b97) = pair("p98");
-                    acc = acc.wrapping_add(show(&b97).await as u64);
-                    if acc % 2 == 0 { break 'l86; }
-                    let mut b85 = Noisy::new("b85-shadow99");
-                }
-                let w100 = tick(i46 % 100).await;
-                let r102 = tick(Rec::new("rec101", i66 % 100)).await;
-                match r102 {
-                    rec103 if rec103.id % 3 == w100 % 3 => {
-                        acc = acc.wrapping_add(rec103.score());
-                        let mut n48 = pass(Noisy::new(format!("{}+", n48.name()))).await;
-                        let _ = tick(Rec::new("rec105", input % 100)).await.pair;
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w100) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                        ev(format!("e108 {acc} {}", b85.touch()));
-                    }
-                    Rec { pair: (mut a104, _), .. } => {
-                        let (_, mut b111) = tick(Rec::new("rec109", v3 % 100)).await.pair;
-                        let v112 = show(&b111).await as u64;
-                        acc = (acc * 1 + v112) % 1_000_003;
-                        let v113 = tick(i94 % 100).await;
-                        if v113 % 3 == 0 { break 'l86; }
-                    }
                 }
             }
         }
@@ -4826,179 +4732,140 @@ random_case! {
 }
 
 random_case! {
-    case_039, 0x4cf262cdc9ba825f,
+    case_039, 0xb4710bce4d1d974d,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| (x * 5) ^ 13;
         let v2 = (show(&Noisy::new("t3")).await as u64);
-        acc = f1(v2 % 1000);
+        { let f1 = |x: u64| (x * 5) ^ 13; acc = f1(v2 % 1000); }
         let v4 = (show(&arg).await as u64);
         acc = (acc * 3 + v4) % 1_000_003;
-        let pairs5: Vec<(Noisy, Noisy)> = vec![pair("pairs5.0"), pair("pairs5.1")];
-        'l7: for (a6, _) in pairs5.iter().skip(1) {
-            acc = acc.wrapping_add(show(a6).await as u64);
+        let mut it5: IntoIter<(Noisy, Noisy)> = vec![pair("it5.0"), pair("it5.1")].into_iter();
+        'l8: while let Some((mut a6, _)) = tick(it5.next()).await {
             {
-                let list8: Vec<Noisy> = vec![Noisy::new("list8.0"), Noisy::new("list8.1")];
-                'l10: for _ in 0..1u64 {
-                    let f9 = first_of(&list8).await;
-                    let f9n = tick(f9.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                    if let Some(f9) = f9 { acc = acc.wrapping_add(show(f9).await as u64); }
-                    let v12 = tick(Rec::new("rec11", (acc ^ input) % 97)).await.id;
-                    acc = (acc * 1 + v12) % 1_000_003;
-                    let mut n13 = Noisy::new("n13");
+                let list9: Vec<Noisy> = vec![Noisy::new("list9.0"), Noisy::new("list9.1")];
+                'l11: for _ in 0..1u64 {
+                    let f10 = first_of(&list9).await;
+                    let f10n = tick(f10.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                    if let Some(f10) = f10 { acc = acc.wrapping_add(show(f10).await as u64); }
+                    let v13 = tick(Rec::new("rec12", (acc ^ input) % 97)).await.id;
+                    acc = (acc * 1 + v13) % 1_000_003;
+                    let mut n14 = Noisy::new("n14");
                 }
-                acc = acc.wrapping_add(list8.len() as u64);
-                let f14 = |x: u64| (x * 5) ^ 13;
-                let v15 = fallible(v4 % 100).await?;
-                acc = f14(v15 % 1000);
+                acc = acc.wrapping_add(list9.len() as u64);
+                let v16 = fallible(v4 % 100).await?;
+                { let f15 = |x: u64| (x * 5) ^ 13; acc = f15(v16 % 1000); }
             }
-            let pairs16: Vec<(Noisy, Noisy)> = vec![pair("pairs16.0"), pair("pairs16.1")];
-            'l19: for (_, mut b18) in pairs16.into_iter() {
-                let list20: Vec<Noisy> = vec![Noisy::new("list20.0")];
-                let f21 = first_of(&list20).await;
-                let v22 = tick(85u64 % 100).await;
-                acc = acc.wrapping_add(v22);
-                if let Some(f21) = f21 {
-                    acc = acc.wrapping_add(show(f21).await as u64 + list20.len() as u64);
+            let pairs17: Vec<(Noisy, Noisy)> = vec![pair("pairs17.0"), pair("pairs17.1")];
+            'l20: for (_, mut b19) in pairs17.into_iter() {
+                let list21: Vec<Noisy> = vec![Noisy::new("list21.0")];
+                let f22 = first_of(&list21).await;
+                let v23 = tick(85u64 % 100).await;
+                acc = acc.wrapping_add(v23);
+                if let Some(f22) = f22 {
+                    acc = acc.wrapping_add(show(f22).await as u64 + list21.len() as u64);
                 }
-                acc = acc.wrapping_add(list20.len() as u64);
-                let c23 = tick((v22 ^ input) % 97 % 2 == 0).await;
-                if c23 { continue 'l7; }
-                let mut arg = Noisy::new("arg-shadow24");
+                acc = acc.wrapping_add(list21.len() as u64);
+                let c24 = tick((v23 ^ input) % 97 % 2 == 0).await;
+                if c24 { continue 'l8; }
+                let mut arg = Noisy::new("arg-shadow25");
             }
-            let mut i25: u64 = 0;
-            'l26: while i25 < 4 {
-                i25 += 1;
-                let list27: Vec<Noisy> = vec![Noisy::new("list27.0")];
-                let f28 = first_of(&list27).await;
-                let v29 = async { tick(45u64).await }.await;
-                acc = acc.wrapping_add(v29);
-                if let Some(f28) = f28 {
-                    acc = acc.wrapping_add(show(f28).await as u64 + list27.len() as u64);
+            let mut i26: u64 = 0;
+            'l27: while i26 < 4 {
+                i26 += 1;
+                let list28: Vec<Noisy> = vec![Noisy::new("list28.0")];
+                let f29 = first_of(&list28).await;
+                let v30 = async { tick(45u64).await }.await;
+                acc = acc.wrapping_add(v30);
+                if let Some(f29) = f29 {
+                    acc = acc.wrapping_add(show(f29).await as u64 + list28.len() as u64);
                 }
-                let v31 = show(&tick(Rec::new("rec30", (v4 ^ input) % 97)).await.name).await as u64;
-                acc = (acc * 1 + v31) % 1_000_003;
-                acc = (acc * 5 + checked(v29 % 100)?) % 1_000_003;
-                let Some(v32) = tick(maybe(v29 % 100)).await else {
-                    return Err(Fail::new("else33"));
+                let v32 = show(&tick(Rec::new("rec31", (v4 ^ input) % 97)).await.name).await as u64;
+                acc = (acc * 1 + v32) % 1_000_003;
+                acc = (acc * 5 + checked(v30 % 100)?) % 1_000_003;
+                let Some(v33) = tick(maybe(v30 % 100)).await else {
+                    return Err(Fail::new("else34"));
                 };
             }
         }
-        let mut i34: u64 = 0;
-        let mut n36: Noisy = 'l35: loop {
-            if i34 >= 3 { break 'l35 Noisy::new("n36-end"); }
-            i34 += 1;
-            if (input >> 11) & 1 == 1 {
-                ev(format!("e37 {acc} {}", arg.touch()));
-                let pairs38: Vec<(Noisy, Noisy)> = vec![pair("pairs38.0"), pair("pairs38.1")];
-                'l40: for (a39, _) in pairs38.iter() {
-                    acc = acc.wrapping_add(show(a39).await as u64);
-                    let (mut a41, mut b42) = pair("p43");
-                    acc = acc.wrapping_add(show(&a41).await as u64);
-                    let f44 = |x: u64| (x * 5) ^ 13;
-                    let v45 = (show(&Noisy::new("t46")).await as u64);
-                    acc = f44(v45 % 1000);
+        if (input >> 11) & 1 == 1 {
+            ev(format!("e35 {acc} {}", arg.touch()));
+            let pairs36: Vec<(Noisy, Noisy)> = vec![pair("pairs36.0"), pair("pairs36.1")];
+            'l38: for (a37, _) in pairs36.iter() {
+                acc = acc.wrapping_add(show(a37).await as u64);
+                let list39: Vec<Noisy> = vec![];
+                let f40 = first_of(&list39).await;
+                if let Some(f40) = f40 {
+                    acc = acc.wrapping_add(show(f40).await as u64 + list39.len() as u64);
                 }
-                acc = acc.wrapping_add(pairs38.len() as u64);
-                let v47 = (show(&Noisy::new("t48")).await as u64);
-                acc = (acc * 3 + v47) % 1_000_003;
-            } else {
-                if (input ^ acc) % 5 < 2 { return Err(Fail::new("r49")); }
+                acc = acc.wrapping_add(list39.len() as u64);
+                let Some(v41) = tick(maybe(input % 100)).await else {
+                    break 'l38;
+                };
             }
-            acc = (acc * 5 + checked(v2 % 100)?) % 1_000_003;
-            let mut i50: u64 = 0;
-            let mut n52: Noisy = 'l51: loop {
-                if i50 >= 2 { break 'l51 Noisy::new("n52-end"); }
-                i50 += 1;
-                let mut n53 = Noisy::new("n53");
-                let c54 = tick((acc ^ input) % 97 % 2 == 0).await;
-                if c54 {
-                    let mut n55 = Noisy::new("n55");
+            let mut n42 = Noisy::new("n42");
+        } else {
+            let Some(v43) = tick(maybe((acc ^ input) % 97)).await else {
+                return Err(Fail::new("else44"));
+            };
+            let v45 = (show(&Noisy::new("t46")).await as u64);
+            let v47 = (show(&Noisy::new("t48")).await as u64);
+            let v49 = (v47 * 7 + v45) % 1_000_003;
+            let mut n50 = Noisy::new("n50");
+            let c51 = tick(acc % 100 % 2 == 0).await;
+            if c51 {
+                let mut n52 = Noisy::new("n52");
+            } else {
+                if (input >> 10) & 1 == 1 {
+                    let v54 = async { tick(27u64).await }.await;
+                    { let f53 = |x: u64| (x * 5) ^ 13; acc = f53(v54 % 1000); }
+                    let c55 = tick(v45 % 100 % 2 == 0).await;
+                    if c55 { return Err(Fail::new("r56")); }
+                    let v57 = tick_named("k58", 34u64 % 100).await;
+                    acc = (acc * 3 + v57) % 1_000_003;
                 } else {
-                    if acc % 3 == 0 { return Err(Fail::new("r56")); }
-                    let list57: Vec<Noisy> = vec![Noisy::new("list57.0"), Noisy::new("list57.1")];
-                    let f58 = first_of(&list57).await;
-                    let v59 = async { tick(27u64).await }.await;
-                    acc = acc.wrapping_add(v59);
-                    if let Some(f58) = f58 {
-                        acc = acc.wrapping_add(show(f58).await as u64 + list57.len() as u64);
-                    }
-                    let Some(v60) = tick(maybe((i50 ^ input) % 97)).await else {
-                        break 'l51 n53;
+                    let (mut a60, _) = tick(Rec::new("rec59", v49 % 100)).await.pair;
+                    let v62 = show(&a60).await as u64;
+                    acc = (acc * 1 + v62) % 1_000_003;
+                    let v64 = tick(Rec::new("rec63", acc % 100)).await.score();
+                    acc = (acc * 1 + v64) % 1_000_003;
+                    let v66 = pass(v49 % 100).await;
+                    { let f65 = |x: u64| (x * 5) ^ 13; acc = f65(v66 % 1000); }
+                }
+                let mut arg = Noisy::new("arg-shadow67");
+                let mut i68: u64 = 0;
+                'l69: while i68 < 2 {
+                    i68 += 1;
+                    if acc % 2 == 0 { return Err(Fail::new("r70")); }
+                    let Some(v71) = tick(maybe(i68 % 100)).await else {
+                        return Err(Fail::new("else72"));
                     };
                 }
-                acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
-            };
-            let i34 = tick(i34 % 1000 + 1).await;
-        };
-        let mut i61: u64 = 0;
-        'l62: while i61 < 1 {
-            i61 += 1;
-            let r64 = tick(Noisy::new("n36-re63")).await;
-            n36 = r64;
-            {
-                {
-                    let mut n65 = Noisy::new("n65");
-                    acc = (acc * 5 + checked(i34 % 100)?) % 1_000_003;
-                }
-                ev(format!("e66 {acc} {}", arg.touch()));
-            }
-            if acc % 2 == 0 {
-                let v67 = async { tick(77u64).await }.await;
-                if v67 % 3 == 0 { break 'l62; }
-                {
-                    let list68: Vec<Noisy> = vec![Noisy::new("list68.0"), Noisy::new("list68.1")];
-                    let f69 = first_of(&list68).await;
-                    if let Some(f69) = f69 {
-                        acc = acc.wrapping_add(show(f69).await as u64 + list68.len() as u64);
-                    }
-                    if acc % 4 == 0 { return Err(Fail::new("r70")); }
-                    let v71 = pass(v4 % 100).await;
-                    acc = (acc * 3 + v71) % 1_000_003;
-                }
-                let v73 = pass(v67 % 100).await.wrapping_mul(3) % 1000;
-                acc = (acc * 1 + v73) % 1_000_003;
-                let list74: Vec<Noisy> = vec![Noisy::new("list74.0"), Noisy::new("list74.1")];
-                for (k75, item) in list74.iter().enumerate() {
-                    acc = acc.wrapping_add(show(item).await as u64 + k75 as u64);
-                }
-            } else {
-                let w76 = tick(i61 % 100).await;
-                let r78 = tick(Rec::new("rec77", v2 % 100)).await;
-                match r78 {
-                    rec79 if rec79.id % 3 == w76 % 3 => {
-                        acc = acc.wrapping_add(rec79.score());
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w76) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                    }
-                    Rec { pair: (mut a80, _), .. } => {
-                        let v81 = tick(input % 100).await;
-                        acc = (acc * 3 + v81) % 1_000_003;
-                        ev(format!("e82 {acc} {}", n36.touch()));
-                    }
-                }
             }
         }
-        let mut n83 = fallible_noisy("n83", acc % 100).await?;
-        let mut it84: IntoIter<(Noisy, Noisy)> = vec![pair("it84.0"), pair("it84.1")].into_iter();
-        'l87: while let Some((_, mut b86)) = tick(it84.next()).await {
-            let v89 = tick(Rec::new("rec88", i34 % 100)).await.name.touch() as u64;
-            acc = (acc * 1 + v89) % 1_000_003;
-            {
-                if acc % 4 == 0 { return Ok(acc); }
-                let v90 = (show(&b86).await as u64);
-                acc = (acc * 3 + v90) % 1_000_003;
+        if acc % 3 == 0 {
+            let v74 = async { tick(60u64).await }.await;
+            { let f73 = |x: u64| (x * 5) ^ 13; acc = f73(v74 % 1000); }
+        } else {
+            let mut i75: u64 = 0;
+            'l76: loop {
+                if i75 >= 4 { break 'l76; }
+                i75 += 1;
+                let mut n77 = Noisy::new("n77");
+                let v78 = (show(&Noisy::new("t79")).await as u64);
+                if v78 % 3 == 0 { break 'l76; }
+                let mut arg = Noisy::new("arg-shadow80");
+                let Some(v81) = tick(maybe(v2 % 100)).await else {
+                    break 'l76;
+                };
             }
+            let v82 = tick(i75 % 100).await;
+            acc = (acc * 3 + v82) % 1_000_003;
         }
-        let mut i91: u64 = 0;
-        'l92: while i91 < 1 {
-            i91 += 1;
-            let Some(v93) = tick(maybe((v2 ^ input) % 97)).await else {
-                continue 'l92;
-            };
-            if (input >> 34) & 1 == 1 { continue 'l92; }
-        }
+        let mut n83 = Noisy::new("n83");
+        let v84 = (show(&Noisy::new("t85")).await as u64);
+        acc = (acc * 3 + v84) % 1_000_003;
+        let v86 = tick_named("k87", (v4 ^ input) % 97).await;
+        acc = (acc * 3 + v86) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5150,14 +5017,13 @@ random_case! {
 }
 
 random_case! {
-    case_041, 0xe5a44d04003de83f,
+    case_041, 0x7a55d506956ff690,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         {
             if acc % 3 == 0 {
-                let f1 = |x: u64| (x * 5) ^ 13;
                 let v2 = fallible((acc ^ input) % 97).await?;
-                acc = f1(v2 % 1000);
+                { let f1 = |x: u64| (x * 5) ^ 13; acc = f1(v2 % 1000); }
             } else {
                 let list3: Vec<Noisy> = vec![Noisy::new("list3.0"), Noisy::new("list3.1")];
                 for (k4, item) in list3.iter().enumerate() {
@@ -5173,9 +5039,8 @@ random_case! {
                     acc = (acc * 1 + v11) % 1_000_003;
                     let mut n12 = Noisy::new("n12");
                 }
-                let f13 = |x: u64| (x * 5) ^ 13;
                 let v14 = pass(input % 100).await;
-                acc = f13(v14 % 1000);
+                { let f13 = |x: u64| (x * 5) ^ 13; acc = f13(v14 % 1000); }
                 ev(format!("e15 {acc} {}", arg.touch()));
             }
         }
@@ -5198,9 +5063,11 @@ random_case! {
                 'l29: loop {
                     if i28 >= 3 { break 'l29; }
                     i28 += 1;
-                    let f30 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v31 = f30((v20 ^ input) % 97).await;
-                    acc = (acc * 1 + v31) % 1_000_003;
+                    {
+                        let f30 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v31 = f30((v20 ^ input) % 97).await;
+                        acc = (acc * 1 + v31) % 1_000_003;
+                    }
                     let v32 = (show(&Noisy::new("t33")).await as u64);
                     acc = (acc * 3 + v32) % 1_000_003;
                     let _ = pair("p36");
@@ -5241,9 +5108,8 @@ random_case! {
                     let r58 = tick(Noisy::new("arg-re57")).await;
                     arg = r58;
                 } else {
-                    let f59 = |x: u64| (x * 5) ^ 13;
                     let v60 = (show(&arg).await as u64);
-                    acc = f59(v60 % 1000);
+                    { let f59 = |x: u64| (x * 5) ^ 13; acc = f59(v60 % 1000); }
                     let (mut a62, _) = tick(Rec::new("rec61", v49 % 100)).await.pair;
                     let v64 = show(&a62).await as u64;
                     acc = (acc * 1 + v64) % 1_000_003;
@@ -5273,18 +5139,41 @@ random_case! {
         let Some(v76) = tick(maybe((input ^ input) % 97)).await else {
             return Err(Fail::new("else77"));
         };
-        let mut i78: u64 = 0;
-        let mut n80: Noisy = 'l79: loop {
-            if i78 >= 2 { break 'l79 Noisy::new("n80-end"); }
-            i78 += 1;
-            if (input >> 36) & 1 == 1 { break 'l79 Noisy::new("brk81"); }
-            let r83 = tick(Noisy::new("arg-re82")).await;
-            arg = r83;
-            let c84 = tick((v19 ^ input) % 97 % 2 == 0).await;
-            if c84 { break 'l79 Noisy::new("brk85"); }
-        };
-        let r87 = tick(Noisy::new("arg-re86")).await;
-        arg = r87;
+        let pairs78: Vec<(Noisy, Noisy)> = vec![pair("pairs78.0")];
+        'l81: for (_, mut b80) in pairs78.into_iter() {
+            let v82 = fallible((v76 ^ input) % 97).await?;
+            acc = (acc * 3 + v82) % 1_000_003;
+            {
+                let w83 = pass(81u64 % 100).await;
+                let r85 = tick(Rec::new("rec84", (v19 ^ input) % 97)).await;
+                match r85 {
+                    rec86 if rec86.id % 3 == w83 % 3 => {
+                        acc = acc.wrapping_add(rec86.score());
+                        let Some(v88) = tick(maybe(v76 % 100)).await else {
+                            break 'l81;
+                        };
+                        let Some(mut v89) = tick(maybe_noisy("v89", (w83 ^ input) % 97)).await else {
+                            let g90 = Noisy::new("g90");
+                            let v91 = async { tick(0u64).await }.await;
+                            acc = (acc * 1 + v91) % 1_000_003;
+                            break 'l81;
+                        };
+                    }
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w83) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
+                        let v93 = tick(Rec::new("rec92", (v76 ^ input) % 97)).await.score();
+                        acc = (acc * 1 + v93) % 1_000_003;
+                    }
+                    Rec { pair: (mut a87, _), .. } => {
+                        let c94 = tick((acc ^ input) % 97 % 2 == 0).await;
+                        if c94 { drop(b80); }
+                    }
+                }
+            }
+            let mut n96 = tick(Rec::new("rec95", (v82 ^ input) % 97)).await.into_name();
+            if (input >> 58) & 1 == 1 { continue 'l81; }
+        }
+        drop(arg);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5425,41 +5314,35 @@ random_case! {
 }
 
 random_case! {
-    case_043, 0xf1a838059676116a,
+    case_043, 0x3614faf8c9dc9b59,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = fallible((5u64 ^ input) % 97).await?;
         acc = (acc * 3 + v1) % 1_000_003;
         let v2 = fallible((91u64 ^ input) % 97).await?;
         acc = (acc * 3 + v2) % 1_000_003;
-        let mut i3: u64 = 0;
-        let mut n5: Noisy = 'l4: loop {
-            if i3 >= 2 { break 'l4 Noisy::new("n5-end"); }
-            i3 += 1;
-            let mut i6: u64 = 0;
-            'l7: loop {
-                if i6 >= 4 { break 'l7; }
-                i6 += 1;
-                let v8 = tick(checked((acc ^ input) % 97)).await?;
-                acc = (acc * 1 + v8) % 1_000_003;
-                let f9 = |x: u64| (x * 5) ^ 13;
-                let v10 = (show(&arg).await as u64);
-                acc = f9(v10 % 1000);
-            }
-            acc = (acc * 5 + checked((85u64 ^ input) % 97)?) % 1_000_003;
-            let mut n11 = Noisy::new("n11");
-            let v12 = (show(&Noisy::new("t13")).await as u64);
-            let v14 = tick(acc % 100).await;
-            let v15 = (v14 * 7 + v12) % 1_000_003;
+        let Some(v3) = tick(maybe((v2 ^ input) % 97)).await else {
+            let g4 = Noisy::new("g4");
+            let v5 = pass(v1 % 100).await;
+            acc = (acc * 1 + v5) % 1_000_003;
+            let v6 = show(&g4).await as u64;
+            acc = (acc * 1 + v6) % 1_000_003;
+            return Err(Fail::new("else7"));
         };
-        let v16 = (show(&n5).await as u64);
-        acc = (acc * 3 + v16) % 1_000_003;
-        let mut n17 = Noisy::new("n17");
-        let v19 = show(&Noisy::new("t18")).await as u64;
-        acc = (acc * 1 + v19) % 1_000_003;
-        let mut n17 = Noisy::new("n17-shadow20");
-        let v21 = tick(acc % 100).await;
-        acc = (acc * 3 + v21) % 1_000_003;
+        let pairs8: Vec<(Noisy, Noisy)> = vec![pair("pairs8.0")];
+        'l11: for (mut a9, _) in pairs8.into_iter() {
+            if (input >> 63) & 1 == 1 { continue 'l11; }
+            let mut n12 = Noisy::new("n12");
+            let v13 = (show(&Noisy::new("t14")).await as u64);
+            let v15 = tick(7u64 % 100).await;
+            let v16 = (v15 * 7 + v13) % 1_000_003;
+        }
+        let v17 = (show(&arg).await as u64);
+        acc = (acc * 3 + v17) % 1_000_003;
+        let mut n18 = Noisy::new("n18");
+        let v20 = show(&Noisy::new("t19")).await as u64;
+        acc = (acc * 1 + v20) % 1_000_003;
+        let mut n18 = Noisy::new("n18-shadow21");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5659,67 +5542,67 @@ random_case! {
         if (input ^ acc) % 5 < 2 {
             let mut n3 = Noisy::new("n3");
         } else {
-            let r7 = tick(pair("p6")).await;
-            let (mut a4, _) = r7;
+            let (mut a4, _) = tick(pair("p6")).await;
             acc = acc.wrapping_add(show(&a4).await as u64);
             if (input >> 63) & 1 == 1 {
-                let mut n8 = Noisy::new("n8");
-                let v10 = show(&Noisy::new("t9")).await as u64;
-                acc = (acc * 1 + v10) % 1_000_003;
-                let mut i11: u64 = 0;
-                'l12: loop {
-                    if i11 >= 2 { break 'l12; }
-                    i11 += 1;
-                    let c13 = tick((acc ^ input) % 97 % 2 == 0).await;
-                    if c13 { break 'l12; }
-                    let Some(v14) = tick(maybe(v2 % 100)).await else {
-                        let v16 = tick_named("k15", i11 % 100).await;
-                        acc = (acc * 1 + v16) % 1_000_003;
-                        continue 'l12;
+                let mut n7 = Noisy::new("n7");
+                let v9 = show(&Noisy::new("t8")).await as u64;
+                acc = (acc * 1 + v9) % 1_000_003;
+                let mut i10: u64 = 0;
+                'l11: loop {
+                    if i10 >= 2 { break 'l11; }
+                    i10 += 1;
+                    let c12 = tick((acc ^ input) % 97 % 2 == 0).await;
+                    if c12 { break 'l11; }
+                    let Some(v13) = tick(maybe(v2 % 100)).await else {
+                        let v15 = tick_named("k14", i10 % 100).await;
+                        acc = (acc * 1 + v15) % 1_000_003;
+                        continue 'l11;
                     };
-                    let v17 = pass((v14 ^ input) % 97).await;
-                    let v18 = tick_named("k19", (v17 ^ input) % 97).await;
-                    let v20 = (v18 * 7 + v17) % 1_000_003;
+                    let v16 = pass((v13 ^ input) % 97).await;
+                    let v17 = tick_named("k18", (v16 ^ input) % 97).await;
+                    let v19 = (v17 * 7 + v16) % 1_000_003;
                 }
             } else {
-                let Some(v21) = tick(maybe(v2 % 100)).await else {
-                    return Err(Fail::new("else22"));
+                let Some(v20) = tick(maybe(v2 % 100)).await else {
+                    return Err(Fail::new("else21"));
                 };
             }
         }
-        let r24 = tick(Noisy::new("arg-re23")).await;
-        arg = r24;
+        let r23 = tick(Noisy::new("arg-re22")).await;
+        arg = r23;
         if (input >> 62) & 1 == 1 { return Ok(acc); }
-        let f25 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-        let v26 = f25(input % 100).await;
-        acc = (acc * 1 + v26) % 1_000_003;
+        {
+            let f24 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v25 = f24(input % 100).await;
+            acc = (acc * 1 + v25) % 1_000_003;
+        }
         {
             if (input >> 39) & 1 == 1 {
-                let v27 = tick(input % 100).await;
-                acc = (acc * 3 + v27) % 1_000_003;
-                let Some(v28) = tick(maybe(v27 % 100)).await else {
-                    let g29 = Noisy::new("g29");
-                    let v30 = pass(v27 % 100).await;
-                    acc = (acc * 1 + v30) % 1_000_003;
-                    return Err(Fail::new("else31"));
+                let v26 = tick(input % 100).await;
+                acc = (acc * 3 + v26) % 1_000_003;
+                let Some(v27) = tick(maybe(acc % 100)).await else {
+                    let g28 = Noisy::new("g28");
+                    let v29 = pass(acc % 100).await;
+                    acc = (acc * 1 + v29) % 1_000_003;
+                    return Err(Fail::new("else30"));
                 };
             }
             if acc % 2 == 0 {
                 if (input >> 47) & 1 == 1 {
-                    let r33 = tick(Noisy::new("arg-re32")).await;
-                    arg = r33;
+                    let r32 = tick(Noisy::new("arg-re31")).await;
+                    arg = r32;
                 } else {
-                    ev(format!("e34 {acc}"));
+                    ev(format!("e33 {acc}"));
                 }
             } else {
-                let f35 = |x: u64| (x * 5) ^ 13;
-                let v36 = async { tick(79u64).await }.await;
-                acc = f35(v36 % 1000);
+                let v35 = async { tick(79u64).await }.await;
+                { let f34 = |x: u64| (x * 5) ^ 13; acc = f34(v35 % 1000); }
             }
-            let v38 = show(&Noisy::new("t37")).await as u64;
-            acc = (acc * 1 + v38) % 1_000_003;
+            let v37 = show(&Noisy::new("t36")).await as u64;
+            acc = (acc * 1 + v37) % 1_000_003;
         }
-        let mut n39 = Noisy::new("n39");
+        let mut n38 = Noisy::new("n38");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -5838,7 +5721,7 @@ random_case! {
 }
 
 random_case! {
-    case_047, 0x2d2f851f81cf7221,
+    case_047, 0x60dd64b3783d56dc,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut i1: u64 = 0;
@@ -5861,110 +5744,108 @@ random_case! {
                     let Some(v14) = tick(maybe((input ^ input) % 97)).await else {
                         continue 'l2;
                     };
-                    let f15 = |x: u64| (x * 5) ^ 13;
                     let v16 = tick(input % 100).await;
-                    acc = f15(v16 % 1000);
+                    { let f15 = |x: u64| (x * 5) ^ 13; acc = f15(v16 % 1000); }
                 } else {
-                    let r20 = tick(pair("p19")).await;
-                    let (_, mut b18) = r20;
+                    let (_, mut b18) = tick(pair("p19")).await;
                     acc = acc.wrapping_add(show(&b18).await as u64);
-                    let r22 = tick(Noisy::new("arg-re21")).await;
-                    arg = r22;
-                    let v23 = (show(&n9).await as u64);
-                    let v24 = async { tick(27u64).await }.await;
-                    let v25 = (v24 * 7 + v23) % 1_000_003;
+                    let r21 = tick(Noisy::new("arg-re20")).await;
+                    arg = r21;
+                    let v22 = (show(&n9).await as u64);
+                    let v23 = async { tick(27u64).await }.await;
+                    let v24 = (v23 * 7 + v22) % 1_000_003;
                     let mut n9 = pass(Noisy::new(format!("{}+", n9.name()))).await;
                 }
-                let f26 = |x: u64| (x * 5) ^ 13;
-                let v27 = (show(&Noisy::new("t28")).await as u64);
-                acc = f26(v27 % 1000);
+                let v26 = (show(&Noisy::new("t27")).await as u64);
+                { let f25 = |x: u64| (x * 5) ^ 13; acc = f25(v26 % 1000); }
                 if (input ^ acc) % 5 < 2 { continue 'l12; }
-                let f29 = |x: u64| (x * 5) ^ 13;
-                let v30 = async { tick(1u64).await }.await;
-                acc = f29(v30 % 1000);
+                let v29 = async { tick(1u64).await }.await;
+                { let f28 = |x: u64| (x * 5) ^ 13; acc = f28(v29 % 1000); }
             }
-            let mut arg = Noisy::new("arg-shadow31");
+            let mut arg = Noisy::new("arg-shadow30");
         }
-        let v32 = tick(acc % 100).await;
-        let v33 = async { tick(87u64).await }.await;
-        let v34 = (v33 * 7 + v32) % 1_000_003;
-        acc = (acc * 5 + checked((v32 ^ input) % 97)?) % 1_000_003;
-        let v36 = show(&tick(Rec::new("rec35", (input ^ input) % 97)).await.name).await as u64;
-        acc = (acc * 1 + v36) % 1_000_003;
-        let pairs37: Vec<(Noisy, Noisy)> = vec![];
-        'l40: for (mut a38, _) in pairs37 {
-            let list41: Vec<Noisy> = vec![Noisy::new("list41.0")];
-            for (k42, item) in list41.iter().enumerate() {
-                acc = acc.wrapping_add(show(item).await as u64 + k42 as u64);
-            }
-            let v43 = tick_named("k44", (acc ^ input) % 97).await;
-            acc = (acc * 3 + v43) % 1_000_003;
-            let c45 = tick((v36 ^ input) % 97 % 2 == 0).await;
-            if c45 { continue 'l40; }
-        }
-        let mut i46: u64 = 0;
-        'l47: loop {
-            if i46 >= 2 { break 'l47; }
-            i46 += 1;
-            if (input >> 38) & 1 == 1 { return Ok(acc); }
-            let mut i48: u64 = 0;
-            'l49: while i48 < 4 {
-                i48 += 1;
-                {
-                    let mut arg = Noisy::new("arg-shadow50");
-                    let v52 = pass(v32 % 100).await.wrapping_mul(3) % 1000;
-                    acc = (acc * 1 + v52) % 1_000_003;
-                    let Some(v53) = tick(maybe((acc ^ input) % 97)).await else {
-                        return Err(Fail::new("else54"));
+        let v31 = tick(acc % 100).await;
+        let v32 = async { tick(87u64).await }.await;
+        let v33 = (v32 * 7 + v31) % 1_000_003;
+        acc = (acc * 5 + checked((v31 ^ input) % 97)?) % 1_000_003;
+        let v35 = show(&tick(Rec::new("rec34", (input ^ input) % 97)).await.name).await as u64;
+        acc = (acc * 1 + v35) % 1_000_003;
+        let pairs36: Vec<(Noisy, Noisy)> = vec![];
+        'l38: for &(ref a37, _) in pairs36.iter().skip(1) {
+            acc = acc.wrapping_add(show(a37).await as u64);
+            if (input ^ acc) % 5 < 2 {
+                let pairs39: Vec<(Noisy, Noisy)> = vec![];
+                'l42: for (_, mut b41) in pairs39.into_iter() {
+                    let c43 = tick((input ^ input) % 97 % 2 == 0).await;
+                    if c43 { continue 'l42; }
+                    let Some(v44) = tick(maybe(v35 % 100)).await else {
+                        break 'l42;
                     };
                 }
-                let v55 = (show(&arg).await as u64);
-                acc = (acc * 3 + v55) % 1_000_003;
-            }
-            let list56: Vec<Noisy> = vec![Noisy::new("list56.0")];
-            'l58: for x57 in list56.iter().map(|n| n.touch() as u64).take(2) {
-                if (input >> 19) & 1 == 1 { return Err(Fail::new("r59")); }
-                let v60 = tick(v36 % 100).await;
-                let v61 = tick_named("k62", x57 % 100).await;
-                let v63 = (v61 * 7 + v60) % 1_000_003;
-                let f64 = |x: u64| (x * 5) ^ 13;
-                let v65 = tick_named("k66", i1 % 100).await;
-                acc = f64(v65 % 1000);
-                let w67 = (show(&arg).await as u64);
-                let r69 = tick(Rec::new("rec68", acc % 100)).await;
-                match r69 {
-                    rec70 if rec70.id % 3 == w67 % 3 => {
-                        acc = acc.wrapping_add(rec70.score());
-                        let v73 = show(&tick(Rec::new("rec72", v34 % 100)).await.name).await as u64;
-                        acc = (acc * 1 + v73) % 1_000_003;
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w67) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                        let v34 = tick(v34 % 1000 + 1).await;
-                    }
-                    Rec { pair: (mut a71, _), .. } => {
-                        if (input >> 41) & 1 == 1 { return Err(Fail::new("r74")); }
-                        if (input ^ acc) % 5 < 2 { drop(a71); }
+            } else {
+                let mut i45: u64 = 0;
+                'l46: while i45 < 4 {
+                    i45 += 1;
+                    let c47 = tick(acc % 100 % 2 == 0).await;
+                    if c47 { continue 'l46; }
+                    let _ = pair("p50");
+                }
+                acc = (acc * 5 + checked((i45 ^ input) % 97)?) % 1_000_003;
+                if (input >> 7) & 1 == 1 { continue 'l38; }
+                let v51 = pass(acc % 100).await;
+                if v51 % 3 == 0 {
+                    let Some(v52) = tick(maybe(i1 % 100)).await else {
+                        let g53 = Noisy::new("g53");
+                        let v54 = tick(v35 % 100).await;
+                        acc = (acc * 1 + v54) % 1_000_003;
+                        return Err(Fail::new("else55"));
+                    };
+                    let v57 = pass(v33 % 100).await;
+                    { let f56 = |x: u64| (x * 5) ^ 13; acc = f56(v57 % 1000); }
+                    let list58: Vec<Noisy> = vec![Noisy::new("list58.0"), Noisy::new("list58.1")];
+                    let f59 = first_of(&list58).await;
+                    let v60 = (show(&arg).await as u64);
+                    acc = acc.wrapping_add(v60);
+                    if let Some(f59) = f59 {
+                        acc = acc.wrapping_add(show(f59).await as u64 + list58.len() as u64);
                     }
                 }
             }
+            ev(format!("e61 {acc}"));
         }
-        let v75 = pass(i1 % 100).await;
-        acc = (acc * 3 + v75) % 1_000_003;
-        if (input ^ acc) % 5 < 2 {
-            let (_, mut b77) = pair("p78");
-            acc = acc.wrapping_add(show(&b77).await as u64);
-            let Some(v79) = tick(maybe(v34 % 100)).await else {
-                return Err(Fail::new("else80"));
-            };
+        let v63 = show(&Noisy::new("t62")).await as u64;
+        acc = (acc * 1 + v63) % 1_000_003;
+        let c64 = tick(acc % 100 % 2 == 0).await;
+        if c64 {
+            let mut i65: u64 = 0;
+            'l66: loop {
+                if i65 >= 3 { break 'l66; }
+                i65 += 1;
+                let r68 = tick(Noisy::new("arg-re67")).await;
+                arg = r68;
+                if (input ^ acc) % 5 < 2 { break 'l66; }
+                let v69 = fallible((v31 ^ input) % 97).await?;
+                if v69 % 3 == 0 { return Err(Fail::new("r70")); }
+            }
+            let r72 = tick(Noisy::new("arg-re71")).await;
+            arg = r72;
+            if acc % 2 == 0 { return Ok(acc); }
         } else {
-            let v82 = show(&Noisy::new("t81")).await as u64;
-            acc = (acc * 1 + v82) % 1_000_003;
-            let v84 = show(&Noisy::new("t83")).await as u64;
-            acc = (acc * 1 + v84) % 1_000_003;
+            {
+                let f73 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                let v74 = f73(v31 % 100).await;
+                acc = (acc * 1 + v74) % 1_000_003;
+            }
+            let v75 = tick(checked(72u64 % 100)).await?;
+            acc = (acc * 1 + v75) % 1_000_003;
+            let v76 = fallible(v75 % 100).await?;
+            let v77 = (show(&Noisy::new("t78")).await as u64);
+            let v79 = (v77 * 7 + v76) % 1_000_003;
         }
-        let v85 = tick(checked(acc % 100)).await?;
-        acc = (acc * 1 + v85) % 1_000_003;
+        let v80 = (show(&Noisy::new("t81")).await as u64);
+        let v82 = async { tick(64u64).await }.await;
+        let v83 = (v82 * 7 + v80) % 1_000_003;
+        let mut n84 = fallible_noisy("n84", input % 100).await?;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -6029,18 +5910,16 @@ random_case! {
 }
 
 random_case! {
-    case_049, 0x43f6bf3cb8c71e69,
+    case_049, 0x4bb89b39ef1f5f56,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut arg = Noisy::new("arg-shadow1");
         drop(arg);
         let list2: Vec<Noisy> = vec![];
-        for (k3, item) in list2.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k3 as u64);
-        }
-        let list4: Vec<Noisy> = vec![];
-        'l6: for x5 in list4.iter().rev().map(|n| n.touch() as u64) {
-            let v7 = tick(x5 % 100).await;
+        'l4: for x3 in list2.iter().rev().map(|n| n.touch() as u64) {
+            let r6 = tick(Noisy::new("arg-re5")).await;
+            arg = r6;
+            let v7 = tick(x3 % 100).await;
             if v7 % 3 == 0 {
                 let v8 = tick(checked(v7 % 100)).await?;
                 acc = (acc * 1 + v8) % 1_000_003;
@@ -6056,16 +5935,14 @@ random_case! {
                     if v15 % 3 == 0 { break 'l11; }
                 }
                 {
-                    let f16 = |x: u64| (x * 5) ^ 13;
                     let v17 = tick(acc % 100).await;
-                    acc = f16(v17 % 1000);
+                    { let f16 = |x: u64| (x * 5) ^ 13; acc = f16(v17 % 1000); }
                 }
                 ev(format!("e18 {acc}"));
             } else {
                 acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
-                let f19 = |x: u64| (x * 5) ^ 13;
                 let v20 = fallible((acc ^ input) % 97).await?;
-                acc = f19(v20 % 1000);
+                { let f19 = |x: u64| (x * 5) ^ 13; acc = f19(v20 % 1000); }
                 let pairs21: Vec<(Noisy, Noisy)> = vec![];
                 'l24: for (mut a22, mut b23) in pairs21.into_iter() {
                     let r26 = tick(Noisy::new("a22-re25")).await;
@@ -6075,146 +5952,46 @@ random_case! {
                     let mut n29 = tick(Rec::new("rec28", acc % 100)).await.into_name();
                 }
             }
-            let mut i30: u64 = 0;
-            'l31: while i30 < 2 {
-                i30 += 1;
-                let mut n32 = Noisy::new("n32");
-                if acc % 4 == 0 {
-                    if acc % 2 == 0 { break 'l6; }
-                } else {
-                    let Some(v33) = tick(maybe(v7 % 100)).await else {
-                        let v34 = (show(&n32).await as u64);
-                        acc = (acc * 1 + v34) % 1_000_003;
-                        continue 'l31;
-                    };
-                }
-            }
         }
-        {
-            let mut n35 = Noisy::new("n35");
-            let v36 = tick_named("k37", acc % 100).await;
-            if v36 % 3 == 0 {
-                ev(format!("e38 {acc} {}", n35.touch()));
-                let mut n39 = Noisy::new("n39");
-                let mut i40: u64 = 0;
-                'l41: while i40 < 2 {
-                    i40 += 1;
-                    let i40 = tick(i40 % 1000 + 1).await;
-                    let mut n42 = Noisy::new("n42");
-                    let c43 = tick(v36 % 100 % 2 == 0).await;
-                    if c43 { drop(n42); }
-                    if acc % 2 == 0 { break 'l41; }
-                }
-            }
-            let mut n35 = pass(Noisy::new(format!("{}+", n35.name()))).await;
+        let mut i30: u64 = 0;
+        'l31: while i30 < 2 {
+            i30 += 1;
+            let mut n32 = Noisy::new("n32");
+            let c33 = tick(80u64 % 100 % 2 == 0).await;
+            if c33 { break 'l31; }
         }
-        let input = tick(input % 1000 + 1).await;
-        let v44 = tick(acc % 100).await;
-        acc = (acc * 3 + v44) % 1_000_003;
-        {
-            let list45: Vec<Noisy> = vec![Noisy::new("list45.0"), Noisy::new("list45.1")];
-            'l47: for x46 in list45.iter().map(|n| n.touch() as u64).take(2) {
-                ev(format!("e48 {acc}"));
-                let v49 = tick_named("k50", acc % 100).await;
-                acc = (acc * 3 + v49) % 1_000_003;
-                let w51 = tick(v44 % 100).await;
-                let r53 = tick(Rec::new("rec52", v44 % 100)).await;
-                match r53 {
-                    rec54 if rec54.id % 3 == w51 % 3 => {
-                        acc = acc.wrapping_add(rec54.score());
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w51) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                        let v57 = show(&Noisy::new("t56")).await as u64;
-                        acc = (acc * 1 + v57) % 1_000_003;
-                    }
-                    Rec { pair: (mut a55, _), .. } => {
-                        let c58 = tick(input % 100 % 2 == 0).await;
-                        if c58 { continue 'l47; }
-                        let mut a55 = Noisy::new("a55-shadow59");
-                    }
+        let r35 = tick(Noisy::new("arg-re34")).await;
+        arg = r35;
+        acc = (acc * 5 + checked(i30 % 100)?) % 1_000_003;
+        let v37 = (show(&arg).await as u64);
+        { let f36 = |x: u64| (x * 5) ^ 13; acc = f36(v37 % 1000); }
+        let v39 = show(&Noisy::new("t38")).await as u64;
+        acc = (acc * 1 + v39) % 1_000_003;
+        if (input >> 0) & 1 == 1 { return Err(Fail::new("r40")); }
+        let v41 = tick_named("k42", i30 % 100).await;
+        if v41 % 3 == 0 {
+            ev(format!("e43 {acc} {}", arg.touch()));
+            let mut n44 = Noisy::new("n44");
+            let mut i45: u64 = 0;
+            'l46: while i45 < 2 {
+                i45 += 1;
+                let pairs47: Vec<(Noisy, Noisy)> = vec![pair("pairs47.0"), pair("pairs47.1")];
+                'l49: for (_, a48) in pairs47.iter().rev() {
+                    acc = acc.wrapping_add(show(a48).await as u64);
+                    let c50 = tick((acc ^ input) % 97 % 2 == 0).await;
+                    if c50 { continue 'l46; }
+                    let mut arg = Noisy::new("arg-shadow51");
                 }
-                let v60 = tick(checked((input ^ input) % 97)).await?;
-                acc = (acc * 1 + v60) % 1_000_003;
-            }
-            let v61 = async { tick(71u64).await }.await;
-            if v61 % 3 == 0 {
-                let mut i62: u64 = 0;
-                'l63: loop {
-                    if i62 >= 2 { break 'l63; }
-                    i62 += 1;
-                    let v64 = async { tick(97u64).await }.await;
-                    acc = (acc * 3 + v64) % 1_000_003;
-                    let v66 = show(&Noisy::new("t65")).await as u64;
-                    acc = (acc * 1 + v66) % 1_000_003;
-                    ev(format!("e67 {acc}"));
-                    let r69 = tick(Noisy::new("arg-re68")).await;
-                    arg = r69;
-                }
-                let v70 = fallible(i62 % 100).await?;
-                if v70 % 3 == 0 { return Err(Fail::new("r71")); }
-                let mut i72: u64 = 0;
-                let mut n74: Noisy = 'l73: loop {
-                    if i72 >= 2 { break 'l73 Noisy::new("n74-end"); }
-                    i72 += 1;
-                    let r76 = tick(Noisy::new("arg-re75")).await;
-                    arg = r76;
-                    let r78 = tick(Noisy::new("arg-re77")).await;
-                    arg = r78;
-                    ev(format!("e79 {acc}"));
-                    let f80 = async |x: u64| tick(x % 100).await + 1;
-                    let v81 = f80((acc ^ input) % 97).await;
-                    acc = (acc * 1 + v81) % 1_000_003;
-                };
-            } else {
-                if (input ^ acc) % 5 < 2 {
-                    let (mut a82, _) = pair("p84");
-                    acc = acc.wrapping_add(show(&a82).await as u64);
-                } else {
-                    let v86 = show(&Noisy::new("t85")).await as u64;
-                    acc = (acc * 1 + v86) % 1_000_003;
-                    let v87 = tick(acc % 100).await;
-                    acc = (acc * 3 + v87) % 1_000_003;
-                }
-            }
-        }
-        {
-            let v88 = (show(&Noisy::new("t89")).await as u64);
-            acc = (acc * 3 + v88) % 1_000_003;
-        }
-        if (input >> 61) & 1 == 1 {
-            let mut i90: u64 = 0;
-            'l91: loop {
-                if i90 >= 4 { break 'l91; }
-                i90 += 1;
-                let mut i92: u64 = 0;
-                'l93: while i92 < 3 {
-                    i92 += 1;
-                    let mut n94 = Noisy::new("n94");
-                    let (mut a95, _) = pair("p97");
-                    acc = acc.wrapping_add(show(&a95).await as u64);
-                    let f98 = |x: u64| (x * 5) ^ 13;
-                    let v99 = (show(&a95).await as u64);
-                    acc = f98(v99 % 1000);
-                }
-                let mut i100: u64 = 0;
-                'l101: loop {
-                    if i100 >= 1 { break 'l101; }
-                    i100 += 1;
-                    let r103 = tick(Noisy::new("arg-re102")).await;
-                    arg = r103;
-                    let Some(v104) = tick(maybe((34u64 ^ input) % 97)).await else {
-                        let v106 = tick_named("k105", (input ^ input) % 97).await;
-                        acc = (acc * 1 + v106) % 1_000_003;
-                        break 'l101;
-                    };
-                    let v107 = tick(checked(v104 % 100)).await?;
-                    acc = (acc * 1 + v107) % 1_000_003;
-                }
-                ev(format!("e108 {acc}"));
+                acc = acc.wrapping_add(pairs47.len() as u64);
+                if (input >> 25) & 1 == 1 { break 'l46; }
+                let v53 = tick(Rec::new("rec52", v41 % 100)).await.id;
+                acc = (acc * 1 + v53) % 1_000_003;
+                let v54 = pass(v37 % 100).await;
+                let v55 = pass(acc % 100).await;
+                let v56 = (v55 * 7 + v54) % 1_000_003;
             }
         } else {
-            let mut n109 = Noisy::new("n109");
+            let (mut a58, _) = tick(Rec::new("rec57", v37 % 100)).await.pair;
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -6318,7 +6095,7 @@ random_case! {
 }
 
 random_case! {
-    case_051, 0xe1b4c8d1834b4d82,
+    case_051, 0x705e0be82fd77782,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = fallible(input % 100).await?;
@@ -6336,59 +6113,14 @@ random_case! {
         let Some(v12) = tick(maybe(acc % 100)).await else {
             return Err(Fail::new("else13"));
         };
-        let f14 = |x: u64| (x * 5) ^ 13;
         let v15 = fallible(input % 100).await?;
-        acc = f14(v15 % 1000);
+        { let f14 = |x: u64| (x * 5) ^ 13; acc = f14(v15 % 1000); }
         let v16 = fallible((v1 ^ input) % 97).await?;
         acc = (acc * 3 + v16) % 1_000_003;
         let list17: Vec<Noisy> = vec![Noisy::new("list17.0"), Noisy::new("list17.1")];
-        'l19: for _ in 0..2u64 {
-            let f18 = first_of(&list17).await;
-            let f18n = tick(f18.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f18) = f18 { acc = acc.wrapping_add(show(f18).await as u64); }
-            let w20 = (show(&arg).await as u64);
-            let r22 = tick(Rec::new("rec21", v10 % 100)).await;
-            match r22 {
-                rec23 if rec23.id % 3 == w20 % 3 => {
-                    acc = acc.wrapping_add(rec23.score());
-                    let v25 = tick_named("k26", v16 % 100).await;
-                    acc = (acc * 3 + v25) % 1_000_003;
-                    let f27 = |x: u64| (x * 5) ^ 13;
-                    let v28 = (show(&arg).await as u64);
-                    acc = f27(v28 % 1000);
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w20) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let mut i29: u64 = 0;
-                    'l30: loop {
-                        if i29 >= 2 { break 'l30; }
-                        i29 += 1;
-                        let f31 = |x: u64| (x * 5) ^ 13;
-                        let v32 = fallible(74u64 % 100).await?;
-                        acc = f31(v32 % 1000);
-                        if (input >> 61) & 1 == 1 { return Err(Fail::new("r33")); }
-                    }
-                    let r35 = tick(Noisy::new("arg-re34")).await;
-                    arg = r35;
-                }
-                Rec { pair: (mut a24, _), .. } => {
-                    if (input >> 57) & 1 == 1 { break 'l19; }
-                    let c36 = tick((v6 ^ input) % 97 % 2 == 0).await;
-                    if c36 { continue 'l19; }
-                }
-            }
-            let mut n37 = Noisy::new("n37");
-            if (input ^ acc) % 5 < 2 {
-                let v39 = tick(Rec::new("rec38", v8 % 100)).await.score();
-                acc = (acc * 1 + v39) % 1_000_003;
-                let r41 = tick(Noisy::new("n37-re40")).await;
-                n37 = r41;
-            } else {
-                let v43 = show(&Noisy::new("t42")).await as u64;
-                acc = (acc * 1 + v43) % 1_000_003;
-            }
+        for (k18, item) in list17.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k18 as u64);
         }
-        acc = acc.wrapping_add(list17.len() as u64);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -6534,93 +6266,41 @@ random_case! {
 }
 
 random_case! {
-    case_053, 0xce5ae68037cd8756,
+    case_053, 0xc0308962a000aca8,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = async { tick(99u64).await }.await;
         acc = (acc * 3 + v1) % 1_000_003;
-        let w2 = fallible((acc ^ input) % 97).await?;
-        let r4 = tick(Rec::new("rec3", input % 100)).await;
-        match r4 {
-            rec5 if rec5.id % 3 == w2 % 3 => {
-                acc = acc.wrapping_add(rec5.score());
-                ev(format!("e7 {acc} {}", arg.touch()));
-            }
-            Rec { id, ref name, .. } if (name.touch() as u64 ^ w2) % 2 == 0 => {
-                acc = acc.wrapping_add(id);
-                let f8 = |x: u64| (x * 5) ^ 13;
-                let v9 = tick_named("k10", (acc ^ input) % 97).await;
-                acc = f8(v9 % 1000);
-                let v12 = tick(Rec::new("rec11", acc % 100)).await.score();
-                acc = (acc * 1 + v12) % 1_000_003;
-            }
-            Rec { pair: (mut a6, _), .. } => {
-                let list13: Vec<Noisy> = vec![];
-                'l15: for _ in 0..1u64 {
-                    let f14 = first_of(&list13).await;
-                    let f14n = tick(f14.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                    if let Some(f14) = f14 { acc = acc.wrapping_add(show(f14).await as u64); }
-                    let v16 = async { tick(58u64).await }.await;
-                    let v17 = (show(&Noisy::new("t18")).await as u64);
-                    let v19 = (v17 * 7 + v16) % 1_000_003;
-                    if (input ^ acc) % 5 < 2 { break 'l15; }
-                    let Some(v20) = tick(maybe(v16 % 100)).await else {
-                        let v22 = tick_named("k21", w2 % 100).await;
-                        acc = (acc * 1 + v22) % 1_000_003;
-                        return Err(Fail::new("else23"));
-                    };
-                    let v24 = tick(acc % 100).await;
-                    acc = (acc * 3 + v24) % 1_000_003;
-                }
-                acc = acc.wrapping_add(list13.len() as u64);
-                let v25 = (show(&arg).await as u64);
-                acc = (acc * 3 + v25) % 1_000_003;
-            }
+        let list2: Vec<Noisy> = vec![Noisy::new("list2.0")];
+        for (k3, item) in list2.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k3 as u64);
         }
-        let v26 = fallible(input % 100).await?;
-        let v27 = tick_named("k28", (v26 ^ input) % 97).await;
-        let v29 = (v27 * 7 + v26) % 1_000_003;
-        let mut n30 = fallible_noisy("n30", 38u64 % 100).await?;
         {
-            let Some(mut v31) = tick(maybe_noisy("v31", v26 % 100)).await else {
-                let g32 = Noisy::new("g32");
-                let v33 = tick((input ^ input) % 97).await;
-                acc = (acc * 1 + v33) % 1_000_003;
-                let v34 = show(&g32).await as u64;
-                acc = (acc * 1 + v34) % 1_000_003;
-                return Err(Fail::new("else35"));
-            };
-        }
-        let c36 = tick((acc ^ input) % 97 % 2 == 0).await;
-        if c36 {
-            let v37 = pass(input % 100).await;
-            if v37 % 3 == 0 {
-                let v38 = async { tick(15u64).await }.await;
-                acc = (acc * 3 + v38) % 1_000_003;
-            } else {
-                let Some(v39) = tick(maybe(v29 % 100)).await else {
-                    return Err(Fail::new("else40"));
-                };
+            let list4: Vec<Noisy> = vec![Noisy::new("list4.0")];
+            'l6: for x5 in list4.iter().rev().map(|n| n.touch() as u64) {
+                let r8 = tick(Noisy::new("arg-re7")).await;
+                arg = r8;
+                let pairs9: Vec<(Noisy, Noisy)> = vec![];
+                'l12: for (mut a10, mut b11) in pairs9.into_iter() {
+                    let v14 = show(&Noisy::new("t13")).await as u64;
+                    acc = (acc * 1 + v14) % 1_000_003;
+                    let mut n15 = fallible_noisy("n15", (v1 ^ input) % 97).await?;
+                    let r17 = tick(Noisy::new("a10-re16")).await;
+                    a10 = r17;
+                    let mut arg = Noisy::new("arg-shadow18");
+                }
             }
-            let v42 = show(&Noisy::new("t41")).await as u64;
-            acc = (acc * 1 + v42) % 1_000_003;
-            let v43 = pass(w2 % 100).await;
-            acc = (acc * 3 + v43) % 1_000_003;
-        } else {
-            if acc % 3 == 0 { return Err(Fail::new("r44")); }
-            let v45 = (show(&n30).await as u64);
-            let v46 = tick((input ^ input) % 97).await;
-            let v47 = (v46 * 7 + v45) % 1_000_003;
-            let v48 = fallible((v47 ^ input) % 97).await?;
-            let v49 = (show(&arg).await as u64);
-            let v50 = (v49 * 7 + v48) % 1_000_003;
-            let list51: Vec<Noisy> = vec![Noisy::new("list51.0")];
-            let f52 = first_of(&list51).await;
-            if let Some(f52) = f52 {
-                acc = acc.wrapping_add(show(f52).await as u64 + list51.len() as u64);
-            }
-            acc = acc.wrapping_add(list51.len() as u64);
+            let v19 = (show(&arg).await as u64);
+            acc = (acc * 3 + v19) % 1_000_003;
+            let v20 = (show(&arg).await as u64);
+            let v21 = tick(v20 % 100).await;
+            let v22 = (v21 * 7 + v20) % 1_000_003;
         }
+        let c23 = tick((input ^ input) % 97 % 2 == 0).await;
+        if c23 { drop(arg); }
+        let mut n24 = Noisy::new("n24");
+        let v26 = fallible((70u64 ^ input) % 97).await?;
+        { let f25 = |x: u64| (x * 5) ^ 13; acc = f25(v26 % 1000); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -6749,9 +6429,8 @@ random_case! {
                     acc = (acc * 3 + v17) % 1_000_003;
                     drop(b10);
                 }
-                let f18 = |x: u64| (x * 5) ^ 13;
                 let v19 = pass((acc ^ input) % 97).await;
-                acc = f18(v19 % 1000);
+                { let f18 = |x: u64| (x * 5) ^ 13; acc = f18(v19 % 1000); }
             }
             let list20: Vec<Noisy> = vec![];
             'l22: for x21 in list20.iter().rev().map(|n| n.touch() as u64) {
@@ -6790,115 +6469,114 @@ random_case! {
                     acc = acc.wrapping_add(show(f46).await as u64 + list45.len() as u64);
                 }
                 acc = acc.wrapping_add(list45.len() as u64);
-                let mut i47: u64 = 0;
-                let mut n49: Noisy = 'l48: loop {
-                    if i47 >= 2 { break 'l48 Noisy::new("n49-end"); }
-                    i47 += 1;
-                    let mut n50 = fallible_noisy("n50", i47 % 100).await?;
-                    let v52 = show(&Noisy::new("t51")).await as u64;
-                    acc = (acc * 1 + v52) % 1_000_003;
-                };
-                if acc % 3 == 0 { return Err(Fail::new("r53")); }
-                let mut arg = Noisy::new("arg-shadow54");
-            } else {
-                if (input >> 44) & 1 == 1 { return Ok(acc); }
+                let pairs47: Vec<(Noisy, Noisy)> = vec![];
+                'l50: for (mut a48, _) in pairs47 {
+                    drop(a48);
+                    let Some(v51) = tick(maybe(66u64 % 100)).await else {
+                        return Err(Fail::new("else52"));
+                    };
+                }
+                let mut arg = Noisy::new("arg-shadow53");
+                let v54 = async { tick(13u64).await }.await;
+                let v55 = tick(v5 % 100).await;
+                let v56 = (v55 * 7 + v54) % 1_000_003;
             }
-            let r56 = tick(Noisy::new("arg-re55")).await;
-            arg = r56;
-            let list57: Vec<Noisy> = vec![Noisy::new("list57.0")];
-            'l59: for _ in 0..2u64 {
-                let f58 = first_of(&list57).await;
-                let f58n = tick(f58.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                if let Some(f58) = f58 { acc = acc.wrapping_add(show(f58).await as u64); }
-                let v60 = (show(&arg).await as u64);
-                acc = (acc * 3 + v60) % 1_000_003;
-                let w61 = (show(&Noisy::new("t62")).await as u64);
-                let r64 = tick(Rec::new("rec63", (92u64 ^ input) % 97)).await;
-                match r64 {
-                    rec65 if rec65.id % 3 == w61 % 3 => {
-                        acc = acc.wrapping_add(rec65.score());
-                        let v68 = show(&Noisy::new("t67")).await as u64;
-                        acc = (acc * 1 + v68) % 1_000_003;
-                        let Some(v69) = tick(maybe(v4 % 100)).await else {
-                            continue 'l59;
-                        };
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w61) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                    }
-                    Rec { pair: (mut a66, _), .. } => {
-                        let (mut a71, _) = tick(Rec::new("rec70", (v4 ^ input) % 97)).await.pair;
-                        let v73 = show(&a71).await as u64;
-                        acc = (acc * 1 + v73) % 1_000_003;
+            let r58 = tick(Noisy::new("arg-re57")).await;
+            arg = r58;
+            let list59: Vec<Noisy> = vec![Noisy::new("list59.0")];
+            'l61: for _ in 0..2u64 {
+                let f60 = first_of(&list59).await;
+                let f60n = tick(f60.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                if let Some(f60) = f60 { acc = acc.wrapping_add(show(f60).await as u64); }
+                let v62 = (show(&arg).await as u64);
+                acc = (acc * 3 + v62) % 1_000_003;
+                {
+                    let w63 = (show(&Noisy::new("t64")).await as u64);
+                    let r66 = tick(Rec::new("rec65", (92u64 ^ input) % 97)).await;
+                    match r66 {
+                        rec67 if rec67.id % 3 == w63 % 3 => {
+                            acc = acc.wrapping_add(rec67.score());
+                            let v70 = show(&Noisy::new("t69")).await as u64;
+                            acc = (acc * 1 + v70) % 1_000_003;
+                            let Some(v71) = tick(maybe(v4 % 100)).await else {
+                                continue 'l61;
+                            };
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w63) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                        }
+                        Rec { pair: (mut a68, _), .. } => {
+                            let (mut a73, _) = tick(Rec::new("rec72", (v4 ^ input) % 97)).await.pair;
+                            let v75 = show(&a73).await as u64;
+                            acc = (acc * 1 + v75) % 1_000_003;
+                        }
                     }
                 }
             }
-            acc = acc.wrapping_add(list57.len() as u64);
+            acc = acc.wrapping_add(list59.len() as u64);
         } else {
-            let v74 = tick(i6 % 100).await;
-            acc = (acc * 3 + v74) % 1_000_003;
-            let mut i75: u64 = 0;
-            'l76: while i75 < 1 {
-                i75 += 1;
-                let Some(v77) = tick(maybe(v3 % 100)).await else {
-                    return Err(Fail::new("else78"));
+            let v76 = tick(i6 % 100).await;
+            acc = (acc * 3 + v76) % 1_000_003;
+            let mut i77: u64 = 0;
+            'l78: while i77 < 1 {
+                i77 += 1;
+                let Some(v79) = tick(maybe(v3 % 100)).await else {
+                    return Err(Fail::new("else80"));
                 };
-                let f79 = |x: u64| (x * 5) ^ 13;
-                let v80 = tick(v4 % 100).await;
-                acc = f79(v80 % 1000);
+                let v82 = tick(v4 % 100).await;
+                { let f81 = |x: u64| (x * 5) ^ 13; acc = f81(v82 % 1000); }
             }
-            let v82 = show(&Noisy::new("t81")).await as u64;
-            acc = (acc * 1 + v82) % 1_000_003;
+            let v84 = show(&Noisy::new("t83")).await as u64;
+            acc = (acc * 1 + v84) % 1_000_003;
         }
         {
-            let mut i83: u64 = 0;
-            'l84: while i83 < 1 {
-                i83 += 1;
+            let mut i85: u64 = 0;
+            'l86: while i85 < 1 {
+                i85 += 1;
                 {
-                    let mut n86 = tick(Rec::new("rec85", (v4 ^ input) % 97)).await.name;
-                    let mut n87 = fallible_noisy("n87", v3 % 100).await?;
+                    let mut n88 = tick(Rec::new("rec87", (v4 ^ input) % 97)).await.name;
+                    let mut n89 = fallible_noisy("n89", v3 % 100).await?;
                 }
-                let v88 = pass(i83 % 100).await;
-                acc = (acc * 3 + v88) % 1_000_003;
+                let v90 = pass(i85 % 100).await;
+                acc = (acc * 3 + v90) % 1_000_003;
             }
-            let mut i89: u64 = 0;
-            'l90: while i89 < 1 {
-                i89 += 1;
+            let mut i91: u64 = 0;
+            'l92: while i91 < 1 {
+                i91 += 1;
                 let v4 = tick(v4 % 1000 + 1).await;
-                let mut n91 = Noisy::new("n91");
-                let list92: Vec<Noisy> = vec![Noisy::new("list92.0")];
-                let f93 = first_of(&list92).await;
-                if let Some(f93) = f93 {
-                    acc = acc.wrapping_add(show(f93).await as u64 + list92.len() as u64);
+                let mut n93 = Noisy::new("n93");
+                let list94: Vec<Noisy> = vec![Noisy::new("list94.0")];
+                let f95 = first_of(&list94).await;
+                if let Some(f95) = f95 {
+                    acc = acc.wrapping_add(show(f95).await as u64 + list94.len() as u64);
                 }
-                acc = acc.wrapping_add(list92.len() as u64);
+                acc = acc.wrapping_add(list94.len() as u64);
             }
         }
-        let mut i94: u64 = 0;
-        'l95: loop {
-            if i94 >= 2 { break 'l95; }
-            i94 += 1;
-            let list96: Vec<Noisy> = vec![Noisy::new("list96.0"), Noisy::new("list96.1")];
-            let f97 = first_of(&list96).await;
-            let v98 = (show(&Noisy::new("t99")).await as u64);
-            acc = acc.wrapping_add(v98);
-            if let Some(f97) = f97 {
-                acc = acc.wrapping_add(show(f97).await as u64 + list96.len() as u64);
+        let mut i96: u64 = 0;
+        'l97: loop {
+            if i96 >= 2 { break 'l97; }
+            i96 += 1;
+            let list98: Vec<Noisy> = vec![Noisy::new("list98.0"), Noisy::new("list98.1")];
+            let f99 = first_of(&list98).await;
+            let v100 = (show(&Noisy::new("t101")).await as u64);
+            acc = acc.wrapping_add(v100);
+            if let Some(f99) = f99 {
+                acc = acc.wrapping_add(show(f99).await as u64 + list98.len() as u64);
             }
-            let v100 = (show(&arg).await as u64);
-            if v100 % 3 == 0 { break 'l95; }
-            let r102 = tick(Noisy::new("arg-re101")).await;
-            arg = r102;
+            let v102 = (show(&arg).await as u64);
+            if v102 % 3 == 0 { break 'l97; }
+            let r104 = tick(Noisy::new("arg-re103")).await;
+            arg = r104;
         }
-        let r104 = tick(Noisy::new("arg-re103")).await;
-        arg = r104;
-        let f105 = |x: u64| (x * 5) ^ 13;
-        let v106 = tick_named("k107", (v4 ^ input) % 97).await;
-        acc = f105(v106 % 1000);
-        let v108 = (show(&Noisy::new("t109")).await as u64);
-        let v110 = tick_named("k111", v5 % 100).await;
-        let v112 = (v110 * 7 + v108) % 1_000_003;
-        let mut arg = Noisy::new("arg-shadow113");
+        let r106 = tick(Noisy::new("arg-re105")).await;
+        arg = r106;
+        let v108 = tick_named("k109", (v4 ^ input) % 97).await;
+        { let f107 = |x: u64| (x * 5) ^ 13; acc = f107(v108 % 1000); }
+        let v110 = (show(&Noisy::new("t111")).await as u64);
+        let v112 = tick_named("k113", v5 % 100).await;
+        let v114 = (v112 * 7 + v110) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow115");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -7044,7 +6722,7 @@ random_case! {
 }
 
 random_case! {
-    case_057, 0x0da021e56beff8fb,
+    case_057, 0xf71a0fb46c9da4de,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         drop(arg);
@@ -7060,115 +6738,80 @@ random_case! {
             let v10 = (v8 * 7 + v7) % 1_000_003;
         }
         let list11: Vec<Noisy> = vec![Noisy::new("list11.0"), Noisy::new("list11.1")];
-        for (k12, item) in list11.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k12 as u64);
-        }
-        let f13 = |x: u64| (x * 5) ^ 13;
-        let v14 = fallible(83u64 % 100).await?;
-        acc = f13(v14 % 1000);
-        if (input >> 9) & 1 == 1 {
-            let mut i15: u64 = 0;
-            'l16: while i15 < 1 {
-                i15 += 1;
-                let pairs17: Vec<(Noisy, Noisy)> = vec![pair("pairs17.0"), pair("pairs17.1")];
-                'l20: for (mut a18, mut b19) in pairs17.into_iter() {
-                    let Some(v21) = tick(maybe((acc ^ input) % 97)).await else {
-                        return Err(Fail::new("else22"));
+        'l13: for x12 in list11.iter().map(|n| n.touch() as u64).take(2) {
+            if acc % 4 == 0 {
+                if (input >> 9) & 1 == 1 {
+                    let v15 = show(&Noisy::new("t14")).await as u64;
+                    acc = (acc * 1 + v15) % 1_000_003;
+                }
+                let mut n17 = tick(Rec::new("rec16", acc % 100)).await.into_name();
+                let mut it18: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+                'l21: while let Some((_, mut b20)) = tick(it18.next()).await {
+                    let c22 = tick(x12 % 100 % 2 == 0).await;
+                    if c22 { drop(b20); }
+                    let mut n23 = fallible_noisy("n23", acc % 100).await?;
+                    let v25 = pass((acc ^ input) % 97).await.wrapping_mul(3) % 1000;
+                    acc = (acc * 1 + v25) % 1_000_003;
+                    let mut n26 = Noisy::new("n26");
+                }
+                let v28 = show(&Noisy::new("t27")).await as u64;
+                acc = (acc * 1 + v28) % 1_000_003;
+            } else {
+                {
+                    let mut n29 = Noisy::new("n29");
+                    if (input >> 5) & 1 == 1 { break 'l13; }
+                    ev(format!("e30 {acc}"));
+                }
+            }
+            {
+                let c31 = tick((acc ^ input) % 97 % 2 == 0).await;
+                if c31 { return Ok(acc); }
+                let list32: Vec<Noisy> = vec![Noisy::new("list32.0"), Noisy::new("list32.1")];
+                'l34: for _ in 0..3u64 {
+                    let f33 = first_of(&list32).await;
+                    let f33n = tick(f33.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                    if let Some(f33) = f33 { acc = acc.wrapping_add(show(f33).await as u64); }
+                    let Some(v35) = tick(maybe(acc % 100)).await else {
+                        continue 'l13;
                     };
-                    let r24 = tick(Noisy::new("b19-re23")).await;
-                    b19 = r24;
-                    let v25 = async { tick(41u64).await }.await;
-                    let v26 = tick_named("k27", acc % 100).await;
-                    let v28 = (v26 * 7 + v25) % 1_000_003;
-                    if acc % 3 == 0 { drop(b19); }
-                }
-                let v30 = show(&Noisy::new("t29")).await as u64;
-                acc = (acc * 1 + v30) % 1_000_003;
-            }
-        }
-        let w31 = (show(&n1).await as u64);
-        let r33 = tick(Rec::new("rec32", input % 100)).await;
-        match r33 {
-            rec34 if rec34.id % 3 == w31 % 3 => {
-                acc = acc.wrapping_add(rec34.score());
-                let v36 = (show(&Noisy::new("t37")).await as u64);
-                acc = (acc * 3 + v36) % 1_000_003;
-            }
-            Rec { id, ref name, .. } if (name.touch() as u64 ^ w31) % 2 == 0 => {
-                acc = acc.wrapping_add(id);
-                let pairs38: Vec<(Noisy, Noisy)> = vec![pair("pairs38.0"), pair("pairs38.1")];
-                'l40: for (_, a39) in pairs38.iter() {
-                    acc = acc.wrapping_add(show(a39).await as u64);
-                    let v41 = fallible(90u64 % 100).await?;
-                    acc = (acc * 3 + v41) % 1_000_003;
-                    let c42 = tick(w31 % 100 % 2 == 0).await;
-                    if c42 {
-                        let Some(mut v43) = tick(maybe_noisy("v43", w31 % 100)).await else {
-                            let v44 = tick(v14 % 100).await;
-                            acc = (acc * 1 + v44) % 1_000_003;
-                            break 'l40;
-                        };
-                        let mut n1 = Noisy::new("n1-shadow45");
-                        let mut n46 = Noisy::new("n46");
-                    } else {
-                        let v47 = tick(checked((acc ^ input) % 97)).await?;
-                        acc = (acc * 1 + v47) % 1_000_003;
-                    }
-                    let mut n48 = fallible_noisy("n48", (input ^ input) % 97).await?;
-                }
-                drop(n1);
-            }
-            Rec { pair: (mut a35, _), .. } => {
-                let mut a35 = pass(Noisy::new(format!("{}+", a35.name()))).await;
-                let pairs49: Vec<(Noisy, Noisy)> = vec![pair("pairs49.0")];
-                'l51: for (_, a50) in &pairs49 {
-                    acc = acc.wrapping_add(show(a50).await as u64);
-                    let mut it52: IntoIter<(Noisy, Noisy)> = vec![pair("it52.0"), pair("it52.1")].into_iter();
-                    'l55: while let Some(_) = tick(it52.next()).await {
-                        let v57 = show(&Noisy::new("t56")).await as u64;
-                        acc = (acc * 1 + v57) % 1_000_003;
-                        let v59 = tick(Rec::new("rec58", acc % 100)).await.name.touch() as u64;
-                        acc = (acc * 1 + v59) % 1_000_003;
-                        let mut a35 = pass(Noisy::new(format!("{}+", a35.name()))).await;
-                    }
-                    let v61 = show(&Noisy::new("t60")).await as u64;
-                    acc = (acc * 1 + v61) % 1_000_003;
-                    let Some(v62) = tick(maybe(acc % 100)).await else {
-                        continue 'l51;
+                    let v37 = (show(&Noisy::new("t38")).await as u64);
+                    { let f36 = |x: u64| (x * 5) ^ 13; acc = f36(v37 % 1000); }
+                    let Some(v39) = tick(maybe(39u64 % 100)).await else {
+                        let g40 = Noisy::new("g40");
+                        let v41 = tick(f33n % 100).await;
+                        acc = (acc * 1 + v41) % 1_000_003;
+                        let v42 = show(&g40).await as u64;
+                        acc = (acc * 1 + v42) % 1_000_003;
+                        continue 'l13;
                     };
                 }
+                acc = acc.wrapping_add(list32.len() as u64);
+                let (mut a44, _) = tick(Rec::new("rec43", acc % 100)).await.pair;
+                let v46 = show(&a44).await as u64;
+                acc = (acc * 1 + v46) % 1_000_003;
             }
+            let mut arg = Noisy::new("arg-shadow47");
+            if acc % 2 == 0 { continue 'l13; }
         }
-        let f63 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-        let v64 = f63(w31 % 100).await;
-        acc = (acc * 1 + v64) % 1_000_003;
-        {
-            let mut i65: u64 = 0;
-            'l66: while i65 < 1 {
-                i65 += 1;
-                let v67 = fallible(v14 % 100).await?;
-                if v67 % 3 == 0 {
-                    let v68 = tick_named("k69", (w31 ^ input) % 97).await;
-                    acc = (acc * 3 + v68) % 1_000_003;
-                } else {
-                    acc = (acc * 5 + checked(w31 % 100)?) % 1_000_003;
-                    let mut n70 = Noisy::new("n70");
-                    let list71: Vec<Noisy> = vec![Noisy::new("list71.0"), Noisy::new("list71.1")];
-                    let f72 = first_of(&list71).await;
-                    let v73 = (show(&n70).await as u64);
-                    acc = acc.wrapping_add(v73);
-                    if let Some(f72) = f72 {
-                        acc = acc.wrapping_add(show(f72).await as u64 + list71.len() as u64);
-                    }
-                    acc = acc.wrapping_add(list71.len() as u64);
-                }
-                let r75 = tick(Noisy::new("n1-re74")).await;
-                n1 = r75;
-            }
-            let Some(v76) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else77"));
+        ev(format!("e48 {acc}"));
+        let pairs49: Vec<(Noisy, Noisy)> = vec![pair("pairs49.0")];
+        'l52: for (mut a50, _) in pairs49 {
+            let Some(v53) = tick(maybe(acc % 100)).await else {
+                break 'l52;
             };
+            let mut it54: IntoIter<(Noisy, Noisy)> = vec![pair("it54.0"), pair("it54.1")].into_iter();
+            'l57: while let Some((_, mut b56)) = tick(it54.next()).await {
+                let mut n1 = Noisy::new("n1-shadow58");
+                let mut n59 = Noisy::new("n59");
+            }
         }
+        let mut arg = Noisy::new("arg-shadow60");
+        let v61 = (show(&arg).await as u64);
+        let v62 = (show(&n1).await as u64);
+        let v63 = (v62 * 7 + v61) % 1_000_003;
+        let v64 = tick(acc % 100).await;
+        let v65 = tick_named("k66", (v62 ^ input) % 97).await;
+        let v67 = (v65 * 7 + v64) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -7262,209 +6905,199 @@ random_case! {
 }
 
 random_case! {
-    case_059, 0x68767b1bf5c3ed6b,
+    case_059, 0xa6cc7a4d9fbb58ed,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         ev(format!("e1 {acc}"));
-        let mut it2: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
-        'l5: while let Some((mut a3, _)) = tick(it2.next()).await {
-            let v6 = tick_named("k7", acc % 100).await;
-            let v8 = tick(acc % 100).await;
-            let v9 = (v8 * 7 + v6) % 1_000_003;
-            let c10 = tick(input % 100 % 2 == 0).await;
-            if c10 {
-                let v12 = show(&Noisy::new("t11")).await as u64;
-                acc = (acc * 1 + v12) % 1_000_003;
-                let mut n13 = fallible_noisy("n13", v9 % 100).await?;
-                let mut i14: u64 = 0;
-                'l15: while i14 < 1 {
-                    i14 += 1;
-                    let f16 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v17 = f16((i14 ^ input) % 97).await;
-                    acc = (acc * 1 + v17) % 1_000_003;
-                    let r21 = tick(pair("p20")).await;
-                    let (mut a18, _) = r21;
-                    acc = acc.wrapping_add(show(&a18).await as u64);
-                    let v22 = fallible(80u64 % 100).await?;
-                    acc = (acc * 3 + v22) % 1_000_003;
-                    let v23 = tick_named("k24", v8 % 100).await;
-                    acc = (acc * 3 + v23) % 1_000_003;
-                }
-            }
-            if (input >> 37) & 1 == 1 {
-                let mut i25: u64 = 0;
-                'l26: while i25 < 1 {
-                    i25 += 1;
-                    let Some(v27) = tick(maybe(input % 100)).await else {
-                        break 'l26;
-                    };
-                    let r29 = tick(Noisy::new("a3-re28")).await;
-                    a3 = r29;
-                    let v30 = tick(checked((i25 ^ input) % 97)).await?;
-                    acc = (acc * 1 + v30) % 1_000_003;
-                }
-                let list31: Vec<Noisy> = vec![Noisy::new("list31.0"), Noisy::new("list31.1")];
-                'l33: for _ in 0..1u64 {
-                    let f32 = first_of(&list31).await;
-                    let f32n = tick(f32.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                    if let Some(f32) = f32 { acc = acc.wrapping_add(show(f32).await as u64); }
-                    let f34 = async |x: u64| tick(x % 100).await + 1;
-                    let v35 = f34(81u64 % 100).await;
-                    acc = (acc * 1 + v35) % 1_000_003;
-                    let r39 = tick(pair("p38")).await;
-                    let (mut a36, _) = r39;
-                    acc = acc.wrapping_add(show(&a36).await as u64);
-                    let mut a3 = Noisy::new("a3-shadow40");
-                    let r42 = tick(Noisy::new("arg-re41")).await;
-                    arg = r42;
-                }
-                acc = acc.wrapping_add(list31.len() as u64);
-                let mut n43 = Noisy::new("n43");
-            }
-            let v44 = (show(&arg).await as u64);
-            acc = (acc * 3 + v44) % 1_000_003;
-        }
-        let mut i45: u64 = 0;
-        let mut n47: Noisy = 'l46: loop {
-            if i45 >= 1 { break 'l46 Noisy::new("n47-end"); }
-            i45 += 1;
-            let v48 = tick(acc % 100).await;
-            acc = (acc * 3 + v48) % 1_000_003;
-            let r50 = tick(Noisy::new("arg-re49")).await;
-            arg = r50;
-            let mut i51: u64 = 0;
-            let mut n53: Noisy = 'l52: loop {
-                if i51 >= 2 { break 'l52 Noisy::new("n53-end"); }
-                i51 += 1;
-                let r57 = tick(pair("p56")).await;
-                let (mut a54, _) = r57;
-                acc = acc.wrapping_add(show(&a54).await as u64);
-                let Some(v58) = tick(maybe((v48 ^ input) % 97)).await else {
-                    break 'l46 Noisy::new("brk59");
-                };
-                if acc % 4 == 0 { break 'l52 Noisy::new("brk60"); }
+        let list2: Vec<Noisy> = vec![];
+        'l4: for _ in 0..3u64 {
+            let f3 = first_of(&list2).await;
+            let f3n = tick(f3.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f3) = f3 { acc = acc.wrapping_add(show(f3).await as u64); }
+            ev(format!("e5 {acc}"));
+            let Some(v6) = tick(maybe(input % 100)).await else {
+                break 'l4;
             };
-        };
-        let Some(v61) = tick(maybe((input ^ input) % 97)).await else {
-            return Err(Fail::new("else62"));
-        };
-        let v63 = fallible(input % 100).await?;
-        let v64 = (show(&arg).await as u64);
-        let v65 = (v64 * 7 + v63) % 1_000_003;
-        let w66 = tick_named("k67", (91u64 ^ input) % 97).await;
-        let r69 = tick(Rec::new("rec68", v63 % 100)).await;
-        match r69 {
-            rec70 if rec70.id % 3 == w66 % 3 => {
-                acc = acc.wrapping_add(rec70.score());
-                let mut n72 = Noisy::new("n72");
-            }
-            Rec { id, ref name, .. } if (name.touch() as u64 ^ w66) % 2 == 0 => {
-                acc = acc.wrapping_add(id);
-                let mut n47 = Noisy::new("n47-shadow73");
-            }
-            Rec { pair: (mut a71, _), .. } => {
-                if acc % 4 == 0 {
-                    let v75 = show(&Noisy::new("t74")).await as u64;
-                    acc = (acc * 1 + v75) % 1_000_003;
-                }
-            }
+            let c7 = tick((f3n ^ input) % 97 % 2 == 0).await;
+            if c7 { continue 'l4; }
+            if acc % 4 == 0 { return Err(Fail::new("r8")); }
         }
-        let v76 = (show(&Noisy::new("t77")).await as u64);
-        acc = (acc * 3 + v76) % 1_000_003;
-        let Some(mut v78) = tick(maybe_noisy("v78", i45 % 100)).await else {
-            let g79 = Noisy::new("g79");
-            let v80 = tick(acc % 100).await;
-            acc = (acc * 1 + v80) % 1_000_003;
-            return Err(Fail::new("else81"));
-        };
-        let pairs82: Vec<(Noisy, Noisy)> = vec![pair("pairs82.0")];
-        'l84: for (a83, _) in &pairs82 {
-            acc = acc.wrapping_add(show(a83).await as u64);
-            let r86 = tick(Noisy::new("arg-re85")).await;
-            arg = r86;
-            let mut n47 = Noisy::new("n47-shadow87");
-            ev(format!("e88 {acc} {}", v78.touch()));
-            acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
+        acc = acc.wrapping_add(list2.len() as u64);
+        let input = tick(input % 1000 + 1).await;
+        let v9 = (show(&Noisy::new("t10")).await as u64);
+        acc = (acc * 3 + v9) % 1_000_003;
+        let list11: Vec<Noisy> = vec![Noisy::new("list11.0")];
+        let f12 = first_of(&list11).await;
+        if let Some(f12) = f12 {
+            acc = acc.wrapping_add(show(f12).await as u64 + list11.len() as u64);
         }
-        let mut arg = Noisy::new("arg-shadow89");
-        if (input >> 45) & 1 == 1 {
-            let f90 = |x: u64| (x * 5) ^ 13;
-            let v91 = tick(65u64 % 100).await;
-            acc = f90(v91 % 1000);
-            if (input >> 39) & 1 == 1 {
-                {
-                    let f92 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v93 = f92(v63 % 100).await;
-                    acc = (acc * 1 + v93) % 1_000_003;
-                    let v95 = show(&tick(Rec::new("rec94", (v65 ^ input) % 97)).await.name).await as u64;
-                    acc = (acc * 1 + v95) % 1_000_003;
-                    let c96 = tick(w66 % 100 % 2 == 0).await;
-                    if c96 { drop(arg); }
-                }
-                let list97: Vec<Noisy> = vec![];
-                'l99: for x98 in list97.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-                    let v101 = show(&Noisy::new("t100")).await as u64;
-                    acc = (acc * 1 + v101) % 1_000_003;
-                    let Some(v102) = tick(maybe(22u64 % 100)).await else {
-                        let g103 = Noisy::new("g103");
-                        let v104 = (show(&n47).await as u64);
-                        acc = (acc * 1 + v104) % 1_000_003;
-                        return Err(Fail::new("else105"));
+        acc = acc.wrapping_add(list11.len() as u64);
+        let pairs13: Vec<(Noisy, Noisy)> = vec![];
+        'l16: for _ in pairs13 {
+            ev(format!("e17 {acc}"));
+            let c18 = tick((v9 ^ input) % 97 % 2 == 0).await;
+            if c18 {
+                let mut i19: u64 = 0;
+                'l20: while i19 < 1 {
+                    i19 += 1;
+                    let Some(v21) = tick(maybe(input % 100)).await else {
+                        break 'l20;
                     };
-                    let v106 = (show(&v78).await as u64);
-                    let v107 = fallible(v64 % 100).await?;
-                    let v108 = (v107 * 7 + v106) % 1_000_003;
+                    let r23 = tick(Noisy::new("arg-re22")).await;
+                    arg = r23;
+                    let v24 = tick(checked((v21 ^ input) % 97)).await?;
+                    acc = (acc * 1 + v24) % 1_000_003;
                 }
-                let list109: Vec<Noisy> = vec![Noisy::new("list109.0")];
-                let f110 = first_of(&list109).await;
-                if let Some(f110) = f110 {
-                    acc = acc.wrapping_add(show(f110).await as u64 + list109.len() as u64);
+                let list25: Vec<Noisy> = vec![Noisy::new("list25.0"), Noisy::new("list25.1")];
+                'l27: for _ in 0..1u64 {
+                    let f26 = first_of(&list25).await;
+                    let f26n = tick(f26.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                    if let Some(f26) = f26 { acc = acc.wrapping_add(show(f26).await as u64); }
+                    {
+                        let f28 = async |x: u64| tick(x % 100).await + 1;
+                        let v29 = f28((f26n ^ input) % 97).await;
+                        acc = (acc * 1 + v29) % 1_000_003;
+                    }
+                    let mut n30 = fallible_noisy("n30", input % 100).await?;
+                    let list31: Vec<Noisy> = vec![Noisy::new("list31.0"), Noisy::new("list31.1")];
+                    let f32 = first_of(&list31).await;
+                    let v33 = (show(&arg).await as u64);
+                    acc = acc.wrapping_add(v33);
+                    if let Some(f32) = f32 {
+                        acc = acc.wrapping_add(show(f32).await as u64 + list31.len() as u64);
+                    }
+                    let Some(v34) = tick(maybe(input % 100)).await else {
+                        return Err(Fail::new("else35"));
+                    };
                 }
-                acc = acc.wrapping_add(list109.len() as u64);
+                acc = acc.wrapping_add(list25.len() as u64);
+                let (mut a37, _) = tick(Rec::new("rec36", acc % 100)).await.pair;
+            }
+        }
+        {
+            let w39 = fallible((input ^ input) % 97).await?;
+            let r41 = tick(Rec::new("rec40", acc % 100)).await;
+            match r41 {
+                rec42 if rec42.id % 3 == w39 % 3 => {
+                    acc = acc.wrapping_add(rec42.score());
+                    ev(format!("e44 {acc} {}", arg.touch()));
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w39) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                }
+                Rec { pair: (mut a43, _), .. } => {
+                    let v46 = tick((acc ^ input) % 97).await;
+                    { let f45 = |x: u64| (x * 5) ^ 13; acc = f45(v46 % 1000); }
+                    let mut i47: u64 = 0;
+                    'l48: while i47 < 4 {
+                        i47 += 1;
+                        let list49: Vec<Noisy> = vec![Noisy::new("list49.0"), Noisy::new("list49.1")];
+                        let f50 = first_of(&list49).await;
+                        if let Some(f50) = f50 {
+                            acc = acc.wrapping_add(show(f50).await as u64 + list49.len() as u64);
+                        }
+                        let (mut a51, _) = pair("p53");
+                        acc = acc.wrapping_add(show(&a51).await as u64);
+                        if (input ^ acc) % 5 < 2 { return Ok(acc); }
+                        let (mut a54, mut b55) = pair("p56");
+                        acc = acc.wrapping_add(show(&a54).await as u64);
+                    }
+                }
+            }
+        }
+        drop(arg);
+        let mut it57: IntoIter<(Noisy, Noisy)> = vec![pair("it57.0"), pair("it57.1")].into_iter();
+        'l60: while let Some(_) = tick(it57.next()).await {
+            let pairs61: Vec<(Noisy, Noisy)> = vec![pair("pairs61.0"), pair("pairs61.1")];
+            'l63: for (_, a62) in pairs61.iter().rev() {
+                acc = acc.wrapping_add(show(a62).await as u64);
+                let mut arg = Noisy::new("arg-shadow64");
+                let v65 = async { tick(90u64).await }.await;
+                acc = (acc * 3 + v65) % 1_000_003;
+            }
+            acc = acc.wrapping_add(pairs61.len() as u64);
+            let pairs66: Vec<(Noisy, Noisy)> = vec![];
+            'l69: for _ in pairs66.into_iter() {
+                let mut arg = Noisy::new("arg-shadow70");
+                let v71 = (show(&arg).await as u64);
+                let v72 = (show(&arg).await as u64);
+                let v73 = (v72 * 7 + v71) % 1_000_003;
+            }
+        }
+        {
+            let c74 = tick((acc ^ input) % 97 % 2 == 0).await;
+            if c74 {
+                let list75: Vec<Noisy> = vec![Noisy::new("list75.0")];
+                'l77: for x76 in list75.iter().rev().map(|n| n.touch() as u64) {
+                    {
+                        let f78 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v79 = f78(v9 % 100).await;
+                        acc = (acc * 1 + v79) % 1_000_003;
+                    }
+                    if acc % 3 == 0 { continue 'l77; }
+                    ev(format!("e80 {acc}"));
+                    let v9 = tick(v9 % 1000 + 1).await;
+                }
+                let v81 = (show(&Noisy::new("t82")).await as u64);
+                acc = (acc * 3 + v81) % 1_000_003;
             } else {
-                let r112 = tick(Noisy::new("v78-re111")).await;
-                v78 = r112;
-                let mut i113: u64 = 0;
-                'l114: loop {
-                    if i113 >= 4 { break 'l114; }
-                    i113 += 1;
-                    let c115 = tick(input % 100 % 2 == 0).await;
-                    if c115 { continue 'l114; }
-                    let mut n116 = Noisy::new("n116");
-                    let f117 = |x: u64| (x * 5) ^ 13;
-                    let v118 = pass((v63 ^ input) % 97).await;
-                    acc = f117(v118 % 1000);
+                {
+                    {
+                        let f83 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v84 = f83(input % 100).await;
+                        acc = (acc * 1 + v84) % 1_000_003;
+                    }
+                    let v86 = show(&tick(Rec::new("rec85", (v9 ^ input) % 97)).await.name).await as u64;
+                    acc = (acc * 1 + v86) % 1_000_003;
+                    let mut n87 = Noisy::new("n87");
                 }
-                let f119 = |x: u64| (x * 5) ^ 13;
-                let v120 = (show(&Noisy::new("t121")).await as u64);
-                acc = f119(v120 % 1000);
-            }
-            {
-                let f122 = async |x: u64| tick(x % 100).await + 1;
-                let v123 = f122(v76 % 100).await;
-                acc = (acc * 1 + v123) % 1_000_003;
-                if acc % 2 == 0 {
-                    let v124 = tick((25u64 ^ input) % 97).await;
-                    let v125 = (show(&Noisy::new("t126")).await as u64);
-                    let v127 = (v125 * 7 + v124) % 1_000_003;
-                } else {
-                    let Some(v128) = tick(maybe(v91 % 100)).await else {
-                        return Err(Fail::new("else129"));
+                let c88 = tick((53u64 ^ input) % 97 % 2 == 0).await;
+                if c88 { return Ok(acc); }
+                if (input >> 0) & 1 == 1 {
+                    let Some(v89) = tick(maybe(acc % 100)).await else {
+                        let g90 = Noisy::new("g90");
+                        let v91 = tick(58u64 % 100).await;
+                        acc = (acc * 1 + v91) % 1_000_003;
+                        return Err(Fail::new("else92"));
                     };
+                    let Some(v93) = tick(maybe(input % 100)).await else {
+                        return Err(Fail::new("else94"));
+                    };
+                    let v96 = show(&tick(Rec::new("rec95", (input ^ input) % 97)).await.name).await as u64;
+                    acc = (acc * 1 + v96) % 1_000_003;
+                    let v97 = pass(v89 % 100).await;
+                    let v98 = async { tick(18u64).await }.await;
+                    let v99 = (v98 * 7 + v97) % 1_000_003;
                 }
             }
-            let list130: Vec<Noisy> = vec![Noisy::new("list130.0")];
-            for (k131, item) in list130.iter().enumerate() {
-                acc = acc.wrapping_add(show(item).await as u64 + k131 as u64);
-            }
-        } else {
-            let r133 = tick(Noisy::new("arg-re132")).await;
-            arg = r133;
-            let list134: Vec<Noisy> = vec![];
-            for (k135, item) in list134.iter().enumerate() {
-                acc = acc.wrapping_add(show(item).await as u64 + k135 as u64);
+            let v101 = fallible(input % 100).await?;
+            { let f100 = |x: u64| (x * 5) ^ 13; acc = f100(v101 % 1000); }
+            {
+                let w102 = pass(v101 % 100).await;
+                let r104 = tick(Rec::new("rec103", (v101 ^ input) % 97)).await;
+                match r104 {
+                    rec105 if rec105.id % 3 == w102 % 3 => {
+                        acc = acc.wrapping_add(rec105.score());
+                        let mut n107 = Noisy::new("n107");
+                        ev(format!("e108 {acc} {}", n107.touch()));
+                    }
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w102) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
+                        if (input ^ acc) % 5 < 2 { return Ok(acc); }
+                    }
+                    Rec { pair: (mut a106, _), .. } => {
+                        let Some(v109) = tick(maybe((51u64 ^ input) % 97)).await else {
+                            return Err(Fail::new("else110"));
+                        };
+                        let v111 = tick(w102 % 100).await;
+                        let v112 = (show(&Noisy::new("t113")).await as u64);
+                        let v114 = (v112 * 7 + v111) % 1_000_003;
+                    }
+                }
             }
         }
+        let (_, mut b116) = pair("p117");
+        acc = acc.wrapping_add(show(&b116).await as u64);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -7565,7 +7198,7 @@ random_case! {
 }
 
 random_case! {
-    case_061, 0x1f0228cbb3db3431,
+    case_061, 0xff7cb81609eaea42,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut n1 = Noisy::new("n1");
@@ -7612,19 +7245,58 @@ random_case! {
             }
         }
         ev(format!("e30 {acc}"));
-        let f31 = |x: u64| (x * 5) ^ 13;
         let v32 = (show(&arg).await as u64);
-        acc = f31(v32 % 1000);
+        { let f31 = |x: u64| (x * 5) ^ 13; acc = f31(v32 % 1000); }
         let v34 = show(&Noisy::new("t33")).await as u64;
         acc = (acc * 1 + v34) % 1_000_003;
         let list35: Vec<Noisy> = vec![];
-        for (k36, item) in list35.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k36 as u64);
+        'l37: for x36 in list35.iter().map(|n| n.touch() as u64).take(2) {
+            let mut n38 = Noisy::new("n38");
+            let list39: Vec<Noisy> = vec![Noisy::new("list39.0"), Noisy::new("list39.1")];
+            let f40 = first_of(&list39).await;
+            let v41 = (show(&n38).await as u64);
+            acc = acc.wrapping_add(v41);
+            if let Some(f40) = f40 {
+                acc = acc.wrapping_add(show(f40).await as u64 + list39.len() as u64);
+            }
+            let mut n38 = Noisy::new("n38-shadow42");
+            let v44 = fallible((i2 ^ input) % 97).await?;
+            { let f43 = |x: u64| (x * 5) ^ 13; acc = f43(v44 % 1000); }
         }
-        let mut n1 = Noisy::new("n1-shadow37");
-        {
-            let r39 = tick(Noisy::new("n1-re38")).await;
-            n1 = r39;
+        let mut i45: u64 = 0;
+        'l46: while i45 < 4 {
+            i45 += 1;
+            let v47 = tick(i2 % 100).await;
+            acc = (acc * 3 + v47) % 1_000_003;
+            let mut i48: u64 = 0;
+            'l49: loop {
+                if i48 >= 1 { break 'l49; }
+                i48 += 1;
+                let (mut a50, _) = tick(pair("p52")).await;
+                acc = acc.wrapping_add(show(&a50).await as u64);
+                let v53 = fallible(v47 % 100).await?;
+                acc = (acc * 3 + v53) % 1_000_003;
+                let c54 = tick(33u64 % 100 % 2 == 0).await;
+                if c54 {
+                    let v55 = pass(i2 % 100).await;
+                    let v56 = pass(v32 % 100).await;
+                    let v57 = (v56 * 7 + v55) % 1_000_003;
+                    let v59 = show(&Noisy::new("t58")).await as u64;
+                    acc = (acc * 1 + v59) % 1_000_003;
+                    let mut n1 = pass(Noisy::new(format!("{}+", n1.name()))).await;
+                    let c60 = tick(i2 % 100 % 2 == 0).await;
+                    if c60 { continue 'l49; }
+                }
+            }
+        }
+        let list61: Vec<Noisy> = vec![Noisy::new("list61.0"), Noisy::new("list61.1")];
+        'l63: for x62 in list61.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
+            let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+            {
+                let f64 = async |x: u64| tick(x % 100).await + 1;
+                let v65 = f64(acc % 100).await;
+                acc = (acc * 1 + v65) % 1_000_003;
+            }
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -7792,51 +7464,92 @@ random_case! {
 }
 
 random_case! {
-    case_063, 0x0e12709c02b58b98,
+    case_063, 0x61436730b9c28d17,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let list1: Vec<Noisy> = vec![Noisy::new("list1.0"), Noisy::new("list1.1")];
-        for (k2, item) in list1.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k2 as u64);
-        }
-        let v3 = tick(checked(acc % 100)).await?;
-        acc = (acc * 1 + v3) % 1_000_003;
-        {
+        'l3: for x2 in list1.iter().rev().map(|n| n.touch() as u64) {
             let list4: Vec<Noisy> = vec![Noisy::new("list4.0"), Noisy::new("list4.1")];
             for (k5, item) in list4.iter().enumerate() {
                 acc = acc.wrapping_add(show(item).await as u64 + k5 as u64);
             }
-            let v7 = show(&Noisy::new("t6")).await as u64;
-            acc = (acc * 1 + v7) % 1_000_003;
-        }
-        let v8 = fallible((25u64 ^ input) % 97).await?;
-        acc = (acc * 3 + v8) % 1_000_003;
-        let v9 = (show(&Noisy::new("t10")).await as u64);
-        let v11 = tick(acc % 100).await;
-        let v12 = (v11 * 7 + v9) % 1_000_003;
-        let pairs13: Vec<(Noisy, Noisy)> = vec![pair("pairs13.0"), pair("pairs13.1")];
-        'l15: for &(ref a14, _) in &pairs13 {
-            acc = acc.wrapping_add(show(a14).await as u64);
-            if (input >> 55) & 1 == 1 { return Ok(acc); }
-            let c16 = tick(18u64 % 100 % 2 == 0).await;
-            if c16 { break 'l15; }
-            ev(format!("e17 {acc}"));
-            let mut n18 = Noisy::new("n18");
-        }
-        let mut arg = Noisy::new("arg-shadow19");
-        if acc % 4 == 0 {
-            let f20 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-            let v21 = f20(acc % 100).await;
-            acc = (acc * 1 + v21) % 1_000_003;
-            let f22 = |x: u64| (x * 5) ^ 13;
-            let v23 = (show(&Noisy::new("t24")).await as u64);
-            acc = f22(v23 % 1000);
-            let list25: Vec<Noisy> = vec![];
-            let f26 = first_of(&list25).await;
-            if let Some(f26) = f26 {
-                acc = acc.wrapping_add(show(f26).await as u64 + list25.len() as u64);
+            let list6: Vec<Noisy> = vec![Noisy::new("list6.0")];
+            for (k7, item) in list6.iter().enumerate() {
+                acc = acc.wrapping_add(show(item).await as u64 + k7 as u64);
             }
-            acc = acc.wrapping_add(list25.len() as u64);
+            let v8 = fallible(42u64 % 100).await?;
+            acc = (acc * 3 + v8) % 1_000_003;
+            let c9 = tick(v8 % 100 % 2 == 0).await;
+            if c9 {
+                let v10 = tick(input % 100).await;
+                let v11 = tick_named("k12", acc % 100).await;
+                let v13 = (v11 * 7 + v10) % 1_000_003;
+            } else {
+                let mut it14: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+                'l17: while let Some((mut a15, _)) = tick(it14.next()).await {
+                    let v19 = show(&tick(Rec::new("rec18", acc % 100)).await.name).await as u64;
+                    acc = (acc * 1 + v19) % 1_000_003;
+                    let Some(v20) = tick(maybe(v19 % 100)).await else {
+                        let v22 = tick_named("k21", (v8 ^ input) % 97).await;
+                        acc = (acc * 1 + v22) % 1_000_003;
+                        return Err(Fail::new("else23"));
+                    };
+                    let list24: Vec<Noisy> = vec![Noisy::new("list24.0")];
+                    let f25 = first_of(&list24).await;
+                    let v26 = fallible(v19 % 100).await?;
+                    acc = acc.wrapping_add(v26);
+                    if let Some(f25) = f25 {
+                        acc = acc.wrapping_add(show(f25).await as u64 + list24.len() as u64);
+                    }
+                    acc = acc.wrapping_add(list24.len() as u64);
+                    let v28 = (show(&a15).await as u64);
+                    { let f27 = |x: u64| (x * 5) ^ 13; acc = f27(v28 % 1000); }
+                }
+                let pairs29: Vec<(Noisy, Noisy)> = vec![];
+                'l32: for _ in pairs29.into_iter() {
+                    let c33 = tick(input % 100 % 2 == 0).await;
+                    if c33 { continue 'l32; }
+                    let r35 = tick(Noisy::new("arg-re34")).await;
+                    arg = r35;
+                    {
+                        let f36 = async |x: u64| tick(x % 100).await + 1;
+                        let v37 = f36(v8 % 100).await;
+                        acc = (acc * 1 + v37) % 1_000_003;
+                    }
+                }
+                let v38 = tick(acc % 100).await;
+                acc = (acc * 3 + v38) % 1_000_003;
+            }
+        }
+        {
+            let v39 = (show(&arg).await as u64);
+            let v40 = (show(&arg).await as u64);
+            let v41 = (v40 * 7 + v39) % 1_000_003;
+            let v42 = fallible(v40 % 100).await?;
+            acc = (acc * 3 + v42) % 1_000_003;
+        }
+        ev(format!("e43 {acc} {}", arg.touch()));
+        {
+            ev(format!("e44 {acc}"));
+        }
+        let v45 = fallible(input % 100).await?;
+        acc = (acc * 3 + v45) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow46");
+        let mut n47 = Noisy::new("n47");
+        let mut i48: u64 = 0;
+        'l49: while i48 < 1 {
+            i48 += 1;
+            if (input >> 9) & 1 == 1 { break 'l49; }
+            let pairs50: Vec<(Noisy, Noisy)> = vec![pair("pairs50.0")];
+            'l52: for &(ref a51, _) in pairs50.iter().rev() {
+                acc = acc.wrapping_add(show(a51).await as u64);
+                {
+                    let r54 = tick(Noisy::new("arg-re53")).await;
+                    arg = r54;
+                    let i48 = tick(i48 % 1000 + 1).await;
+                }
+                ev(format!("e55 {acc}"));
+            }
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -7947,7 +7660,7 @@ random_case! {
 }
 
 random_case! {
-    case_065, 0x06f4e3d7baccbb94,
+    case_065, 0x6ea7fa30ebc38b85,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if (input >> 48) & 1 == 1 {
@@ -7961,9 +7674,11 @@ random_case! {
                 acc = (acc * 1 + v7) % 1_000_003;
                 let c8 = tick(i2 % 100 % 2 == 0).await;
                 if c8 {
-                    let f9 = async |x: u64| tick(x % 100).await + 1;
-                    let v10 = f9((12u64 ^ input) % 97).await;
-                    acc = (acc * 1 + v10) % 1_000_003;
+                    {
+                        let f9 = async |x: u64| tick(x % 100).await + 1;
+                        let v10 = f9((12u64 ^ input) % 97).await;
+                        acc = (acc * 1 + v10) % 1_000_003;
+                    }
                     let Some(v11) = tick(maybe(acc % 100)).await else {
                         return Err(Fail::new("else12"));
                     };
@@ -7978,172 +7693,166 @@ random_case! {
             let v17 = async { tick(37u64).await }.await;
             let v18 = (v17 * 7 + v16) % 1_000_003;
         } else {
-            let w19 = fallible(acc % 100).await?;
-            let r21 = tick(Rec::new("rec20", input % 100)).await;
-            match r21 {
-                rec22 if rec22.id % 3 == w19 % 3 => {
-                    acc = acc.wrapping_add(rec22.score());
-                    let v24 = tick(acc % 100).await;
-                    if v24 % 3 == 0 { drop(arg); }
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w19) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let list25: Vec<Noisy> = vec![];
-                    'l27: for x26 in list25.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-                        ev(format!("e28 {acc}"));
-                        let mut n29 = fallible_noisy("n29", (x26 ^ input) % 97).await?;
-                        ev(format!("e30 {acc} {}", n29.touch()));
-                        let Some(v31) = tick(maybe(input % 100)).await else {
-                            continue 'l27;
-                        };
+            {
+                let w19 = fallible(acc % 100).await?;
+                let r21 = tick(Rec::new("rec20", input % 100)).await;
+                match r21 {
+                    rec22 if rec22.id % 3 == w19 % 3 => {
+                        acc = acc.wrapping_add(rec22.score());
+                        let v24 = fallible(55u64 % 100).await?;
+                        acc = (acc * 3 + v24) % 1_000_003;
+                    }
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w19) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
+                        let r26 = tick(Noisy::new("arg-re25")).await;
+                        arg = r26;
+                        drop(arg);
+                    }
+                    Rec { pair: (mut a23, _), .. } => {
+                        let v28 = show(&Noisy::new("t27")).await as u64;
+                        acc = (acc * 1 + v28) % 1_000_003;
+                        let input = tick(input % 1000 + 1).await;
                     }
                 }
-                Rec { pair: (mut a23, _), .. } => {
-                    let v32 = (show(&Noisy::new("t33")).await as u64);
-                    let v34 = tick(v32 % 100).await;
-                    let v35 = (v34 * 7 + v32) % 1_000_003;
-                }
             }
-            let list36: Vec<Noisy> = vec![];
-            for (k37, item) in list36.iter().enumerate() {
-                acc = acc.wrapping_add(show(item).await as u64 + k37 as u64);
-            }
+            if (input >> 36) & 1 == 1 { return Err(Fail::new("r29")); }
         }
-        let list38: Vec<Noisy> = vec![Noisy::new("list38.0")];
-        'l40: for x39 in list38.iter().map(|n| n.touch() as u64).take(2) {
-            let pairs41: Vec<(Noisy, Noisy)> = vec![];
-            'l43: for (a42, _) in pairs41.iter().skip(1) {
-                acc = acc.wrapping_add(show(a42).await as u64);
-                if acc % 2 == 0 {
-                    let mut arg = Noisy::new("arg-shadow44");
-                    let Some(v45) = tick(maybe((x39 ^ input) % 97)).await else {
-                        return Err(Fail::new("else46"));
-                    };
-                    let v47 = tick(checked(input % 100)).await?;
-                    acc = (acc * 1 + v47) % 1_000_003;
-                }
-                let v48 = tick((acc ^ input) % 97).await;
-                acc = (acc * 3 + v48) % 1_000_003;
-                let Some(mut v49) = tick(maybe_noisy("v49", (x39 ^ input) % 97)).await else {
-                    let g50 = Noisy::new("g50");
-                    let v51 = fallible(74u64 % 100).await?;
-                    acc = (acc * 1 + v51) % 1_000_003;
-                    break 'l40;
+        let mut it30: IntoIter<(Noisy, Noisy)> = vec![pair("it30.0")].into_iter();
+        'l33: while let Some((mut a31, _)) = tick(it30.next()).await {
+            let list34: Vec<Noisy> = vec![Noisy::new("list34.0")];
+            'l36: for _ in 0..0u64 {
+                let f35 = first_of(&list34).await;
+                let f35n = tick(f35.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                if let Some(f35) = f35 { acc = acc.wrapping_add(show(f35).await as u64); }
+                let mut n37 = Noisy::new("n37");
+                let v38 = (show(&Noisy::new("t39")).await as u64);
+                let v40 = tick(v38 % 100).await;
+                let v41 = (v40 * 7 + v38) % 1_000_003;
+                let mut n42 = fallible_noisy("n42", acc % 100).await?;
+                let Some(v43) = tick(maybe(acc % 100)).await else {
+                    return Err(Fail::new("else44"));
                 };
             }
-            let mut i52: u64 = 0;
-            'l53: while i52 < 1 {
-                i52 += 1;
-                let f54 = |x: u64| (x * 5) ^ 13;
-                let v55 = pass((i52 ^ input) % 97).await;
-                acc = f54(v55 % 1000);
-                let r57 = tick(Noisy::new("arg-re56")).await;
-                arg = r57;
-                let v59 = show(&Noisy::new("t58")).await as u64;
-                acc = (acc * 1 + v59) % 1_000_003;
-                let mut n60 = fallible_noisy("n60", (v55 ^ input) % 97).await?;
-            }
-            let mut i61: u64 = 0;
-            'l62: loop {
-                if i61 >= 1 { break 'l62; }
-                i61 += 1;
-                let list63: Vec<Noisy> = vec![];
-                let f64 = first_of(&list63).await;
-                if let Some(f64) = f64 {
-                    acc = acc.wrapping_add(show(f64).await as u64 + list63.len() as u64);
+            acc = acc.wrapping_add(list34.len() as u64);
+            let v45 = (show(&a31).await as u64);
+            acc = (acc * 3 + v45) % 1_000_003;
+            if acc % 4 == 0 {
+                let v46 = (show(&a31).await as u64);
+                acc = (acc * 3 + v46) % 1_000_003;
+                let Some(v47) = tick(maybe((acc ^ input) % 97)).await else {
+                    return Err(Fail::new("else48"));
+                };
+                let mut n49 = Noisy::new("n49");
+                let mut a31 = Noisy::new("a31-shadow50");
+            } else {
+                let v52 = show(&Noisy::new("t51")).await as u64;
+                acc = (acc * 1 + v52) % 1_000_003;
+                let list53: Vec<Noisy> = vec![Noisy::new("list53.0")];
+                for (k54, item) in list53.iter().enumerate() {
+                    acc = acc.wrapping_add(show(item).await as u64 + k54 as u64);
                 }
-                let v66 = show(&Noisy::new("t65")).await as u64;
-                acc = (acc * 1 + v66) % 1_000_003;
-            }
-        }
-        {
-            let v67 = tick((acc ^ input) % 97).await;
-            let v68 = fallible(acc % 100).await?;
-            let v69 = (v68 * 7 + v67) % 1_000_003;
-            let pairs70: Vec<(Noisy, Noisy)> = vec![pair("pairs70.0"), pair("pairs70.1")];
-            'l72: for &(ref a71, _) in &pairs70 {
-                acc = acc.wrapping_add(show(a71).await as u64);
-                let mut i73: u64 = 0;
-                'l74: while i73 < 2 {
-                    i73 += 1;
-                    let v75 = tick_named("k76", acc % 100).await;
-                    acc = (acc * 3 + v75) % 1_000_003;
-                    let v77 = async { tick(9u64).await }.await;
-                    acc = (acc * 3 + v77) % 1_000_003;
-                }
-                let w78 = tick_named("k79", acc % 100).await;
-                let r81 = tick(Rec::new("rec80", acc % 100)).await;
-                match r81 {
-                    rec82 if rec82.id % 3 == w78 % 3 => {
-                        acc = acc.wrapping_add(rec82.score());
-                        let c84 = tick((w78 ^ input) % 97 % 2 == 0).await;
-                        if c84 { break 'l72; }
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w78) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                        let Some(v85) = tick(maybe(input % 100)).await else {
-                            let g86 = Noisy::new("g86");
-                            let v87 = fallible((input ^ input) % 97).await?;
-                            acc = (acc * 1 + v87) % 1_000_003;
-                            continue 'l72;
-                        };
-                        let mut arg = Noisy::new("arg-shadow88");
-                    }
-                    Rec { pair: (mut a83, _), .. } => {
-                        acc = (acc * 5 + checked(v69 % 100)?) % 1_000_003;
+                let Some(v55) = tick(maybe(v45 % 100)).await else {
+                    return Err(Fail::new("else56"));
+                };
+                let mut i57: u64 = 0;
+                'l58: while i57 < 1 {
+                    i57 += 1;
+                    ev(format!("e59 {acc} {}", a31.touch()));
+                    let mut n60 = fallible_noisy("n60", v45 % 100).await?;
+                    let Some(v61) = tick(maybe((84u64 ^ input) % 97)).await else {
+                        let g62 = Noisy::new("g62");
+                        let v63 = (show(&a31).await as u64);
+                        acc = (acc * 1 + v63) % 1_000_003;
+                        return Err(Fail::new("else64"));
+                    };
+                    {
+                        let f65 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v66 = f65((v45 ^ input) % 97).await;
+                        acc = (acc * 1 + v66) % 1_000_003;
                     }
                 }
-                let (mut a89, _) = pair("p91");
-                acc = acc.wrapping_add(show(&a89).await as u64);
-                let v92 = (show(&a89).await as u64);
-                acc = (acc * 3 + v92) % 1_000_003;
             }
-            acc = acc.wrapping_add(pairs70.len() as u64);
-        }
-        let mut n93 = fallible_noisy("n93", (input ^ input) % 97).await?;
-        let c94 = tick(64u64 % 100 % 2 == 0).await;
-        if c94 { drop(n93); }
-        ev(format!("e95 {acc}"));
-        let list96: Vec<Noisy> = vec![Noisy::new("list96.0"), Noisy::new("list96.1")];
-        'l98: for x97 in list96.iter().map(|n| n.touch() as u64).take(2) {
-            let v99 = tick((input ^ input) % 97).await;
-            acc = (acc * 3 + v99) % 1_000_003;
-            let mut i100: u64 = 0;
-            'l101: loop {
-                if i100 >= 2 { break 'l101; }
-                i100 += 1;
-                let v102 = tick((v99 ^ input) % 97).await;
-                let v103 = async { tick(20u64).await }.await;
-                let v104 = (v103 * 7 + v102) % 1_000_003;
-                ev(format!("e105 {acc}"));
-                let v107 = show(&Noisy::new("t106")).await as u64;
-                acc = (acc * 1 + v107) % 1_000_003;
-                if (input >> 53) & 1 == 1 {
-                    let v109 = show(&Noisy::new("t108")).await as u64;
-                    acc = (acc * 1 + v109) % 1_000_003;
-                    acc = (acc * 5 + checked(input % 100)?) % 1_000_003;
-                }
+            let mut i67: u64 = 0;
+            'l68: loop {
+                if i67 >= 4 { break 'l68; }
+                i67 += 1;
+                let mut a31 = pass(Noisy::new(format!("{}+", a31.name()))).await;
+                let v69 = tick(acc % 100).await;
+                let v70 = fallible(v69 % 100).await?;
+                let v71 = (v70 * 7 + v69) % 1_000_003;
+                let v45 = tick(v45 % 1000 + 1).await;
+                let v72 = async { tick(83u64).await }.await;
+                let v73 = tick_named("k74", (acc ^ input) % 97).await;
+                let v75 = (v73 * 7 + v72) % 1_000_003;
             }
         }
-        let v110 = (show(&Noisy::new("t111")).await as u64);
-        acc = (acc * 3 + v110) % 1_000_003;
-        let mut n93 = Noisy::new("n93-shadow112");
-        let pairs113: Vec<(Noisy, Noisy)> = vec![pair("pairs113.0"), pair("pairs113.1")];
-        'l115: for (_, a114) in pairs113.iter() {
-            acc = acc.wrapping_add(show(a114).await as u64);
-            let mut n116 = Noisy::new("n116");
-            ev(format!("e117 {acc} {}", n93.touch()));
+        let v76 = tick_named("k77", (98u64 ^ input) % 97).await;
+        let v78 = (show(&Noisy::new("t79")).await as u64);
+        let v80 = (v78 * 7 + v76) % 1_000_003;
+        let v81 = pass(v78 % 100).await;
+        if v81 % 3 == 0 {
+            let list82: Vec<Noisy> = vec![];
+            'l84: for x83 in list82.iter().rev().map(|n| n.touch() as u64) {
+                let c85 = tick((v76 ^ input) % 97 % 2 == 0).await;
+                if c85 { return Err(Fail::new("r86")); }
+                let v87 = fallible((input ^ input) % 97).await?;
+                acc = (acc * 3 + v87) % 1_000_003;
+                let r89 = tick(Noisy::new("arg-re88")).await;
+                arg = r89;
+                let Some(v90) = tick(maybe(v80 % 100)).await else {
+                    let g91 = Noisy::new("g91");
+                    let v92 = tick(v76 % 100).await;
+                    acc = (acc * 1 + v92) % 1_000_003;
+                    let v93 = show(&g91).await as u64;
+                    acc = (acc * 1 + v93) % 1_000_003;
+                    continue 'l84;
+                };
+            }
+            let v94 = tick_named("k95", v80 % 100).await;
+            acc = (acc * 3 + v94) % 1_000_003;
             {
-                let mut it118: IntoIter<(Noisy, Noisy)> = vec![pair("it118.0")].into_iter();
-                'l121: while let Some((_, mut b120)) = tick(it118.next()).await {
-                    let c122 = tick(acc % 100 % 2 == 0).await;
-                    if c122 { break 'l115; }
-                    let v123 = tick_named("k124", 19u64 % 100).await;
-                    let v125 = tick_named("k126", 2u64 % 100).await;
-                    let v127 = (v125 * 7 + v123) % 1_000_003;
+                let w96 = tick(20u64 % 100).await;
+                let r98 = tick(Rec::new("rec97", acc % 100)).await;
+                match r98 {
+                    rec99 if rec99.id % 3 == w96 % 3 => {
+                        acc = acc.wrapping_add(rec99.score());
+                        let mut n101 = Noisy::new("n101");
+                    }
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w96) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
+                    }
+                    Rec { pair: (mut a100, _), .. } => {
+                        let r103 = tick(Noisy::new("a100-re102")).await;
+                        a100 = r103;
+                    }
                 }
             }
+            let v104 = tick((v76 ^ input) % 97).await;
+            acc = (acc * 3 + v104) % 1_000_003;
         }
+        ev(format!("e105 {acc}"));
+        let v106 = tick((acc ^ input) % 97).await;
+        let v107 = async { tick(20u64).await }.await;
+        let v108 = (v107 * 7 + v106) % 1_000_003;
+        ev(format!("e109 {acc}"));
+        let v111 = show(&Noisy::new("t110")).await as u64;
+        acc = (acc * 1 + v111) % 1_000_003;
+        if (input >> 53) & 1 == 1 {
+            let mut i112: u64 = 0;
+            'l113: while i112 < 3 {
+                i112 += 1;
+                let mut n114 = Noisy::new("n114");
+                let v115 = (show(&n114).await as u64);
+                if v115 % 3 == 0 { continue 'l113; }
+                let v116 = async { tick(87u64).await }.await;
+                if v116 % 3 == 0 { drop(n114); }
+                let mut n117 = Noisy::new("n117");
+            }
+            let mut n118 = Noisy::new("n118");
+        }
+        let Some(v119) = tick(maybe(v106 % 100)).await else {
+            return Err(Fail::new("else120"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -8286,117 +7995,121 @@ random_case! {
 }
 
 random_case! {
-    case_067, 0x6b9ace7bda4dff4c,
+    case_067, 0x3727b460f0b2af57,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if (input >> 22) & 1 == 1 {
             let mut arg = Noisy::new("arg-shadow1");
         }
-        let list2: Vec<Noisy> = vec![Noisy::new("list2.0"), Noisy::new("list2.1")];
-        'l4: for x3 in list2.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-            let f5 = |x: u64| (x * 5) ^ 13;
-            let v6 = fallible(acc % 100).await?;
-            acc = f5(v6 % 1000);
-            let v7 = tick(x3 % 100).await;
-            if v7 % 3 == 0 {
-                acc = (acc * 5 + checked((40u64 ^ input) % 97)?) % 1_000_003;
+        let pairs2: Vec<(Noisy, Noisy)> = vec![pair("pairs2.0"), pair("pairs2.1")];
+        'l5: for _ in pairs2.into_iter() {
+            let v7 = fallible(acc % 100).await?;
+            { let f6 = |x: u64| (x * 5) ^ 13; acc = f6(v7 % 1000); }
+            let v8 = tick(v7 % 100).await;
+            if v8 % 3 == 0 {
+                acc = (acc * 5 + checked((v7 ^ input) % 97)?) % 1_000_003;
             } else {
-                let c8 = tick(acc % 100 % 2 == 0).await;
-                if c8 {
-                    ev(format!("e9 {acc} {}", arg.touch()));
-                    ev(format!("e10 {acc}"));
-                    let list11: Vec<Noisy> = vec![Noisy::new("list11.0")];
-                    let f12 = first_of(&list11).await;
-                    if let Some(f12) = f12 {
-                        acc = acc.wrapping_add(show(f12).await as u64 + list11.len() as u64);
+                let c9 = tick(60u64 % 100 % 2 == 0).await;
+                if c9 {
+                    ev(format!("e10 {acc} {}", arg.touch()));
+                    ev(format!("e11 {acc}"));
+                    let list12: Vec<Noisy> = vec![Noisy::new("list12.0")];
+                    let f13 = first_of(&list12).await;
+                    if let Some(f13) = f13 {
+                        acc = acc.wrapping_add(show(f13).await as u64 + list12.len() as u64);
                     }
-                    let list13: Vec<Noisy> = vec![Noisy::new("list13.0")];
-                    let f14 = first_of(&list13).await;
-                    if let Some(f14) = f14 {
-                        acc = acc.wrapping_add(show(f14).await as u64 + list13.len() as u64);
+                    let list14: Vec<Noisy> = vec![Noisy::new("list14.0")];
+                    let f15 = first_of(&list14).await;
+                    if let Some(f15) = f15 {
+                        acc = acc.wrapping_add(show(f15).await as u64 + list14.len() as u64);
                     }
                 } else {
-                    acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
-                    if (input >> 54) & 1 == 1 { break 'l4; }
+                    acc = (acc * 5 + checked(75u64 % 100)?) % 1_000_003;
+                    if (input >> 54) & 1 == 1 { break 'l5; }
                 }
-                let v15 = tick_named("k16", input % 100).await;
-                let v17 = async { tick(69u64).await }.await;
-                let v18 = (v17 * 7 + v15) % 1_000_003;
+                let v16 = tick_named("k17", input % 100).await;
+                let v18 = async { tick(69u64).await }.await;
+                let v19 = (v18 * 7 + v16) % 1_000_003;
+                let r21 = tick(Noisy::new("arg-re20")).await;
+                arg = r21;
+                let list22: Vec<Noisy> = vec![Noisy::new("list22.0")];
+                let f23 = first_of(&list22).await;
+                let v24 = (show(&arg).await as u64);
+                acc = acc.wrapping_add(v24);
+                if let Some(f23) = f23 {
+                    acc = acc.wrapping_add(show(f23).await as u64 + list22.len() as u64);
+                }
+                acc = acc.wrapping_add(list22.len() as u64);
             }
-            let r20 = tick(Noisy::new("arg-re19")).await;
-            arg = r20;
-            let list21: Vec<Noisy> = vec![Noisy::new("list21.0")];
-            let f22 = first_of(&list21).await;
-            let v23 = (show(&arg).await as u64);
-            acc = acc.wrapping_add(v23);
-            if let Some(f22) = f22 {
-                acc = acc.wrapping_add(show(f22).await as u64 + list21.len() as u64);
-            }
-            acc = acc.wrapping_add(list21.len() as u64);
-        }
-        let c24 = tick(input % 100 % 2 == 0).await;
-        if c24 {
-            let v25 = tick(acc % 100).await;
-            if v25 % 3 == 0 { drop(arg); }
-            let mut n26 = fallible_noisy("n26", (acc ^ input) % 97).await?;
-        } else {
-            if (input >> 26) & 1 == 1 {
-                let v27 = async { tick(95u64).await }.await;
-                acc = (acc * 3 + v27) % 1_000_003;
-                let v28 = pass(v27 % 100).await;
-                acc = (acc * 3 + v28) % 1_000_003;
-                let mut arg = Noisy::new("arg-shadow29");
-                if acc % 4 == 0 {
-                    ev(format!("e30 {acc} {}", arg.touch()));
-                    drop(arg);
-                    let r32 = tick(Noisy::new("arg-re31")).await;
-                    arg = r32;
+            let c25 = tick(input % 100 % 2 == 0).await;
+            if c25 {
+                let mut n26 = Noisy::new("n26");
+                if acc % 3 == 0 {
+                    let r28 = tick(Noisy::new("arg-re27")).await;
+                    arg = r28;
                 } else {
-                    let r34 = tick(Noisy::new("arg-re33")).await;
-                    arg = r34;
-                    let v35 = async { tick(26u64).await }.await;
-                    let v36 = pass(90u64 % 100).await;
-                    let v37 = (v36 * 7 + v35) % 1_000_003;
+                    let c29 = tick(v7 % 100 % 2 == 0).await;
+                    if c29 { continue 'l5; }
+                    let Some(v30) = tick(maybe(acc % 100)).await else {
+                        break 'l5;
+                    };
                 }
-            } else {
-                let mut n38 = Noisy::new("n38");
             }
-            let list39: Vec<Noisy> = vec![Noisy::new("list39.0"), Noisy::new("list39.1")];
-            'l41: for _ in 0..1u64 {
-                let f40 = first_of(&list39).await;
-                let f40n = tick(f40.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                if let Some(f40) = f40 { acc = acc.wrapping_add(show(f40).await as u64); }
-                let r43 = tick(Noisy::new("arg-re42")).await;
-                arg = r43;
-                if acc % 2 == 0 {
-                    let v44 = tick(checked(acc % 100)).await?;
-                    acc = (acc * 1 + v44) % 1_000_003;
+            let c31 = tick(input % 100 % 2 == 0).await;
+            if c31 {
+                ev(format!("e32 {acc}"));
+            }
+        }
+        let mut i33: u64 = 0;
+        'l34: loop {
+            if i33 >= 3 { break 'l34; }
+            i33 += 1;
+            let pairs35: Vec<(Noisy, Noisy)> = vec![pair("pairs35.0")];
+            'l37: for &(ref a36, _) in pairs35.iter().skip(1) {
+                acc = acc.wrapping_add(show(a36).await as u64);
+                let r39 = tick(Noisy::new("arg-re38")).await;
+                arg = r39;
+                if (input >> 54) & 1 == 1 { continue 'l37; }
+                let mut n40 = Noisy::new("n40");
+                let v41 = tick((79u64 ^ input) % 97).await;
+                if v41 % 3 == 0 {
+                    let v43 = show(&Noisy::new("t42")).await as u64;
+                    acc = (acc * 1 + v43) % 1_000_003;
+                    {
+                        let f44 = async |x: u64| tick(x % 100).await + 1;
+                        let v45 = f44(input % 100).await;
+                        acc = (acc * 1 + v45) % 1_000_003;
+                    }
+                } else {
+                    {
+                        let f46 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v47 = f46(input % 100).await;
+                        acc = (acc * 1 + v47) % 1_000_003;
+                    }
+                    let Some(v48) = tick(maybe(input % 100)).await else {
+                        return Err(Fail::new("else49"));
+                    };
                 }
-                let r46 = tick(Noisy::new("arg-re45")).await;
-                arg = r46;
-                let v47 = tick(f40n % 100).await;
-                let v48 = pass(f40n % 100).await;
-                let v49 = (v48 * 7 + v47) % 1_000_003;
             }
-            acc = acc.wrapping_add(list39.len() as u64);
-            let v51 = show(&Noisy::new("t50")).await as u64;
-            acc = (acc * 1 + v51) % 1_000_003;
-            let v53 = show(&Noisy::new("t52")).await as u64;
-            acc = (acc * 1 + v53) % 1_000_003;
+            acc = acc.wrapping_add(pairs35.len() as u64);
+            let list50: Vec<Noisy> = vec![];
+            let f51 = first_of(&list50).await;
+            let v52 = (show(&arg).await as u64);
+            acc = acc.wrapping_add(v52);
+            if let Some(f51) = f51 {
+                acc = acc.wrapping_add(show(f51).await as u64 + list50.len() as u64);
+            }
+            let v53 = (show(&arg).await as u64);
+            acc = (acc * 3 + v53) % 1_000_003;
+            let v54 = tick(i33 % 100).await;
+            let v55 = pass(v53 % 100).await;
+            let v56 = (v55 * 7 + v54) % 1_000_003;
         }
-        let input = tick(input % 1000 + 1).await;
-        let Some(v54) = tick(maybe(76u64 % 100)).await else {
-            return Err(Fail::new("else55"));
-        };
-        let mut i56: u64 = 0;
-        'l57: loop {
-            if i56 >= 4 { break 'l57; }
-            i56 += 1;
-            let input = tick(input % 1000 + 1).await;
-            let Some(v58) = tick(maybe((40u64 ^ input) % 97)).await else {
-                return Err(Fail::new("else59"));
-            };
-        }
+        let v58 = show(&Noisy::new("t57")).await as u64;
+        acc = (acc * 1 + v58) % 1_000_003;
+        let v60 = show(&Noisy::new("t59")).await as u64;
+        acc = (acc * 1 + v60) % 1_000_003;
+        let i33 = tick(i33 % 1000 + 1).await;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -8703,9 +8416,8 @@ random_case! {
             let r29 = tick(Noisy::new("arg-re28")).await;
             arg = r29;
         }
-        let f30 = |x: u64| (x * 5) ^ 13;
         let v31 = (show(&arg).await as u64);
-        acc = f30(v31 % 1000);
+        { let f30 = |x: u64| (x * 5) ^ 13; acc = f30(v31 % 1000); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -8902,82 +8614,32 @@ random_case! {
 }
 
 random_case! {
-    case_071, 0x0f8ca6fe591080d3,
+    case_071, 0x98e3b3bbfd76647a,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let list1: Vec<Noisy> = vec![];
-        'l3: for _ in 0..4u64 {
-            let f2 = first_of(&list1).await;
-            let f2n = tick(f2.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f2) = f2 { acc = acc.wrapping_add(show(f2).await as u64); }
-            let mut arg = Noisy::new("arg-shadow4");
-            let v6 = show(&Noisy::new("t5")).await as u64;
-            acc = (acc * 1 + v6) % 1_000_003;
-            let Some(v7) = tick(maybe(acc % 100)).await else {
-                continue 'l3;
-            };
-            let v9 = show(&tick(Rec::new("rec8", 18u64 % 100)).await.name).await as u64;
-            acc = (acc * 1 + v9) % 1_000_003;
-        }
-        acc = acc.wrapping_add(list1.len() as u64);
-        let r11 = tick(Noisy::new("arg-re10")).await;
-        arg = r11;
-        let v12 = (show(&Noisy::new("t13")).await as u64);
-        acc = (acc * 3 + v12) % 1_000_003;
-        let (mut a15, _) = tick(Rec::new("rec14", (acc ^ input) % 97)).await.pair;
-        ev(format!("e17 {acc}"));
-        let pairs18: Vec<(Noisy, Noisy)> = vec![pair("pairs18.0"), pair("pairs18.1")];
-        'l20: for (a19, _) in pairs18.iter() {
-            acc = acc.wrapping_add(show(a19).await as u64);
-            let mut n21 = Noisy::new("n21");
-            let mut n21 = Noisy::new("n21-shadow22");
-            if (input >> 58) & 1 == 1 {
-                ev(format!("e23 {acc} {}", arg.touch()));
-                let v25 = show(&Noisy::new("t24")).await as u64;
-                acc = (acc * 1 + v25) % 1_000_003;
-                let list26: Vec<Noisy> = vec![];
-                let f27 = first_of(&list26).await;
-                if let Some(f27) = f27 {
-                    acc = acc.wrapping_add(show(f27).await as u64 + list26.len() as u64);
-                }
-                acc = acc.wrapping_add(list26.len() as u64);
-                let v28 = tick(v12 % 100).await;
-                acc = (acc * 3 + v28) % 1_000_003;
-            }
-            let v29 = (show(&Noisy::new("t30")).await as u64);
-            if v29 % 3 == 0 { continue 'l20; }
-        }
-        acc = acc.wrapping_add(pairs18.len() as u64);
-        let c31 = tick(input % 100 % 2 == 0).await;
-        if c31 {
-            {
-                let v32 = async { tick(10u64).await }.await;
-                acc = (acc * 3 + v32) % 1_000_003;
-            }
-            let mut it33: IntoIter<(Noisy, Noisy)> = vec![pair("it33.0"), pair("it33.1")].into_iter();
-            'l36: while let Some((_, mut b35)) = tick(it33.next()).await {
-                let mut i37: u64 = 0;
-                'l38: while i37 < 1 {
-                    i37 += 1;
-                    let mut n39 = Noisy::new("n39");
-                    let v41 = show(&Noisy::new("t40")).await as u64;
-                    acc = (acc * 1 + v41) % 1_000_003;
-                    let v42 = (show(&n39).await as u64);
-                    if v42 % 3 == 0 { break 'l38; }
-                }
-                drop(b35);
-            }
-            let r44 = tick(Noisy::new("a15-re43")).await;
-            a15 = r44;
-        }
-        if (input >> 32) & 1 == 1 {
-            if (input ^ acc) % 5 < 2 { drop(a15); }
-            let r46 = tick(Noisy::new("arg-re45")).await;
-            arg = r46;
-        }
-        let Some(v47) = tick(maybe(31u64 % 100)).await else {
-            return Err(Fail::new("else48"));
+        let (mut a1, mut b2) = pair("p3");
+        acc = acc.wrapping_add(show(&a1).await as u64);
+        let mut a1 = Noisy::new("a1-shadow4");
+        let v6 = show(&Noisy::new("t5")).await as u64;
+        acc = (acc * 1 + v6) % 1_000_003;
+        let Some(v7) = tick(maybe(37u64 % 100)).await else {
+            return Err(Fail::new("else8"));
         };
+        {
+            let f9 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v10 = f9((input ^ input) % 97).await;
+            acc = (acc * 1 + v10) % 1_000_003;
+        }
+        if (input >> 57) & 1 == 1 {
+            let input = tick(input % 1000 + 1).await;
+            let v11 = (show(&Noisy::new("t12")).await as u64);
+            acc = (acc * 3 + v11) % 1_000_003;
+            let (mut a14, _) = tick(Rec::new("rec13", (input ^ input) % 97)).await.pair;
+        }
+        acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
+        let v16 = fallible((35u64 ^ input) % 97).await?;
+        acc = (acc * 3 + v16) % 1_000_003;
+        let mut a1 = Noisy::new("a1-shadow17");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9122,44 +8784,143 @@ random_case! {
 }
 
 random_case! {
-    case_073, 0x000182e021fad1c8,
+    case_073, 0x120e1ebf48c08dbd,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let list1: Vec<Noisy> = vec![];
-        'l3: for _ in 0..1u64 {
-            let f2 = first_of(&list1).await;
-            let f2n = tick(f2.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f2) = f2 { acc = acc.wrapping_add(show(f2).await as u64); }
-            let mut n4 = Noisy::new("n4");
-            let f5 = |x: u64| (x * 5) ^ 13;
-            let v6 = tick_named("k7", acc % 100).await;
-            acc = f5(v6 % 1000);
+        let list1: Vec<Noisy> = vec![Noisy::new("list1.0")];
+        let f2 = first_of(&list1).await;
+        let v3 = tick(input % 100).await;
+        acc = acc.wrapping_add(v3);
+        if let Some(f2) = f2 {
+            acc = acc.wrapping_add(show(f2).await as u64 + list1.len() as u64);
         }
         acc = acc.wrapping_add(list1.len() as u64);
-        let list8: Vec<Noisy> = vec![Noisy::new("list8.0"), Noisy::new("list8.1")];
-        'l10: for x9 in list8.iter().map(|n| n.touch() as u64) {
-            if (input >> 53) & 1 == 1 { continue 'l10; }
-            let v11 = pass(input % 100).await;
-            acc = (acc * 3 + v11) % 1_000_003;
-            let c12 = tick(x9 % 100 % 2 == 0).await;
-            if c12 { break 'l10; }
+        let Some(v4) = tick(maybe(40u64 % 100)).await else {
+            return Err(Fail::new("else5"));
+        };
+        if acc % 3 == 0 {
+            let v4 = tick(v4 % 1000 + 1).await;
+            if acc % 2 == 0 { return Ok(acc); }
+        } else {
+            let v6 = tick_named("k7", (acc ^ input) % 97).await;
+            acc = (acc * 3 + v6) % 1_000_003;
+            if (input >> 23) & 1 == 1 {
+                let list8: Vec<Noisy> = vec![Noisy::new("list8.0")];
+                let f9 = first_of(&list8).await;
+                let v10 = fallible((66u64 ^ input) % 97).await?;
+                acc = acc.wrapping_add(v10);
+                if let Some(f9) = f9 {
+                    acc = acc.wrapping_add(show(f9).await as u64 + list8.len() as u64);
+                }
+                acc = acc.wrapping_add(list8.len() as u64);
+            } else {
+                {
+                    let f11 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v12 = f11((acc ^ input) % 97).await;
+                    acc = (acc * 1 + v12) % 1_000_003;
+                }
+                let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+                let mut n13 = Noisy::new("n13");
+                let v14 = tick_named("k15", v3 % 100).await;
+                acc = (acc * 3 + v14) % 1_000_003;
+            }
+            let list16: Vec<Noisy> = vec![Noisy::new("list16.0")];
+            let f17 = first_of(&list16).await;
+            if let Some(f17) = f17 {
+                acc = acc.wrapping_add(show(f17).await as u64 + list16.len() as u64);
+            }
+            acc = acc.wrapping_add(list16.len() as u64);
+            let v19 = (show(&arg).await as u64);
+            { let f18 = |x: u64| (x * 5) ^ 13; acc = f18(v19 % 1000); }
         }
-        let v13 = tick_named("k14", (acc ^ input) % 97).await;
-        acc = (acc * 3 + v13) % 1_000_003;
-        let v15 = pass((acc ^ input) % 97).await;
-        if v15 % 3 == 0 { return Err(Fail::new("r16")); }
-        let v18 = show(&Noisy::new("t17")).await as u64;
-        acc = (acc * 1 + v18) % 1_000_003;
-        let mut n19 = Noisy::new("n19");
-        let r21 = tick(Noisy::new("n19-re20")).await;
-        n19 = r21;
-        let v23 = show(&Noisy::new("t22")).await as u64;
-        acc = (acc * 1 + v23) % 1_000_003;
-        let w25 = tick_named("k26", v13 % 100).await;
-        #[cfg(any())]
-        let v24: u64 = 1000;
-        #[cfg(all())]
-        let v24: u64 = w25 % 1000;
+        let mut i20: u64 = 0;
+        'l21: while i20 < 2 {
+            i20 += 1;
+            {
+                ev(format!("e22 {acc} {}", arg.touch()));
+                let Some(v23) = tick(maybe(acc % 100)).await else {
+                    let g24 = Noisy::new("g24");
+                    let v25 = tick((82u64 ^ input) % 97).await;
+                    acc = (acc * 1 + v25) % 1_000_003;
+                    let v26 = show(&g24).await as u64;
+                    acc = (acc * 1 + v26) % 1_000_003;
+                    continue 'l21;
+                };
+            }
+            let list27: Vec<Noisy> = vec![];
+            'l29: for x28 in list27.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
+                if (input >> 3) & 1 == 1 { break 'l21; }
+                {
+                    let w30 = (show(&arg).await as u64);
+                    let r32 = tick(Rec::new("rec31", input % 100)).await;
+                    match r32 {
+                        rec33 if rec33.id % 3 == w30 % 3 => {
+                            acc = acc.wrapping_add(rec33.score());
+                            let v36 = show(&Noisy::new("t35")).await as u64;
+                            acc = (acc * 1 + v36) % 1_000_003;
+                            let r38 = tick(Noisy::new("arg-re37")).await;
+                            arg = r38;
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w30) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                            let v39 = tick(w30 % 100).await;
+                            acc = (acc * 3 + v39) % 1_000_003;
+                            let mut n40 = Noisy::new("n40");
+                        }
+                        Rec { pair: (mut a34, _), .. } => {
+                            let mut arg = Noisy::new("arg-shadow41");
+                        }
+                    }
+                }
+                if (input >> 34) & 1 == 1 { return Err(Fail::new("r42")); }
+                {
+                    {
+                        let f43 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v44 = f43(v3 % 100).await;
+                        acc = (acc * 1 + v44) % 1_000_003;
+                    }
+                    let v45 = tick(checked(acc % 100)).await?;
+                    acc = (acc * 1 + v45) % 1_000_003;
+                    let v46 = tick(i20 % 100).await;
+                    acc = (acc * 3 + v46) % 1_000_003;
+                }
+            }
+            let v48 = show(&Noisy::new("t47")).await as u64;
+            acc = (acc * 1 + v48) % 1_000_003;
+        }
+        let v50 = show(&tick(Rec::new("rec49", (v3 ^ input) % 97)).await.name).await as u64;
+        acc = (acc * 1 + v50) % 1_000_003;
+        if (input >> 62) & 1 == 1 { drop(arg); }
+        let mut i51: u64 = 0;
+        'l52: while i51 < 1 {
+            i51 += 1;
+            let v53 = tick((38u64 ^ input) % 97).await;
+            acc = (acc * 3 + v53) % 1_000_003;
+            if (input ^ acc) % 5 < 2 {
+                let mut n54 = Noisy::new("n54");
+            }
+            let v55 = (show(&Noisy::new("t56")).await as u64);
+            acc = (acc * 3 + v55) % 1_000_003;
+            {
+                let f57 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                let v58 = f57((i51 ^ input) % 97).await;
+                acc = (acc * 1 + v58) % 1_000_003;
+            }
+        }
+        let v59 = tick(acc % 100).await;
+        acc = (acc * 3 + v59) % 1_000_003;
+        let mut i60: u64 = 0;
+        'l61: loop {
+            if i60 >= 2 { break 'l61; }
+            i60 += 1;
+            let c62 = tick((i51 ^ input) % 97 % 2 == 0).await;
+            if c62 { continue 'l61; }
+            {
+                let f63 = async |x: u64| tick(x % 100).await + 1;
+                let v64 = f63(69u64 % 100).await;
+                acc = (acc * 1 + v64) % 1_000_003;
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9260,7 +9021,7 @@ random_case! {
 }
 
 random_case! {
-    case_075, 0x7afdaaff47beebe6,
+    case_075, 0xec16edb97d90f631,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let input = tick(input % 1000 + 1).await;
@@ -9277,17 +9038,27 @@ random_case! {
             };
         }
         let mut arg = Noisy::new("arg-shadow8");
-        let f9 = |x: u64| (x * 5) ^ 13;
         let v10 = fallible((input ^ input) % 97).await?;
-        acc = f9(v10 % 1000);
+        { let f9 = |x: u64| (x * 5) ^ 13; acc = f9(v10 % 1000); }
         ev(format!("e11 {acc}"));
         let list12: Vec<Noisy> = vec![Noisy::new("list12.0")];
-        for (k13, item) in list12.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k13 as u64);
+        'l14: for x13 in list12.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
+            let c15 = tick((9u64 ^ input) % 97 % 2 == 0).await;
+            if c15 { return Err(Fail::new("r16")); }
+            let v18 = async { tick(3u64).await }.await;
+            { let f17 = |x: u64| (x * 5) ^ 13; acc = f17(v18 % 1000); }
+            let pairs19: Vec<(Noisy, Noisy)> = vec![pair("pairs19.0")];
+            'l21: for (_, a20) in pairs19.iter().rev() {
+                acc = acc.wrapping_add(show(a20).await as u64);
+                let mut n22 = Noisy::new("n22");
+                if acc % 2 == 0 { return Err(Fail::new("r23")); }
+            }
+            acc = acc.wrapping_add(pairs19.len() as u64);
         }
-        let r15 = tick(Noisy::new("arg-re14")).await;
-        arg = r15;
-        let mut n16 = Noisy::new("n16");
+        let v1 = tick(v1 % 1000 + 1).await;
+        let v24 = async { tick(82u64).await }.await;
+        let v25 = async { tick(63u64).await }.await;
+        let v26 = (v25 * 7 + v24) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9388,7 +9159,7 @@ random_case! {
 }
 
 random_case! {
-    case_077, 0xca0dac30f013d034,
+    case_077, 0xf072b736d4a8dcbd,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if acc % 4 == 0 { drop(arg); }
@@ -9407,62 +9178,96 @@ random_case! {
                 drop(n8);
             }
             acc = acc.wrapping_add(list5.len() as u64);
-            let f9 = |x: u64| (x * 5) ^ 13;
             let v10 = (show(&n1).await as u64);
-            acc = f9(v10 % 1000);
+            { let f9 = |x: u64| (x * 5) ^ 13; acc = f9(v10 % 1000); }
         }
-        let pairs11: Vec<(Noisy, Noisy)> = vec![];
-        'l13: for (a12, _) in pairs11.iter().skip(1) {
-            acc = acc.wrapping_add(show(a12).await as u64);
-            let mut n14 = fallible_noisy("n14", (acc ^ input) % 97).await?;
-            let w15 = (show(&n1).await as u64);
-            let r17 = tick(Rec::new("rec16", acc % 100)).await;
-            match r17 {
-                rec18 if rec18.id % 3 == w15 % 3 => {
-                    acc = acc.wrapping_add(rec18.score());
+        let mut it11: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+        'l14: while let Some((mut a12, _)) = tick(it11.next()).await {
+            drop(a12);
+            let v16 = pass(acc % 100).await.wrapping_mul(3) % 1000;
+            acc = (acc * 1 + v16) % 1_000_003;
+            let list17: Vec<Noisy> = vec![];
+            'l19: for _ in 0..4u64 {
+                let f18 = first_of(&list17).await;
+                let f18n = tick(f18.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                if let Some(f18) = f18 { acc = acc.wrapping_add(show(f18).await as u64); }
+                if (input >> 22) & 1 == 1 {
+                    let v21 = (show(&Noisy::new("t22")).await as u64);
+                    { let f20 = |x: u64| (x * 5) ^ 13; acc = f20(v21 % 1000); }
+                    let mut n1 = pass(Noisy::new(format!("{}+", n1.name()))).await;
+                    let v23 = pass((21u64 ^ input) % 97).await;
+                    let v24 = tick_named("k25", acc % 100).await;
+                    let v26 = (v24 * 7 + v23) % 1_000_003;
+                    let v28 = show(&Noisy::new("t27")).await as u64;
+                    acc = (acc * 1 + v28) % 1_000_003;
                 }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w15) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let c20 = tick((acc ^ input) % 97 % 2 == 0).await;
-                    if c20 { continue 'l13; }
+                let v29 = (show(&Noisy::new("t30")).await as u64);
+                acc = (acc * 3 + v29) % 1_000_003;
+            }
+            acc = acc.wrapping_add(list17.len() as u64);
+        }
+        if (input ^ acc) % 5 < 2 {
+            let Some(v31) = tick(maybe(acc % 100)).await else {
+                return Err(Fail::new("else32"));
+            };
+            let mut i33: u64 = 0;
+            'l34: loop {
+                if i33 >= 3 { break 'l34; }
+                i33 += 1;
+                {
+                    let v35 = tick((43u64 ^ input) % 97).await;
+                    acc = (acc * 3 + v35) % 1_000_003;
+                    let mut n1 = Noisy::new("n1-shadow36");
                 }
-                Rec { pair: (mut a19, _), .. } => {
-                    let f21 = |x: u64| (x * 5) ^ 13;
-                    let v22 = tick_named("k23", (acc ^ input) % 97).await;
-                    acc = f21(v22 % 1000);
-                    let r25 = tick(Noisy::new("arg-re24")).await;
-                    arg = r25;
+                let c37 = tick(4u64 % 100 % 2 == 0).await;
+                if c37 { return Ok(acc); }
+                let Some(v38) = tick(maybe(i33 % 100)).await else {
+                    let v39 = tick(v31 % 100).await;
+                    acc = (acc * 1 + v39) % 1_000_003;
+                    return Err(Fail::new("else40"));
+                };
+            }
+            let v42 = show(&Noisy::new("t41")).await as u64;
+            acc = (acc * 1 + v42) % 1_000_003;
+            let mut i43: u64 = 0;
+            'l44: loop {
+                if i43 >= 2 { break 'l44; }
+                i43 += 1;
+                let mut n46 = tick(Rec::new("rec45", input % 100)).await.name;
+                let c47 = tick(acc % 100 % 2 == 0).await;
+                if c47 { continue 'l44; }
+                if (input >> 56) & 1 == 1 { break 'l44; }
+                let list48: Vec<Noisy> = vec![];
+                let f49 = first_of(&list48).await;
+                let v50 = async { tick(53u64).await }.await;
+                acc = acc.wrapping_add(v50);
+                if let Some(f49) = f49 {
+                    acc = acc.wrapping_add(show(f49).await as u64 + list48.len() as u64);
+                }
+            }
+        } else {
+            let mut it51: IntoIter<(Noisy, Noisy)> = vec![pair("it51.0"), pair("it51.1")].into_iter();
+            'l54: while let Some((_, mut b53)) = tick(it51.next()).await {
+                let r56 = tick(Noisy::new("b53-re55")).await;
+                b53 = r56;
+                let c57 = tick(acc % 100 % 2 == 0).await;
+                if c57 { return Ok(acc); }
+                let v59 = show(&Noisy::new("t58")).await as u64;
+                acc = (acc * 1 + v59) % 1_000_003;
+                {
+                    let f60 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v61 = f60(acc % 100).await;
+                    acc = (acc * 1 + v61) % 1_000_003;
                 }
             }
         }
-        let input = tick(input % 1000 + 1).await;
-        let mut n26 = Noisy::new("n26");
-        let mut i27: u64 = 0;
-        'l28: loop {
-            if i27 >= 1 { break 'l28; }
-            i27 += 1;
-            if (input ^ acc) % 5 < 2 {
-                let Some(v29) = tick(maybe(70u64 % 100)).await else {
-                    continue 'l28;
-                };
-                let mut it30: IntoIter<(Noisy, Noisy)> = vec![pair("it30.0")].into_iter();
-                'l33: while let Some((_, mut b32)) = tick(it30.next()).await {
-                    acc = (acc * 5 + checked((acc ^ input) % 97)?) % 1_000_003;
-                    let mut n1 = Noisy::new("n1-shadow34");
-                    let f35 = |x: u64| (x * 5) ^ 13;
-                    let v36 = tick_named("k37", (v29 ^ input) % 97).await;
-                    acc = f35(v36 % 1000);
-                }
-                let c38 = tick(4u64 % 100 % 2 == 0).await;
-                if c38 { break 'l28; }
-                let Some(v39) = tick(maybe(acc % 100)).await else {
-                    break 'l28;
-                };
-            }
-            let r41 = tick(Noisy::new("arg-re40")).await;
-            arg = r41;
-            let input = tick(input % 1000 + 1).await;
-        }
+        let mut n62 = fallible_noisy("n62", (acc ^ input) % 97).await?;
+        let Some(mut v63) = tick(maybe_noisy("v63", (15u64 ^ input) % 97)).await else {
+            let g64 = Noisy::new("g64");
+            let v66 = (show(&Noisy::new("t65")).await as u64);
+            acc = (acc * 1 + v66) % 1_000_003;
+            return Err(Fail::new("else67"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9669,7 +9474,7 @@ random_case! {
 }
 
 random_case! {
-    case_079, 0x98ccdeea3b9bb6b0,
+    case_079, 0xa15d36a34713eae1,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if acc % 3 == 0 { return Ok(acc); }
@@ -9681,55 +9486,16 @@ random_case! {
             let mut n5 = fallible_noisy("n5", acc % 100).await?;
             let v7 = show(&Noisy::new("t6")).await as u64;
             acc = (acc * 1 + v7) % 1_000_003;
-            let f8 = |x: u64| (x * 5) ^ 13;
             let v9 = pass(acc % 100).await;
-            acc = f8(v9 % 1000);
+            { let f8 = |x: u64| (x * 5) ^ 13; acc = f8(v9 % 1000); }
         }
         ev(format!("e10 {acc} {}", arg.touch()));
-        let w11 = async { tick(80u64).await }.await;
-        let r13 = tick(Rec::new("rec12", (acc ^ input) % 97)).await;
-        match r13 {
-            rec14 if rec14.id % 3 == w11 % 3 => {
-                acc = acc.wrapping_add(rec14.score());
-                let pairs16: Vec<(Noisy, Noisy)> = vec![pair("pairs16.0")];
-                'l19: for (mut a17, mut b18) in pairs16.into_iter() {
-                    let mut b18 = Noisy::new("b18-shadow20");
-                    let f21 = |x: u64| (x * 5) ^ 13;
-                    let v22 = (show(&Noisy::new("t23")).await as u64);
-                    acc = f21(v22 % 1000);
-                    if (input ^ acc) % 5 < 2 { break 'l19; }
-                }
-            }
-            Rec { id, ref name, .. } if (name.touch() as u64 ^ w11) % 2 == 0 => {
-                acc = acc.wrapping_add(id);
-            }
-            Rec { pair: (mut a15, _), .. } => {
-                let f24 = |x: u64| (x * 5) ^ 13;
-                let v25 = tick(input % 100).await;
-                acc = f24(v25 % 1000);
-                ev(format!("e26 {acc} {}", a15.touch()));
-            }
+        let list11: Vec<Noisy> = vec![Noisy::new("list11.0"), Noisy::new("list11.1")];
+        for (k12, item) in list11.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k12 as u64);
         }
-        let pairs27: Vec<(Noisy, Noisy)> = vec![pair("pairs27.0")];
-        'l30: for (mut a28, _) in pairs27.into_iter() {
-            let mut i31: u64 = 0;
-            'l32: loop {
-                if i31 >= 1 { break 'l32; }
-                i31 += 1;
-                let f33 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v34 = f33(w11 % 100).await;
-                acc = (acc * 1 + v34) % 1_000_003;
-                let v35 = (show(&Noisy::new("t36")).await as u64);
-                acc = (acc * 3 + v35) % 1_000_003;
-                let v37 = tick_named("k38", w11 % 100).await;
-                let v39 = pass((acc ^ input) % 97).await;
-                let v40 = (v39 * 7 + v37) % 1_000_003;
-                let mut arg = Noisy::new("arg-shadow41");
-            }
-            let v42 = (show(&Noisy::new("t43")).await as u64);
-            let v44 = tick(acc % 100).await;
-            let v45 = (v44 * 7 + v42) % 1_000_003;
-        }
+        let v13 = async { tick(1u64).await }.await;
+        acc = (acc * 3 + v13) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -9883,9 +9649,8 @@ random_case! {
             } else {
                 ev(format!("e29 {acc}"));
             }
-            let f30 = |x: u64| (x * 5) ^ 13;
             let v31 = tick(acc % 100).await;
-            acc = f30(v31 % 1000);
+            { let f30 = |x: u64| (x * 5) ^ 13; acc = f30(v31 % 1000); }
             ev(format!("e32 {acc} {}", arg.touch()));
         }
         let Some(v33) = tick(maybe((acc ^ input) % 97)).await else {
@@ -10099,14 +9864,13 @@ random_case! {
 }
 
 random_case! {
-    case_083, 0x8b9012a17ce8005e,
+    case_083, 0x85b2da55612e306a,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = tick(acc % 100).await;
         acc = (acc * 3 + v1) % 1_000_003;
-        let f2 = |x: u64| (x * 5) ^ 13;
         let v3 = fallible(v1 % 100).await?;
-        acc = f2(v3 % 1000);
+        { let f2 = |x: u64| (x * 5) ^ 13; acc = f2(v3 % 1000); }
         let v4 = async { tick(73u64).await }.await;
         if v4 % 3 == 0 {
             let v4 = tick(v4 % 1000 + 1).await;
@@ -10131,9 +9895,8 @@ random_case! {
                 let v20 = (v19 * 7 + v18) % 1_000_003;
                 let mut it21: IntoIter<(Noisy, Noisy)> = vec![pair("it21.0"), pair("it21.1")].into_iter();
                 'l24: while let Some((mut a22, _)) = tick(it21.next()).await {
-                    let f25 = |x: u64| (x * 5) ^ 13;
                     let v26 = tick(acc % 100).await;
-                    acc = f25(v26 % 1000);
+                    { let f25 = |x: u64| (x * 5) ^ 13; acc = f25(v26 % 1000); }
                     ev(format!("e27 {acc} {}", arg.touch()));
                 }
                 let v28 = tick(v19 % 100).await;
@@ -10150,49 +9913,61 @@ random_case! {
                 i32 += 1;
                 let v34 = fallible(v3 % 100).await?;
                 acc = (acc * 3 + v34) % 1_000_003;
-                let f35 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v36 = f35((v1 ^ input) % 97).await;
-                acc = (acc * 1 + v36) % 1_000_003;
+                {
+                    let f35 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v36 = f35((v1 ^ input) % 97).await;
+                    acc = (acc * 1 + v36) % 1_000_003;
+                }
             }
         }
         let mut arg = Noisy::new("arg-shadow37");
         let pairs38: Vec<(Noisy, Noisy)> = vec![];
-        'l41: for (mut a39, _) in pairs38 {
+        'l40: for (a39, _) in pairs38.iter() {
+            acc = acc.wrapping_add(show(a39).await as u64);
             if acc % 4 == 0 { return Ok(acc); }
-            let f42 = |x: u64| (x * 5) ^ 13;
-            let v43 = (show(&Noisy::new("t44")).await as u64);
-            acc = f42(v43 % 1000);
-            let mut i45: u64 = 0;
-            'l46: while i45 < 1 {
-                i45 += 1;
-                let mut n47 = Noisy::new("n47");
-                let v48 = tick((acc ^ input) % 97).await;
-                acc = (acc * 3 + v48) % 1_000_003;
+            let v42 = (show(&Noisy::new("t43")).await as u64);
+            { let f41 = |x: u64| (x * 5) ^ 13; acc = f41(v42 % 1000); }
+            let mut i44: u64 = 0;
+            'l45: while i44 < 1 {
+                i44 += 1;
+                let mut n46 = Noisy::new("n46");
+                let v47 = tick((acc ^ input) % 97).await;
+                acc = (acc * 3 + v47) % 1_000_003;
                 {
-                    let v49 = (show(&Noisy::new("t50")).await as u64);
-                    acc = (acc * 3 + v49) % 1_000_003;
+                    let v48 = (show(&Noisy::new("t49")).await as u64);
+                    acc = (acc * 3 + v48) % 1_000_003;
                 }
-                let v51 = fallible(v48 % 100).await?;
-                if v51 % 3 == 0 {
-                    let mut n52 = Noisy::new("n52");
+                let v50 = fallible(v47 % 100).await?;
+                if v50 % 3 == 0 {
+                    let mut n51 = Noisy::new("n51");
                 }
             }
-            let v53 = tick(39u64 % 100).await;
-            acc = (acc * 3 + v53) % 1_000_003;
+            let v52 = tick(39u64 % 100).await;
+            acc = (acc * 3 + v52) % 1_000_003;
         }
-        let mut i54: u64 = 0;
-        'l55: loop {
-            if i54 >= 3 { break 'l55; }
-            i54 += 1;
-            let mut arg = Noisy::new("arg-shadow56");
-            if (input >> 55) & 1 == 1 { continue 'l55; }
+        let mut i53: u64 = 0;
+        'l54: loop {
+            if i53 >= 3 { break 'l54; }
+            i53 += 1;
+            let mut arg = Noisy::new("arg-shadow55");
+            if (input >> 55) & 1 == 1 { continue 'l54; }
         }
-        let list57: Vec<Noisy> = vec![Noisy::new("list57.0"), Noisy::new("list57.1")];
-        for (k58, item) in list57.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k58 as u64);
+        let list56: Vec<Noisy> = vec![Noisy::new("list56.0"), Noisy::new("list56.1")];
+        'l58: for x57 in list56.iter().map(|n| n.touch() as u64).take(2) {
+            {
+                let f59 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                let v60 = f59(v3 % 100).await;
+                acc = (acc * 1 + v60) % 1_000_003;
+            }
+            let v61 = pass((x57 ^ input) % 97).await;
+            acc = (acc * 3 + v61) % 1_000_003;
+            acc = (acc * 5 + checked((v61 ^ input) % 97)?) % 1_000_003;
+            let v63 = show(&Noisy::new("t62")).await as u64;
+            acc = (acc * 1 + v63) % 1_000_003;
         }
-        let v60 = show(&Noisy::new("t59")).await as u64;
-        acc = (acc * 1 + v60) % 1_000_003;
+        let Some(v64) = tick(maybe(acc % 100)).await else {
+            return Err(Fail::new("else65"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -10335,7 +10110,7 @@ random_case! {
 }
 
 random_case! {
-    case_085, 0x25daceda7b5e6a5f,
+    case_085, 0x9707b24457e6bb47,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         if (input ^ acc) % 5 < 2 { drop(arg); }
@@ -10352,27 +10127,36 @@ random_case! {
         };
         let mut n7 = Noisy::new("n7");
         {
-            let mut i8: u64 = 0;
-            let mut n10: Noisy = 'l9: loop {
-                if i8 >= 3 { break 'l9 Noisy::new("n10-end"); }
-                i8 += 1;
-                {
-                    let mut n7 = pass(Noisy::new(format!("{}+", n7.name()))).await;
-                    let mut n7 = pass(Noisy::new(format!("{}+", n7.name()))).await;
+            let list8: Vec<Noisy> = vec![Noisy::new("list8.0")];
+            for (k9, item) in list8.iter().enumerate() {
+                acc = acc.wrapping_add(show(item).await as u64 + k9 as u64);
+            }
+            let pairs10: Vec<(Noisy, Noisy)> = vec![pair("pairs10.0")];
+            'l12: for &(ref a11, _) in pairs10.iter().skip(1) {
+                acc = acc.wrapping_add(show(a11).await as u64);
+                let list13: Vec<Noisy> = vec![];
+                let f14 = first_of(&list13).await;
+                let v15 = tick_named("k16", acc % 100).await;
+                acc = acc.wrapping_add(v15);
+                if let Some(f14) = f14 {
+                    acc = acc.wrapping_add(show(f14).await as u64 + list13.len() as u64);
                 }
-                let mut n11 = Noisy::new("n11");
-                let pairs12: Vec<(Noisy, Noisy)> = vec![pair("pairs12.0"), pair("pairs12.1")];
-                'l15: for (mut a13, _) in pairs12.into_iter() {
-                    let mut n16 = fallible_noisy("n16", acc % 100).await?;
-                    ev(format!("e17 {acc} {}", n7.touch()));
-                    let mut n18 = Noisy::new("n18");
-                    if (input >> 23) & 1 == 1 { break 'l9 Noisy::new("brk19"); }
+                acc = acc.wrapping_add(list13.len() as u64);
+                if acc % 3 == 0 {
+                    let mut n17 = Noisy::new("n17");
+                    {
+                        let f18 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v19 = f18(v15 % 100).await;
+                        acc = (acc * 1 + v19) % 1_000_003;
+                    }
                 }
-            };
-            let r21 = tick(Noisy::new("n10-re20")).await;
-            n10 = r21;
+                let v20 = tick((input ^ input) % 97).await;
+                acc = (acc * 3 + v20) % 1_000_003;
+            }
         }
-        let mut arg = Noisy::new("arg-shadow22");
+        let (mut a22, _) = tick(Rec::new("rec21", (acc ^ input) % 97)).await.pair;
+        let v24 = show(&a22).await as u64;
+        acc = (acc * 1 + v24) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -10467,103 +10251,36 @@ random_case! {
 }
 
 random_case! {
-    case_087, 0x97301e4943f9494a,
+    case_087, 0x79b90b5f688a9f73,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-        let v2 = f1(input % 100).await;
-        acc = (acc * 1 + v2) % 1_000_003;
-        let mut i3: u64 = 0;
-        let mut n5: Noisy = 'l4: loop {
-            if i3 >= 1 { break 'l4 Noisy::new("n5-end"); }
-            i3 += 1;
-            let mut n6 = Noisy::new("n6");
-            ev(format!("e7 {acc} {}", arg.touch()));
-        };
-        let c8 = tick(input % 100 % 2 == 0).await;
-        if c8 {
-            let v10 = show(&Noisy::new("t9")).await as u64;
-            acc = (acc * 1 + v10) % 1_000_003;
-            ev(format!("e11 {acc}"));
-            if (input >> 30) & 1 == 1 { return Err(Fail::new("r12")); }
-            let v13 = (show(&arg).await as u64);
-            acc = (acc * 3 + v13) % 1_000_003;
-        } else {
-            ev(format!("e14 {acc} {}", arg.touch()));
-            if (input >> 20) & 1 == 1 { drop(n5); }
-            {
-                {
-                    let r16 = tick(Noisy::new("arg-re15")).await;
-                    arg = r16;
-                    let mut arg = Noisy::new("arg-shadow17");
-                }
-                let r19 = tick(Noisy::new("arg-re18")).await;
-                arg = r19;
-            }
-        }
-        let Some(v20) = tick(maybe(acc % 100)).await else {
-            return Err(Fail::new("else21"));
-        };
-        let v23 = show(&Noisy::new("t22")).await as u64;
-        acc = (acc * 1 + v23) % 1_000_003;
-        ev(format!("e24 {acc}"));
-        let v25 = tick_named("k26", (v20 ^ input) % 97).await;
-        acc = (acc * 3 + v25) % 1_000_003;
-        let list27: Vec<Noisy> = vec![];
-        for (k28, item) in list27.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k28 as u64);
-        }
-        let c29 = tick(input % 100 % 2 == 0).await;
-        if c29 {
-            let r31 = tick(Noisy::new("n5-re30")).await;
-            n5 = r31;
-            if acc % 2 == 0 {
-                let f32 = |x: u64| (x * 5) ^ 13;
-                let v33 = (show(&arg).await as u64);
-                acc = f32(v33 % 1000);
-                let v35 = show(&tick(Rec::new("rec34", v20 % 100)).await.name).await as u64;
-                acc = (acc * 1 + v35) % 1_000_003;
-                let c36 = tick(v2 % 100 % 2 == 0).await;
-                if c36 {
-                    let mut n37 = Noisy::new("n37");
-                    let v38 = pass(67u64 % 100).await;
-                    if v38 % 3 == 0 { return Err(Fail::new("r39")); }
-                }
-                let f40 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v41 = f40(input % 100).await;
-                acc = (acc * 1 + v41) % 1_000_003;
-            } else {
-                let list42: Vec<Noisy> = vec![Noisy::new("list42.0"), Noisy::new("list42.1")];
-                let f43 = first_of(&list42).await;
-                let v44 = async { tick(79u64).await }.await;
-                acc = acc.wrapping_add(v44);
-                if let Some(f43) = f43 {
-                    acc = acc.wrapping_add(show(f43).await as u64 + list42.len() as u64);
-                }
-                drop(arg);
-            }
-        } else {
-            let v45 = tick(acc % 100).await;
-            let v46 = tick((acc ^ input) % 97).await;
-            let v47 = (v46 * 7 + v45) % 1_000_003;
-        }
         {
-            let v48 = pass(v25 % 100).await;
-            acc = (acc * 3 + v48) % 1_000_003;
-            let Some(mut v49) = tick(maybe_noisy("v49", (v48 ^ input) % 97)).await else {
-                let v50 = async { tick(75u64).await }.await;
-                acc = (acc * 1 + v50) % 1_000_003;
-                return Err(Fail::new("else51"));
-            };
-            {
-                ev(format!("e52 {acc}"));
-                let v53 = tick((i3 ^ input) % 97).await;
-                let v54 = (show(&Noisy::new("t55")).await as u64);
-                let v56 = (v54 * 7 + v53) % 1_000_003;
-            }
+            let f1 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v2 = f1(input % 100).await;
+            acc = (acc * 1 + v2) % 1_000_003;
         }
-        let v58 = show(&Noisy::new("t57")).await as u64;
-        acc = (acc * 1 + v58) % 1_000_003;
+        let list3: Vec<Noisy> = vec![];
+        let f4 = first_of(&list3).await;
+        if let Some(f4) = f4 {
+            acc = acc.wrapping_add(show(f4).await as u64 + list3.len() as u64);
+        }
+        let (_, mut b7) = tick(Rec::new("rec5", (17u64 ^ input) % 97)).await.pair;
+        let v8 = tick(input % 100).await;
+        acc = (acc * 3 + v8) % 1_000_003;
+        let v10 = show(&Noisy::new("t9")).await as u64;
+        acc = (acc * 1 + v10) % 1_000_003;
+        ev(format!("e11 {acc}"));
+        if (input >> 30) & 1 == 1 { return Err(Fail::new("r12")); }
+        let v13 = (show(&arg).await as u64);
+        acc = (acc * 3 + v13) % 1_000_003;
+        let Some(mut v14) = tick(maybe_noisy("v14", input % 100)).await else {
+            let v16 = tick_named("k15", (acc ^ input) % 97).await;
+            acc = (acc * 1 + v16) % 1_000_003;
+            return Err(Fail::new("else17"));
+        };
+        drop(arg);
+        let c18 = tick((v8 ^ input) % 97 % 2 == 0).await;
+        if c18 { drop(b7); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -10631,43 +10348,66 @@ random_case! {
 }
 
 random_case! {
-    case_089, 0xbdf0942a08472f8b,
+    case_089, 0xaa794e8c4fca41a0,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let w2 = pass((acc ^ input) % 97).await;
-        #[cfg(any())]
-        let v1: u64 = 1000;
-        #[cfg(all())]
-        let v1: u64 = w2 % 1000;
-        let v3 = pass(acc % 100).await;
-        let v4 = fallible(v3 % 100).await?;
-        let v5 = (v4 * 7 + v3) % 1_000_003;
-        let f6 = |x: u64| (x * 5) ^ 13;
-        let v7 = pass((acc ^ input) % 97).await;
-        acc = f6(v7 % 1000);
-        ev(format!("e8 {acc}"));
-        let mut i9: u64 = 0;
-        'l10: loop {
-            if i9 >= 3 { break 'l10; }
-            i9 += 1;
-            if acc % 3 == 0 {
-                let f11 = |x: u64| (x * 5) ^ 13;
-                let v12 = tick((input ^ input) % 97).await;
-                acc = f11(v12 % 1000);
-                let r14 = tick(Noisy::new("arg-re13")).await;
-                arg = r14;
-                let f15 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v16 = f15((v7 ^ input) % 97).await;
-                acc = (acc * 1 + v16) % 1_000_003;
-                let r18 = tick(Noisy::new("arg-re17")).await;
-                arg = r18;
+        {
+            let w1 = fallible((9u64 ^ input) % 97).await?;
+            let r3 = tick(Rec::new("rec2", input % 100)).await;
+            match r3 {
+                rec4 if rec4.id % 3 == w1 % 3 => {
+                    acc = acc.wrapping_add(rec4.score());
+                    if (input ^ acc) % 5 < 2 { return Ok(acc); }
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w1) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    if (input ^ acc) % 5 < 2 {
+                        ev(format!("e6 {acc} {}", arg.touch()));
+                        let Some(mut v7) = tick(maybe_noisy("v7", (95u64 ^ input) % 97)).await else {
+                            let g8 = Noisy::new("g8");
+                            let v9 = tick(acc % 100).await;
+                            acc = (acc * 1 + v9) % 1_000_003;
+                            return Err(Fail::new("else10"));
+                        };
+                    }
+                    let pairs11: Vec<(Noisy, Noisy)> = vec![pair("pairs11.0"), pair("pairs11.1")];
+                    'l14: for (mut a12, _) in pairs11 {
+                        let r16 = tick(Noisy::new("arg-re15")).await;
+                        arg = r16;
+                        let v18 = tick((input ^ input) % 97).await;
+                        { let f17 = |x: u64| (x * 5) ^ 13; acc = f17(v18 % 1000); }
+                        let mut a12 = Noisy::new("a12-shadow19");
+                        if acc % 4 == 0 { drop(a12); }
+                    }
+                }
+                Rec { pair: (mut a5, _), .. } => {
+                    let mut it20: IntoIter<(Noisy, Noisy)> = vec![pair("it20.0")].into_iter();
+                    'l23: while let Some((_, mut b22)) = tick(it20.next()).await {
+                        drop(b22);
+                        let Some(v24) = tick(maybe(acc % 100)).await else {
+                            return Err(Fail::new("else25"));
+                        };
+                    }
+                    let v26 = tick_named("k27", w1 % 100).await;
+                    acc = (acc * 3 + v26) % 1_000_003;
+                }
             }
-            let v20 = show(&Noisy::new("t19")).await as u64;
-            acc = (acc * 1 + v20) % 1_000_003;
         }
-        let Some(v21) = tick(maybe((acc ^ input) % 97)).await else {
-            return Err(Fail::new("else22"));
-        };
+        let mut n28 = Noisy::new("n28");
+        {
+            let f29 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v30 = f29(acc % 100).await;
+            acc = (acc * 1 + v30) % 1_000_003;
+        }
+        let v32 = (show(&Noisy::new("t33")).await as u64);
+        { let f31 = |x: u64| (x * 5) ^ 13; acc = f31(v32 % 1000); }
+        let input = tick(input % 1000 + 1).await;
+        let list34: Vec<Noisy> = vec![Noisy::new("list34.0"), Noisy::new("list34.1")];
+        let f35 = first_of(&list34).await;
+        if let Some(f35) = f35 {
+            acc = acc.wrapping_add(show(f35).await as u64 + list34.len() as u64);
+        }
+        acc = acc.wrapping_add(list34.len() as u64);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -10847,7 +10587,7 @@ random_case! {
 }
 
 random_case! {
-    case_091, 0x0c5c60aa65063105,
+    case_091, 0x0a7ce6c8e42f5019,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = tick(input % 100).await;
@@ -10866,15 +10606,16 @@ random_case! {
                     let mut a9 = Noisy::new("a9-shadow15");
                 }
                 acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
-                let f16 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v17 = f16(v4 % 100).await;
-                acc = (acc * 1 + v17) % 1_000_003;
+                {
+                    let f16 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v17 = f16(v4 % 100).await;
+                    acc = (acc * 1 + v17) % 1_000_003;
+                }
             }
             acc = acc.wrapping_add(pairs5.len() as u64);
             {
-                let f18 = |x: u64| (x * 5) ^ 13;
                 let v19 = async { tick(38u64).await }.await;
-                acc = f18(v19 % 1000);
+                { let f18 = |x: u64| (x * 5) ^ 13; acc = f18(v19 % 1000); }
                 ev(format!("e20 {acc} {}", arg.touch()));
             }
             let mut arg = Noisy::new("arg-shadow21");
@@ -10891,55 +10632,60 @@ random_case! {
             if c26 { continue 'l24; }
         }
         drop(arg);
-        let list27: Vec<Noisy> = vec![Noisy::new("list27.0"), Noisy::new("list27.1")];
-        'l29: for _ in 0..3u64 {
-            let f28 = first_of(&list27).await;
-            let f28n = tick(f28.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f28) = f28 { acc = acc.wrapping_add(show(f28).await as u64); }
-            let Some(v30) = tick(maybe((v22 ^ input) % 97)).await else {
-                let v31 = fallible(v3 % 100).await?;
-                acc = (acc * 1 + v31) % 1_000_003;
-                continue 'l29;
-            };
-            let Some(v32) = tick(maybe(v3 % 100)).await else {
-                return Err(Fail::new("else33"));
-            };
-            let mut arg = Noisy::new("arg-shadow34");
-            if (input >> 7) & 1 == 1 { return Err(Fail::new("r35")); }
-        }
-        acc = acc.wrapping_add(list27.len() as u64);
-        let r37 = tick(Noisy::new("arg-re36")).await;
-        arg = r37;
-        let f38 = |x: u64| (x * 5) ^ 13;
-        let v39 = (show(&arg).await as u64);
-        acc = f38(v39 % 1000);
-        let r43 = tick(pair("p42")).await;
-        let (mut a40, mut b41) = r43;
-        acc = acc.wrapping_add(show(&a40).await as u64);
-        let Some(v44) = tick(maybe(acc % 100)).await else {
-            let v45 = (show(&b41).await as u64);
-            acc = (acc * 1 + v45) % 1_000_003;
-            return Err(Fail::new("else46"));
+        let Some(v27) = tick(maybe(v4 % 100)).await else {
+            let g28 = Noisy::new("g28");
+            let v29 = tick(v3 % 100).await;
+            acc = (acc * 1 + v29) % 1_000_003;
+            return Err(Fail::new("else30"));
         };
-        let mut it47: IntoIter<(Noisy, Noisy)> = vec![pair("it47.0"), pair("it47.1")].into_iter();
-        'l50: while let Some((mut a48, mut b49)) = tick(it47.next()).await {
-            let v52 = show(&tick(Rec::new("rec51", v2 % 100)).await.name).await as u64;
-            acc = (acc * 1 + v52) % 1_000_003;
-            let w53 = (show(&arg).await as u64);
-            let r55 = tick(Rec::new("rec54", v44 % 100)).await;
-            match r55 {
-                rec56 if rec56.id % 3 == w53 % 3 => {
-                    acc = acc.wrapping_add(rec56.score());
+        let mut i31: u64 = 0;
+        'l32: loop {
+            if i31 >= 0 { break 'l32; }
+            i31 += 1;
+            let v34 = show(&Noisy::new("t33")).await as u64;
+            acc = (acc * 1 + v34) % 1_000_003;
+            let v35 = tick(v1 % 100).await;
+            if v35 % 3 == 0 {
+                let mut i36: u64 = 0;
+                'l37: loop {
+                    if i36 >= 0 { break 'l37; }
+                    i36 += 1;
+                    let v38 = pass(acc % 100).await;
+                    let v39 = (show(&Noisy::new("t40")).await as u64);
+                    let v41 = (v39 * 7 + v38) % 1_000_003;
+                    let mut n43 = tick(Rec::new("rec42", input % 100)).await.into_name();
                 }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w53) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                }
-                Rec { pair: (mut a57, _), .. } => {
-                    if (input >> 61) & 1 == 1 { break 'l50; }
-                    let mut b49 = Noisy::new("b49-shadow58");
-                }
+            } else {
+                let v44 = tick(v1 % 100).await;
+                if v44 % 3 == 0 { return Err(Fail::new("r45")); }
+                let v46 = (show(&Noisy::new("t47")).await as u64);
+                let v48 = tick(v2 % 100).await;
+                let v49 = (v48 * 7 + v46) % 1_000_003;
+                ev(format!("e50 {acc}"));
             }
+            {
+                let f51 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                let v52 = f51(i31 % 100).await;
+                acc = (acc * 1 + v52) % 1_000_003;
+            }
+            let Some(v53) = tick(maybe(v4 % 100)).await else {
+                let g54 = Noisy::new("g54");
+                let v55 = async { tick(64u64).await }.await;
+                acc = (acc * 1 + v55) % 1_000_003;
+                return Err(Fail::new("else56"));
+            };
         }
+        let mut arg = Noisy::new("arg-shadow57");
+        let Some(v58) = tick(maybe(v3 % 100)).await else {
+            return Err(Fail::new("else59"));
+        };
+        {
+            let mut arg = Noisy::new("arg-shadow60");
+            let (_, mut b62) = pair("p63");
+            acc = acc.wrapping_add(show(&b62).await as u64);
+        }
+        let v64 = async { tick(94u64).await }.await;
+        acc = (acc * 3 + v64) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -11108,175 +10854,78 @@ random_case! {
 }
 
 random_case! {
-    case_093, 0x9a7b3bc47065261c,
+    case_093, 0x2f06c45e2bb96b35,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-        let v2 = f1(acc % 100).await;
-        acc = (acc * 1 + v2) % 1_000_003;
+        {
+            let f1 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v2 = f1(acc % 100).await;
+            acc = (acc * 1 + v2) % 1_000_003;
+        }
         let pairs3: Vec<(Noisy, Noisy)> = vec![pair("pairs3.0"), pair("pairs3.1")];
-        'l6: for (_, mut b5) in pairs3.into_iter() {
-            {
-                let w7 = tick((acc ^ input) % 97).await;
-                let r9 = tick(Rec::new("rec8", (acc ^ input) % 97)).await;
-                match r9 {
-                    rec10 if rec10.id % 3 == w7 % 3 => {
-                        acc = acc.wrapping_add(rec10.score());
-                        let f12 = |x: u64| (x * 5) ^ 13;
-                        let v13 = async { tick(81u64).await }.await;
-                        acc = f12(v13 % 1000);
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w7) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                        let v14 = pass(39u64 % 100).await;
-                        acc = (acc * 3 + v14) % 1_000_003;
-                    }
-                    Rec { pair: (mut a11, _), .. } => {
-                        let v15 = pass((v2 ^ input) % 97).await;
-                        let v16 = (show(&Noisy::new("t17")).await as u64);
-                        let v18 = (v16 * 7 + v15) % 1_000_003;
-                        let Some(v19) = tick(maybe(input % 100)).await else {
-                            let g20 = Noisy::new("g20");
-                            let v22 = (show(&Noisy::new("t21")).await as u64);
-                            acc = (acc * 1 + v22) % 1_000_003;
-                            break 'l6;
-                        };
-                    }
-                }
-                let v23 = (show(&b5).await as u64);
-                acc = (acc * 3 + v23) % 1_000_003;
-                let mut n24 = fallible_noisy("n24", (v23 ^ input) % 97).await?;
+        'l5: for (_, a4) in pairs3.iter().rev() {
+            acc = acc.wrapping_add(show(a4).await as u64);
+            let pairs6: Vec<(Noisy, Noisy)> = vec![];
+            'l8: for (a7, _) in pairs6.iter().skip(1) {
+                acc = acc.wrapping_add(show(a7).await as u64);
+                let v9 = tick(checked((84u64 ^ input) % 97)).await?;
+                acc = (acc * 1 + v9) % 1_000_003;
+                let r11 = tick(Noisy::new("arg-re10")).await;
+                arg = r11;
+                if acc % 4 == 0 { break 'l5; }
+                let v13 = pass((acc ^ input) % 97).await;
+                { let f12 = |x: u64| (x * 5) ^ 13; acc = f12(v13 % 1000); }
             }
-            let c25 = tick((v2 ^ input) % 97 % 2 == 0).await;
-            if c25 {
-                let v26 = async { tick(27u64).await }.await;
-                acc = (acc * 3 + v26) % 1_000_003;
-                let c27 = tick((acc ^ input) % 97 % 2 == 0).await;
-                if c27 {
-                    let mut n28 = fallible_noisy("n28", acc % 100).await?;
-                }
-                let v29 = fallible((v26 ^ input) % 97).await?;
-                acc = (acc * 3 + v29) % 1_000_003;
-            }
-            let Some(v30) = tick(maybe((acc ^ input) % 97)).await else {
-                continue 'l6;
+            let Some(v14) = tick(maybe(17u64 % 100)).await else {
+                break 'l5;
             };
-        }
-        let v31 = fallible((88u64 ^ input) % 97).await?;
-        let v32 = async { tick(69u64).await }.await;
-        let v33 = (v32 * 7 + v31) % 1_000_003;
-        let c34 = tick(v31 % 100 % 2 == 0).await;
-        if c34 {
-            let mut i35: u64 = 0;
-            'l36: while i35 < 3 {
-                i35 += 1;
-                if (input >> 52) & 1 == 1 { break 'l36; }
-                let v38 = show(&Noisy::new("t37")).await as u64;
-                acc = (acc * 1 + v38) % 1_000_003;
+            let c15 = tick(v14 % 100 % 2 == 0).await;
+            if c15 {
+                let mut n16 = Noisy::new("n16");
             }
-        } else {
-            let f39 = |x: u64| (x * 5) ^ 13;
-            let v40 = tick_named("k41", v33 % 100).await;
-            acc = f39(v40 % 1000);
-            let r43 = tick(Noisy::new("arg-re42")).await;
-            arg = r43;
-            if acc % 4 == 0 {
-                let mut n44 = Noisy::new("n44");
-                drop(n44);
-                let c45 = tick(v32 % 100 % 2 == 0).await;
-                if c45 {
-                    if acc % 4 == 0 { drop(arg); }
-                    let v46 = tick(3u64 % 100).await;
-                    acc = (acc * 3 + v46) % 1_000_003;
-                    let f47 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v48 = f47(v33 % 100).await;
-                    acc = (acc * 1 + v48) % 1_000_003;
-                    let v49 = tick_named("k50", v32 % 100).await;
-                    acc = (acc * 3 + v49) % 1_000_003;
+            let pairs17: Vec<(Noisy, Noisy)> = vec![];
+            'l20: for (_, mut b19) in pairs17.into_iter() {
+                drop(b19);
+                {
+                    let f21 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v22 = f21(input % 100).await;
+                    acc = (acc * 1 + v22) % 1_000_003;
                 }
-            } else {
-                let mut i51: u64 = 0;
-                'l52: while i51 < 3 {
-                    i51 += 1;
-                    let v53 = (show(&Noisy::new("t54")).await as u64);
-                    acc = (acc * 3 + v53) % 1_000_003;
-                    if (input ^ acc) % 5 < 2 { break 'l52; }
-                    let v55 = tick_named("k56", (acc ^ input) % 97).await;
-                    acc = (acc * 3 + v55) % 1_000_003;
-                    let mut arg = Noisy::new("arg-shadow57");
+                let c23 = tick((10u64 ^ input) % 97 % 2 == 0).await;
+                if c23 {
+                    let mut n24 = fallible_noisy("n24", acc % 100).await?;
                 }
-                let mut i58: u64 = 0;
-                'l59: while i58 < 2 {
-                    i58 += 1;
-                    let v60 = async { tick(34u64).await }.await;
-                    acc = (acc * 3 + v60) % 1_000_003;
-                    if acc % 4 == 0 { break 'l59; }
-                }
-                let list61: Vec<Noisy> = vec![Noisy::new("list61.0"), Noisy::new("list61.1")];
-                let f62 = first_of(&list61).await;
-                if let Some(f62) = f62 {
-                    acc = acc.wrapping_add(show(f62).await as u64 + list61.len() as u64);
-                }
-                acc = acc.wrapping_add(list61.len() as u64);
             }
         }
-        let v63 = tick(77u64 % 100).await;
-        let v64 = tick(v2 % 100).await;
-        let v65 = (v64 * 7 + v63) % 1_000_003;
-        ev(format!("e66 {acc}"));
-        if (input >> 28) & 1 == 1 {
-            let Some(v67) = tick(maybe(28u64 % 100)).await else {
-                return Err(Fail::new("else68"));
-            };
-        } else {
-            let list69: Vec<Noisy> = vec![Noisy::new("list69.0")];
-            'l71: for x70 in list69.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-                let mut it72: IntoIter<(Noisy, Noisy)> = vec![pair("it72.0")].into_iter();
-                'l75: while let Some((mut a73, mut b74)) = tick(it72.next()).await {
-                    let list76: Vec<Noisy> = vec![Noisy::new("list76.0")];
-                    let f77 = first_of(&list76).await;
-                    let v78 = pass(v31 % 100).await;
-                    acc = acc.wrapping_add(v78);
-                    if let Some(f77) = f77 {
-                        acc = acc.wrapping_add(show(f77).await as u64 + list76.len() as u64);
-                    }
-                    let Some(v79) = tick(maybe(v2 % 100)).await else {
-                        return Err(Fail::new("else80"));
-                    };
-                    let (mut a82, mut b83) = tick(Rec::new("rec81", v2 % 100)).await.pair;
-                    let v84 = show(&b83).await as u64;
-                    acc = (acc * 1 + v84) % 1_000_003;
-                }
-                let mut n85 = Noisy::new("n85");
-                ev(format!("e86 {acc} {}", n85.touch()));
-                let v87 = tick((x70 ^ input) % 97).await;
-                let v88 = (show(&Noisy::new("t89")).await as u64);
-                let v90 = (v88 * 7 + v87) % 1_000_003;
-            }
-            let v92 = pass((v31 ^ input) % 97).await.wrapping_mul(3) % 1000;
-            acc = (acc * 1 + v92) % 1_000_003;
-            let list93: Vec<Noisy> = vec![];
-            'l95: for x94 in list93.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-                let Some(v96) = tick(maybe((v33 ^ input) % 97)).await else {
-                    return Err(Fail::new("else97"));
+        let mut arg = Noisy::new("arg-shadow25");
+        let v26 = pass(acc % 100).await;
+        let v27 = (show(&Noisy::new("t28")).await as u64);
+        let v29 = (v27 * 7 + v26) % 1_000_003;
+        let list30: Vec<Noisy> = vec![];
+        for (k31, item) in list30.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k31 as u64);
+        }
+        let v32 = tick_named("k33", acc % 100).await;
+        acc = (acc * 3 + v32) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow34");
+        let list35: Vec<Noisy> = vec![Noisy::new("list35.0"), Noisy::new("list35.1")];
+        'l37: for _ in 0..3u64 {
+            let f36 = first_of(&list35).await;
+            let f36n = tick(f36.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f36) = f36 { acc = acc.wrapping_add(show(f36).await as u64); }
+            ev(format!("e38 {acc}"));
+            let mut n39 = Noisy::new("n39");
+            let mut i40: u64 = 0;
+            'l41: while i40 < 3 {
+                i40 += 1;
+                let Some(v42) = tick(maybe(i40 % 100)).await else {
+                    continue 'l37;
                 };
-                let v98 = fallible((v96 ^ input) % 97).await?;
-                if v98 % 3 == 0 { return Ok(acc); }
-                let r100 = tick(Noisy::new("arg-re99")).await;
-                arg = r100;
-                let list101: Vec<Noisy> = vec![Noisy::new("list101.0")];
-                let f102 = first_of(&list101).await;
-                let v103 = tick(v96 % 100).await;
-                acc = acc.wrapping_add(v103);
-                if let Some(f102) = f102 {
-                    acc = acc.wrapping_add(show(f102).await as u64 + list101.len() as u64);
-                }
+                let v43 = (show(&Noisy::new("t44")).await as u64);
+                acc = (acc * 3 + v43) % 1_000_003;
             }
-            let v104 = tick(v92 % 100).await;
-            acc = (acc * 3 + v104) % 1_000_003;
         }
-        let v105 = fallible(acc % 100).await?;
-        acc = (acc * 3 + v105) % 1_000_003;
+        acc = acc.wrapping_add(list35.len() as u64);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -11435,299 +11084,57 @@ random_case! {
 }
 
 random_case! {
-    case_095, 0x60237a2925a114fd,
+    case_095, 0xe5b627a86b486408,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut arg = Noisy::new("arg-shadow1");
-        let r5 = tick(pair("p4")).await;
-        let (mut a2, _) = r5;
+        let (mut a2, _) = tick(pair("p4")).await;
         acc = acc.wrapping_add(show(&a2).await as u64);
-        let list6: Vec<Noisy> = vec![Noisy::new("list6.0")];
-        'l8: for _ in 0..3u64 {
-            let f7 = first_of(&list6).await;
-            let f7n = tick(f7.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f7) = f7 { acc = acc.wrapping_add(show(f7).await as u64); }
-            let list9: Vec<Noisy> = vec![Noisy::new("list9.0"), Noisy::new("list9.1")];
-            'l11: for x10 in list9.iter().map(|n| n.touch() as u64) {
-                let v12 = tick_named("k13", 6u64 % 100).await;
-                acc = (acc * 3 + v12) % 1_000_003;
-                if acc % 4 == 0 {
-                    if (input ^ acc) % 5 < 2 { continue 'l8; }
-                    let (mut a14, mut b15) = pair("p16");
-                    acc = acc.wrapping_add(show(&a14).await as u64);
-                    let mut n17 = Noisy::new("n17");
-                    let list18: Vec<Noisy> = vec![Noisy::new("list18.0")];
-                    let f19 = first_of(&list18).await;
-                    let v20 = (show(&a2).await as u64);
-                    acc = acc.wrapping_add(v20);
-                    if let Some(f19) = f19 {
-                        acc = acc.wrapping_add(show(f19).await as u64 + list18.len() as u64);
-                    }
-                } else {
-                    let r22 = tick(Noisy::new("a2-re21")).await;
-                    a2 = r22;
-                }
-                let v24 = tick(Rec::new("rec23", input % 100)).await.name.touch() as u64;
-                acc = (acc * 1 + v24) % 1_000_003;
-            }
-            let v25 = tick(41u64 % 100).await;
-            if v25 % 3 == 0 {
-                let r27 = tick(Noisy::new("a2-re26")).await;
-                a2 = r27;
-                let mut i28: u64 = 0;
-                'l29: while i28 < 2 {
-                    i28 += 1;
-                    let list30: Vec<Noisy> = vec![Noisy::new("list30.0"), Noisy::new("list30.1")];
-                    let f31 = first_of(&list30).await;
-                    let v32 = tick_named("k33", (v25 ^ input) % 97).await;
-                    acc = acc.wrapping_add(v32);
-                    if let Some(f31) = f31 {
-                        acc = acc.wrapping_add(show(f31).await as u64 + list30.len() as u64);
-                    }
-                    acc = acc.wrapping_add(list30.len() as u64);
-                    let (mut a35, mut b36) = tick(Rec::new("rec34", (acc ^ input) % 97)).await.pair;
-                    ev(format!("e37 {acc} {}", arg.touch()));
-                }
-                let r39 = tick(Noisy::new("arg-re38")).await;
-                arg = r39;
-            }
-            let v40 = (show(&Noisy::new("t41")).await as u64);
-            let v42 = pass(f7n % 100).await;
-            let v43 = (v42 * 7 + v40) % 1_000_003;
-            let v44 = async { tick(4u64).await }.await;
-            acc = (acc * 3 + v44) % 1_000_003;
-        }
-        acc = acc.wrapping_add(list6.len() as u64);
-        let mut i45: u64 = 0;
-        'l46: loop {
-            if i45 >= 2 { break 'l46; }
-            i45 += 1;
-            let mut n47 = Noisy::new("n47");
-            let Some(mut v48) = tick(maybe_noisy("v48", i45 % 100)).await else {
-                let v49 = (show(&n47).await as u64);
-                acc = (acc * 1 + v49) % 1_000_003;
-                continue 'l46;
-            };
-        }
-        if acc % 3 == 0 {
-            let v50 = tick(checked(input % 100)).await?;
-            acc = (acc * 1 + v50) % 1_000_003;
-        } else {
-            let c51 = tick(i45 % 100 % 2 == 0).await;
-            if c51 {
-                let list52: Vec<Noisy> = vec![Noisy::new("list52.0"), Noisy::new("list52.1")];
-                let f53 = first_of(&list52).await;
-                let v54 = fallible(input % 100).await?;
-                acc = acc.wrapping_add(v54);
-                if let Some(f53) = f53 {
-                    acc = acc.wrapping_add(show(f53).await as u64 + list52.len() as u64);
+        let pairs5: Vec<(Noisy, Noisy)> = vec![];
+        'l8: for (_, mut b7) in pairs5 {
+            if acc % 3 == 0 {
+                let list9: Vec<Noisy> = vec![Noisy::new("list9.0"), Noisy::new("list9.1")];
+                for (k10, item) in list9.iter().enumerate() {
+                    acc = acc.wrapping_add(show(item).await as u64 + k10 as u64);
                 }
             } else {
-                let mut n55 = Noisy::new("n55");
-                let mut arg = Noisy::new("arg-shadow56");
-                let v57 = tick(checked(acc % 100)).await?;
-                acc = (acc * 1 + v57) % 1_000_003;
+                let mut i11: u64 = 0;
+                'l12: while i11 < 4 {
+                    i11 += 1;
+                    let mut n13 = Noisy::new("n13");
+                    let r15 = tick(Noisy::new("n13-re14")).await;
+                    n13 = r15;
+                }
+                let v17 = show(&tick(Rec::new("rec16", acc % 100)).await.name).await as u64;
+                acc = (acc * 1 + v17) % 1_000_003;
+                let mut i18: u64 = 0;
+                'l19: while i18 < 2 {
+                    i18 += 1;
+                    let v21 = tick(i18 % 100).await;
+                    { let f20 = |x: u64| (x * 5) ^ 13; acc = f20(v21 % 1000); }
+                    let list22: Vec<Noisy> = vec![Noisy::new("list22.0")];
+                    let f23 = first_of(&list22).await;
+                    if let Some(f23) = f23 {
+                        acc = acc.wrapping_add(show(f23).await as u64 + list22.len() as u64);
+                    }
+                    acc = acc.wrapping_add(list22.len() as u64);
+                }
             }
-            let mut a2 = Noisy::new("a2-shadow58");
+            let v24 = fallible(acc % 100).await?;
+            acc = (acc * 3 + v24) % 1_000_003;
         }
-        if (input >> 16) & 1 == 1 {
-            let v59 = tick(i45 % 100).await;
-            if v59 % 3 == 0 {
-                {
-                    let input = tick(input % 1000 + 1).await;
-                    drop(arg);
-                    let mut n60 = Noisy::new("n60");
-                }
-                let r62 = tick(Noisy::new("arg-re61")).await;
-                arg = r62;
-                let pairs63: Vec<(Noisy, Noisy)> = vec![];
-                'l66: for _ in pairs63.into_iter() {
-                    let v67 = pass(v59 % 100).await;
-                    acc = (acc * 3 + v67) % 1_000_003;
-                    let v68 = async { tick(13u64).await }.await;
-                    acc = (acc * 3 + v68) % 1_000_003;
-                }
-                let mut n69 = fallible_noisy("n69", i45 % 100).await?;
-            } else {
-                let list70: Vec<Noisy> = vec![Noisy::new("list70.0"), Noisy::new("list70.1")];
-                'l72: for x71 in list70.iter().map(|n| n.touch() as u64).take(2) {
-                    let v74 = show(&Noisy::new("t73")).await as u64;
-                    acc = (acc * 1 + v74) % 1_000_003;
-                    let f75 = |x: u64| (x * 5) ^ 13;
-                    let v76 = (show(&a2).await as u64);
-                    acc = f75(v76 % 1000);
-                    let Some(v77) = tick(maybe(26u64 % 100)).await else {
-                        return Err(Fail::new("else78"));
-                    };
-                    let mut n79 = Noisy::new("n79");
-                }
-                let v81 = show(&Noisy::new("t80")).await as u64;
-                acc = (acc * 1 + v81) % 1_000_003;
-            }
-            let f82 = |x: u64| (x * 5) ^ 13;
-            let v83 = tick(acc % 100).await;
-            acc = f82(v83 % 1000);
-            let mut i84: u64 = 0;
-            'l85: loop {
-                if i84 >= 1 { break 'l85; }
-                i84 += 1;
-                let mut n86 = fallible_noisy("n86", (v83 ^ input) % 97).await?;
-                let v87 = async { tick(46u64).await }.await;
-                acc = (acc * 3 + v87) % 1_000_003;
-                let mut it88: IntoIter<(Noisy, Noisy)> = vec![pair("it88.0")].into_iter();
-                'l91: while let Some((mut a89, _)) = tick(it88.next()).await {
-                    let Some(v92) = tick(maybe((17u64 ^ input) % 97)).await else {
-                        continue 'l91;
-                    };
-                    let v93 = pass(v59 % 100).await;
-                    acc = (acc * 3 + v93) % 1_000_003;
-                }
-                let c94 = tick(i84 % 100 % 2 == 0).await;
-                if c94 { drop(n86); }
-            }
-        } else {
-            let Some(v95) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else96"));
-            };
-            if acc % 2 == 0 {
-                let mut arg = Noisy::new("arg-shadow97");
-                let f98 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v99 = f98(62u64 % 100).await;
-                acc = (acc * 1 + v99) % 1_000_003;
-                let v100 = async { tick(65u64).await }.await;
-                if v100 % 3 == 0 { drop(arg); }
-            } else {
-                ev(format!("e101 {acc}"));
-                let mut i102: u64 = 0;
-                let mut n104: Noisy = 'l103: loop {
-                    if i102 >= 3 { break 'l103 Noisy::new("n104-end"); }
-                    i102 += 1;
-                    let mut a2 = pass(Noisy::new(format!("{}+", a2.name()))).await;
-                    let v106 = tick(Rec::new("rec105", (input ^ input) % 97)).await.score();
-                    acc = (acc * 1 + v106) % 1_000_003;
-                    let v106 = tick(v106 % 1000 + 1).await;
-                    acc = (acc * 5 + checked(i45 % 100)?) % 1_000_003;
-                };
-            }
-            let pairs107: Vec<(Noisy, Noisy)> = vec![pair("pairs107.0"), pair("pairs107.1")];
-            'l110: for (mut a108, _) in pairs107.into_iter() {
-                {
-                    let r112 = tick(Noisy::new("a108-re111")).await;
-                    a108 = r112;
-                }
-                let v113 = async { tick(53u64).await }.await;
-                acc = (acc * 3 + v113) % 1_000_003;
-            }
-        }
-        let c114 = tick((acc ^ input) % 97 % 2 == 0).await;
-        if c114 {
-            ev(format!("e115 {acc} {}", a2.touch()));
-            let mut i116: u64 = 0;
-            'l117: loop {
-                if i116 >= 2 { break 'l117; }
-                i116 += 1;
-                let mut n118 = Noisy::new("n118");
-                let mut i119: u64 = 0;
-                'l120: while i119 < 1 {
-                    i119 += 1;
-                    let mut n121 = Noisy::new("n121");
-                    let mut a2 = Noisy::new("a2-shadow122");
-                    let mut n123 = fallible_noisy("n123", input % 100).await?;
-                }
-                let c124 = tick(acc % 100 % 2 == 0).await;
-                if c124 {
-                    let mut n118 = Noisy::new("n118-shadow125");
-                    let f126 = |x: u64| (x * 5) ^ 13;
-                    let v127 = fallible((acc ^ input) % 97).await?;
-                    acc = f126(v127 % 1000);
-                    let v128 = tick(checked((50u64 ^ input) % 97)).await?;
-                    acc = (acc * 1 + v128) % 1_000_003;
-                    let v129 = pass(v127 % 100).await;
-                    let v130 = async { tick(53u64).await }.await;
-                    let v131 = (v130 * 7 + v129) % 1_000_003;
-                } else {
-                    let v132 = tick(68u64 % 100).await;
-                    acc = (acc * 3 + v132) % 1_000_003;
-                }
-                let mut i133: u64 = 0;
-                'l134: loop {
-                    if i133 >= 3 { break 'l134; }
-                    i133 += 1;
-                    ev(format!("e135 {acc}"));
-                    let v136 = async { tick(61u64).await }.await;
-                    acc = (acc * 3 + v136) % 1_000_003;
-                }
-            }
-            let list137: Vec<Noisy> = vec![Noisy::new("list137.0"), Noisy::new("list137.1")];
-            for (k138, item) in list137.iter().enumerate() {
-                acc = acc.wrapping_add(show(item).await as u64 + k138 as u64);
-            }
-            let w139 = pass(i116 % 100).await;
-            let r141 = tick(Rec::new("rec140", w139 % 100)).await;
-            match r141 {
-                rec142 if rec142.id % 3 == w139 % 3 => {
-                    acc = acc.wrapping_add(rec142.score());
-                    let list144: Vec<Noisy> = vec![Noisy::new("list144.0"), Noisy::new("list144.1")];
-                    'l146: for x145 in list144.iter().map(|n| n.touch() as u64).take(2) {
-                        let v147 = tick(checked((acc ^ input) % 97)).await?;
-                        acc = (acc * 1 + v147) % 1_000_003;
-                        let v148 = (show(&a2).await as u64);
-                        let v149 = async { tick(29u64).await }.await;
-                        let v150 = (v149 * 7 + v148) % 1_000_003;
-                        let (_, mut b153) = tick(Rec::new("rec151", (input ^ input) % 97)).await.pair;
-                        let v154 = show(&b153).await as u64;
-                        acc = (acc * 1 + v154) % 1_000_003;
-                    }
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w139) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let list155: Vec<Noisy> = vec![Noisy::new("list155.0")];
-                    'l157: for _ in 0..3u64 {
-                        let f156 = first_of(&list155).await;
-                        let f156n = tick(f156.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                        if let Some(f156) = f156 { acc = acc.wrapping_add(show(f156).await as u64); }
-                        let v158 = tick_named("k159", input % 100).await;
-                        if v158 % 3 == 0 { return Err(Fail::new("r160")); }
-                        let f161 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                        let v162 = f161(f156n % 100).await;
-                        acc = (acc * 1 + v162) % 1_000_003;
-                        acc = (acc * 5 + checked((v158 ^ input) % 97)?) % 1_000_003;
-                    }
-                    acc = acc.wrapping_add(list155.len() as u64);
-                    {
-                        let f163 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                        let v164 = f163(w139 % 100).await;
-                        acc = (acc * 1 + v164) % 1_000_003;
-                        let mut n165 = Noisy::new("n165");
-                    }
-                }
-                Rec { pair: (mut a143, _), .. } => {
-                    {
-                        let v167 = show(&Noisy::new("t166")).await as u64;
-                        acc = (acc * 1 + v167) % 1_000_003;
-                    }
-                }
-            }
-        } else {
-            let mut i168: u64 = 0;
-            'l169: while i168 < 1 {
-                i168 += 1;
-                let mut it170: IntoIter<(Noisy, Noisy)> = vec![pair("it170.0"), pair("it170.1")].into_iter();
-                'l173: while let Some(_) = tick(it170.next()).await {
-                    if acc % 3 == 0 { break 'l169; }
-                    if (input >> 44) & 1 == 1 { break 'l169; }
-                }
-                let v175 = show(&Noisy::new("t174")).await as u64;
-                acc = (acc * 1 + v175) % 1_000_003;
-            }
-        }
-        let (_, mut b177) = pair("p178");
-        acc = acc.wrapping_add(show(&b177).await as u64);
-        let v179 = pass(acc % 100).await;
-        acc = (acc * 3 + v179) % 1_000_003;
-        let Some(v180) = tick(maybe(v179 % 100)).await else {
-            return Err(Fail::new("else181"));
-        };
+        let v25 = fallible(99u64 % 100).await?;
+        acc = (acc * 3 + v25) % 1_000_003;
+        let mut a2 = pass(Noisy::new(format!("{}+", a2.name()))).await;
+        if (input ^ acc) % 5 < 2 { drop(a2); }
+        ev(format!("e26 {acc}"));
+        let v28 = (show(&arg).await as u64);
+        { let f27 = |x: u64| (x * 5) ^ 13; acc = f27(v28 % 1000); }
+        let r30 = tick(Noisy::new("arg-re29")).await;
+        arg = r30;
+        let v31 = (show(&Noisy::new("t32")).await as u64);
+        let v33 = pass(v25 % 100).await;
+        let v34 = (v33 * 7 + v31) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -11782,7 +11189,7 @@ random_case! {
 }
 
 random_case! {
-    case_097, 0x941b187b48541960,
+    case_097, 0x39042cc69af431bb,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut n1 = Noisy::new("n1");
@@ -11792,9 +11199,11 @@ random_case! {
             i2 += 1;
             if (input >> 7) & 1 == 1 { continue 'l3; }
             let mut n4 = Noisy::new("n4");
-            let f5 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-            let v6 = f5(input % 100).await;
-            acc = (acc * 1 + v6) % 1_000_003;
+            {
+                let f5 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                let v6 = f5(input % 100).await;
+                acc = (acc * 1 + v6) % 1_000_003;
+            }
         }
         let list7: Vec<Noisy> = vec![];
         let f8 = first_of(&list7).await;
@@ -11810,49 +11219,138 @@ random_case! {
         if c12 {
             ev(format!("e13 {acc} {}", arg.touch()));
         }
-        let list14: Vec<Noisy> = vec![];
-        'l16: for x15 in list14.iter().map(|n| n.touch() as u64) {
-            let pairs17: Vec<(Noisy, Noisy)> = vec![pair("pairs17.0")];
-            'l19: for &(ref a18, _) in &pairs17 {
-                acc = acc.wrapping_add(show(a18).await as u64);
-                let Some(mut v20) = tick(maybe_noisy("v20", input % 100)).await else {
-                    let v21 = async { tick(31u64).await }.await;
-                    acc = (acc * 1 + v21) % 1_000_003;
-                    break 'l19;
+        let pairs14: Vec<(Noisy, Noisy)> = vec![];
+        'l17: for (mut a15, _) in pairs14.into_iter() {
+            {
+                let v19 = show(&Noisy::new("t18")).await as u64;
+                acc = (acc * 1 + v19) % 1_000_003;
+                if (input ^ acc) % 5 < 2 { break 'l17; }
+            }
+            if (input ^ acc) % 5 < 2 {
+                let Some(v20) = tick(maybe(input % 100)).await else {
+                    continue 'l17;
                 };
-                let list22: Vec<Noisy> = vec![Noisy::new("list22.0"), Noisy::new("list22.1")];
-                let f23 = first_of(&list22).await;
-                let v24 = tick((acc ^ input) % 97).await;
-                acc = acc.wrapping_add(v24);
-                if let Some(f23) = f23 {
-                    acc = acc.wrapping_add(show(f23).await as u64 + list22.len() as u64);
+                let mut i21: u64 = 0;
+                'l22: while i21 < 3 {
+                    i21 += 1;
+                    let (_, mut b25) = tick(Rec::new("rec23", acc % 100)).await.pair;
+                    let v26 = show(&b25).await as u64;
+                    acc = (acc * 1 + v26) % 1_000_003;
+                    let v28 = show(&Noisy::new("t27")).await as u64;
+                    acc = (acc * 1 + v28) % 1_000_003;
+                }
+            } else {
+                let pairs29: Vec<(Noisy, Noisy)> = vec![];
+                'l32: for (mut a30, _) in pairs29 {
+                    {
+                        let f33 = async |x: u64| tick(x % 100).await + 1;
+                        let v34 = f33((2u64 ^ input) % 97).await;
+                        acc = (acc * 1 + v34) % 1_000_003;
+                    }
+                    drop(a30);
+                    let v35 = (show(&Noisy::new("t36")).await as u64);
+                    let v37 = (show(&Noisy::new("t38")).await as u64);
+                    let v39 = (v37 * 7 + v35) % 1_000_003;
+                }
+                if (input >> 10) & 1 == 1 {
+                    let i2 = tick(i2 % 1000 + 1).await;
+                    if acc % 2 == 0 { return Err(Fail::new("r40")); }
+                } else {
+                    ev(format!("e41 {acc}"));
+                    if (input ^ acc) % 5 < 2 { break 'l17; }
                 }
             }
-            acc = acc.wrapping_add(pairs17.len() as u64);
-            let mut i25: u64 = 0;
-            'l26: while i25 < 3 {
-                i25 += 1;
-                let (_, mut b29) = tick(Rec::new("rec27", acc % 100)).await.pair;
-                let v30 = show(&b29).await as u64;
-                acc = (acc * 1 + v30) % 1_000_003;
-                if (input >> 16) & 1 == 1 { break 'l26; }
+            let mut i42: u64 = 0;
+            'l43: while i42 < 3 {
+                i42 += 1;
+                let c44 = tick(acc % 100 % 2 == 0).await;
+                if c44 {
+                    let v45 = tick(acc % 100).await;
+                    acc = (acc * 3 + v45) % 1_000_003;
+                    let v46 = fallible(acc % 100).await?;
+                    let v47 = (show(&Noisy::new("t48")).await as u64);
+                    let v49 = (v47 * 7 + v46) % 1_000_003;
+                    let mut n50 = fallible_noisy("n50", acc % 100).await?;
+                }
+                let v51 = tick(input % 100).await;
+                acc = (acc * 3 + v51) % 1_000_003;
             }
-            let list31: Vec<Noisy> = vec![Noisy::new("list31.0")];
-            for (k32, item) in list31.iter().enumerate() {
-                acc = acc.wrapping_add(show(item).await as u64 + k32 as u64);
+            let r53 = tick(Noisy::new("arg-re52")).await;
+            arg = r53;
+        }
+        let v55 = (show(&Noisy::new("t56")).await as u64);
+        { let f54 = |x: u64| (x * 5) ^ 13; acc = f54(v55 % 1000); }
+        let list57: Vec<Noisy> = vec![];
+        'l59: for x58 in list57.iter().map(|n| n.touch() as u64).take(2) {
+            let v60 = tick_named("k61", acc % 100).await;
+            acc = (acc * 3 + v60) % 1_000_003;
+            let v63 = show(&Noisy::new("t62")).await as u64;
+            acc = (acc * 1 + v63) % 1_000_003;
+            let mut i64: u64 = 0;
+            'l65: loop {
+                if i64 >= 0 { break 'l65; }
+                i64 += 1;
+                let c66 = tick(5u64 % 100 % 2 == 0).await;
+                if c66 { return Err(Fail::new("r67")); }
+                let mut n68 = Noisy::new("n68");
+            }
+            let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+        }
+        let v69 = tick(acc % 100).await;
+        let v70 = tick(acc % 100).await;
+        let v71 = (v70 * 7 + v69) % 1_000_003;
+        if (input >> 24) & 1 == 1 {
+            ev(format!("e72 {acc} {}", arg.touch()));
+        } else {
+            let mut it73: IntoIter<(Noisy, Noisy)> = vec![pair("it73.0"), pair("it73.1")].into_iter();
+            'l76: while let Some((mut a74, mut b75)) = tick(it73.next()).await {
+                let mut i77: u64 = 0;
+                'l78: loop {
+                    if i77 >= 4 { break 'l78; }
+                    i77 += 1;
+                    if acc % 2 == 0 { continue 'l76; }
+                    let v79 = fallible((input ^ input) % 97).await?;
+                    let v80 = fallible(v55 % 100).await?;
+                    let v81 = (v80 * 7 + v79) % 1_000_003;
+                    let mut b75 = Noisy::new("b75-shadow82");
+                }
+                acc = (acc * 5 + checked(input % 100)?) % 1_000_003;
+                let r84 = tick(Noisy::new("b75-re83")).await;
+                b75 = r84;
+            }
+            let mut i85: u64 = 0;
+            'l86: loop {
+                if i85 >= 2 { break 'l86; }
+                i85 += 1;
+                let v87 = (show(&Noisy::new("t88")).await as u64);
+                let v89 = tick((i2 ^ input) % 97).await;
+                let v90 = (v89 * 7 + v87) % 1_000_003;
+                {
+                    let w91 = tick(input % 100).await;
+                    let r93 = tick(Rec::new("rec92", v89 % 100)).await;
+                    match r93 {
+                        rec94 if rec94.id % 3 == w91 % 3 => {
+                            acc = acc.wrapping_add(rec94.score());
+                            let v96 = (show(&Noisy::new("t97")).await as u64);
+                            let v98 = tick(v89 % 100).await;
+                            let v99 = (v98 * 7 + v96) % 1_000_003;
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w91) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                            let (_, mut b101) = pair("p102");
+                            acc = acc.wrapping_add(show(&b101).await as u64);
+                            let mut n1 = Noisy::new("n1-shadow103");
+                        }
+                        Rec { pair: (mut a95, _), .. } => {
+                            acc = (acc * 5 + checked((v69 ^ input) % 97)?) % 1_000_003;
+                            let Some(v104) = tick(maybe(v69 % 100)).await else {
+                                return Err(Fail::new("else105"));
+                            };
+                        }
+                    }
+                }
             }
         }
-        let mut it33: IntoIter<(Noisy, Noisy)> = vec![pair("it33.0"), pair("it33.1")].into_iter();
-        'l36: while let Some((mut a34, _)) = tick(it33.next()).await {
-            let mut n1 = Noisy::new("n1-shadow37");
-            let mut n38 = Noisy::new("n38");
-        }
-        let f39 = |x: u64| (x * 5) ^ 13;
-        let v40 = fallible((acc ^ input) % 97).await?;
-        acc = f39(v40 % 1000);
-        let v42 = tick(Rec::new("rec41", input % 100)).await.id;
-        acc = (acc * 1 + v42) % 1_000_003;
-        let mut n43 = fallible_noisy("n43", v10 % 100).await?;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -11893,164 +11391,115 @@ random_case! {
 }
 
 random_case! {
-    case_099, 0x024010e685f56d3c,
+    case_099, 0x07a53ebc877dca84,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = async { tick(75u64).await }.await;
         acc = (acc * 3 + v1) % 1_000_003;
-        let mut i2: u64 = 0;
-        let mut n4: Noisy = 'l3: loop {
-            if i2 >= 3 { break 'l3 Noisy::new("n4-end"); }
-            i2 += 1;
-            let v5 = pass(acc % 100).await;
-            acc = (acc * 3 + v5) % 1_000_003;
-            let f6 = |x: u64| (x * 5) ^ 13;
-            let v7 = tick_named("k8", v5 % 100).await;
-            acc = f6(v7 % 1000);
-            let mut i9: u64 = 0;
-            let mut n11: Noisy = 'l10: loop {
-                if i9 >= 1 { break 'l10 Noisy::new("n11-end"); }
-                i9 += 1;
-                let v12 = fallible(input % 100).await?;
-                acc = (acc * 3 + v12) % 1_000_003;
-                let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-                let c13 = tick(v12 % 100 % 2 == 0).await;
-                if c13 { drop(arg); }
-                let v14 = pass(30u64 % 100).await;
-                let v15 = async { tick(49u64).await }.await;
-                let v16 = (v15 * 7 + v14) % 1_000_003;
-            };
+        let list2: Vec<Noisy> = vec![Noisy::new("list2.0")];
+        for (k3, item) in list2.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k3 as u64);
+        }
+        let Some(mut v4) = tick(maybe_noisy("v4", acc % 100)).await else {
+            let v6 = (show(&Noisy::new("t5")).await as u64);
+            acc = (acc * 1 + v6) % 1_000_003;
+            return Err(Fail::new("else7"));
         };
-        let v18 = show(&Noisy::new("t17")).await as u64;
-        acc = (acc * 1 + v18) % 1_000_003;
-        let list19: Vec<Noisy> = vec![];
-        'l21: for x20 in list19.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-            let v22 = fallible(acc % 100).await?;
-            acc = (acc * 3 + v22) % 1_000_003;
-            let v24 = show(&Noisy::new("t23")).await as u64;
-            acc = (acc * 1 + v24) % 1_000_003;
-        }
-        let v26 = show(&Noisy::new("t25")).await as u64;
-        acc = (acc * 1 + v26) % 1_000_003;
-        let f27 = |x: u64| (x * 5) ^ 13;
-        let v28 = (show(&Noisy::new("t29")).await as u64);
-        acc = f27(v28 % 1000);
-        let mut n30 = Noisy::new("n30");
-        let list31: Vec<Noisy> = vec![Noisy::new("list31.0"), Noisy::new("list31.1")];
-        for (k32, item) in list31.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k32 as u64);
-        }
-        let list33: Vec<Noisy> = vec![Noisy::new("list33.0")];
-        'l35: for x34 in list33.iter().map(|n| n.touch() as u64) {
-            let v36 = tick((acc ^ input) % 97).await;
-            let v37 = (show(&Noisy::new("t38")).await as u64);
-            let v39 = (v37 * 7 + v36) % 1_000_003;
-            let mut n40 = Noisy::new("n40");
-            if (input >> 40) & 1 == 1 {
-                let (mut a41, _) = pair("p43");
-                acc = acc.wrapping_add(show(&a41).await as u64);
-                let v45 = show(&Noisy::new("t44")).await as u64;
-                acc = (acc * 1 + v45) % 1_000_003;
-                let Some(v46) = tick(maybe((v28 ^ input) % 97)).await else {
-                    return Err(Fail::new("else47"));
-                };
-            } else {
-                let v48 = (show(&n30).await as u64);
-                acc = (acc * 3 + v48) % 1_000_003;
-                let mut i49: u64 = 0;
-                'l50: loop {
-                    if i49 >= 1 { break 'l50; }
-                    i49 += 1;
-                    if (input ^ acc) % 5 < 2 { break 'l50; }
-                    let v52 = show(&Noisy::new("t51")).await as u64;
-                    acc = (acc * 1 + v52) % 1_000_003;
-                    if (input >> 0) & 1 == 1 { break 'l50; }
-                    let mut n53 = Noisy::new("n53");
+        let mut i8: u64 = 0;
+        'l9: loop {
+            if i8 >= 2 { break 'l9; }
+            i8 += 1;
+            {
+                let f10 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                let v11 = f10(input % 100).await;
+                acc = (acc * 1 + v11) % 1_000_003;
+            }
+            let v12 = pass(acc % 100).await;
+            acc = (acc * 3 + v12) % 1_000_003;
+            let mut n13 = Noisy::new("n13");
+            let v14 = pass(input % 100).await;
+            if v14 % 3 == 0 {
+                let pairs15: Vec<(Noisy, Noisy)> = vec![];
+                'l17: for (_, a16) in pairs15.iter().skip(1) {
+                    acc = acc.wrapping_add(show(a16).await as u64);
+                    let v18 = (show(&Noisy::new("t19")).await as u64);
+                    let v20 = tick(input % 100).await;
+                    let v21 = (v20 * 7 + v18) % 1_000_003;
+                    let v22 = fallible(28u64 % 100).await?;
+                    acc = (acc * 3 + v22) % 1_000_003;
+                    let v23 = (show(&arg).await as u64);
+                    let v24 = fallible(v12 % 100).await?;
+                    let v25 = (v24 * 7 + v23) % 1_000_003;
                 }
-                let mut i54: u64 = 0;
-                'l55: loop {
-                    if i54 >= 2 { break 'l55; }
-                    i54 += 1;
-                    let (mut a56, _) = pair("p58");
-                    acc = acc.wrapping_add(show(&a56).await as u64);
-                    let v59 = tick((70u64 ^ input) % 97).await;
-                    let v60 = tick((70u64 ^ input) % 97).await;
-                    let v61 = (v60 * 7 + v59) % 1_000_003;
-                    drop(a56);
-                    let v63 = tick(Rec::new("rec62", (v60 ^ input) % 97)).await.id;
-                    acc = (acc * 1 + v63) % 1_000_003;
-                }
+                acc = acc.wrapping_add(pairs15.len() as u64);
                 {
-                    let list64: Vec<Noisy> = vec![Noisy::new("list64.0"), Noisy::new("list64.1")];
-                    let f65 = first_of(&list64).await;
-                    if let Some(f65) = f65 {
-                        acc = acc.wrapping_add(show(f65).await as u64 + list64.len() as u64);
-                    }
-                    let f66 = |x: u64| (x * 5) ^ 13;
-                    let v67 = tick((v28 ^ input) % 97).await;
-                    acc = f66(v67 % 1000);
-                    let v68 = (show(&Noisy::new("t69")).await as u64);
-                    if v68 % 3 == 0 { break 'l35; }
-                }
-            }
-            let v70 = tick(acc % 100).await;
-            let v71 = fallible(v37 % 100).await?;
-            let v72 = (v71 * 7 + v70) % 1_000_003;
-        }
-        let r74 = tick(Noisy::new("arg-re73")).await;
-        arg = r74;
-        let w75 = (show(&Noisy::new("t76")).await as u64);
-        let r78 = tick(Rec::new("rec77", input % 100)).await;
-        match r78 {
-            rec79 if rec79.id % 3 == w75 % 3 => {
-                acc = acc.wrapping_add(rec79.score());
-                let mut n30 = pass(Noisy::new(format!("{}+", n30.name()))).await;
-                let list81: Vec<Noisy> = vec![Noisy::new("list81.0")];
-                for (k82, item) in list81.iter().enumerate() {
-                    acc = acc.wrapping_add(show(item).await as u64 + k82 as u64);
-                }
-            }
-            Rec { id, ref name, .. } if (name.touch() as u64 ^ w75) % 2 == 0 => {
-                acc = acc.wrapping_add(id);
-                let v83 = (show(&Noisy::new("t84")).await as u64);
-                acc = (acc * 3 + v83) % 1_000_003;
-            }
-            Rec { pair: (mut a80, _), .. } => {
-                let pairs85: Vec<(Noisy, Noisy)> = vec![pair("pairs85.0"), pair("pairs85.1")];
-                'l88: for (mut a86, _) in pairs85.into_iter() {
-                    let list89: Vec<Noisy> = vec![Noisy::new("list89.0"), Noisy::new("list89.1")];
-                    'l91: for _ in 0..0u64 {
-                        let f90 = first_of(&list89).await;
-                        let f90n = tick(f90.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                        if let Some(f90) = f90 { acc = acc.wrapping_add(show(f90).await as u64); }
-                        let v92 = (show(&Noisy::new("t93")).await as u64);
-                        acc = (acc * 3 + v92) % 1_000_003;
-                        let mut n94 = Noisy::new("n94");
-                    }
-                    acc = acc.wrapping_add(list89.len() as u64);
-                    if (input >> 61) & 1 == 1 {
-                        let v95 = tick(checked(v28 % 100)).await?;
-                        acc = (acc * 1 + v95) % 1_000_003;
-                        drop(a86);
-                        let v97 = pass((input ^ input) % 97).await.wrapping_mul(3) % 1000;
-                        acc = (acc * 1 + v97) % 1_000_003;
-                    } else {
-                        let v98 = pass(acc % 100).await;
-                        let v99 = fallible(i2 % 100).await?;
-                        let v100 = (v99 * 7 + v98) % 1_000_003;
-                        let Some(mut v101) = tick(maybe_noisy("v101", 53u64 % 100)).await else {
-                            let g102 = Noisy::new("g102");
-                            let v103 = tick(v28 % 100).await;
-                            acc = (acc * 1 + v103) % 1_000_003;
-                            let v104 = show(&g102).await as u64;
-                            acc = (acc * 1 + v104) % 1_000_003;
-                            continue 'l88;
-                        };
-                        if (input >> 9) & 1 == 1 { return Err(Fail::new("r105")); }
+                    let w26 = (show(&Noisy::new("t27")).await as u64);
+                    let r29 = tick(Rec::new("rec28", (input ^ input) % 97)).await;
+                    match r29 {
+                        rec30 if rec30.id % 3 == w26 % 3 => {
+                            acc = acc.wrapping_add(rec30.score());
+                            let mut n32 = Noisy::new("n32");
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w26) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                            let mut n33 = Noisy::new("n33");
+                            if (input ^ acc) % 5 < 2 { continue 'l9; }
+                        }
+                        Rec { pair: (mut a31, _), .. } => {
+                            if acc % 3 == 0 { continue 'l9; }
+                        }
                     }
                 }
             }
         }
+        if (input >> 40) & 1 == 1 {
+            let (mut a34, _) = pair("p36");
+            acc = acc.wrapping_add(show(&a34).await as u64);
+            let v38 = show(&Noisy::new("t37")).await as u64;
+            acc = (acc * 1 + v38) % 1_000_003;
+            let Some(v39) = tick(maybe((23u64 ^ input) % 97)).await else {
+                return Err(Fail::new("else40"));
+            };
+        } else {
+            {
+                let (_, mut b43) = tick(Rec::new("rec41", acc % 100)).await.pair;
+                if acc % 4 == 0 {
+                    let mut b43 = Noisy::new("b43-shadow44");
+                }
+                let mut n45 = Noisy::new("n45");
+            }
+            let pairs46: Vec<(Noisy, Noisy)> = vec![pair("pairs46.0")];
+            'l48: for &(ref a47, _) in pairs46.iter().rev() {
+                acc = acc.wrapping_add(show(a47).await as u64);
+                ev(format!("e49 {acc}"));
+                {
+                    let list50: Vec<Noisy> = vec![];
+                    let f51 = first_of(&list50).await;
+                    if let Some(f51) = f51 {
+                        acc = acc.wrapping_add(show(f51).await as u64 + list50.len() as u64);
+                    }
+                    let v53 = tick(input % 100).await;
+                    { let f52 = |x: u64| (x * 5) ^ 13; acc = f52(v53 % 1000); }
+                    let v55 = pass(acc % 100).await.wrapping_mul(3) % 1000;
+                    acc = (acc * 1 + v55) % 1_000_003;
+                }
+                let v56 = pass(v1 % 100).await;
+                acc = (acc * 3 + v56) % 1_000_003;
+                let mut n57 = Noisy::new("n57");
+            }
+            acc = acc.wrapping_add(pairs46.len() as u64);
+            let v58 = tick((v1 ^ input) % 97).await;
+            acc = (acc * 3 + v58) % 1_000_003;
+        }
+        let v60 = fallible((acc ^ input) % 97).await?;
+        { let f59 = |x: u64| (x * 5) ^ 13; acc = f59(v60 % 1000); }
+        let v62 = tick(Rec::new("rec61", acc % 100)).await.id;
+        acc = (acc * 1 + v62) % 1_000_003;
+        let mut v4 = Noisy::new("v4-shadow63");
+        ev(format!("e64 {acc} {}", arg.touch()));
+        drop(v4);
+        let r66 = tick(Noisy::new("arg-re65")).await;
+        arg = r66;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -12201,124 +11650,135 @@ random_case! {
         let v2 = tick(Rec::new("rec1", acc % 100)).await.id;
         acc = (acc * 1 + v2) % 1_000_003;
         let pairs3: Vec<(Noisy, Noisy)> = vec![pair("pairs3.0")];
-        'l6: for (mut a4, _) in pairs3 {
+        'l5: for (a4, _) in pairs3.iter().skip(1) {
+            acc = acc.wrapping_add(show(a4).await as u64);
             if (input >> 40) & 1 == 1 {
-                let mut arg = Noisy::new("arg-shadow7");
+                let mut arg = Noisy::new("arg-shadow6");
             } else {
-                let f8 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v9 = f8(v2 % 100).await;
-                acc = (acc * 1 + v9) % 1_000_003;
-                let c10 = tick(95u64 % 100 % 2 == 0).await;
-                if c10 { drop(a4); }
-                if (input >> 49) & 1 == 1 { continue 'l6; }
-                let c11 = tick(30u64 % 100 % 2 == 0).await;
-                if c11 { return Err(Fail::new("r12")); }
+                {
+                    let f7 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v8 = f7(v2 % 100).await;
+                    acc = (acc * 1 + v8) % 1_000_003;
+                }
+                let mut n9 = Noisy::new("n9");
+                {
+                    drop(n9);
+                    let r11 = tick(Noisy::new("arg-re10")).await;
+                    arg = r11;
+                    let v13 = show(&Noisy::new("t12")).await as u64;
+                    acc = (acc * 1 + v13) % 1_000_003;
+                }
+                let mut n14 = Noisy::new("n14");
             }
-            let list13: Vec<Noisy> = vec![Noisy::new("list13.0")];
-            let f14 = first_of(&list13).await;
-            if let Some(f14) = f14 {
-                acc = acc.wrapping_add(show(f14).await as u64 + list13.len() as u64);
+            let list15: Vec<Noisy> = vec![Noisy::new("list15.0")];
+            let f16 = first_of(&list15).await;
+            if let Some(f16) = f16 {
+                acc = acc.wrapping_add(show(f16).await as u64 + list15.len() as u64);
             }
-            acc = acc.wrapping_add(list13.len() as u64);
-            let v15 = tick(v2 % 100).await;
-            let v16 = fallible(input % 100).await?;
-            let v17 = (v16 * 7 + v15) % 1_000_003;
-            ev(format!("e18 {acc}"));
+            acc = acc.wrapping_add(list15.len() as u64);
+            let v17 = tick(v2 % 100).await;
+            let v18 = fallible(input % 100).await?;
+            let v19 = (v18 * 7 + v17) % 1_000_003;
+            ev(format!("e20 {acc}"));
         }
-        let v19 = fallible(acc % 100).await?;
-        let v20 = async { tick(73u64).await }.await;
-        let v21 = (v20 * 7 + v19) % 1_000_003;
-        let Some(v22) = tick(maybe((input ^ input) % 97)).await else {
-            return Err(Fail::new("else23"));
-        };
-        let Some(v24) = tick(maybe((72u64 ^ input) % 97)).await else {
+        let v21 = fallible(acc % 100).await?;
+        let v22 = async { tick(73u64).await }.await;
+        let v23 = (v22 * 7 + v21) % 1_000_003;
+        let Some(v24) = tick(maybe((input ^ input) % 97)).await else {
             return Err(Fail::new("else25"));
         };
-        let v26 = pass(v2 % 100).await;
-        acc = (acc * 3 + v26) % 1_000_003;
+        let Some(v26) = tick(maybe((72u64 ^ input) % 97)).await else {
+            return Err(Fail::new("else27"));
+        };
+        let v28 = pass(v2 % 100).await;
+        acc = (acc * 3 + v28) % 1_000_003;
         if (input ^ acc) % 5 < 2 {
-            let v27 = tick(v26 % 100).await;
-            let v28 = fallible(v26 % 100).await?;
-            let v29 = (v28 * 7 + v27) % 1_000_003;
+            let v29 = tick(v28 % 100).await;
+            let v30 = fallible(v28 % 100).await?;
+            let v31 = (v30 * 7 + v29) % 1_000_003;
         } else {
-            let pairs30: Vec<(Noisy, Noisy)> = vec![];
-            'l32: for &(ref a31, _) in pairs30.iter() {
-                acc = acc.wrapping_add(show(a31).await as u64);
-                let v34 = show(&Noisy::new("t33")).await as u64;
-                acc = (acc * 1 + v34) % 1_000_003;
+            let pairs32: Vec<(Noisy, Noisy)> = vec![];
+            'l34: for &(ref a33, _) in pairs32.iter() {
+                acc = acc.wrapping_add(show(a33).await as u64);
+                let v36 = show(&Noisy::new("t35")).await as u64;
+                acc = (acc * 1 + v36) % 1_000_003;
                 {
-                    ev(format!("e35 {acc}"));
-                    let v37 = show(&Noisy::new("t36")).await as u64;
-                    acc = (acc * 1 + v37) % 1_000_003;
+                    ev(format!("e37 {acc}"));
+                    let v39 = show(&Noisy::new("t38")).await as u64;
+                    acc = (acc * 1 + v39) % 1_000_003;
                 }
-                let v38 = pass(v26 % 100).await;
-                if v38 % 3 == 0 {
-                    let (_, mut b41) = tick(Rec::new("rec39", v24 % 100)).await.pair;
-                    let v42 = show(&b41).await as u64;
-                    acc = (acc * 1 + v42) % 1_000_003;
-                    let v44 = show(&Noisy::new("t43")).await as u64;
+                let v40 = pass(v28 % 100).await;
+                if v40 % 3 == 0 {
+                    let (_, mut b43) = tick(Rec::new("rec41", v26 % 100)).await.pair;
+                    let v44 = show(&b43).await as u64;
                     acc = (acc * 1 + v44) % 1_000_003;
-                    let mut n46 = tick(Rec::new("rec45", v42 % 100)).await.name;
-                    if (input >> 31) & 1 == 1 { continue 'l32; }
+                    let v46 = show(&Noisy::new("t45")).await as u64;
+                    acc = (acc * 1 + v46) % 1_000_003;
+                    let mut n48 = tick(Rec::new("rec47", v44 % 100)).await.name;
+                    if (input >> 31) & 1 == 1 { continue 'l34; }
                 }
-                let mut n47 = Noisy::new("n47");
+                let mut n49 = Noisy::new("n49");
             }
-            acc = acc.wrapping_add(pairs30.len() as u64);
-            let pairs48: Vec<(Noisy, Noisy)> = vec![];
-            'l51: for (mut a49, _) in pairs48.into_iter() {
-                if (input ^ acc) % 5 < 2 { continue 'l51; }
-                let list52: Vec<Noisy> = vec![Noisy::new("list52.0"), Noisy::new("list52.1")];
-                'l54: for _ in 0..2u64 {
-                    let f53 = first_of(&list52).await;
-                    let f53n = tick(f53.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                    if let Some(f53) = f53 { acc = acc.wrapping_add(show(f53).await as u64); }
-                    let v55 = async { tick(45u64).await }.await;
-                    acc = (acc * 3 + v55) % 1_000_003;
-                    let v57 = show(&Noisy::new("t56")).await as u64;
-                    acc = (acc * 1 + v57) % 1_000_003;
-                    let Some(v58) = tick(maybe((v55 ^ input) % 97)).await else {
-                        return Err(Fail::new("else59"));
+            acc = acc.wrapping_add(pairs32.len() as u64);
+            let pairs50: Vec<(Noisy, Noisy)> = vec![];
+            'l53: for (mut a51, _) in pairs50.into_iter() {
+                if (input ^ acc) % 5 < 2 { continue 'l53; }
+                let list54: Vec<Noisy> = vec![Noisy::new("list54.0"), Noisy::new("list54.1")];
+                'l56: for _ in 0..2u64 {
+                    let f55 = first_of(&list54).await;
+                    let f55n = tick(f55.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                    if let Some(f55) = f55 { acc = acc.wrapping_add(show(f55).await as u64); }
+                    let v57 = async { tick(45u64).await }.await;
+                    acc = (acc * 3 + v57) % 1_000_003;
+                    let v59 = show(&Noisy::new("t58")).await as u64;
+                    acc = (acc * 1 + v59) % 1_000_003;
+                    let Some(v60) = tick(maybe((v57 ^ input) % 97)).await else {
+                        return Err(Fail::new("else61"));
                     };
-                    let list60: Vec<Noisy> = vec![Noisy::new("list60.0"), Noisy::new("list60.1")];
-                    let f61 = first_of(&list60).await;
-                    let v62 = fallible(input % 100).await?;
-                    acc = acc.wrapping_add(v62);
-                    if let Some(f61) = f61 {
-                        acc = acc.wrapping_add(show(f61).await as u64 + list60.len() as u64);
+                    let list62: Vec<Noisy> = vec![Noisy::new("list62.0"), Noisy::new("list62.1")];
+                    let f63 = first_of(&list62).await;
+                    let v64 = fallible(input % 100).await?;
+                    acc = acc.wrapping_add(v64);
+                    if let Some(f63) = f63 {
+                        acc = acc.wrapping_add(show(f63).await as u64 + list62.len() as u64);
                     }
                 }
-                acc = acc.wrapping_add(list52.len() as u64);
+                acc = acc.wrapping_add(list54.len() as u64);
             }
-            let w63 = async { tick(46u64).await }.await;
-            let r65 = tick(Rec::new("rec64", w63 % 100)).await;
-            match r65 {
-                rec66 if rec66.id % 3 == w63 % 3 => {
-                    acc = acc.wrapping_add(rec66.score());
-                    let r69 = tick(Noisy::new("arg-re68")).await;
-                    arg = r69;
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w63) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let mut n70 = fallible_noisy("n70", 31u64 % 100).await?;
-                }
-                Rec { pair: (mut a67, _), .. } => {
-                    let v71 = fallible(v19 % 100).await?;
-                    let v72 = fallible(v24 % 100).await?;
-                    let v73 = (v72 * 7 + v71) % 1_000_003;
-                    let v74 = (show(&arg).await as u64);
-                    let v75 = tick(v72 % 100).await;
-                    let v76 = (v75 * 7 + v74) % 1_000_003;
+            {
+                let w65 = async { tick(46u64).await }.await;
+                let r67 = tick(Rec::new("rec66", w65 % 100)).await;
+                match r67 {
+                    rec68 if rec68.id % 3 == w65 % 3 => {
+                        acc = acc.wrapping_add(rec68.score());
+                        let v70 = (show(&arg).await as u64);
+                        let v71 = (show(&Noisy::new("t72")).await as u64);
+                        let v73 = (v71 * 7 + v70) % 1_000_003;
+                    }
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w65) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
+                        let v74 = async { tick(29u64).await }.await;
+                        let v75 = fallible((v74 ^ input) % 97).await?;
+                        let v76 = (v75 * 7 + v74) % 1_000_003;
+                    }
+                    Rec { pair: (mut a69, _), .. } => {
+                        let v77 = fallible(v26 % 100).await?;
+                        let v78 = tick((v2 ^ input) % 97).await;
+                        let v79 = (v78 * 7 + v77) % 1_000_003;
+                        let v81 = tick(v24 % 100).await;
+                        { let f80 = |x: u64| (x * 5) ^ 13; acc = f80(v81 % 1000); }
+                    }
                 }
             }
         }
-        let r78 = tick(Noisy::new("arg-re77")).await;
-        arg = r78;
-        let Some(v79) = tick(maybe(v2 % 100)).await else {
-            return Err(Fail::new("else80"));
+        let r83 = tick(Noisy::new("arg-re82")).await;
+        arg = r83;
+        let Some(v84) = tick(maybe(v2 % 100)).await else {
+            return Err(Fail::new("else85"));
         };
-        ev(format!("e81 {acc} {}", arg.touch()));
-        let v83 = show(&Noisy::new("t82")).await as u64;
-        acc = (acc * 1 + v83) % 1_000_003;
+        ev(format!("e86 {acc} {}", arg.touch()));
+        let v88 = show(&Noisy::new("t87")).await as u64;
+        acc = (acc * 1 + v88) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -12566,34 +12026,35 @@ random_case! {
 }
 
 random_case! {
-    case_103, 0x989e75e43a46cd9e,
+    case_103, 0x1b2da934aa513ae2,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let list1: Vec<Noisy> = vec![];
-        'l3: for x2 in list1.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-            ev(format!("e4 {acc} {}", arg.touch()));
-            let v5 = async { tick(83u64).await }.await;
-            acc = (acc * 3 + v5) % 1_000_003;
-            let f6 = |x: u64| (x * 5) ^ 13;
-            let v7 = fallible(9u64 % 100).await?;
-            acc = f6(v7 % 1000);
+        let pairs1: Vec<(Noisy, Noisy)> = vec![];
+        'l4: for (mut a2, mut b3) in pairs1 {
+            ev(format!("e5 {acc} {}", a2.touch()));
+            let v6 = async { tick(83u64).await }.await;
+            acc = (acc * 3 + v6) % 1_000_003;
+            let v8 = fallible(9u64 % 100).await?;
+            { let f7 = |x: u64| (x * 5) ^ 13; acc = f7(v8 % 1000); }
         }
-        let r9 = tick(Noisy::new("arg-re8")).await;
-        arg = r9;
-        let mut i10: u64 = 0;
-        'l11: loop {
-            if i10 >= 1 { break 'l11; }
-            i10 += 1;
-            let v12 = tick(5u64 % 100).await;
-            acc = (acc * 3 + v12) % 1_000_003;
-            let mut n13 = Noisy::new("n13");
+        {
+            let list9: Vec<Noisy> = vec![Noisy::new("list9.0"), Noisy::new("list9.1")];
+            'l11: for _ in 0..2u64 {
+                let f10 = first_of(&list9).await;
+                let f10n = tick(f10.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                if let Some(f10) = f10 { acc = acc.wrapping_add(show(f10).await as u64); }
+                let v12 = tick(5u64 % 100).await;
+                acc = (acc * 3 + v12) % 1_000_003;
+                let mut n13 = Noisy::new("n13");
+                let r15 = tick(Noisy::new("arg-re14")).await;
+                arg = r15;
+            }
+            acc = acc.wrapping_add(list9.len() as u64);
+            let r17 = tick(Noisy::new("arg-re16")).await;
+            arg = r17;
         }
-        let r15 = tick(Noisy::new("arg-re14")).await;
-        arg = r15;
-        let r17 = tick(Noisy::new("arg-re16")).await;
-        arg = r17;
         let v18 = tick(input % 100).await;
-        let v19 = pass(acc % 100).await;
+        let v19 = pass(3u64 % 100).await;
         let v20 = (v19 * 7 + v18) % 1_000_003;
         let Some(v21) = tick(maybe(v18 % 100)).await else {
             return Err(Fail::new("else22"));
@@ -12603,9 +12064,9 @@ random_case! {
             'l24: while i23 < 0 {
                 i23 += 1;
                 let v25 = tick((acc ^ input) % 97).await;
-                let v26 = tick_named("k27", acc % 100).await;
+                let v26 = tick_named("k27", 15u64 % 100).await;
                 let v28 = (v26 * 7 + v25) % 1_000_003;
-                acc = (acc * 5 + checked(v28 % 100)?) % 1_000_003;
+                acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
                 let v29 = (show(&arg).await as u64);
                 let v30 = (show(&Noisy::new("t31")).await as u64);
                 let v32 = (v30 * 7 + v29) % 1_000_003;
@@ -12614,17 +12075,16 @@ random_case! {
             'l34: loop {
                 if i33 >= 0 { break 'l34; }
                 i33 += 1;
-                let v21 = tick(v21 % 1000 + 1).await;
+                let v19 = tick(v19 % 1000 + 1).await;
                 if acc % 4 == 0 {
                     let _ = pair("p37");
                     let v38 = (show(&arg).await as u64);
                     if v38 % 3 == 0 { break 'l34; }
-                    let f39 = |x: u64| (x * 5) ^ 13;
-                    let v40 = tick((v38 ^ input) % 97).await;
-                    acc = f39(v40 % 1000);
+                    let v40 = tick((acc ^ input) % 97).await;
+                    { let f39 = |x: u64| (x * 5) ^ 13; acc = f39(v40 % 1000); }
                 } else {
-                    let mut n42 = tick(Rec::new("rec41", (v18 ^ input) % 97)).await.name;
-                    let v43 = tick(v19 % 100).await;
+                    let mut n42 = tick(Rec::new("rec41", (v19 ^ input) % 97)).await.name;
+                    let v43 = tick(v20 % 100).await;
                     acc = (acc * 3 + v43) % 1_000_003;
                 }
             }
@@ -12639,59 +12099,82 @@ random_case! {
         }
         let c48 = tick(acc % 100 % 2 == 0).await;
         if c48 {
-            let c49 = tick((i10 ^ input) % 97 % 2 == 0).await;
+            let c49 = tick((v18 ^ input) % 97 % 2 == 0).await;
             if c49 {
                 if acc % 3 == 0 {
                     let v51 = show(&Noisy::new("t50")).await as u64;
                     acc = (acc * 1 + v51) % 1_000_003;
                 }
-                let v53 = show(&tick(Rec::new("rec52", (v47 ^ input) % 97)).await.name).await as u64;
+                let v53 = show(&tick(Rec::new("rec52", (acc ^ input) % 97)).await.name).await as u64;
                 acc = (acc * 1 + v53) % 1_000_003;
             }
-            let c54 = tick(v19 % 100 % 2 == 0).await;
+            let c54 = tick(v20 % 100 % 2 == 0).await;
             if c54 {
                 let list55: Vec<Noisy> = vec![];
                 let f56 = first_of(&list55).await;
                 if let Some(f56) = f56 {
                     acc = acc.wrapping_add(show(f56).await as u64 + list55.len() as u64);
                 }
-                let f57 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v58 = f57(input % 100).await;
-                acc = (acc * 1 + v58) % 1_000_003;
+                {
+                    let f57 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v58 = f57(input % 100).await;
+                    acc = (acc * 1 + v58) % 1_000_003;
+                }
                 ev(format!("e59 {acc}"));
                 let mut i60: u64 = 0;
                 'l61: loop {
                     if i60 >= 0 { break 'l61; }
                     i60 += 1;
-                    let v62 = tick(v19 % 100).await;
+                    let v62 = tick(v20 % 100).await;
                     acc = (acc * 3 + v62) % 1_000_003;
                     let mut arg = Noisy::new("arg-shadow63");
-                    let c64 = tick(v21 % 100 % 2 == 0).await;
+                    let c64 = tick(v47 % 100 % 2 == 0).await;
                     if c64 { return Err(Fail::new("r65")); }
                 }
             } else {
                 let list66: Vec<Noisy> = vec![Noisy::new("list66.0"), Noisy::new("list66.1")];
                 'l68: for x67 in list66.iter().rev().map(|n| n.touch() as u64) {
                     let mut n69 = Noisy::new("n69");
-                    let f70 = |x: u64| (x * 5) ^ 13;
                     let v71 = (show(&arg).await as u64);
-                    acc = f70(v71 % 1000);
-                    let v72 = tick_named("k73", (20u64 ^ input) % 97).await;
-                    let v74 = pass((v20 ^ input) % 97).await;
-                    let v75 = (v74 * 7 + v72) % 1_000_003;
+                    { let f70 = |x: u64| (x * 5) ^ 13; acc = f70(v71 % 1000); }
+                    let v72 = tick_named("k73", v21 % 100).await;
+                    let v74 = tick_named("k75", v20 % 100).await;
+                    let v76 = (v74 * 7 + v72) % 1_000_003;
                 }
-                let mut n76 = Noisy::new("n76");
-                let f77 = |x: u64| (x * 5) ^ 13;
-                let v78 = (show(&Noisy::new("t79")).await as u64);
-                acc = f77(v78 % 1000);
+                let mut n77 = Noisy::new("n77");
+                let v79 = (show(&Noisy::new("t80")).await as u64);
+                { let f78 = |x: u64| (x * 5) ^ 13; acc = f78(v79 % 1000); }
             }
-            let mut n80 = Noisy::new("n80");
+            let mut n81 = Noisy::new("n81");
         } else {
             drop(arg);
-            let Some(v81) = tick(maybe(v21 % 100)).await else {
-                return Err(Fail::new("else82"));
+            let Some(v82) = tick(maybe(v47 % 100)).await else {
+                return Err(Fail::new("else83"));
             };
         }
+        let v85 = pass(v18 % 100).await.wrapping_mul(3) % 1000;
+        acc = (acc * 1 + v85) % 1_000_003;
+        {
+            let w86 = async { tick(90u64).await }.await;
+            let r88 = tick(Rec::new("rec87", v85 % 100)).await;
+            match r88 {
+                rec89 if rec89.id % 3 == w86 % 3 => {
+                    acc = acc.wrapping_add(rec89.score());
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w86) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    if (input >> 20) & 1 == 1 {
+                        let mut n92 = tick(Rec::new("rec91", acc % 100)).await.into_name();
+                        let v85 = tick(v85 % 1000 + 1).await;
+                    }
+                }
+                Rec { pair: (mut a90, _), .. } => {
+                    let r94 = tick(Noisy::new("arg-re93")).await;
+                    arg = r94;
+                }
+            }
+        }
+        let mut n96 = tick(Rec::new("rec95", (v21 ^ input) % 97)).await.name;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13063,7 +12546,7 @@ random_case! {
 }
 
 random_case! {
-    case_105, 0x1920c7b4cf2b907e,
+    case_105, 0x080e372260f64732,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut i1: u64 = 0;
@@ -13090,15 +12573,16 @@ random_case! {
         let v16 = (v14 * 7 + v13) % 1_000_003;
         let v17 = tick(v14 % 100).await;
         if v17 % 3 == 0 {
-            let f18 = |x: u64| (x * 5) ^ 13;
             let v19 = tick((v13 ^ input) % 97).await;
-            acc = f18(v19 % 1000);
+            { let f18 = |x: u64| (x * 5) ^ 13; acc = f18(v19 % 1000); }
             let (mut a20, _) = pair("p22");
             acc = acc.wrapping_add(show(&a20).await as u64);
         } else {
-            let f23 = async |x: u64| tick(x % 100).await + 1;
-            let v24 = f23(77u64 % 100).await;
-            acc = (acc * 1 + v24) % 1_000_003;
+            {
+                let f23 = async |x: u64| tick(x % 100).await + 1;
+                let v24 = f23(77u64 % 100).await;
+                acc = (acc * 1 + v24) % 1_000_003;
+            }
         }
         let c25 = tick(v13 % 100 % 2 == 0).await;
         if c25 {
@@ -13112,87 +12596,48 @@ random_case! {
                 let mut n30 = Noisy::new("n30");
                 if acc % 3 == 0 {
                     if (input ^ acc) % 5 < 2 { continue 'l28; }
-                    let f31 = |x: u64| (x * 5) ^ 13;
                     let v32 = tick_named("k33", v10 % 100).await;
-                    acc = f31(v32 % 1000);
+                    { let f31 = |x: u64| (x * 5) ^ 13; acc = f31(v32 % 1000); }
                     let v35 = show(&Noisy::new("t34")).await as u64;
                     acc = (acc * 1 + v35) % 1_000_003;
-                    let r39 = tick(pair("p38")).await;
-                    let (_, mut b37) = r39;
+                    let (_, mut b37) = tick(pair("p38")).await;
                     acc = acc.wrapping_add(show(&b37).await as u64);
                 }
-                let Some(v40) = tick(maybe(v14 % 100)).await else {
-                    return Err(Fail::new("else41"));
+                let Some(v39) = tick(maybe(v14 % 100)).await else {
+                    return Err(Fail::new("else40"));
                 };
             }
         }
-        let mut i42: u64 = 0;
-        'l43: loop {
-            if i42 >= 1 { break 'l43; }
-            i42 += 1;
-            let f44 = |x: u64| (x * 5) ^ 13;
-            let v45 = (show(&Noisy::new("t46")).await as u64);
-            acc = f44(v45 % 1000);
-            let r48 = tick(Noisy::new("arg-re47")).await;
-            arg = r48;
-            let r50 = tick(Noisy::new("arg-re49")).await;
-            arg = r50;
-            let (mut a52, mut b53) = tick(Rec::new("rec51", acc % 100)).await.pair;
+        let mut i41: u64 = 0;
+        'l42: loop {
+            if i41 >= 1 { break 'l42; }
+            i41 += 1;
+            let v44 = (show(&Noisy::new("t45")).await as u64);
+            { let f43 = |x: u64| (x * 5) ^ 13; acc = f43(v44 % 1000); }
+            let r47 = tick(Noisy::new("arg-re46")).await;
+            arg = r47;
+            let r49 = tick(Noisy::new("arg-re48")).await;
+            arg = r49;
+            let (mut a51, mut b52) = tick(Rec::new("rec50", acc % 100)).await.pair;
         }
-        let list54: Vec<Noisy> = vec![Noisy::new("list54.0"), Noisy::new("list54.1")];
-        'l56: for x55 in list54.iter().map(|n| n.touch() as u64) {
-            let Some(v57) = tick(maybe(v16 % 100)).await else {
+        let pairs53: Vec<(Noisy, Noisy)> = vec![pair("pairs53.0"), pair("pairs53.1")];
+        'l56: for (mut a54, _) in pairs53 {
+            let c57 = tick(acc % 100 % 2 == 0).await;
+            if c57 { continue 'l56; }
+            let v58 = pass(i1 % 100).await;
+            acc = (acc * 3 + v58) % 1_000_003;
+            let Some(v59) = tick(maybe(v14 % 100)).await else {
                 continue 'l56;
             };
-            let list58: Vec<Noisy> = vec![];
-            'l60: for x59 in list58.iter().map(|n| n.touch() as u64) {
-                {
-                    let mut n61 = fallible_noisy("n61", v14 % 100).await?;
-                    let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-                    let Some(v62) = tick(maybe((v16 ^ input) % 97)).await else {
-                        continue 'l56;
-                    };
-                }
-                let r64 = tick(Noisy::new("arg-re63")).await;
-                arg = r64;
-                let mut arg = Noisy::new("arg-shadow65");
-            }
-            let v66 = tick(checked(v16 % 100)).await?;
-            acc = (acc * 1 + v66) % 1_000_003;
         }
-        let mut n67 = Noisy::new("n67");
-        let mut i68: u64 = 0;
-        'l69: loop {
-            if i68 >= 4 { break 'l69; }
-            i68 += 1;
-            let mut n70 = Noisy::new("n70");
-            let list71: Vec<Noisy> = vec![];
-            'l73: for x72 in list71.iter().rev().map(|n| n.touch() as u64) {
-                let v75 = show(&Noisy::new("t74")).await as u64;
-                acc = (acc * 1 + v75) % 1_000_003;
-                let mut n76 = Noisy::new("n76");
-            }
+        let list60: Vec<Noisy> = vec![];
+        for (k61, item) in list60.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k61 as u64);
         }
-        let mut i77: u64 = 0;
-        'l78: while i77 < 1 {
-            i77 += 1;
-            let mut n79 = fallible_noisy("n79", (v17 ^ input) % 97).await?;
-            let list80: Vec<Noisy> = vec![Noisy::new("list80.0")];
-            'l82: for _ in 0..1u64 {
-                let f81 = first_of(&list80).await;
-                let f81n = tick(f81.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                if let Some(f81) = f81 { acc = acc.wrapping_add(show(f81).await as u64); }
-                let v84 = pass(i1 % 100).await.wrapping_mul(3) % 1000;
-                acc = (acc * 1 + v84) % 1_000_003;
-                let mut arg = Noisy::new("arg-shadow85");
-                let c86 = tick(acc % 100 % 2 == 0).await;
-                if c86 { break 'l78; }
-                let mut n88 = tick(Rec::new("rec87", i42 % 100)).await.into_name();
-            }
-            acc = acc.wrapping_add(list80.len() as u64);
-            let c89 = tick(v11 % 100 % 2 == 0).await;
-            if c89 { drop(n79); }
-        }
+        let v62 = pass(v16 % 100).await;
+        acc = (acc * 3 + v62) % 1_000_003;
+        let r64 = tick(Noisy::new("arg-re63")).await;
+        arg = r64;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13307,7 +12752,7 @@ random_case! {
 }
 
 random_case! {
-    case_107, 0xe3cf405d15ac7e69,
+    case_107, 0xc530e948d4515795,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut i1: u64 = 0;
@@ -13326,15 +12771,13 @@ random_case! {
                     let v10 = pass(i1 % 100).await.wrapping_mul(3) % 1000;
                     acc = (acc * 1 + v10) % 1_000_003;
                     let i1 = tick(i1 % 1000 + 1).await;
-                    let f11 = |x: u64| (x * 5) ^ 13;
                     let v12 = tick_named("k13", acc % 100).await;
-                    acc = f11(v12 % 1000);
+                    { let f11 = |x: u64| (x * 5) ^ 13; acc = f11(v12 % 1000); }
                     let v15 = tick(Rec::new("rec14", (v10 ^ input) % 97)).await.name.touch() as u64;
                     acc = (acc * 1 + v15) % 1_000_003;
                 }
-                let f16 = |x: u64| (x * 5) ^ 13;
                 let v17 = (show(&Noisy::new("t18")).await as u64);
-                acc = f16(v17 % 1000);
+                { let f16 = |x: u64| (x * 5) ^ 13; acc = f16(v17 % 1000); }
                 let c19 = tick((i1 ^ input) % 97 % 2 == 0).await;
                 if c19 {
                     let list20: Vec<Noisy> = vec![];
@@ -13350,9 +12793,8 @@ random_case! {
                 drop(arg);
                 let r25 = tick(Noisy::new("arg-re24")).await;
                 arg = r25;
-                let f26 = |x: u64| (x * 5) ^ 13;
                 let v27 = tick_named("k28", acc % 100).await;
-                acc = f26(v27 % 1000);
+                { let f26 = |x: u64| (x * 5) ^ 13; acc = f26(v27 % 1000); }
             } else {
                 let mut it29: IntoIter<(Noisy, Noisy)> = vec![pair("it29.0"), pair("it29.1")].into_iter();
                 'l32: while let Some((_, mut b31)) = tick(it29.next()).await {
@@ -13371,51 +12813,94 @@ random_case! {
                     let v41 = tick(input % 100).await;
                     acc = (acc * 3 + v41) % 1_000_003;
                     let mut n42 = Noisy::new("n42");
-                    let f43 = |x: u64| (x * 5) ^ 13;
                     let v44 = pass(v41 % 100).await;
-                    acc = f43(v44 % 1000);
+                    { let f43 = |x: u64| (x * 5) ^ 13; acc = f43(v44 % 1000); }
                 }
-                let f45 = |x: u64| (x * 5) ^ 13;
                 let v46 = tick(acc % 100).await;
-                acc = f45(v46 % 1000);
+                { let f45 = |x: u64| (x * 5) ^ 13; acc = f45(v46 % 1000); }
             }
         }
-        let list47: Vec<Noisy> = vec![Noisy::new("list47.0")];
-        'l49: for _ in 0..2u64 {
-            let f48 = first_of(&list47).await;
-            let f48n = tick(f48.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f48) = f48 { acc = acc.wrapping_add(show(f48).await as u64); }
-            let v50 = fallible((i1 ^ input) % 97).await?;
-            acc = (acc * 3 + v50) % 1_000_003;
-            let mut it51: IntoIter<(Noisy, Noisy)> = vec![pair("it51.0")].into_iter();
-            'l54: while let Some((_, mut b53)) = tick(it51.next()).await {
-                if (input >> 21) & 1 == 1 { return Err(Fail::new("r55")); }
-                let v56 = pass(f48n % 100).await;
-                let v57 = tick_named("k58", (v56 ^ input) % 97).await;
-                let v59 = (v57 * 7 + v56) % 1_000_003;
-                ev(format!("e60 {acc} {}", b53.touch()));
+        let pairs47: Vec<(Noisy, Noisy)> = vec![pair("pairs47.0")];
+        'l50: for (_, mut b49) in pairs47 {
+            let v51 = fallible((i1 ^ input) % 97).await?;
+            acc = (acc * 3 + v51) % 1_000_003;
+            let mut it52: IntoIter<(Noisy, Noisy)> = vec![pair("it52.0")].into_iter();
+            'l55: while let Some((_, mut b54)) = tick(it52.next()).await {
+                if (input >> 21) & 1 == 1 { return Err(Fail::new("r56")); }
+                let v57 = pass(v51 % 100).await;
+                let v58 = tick_named("k59", (89u64 ^ input) % 97).await;
+                let v60 = (v58 * 7 + v57) % 1_000_003;
+                ev(format!("e61 {acc} {}", b54.touch()));
+            }
+            let mut n62 = fallible_noisy("n62", input % 100).await?;
+        }
+        let (_, mut b64) = tick(pair("p65")).await;
+        acc = acc.wrapping_add(show(&b64).await as u64);
+        let list66: Vec<Noisy> = vec![Noisy::new("list66.0")];
+        'l68: for _ in 0..1u64 {
+            let f67 = first_of(&list66).await;
+            let f67n = tick(f67.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f67) = f67 { acc = acc.wrapping_add(show(f67).await as u64); }
+            let v70 = tick(Rec::new("rec69", f67n % 100)).await.name.touch() as u64;
+            acc = (acc * 1 + v70) % 1_000_003;
+            acc = (acc * 5 + checked(i1 % 100)?) % 1_000_003;
+            let v71 = tick(v70 % 100).await;
+            let v72 = async { tick(10u64).await }.await;
+            let v73 = (v72 * 7 + v71) % 1_000_003;
+        }
+        acc = acc.wrapping_add(list66.len() as u64);
+        let v74 = (show(&b64).await as u64);
+        let v75 = tick_named("k76", input % 100).await;
+        let v77 = (v75 * 7 + v74) % 1_000_003;
+        let v78 = async { tick(64u64).await }.await;
+        acc = (acc * 3 + v78) % 1_000_003;
+        {
+            let w79 = tick(v78 % 100).await;
+            let r81 = tick(Rec::new("rec80", w79 % 100)).await;
+            match r81 {
+                rec82 if rec82.id % 3 == w79 % 3 => {
+                    acc = acc.wrapping_add(rec82.score());
+                    {
+                        let (mut a85, mut b86) = tick(Rec::new("rec84", v77 % 100)).await.pair;
+                        let v87 = show(&b86).await as u64;
+                        acc = (acc * 1 + v87) % 1_000_003;
+                    }
+                    let mut i88: u64 = 0;
+                    'l89: while i88 < 4 {
+                        i88 += 1;
+                        let v90 = fallible(acc % 100).await?;
+                        acc = (acc * 3 + v90) % 1_000_003;
+                        let list91: Vec<Noisy> = vec![Noisy::new("list91.0"), Noisy::new("list91.1")];
+                        let f92 = first_of(&list91).await;
+                        if let Some(f92) = f92 {
+                            acc = acc.wrapping_add(show(f92).await as u64 + list91.len() as u64);
+                        }
+                        let v93 = async { tick(41u64).await }.await;
+                        acc = (acc * 3 + v93) % 1_000_003;
+                        let Some(v94) = tick(maybe(w79 % 100)).await else {
+                            continue 'l89;
+                        };
+                    }
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w79) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                }
+                Rec { pair: (mut a83, _), .. } => {
+                    let mut i95: u64 = 0;
+                    'l96: loop {
+                        if i95 >= 2 { break 'l96; }
+                        i95 += 1;
+                        let v98 = show(&Noisy::new("t97")).await as u64;
+                        acc = (acc * 1 + v98) % 1_000_003;
+                        let v100 = tick((v78 ^ input) % 97).await;
+                        { let f99 = |x: u64| (x * 5) ^ 13; acc = f99(v100 % 1000); }
+                    }
+                }
             }
         }
-        acc = acc.wrapping_add(list47.len() as u64);
-        let mut n61 = fallible_noisy("n61", input % 100).await?;
-        let r65 = tick(pair("p64")).await;
-        let (_, mut b63) = r65;
-        acc = acc.wrapping_add(show(&b63).await as u64);
-        let mut it66: IntoIter<(Noisy, Noisy)> = vec![pair("it66.0")].into_iter();
-        'l69: while let Some((_, mut b68)) = tick(it66.next()).await {
-            let v70 = fallible(i1 % 100).await?;
-            let v71 = async { tick(59u64).await }.await;
-            let v72 = (v71 * 7 + v70) % 1_000_003;
-            acc = (acc * 5 + checked(v71 % 100)?) % 1_000_003;
-        }
-        let v73 = tick(acc % 100).await;
-        let v74 = async { tick(10u64).await }.await;
-        let v75 = (v74 * 7 + v73) % 1_000_003;
-        let v76 = (show(&b63).await as u64);
-        let v77 = tick_named("k78", input % 100).await;
-        let v79 = (v77 * 7 + v76) % 1_000_003;
-        let v80 = async { tick(64u64).await }.await;
-        acc = (acc * 3 + v80) % 1_000_003;
+        let Some(v101) = tick(maybe(input % 100)).await else {
+            return Err(Fail::new("else102"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13492,54 +12977,34 @@ random_case! {
 }
 
 random_case! {
-    case_109, 0xb2efa669a2eb92a3,
+    case_109, 0xdcc2bd545535de43,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut arg = Noisy::new("arg-shadow1");
         let v2 = pass(89u64 % 100).await;
         let v3 = pass((acc ^ input) % 97).await;
         let v4 = (v3 * 7 + v2) % 1_000_003;
-        let f5 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-        let v6 = f5(acc % 100).await;
-        acc = (acc * 1 + v6) % 1_000_003;
-        let Some(v7) = tick(maybe(28u64 % 100)).await else {
+        {
+            let f5 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v6 = f5(acc % 100).await;
+            acc = (acc * 1 + v6) % 1_000_003;
+        }
+        let Some(v7) = tick(maybe(v4 % 100)).await else {
             return Err(Fail::new("else8"));
         };
-        let list9: Vec<Noisy> = vec![Noisy::new("list9.0")];
-        'l11: for _ in 0..2u64 {
-            let f10 = first_of(&list9).await;
-            let f10n = tick(f10.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f10) = f10 { acc = acc.wrapping_add(show(f10).await as u64); }
-            let mut i12: u64 = 0;
-            'l13: loop {
-                if i12 >= 1 { break 'l13; }
-                i12 += 1;
-                let r17 = tick(pair("p16")).await;
-                let (mut a14, _) = r17;
-                acc = acc.wrapping_add(show(&a14).await as u64);
-                let r19 = tick(Noisy::new("a14-re18")).await;
-                a14 = r19;
-                let r23 = tick(pair("p22")).await;
-                let (_, mut b21) = r23;
-                acc = acc.wrapping_add(show(&b21).await as u64);
-                let v24 = async { tick(23u64).await }.await;
-                let v25 = (show(&arg).await as u64);
-                let v26 = (v25 * 7 + v24) % 1_000_003;
-            }
-            let r28 = tick(Noisy::new("arg-re27")).await;
-            arg = r28;
-            let Some(v29) = tick(maybe(v6 % 100)).await else {
-                return Err(Fail::new("else30"));
-            };
-            let v32 = show(&Noisy::new("t31")).await as u64;
-            acc = (acc * 1 + v32) % 1_000_003;
+        let Some(mut v9) = tick(maybe_noisy("v9", acc % 100)).await else {
+            let v10 = async { tick(22u64).await }.await;
+            acc = (acc * 1 + v10) % 1_000_003;
+            return Err(Fail::new("else11"));
+        };
+        let mut n12 = Noisy::new("n12");
+        {
+            let v14 = tick(Rec::new("rec13", (v4 ^ input) % 97)).await.id;
+            acc = (acc * 1 + v14) % 1_000_003;
+            let v15 = async { tick(23u64).await }.await;
+            let v16 = (show(&arg).await as u64);
+            let v17 = (v16 * 7 + v15) % 1_000_003;
         }
-        acc = acc.wrapping_add(list9.len() as u64);
-        let v33 = tick((acc ^ input) % 97).await;
-        let v34 = fallible(acc % 100).await?;
-        let v35 = (v34 * 7 + v33) % 1_000_003;
-        let r37 = tick(Noisy::new("arg-re36")).await;
-        arg = r37;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13651,69 +13116,149 @@ random_case! {
 }
 
 random_case! {
-    case_111, 0xc5bf673826aef658,
+    case_111, 0xf279e5c58a2d325a,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let w2 = fallible(acc % 100).await?;
-        #[cfg(any())]
-        let v1: u64 = 1000;
-        #[cfg(all())]
-        let v1: u64 = w2 % 1000;
-        let r4 = tick(Noisy::new("arg-re3")).await;
-        arg = r4;
-        if acc % 2 == 0 { return Ok(acc); }
-        let mut i5: u64 = 0;
-        'l6: while i5 < 1 {
-            i5 += 1;
-            if (input >> 27) & 1 == 1 { continue 'l6; }
-            let mut n7 = Noisy::new("n7");
-            if acc % 2 == 0 {
-                ev(format!("e8 {acc} {}", arg.touch()));
-                let mut i9: u64 = 0;
-                'l10: while i9 < 2 {
-                    i9 += 1;
-                    let r12 = tick(Noisy::new("n7-re11")).await;
-                    n7 = r12;
-                    let v13 = async { tick(70u64).await }.await;
-                    acc = (acc * 3 + v13) % 1_000_003;
-                    let v15 = pass(87u64 % 100).await.wrapping_mul(3) % 1000;
-                    acc = (acc * 1 + v15) % 1_000_003;
+        {
+            let w1 = fallible(acc % 100).await?;
+            let r3 = tick(Rec::new("rec2", acc % 100)).await;
+            match r3 {
+                rec4 if rec4.id % 3 == w1 % 3 => {
+                    acc = acc.wrapping_add(rec4.score());
                 }
-                let list16: Vec<Noisy> = vec![Noisy::new("list16.0"), Noisy::new("list16.1")];
-                let f17 = first_of(&list16).await;
-                if let Some(f17) = f17 {
-                    acc = acc.wrapping_add(show(f17).await as u64 + list16.len() as u64);
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w1) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
                 }
-            } else {
-                if (input ^ acc) % 5 < 2 {
-                    if (input ^ acc) % 5 < 2 { break 'l6; }
-                    let v18 = (show(&arg).await as u64);
-                    acc = (acc * 3 + v18) % 1_000_003;
-                    let (mut a20, mut b21) = tick(Rec::new("rec19", v1 % 100)).await.pair;
-                    let v22 = show(&b21).await as u64;
-                    acc = (acc * 1 + v22) % 1_000_003;
-                    if acc % 2 == 0 { break 'l6; }
-                } else {
-                    if (input ^ acc) % 5 < 2 { continue 'l6; }
-                    if (input >> 28) & 1 == 1 { continue 'l6; }
+                Rec { pair: (mut a5, _), .. } => {
+                    let input = tick(input % 1000 + 1).await;
                 }
-                let f23 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v24 = f23(input % 100).await;
-                acc = (acc * 1 + v24) % 1_000_003;
-                let list25: Vec<Noisy> = vec![];
-                for (k26, item) in list25.iter().enumerate() {
-                    acc = acc.wrapping_add(show(item).await as u64 + k26 as u64);
-                }
-                let v27 = fallible((v24 ^ input) % 97).await?;
-                let v28 = tick((v27 ^ input) % 97).await;
-                let v29 = (v28 * 7 + v27) % 1_000_003;
             }
         }
-        let r31 = tick(Noisy::new("arg-re30")).await;
-        arg = r31;
-        let v32 = pass(acc % 100).await;
-        let v33 = async { tick(41u64).await }.await;
-        let v34 = (v33 * 7 + v32) % 1_000_003;
+        let mut i6: u64 = 0;
+        'l7: while i6 < 1 {
+            i6 += 1;
+            if (input >> 27) & 1 == 1 { continue 'l7; }
+            let mut n8 = Noisy::new("n8");
+            if acc % 2 == 0 {
+                ev(format!("e9 {acc} {}", arg.touch()));
+                let mut i10: u64 = 0;
+                'l11: while i10 < 2 {
+                    i10 += 1;
+                    let r13 = tick(Noisy::new("n8-re12")).await;
+                    n8 = r13;
+                    let v14 = async { tick(70u64).await }.await;
+                    acc = (acc * 3 + v14) % 1_000_003;
+                    let v16 = pass(87u64 % 100).await.wrapping_mul(3) % 1000;
+                    acc = (acc * 1 + v16) % 1_000_003;
+                }
+                let r18 = tick(Noisy::new("arg-re17")).await;
+                arg = r18;
+            } else {
+                if acc % 4 == 0 {
+                    let r20 = tick(Noisy::new("arg-re19")).await;
+                    arg = r20;
+                    let v21 = tick_named("k22", i6 % 100).await;
+                    let v23 = tick_named("k24", (i6 ^ input) % 97).await;
+                    let v25 = (v23 * 7 + v21) % 1_000_003;
+                    let c26 = tick(acc % 100 % 2 == 0).await;
+                    if c26 { continue 'l7; }
+                    let v27 = fallible((v23 ^ input) % 97).await?;
+                    acc = (acc * 3 + v27) % 1_000_003;
+                }
+            }
+        }
+        let v28 = fallible(input % 100).await?;
+        if v28 % 3 == 0 {
+            let v30 = show(&Noisy::new("t29")).await as u64;
+            acc = (acc * 1 + v30) % 1_000_003;
+            ev(format!("e31 {acc}"));
+            let input = tick(input % 1000 + 1).await;
+        } else {
+            let mut n33 = tick(Rec::new("rec32", (v28 ^ input) % 97)).await.name;
+            let mut n34 = Noisy::new("n34");
+            let v35 = pass(acc % 100).await;
+            let v36 = async { tick(41u64).await }.await;
+            let v37 = (v36 * 7 + v35) % 1_000_003;
+            let list38: Vec<Noisy> = vec![];
+            let f39 = first_of(&list38).await;
+            let v40 = tick(acc % 100).await;
+            acc = acc.wrapping_add(v40);
+            if let Some(f39) = f39 {
+                acc = acc.wrapping_add(show(f39).await as u64 + list38.len() as u64);
+            }
+            acc = acc.wrapping_add(list38.len() as u64);
+        }
+        {
+            ev(format!("e41 {acc} {}", arg.touch()));
+            let v43 = show(&Noisy::new("t42")).await as u64;
+            acc = (acc * 1 + v43) % 1_000_003;
+        }
+        {
+            let w44 = tick((acc ^ input) % 97).await;
+            let r46 = tick(Rec::new("rec45", input % 100)).await;
+            match r46 {
+                rec47 if rec47.id % 3 == w44 % 3 => {
+                    acc = acc.wrapping_add(rec47.score());
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w44) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                }
+                Rec { pair: (mut a48, _), .. } => {
+                    let r50 = tick(Noisy::new("a48-re49")).await;
+                    a48 = r50;
+                    let mut it51: IntoIter<(Noisy, Noisy)> = vec![pair("it51.0")].into_iter();
+                    'l54: while let Some((_, mut b53)) = tick(it51.next()).await {
+                        let v55 = tick_named("k56", 25u64 % 100).await;
+                        acc = (acc * 3 + v55) % 1_000_003;
+                        let mut n57 = Noisy::new("n57");
+                    }
+                }
+            }
+        }
+        {
+            let w58 = tick(acc % 100).await;
+            let r60 = tick(Rec::new("rec59", acc % 100)).await;
+            match r60 {
+                rec61 if rec61.id % 3 == w58 % 3 => {
+                    acc = acc.wrapping_add(rec61.score());
+                    acc = (acc * 5 + checked((v28 ^ input) % 97)?) % 1_000_003;
+                    let mut i63: u64 = 0;
+                    'l64: while i63 < 1 {
+                        i63 += 1;
+                        if acc % 2 == 0 { break 'l64; }
+                        let Some(mut v65) = tick(maybe_noisy("v65", i6 % 100)).await else {
+                            let v66 = pass(i6 % 100).await;
+                            acc = (acc * 1 + v66) % 1_000_003;
+                            return Err(Fail::new("else67"));
+                        };
+                    }
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w58) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    let v68 = (show(&Noisy::new("t69")).await as u64);
+                    acc = (acc * 3 + v68) % 1_000_003;
+                    let list70: Vec<Noisy> = vec![Noisy::new("list70.0"), Noisy::new("list70.1")];
+                    'l72: for x71 in list70.iter().map(|n| n.touch() as u64) {
+                        let mut arg = Noisy::new("arg-shadow73");
+                        ev(format!("e74 {acc} {}", arg.touch()));
+                    }
+                }
+                Rec { pair: (mut a62, _), .. } => {
+                    let v75 = pass(i6 % 100).await;
+                    acc = (acc * 3 + v75) % 1_000_003;
+                    let mut i76: u64 = 0;
+                    'l77: loop {
+                        if i76 >= 2 { break 'l77; }
+                        i76 += 1;
+                        let mut arg = Noisy::new("arg-shadow78");
+                        let v79 = async { tick(53u64).await }.await;
+                        let v80 = async { tick(15u64).await }.await;
+                        let v81 = (v80 * 7 + v79) % 1_000_003;
+                        let mut n82 = Noisy::new("n82");
+                    }
+                }
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -13914,122 +13459,179 @@ random_case! {
 }
 
 random_case! {
-    case_113, 0x1298e4b7afaef55f,
+    case_113, 0x0d108f97e2a97391,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let list1: Vec<Noisy> = vec![];
-        'l3: for x2 in list1.iter().rev().map(|n| n.touch() as u64) {
-            let v4 = tick((acc ^ input) % 97).await;
-            acc = (acc * 3 + v4) % 1_000_003;
+        let pairs1: Vec<(Noisy, Noisy)> = vec![];
+        'l4: for (mut a2, _) in pairs1.into_iter() {
             let mut i5: u64 = 0;
-            'l6: while i5 < 2 {
+            'l6: while i5 < 3 {
                 i5 += 1;
-                let c7 = tick((input ^ input) % 97 % 2 == 0).await;
-                if c7 { break 'l3; }
-                let c8 = tick(i5 % 100 % 2 == 0).await;
-                if c8 { break 'l6; }
-            }
-            if (input >> 60) & 1 == 1 {
-                let v9 = pass(68u64 % 100).await;
-                if v9 % 3 == 0 { return Ok(acc); }
-            }
-            let list10: Vec<Noisy> = vec![Noisy::new("list10.0"), Noisy::new("list10.1")];
-            let f11 = first_of(&list10).await;
-            if let Some(f11) = f11 {
-                acc = acc.wrapping_add(show(f11).await as u64 + list10.len() as u64);
-            }
-        }
-        let mut n12 = Noisy::new("n12");
-        let v13 = (show(&arg).await as u64);
-        if v13 % 3 == 0 {
-            drop(n12);
-            let v14 = tick(acc % 100).await;
-            acc = (acc * 3 + v14) % 1_000_003;
-            let v16 = show(&Noisy::new("t15")).await as u64;
-            acc = (acc * 1 + v16) % 1_000_003;
-            let mut i17: u64 = 0;
-            'l18: while i17 < 2 {
-                i17 += 1;
-                let mut n19 = Noisy::new("n19");
-                let v20 = fallible((v13 ^ input) % 97).await?;
-                acc = (acc * 3 + v20) % 1_000_003;
-                if (input >> 20) & 1 == 1 {
-                    drop(n19);
-                    let v22 = show(&Noisy::new("t21")).await as u64;
-                    acc = (acc * 1 + v22) % 1_000_003;
-                    let f23 = |x: u64| (x * 5) ^ 13;
-                    let v24 = pass(input % 100).await;
-                    acc = f23(v24 % 1000);
-                } else {
-                    let mut n25 = Noisy::new("n25");
-                }
-                let mut it26: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
-                'l29: while let Some((mut a27, _)) = tick(it26.next()).await {
-                    if (input >> 25) & 1 == 1 { continue 'l29; }
-                    let Some(mut v30) = tick(maybe_noisy("v30", input % 100)).await else {
-                        let v32 = (show(&Noisy::new("t31")).await as u64);
-                        acc = (acc * 1 + v32) % 1_000_003;
-                        break 'l29;
-                    };
-                }
-            }
-        }
-        let mut i33: u64 = 0;
-        'l34: loop {
-            if i33 >= 0 { break 'l34; }
-            i33 += 1;
-            let v35 = tick((v13 ^ input) % 97).await;
-            acc = (acc * 3 + v35) % 1_000_003;
-            let pairs36: Vec<(Noisy, Noisy)> = vec![pair("pairs36.0"), pair("pairs36.1")];
-            'l38: for (a37, _) in pairs36.iter().skip(1) {
-                acc = acc.wrapping_add(show(a37).await as u64);
                 {
-                    let mut n39 = fallible_noisy("n39", acc % 100).await?;
-                    let v40 = fallible((acc ^ input) % 97).await?;
-                    acc = (acc * 3 + v40) % 1_000_003;
-                    let f41 = |x: u64| (x * 5) ^ 13;
-                    let v42 = pass(v40 % 100).await;
-                    acc = f41(v42 % 1000);
+                    let f7 = async |x: u64| tick(x % 100).await + 1;
+                    let v8 = f7(i5 % 100).await;
+                    acc = (acc * 1 + v8) % 1_000_003;
                 }
-                let v44 = show(&Noisy::new("t43")).await as u64;
-                acc = (acc * 1 + v44) % 1_000_003;
-                if (input ^ acc) % 5 < 2 { break 'l34; }
+                {
+                    let list9: Vec<Noisy> = vec![Noisy::new("list9.0"), Noisy::new("list9.1")];
+                    let f10 = first_of(&list9).await;
+                    let v11 = fallible(i5 % 100).await?;
+                    acc = acc.wrapping_add(v11);
+                    if let Some(f10) = f10 {
+                        acc = acc.wrapping_add(show(f10).await as u64 + list9.len() as u64);
+                    }
+                    let v13 = show(&Noisy::new("t12")).await as u64;
+                    acc = (acc * 1 + v13) % 1_000_003;
+                }
+                let c14 = tick((input ^ input) % 97 % 2 == 0).await;
+                if c14 {
+                    let Some(mut v15) = tick(maybe_noisy("v15", 97u64 % 100)).await else {
+                        let v16 = tick((71u64 ^ input) % 97).await;
+                        acc = (acc * 1 + v16) % 1_000_003;
+                        return Err(Fail::new("else17"));
+                    };
+                    if (input ^ acc) % 5 < 2 { continue 'l4; }
+                    let Some(v18) = tick(maybe(87u64 % 100)).await else {
+                        break 'l4;
+                    };
+                } else {
+                    ev(format!("e19 {acc}"));
+                    let v20 = (show(&a2).await as u64);
+                    acc = (acc * 3 + v20) % 1_000_003;
+                    let (_, mut b22) = tick(pair("p23")).await;
+                    acc = acc.wrapping_add(show(&b22).await as u64);
+                    if (input >> 30) & 1 == 1 { continue 'l4; }
+                }
+                let r25 = tick(Noisy::new("arg-re24")).await;
+                arg = r25;
             }
-            acc = acc.wrapping_add(pairs36.len() as u64);
+            let v27 = tick(Rec::new("rec26", acc % 100)).await.score();
+            acc = (acc * 1 + v27) % 1_000_003;
+            let v28 = tick(checked(v27 % 100)).await?;
+            acc = (acc * 1 + v28) % 1_000_003;
         }
-        let v45 = (show(&arg).await as u64);
-        acc = (acc * 3 + v45) % 1_000_003;
-        let v47 = tick(Rec::new("rec46", acc % 100)).await.name.touch() as u64;
-        acc = (acc * 1 + v47) % 1_000_003;
-        let f48 = |x: u64| (x * 5) ^ 13;
-        let v49 = pass((i33 ^ input) % 97).await;
-        acc = f48(v49 % 1000);
-        if (input ^ acc) % 5 < 2 {
-            let v50 = (show(&arg).await as u64);
-            let v51 = fallible(acc % 100).await?;
-            let v52 = (v51 * 7 + v50) % 1_000_003;
-            let mut i53: u64 = 0;
-            'l54: loop {
-                if i53 >= 1 { break 'l54; }
-                i53 += 1;
-                let Some(v55) = tick(maybe((input ^ input) % 97)).await else {
-                    break 'l54;
+        let mut n29 = fallible_noisy("n29", acc % 100).await?;
+        let mut i30: u64 = 0;
+        'l31: while i30 < 4 {
+            i30 += 1;
+            let mut n32 = Noisy::new("n32");
+            let (mut a33, mut b34) = pair("p35");
+            acc = acc.wrapping_add(show(&a33).await as u64);
+            let v36 = async { tick(27u64).await }.await;
+            if v36 % 3 == 0 { break 'l31; }
+        }
+        let v37 = (show(&arg).await as u64);
+        acc = (acc * 3 + v37) % 1_000_003;
+        let list38: Vec<Noisy> = vec![];
+        let f39 = first_of(&list38).await;
+        if let Some(f39) = f39 {
+            acc = acc.wrapping_add(show(f39).await as u64 + list38.len() as u64);
+        }
+        acc = acc.wrapping_add(list38.len() as u64);
+        let mut it40: IntoIter<(Noisy, Noisy)> = vec![pair("it40.0"), pair("it40.1")].into_iter();
+        'l43: while let Some((mut a41, _)) = tick(it40.next()).await {
+            let mut i44: u64 = 0;
+            'l45: loop {
+                if i44 >= 3 { break 'l45; }
+                i44 += 1;
+                let r47 = tick(Noisy::new("n29-re46")).await;
+                n29 = r47;
+                let v48 = tick((i30 ^ input) % 97).await;
+                acc = (acc * 3 + v48) % 1_000_003;
+                {
+                    let w49 = pass(v37 % 100).await;
+                    let r51 = tick(Rec::new("rec50", input % 100)).await;
+                    match r51 {
+                        rec52 if rec52.id % 3 == w49 % 3 => {
+                            acc = acc.wrapping_add(rec52.score());
+                            ev(format!("e54 {acc} {}", a41.touch()));
+                            let c55 = tick((w49 ^ input) % 97 % 2 == 0).await;
+                            if c55 { break 'l43; }
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w49) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                            let Some(mut v56) = tick(maybe_noisy("v56", v48 % 100)).await else {
+                                let g57 = Noisy::new("g57");
+                                let v58 = pass(i44 % 100).await;
+                                acc = (acc * 1 + v58) % 1_000_003;
+                                let v59 = show(&g57).await as u64;
+                                acc = (acc * 1 + v59) % 1_000_003;
+                                return Err(Fail::new("else60"));
+                            };
+                        }
+                        Rec { pair: (mut a53, _), .. } => {
+                            let Some(mut v61) = tick(maybe_noisy("v61", (i30 ^ input) % 97)).await else {
+                                let g62 = Noisy::new("g62");
+                                let v63 = (show(&a53).await as u64);
+                                acc = (acc * 1 + v63) % 1_000_003;
+                                continue 'l43;
+                            };
+                        }
+                    }
+                }
+                if (input ^ acc) % 5 < 2 { break 'l45; }
+            }
+            let pairs64: Vec<(Noisy, Noisy)> = vec![pair("pairs64.0")];
+            'l67: for (mut a65, _) in pairs64.into_iter() {
+                let v69 = show(&Noisy::new("t68")).await as u64;
+                acc = (acc * 1 + v69) % 1_000_003;
+                {
+                    let f70 = async |x: u64| tick(x % 100).await + 1;
+                    let v71 = f70(i30 % 100).await;
+                    acc = (acc * 1 + v71) % 1_000_003;
+                }
+                let mut n72 = Noisy::new("n72");
+                let Some(v73) = tick(maybe((input ^ input) % 97)).await else {
+                    break 'l67;
                 };
-                let pairs56: Vec<(Noisy, Noisy)> = vec![];
-                'l58: for (_, a57) in pairs56.iter().rev() {
-                    acc = acc.wrapping_add(show(a57).await as u64);
-                    let c59 = tick(v49 % 100 % 2 == 0).await;
-                    if c59 { continue 'l58; }
-                    let mut arg = Noisy::new("arg-shadow60");
-                    let v61 = fallible(i53 % 100).await?;
-                    acc = (acc * 3 + v61) % 1_000_003;
-                    let mut n62 = Noisy::new("n62");
-                }
-                acc = acc.wrapping_add(pairs56.len() as u64);
             }
-            let v63 = (show(&Noisy::new("t64")).await as u64);
-            acc = (acc * 3 + v63) % 1_000_003;
+            let pairs74: Vec<(Noisy, Noisy)> = vec![];
+            'l76: for (_, a75) in pairs74.iter().rev() {
+                acc = acc.wrapping_add(show(a75).await as u64);
+                let c77 = tick(acc % 100 % 2 == 0).await;
+                if c77 {
+                    let Some(v78) = tick(maybe(87u64 % 100)).await else {
+                        continue 'l76;
+                    };
+                    if acc % 2 == 0 { return Ok(acc); }
+                    let Some(v79) = tick(maybe(v78 % 100)).await else {
+                        return Err(Fail::new("else80"));
+                    };
+                    let v81 = (show(&Noisy::new("t82")).await as u64);
+                    acc = (acc * 3 + v81) % 1_000_003;
+                } else {
+                    let v84 = pass(73u64 % 100).await;
+                    { let f83 = |x: u64| (x * 5) ^ 13; acc = f83(v84 % 1000); }
+                    let i30 = tick(i30 % 1000 + 1).await;
+                }
+                let list85: Vec<Noisy> = vec![];
+                let f86 = first_of(&list85).await;
+                let v87 = (show(&Noisy::new("t88")).await as u64);
+                acc = acc.wrapping_add(v87);
+                if let Some(f86) = f86 {
+                    acc = acc.wrapping_add(show(f86).await as u64 + list85.len() as u64);
+                }
+                acc = acc.wrapping_add(list85.len() as u64);
+                let v89 = (show(&Noisy::new("t90")).await as u64);
+                acc = (acc * 3 + v89) % 1_000_003;
+                let list91: Vec<Noisy> = vec![Noisy::new("list91.0")];
+                let f92 = first_of(&list91).await;
+                let v93 = fallible((v89 ^ input) % 97).await?;
+                acc = acc.wrapping_add(v93);
+                if let Some(f92) = f92 {
+                    acc = acc.wrapping_add(show(f92).await as u64 + list91.len() as u64);
+                }
+                acc = acc.wrapping_add(list91.len() as u64);
+            }
         }
+        let list94: Vec<Noisy> = vec![Noisy::new("list94.0"), Noisy::new("list94.1")];
+        'l96: for x95 in list94.iter().rev().map(|n| n.touch() as u64) {
+            let v98 = show(&Noisy::new("t97")).await as u64;
+            acc = (acc * 1 + v98) % 1_000_003;
+            let v100 = tick(Rec::new("rec99", input % 100)).await.score();
+            acc = (acc * 1 + v100) % 1_000_003;
+        }
+        let mut n101 = Noisy::new("n101");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -14184,47 +13786,110 @@ random_case! {
 }
 
 random_case! {
-    case_115, 0xcc61d3399e89ba47,
+    case_115, 0x57a4f525fa9f43ac,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let w2 = tick_named("k3", acc % 100).await;
-        #[cfg(any())]
-        let v1: u64 = 1000;
-        #[cfg(all())]
-        let v1: u64 = w2 % 1000;
-        let mut n4 = fallible_noisy("n4", (56u64 ^ input) % 97).await?;
-        let Some(v5) = tick(maybe(input % 100)).await else {
-            return Err(Fail::new("else6"));
-        };
-        if (input >> 31) & 1 == 1 { drop(n4); }
-        let mut i7: u64 = 0;
-        'l8: while i7 < 4 {
-            i7 += 1;
-            let Some(mut v9) = tick(maybe_noisy("v9", 47u64 % 100)).await else {
-                let v10 = pass(v5 % 100).await;
-                acc = (acc * 1 + v10) % 1_000_003;
-                continue 'l8;
-            };
-            let Some(v11) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else12"));
-            };
+        {
+            let w1 = tick_named("k2", acc % 100).await;
+            let r4 = tick(Rec::new("rec3", (4u64 ^ input) % 97)).await;
+            match r4 {
+                rec5 if rec5.id % 3 == w1 % 3 => {
+                    acc = acc.wrapping_add(rec5.score());
+                    let r8 = tick(Noisy::new("arg-re7")).await;
+                    arg = r8;
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w1) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    let v10 = show(&tick(Rec::new("rec9", input % 100)).await.name).await as u64;
+                    acc = (acc * 1 + v10) % 1_000_003;
+                }
+                Rec { pair: (mut a6, _), .. } => {
+                    let mut i11: u64 = 0;
+                    'l12: while i11 < 4 {
+                        i11 += 1;
+                        let mut n13 = fallible_noisy("n13", 47u64 % 100).await?;
+                        let v14 = (show(&Noisy::new("t15")).await as u64);
+                        acc = (acc * 3 + v14) % 1_000_003;
+                    }
+                }
+            }
         }
-        let v13 = pass(acc % 100).await;
-        acc = (acc * 3 + v13) % 1_000_003;
-        let mut n15 = tick(Rec::new("rec14", (26u64 ^ input) % 97)).await.name;
-        let Some(v16) = tick(maybe((v13 ^ input) % 97)).await else {
-            let g17 = Noisy::new("g17");
-            let v18 = (show(&arg).await as u64);
-            acc = (acc * 1 + v18) % 1_000_003;
-            let v19 = show(&g17).await as u64;
-            acc = (acc * 1 + v19) % 1_000_003;
-            return Err(Fail::new("else20"));
-        };
-        let f21 = |x: u64| (x * 5) ^ 13;
-        let v22 = (show(&n15).await as u64);
-        acc = f21(v22 % 1000);
-        let v24 = pass(v22 % 100).await.wrapping_mul(3) % 1000;
-        acc = (acc * 1 + v24) % 1_000_003;
+        let list16: Vec<Noisy> = vec![];
+        'l18: for _ in 0..3u64 {
+            let f17 = first_of(&list16).await;
+            let f17n = tick(f17.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f17) = f17 { acc = acc.wrapping_add(show(f17).await as u64); }
+            let r20 = tick(Noisy::new("arg-re19")).await;
+            arg = r20;
+            if (input >> 34) & 1 == 1 {
+                let mut it21: IntoIter<(Noisy, Noisy)> = vec![pair("it21.0")].into_iter();
+                'l24: while let Some((mut a22, _)) = tick(it21.next()).await {
+                    if (input ^ acc) % 5 < 2 { continue 'l24; }
+                    let mut n25 = Noisy::new("n25");
+                }
+            } else {
+                let v27 = (show(&arg).await as u64);
+                { let f26 = |x: u64| (x * 5) ^ 13; acc = f26(v27 % 1000); }
+            }
+        }
+        acc = acc.wrapping_add(list16.len() as u64);
+        let v29 = pass(9u64 % 100).await.wrapping_mul(3) % 1000;
+        acc = (acc * 1 + v29) % 1_000_003;
+        let v31 = async { tick(41u64).await }.await;
+        { let f30 = |x: u64| (x * 5) ^ 13; acc = f30(v31 % 1000); }
+        let mut i32: u64 = 0;
+        'l33: loop {
+            if i32 >= 4 { break 'l33; }
+            i32 += 1;
+            let list34: Vec<Noisy> = vec![];
+            for (k35, item) in list34.iter().enumerate() {
+                acc = acc.wrapping_add(show(item).await as u64 + k35 as u64);
+            }
+            let v36 = pass(v29 % 100).await;
+            acc = (acc * 3 + v36) % 1_000_003;
+        }
+        let list37: Vec<Noisy> = vec![];
+        'l39: for x38 in list37.iter().rev().map(|n| n.touch() as u64) {
+            let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+            let (mut a40, _) = tick(pair("p42")).await;
+            acc = acc.wrapping_add(show(&a40).await as u64);
+        }
+        let mut i43: u64 = 0;
+        'l44: while i43 < 0 {
+            i43 += 1;
+            let r46 = tick(Noisy::new("arg-re45")).await;
+            arg = r46;
+            let v48 = tick(Rec::new("rec47", i32 % 100)).await.score();
+            acc = (acc * 1 + v48) % 1_000_003;
+        }
+        let pairs49: Vec<(Noisy, Noisy)> = vec![pair("pairs49.0")];
+        'l51: for &(ref a50, _) in pairs49.iter() {
+            acc = acc.wrapping_add(show(a50).await as u64);
+            let mut i52: u64 = 0;
+            'l53: while i52 < 2 {
+                i52 += 1;
+                if (input >> 17) & 1 == 1 { break 'l51; }
+                let list54: Vec<Noisy> = vec![Noisy::new("list54.0"), Noisy::new("list54.1")];
+                let f55 = first_of(&list54).await;
+                if let Some(f55) = f55 {
+                    acc = acc.wrapping_add(show(f55).await as u64 + list54.len() as u64);
+                }
+                let mut arg = Noisy::new("arg-shadow56");
+            }
+            let v57 = (show(&arg).await as u64);
+            let v58 = fallible(acc % 100).await?;
+            let v59 = (v58 * 7 + v57) % 1_000_003;
+            let v60 = (show(&arg).await as u64);
+            acc = (acc * 3 + v60) % 1_000_003;
+            let v61 = pass(v59 % 100).await;
+            let v62 = pass(v61 % 100).await;
+            let v63 = (v62 * 7 + v61) % 1_000_003;
+        }
+        acc = acc.wrapping_add(pairs49.len() as u64);
+        ev(format!("e64 {acc}"));
+        let v65 = (show(&arg).await as u64);
+        let v66 = (show(&arg).await as u64);
+        let v67 = (v66 * 7 + v65) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -14267,34 +13932,37 @@ random_case! {
 }
 
 random_case! {
-    case_117, 0xf24f1f875867a3c6,
+    case_117, 0x8346c88b32c98e2d,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let Some(v1) = tick(maybe((acc ^ input) % 97)).await else {
             return Err(Fail::new("else2"));
         };
-        let f3 = |x: u64| (x * 5) ^ 13;
         let v4 = (show(&Noisy::new("t5")).await as u64);
-        acc = f3(v4 % 1000);
+        { let f3 = |x: u64| (x * 5) ^ 13; acc = f3(v4 % 1000); }
         let mut arg = Noisy::new("arg-shadow6");
         acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
         let pairs7: Vec<(Noisy, Noisy)> = vec![pair("pairs7.0")];
-        'l10: for (mut a8, _) in pairs7 {
+        'l9: for (a8, _) in pairs7.iter() {
+            acc = acc.wrapping_add(show(a8).await as u64);
+            let mut n10 = Noisy::new("n10");
             if (input >> 10) & 1 == 1 {
-                if acc % 4 == 0 { break 'l10; }
-                let r12 = tick(Noisy::new("a8-re11")).await;
-                a8 = r12;
+                if acc % 4 == 0 { break 'l9; }
+                let r12 = tick(Noisy::new("n10-re11")).await;
+                n10 = r12;
             } else {
                 let mut n13 = Noisy::new("n13");
             }
-            let f14 = |x: u64| (x * 5) ^ 13;
-            let v15 = (show(&arg).await as u64);
-            acc = f14(v15 % 1000);
-            let Some(v16) = tick(maybe(acc % 100)).await else {
-                break 'l10;
-            };
         }
-        let mut n17 = Noisy::new("n17");
+        acc = acc.wrapping_add(pairs7.len() as u64);
+        let Some(mut v14) = tick(maybe_noisy("v14", (v1 ^ input) % 97)).await else {
+            let g15 = Noisy::new("g15");
+            let v17 = (show(&Noisy::new("t16")).await as u64);
+            acc = (acc * 1 + v17) % 1_000_003;
+            let v18 = show(&g15).await as u64;
+            acc = (acc * 1 + v18) % 1_000_003;
+            return Err(Fail::new("else19"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -14397,7 +14065,7 @@ random_case! {
 }
 
 random_case! {
-    case_119, 0xd5a3cd5247bb5606,
+    case_119, 0x7aabf9896d02e5a9,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut i1: u64 = 0;
@@ -14444,71 +14112,101 @@ random_case! {
         if acc % 4 == 0 {
             let v24 = tick(v24 % 1000 + 1).await;
             if acc % 2 == 0 {
-                let mut i29: u64 = 0;
-                let mut n31: Noisy = 'l30: loop {
-                    if i29 >= 2 { break 'l30 Noisy::new("n31-end"); }
-                    i29 += 1;
-                    let r33 = tick(Noisy::new("n28-re32")).await;
-                    n28 = r33;
-                    let f34 = |x: u64| (x * 5) ^ 13;
-                    let v35 = (show(&Noisy::new("t36")).await as u64);
-                    acc = f34(v35 % 1000);
-                };
-                let Some(v37) = tick(maybe((v24 ^ input) % 97)).await else {
-                    return Err(Fail::new("else38"));
-                };
+                let pairs29: Vec<(Noisy, Noisy)> = vec![];
+                'l32: for (_, mut b31) in pairs29.into_iter() {
+                    acc = (acc * 5 + checked((acc ^ input) % 97)?) % 1_000_003;
+                    let v33 = tick_named("k34", v24 % 100).await;
+                    acc = (acc * 3 + v33) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow35");
+                }
+                let list36: Vec<Noisy> = vec![];
+                'l38: for x37 in list36.iter().rev().map(|n| n.touch() as u64) {
+                    let v40 = show(&Noisy::new("t39")).await as u64;
+                    acc = (acc * 1 + v40) % 1_000_003;
+                    if acc % 3 == 0 { return Ok(acc); }
+                }
             } else {
-                let mut n39 = Noisy::new("n39");
+                let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+                {
+                    drop(n28);
+                }
+                let list41: Vec<Noisy> = vec![Noisy::new("list41.0"), Noisy::new("list41.1")];
+                for (k42, item) in list41.iter().enumerate() {
+                    acc = acc.wrapping_add(show(item).await as u64 + k42 as u64);
+                }
             }
         } else {
-            let v40 = tick(checked(acc % 100)).await?;
-            acc = (acc * 1 + v40) % 1_000_003;
+            ev(format!("e43 {acc} {}", arg.touch()));
             {
-                let v42 = pass(v40 % 100).await.wrapping_mul(3) % 1000;
-                acc = (acc * 1 + v42) % 1_000_003;
-            }
-        }
-        let pairs43: Vec<(Noisy, Noisy)> = vec![pair("pairs43.0")];
-        'l46: for (mut a44, _) in pairs43.into_iter() {
-            if (input >> 48) & 1 == 1 { continue 'l46; }
-            ev(format!("e47 {acc} {}", arg.touch()));
-            let v48 = (show(&Noisy::new("t49")).await as u64);
-            acc = (acc * 3 + v48) % 1_000_003;
-            if (input ^ acc) % 5 < 2 {
-                let pairs50: Vec<(Noisy, Noisy)> = vec![pair("pairs50.0"), pair("pairs50.1")];
-                'l52: for &(ref a51, _) in &pairs50 {
-                    acc = acc.wrapping_add(show(a51).await as u64);
-                    let v53 = (show(&n28).await as u64);
-                    acc = (acc * 3 + v53) % 1_000_003;
-                    let (mut a55, _) = tick(Rec::new("rec54", (i1 ^ input) % 97)).await.pair;
-                    let v57 = show(&a55).await as u64;
-                    acc = (acc * 1 + v57) % 1_000_003;
-                    let v59 = tick(Rec::new("rec58", v53 % 100)).await.id;
-                    acc = (acc * 1 + v59) % 1_000_003;
-                    let f60 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v61 = f60(69u64 % 100).await;
-                    acc = (acc * 1 + v61) % 1_000_003;
-                }
-            } else {
-                let v62 = tick_named("k63", 72u64 % 100).await;
-                if v62 % 3 == 0 { break 'l46; }
-                let mut n28 = Noisy::new("n28-shadow64");
-                let v65 = async { tick(75u64).await }.await;
-                acc = (acc * 3 + v65) % 1_000_003;
-                let pairs66: Vec<(Noisy, Noisy)> = vec![pair("pairs66.0")];
-                'l69: for (_, mut b68) in pairs66.into_iter() {
-                    let f70 = |x: u64| (x * 5) ^ 13;
-                    let v71 = tick_named("k72", acc % 100).await;
-                    acc = f70(v71 % 1000);
-                    let mut n73 = Noisy::new("n73");
-                    let r75 = tick(Noisy::new("n28-re74")).await;
-                    n28 = r75;
+                let w44 = (show(&Noisy::new("t45")).await as u64);
+                let r47 = tick(Rec::new("rec46", v24 % 100)).await;
+                match r47 {
+                    rec48 if rec48.id % 3 == w44 % 3 => {
+                        acc = acc.wrapping_add(rec48.score());
+                        let v50 = (show(&arg).await as u64);
+                        acc = (acc * 3 + v50) % 1_000_003;
+                        let v52 = (show(&arg).await as u64);
+                        { let f51 = |x: u64| (x * 5) ^ 13; acc = f51(v52 % 1000); }
+                    }
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w44) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
+                        let Some(v53) = tick(maybe((v24 ^ input) % 97)).await else {
+                            return Err(Fail::new("else54"));
+                        };
+                    }
+                    Rec { pair: (mut a49, _), .. } => {
+                        let list55: Vec<Noisy> = vec![Noisy::new("list55.0")];
+                        let f56 = first_of(&list55).await;
+                        let v57 = tick_named("k58", i1 % 100).await;
+                        acc = acc.wrapping_add(v57);
+                        if let Some(f56) = f56 {
+                            acc = acc.wrapping_add(show(f56).await as u64 + list55.len() as u64);
+                        }
+                    }
                 }
             }
+            let mut n59 = Noisy::new("n59");
+            let r61 = tick(Noisy::new("n28-re60")).await;
+            n28 = r61;
         }
-        let v76 = tick(checked(acc % 100)).await?;
-        acc = (acc * 1 + v76) % 1_000_003;
-        ev(format!("e77 {acc} {}", arg.touch()));
+        let list62: Vec<Noisy> = vec![Noisy::new("list62.0"), Noisy::new("list62.1")];
+        'l64: for _ in 0..4u64 {
+            let f63 = first_of(&list62).await;
+            let f63n = tick(f63.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f63) = f63 { acc = acc.wrapping_add(show(f63).await as u64); }
+            let v65 = pass(i1 % 100).await;
+            acc = (acc * 3 + v65) % 1_000_003;
+            let mut arg = Noisy::new("arg-shadow66");
+            let Some(v67) = tick(maybe((acc ^ input) % 97)).await else {
+                return Err(Fail::new("else68"));
+            };
+        }
+        acc = acc.wrapping_add(list62.len() as u64);
+        let c69 = tick(i1 % 100 % 2 == 0).await;
+        if c69 {
+            ev(format!("e70 {acc}"));
+        } else {
+            let mut arg = Noisy::new("arg-shadow71");
+            let c72 = tick((acc ^ input) % 97 % 2 == 0).await;
+            if c72 { drop(arg); }
+            let v74 = (show(&Noisy::new("t75")).await as u64);
+            { let f73 = |x: u64| (x * 5) ^ 13; acc = f73(v74 % 1000); }
+            let v76 = tick(59u64 % 100).await;
+            let v77 = tick((input ^ input) % 97).await;
+            let v78 = (v77 * 7 + v76) % 1_000_003;
+        }
+        let mut i79: u64 = 0;
+        'l80: while i79 < 1 {
+            i79 += 1;
+            {
+                let f81 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                let v82 = f81((i1 ^ input) % 97).await;
+                acc = (acc * 1 + v82) % 1_000_003;
+            }
+            let Some(v83) = tick(maybe(i1 % 100)).await else {
+                break 'l80;
+            };
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -14634,70 +14332,70 @@ random_case! {
 }
 
 random_case! {
-    case_121, 0xe7529cc91d8e3bf1,
+    case_121, 0x67f0ea93ef62e5d2,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let mut i1: u64 = 0;
-        let mut n3: Noisy = 'l2: loop {
-            if i1 >= 1 { break 'l2 Noisy::new("n3-end"); }
-            i1 += 1;
-            if acc % 2 == 0 { break 'l2 Noisy::new("brk4"); }
-            let v5 = tick(i1 % 100).await;
-            if v5 % 3 == 0 { break 'l2 Noisy::new("brk6"); }
-            let mut i7: u64 = 0;
-            'l8: loop {
-                if i7 >= 4 { break 'l8; }
-                i7 += 1;
-                acc = (acc * 5 + checked((acc ^ input) % 97)?) % 1_000_003;
-                let Some(mut v9) = tick(maybe_noisy("v9", (input ^ input) % 97)).await else {
-                    let g10 = Noisy::new("g10");
-                    let v11 = fallible(82u64 % 100).await?;
-                    acc = (acc * 1 + v11) % 1_000_003;
-                    let v12 = show(&g10).await as u64;
-                    acc = (acc * 1 + v12) % 1_000_003;
-                    break 'l8;
-                };
-                if (input >> 36) & 1 == 1 { break 'l8; }
+        let (_, mut b3) = tick(Rec::new("rec1", acc % 100)).await.pair;
+        let Some(mut v4) = tick(maybe_noisy("v4", input % 100)).await else {
+            let v5 = async { tick(26u64).await }.await;
+            acc = (acc * 1 + v5) % 1_000_003;
+            return Err(Fail::new("else6"));
+        };
+        let pairs7: Vec<(Noisy, Noisy)> = vec![pair("pairs7.0")];
+        'l10: for (mut a8, _) in pairs7 {
+            let v11 = (show(&a8).await as u64);
+            let v12 = (show(&a8).await as u64);
+            let v13 = (v12 * 7 + v11) % 1_000_003;
+            let v15 = pass(acc % 100).await;
+            { let f14 = |x: u64| (x * 5) ^ 13; acc = f14(v15 % 1000); }
+            if (input >> 44) & 1 == 1 {
+                let mut i16: u64 = 0;
+                'l17: loop {
+                    if i16 >= 3 { break 'l17; }
+                    i16 += 1;
+                    let mut n18 = Noisy::new("n18");
+                    let v20 = async { tick(38u64).await }.await;
+                    { let f19 = |x: u64| (x * 5) ^ 13; acc = f19(v20 % 1000); }
+                    if acc % 2 == 0 { continue 'l17; }
+                    if (input >> 13) & 1 == 1 { drop(n18); }
+                }
+                let c21 = tick(i16 % 100 % 2 == 0).await;
+                if c21 { break 'l10; }
+            } else {
+                let v23 = show(&Noisy::new("t22")).await as u64;
+                acc = (acc * 1 + v23) % 1_000_003;
             }
-        };
-        let _ = tick(Rec::new("rec13", acc % 100)).await.pair;
-        let Some(v16) = tick(maybe(input % 100)).await else {
-            return Err(Fail::new("else17"));
-        };
-        let mut i18: u64 = 0;
-        'l19: loop {
-            if i18 >= 0 { break 'l19; }
-            i18 += 1;
-            let v20 = tick(v16 % 100).await;
-            acc = (acc * 3 + v20) % 1_000_003;
-            let mut n3 = Noisy::new("n3-shadow21");
-            let v23 = show(&Noisy::new("t22")).await as u64;
-            acc = (acc * 1 + v23) % 1_000_003;
         }
-        if acc % 3 == 0 { drop(n3); }
+        if acc % 3 == 0 { drop(v4); }
         let mut i24: u64 = 0;
         'l25: loop {
             if i24 >= 2 { break 'l25; }
             i24 += 1;
-            acc = (acc * 5 + checked(83u64 % 100)?) % 1_000_003;
-            let v26 = pass(acc % 100).await;
+            acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
+            let v26 = pass(30u64 % 100).await;
             acc = (acc * 3 + v26) % 1_000_003;
-            let list27: Vec<Noisy> = vec![Noisy::new("list27.0")];
-            'l29: for _ in 0..4u64 {
-                let f28 = first_of(&list27).await;
-                let f28n = tick(f28.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                if let Some(f28) = f28 { acc = acc.wrapping_add(show(f28).await as u64); }
-                let r31 = tick(Noisy::new("arg-re30")).await;
-                arg = r31;
-                let mut n32 = Noisy::new("n32");
-                let v33 = (show(&Noisy::new("t34")).await as u64);
-                acc = (acc * 3 + v33) % 1_000_003;
-                let v35 = tick(checked((v33 ^ input) % 97)).await?;
-                acc = (acc * 1 + v35) % 1_000_003;
+            let mut i27: u64 = 0;
+            'l28: loop {
+                if i27 >= 4 { break 'l28; }
+                i27 += 1;
+                let r30 = tick(Noisy::new("b3-re29")).await;
+                b3 = r30;
+                let mut n31 = Noisy::new("n31");
+                let v32 = (show(&Noisy::new("t33")).await as u64);
+                acc = (acc * 3 + v32) % 1_000_003;
+                let v34 = tick(checked((5u64 ^ input) % 97)).await?;
+                acc = (acc * 1 + v34) % 1_000_003;
             }
-            acc = acc.wrapping_add(list27.len() as u64);
-            let mut n36 = Noisy::new("n36");
+            let mut n35 = Noisy::new("n35");
         }
+        let list36: Vec<Noisy> = vec![Noisy::new("list36.0"), Noisy::new("list36.1")];
+        let f37 = first_of(&list36).await;
+        let v38 = tick_named("k39", (acc ^ input) % 97).await;
+        acc = acc.wrapping_add(v38);
+        if let Some(f37) = f37 {
+            acc = acc.wrapping_add(show(f37).await as u64 + list36.len() as u64);
+        }
+        acc = acc.wrapping_add(list36.len() as u64);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -15078,9 +14776,8 @@ random_case! {
                 let mut n7 = Noisy::new("n7-shadow22");
                 let pairs23: Vec<(Noisy, Noisy)> = vec![pair("pairs23.0")];
                 'l26: for (_, mut b25) in pairs23.into_iter() {
-                    let f27 = |x: u64| (x * 5) ^ 13;
                     let v28 = (show(&arg).await as u64);
-                    acc = f27(v28 % 1000);
+                    { let f27 = |x: u64| (x * 5) ^ 13; acc = f27(v28 % 1000); }
                     let (mut a30, mut b31) = tick(Rec::new("rec29", i18 % 100)).await.pair;
                     let v32 = show(&b31).await as u64;
                     acc = (acc * 1 + v32) % 1_000_003;
@@ -15107,12 +14804,16 @@ random_case! {
                 let v39 = fallible(v2 % 100).await?;
                 let v40 = (show(&Noisy::new("t41")).await as u64);
                 let v42 = (v40 * 7 + v39) % 1_000_003;
-                let f43 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v44 = f43(v1 % 100).await;
-                acc = (acc * 1 + v44) % 1_000_003;
-                let f45 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v46 = f45(v1 % 100).await;
-                acc = (acc * 1 + v46) % 1_000_003;
+                {
+                    let f43 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v44 = f43(v1 % 100).await;
+                    acc = (acc * 1 + v44) % 1_000_003;
+                }
+                {
+                    let f45 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v46 = f45(v1 % 100).await;
+                    acc = (acc * 1 + v46) % 1_000_003;
+                }
                 let v47 = tick((v40 ^ input) % 97).await;
                 let v48 = async { tick(30u64).await }.await;
                 let v49 = (v48 * 7 + v47) % 1_000_003;
@@ -15123,9 +14824,8 @@ random_case! {
                 'l52: loop {
                     if i51 >= 2 { break 'l52; }
                     i51 += 1;
-                    let f53 = |x: u64| (x * 5) ^ 13;
                     let v54 = (show(&Noisy::new("t55")).await as u64);
-                    acc = f53(v54 % 1000);
+                    { let f53 = |x: u64| (x * 5) ^ 13; acc = f53(v54 % 1000); }
                     let Some(v56) = tick(maybe(i51 % 100)).await else {
                         break 'l52;
                     };
@@ -15135,38 +14835,36 @@ random_case! {
                 }
                 let list58: Vec<Noisy> = vec![Noisy::new("list58.0"), Noisy::new("list58.1")];
                 'l60: for x59 in list58.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-                    let r64 = tick(pair("p63")).await;
-                    let (_, mut b62) = r64;
+                    let (_, mut b62) = tick(pair("p63")).await;
                     acc = acc.wrapping_add(show(&b62).await as u64);
-                    let v65 = (show(&Noisy::new("t66")).await as u64);
-                    acc = (acc * 3 + v65) % 1_000_003;
+                    let v64 = (show(&Noisy::new("t65")).await as u64);
+                    acc = (acc * 3 + v64) % 1_000_003;
                 }
             }
         }
-        let mut i67: u64 = 0;
-        'l68: loop {
-            if i67 >= 1 { break 'l68; }
-            i67 += 1;
-            let (mut a69, _) = pair("p71");
-            acc = acc.wrapping_add(show(&a69).await as u64);
-            let mut n72 = Noisy::new("n72");
+        let mut i66: u64 = 0;
+        'l67: loop {
+            if i66 >= 1 { break 'l67; }
+            i66 += 1;
+            let (mut a68, _) = pair("p70");
+            acc = acc.wrapping_add(show(&a68).await as u64);
+            let mut n71 = Noisy::new("n71");
         }
         if acc % 3 == 0 {
             {
-                let v73 = tick(v2 % 100).await;
-                acc = (acc * 3 + v73) % 1_000_003;
-                let mut n7 = Noisy::new("n7-shadow74");
-                let r76 = tick(Noisy::new("n7-re75")).await;
-                n7 = r76;
+                let v72 = tick(v2 % 100).await;
+                acc = (acc * 3 + v72) % 1_000_003;
+                let mut n7 = Noisy::new("n7-shadow73");
+                let r75 = tick(Noisy::new("n7-re74")).await;
+                n7 = r75;
             }
-            let v78 = show(&Noisy::new("t77")).await as u64;
-            acc = (acc * 1 + v78) % 1_000_003;
-            let r82 = tick(pair("p81")).await;
-            let (_, mut b80) = r82;
-            acc = acc.wrapping_add(show(&b80).await as u64);
+            let v77 = show(&Noisy::new("t76")).await as u64;
+            acc = (acc * 1 + v77) % 1_000_003;
+            let (_, mut b79) = tick(pair("p80")).await;
+            acc = acc.wrapping_add(show(&b79).await as u64);
         }
-        let Some(v83) = tick(maybe(i10 % 100)).await else {
-            return Err(Fail::new("else84"));
+        let Some(v81) = tick(maybe(i10 % 100)).await else {
+            return Err(Fail::new("else82"));
         };
         ev(format!("end {acc}"));
         Ok(acc)
@@ -15334,7 +15032,7 @@ random_case! {
 }
 
 random_case! {
-    case_127, 0xaaf06560cc4e3eda,
+    case_127, 0xf5d30ba7fb1507a8,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let Some(v1) = tick(maybe(acc % 100)).await else {
@@ -15344,34 +15042,45 @@ random_case! {
             let v3 = tick(input % 100).await;
             acc = (acc * 3 + v3) % 1_000_003;
         }
-        let f4 = |x: u64| (x * 5) ^ 13;
         let v5 = tick_named("k6", acc % 100).await;
-        acc = f4(v5 % 1000);
+        { let f4 = |x: u64| (x * 5) ^ 13; acc = f4(v5 % 1000); }
         let mut arg = Noisy::new("arg-shadow7");
-        let pairs8: Vec<(Noisy, Noisy)> = vec![];
-        'l10: for &(ref a9, _) in &pairs8 {
-            acc = acc.wrapping_add(show(a9).await as u64);
-            let r12 = tick(Noisy::new("arg-re11")).await;
-            arg = r12;
-            if (input >> 57) & 1 == 1 { break 'l10; }
-            let mut n13 = Noisy::new("n13");
-            let v14 = tick(input % 100).await;
-            acc = (acc * 3 + v14) % 1_000_003;
+        let mut it8: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+        'l11: while let Some(_) = tick(it8.next()).await {
+            let pairs12: Vec<(Noisy, Noisy)> = vec![];
+            'l15: for (mut a13, mut b14) in pairs12 {
+                let Some(mut v16) = tick(maybe_noisy("v16", v5 % 100)).await else {
+                    let g17 = Noisy::new("g17");
+                    let v18 = fallible(input % 100).await?;
+                    acc = (acc * 1 + v18) % 1_000_003;
+                    break 'l11;
+                };
+                let r20 = tick(Noisy::new("arg-re19")).await;
+                arg = r20;
+                let mut n21 = Noisy::new("n21");
+            }
+            acc = (acc * 5 + checked(input % 100)?) % 1_000_003;
+            let Some(v22) = tick(maybe(v5 % 100)).await else {
+                break 'l11;
+            };
         }
-        acc = acc.wrapping_add(pairs8.len() as u64);
-        let mut n15 = Noisy::new("n15");
-        acc = (acc * 5 + checked(input % 100)?) % 1_000_003;
-        let Some(v16) = tick(maybe(v5 % 100)).await else {
-            return Err(Fail::new("else17"));
-        };
         drop(arg);
-        let w19 = tick((v16 ^ input) % 97).await;
-        #[cfg(any())]
-        let v18: u64 = 1000;
-        #[cfg(all())]
-        let v18: u64 = w19 % 1000;
-        let c20 = tick(input % 100 % 2 == 0).await;
-        if c20 { drop(n15); }
+        let v23 = pass((acc ^ input) % 97).await;
+        acc = (acc * 3 + v23) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow24");
+        let pairs25: Vec<(Noisy, Noisy)> = vec![pair("pairs25.0"), pair("pairs25.1")];
+        'l28: for (mut a26, _) in pairs25 {
+            let v29 = tick((input ^ input) % 97).await;
+            acc = (acc * 3 + v29) % 1_000_003;
+            let c30 = tick((v1 ^ input) % 97 % 2 == 0).await;
+            if c30 { return Ok(acc); }
+        }
+        let list31: Vec<Noisy> = vec![Noisy::new("list31.0")];
+        for (k32, item) in list31.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k32 as u64);
+        }
+        let v33 = tick(acc % 100).await;
+        acc = (acc * 3 + v33) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -15492,7 +15201,7 @@ random_case! {
 }
 
 random_case! {
-    case_129, 0x4ec55fc75e82c64a,
+    case_129, 0xc139c228c3b5fc36,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut i1: u64 = 0;
@@ -15519,50 +15228,24 @@ random_case! {
         ev(format!("e14 {acc} {}", arg.touch()));
         let input = tick(input % 1000 + 1).await;
         let mut arg = Noisy::new("arg-shadow15");
-        let mut i16: u64 = 0;
-        let mut n18: Noisy = 'l17: loop {
-            if i16 >= 3 { break 'l17 Noisy::new("n18-end"); }
-            i16 += 1;
-            if acc % 4 == 0 {
-                {
-                    let v20 = show(&Noisy::new("t19")).await as u64;
-                    acc = (acc * 1 + v20) % 1_000_003;
-                    let Some(v21) = tick(maybe(i16 % 100)).await else {
-                        break 'l17 Noisy::new("brk22");
-                    };
-                    let v24 = show(&tick(Rec::new("rec23", acc % 100)).await.name).await as u64;
-                    acc = (acc * 1 + v24) % 1_000_003;
+        let mut n16 = fallible_noisy("n16", input % 100).await?;
+        {
+            let mut i17: u64 = 0;
+            'l18: while i17 < 1 {
+                i17 += 1;
+                let v20 = show(&Noisy::new("t19")).await as u64;
+                acc = (acc * 1 + v20) % 1_000_003;
+                acc = (acc * 5 + checked(acc % 100)?) % 1_000_003;
+                let list21: Vec<Noisy> = vec![Noisy::new("list21.0")];
+                for (k22, item) in list21.iter().enumerate() {
+                    acc = acc.wrapping_add(show(item).await as u64 + k22 as u64);
                 }
-                let Some(v25) = tick(maybe((input ^ input) % 97)).await else {
-                    break 'l17 Noisy::new("brk26");
-                };
-                let mut arg = Noisy::new("arg-shadow27");
-                let mut n28 = Noisy::new("n28");
-            } else {
-                let v29 = tick((acc ^ input) % 97).await;
-                if v29 % 3 == 0 {
-                    let Some(v30) = tick(maybe(input % 100)).await else {
-                        break 'l17 Noisy::new("brk31");
-                    };
-                    let v32 = (show(&Noisy::new("t33")).await as u64);
-                    if v32 % 3 == 0 { break 'l17 Noisy::new("brk34"); }
-                } else {
-                    let Some(mut v35) = tick(maybe_noisy("v35", (input ^ input) % 97)).await else {
-                        let v36 = tick(acc % 100).await;
-                        acc = (acc * 1 + v36) % 1_000_003;
-                        break 'l17 Noisy::new("brk37");
-                    };
-                }
-                if acc % 2 == 0 { break 'l17 Noisy::new("brk38"); }
-                let mut n39 = Noisy::new("n39");
-                let v40 = tick_named("k41", input % 100).await;
-                acc = (acc * 3 + v40) % 1_000_003;
             }
-            let v42 = tick(51u64 % 100).await;
-            let v43 = tick_named("k44", (input ^ input) % 97).await;
-            let v45 = (v43 * 7 + v42) % 1_000_003;
-        };
-        let mut n18 = Noisy::new("n18-shadow46");
+            let Some(v23) = tick(maybe((input ^ input) % 97)).await else {
+                return Err(Fail::new("else24"));
+            };
+            let mut arg = Noisy::new("arg-shadow25");
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -15732,66 +15415,86 @@ random_case! {
 }
 
 random_case! {
-    case_131, 0xee7a04e766652da8,
+    case_131, 0xafae9c4b2020d064,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let mut it1: IntoIter<(Noisy, Noisy)> = vec![pair("it1.0"), pair("it1.1")].into_iter();
-        'l4: while let Some((_, mut b3)) = tick(it1.next()).await {
-            ev(format!("e5 {acc} {}", arg.touch()));
-            let r7 = tick(Noisy::new("arg-re6")).await;
-            arg = r7;
-            let v8 = (show(&Noisy::new("t9")).await as u64);
-            acc = (acc * 3 + v8) % 1_000_003;
-        }
-        let mut arg = Noisy::new("arg-shadow10");
-        let mut i11: u64 = 0;
-        'l12: loop {
-            if i11 >= 2 { break 'l12; }
-            i11 += 1;
-            let list13: Vec<Noisy> = vec![Noisy::new("list13.0"), Noisy::new("list13.1")];
-            'l15: for _ in 0..4u64 {
-                let f14 = first_of(&list13).await;
-                let f14n = tick(f14.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                if let Some(f14) = f14 { acc = acc.wrapping_add(show(f14).await as u64); }
-                let v16 = tick(acc % 100).await;
-                if v16 % 3 == 0 {
-                    let Some(v17) = tick(maybe(acc % 100)).await else {
-                        break 'l15;
-                    };
-                    let Some(v18) = tick(maybe(acc % 100)).await else {
-                        return Err(Fail::new("else19"));
-                    };
-                    let v21 = pass((acc ^ input) % 97).await.wrapping_mul(3) % 1000;
-                    acc = (acc * 1 + v21) % 1_000_003;
+        let list1: Vec<Noisy> = vec![Noisy::new("list1.0"), Noisy::new("list1.1")];
+        'l3: for _ in 0..4u64 {
+            let f2 = first_of(&list1).await;
+            let f2n = tick(f2.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f2) = f2 { acc = acc.wrapping_add(show(f2).await as u64); }
+            let mut n4 = fallible_noisy("n4", (acc ^ input) % 97).await?;
+            let list5: Vec<Noisy> = vec![];
+            'l7: for x6 in list5.iter().map(|n| n.touch() as u64) {
+                let v9 = async { tick(69u64).await }.await;
+                { let f8 = |x: u64| (x * 5) ^ 13; acc = f8(v9 % 1000); }
+                let mut n10 = Noisy::new("n10");
+                ev(format!("e11 {acc}"));
+                if acc % 2 == 0 { continue 'l7; }
+            }
+            let pairs12: Vec<(Noisy, Noisy)> = vec![pair("pairs12.0"), pair("pairs12.1")];
+            'l15: for (_, mut b14) in pairs12.into_iter() {
+                let mut n16 = Noisy::new("n16");
+                if (input >> 54) & 1 == 1 { break 'l15; }
+                let v17 = (show(&n16).await as u64);
+                if v17 % 3 == 0 {
+                    let v19 = (show(&Noisy::new("t20")).await as u64);
+                    { let f18 = |x: u64| (x * 5) ^ 13; acc = f18(v19 % 1000); }
+                    let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
                 } else {
-                    let v23 = show(&Noisy::new("t22")).await as u64;
-                    acc = (acc * 1 + v23) % 1_000_003;
-                    let v24 = tick_named("k25", 39u64 % 100).await;
-                    acc = (acc * 3 + v24) % 1_000_003;
+                    ev(format!("e21 {acc} {}", b14.touch()));
+                    drop(n16);
+                    let mut n22 = Noisy::new("n22");
                 }
-                if (input ^ acc) % 5 < 2 { break 'l12; }
             }
-            acc = acc.wrapping_add(list13.len() as u64);
-            let mut it26: IntoIter<(Noisy, Noisy)> = vec![pair("it26.0"), pair("it26.1")].into_iter();
-            'l29: while let Some((mut a27, _)) = tick(it26.next()).await {
-                let v30 = pass(acc % 100).await;
-                acc = (acc * 3 + v30) % 1_000_003;
-                let v31 = async { tick(85u64).await }.await;
-                acc = (acc * 3 + v31) % 1_000_003;
+            drop(n4);
+        }
+        acc = acc.wrapping_add(list1.len() as u64);
+        {
+            let list23: Vec<Noisy> = vec![];
+            let f24 = first_of(&list23).await;
+            if let Some(f24) = f24 {
+                acc = acc.wrapping_add(show(f24).await as u64 + list23.len() as u64);
+            }
+            let v25 = (show(&arg).await as u64);
+            if v25 % 3 == 0 {
+                let (_, mut b27) = pair("p28");
+                acc = acc.wrapping_add(show(&b27).await as u64);
             }
         }
-        let Some(v32) = tick(maybe((27u64 ^ input) % 97)).await else {
-            return Err(Fail::new("else33"));
-        };
-        drop(arg);
-        let v34 = fallible(v32 % 100).await?;
-        acc = (acc * 3 + v34) % 1_000_003;
-        let mut i35: u64 = 0;
-        'l36: while i35 < 4 {
-            i35 += 1;
-            let mut n37 = Noisy::new("n37");
-            let v38 = async { tick(5u64).await }.await;
+        let c29 = tick(acc % 100 % 2 == 0).await;
+        if c29 {
+            let v30 = pass(input % 100).await;
+            acc = (acc * 3 + v30) % 1_000_003;
+            let list31: Vec<Noisy> = vec![Noisy::new("list31.0")];
+            let f32 = first_of(&list31).await;
+            let v33 = pass((v30 ^ input) % 97).await;
+            acc = acc.wrapping_add(v33);
+            if let Some(f32) = f32 {
+                acc = acc.wrapping_add(show(f32).await as u64 + list31.len() as u64);
+            }
+            acc = acc.wrapping_add(list31.len() as u64);
+            let v35 = pass(v30 % 100).await.wrapping_mul(3) % 1000;
+            acc = (acc * 1 + v35) % 1_000_003;
+            let v37 = show(&Noisy::new("t36")).await as u64;
+            acc = (acc * 1 + v37) % 1_000_003;
+        }
+        {
+            let v38 = tick(acc % 100).await;
             acc = (acc * 3 + v38) % 1_000_003;
+        }
+        let v39 = async { tick(70u64).await }.await;
+        let v40 = fallible(v39 % 100).await?;
+        let v41 = (v40 * 7 + v39) % 1_000_003;
+        let v42 = (show(&Noisy::new("t43")).await as u64);
+        let v44 = (show(&Noisy::new("t45")).await as u64);
+        let v46 = (v44 * 7 + v42) % 1_000_003;
+        let mut i47: u64 = 0;
+        'l48: loop {
+            if i47 >= 2 { break 'l48; }
+            i47 += 1;
+            ev(format!("e49 {acc}"));
+            let mut arg = Noisy::new("arg-shadow50");
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -15951,7 +15654,7 @@ random_case! {
 }
 
 random_case! {
-    case_133, 0xcca5f8bb659f343a,
+    case_133, 0x61fa99a604a12323,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut i1: u64 = 0;
@@ -15959,87 +15662,101 @@ random_case! {
             i1 += 1;
             let c3 = tick(i1 % 100 % 2 == 0).await;
             if c3 { return Ok(acc); }
-            let f4 = |x: u64| (x * 5) ^ 13;
             let v5 = pass(i1 % 100).await;
-            acc = f4(v5 % 1000);
+            { let f4 = |x: u64| (x * 5) ^ 13; acc = f4(v5 % 1000); }
             let v6 = tick(acc % 100).await;
             acc = (acc * 3 + v6) % 1_000_003;
         }
-        let f7 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-        let v8 = f7(input % 100).await;
-        acc = (acc * 1 + v8) % 1_000_003;
-        let mut n9 = fallible_noisy("n9", v8 % 100).await?;
+        {
+            let f7 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v8 = f7(input % 100).await;
+            acc = (acc * 1 + v8) % 1_000_003;
+        }
+        let mut n9 = fallible_noisy("n9", acc % 100).await?;
         let pairs10: Vec<(Noisy, Noisy)> = vec![];
-        'l13: for (mut a11, _) in pairs10.into_iter() {
-            let mut it14: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
-            'l17: while let Some(_) = tick(it14.next()).await {
-                let r19 = tick(Noisy::new("a11-re18")).await;
-                a11 = r19;
-                ev(format!("e20 {acc} {}", a11.touch()));
+        'l12: for (a11, _) in pairs10.iter().skip(1) {
+            acc = acc.wrapping_add(show(a11).await as u64);
+            let r14 = tick(Noisy::new("arg-re13")).await;
+            arg = r14;
+            let list15: Vec<Noisy> = vec![];
+            let f16 = first_of(&list15).await;
+            if let Some(f16) = f16 {
+                acc = acc.wrapping_add(show(f16).await as u64 + list15.len() as u64);
             }
-            let v21 = fallible((5u64 ^ input) % 97).await?;
-            acc = (acc * 3 + v21) % 1_000_003;
-            if (input ^ acc) % 5 < 2 { break 'l13; }
+            acc = acc.wrapping_add(list15.len() as u64);
+            let Some(v17) = tick(maybe(acc % 100)).await else {
+                break 'l12;
+            };
         }
-        if (input >> 43) & 1 == 1 {
-            let list22: Vec<Noisy> = vec![Noisy::new("list22.0"), Noisy::new("list22.1")];
-            for (k23, item) in list22.iter().enumerate() {
-                acc = acc.wrapping_add(show(item).await as u64 + k23 as u64);
-            }
-            let c24 = tick(acc % 100 % 2 == 0).await;
-            if c24 {
-                let mut n25 = Noisy::new("n25");
-                let r27 = tick(Noisy::new("arg-re26")).await;
-                arg = r27;
-            }
-        } else {
-            let v8 = tick(v8 % 1000 + 1).await;
-            ev(format!("e28 {acc}"));
-            let c29 = tick(acc % 100 % 2 == 0).await;
-            if c29 { return Ok(acc); }
-            let v30 = tick(v8 % 100).await;
-            acc = (acc * 3 + v30) % 1_000_003;
-        }
-        let w31 = (show(&Noisy::new("t32")).await as u64);
-        let r34 = tick(Rec::new("rec33", 82u64 % 100)).await;
-        match r34 {
-            rec35 if rec35.id % 3 == w31 % 3 => {
-                acc = acc.wrapping_add(rec35.score());
-            }
-            Rec { id, ref name, .. } if (name.touch() as u64 ^ w31) % 2 == 0 => {
-                acc = acc.wrapping_add(id);
-                let mut n37 = fallible_noisy("n37", input % 100).await?;
-                let c38 = tick(acc % 100 % 2 == 0).await;
-                if c38 {
-                    let v40 = pass((v8 ^ input) % 97).await.wrapping_mul(3) % 1000;
-                    acc = (acc * 1 + v40) % 1_000_003;
-                    if (input >> 29) & 1 == 1 {
-                        let v42 = show(&Noisy::new("t41")).await as u64;
-                        acc = (acc * 1 + v42) % 1_000_003;
-                    } else {
-                        let f43 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                        let v44 = f43((v8 ^ input) % 97).await;
-                        acc = (acc * 1 + v44) % 1_000_003;
+        acc = acc.wrapping_add(pairs10.len() as u64);
+        if (input >> 13) & 1 == 1 {
+            let v19 = show(&Noisy::new("t18")).await as u64;
+            acc = (acc * 1 + v19) % 1_000_003;
+            if (input >> 43) & 1 == 1 {
+                let list20: Vec<Noisy> = vec![Noisy::new("list20.0"), Noisy::new("list20.1")];
+                for (k21, item) in list20.iter().enumerate() {
+                    acc = acc.wrapping_add(show(item).await as u64 + k21 as u64);
+                }
+                let c22 = tick(81u64 % 100 % 2 == 0).await;
+                if c22 {
+                    let mut n23 = Noisy::new("n23");
+                    let v24 = async { tick(5u64).await }.await;
+                    let v25 = pass(i1 % 100).await;
+                    let v26 = (v25 * 7 + v24) % 1_000_003;
+                }
+            } else {
+                let mut n27 = Noisy::new("n27");
+                {
+                    let w28 = pass((acc ^ input) % 97).await;
+                    let r30 = tick(Rec::new("rec29", acc % 100)).await;
+                    match r30 {
+                        rec31 if rec31.id % 3 == w28 % 3 => {
+                            acc = acc.wrapping_add(rec31.score());
+                            let v33 = (show(&Noisy::new("t34")).await as u64);
+                            acc = (acc * 3 + v33) % 1_000_003;
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w28) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                        }
+                        Rec { pair: (mut a32, _), .. } => {
+                            let mut a32 = Noisy::new("a32-shadow35");
+                        }
                     }
-                } else {
-                    let v45 = (show(&Noisy::new("t46")).await as u64);
-                    let v47 = tick_named("k48", (w31 ^ input) % 97).await;
-                    let v49 = (v47 * 7 + v45) % 1_000_003;
-                    let f50 = async |x: u64| tick(x % 100).await + 1;
-                    let v51 = f50(acc % 100).await;
-                    acc = (acc * 1 + v51) % 1_000_003;
-                    let v52 = tick_named("k53", input % 100).await;
-                    acc = (acc * 3 + v52) % 1_000_003;
                 }
             }
-            Rec { pair: (mut a36, _), .. } => {
-                let Some(v54) = tick(maybe((acc ^ input) % 97)).await else {
-                    return Err(Fail::new("else55"));
-                };
+            let v36 = tick(98u64 % 100).await;
+            let v37 = fallible(v36 % 100).await?;
+            let v38 = (v37 * 7 + v36) % 1_000_003;
+        }
+        let v39 = async { tick(46u64).await }.await;
+        acc = (acc * 3 + v39) % 1_000_003;
+        {
+            let w40 = tick_named("k41", v39 % 100).await;
+            let r43 = tick(Rec::new("rec42", 35u64 % 100)).await;
+            match r43 {
+                rec44 if rec44.id % 3 == w40 % 3 => {
+                    acc = acc.wrapping_add(rec44.score());
+                    let v47 = show(&Noisy::new("t46")).await as u64;
+                    acc = (acc * 1 + v47) % 1_000_003;
+                    let mut i48: u64 = 0;
+                    'l49: loop {
+                        if i48 >= 0 { break 'l49; }
+                        i48 += 1;
+                        let v51 = show(&Noisy::new("t50")).await as u64;
+                        acc = (acc * 1 + v51) % 1_000_003;
+                        let mut n52 = fallible_noisy("n52", i48 % 100).await?;
+                        ev(format!("e53 {acc} {}", n52.touch()));
+                        let (_, mut b56) = tick(Rec::new("rec54", w40 % 100)).await.pair;
+                    }
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w40) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                }
+                Rec { pair: (mut a45, _), .. } => {
+                    ev(format!("e57 {acc}"));
+                }
             }
         }
-        let v56 = (show(&Noisy::new("t57")).await as u64);
-        if v56 % 3 == 0 { drop(n9); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -16127,9 +15844,8 @@ random_case! {
             let c11 = tick(v2 % 100 % 2 == 0).await;
             if c11 {
                 if acc % 3 == 0 { drop(arg); }
-                let f12 = |x: u64| (x * 5) ^ 13;
                 let v13 = async { tick(22u64).await }.await;
-                acc = f12(v13 % 1000);
+                { let f12 = |x: u64| (x * 5) ^ 13; acc = f12(v13 % 1000); }
                 let mut i14: u64 = 0;
                 'l15: while i14 < 4 {
                     i14 += 1;
@@ -16211,20 +15927,18 @@ random_case! {
 }
 
 random_case! {
-    case_137, 0x18dbb01449801164,
+    case_137, 0x47ad0b7bf1859ba0,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut arg = Noisy::new("arg-shadow1");
         let v2 = tick(acc % 100).await;
         acc = (acc * 3 + v2) % 1_000_003;
         drop(arg);
-        let r6 = tick(pair("p5")).await;
-        let (mut a3, _) = r6;
+        let (mut a3, _) = tick(pair("p5")).await;
         acc = acc.wrapping_add(show(&a3).await as u64);
-        let mut n7 = Noisy::new("n7");
-        let pairs8: Vec<(Noisy, Noisy)> = vec![pair("pairs8.0"), pair("pairs8.1")];
-        'l10: for (a9, _) in pairs8.iter().skip(1) {
-            acc = acc.wrapping_add(show(a9).await as u64);
+        let mut n6 = Noisy::new("n6");
+        let mut it7: IntoIter<(Noisy, Noisy)> = vec![pair("it7.0"), pair("it7.1")].into_iter();
+        'l10: while let Some((mut a8, _)) = tick(it7.next()).await {
             let (mut a12, mut b13) = tick(Rec::new("rec11", v2 % 100)).await.pair;
             let v14 = show(&b13).await as u64;
             acc = (acc * 1 + v14) % 1_000_003;
@@ -16232,7 +15946,7 @@ random_case! {
             'l16: while i15 < 3 {
                 i15 += 1;
                 if acc % 3 == 0 {
-                    let mut n7 = Noisy::new("n7-shadow17");
+                    let mut a8 = Noisy::new("a8-shadow17");
                     let v18 = async { tick(26u64).await }.await;
                     acc = (acc * 3 + v18) % 1_000_003;
                     let Some(mut v19) = tick(maybe_noisy("v19", (v2 ^ input) % 97)).await else {
@@ -16252,28 +15966,20 @@ random_case! {
                 };
             }
         }
-        acc = acc.wrapping_add(pairs8.len() as u64);
         let list27: Vec<Noisy> = vec![Noisy::new("list27.0"), Noisy::new("list27.1")];
-        'l29: for _ in 0..1u64 {
-            let f28 = first_of(&list27).await;
-            let f28n = tick(f28.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f28) = f28 { acc = acc.wrapping_add(show(f28).await as u64); }
-            let mut a3 = Noisy::new("a3-shadow30");
-            {
-                let r32 = tick(Noisy::new("a3-re31")).await;
-                a3 = r32;
-            }
-            if (input >> 32) & 1 == 1 { break 'l29; }
+        let f28 = first_of(&list27).await;
+        if let Some(f28) = f28 {
+            acc = acc.wrapping_add(show(f28).await as u64 + list27.len() as u64);
         }
-        acc = acc.wrapping_add(list27.len() as u64);
-        let Some(v33) = tick(maybe((1u64 ^ input) % 97)).await else {
-            return Err(Fail::new("else34"));
-        };
-        let mut n7 = Noisy::new("n7-shadow35");
-        ev(format!("e36 {acc} {}", a3.touch()));
-        let f37 = |x: u64| (x * 5) ^ 13;
-        let v38 = (show(&Noisy::new("t39")).await as u64);
-        acc = f37(v38 % 1000);
+        let v29 = pass(acc % 100).await;
+        let v30 = fallible(v29 % 100).await?;
+        let v31 = (v30 * 7 + v29) % 1_000_003;
+        let r33 = tick(Noisy::new("arg-re32")).await;
+        arg = r33;
+        let r35 = tick(Noisy::new("n6-re34")).await;
+        n6 = r35;
+        let v36 = (show(&Noisy::new("t37")).await as u64);
+        acc = (acc * 3 + v36) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -16499,59 +16205,144 @@ random_case! {
 }
 
 random_case! {
-    case_139, 0xbff22a977ca3ba6b,
+    case_139, 0xc09e8357ccb4eaf6,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut i1: u64 = 0;
         'l2: while i1 < 4 {
             i1 += 1;
-            let mut i3: u64 = 0;
-            let mut n5: Noisy = 'l4: loop {
-                if i3 >= 1 { break 'l4 Noisy::new("n5-end"); }
-                i3 += 1;
-                if (input >> 57) & 1 == 1 {
-                    ev(format!("e6 {acc}"));
-                    let Some(mut v7) = tick(maybe_noisy("v7", (input ^ input) % 97)).await else {
-                        let g8 = Noisy::new("g8");
-                        let v10 = tick_named("k9", 73u64 % 100).await;
-                        acc = (acc * 1 + v10) % 1_000_003;
-                        break 'l4 Noisy::new("brk11");
-                    };
-                    let mut n12 = Noisy::new("n12");
-                } else {
-                    let mut arg = Noisy::new("arg-shadow13");
-                    let Some(v14) = tick(maybe(5u64 % 100)).await else {
-                        let v16 = tick_named("k15", (i3 ^ input) % 97).await;
-                        acc = (acc * 1 + v16) % 1_000_003;
-                        return Err(Fail::new("else17"));
-                    };
-                    let v14 = tick(v14 % 1000 + 1).await;
-                }
-                let list18: Vec<Noisy> = vec![Noisy::new("list18.0"), Noisy::new("list18.1")];
-                let f19 = first_of(&list18).await;
-                let v20 = pass(input % 100).await;
-                acc = acc.wrapping_add(v20);
-                if let Some(f19) = f19 {
-                    acc = acc.wrapping_add(show(f19).await as u64 + list18.len() as u64);
-                }
-                let v21 = (show(&arg).await as u64);
-                acc = (acc * 3 + v21) % 1_000_003;
-            };
-            let v22 = async { tick(39u64).await }.await;
-            acc = (acc * 3 + v22) % 1_000_003;
-            let v23 = async { tick(28u64).await }.await;
-            let v24 = (show(&n5).await as u64);
-            let v25 = (v24 * 7 + v23) % 1_000_003;
+            let mut n4 = tick(Rec::new("rec3", acc % 100)).await.into_name();
+            let mut it5: IntoIter<(Noisy, Noisy)> = vec![pair("it5.0"), pair("it5.1")].into_iter();
+            'l8: while let Some((mut a6, mut b7)) = tick(it5.next()).await {
+                let v10 = show(&Noisy::new("t9")).await as u64;
+                acc = (acc * 1 + v10) % 1_000_003;
+                let Some(mut v11) = tick(maybe_noisy("v11", (input ^ input) % 97)).await else {
+                    let g12 = Noisy::new("g12");
+                    let v14 = tick_named("k13", acc % 100).await;
+                    acc = (acc * 1 + v14) % 1_000_003;
+                    let v15 = show(&g12).await as u64;
+                    acc = (acc * 1 + v15) % 1_000_003;
+                    return Err(Fail::new("else16"));
+                };
+                let Some(v17) = tick(maybe((48u64 ^ input) % 97)).await else {
+                    return Err(Fail::new("else18"));
+                };
+                if (input >> 54) & 1 == 1 { break 'l2; }
+            }
+            ev(format!("e19 {acc}"));
         }
-        let (mut a27, _) = tick(Rec::new("rec26", (i1 ^ input) % 97)).await.pair;
-        let v29 = show(&a27).await as u64;
-        acc = (acc * 1 + v29) % 1_000_003;
-        let v30 = tick_named("k31", input % 100).await;
-        if v30 % 3 == 0 { drop(arg); }
-        let mut arg = Noisy::new("arg-shadow32");
-        let mut n33 = fallible_noisy("n33", (input ^ input) % 97).await?;
-        ev(format!("e34 {acc} {}", arg.touch()));
-        if (input >> 35) & 1 == 1 { drop(a27); }
+        {
+            let w20 = tick_named("k21", acc % 100).await;
+            let r23 = tick(Rec::new("rec22", (acc ^ input) % 97)).await;
+            match r23 {
+                rec24 if rec24.id % 3 == w20 % 3 => {
+                    acc = acc.wrapping_add(rec24.score());
+                }
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w20) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    let pairs26: Vec<(Noisy, Noisy)> = vec![pair("pairs26.0"), pair("pairs26.1")];
+                    'l28: for (a27, _) in pairs26.iter().rev() {
+                        acc = acc.wrapping_add(show(a27).await as u64);
+                        let mut n29 = fallible_noisy("n29", w20 % 100).await?;
+                        let c30 = tick(w20 % 100 % 2 == 0).await;
+                        if c30 { continue 'l28; }
+                        let v31 = tick(input % 100).await;
+                        let v32 = tick((75u64 ^ input) % 97).await;
+                        let v33 = (v32 * 7 + v31) % 1_000_003;
+                        let mut n29 = pass(Noisy::new(format!("{}+", n29.name()))).await;
+                    }
+                    let c34 = tick(i1 % 100 % 2 == 0).await;
+                    if c34 {
+                        if (input >> 26) & 1 == 1 { drop(arg); }
+                        let mut n35 = Noisy::new("n35");
+                        let v37 = tick_named("k38", input % 100).await;
+                        { let f36 = |x: u64| (x * 5) ^ 13; acc = f36(v37 % 1000); }
+                    }
+                }
+                Rec { pair: (mut a25, _), .. } => {
+                    if (input >> 15) & 1 == 1 { drop(a25); }
+                }
+            }
+        }
+        let Some(v39) = tick(maybe(7u64 % 100)).await else {
+            return Err(Fail::new("else40"));
+        };
+        let mut it41: IntoIter<(Noisy, Noisy)> = vec![pair("it41.0")].into_iter();
+        'l44: while let Some((mut a42, _)) = tick(it41.next()).await {
+            ev(format!("e45 {acc}"));
+            let r47 = tick(Noisy::new("a42-re46")).await;
+            a42 = r47;
+        }
+        let c48 = tick((v39 ^ input) % 97 % 2 == 0).await;
+        if c48 {
+            let v49 = pass(i1 % 100).await;
+            acc = (acc * 3 + v49) % 1_000_003;
+        } else {
+            if acc % 2 == 0 {
+                let v50 = tick(input % 100).await;
+                if v50 % 3 == 0 {
+                    let mut n51 = Noisy::new("n51");
+                    let v52 = tick(acc % 100).await;
+                    if v52 % 3 == 0 { drop(n51); }
+                    let mut n53 = Noisy::new("n53");
+                    let mut n54 = fallible_noisy("n54", (acc ^ input) % 97).await?;
+                } else {
+                    let v56 = pass((input ^ input) % 97).await.wrapping_mul(3) % 1000;
+                    acc = (acc * 1 + v56) % 1_000_003;
+                    ev(format!("e57 {acc}"));
+                    {
+                        let f58 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v59 = f58(i1 % 100).await;
+                        acc = (acc * 1 + v59) % 1_000_003;
+                    }
+                }
+                let pairs60: Vec<(Noisy, Noisy)> = vec![pair("pairs60.0")];
+                'l63: for (mut a61, _) in pairs60 {
+                    let Some(v64) = tick(maybe(v50 % 100)).await else {
+                        let v65 = async { tick(87u64).await }.await;
+                        acc = (acc * 1 + v65) % 1_000_003;
+                        return Err(Fail::new("else66"));
+                    };
+                    let v68 = tick(Rec::new("rec67", v64 % 100)).await.name.touch() as u64;
+                    acc = (acc * 1 + v68) % 1_000_003;
+                    let mut n69 = Noisy::new("n69");
+                    let mut a61 = pass(Noisy::new(format!("{}+", a61.name()))).await;
+                }
+            } else {
+                let v70 = pass(v39 % 100).await;
+                if v70 % 3 == 0 {
+                    let v71 = tick(checked(acc % 100)).await?;
+                    acc = (acc * 1 + v71) % 1_000_003;
+                    let v72 = tick(v71 % 100).await;
+                    let v73 = (show(&Noisy::new("t74")).await as u64);
+                    let v75 = (v73 * 7 + v72) % 1_000_003;
+                    let mut n76 = fallible_noisy("n76", v73 % 100).await?;
+                }
+                let mut i77: u64 = 0;
+                'l78: loop {
+                    if i77 >= 1 { break 'l78; }
+                    i77 += 1;
+                    ev(format!("e79 {acc}"));
+                    let i1 = tick(i1 % 1000 + 1).await;
+                }
+                let mut n80 = Noisy::new("n80");
+            }
+            let v81 = fallible(acc % 100).await?;
+            let v82 = async { tick(44u64).await }.await;
+            let v83 = (v82 * 7 + v81) % 1_000_003;
+            if acc % 4 == 0 { return Err(Fail::new("r84")); }
+            let (_, mut b86) = pair("p87");
+            acc = acc.wrapping_add(show(&b86).await as u64);
+        }
+        let mut arg = Noisy::new("arg-shadow88");
+        let Some(v89) = tick(maybe(acc % 100)).await else {
+            let g90 = Noisy::new("g90");
+            let v91 = (show(&arg).await as u64);
+            acc = (acc * 1 + v91) % 1_000_003;
+            let v92 = show(&g90).await as u64;
+            acc = (acc * 1 + v92) % 1_000_003;
+            return Err(Fail::new("else93"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -16706,9 +16497,8 @@ random_case! {
             acc = (acc * 3 + v26) % 1_000_003;
             if (input >> 42) & 1 == 1 {
                 if (input >> 11) & 1 == 1 { return Ok(acc); }
-                let f27 = |x: u64| (x * 5) ^ 13;
                 let v28 = (show(&Noisy::new("t29")).await as u64);
-                acc = f27(v28 % 1000);
+                { let f27 = |x: u64| (x * 5) ^ 13; acc = f27(v28 % 1000); }
             } else {
                 let v30 = async { tick(40u64).await }.await;
                 let v31 = tick(acc % 100).await;
@@ -16899,9 +16689,8 @@ random_case! {
         let v1 = tick(acc % 100).await;
         let v2 = (show(&Noisy::new("t3")).await as u64);
         let v4 = (v2 * 7 + v1) % 1_000_003;
-        let f5 = |x: u64| (x * 5) ^ 13;
         let v6 = tick((v4 ^ input) % 97).await;
-        acc = f5(v6 % 1000);
+        { let f5 = |x: u64| (x * 5) ^ 13; acc = f5(v6 % 1000); }
         let Some(v7) = tick(maybe(v6 % 100)).await else {
             return Err(Fail::new("else8"));
         };
@@ -17129,96 +16918,89 @@ random_case! {
 }
 
 random_case! {
-    case_145, 0xfe84e66e992b903d,
+    case_145, 0x352fc047e8201cae,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let pairs1: Vec<(Noisy, Noisy)> = vec![pair("pairs1.0")];
-        'l4: for (mut a2, _) in pairs1.into_iter() {
-            let pairs5: Vec<(Noisy, Noisy)> = vec![];
-            'l7: for (_, a6) in pairs5.iter().skip(1) {
-                acc = acc.wrapping_add(show(a6).await as u64);
-                let f8 = async |x: u64| tick(x % 100).await + 1;
-                let v9 = f8((acc ^ input) % 97).await;
-                acc = (acc * 1 + v9) % 1_000_003;
-                let v11 = show(&Noisy::new("t10")).await as u64;
-                acc = (acc * 1 + v11) % 1_000_003;
-                let v12 = tick(53u64 % 100).await;
-                acc = (acc * 3 + v12) % 1_000_003;
-            }
-            if acc % 4 == 0 {
-                let list13: Vec<Noisy> = vec![Noisy::new("list13.0")];
-                let f14 = first_of(&list13).await;
-                if let Some(f14) = f14 {
-                    acc = acc.wrapping_add(show(f14).await as u64 + list13.len() as u64);
-                }
-                acc = acc.wrapping_add(list13.len() as u64);
-                let list15: Vec<Noisy> = vec![Noisy::new("list15.0")];
-                'l17: for x16 in list15.iter().map(|n| n.touch() as u64) {
-                    if acc % 3 == 0 { break 'l17; }
-                    let f18 = async |x: u64| tick(x % 100).await + 1;
-                    let v19 = f18(input % 100).await;
-                    acc = (acc * 1 + v19) % 1_000_003;
-                    let f20 = |x: u64| (x * 5) ^ 13;
-                    let v21 = tick(x16 % 100).await;
-                    acc = f20(v21 % 1000);
-                    let v22 = tick(input % 100).await;
-                    acc = (acc * 3 + v22) % 1_000_003;
-                }
-                let mut i23: u64 = 0;
-                'l24: loop {
-                    if i23 >= 4 { break 'l24; }
-                    i23 += 1;
-                    let mut n25 = Noisy::new("n25");
-                    let Some(v26) = tick(maybe(acc % 100)).await else {
-                        let g27 = Noisy::new("g27");
-                        let v29 = (show(&Noisy::new("t28")).await as u64);
-                        acc = (acc * 1 + v29) % 1_000_003;
-                        continue 'l4;
+        'l3: for (a2, _) in pairs1.iter().skip(1) {
+            acc = acc.wrapping_add(show(a2).await as u64);
+            {
+                let mut i4: u64 = 0;
+                'l5: loop {
+                    if i4 >= 2 { break 'l5; }
+                    i4 += 1;
+                    let v6 = tick(input % 100).await;
+                    if v6 % 3 == 0 { break 'l3; }
+                    let r8 = tick(Noisy::new("arg-re7")).await;
+                    arg = r8;
+                    let Some(v9) = tick(maybe(26u64 % 100)).await else {
+                        return Err(Fail::new("else10"));
                     };
-                    let (_, mut b31) = pair("p32");
-                    acc = acc.wrapping_add(show(&b31).await as u64);
-                    if acc % 3 == 0 { return Ok(acc); }
+                    let (_, mut b12) = pair("p13");
+                    acc = acc.wrapping_add(show(&b12).await as u64);
                 }
+            }
+            let c14 = tick(input % 100 % 2 == 0).await;
+            if c14 {
+                let v15 = async { tick(47u64).await }.await;
+                acc = (acc * 3 + v15) % 1_000_003;
+                let mut i16: u64 = 0;
+                'l17: loop {
+                    if i16 >= 4 { break 'l17; }
+                    i16 += 1;
+                    let v18 = async { tick(68u64).await }.await;
+                    acc = (acc * 3 + v18) % 1_000_003;
+                    let list19: Vec<Noisy> = vec![];
+                    let f20 = first_of(&list19).await;
+                    if let Some(f20) = f20 {
+                        acc = acc.wrapping_add(show(f20).await as u64 + list19.len() as u64);
+                    }
+                    acc = acc.wrapping_add(list19.len() as u64);
+                    let v22 = show(&Noisy::new("t21")).await as u64;
+                    acc = (acc * 1 + v22) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow23");
+                }
+                if (input ^ acc) % 5 < 2 { break 'l3; }
             } else {
-                ev(format!("e33 {acc}"));
+                let v25 = async { tick(3u64).await }.await;
+                { let f24 = |x: u64| (x * 5) ^ 13; acc = f24(v25 % 1000); }
+                let v26 = tick(checked(input % 100)).await?;
+                acc = (acc * 1 + v26) % 1_000_003;
+                let Some(v27) = tick(maybe(19u64 % 100)).await else {
+                    return Err(Fail::new("else28"));
+                };
             }
         }
-        let v34 = tick_named("k35", (62u64 ^ input) % 97).await;
-        if v34 % 3 == 0 {
-            let (_, mut b38) = tick(Rec::new("rec36", acc % 100)).await.pair;
-            let v39 = show(&b38).await as u64;
-            acc = (acc * 1 + v39) % 1_000_003;
-            let w40 = tick_named("k41", v34 % 100).await;
-            let r43 = tick(Rec::new("rec42", v34 % 100)).await;
-            match r43 {
-                rec44 if rec44.id % 3 == w40 % 3 => {
-                    acc = acc.wrapping_add(rec44.score());
+        let (_, mut b31) = tick(Rec::new("rec29", (input ^ input) % 97)).await.pair;
+        let v32 = show(&b31).await as u64;
+        acc = (acc * 1 + v32) % 1_000_003;
+        if (input >> 19) & 1 == 1 { drop(arg); }
+        let (_, mut b35) = tick(Rec::new("rec33", acc % 100)).await.pair;
+        let v36 = show(&b35).await as u64;
+        acc = (acc * 1 + v36) % 1_000_003;
+        {
+            let w37 = tick_named("k38", v32 % 100).await;
+            let r40 = tick(Rec::new("rec39", v32 % 100)).await;
+            match r40 {
+                rec41 if rec41.id % 3 == w37 % 3 => {
+                    acc = acc.wrapping_add(rec41.score());
                 }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w40) % 2 == 0 => {
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w37) % 2 == 0 => {
                     acc = acc.wrapping_add(id);
                 }
-                Rec { pair: (mut a45, _), .. } => {
-                    let list46: Vec<Noisy> = vec![Noisy::new("list46.0"), Noisy::new("list46.1")];
-                    'l48: for x47 in list46.iter().map(|n| n.touch() as u64).take(2) {
-                        let mut arg = Noisy::new("arg-shadow49");
-                        let mut b38 = Noisy::new("b38-shadow50");
+                Rec { pair: (mut a42, _), .. } => {
+                    let list43: Vec<Noisy> = vec![Noisy::new("list43.0"), Noisy::new("list43.1")];
+                    'l45: for x44 in list43.iter().map(|n| n.touch() as u64).take(2) {
+                        let mut a42 = Noisy::new("a42-shadow46");
+                        let v47 = tick_named("k48", v36 % 100).await;
+                        let v49 = (show(&Noisy::new("t50")).await as u64);
+                        let v51 = (v49 * 7 + v47) % 1_000_003;
                     }
                 }
             }
-        } else {
-            let mut arg = Noisy::new("arg-shadow51");
-            let (mut a52, mut b53) = pair("p54");
-            acc = acc.wrapping_add(show(&a52).await as u64);
         }
-        let mut n55 = Noisy::new("n55");
-        let f56 = |x: u64| (x * 5) ^ 13;
-        let v57 = (show(&n55).await as u64);
-        acc = f56(v57 % 1000);
-        let f58 = |x: u64| (x * 5) ^ 13;
-        let v59 = tick(acc % 100).await;
-        acc = f58(v59 % 1000);
-        let v61 = pass(v57 % 100).await.wrapping_mul(3) % 1000;
-        acc = (acc * 1 + v61) % 1_000_003;
+        let (mut a52, mut b53) = pair("p54");
+        acc = acc.wrapping_add(show(&a52).await as u64);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -17337,11 +17119,10 @@ random_case! {
         let v8 = (v7 * 7 + v6) % 1_000_003;
         let c9 = tick((97u64 ^ input) % 97 % 2 == 0).await;
         if c9 { return Err(Fail::new("r10")); }
-        let r14 = tick(pair("p13")).await;
-        let (_, mut b12) = r14;
+        let (_, mut b12) = tick(pair("p13")).await;
         acc = acc.wrapping_add(show(&b12).await as u64);
-        let v15 = tick(92u64 % 100).await;
-        acc = (acc * 3 + v15) % 1_000_003;
+        let v14 = tick(92u64 % 100).await;
+        acc = (acc * 3 + v14) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -17539,7 +17320,7 @@ random_case! {
 }
 
 random_case! {
-    case_149, 0x656219d0a720f790,
+    case_149, 0xbb34629361d365d5,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         {
@@ -17553,123 +17334,125 @@ random_case! {
         arg = r6;
         let v8 = show(&Noisy::new("t7")).await as u64;
         acc = (acc * 1 + v8) % 1_000_003;
-        let f9 = async |x: u64| tick(x % 100).await + 1;
-        let v10 = f9(acc % 100).await;
-        acc = (acc * 1 + v10) % 1_000_003;
+        {
+            let f9 = async |x: u64| tick(x % 100).await + 1;
+            let v10 = f9(acc % 100).await;
+            acc = (acc * 1 + v10) % 1_000_003;
+        }
         let (mut a12, mut b13) = tick(Rec::new("rec11", acc % 100)).await.pair;
         let v14 = show(&b13).await as u64;
         acc = (acc * 1 + v14) % 1_000_003;
         let v15 = async { tick(68u64).await }.await;
         acc = (acc * 3 + v15) % 1_000_003;
         if (input >> 40) & 1 == 1 {
-            acc = (acc * 5 + checked(68u64 % 100)?) % 1_000_003;
+            acc = (acc * 5 + checked(v15 % 100)?) % 1_000_003;
             let mut i16: u64 = 0;
             'l17: loop {
                 if i16 >= 0 { break 'l17; }
                 i16 += 1;
-                let mut i18: u64 = 0;
-                let mut n20: Noisy = 'l19: loop {
-                    if i18 >= 3 { break 'l19 Noisy::new("n20-end"); }
-                    i18 += 1;
-                    let Some(v21) = tick(maybe(i18 % 100)).await else {
-                        continue 'l17;
-                    };
-                    let Some(v22) = tick(maybe(v21 % 100)).await else {
-                        let v23 = tick(v15 % 100).await;
-                        acc = (acc * 1 + v23) % 1_000_003;
-                        break 'l17;
-                    };
-                };
-                let v24 = tick(acc % 100).await;
-                if v24 % 3 == 0 { break 'l17; }
+                let (mut a18, _) = pair("p20");
+                acc = acc.wrapping_add(show(&a18).await as u64);
                 {
-                    let (mut a26, _) = tick(Rec::new("rec25", (v24 ^ input) % 97)).await.pair;
-                    let v28 = show(&a26).await as u64;
-                    acc = (acc * 1 + v28) % 1_000_003;
-                    let mut n29 = Noisy::new("n29");
-                    ev(format!("e30 {acc} {}", n29.touch()));
+                    let c21 = tick(17u64 % 100 % 2 == 0).await;
+                    if c21 { drop(a18); }
+                    if (input >> 1) & 1 == 1 { continue 'l17; }
+                    let mut n22 = Noisy::new("n22");
+                }
+                let c23 = tick(input % 100 % 2 == 0).await;
+                if c23 {
+                    let v15 = tick(v15 % 1000 + 1).await;
+                    let v24 = async { tick(22u64).await }.await;
+                    let v25 = fallible(acc % 100).await?;
+                    let v26 = (v25 * 7 + v24) % 1_000_003;
+                    if (input ^ acc) % 5 < 2 { continue 'l17; }
+                    let list27: Vec<Noisy> = vec![Noisy::new("list27.0")];
+                    let f28 = first_of(&list27).await;
+                    if let Some(f28) = f28 {
+                        acc = acc.wrapping_add(show(f28).await as u64 + list27.len() as u64);
+                    }
+                    acc = acc.wrapping_add(list27.len() as u64);
                 }
             }
-            if (input >> 18) & 1 == 1 {
-                let Some(v31) = tick(maybe((input ^ input) % 97)).await else {
-                    return Err(Fail::new("else32"));
-                };
-                let v34 = show(&tick(Rec::new("rec33", acc % 100)).await.name).await as u64;
-                acc = (acc * 1 + v34) % 1_000_003;
-                if acc % 2 == 0 {
-                    let v35 = tick(v31 % 100).await;
-                    acc = (acc * 3 + v35) % 1_000_003;
-                    let r37 = tick(Noisy::new("arg-re36")).await;
-                    arg = r37;
-                    let list38: Vec<Noisy> = vec![Noisy::new("list38.0"), Noisy::new("list38.1")];
-                    let f39 = first_of(&list38).await;
-                    let v40 = tick(v31 % 100).await;
-                    acc = acc.wrapping_add(v40);
-                    if let Some(f39) = f39 {
-                        acc = acc.wrapping_add(show(f39).await as u64 + list38.len() as u64);
+            let mut i29: u64 = 0;
+            'l30: while i29 < 2 {
+                i29 += 1;
+                let mut n31 = Noisy::new("n31");
+                let r33 = tick(Noisy::new("b13-re32")).await;
+                b13 = r33;
+                let c34 = tick(v14 % 100 % 2 == 0).await;
+                if c34 {
+                    let mut n35 = Noisy::new("n35");
+                    let v37 = tick_named("k38", acc % 100).await;
+                    { let f36 = |x: u64| (x * 5) ^ 13; acc = f36(v37 % 1000); }
+                    let list39: Vec<Noisy> = vec![Noisy::new("list39.0"), Noisy::new("list39.1")];
+                    let f40 = first_of(&list39).await;
+                    let v41 = tick(v37 % 100).await;
+                    acc = acc.wrapping_add(v41);
+                    if let Some(f40) = f40 {
+                        acc = acc.wrapping_add(show(f40).await as u64 + list39.len() as u64);
                     }
                 } else {
-                    let Some(v41) = tick(maybe(v15 % 100)).await else {
-                        return Err(Fail::new("else42"));
+                    let Some(v42) = tick(maybe(i16 % 100)).await else {
+                        return Err(Fail::new("else43"));
                     };
-                    let v44 = show(&Noisy::new("t43")).await as u64;
-                    acc = (acc * 1 + v44) % 1_000_003;
+                    let v44 = pass(input % 100).await;
+                    if v44 % 3 == 0 { continue 'l30; }
                 }
-                {
-                    let v46 = pass(v14 % 100).await.wrapping_mul(3) % 1000;
-                    acc = (acc * 1 + v46) % 1_000_003;
-                    let mut a12 = Noisy::new("a12-shadow47");
-                }
-            } else {
-                let v48 = tick(checked((acc ^ input) % 97)).await?;
-                acc = (acc * 1 + v48) % 1_000_003;
             }
-            let mut i49: u64 = 0;
-            'l50: loop {
-                if i49 >= 0 { break 'l50; }
-                i49 += 1;
-                let c51 = tick(i49 % 100 % 2 == 0).await;
-                if c51 {
-                    let mut arg = Noisy::new("arg-shadow52");
-                } else {
-                    let r54 = tick(Noisy::new("arg-re53")).await;
-                    arg = r54;
-                    let c55 = tick(v4 % 100 % 2 == 0).await;
-                    if c55 { continue 'l50; }
-                    let mut n56 = Noisy::new("n56");
-                    let f57 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v58 = f57((i49 ^ input) % 97).await;
-                    acc = (acc * 1 + v58) % 1_000_003;
-                }
-                let list59: Vec<Noisy> = vec![Noisy::new("list59.0"), Noisy::new("list59.1")];
-                'l61: for _ in 0..2u64 {
-                    let f60 = first_of(&list59).await;
-                    let f60n = tick(f60.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                    if let Some(f60) = f60 { acc = acc.wrapping_add(show(f60).await as u64); }
-                    let mut b13 = Noisy::new("b13-shadow62");
-                    let v63 = (show(&Noisy::new("t64")).await as u64);
-                    acc = (acc * 3 + v63) % 1_000_003;
-                    let list65: Vec<Noisy> = vec![Noisy::new("list65.0")];
-                    let f66 = first_of(&list65).await;
-                    let v67 = (show(&Noisy::new("t68")).await as u64);
-                    acc = acc.wrapping_add(v67);
-                    if let Some(f66) = f66 {
-                        acc = acc.wrapping_add(show(f66).await as u64 + list65.len() as u64);
-                    }
-                    if (input >> 38) & 1 == 1 { drop(b13); }
-                }
-                acc = acc.wrapping_add(list59.len() as u64);
-                let v69 = tick_named("k70", (76u64 ^ input) % 97).await;
-                acc = (acc * 3 + v69) % 1_000_003;
-                ev(format!("e71 {acc} {}", b13.touch()));
-            }
+            let i29 = tick(i29 % 1000 + 1).await;
+        } else {
+            let v45 = tick(v4 % 100).await;
+            acc = (acc * 3 + v45) % 1_000_003;
         }
-        let c72 = tick(v10 % 100 % 2 == 0).await;
-        if c72 {
-            let v73 = pass(v4 % 100).await;
-            acc = (acc * 3 + v73) % 1_000_003;
-            let v74 = tick(checked(v4 % 100)).await?;
-            acc = (acc * 1 + v74) % 1_000_003;
+        let mut i46: u64 = 0;
+        'l47: while i46 < 4 {
+            i46 += 1;
+            let v48 = (show(&arg).await as u64);
+            acc = (acc * 3 + v48) % 1_000_003;
+            let c49 = tick(input % 100 % 2 == 0).await;
+            if c49 {
+                {
+                    let v51 = fallible(acc % 100).await?;
+                    { let f50 = |x: u64| (x * 5) ^ 13; acc = f50(v51 % 1000); }
+                    let mut n52 = Noisy::new("n52");
+                    let Some(v53) = tick(maybe(input % 100)).await else {
+                        return Err(Fail::new("else54"));
+                    };
+                }
+                let mut i55: u64 = 0;
+                'l56: loop {
+                    if i55 >= 2 { break 'l56; }
+                    i55 += 1;
+                    let v58 = show(&tick(Rec::new("rec57", acc % 100)).await.name).await as u64;
+                    acc = (acc * 1 + v58) % 1_000_003;
+                    let v59 = pass((i46 ^ input) % 97).await;
+                    acc = (acc * 3 + v59) % 1_000_003;
+                    let mut a12 = pass(Noisy::new(format!("{}+", a12.name()))).await;
+                }
+                let mut a12 = Noisy::new("a12-shadow60");
+            } else {
+                let mut b13 = Noisy::new("b13-shadow61");
+                ev(format!("e62 {acc}"));
+            }
+            let pairs63: Vec<(Noisy, Noisy)> = vec![];
+            'l66: for (mut a64, mut b65) in pairs63.into_iter() {
+                let c67 = tick(v14 % 100 % 2 == 0).await;
+                if c67 {
+                    let v68 = pass(v4 % 100).await;
+                    acc = (acc * 3 + v68) % 1_000_003;
+                    let v70 = tick(Rec::new("rec69", v48 % 100)).await.score();
+                    acc = (acc * 1 + v70) % 1_000_003;
+                } else {
+                    let mut n71 = Noisy::new("n71");
+                    let Some(v72) = tick(maybe(28u64 % 100)).await else {
+                        continue 'l66;
+                    };
+                    let Some(v73) = tick(maybe(acc % 100)).await else {
+                        return Err(Fail::new("else74"));
+                    };
+                }
+                let mut a64 = pass(Noisy::new(format!("{}+", a64.name()))).await;
+            }
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -17715,160 +17498,88 @@ random_case! {
 }
 
 random_case! {
-    case_151, 0x26e276b6b7e86300,
+    case_151, 0xa7a33c7deffe643a,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut n1 = Noisy::new("n1");
-        let list2: Vec<Noisy> = vec![Noisy::new("list2.0"), Noisy::new("list2.1")];
-        'l4: for _ in 0..3u64 {
-            let f3 = first_of(&list2).await;
-            let f3n = tick(f3.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f3) = f3 { acc = acc.wrapping_add(show(f3).await as u64); }
-            let v5 = (show(&arg).await as u64);
+        let list2: Vec<Noisy> = vec![];
+        for (k3, item) in list2.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k3 as u64);
+        }
+        let v4 = (show(&arg).await as u64);
+        acc = (acc * 3 + v4) % 1_000_003;
+        if acc % 2 == 0 {
+            let input = tick(input % 1000 + 1).await;
+            let v5 = fallible(acc % 100).await?;
             acc = (acc * 3 + v5) % 1_000_003;
-            if acc % 2 == 0 {
-                let v5 = tick(v5 % 1000 + 1).await;
-                let list6: Vec<Noisy> = vec![Noisy::new("list6.0"), Noisy::new("list6.1")];
-                let f7 = first_of(&list6).await;
-                if let Some(f7) = f7 {
-                    acc = acc.wrapping_add(show(f7).await as u64 + list6.len() as u64);
-                }
-            }
+        } else {
+            let Some(v6) = tick(maybe(input % 100)).await else {
+                return Err(Fail::new("else7"));
+            };
+            ev(format!("e8 {acc} {}", arg.touch()));
         }
-        acc = acc.wrapping_add(list2.len() as u64);
-        let mut i8: u64 = 0;
-        let mut n10: Noisy = 'l9: loop {
-            if i8 >= 2 { break 'l9 Noisy::new("n10-end"); }
-            i8 += 1;
-            let list11: Vec<Noisy> = vec![];
-            for (k12, item) in list11.iter().enumerate() {
-                acc = acc.wrapping_add(show(item).await as u64 + k12 as u64);
-            }
-            ev(format!("e13 {acc}"));
-            ev(format!("e14 {acc} {}", arg.touch()));
-        };
-        let f15 = async |x: u64| tick(x % 100).await + 1;
-        let v16 = f15((i8 ^ input) % 97).await;
-        acc = (acc * 1 + v16) % 1_000_003;
+        let v9 = pass(v4 % 100).await;
+        acc = (acc * 3 + v9) % 1_000_003;
         {
-            let list17: Vec<Noisy> = vec![Noisy::new("list17.0")];
-            'l19: for x18 in list17.iter().rev().map(|n| n.touch() as u64) {
-                let v21 = show(&Noisy::new("t20")).await as u64;
-                acc = (acc * 1 + v21) % 1_000_003;
-                let mut i22: u64 = 0;
-                'l23: loop {
-                    if i22 >= 2 { break 'l23; }
-                    i22 += 1;
-                    let Some(v24) = tick(maybe(i8 % 100)).await else {
-                        continue 'l23;
-                    };
-                    let Some(v25) = tick(maybe(x18 % 100)).await else {
-                        let g26 = Noisy::new("g26");
-                        let v27 = pass(i8 % 100).await;
-                        acc = (acc * 1 + v27) % 1_000_003;
-                        return Err(Fail::new("else28"));
-                    };
-                    let mut n29 = Noisy::new("n29");
+            let w10 = pass(input % 100).await;
+            let r12 = tick(Rec::new("rec11", v9 % 100)).await;
+            match r12 {
+                rec13 if rec13.id % 3 == w10 % 3 => {
+                    acc = acc.wrapping_add(rec13.score());
                 }
-                if (input >> 37) & 1 == 1 { continue 'l19; }
-                let f30 = |x: u64| (x * 5) ^ 13;
-                let v31 = (show(&Noisy::new("t32")).await as u64);
-                acc = f30(v31 % 1000);
-            }
-            let v33 = tick(45u64 % 100).await;
-            let v34 = tick(i8 % 100).await;
-            let v35 = (v34 * 7 + v33) % 1_000_003;
-            if (input ^ acc) % 5 < 2 {
-                let mut i36: u64 = 0;
-                'l37: loop {
-                    if i36 >= 3 { break 'l37; }
-                    i36 += 1;
-                    let v35 = tick(v35 % 1000 + 1).await;
-                    let mut n38 = Noisy::new("n38");
-                    if (input >> 3) & 1 == 1 { continue 'l37; }
-                    let i36 = tick(i36 % 1000 + 1).await;
-                }
-                let mut i39: u64 = 0;
-                let mut n41: Noisy = 'l40: loop {
-                    if i39 >= 3 { break 'l40 Noisy::new("n41-end"); }
-                    i39 += 1;
-                    ev(format!("e42 {acc} {}", n10.touch()));
-                    let v43 = tick(checked(i8 % 100)).await?;
-                    acc = (acc * 1 + v43) % 1_000_003;
-                    let v44 = (show(&Noisy::new("t45")).await as u64);
-                    acc = (acc * 3 + v44) % 1_000_003;
-                    let mut n46 = Noisy::new("n46");
-                };
-                let f47 = |x: u64| (x * 5) ^ 13;
-                let v48 = tick(1u64 % 100).await;
-                acc = f47(v48 % 1000);
-                let v49 = (show(&Noisy::new("t50")).await as u64);
-                acc = (acc * 3 + v49) % 1_000_003;
-            }
-        }
-        let Some(v51) = tick(maybe((82u64 ^ input) % 97)).await else {
-            return Err(Fail::new("else52"));
-        };
-        let v54 = show(&Noisy::new("t53")).await as u64;
-        acc = (acc * 1 + v54) % 1_000_003;
-        if acc % 2 == 0 { return Err(Fail::new("r55")); }
-        {
-            let v57 = show(&tick(Rec::new("rec56", v16 % 100)).await.name).await as u64;
-            acc = (acc * 1 + v57) % 1_000_003;
-            if (input >> 11) & 1 == 1 { drop(arg); }
-        }
-        let list58: Vec<Noisy> = vec![Noisy::new("list58.0")];
-        'l60: for x59 in list58.iter().map(|n| n.touch() as u64).take(2) {
-            let v61 = tick_named("k62", i8 % 100).await;
-            acc = (acc * 3 + v61) % 1_000_003;
-            if (input >> 45) & 1 == 1 { return Ok(acc); }
-            {
-                let c63 = tick((75u64 ^ input) % 97 % 2 == 0).await;
-                if c63 {
-                    let v64 = (show(&n1).await as u64);
-                    let v65 = fallible(v61 % 100).await?;
-                    let v66 = (v65 * 7 + v64) % 1_000_003;
-                    if acc % 2 == 0 { return Err(Fail::new("r67")); }
-                }
-                if (input ^ acc) % 5 < 2 {
-                    let mut n68 = Noisy::new("n68");
-                    let list69: Vec<Noisy> = vec![];
-                    let f70 = first_of(&list69).await;
-                    if let Some(f70) = f70 {
-                        acc = acc.wrapping_add(show(f70).await as u64 + list69.len() as u64);
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w10) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    let v16 = show(&Noisy::new("t15")).await as u64;
+                    acc = (acc * 1 + v16) % 1_000_003;
+                    let mut i17: u64 = 0;
+                    'l18: loop {
+                        if i17 >= 2 { break 'l18; }
+                        i17 += 1;
+                        let Some(v19) = tick(maybe(v4 % 100)).await else {
+                            continue 'l18;
+                        };
+                        let Some(v20) = tick(maybe(w10 % 100)).await else {
+                            let g21 = Noisy::new("g21");
+                            let v22 = pass(v4 % 100).await;
+                            acc = (acc * 1 + v22) % 1_000_003;
+                            return Err(Fail::new("else23"));
+                        };
+                        let mut n24 = Noisy::new("n24");
                     }
                 }
+                Rec { pair: (mut a14, _), .. } => {
+                    let r26 = tick(Noisy::new("arg-re25")).await;
+                    arg = r26;
+                    let r28 = tick(Noisy::new("n1-re27")).await;
+                    n1 = r28;
+                }
             }
         }
-        {
-            let pairs71: Vec<(Noisy, Noisy)> = vec![pair("pairs71.0"), pair("pairs71.1")];
-            'l74: for _ in pairs71.into_iter() {
-                let f75 = |x: u64| (x * 5) ^ 13;
-                let v76 = (show(&n10).await as u64);
-                acc = f75(v76 % 1000);
-                let f77 = |x: u64| (x * 5) ^ 13;
-                let v78 = tick_named("k79", i8 % 100).await;
-                acc = f77(v78 % 1000);
-            }
-            {
-                {
-                    let v81 = show(&tick(Rec::new("rec80", acc % 100)).await.name).await as u64;
-                    acc = (acc * 1 + v81) % 1_000_003;
-                    let Some(v82) = tick(maybe(acc % 100)).await else {
-                        return Err(Fail::new("else83"));
-                    };
-                }
-                ev(format!("e84 {acc} {}", n1.touch()));
-                let pairs85: Vec<(Noisy, Noisy)> = vec![pair("pairs85.0"), pair("pairs85.1")];
-                'l87: for &(ref a86, _) in &pairs85 {
-                    acc = acc.wrapping_add(show(a86).await as u64);
-                    let mut n88 = Noisy::new("n88");
-                    let mut n89 = Noisy::new("n89");
-                    ev(format!("e90 {acc}"));
-                    let mut n91 = fallible_noisy("n91", (i8 ^ input) % 97).await?;
-                }
-                acc = acc.wrapping_add(pairs85.len() as u64);
-            }
+        let Some(mut v29) = tick(maybe_noisy("v29", acc % 100)).await else {
+            let g30 = Noisy::new("g30");
+            let v31 = fallible(acc % 100).await?;
+            acc = (acc * 1 + v31) % 1_000_003;
+            let v32 = show(&g30).await as u64;
+            acc = (acc * 1 + v32) % 1_000_003;
+            return Err(Fail::new("else33"));
+        };
+        let pairs34: Vec<(Noisy, Noisy)> = vec![pair("pairs34.0")];
+        'l37: for (mut a35, mut b36) in pairs34.into_iter() {
+            let Some(v38) = tick(maybe(75u64 % 100)).await else {
+                break 'l37;
+            };
+            if acc % 4 == 0 { break 'l37; }
+        }
+        let r40 = tick(Noisy::new("arg-re39")).await;
+        arg = r40;
+        let v42 = pass(83u64 % 100).await;
+        { let f41 = |x: u64| (x * 5) ^ 13; acc = f41(v42 % 1000); }
+        let list43: Vec<Noisy> = vec![Noisy::new("list43.0")];
+        let f44 = first_of(&list43).await;
+        let v45 = (show(&v29).await as u64);
+        acc = acc.wrapping_add(v45);
+        if let Some(f44) = f44 {
+            acc = acc.wrapping_add(show(f44).await as u64 + list43.len() as u64);
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -18018,95 +17729,99 @@ random_case! {
 }
 
 random_case! {
-    case_153, 0xc8c9013b1037485b,
+    case_153, 0x030dc8d355c904e7,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| (x * 5) ^ 13;
         let v2 = fallible(acc % 100).await?;
-        acc = f1(v2 % 1000);
-        #[cfg(any())]
-        let v3: u64 = tick(1000u64).await;
-        #[cfg(all())]
-        let v4 = tick_named("k5", v2 % 100).await;
-        let v3: u64 = v4;
-        let pairs6: Vec<(Noisy, Noisy)> = vec![pair("pairs6.0"), pair("pairs6.1")];
-        'l8: for &(ref a7, _) in pairs6.iter().rev() {
-            acc = acc.wrapping_add(show(a7).await as u64);
-            let c9 = tick((v2 ^ input) % 97 % 2 == 0).await;
-            if c9 { break 'l8; }
-            let v10 = async { tick(95u64).await }.await;
-            acc = (acc * 3 + v10) % 1_000_003;
-        }
-        acc = acc.wrapping_add(pairs6.len() as u64);
-        let f11 = |x: u64| (x * 5) ^ 13;
-        let v12 = tick(input % 100).await;
-        acc = f11(v12 % 1000);
-        let r14 = tick(Noisy::new("arg-re13")).await;
-        arg = r14;
+        { let f1 = |x: u64| (x * 5) ^ 13; acc = f1(v2 % 1000); }
         {
-            let w15 = async { tick(67u64).await }.await;
-            let r17 = tick(Rec::new("rec16", (acc ^ input) % 97)).await;
-            match r17 {
-                rec18 if rec18.id % 3 == w15 % 3 => {
-                    acc = acc.wrapping_add(rec18.score());
-                    let v20 = async { tick(4u64).await }.await;
-                    acc = (acc * 3 + v20) % 1_000_003;
-                    let mut n21 = Noisy::new("n21");
+            let w3 = tick((v2 ^ input) % 97).await;
+            let r5 = tick(Rec::new("rec4", acc % 100)).await;
+            match r5 {
+                rec6 if rec6.id % 3 == w3 % 3 => {
+                    acc = acc.wrapping_add(rec6.score());
+                    let Some(v8) = tick(maybe(88u64 % 100)).await else {
+                        return Err(Fail::new("else9"));
+                    };
                 }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w15) % 2 == 0 => {
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w3) % 2 == 0 => {
                     acc = acc.wrapping_add(id);
-                    let r23 = tick(Noisy::new("arg-re22")).await;
-                    arg = r23;
-                    let v24 = tick((v2 ^ input) % 97).await;
-                    acc = (acc * 3 + v24) % 1_000_003;
                 }
-                Rec { pair: (mut a19, _), .. } => {
-                    let v25 = (show(&a19).await as u64);
-                    acc = (acc * 3 + v25) % 1_000_003;
-                    if acc % 3 == 0 {
-                        let Some(v26) = tick(maybe((52u64 ^ input) % 97)).await else {
-                            return Err(Fail::new("else27"));
-                        };
-                        let r29 = tick(Noisy::new("arg-re28")).await;
-                        arg = r29;
-                        let list30: Vec<Noisy> = vec![Noisy::new("list30.0"), Noisy::new("list30.1")];
-                        let f31 = first_of(&list30).await;
-                        let v32 = fallible((v4 ^ input) % 97).await?;
-                        acc = acc.wrapping_add(v32);
-                        if let Some(f31) = f31 {
-                            acc = acc.wrapping_add(show(f31).await as u64 + list30.len() as u64);
-                        }
-                        if (input >> 23) & 1 == 1 { return Ok(acc); }
+                Rec { pair: (mut a7, _), .. } => {
+                    ev(format!("e10 {acc} {}", a7.touch()));
+                    let v11 = async { tick(95u64).await }.await;
+                    acc = (acc * 3 + v11) % 1_000_003;
+                }
+            }
+        }
+        let mut i12: u64 = 0;
+        'l13: while i12 < 1 {
+            i12 += 1;
+            let v15 = (show(&arg).await as u64);
+            { let f14 = |x: u64| (x * 5) ^ 13; acc = f14(v15 % 1000); }
+            let c16 = tick(v2 % 100 % 2 == 0).await;
+            if c16 { break 'l13; }
+        }
+        let c17 = tick(acc % 100 % 2 == 0).await;
+        if c17 {
+            let mut n18 = Noisy::new("n18");
+        }
+        let r20 = tick(Noisy::new("arg-re19")).await;
+        arg = r20;
+        let v21 = tick((input ^ input) % 97).await;
+        acc = (acc * 3 + v21) % 1_000_003;
+        let v23 = tick((input ^ input) % 97).await;
+        { let f22 = |x: u64| (x * 5) ^ 13; acc = f22(v23 % 1000); }
+        if acc % 3 == 0 {
+            {
+                let list24: Vec<Noisy> = vec![Noisy::new("list24.0")];
+                let f25 = first_of(&list24).await;
+                if let Some(f25) = f25 {
+                    acc = acc.wrapping_add(show(f25).await as u64 + list24.len() as u64);
+                }
+                acc = acc.wrapping_add(list24.len() as u64);
+                let mut n27 = tick(Rec::new("rec26", i12 % 100)).await.into_name();
+                let v29 = tick((v21 ^ input) % 97).await;
+                { let f28 = |x: u64| (x * 5) ^ 13; acc = f28(v29 % 1000); }
+            }
+            if (input >> 60) & 1 == 1 {
+                if (input >> 15) & 1 == 1 {
+                    let v30 = fallible(v21 % 100).await?;
+                    let v31 = (show(&Noisy::new("t32")).await as u64);
+                    let v33 = (v31 * 7 + v30) % 1_000_003;
+                    if acc % 2 == 0 { return Ok(acc); }
+                    let mut arg = Noisy::new("arg-shadow34");
+                    let v35 = tick(checked((v30 ^ input) % 97)).await?;
+                    acc = (acc * 1 + v35) % 1_000_003;
+                } else {
+                    let list36: Vec<Noisy> = vec![Noisy::new("list36.0")];
+                    let f37 = first_of(&list36).await;
+                    if let Some(f37) = f37 {
+                        acc = acc.wrapping_add(show(f37).await as u64 + list36.len() as u64);
                     }
                 }
+                let v38 = tick_named("k39", 33u64 % 100).await;
+                if v38 % 3 == 0 {
+                    let mut n40 = fallible_noisy("n40", acc % 100).await?;
+                    if acc % 3 == 0 { drop(arg); }
+                } else {
+                    if acc % 3 == 0 { return Ok(acc); }
+                }
+            } else {
+                {
+                    let r42 = tick(Noisy::new("arg-re41")).await;
+                    arg = r42;
+                    let mut n43 = Noisy::new("n43");
+                    let r45 = tick(Noisy::new("n43-re44")).await;
+                    n43 = r45;
+                }
+                let v47 = show(&Noisy::new("t46")).await as u64;
+                acc = (acc * 1 + v47) % 1_000_003;
             }
-        }
-        let c33 = tick((acc ^ input) % 97 % 2 == 0).await;
-        if c33 { return Ok(acc); }
-        if (input >> 26) & 1 == 1 {
-            let Some(v34) = tick(maybe(6u64 % 100)).await else {
-                return Err(Fail::new("else35"));
-            };
-            if acc % 2 == 0 {
-                let Some(v36) = tick(maybe((v34 ^ input) % 97)).await else {
-                    let g37 = Noisy::new("g37");
-                    let v38 = tick((acc ^ input) % 97).await;
-                    acc = (acc * 1 + v38) % 1_000_003;
-                    return Err(Fail::new("else39"));
-                };
-                let mut arg = Noisy::new("arg-shadow40");
-                ev(format!("e41 {acc} {}", arg.touch()));
-                let Some(v42) = tick(maybe(acc % 100)).await else {
-                    return Err(Fail::new("else43"));
-                };
-            }
-            let Some(v44) = tick(maybe(10u64 % 100)).await else {
-                return Err(Fail::new("else45"));
-            };
-        } else {
-            let f46 = |x: u64| (x * 5) ^ 13;
-            let v47 = (show(&Noisy::new("t48")).await as u64);
-            acc = f46(v47 % 1000);
+            let v49 = (show(&Noisy::new("t50")).await as u64);
+            { let f48 = |x: u64| (x * 5) ^ 13; acc = f48(v49 % 1000); }
+            let v52 = tick(Rec::new("rec51", v21 % 100)).await.score();
+            acc = (acc * 1 + v52) % 1_000_003;
         }
         ev(format!("end {acc}"));
         Ok(acc)
@@ -18395,19 +18110,21 @@ random_case! {
                     acc = (acc * 1 + v3) % 1_000_003;
                     return Err(Fail::new("else4"));
                 };
-                let f5 = async |x: u64| tick(x % 100).await + 1;
-                let v6 = f5(acc % 100).await;
-                acc = (acc * 1 + v6) % 1_000_003;
+                {
+                    let f5 = async |x: u64| tick(x % 100).await + 1;
+                    let v6 = f5(acc % 100).await;
+                    acc = (acc * 1 + v6) % 1_000_003;
+                }
                 let mut i7: u64 = 0;
                 'l8: while i7 < 3 {
                     i7 += 1;
                     let mut n9 = Noisy::new("n9");
-                    let v10 = tick(checked(i7 % 100)).await?;
+                    let v10 = tick(checked(acc % 100)).await?;
                     acc = (acc * 1 + v10) % 1_000_003;
                     let v11 = async { tick(73u64).await }.await;
                     acc = (acc * 3 + v11) % 1_000_003;
                 }
-                let c12 = tick(i7 % 100 % 2 == 0).await;
+                let c12 = tick(acc % 100 % 2 == 0).await;
                 if c12 { drop(arg); }
             } else {
                 let pairs13: Vec<(Noisy, Noisy)> = vec![];
@@ -18468,129 +18185,48 @@ random_case! {
 }
 
 random_case! {
-    case_157, 0xd30f04c7dac3ddf7,
+    case_157, 0x7e9cf9bb114b0352,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut arg = Noisy::new("arg-shadow1");
-        let mut it2: IntoIter<(Noisy, Noisy)> = vec![pair("it2.0")].into_iter();
-        'l5: while let Some((_, mut b4)) = tick(it2.next()).await {
-            ev(format!("e6 {acc} {}", arg.touch()));
-            if acc % 2 == 0 { continue 'l5; }
-            let v8 = tick(Rec::new("rec7", acc % 100)).await.id;
-            acc = (acc * 1 + v8) % 1_000_003;
-            ev(format!("e9 {acc} {}", b4.touch()));
-        }
-        let list10: Vec<Noisy> = vec![Noisy::new("list10.0"), Noisy::new("list10.1")];
-        'l12: for _ in 0..3u64 {
-            let f11 = first_of(&list10).await;
-            let f11n = tick(f11.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f11) = f11 { acc = acc.wrapping_add(show(f11).await as u64); }
-            let c13 = tick((input ^ input) % 97 % 2 == 0).await;
-            if c13 { continue 'l12; }
-            let w14 = (show(&arg).await as u64);
-            let r16 = tick(Rec::new("rec15", (54u64 ^ input) % 97)).await;
-            match r16 {
-                rec17 if rec17.id % 3 == w14 % 3 => {
-                    acc = acc.wrapping_add(rec17.score());
-                    if acc % 4 == 0 {
-                        let v19 = async { tick(39u64).await }.await;
-                        let v20 = tick_named("k21", w14 % 100).await;
-                        let v22 = (v20 * 7 + v19) % 1_000_003;
-                        let v23 = fallible((54u64 ^ input) % 97).await?;
-                        acc = (acc * 3 + v23) % 1_000_003;
-                        let mut n24 = fallible_noisy("n24", f11n % 100).await?;
-                    } else {
-                        let v25 = async { tick(16u64).await }.await;
-                        acc = (acc * 3 + v25) % 1_000_003;
-                    }
-                    let f26 = |x: u64| (x * 5) ^ 13;
-                    let v27 = (show(&arg).await as u64);
-                    acc = f26(v27 % 1000);
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w14) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                }
-                Rec { pair: (mut a18, _), .. } => {
-                    let c28 = tick(f11n % 100 % 2 == 0).await;
-                    if c28 { break 'l12; }
-                }
-            }
-            let v30 = tick(Rec::new("rec29", f11n % 100)).await.name.touch() as u64;
-            acc = (acc * 1 + v30) % 1_000_003;
-        }
-        acc = acc.wrapping_add(list10.len() as u64);
-        let mut n32 = tick(Rec::new("rec31", acc % 100)).await.name;
-        if acc % 2 == 0 {
-            let w33 = tick_named("k34", 62u64 % 100).await;
-            let r36 = tick(Rec::new("rec35", acc % 100)).await;
-            match r36 {
-                rec37 if rec37.id % 3 == w33 % 3 => {
-                    acc = acc.wrapping_add(rec37.score());
-                    let v39 = tick(3u64 % 100).await;
-                    let v40 = pass((w33 ^ input) % 97).await;
-                    let v41 = (v40 * 7 + v39) % 1_000_003;
-                    let list42: Vec<Noisy> = vec![Noisy::new("list42.0")];
-                    'l44: for x43 in list42.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-                        let mut n45 = Noisy::new("n45");
-                        let v46 = tick_named("k47", (v41 ^ input) % 97).await;
-                        acc = (acc * 3 + v46) % 1_000_003;
-                        let v48 = fallible(w33 % 100).await?;
-                        let v49 = async { tick(3u64).await }.await;
-                        let v50 = (v49 * 7 + v48) % 1_000_003;
-                    }
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w33) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let mut arg = Noisy::new("arg-shadow51");
-                    let v52 = tick(w33 % 100).await;
-                    if v52 % 3 == 0 {
-                        let f53 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                        let v54 = f53(acc % 100).await;
-                        acc = (acc * 1 + v54) % 1_000_003;
-                        let mut arg = Noisy::new("arg-shadow55");
-                        let r57 = tick(Noisy::new("arg-re56")).await;
-                        arg = r57;
-                    }
-                }
-                Rec { pair: (mut a38, _), .. } => {
-                    let Some(v58) = tick(maybe((acc ^ input) % 97)).await else {
-                        return Err(Fail::new("else59"));
-                    };
-                    if (input >> 54) & 1 == 1 {
-                        let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-                        let v60 = tick_named("k61", (input ^ input) % 97).await;
-                        let v62 = fallible(input % 100).await?;
-                        let v63 = (v62 * 7 + v60) % 1_000_003;
-                        let v64 = tick_named("k65", v62 % 100).await;
-                        let v66 = fallible((v60 ^ input) % 97).await?;
-                        let v67 = (v66 * 7 + v64) % 1_000_003;
-                        let v69 = show(&Noisy::new("t68")).await as u64;
-                        acc = (acc * 1 + v69) % 1_000_003;
-                    }
-                }
-            }
-            let v71 = show(&Noisy::new("t70")).await as u64;
-            acc = (acc * 1 + v71) % 1_000_003;
-        }
-        let mut i72: u64 = 0;
-        let mut n74: Noisy = 'l73: loop {
-            if i72 >= 3 { break 'l73 Noisy::new("n74-end"); }
-            i72 += 1;
-            let c75 = tick((acc ^ input) % 97 % 2 == 0).await;
-            if c75 {
-                let mut n76 = Noisy::new("n76");
-                let (mut a78, _) = tick(Rec::new("rec77", (acc ^ input) % 97)).await.pair;
-                let v80 = show(&a78).await as u64;
-                acc = (acc * 1 + v80) % 1_000_003;
-            }
-            let Some(mut v81) = tick(maybe_noisy("v81", i72 % 100)).await else {
-                let v82 = (show(&n32).await as u64);
-                acc = (acc * 1 + v82) % 1_000_003;
-                return Err(Fail::new("else83"));
+        let list2: Vec<Noisy> = vec![Noisy::new("list2.0")];
+        'l4: for _ in 0..4u64 {
+            let f3 = first_of(&list2).await;
+            let f3n = tick(f3.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f3) = f3 { acc = acc.wrapping_add(show(f3).await as u64); }
+            let Some(mut v5) = tick(maybe_noisy("v5", f3n % 100)).await else {
+                let v7 = tick_named("k6", (acc ^ input) % 97).await;
+                acc = (acc * 1 + v7) % 1_000_003;
+                return Err(Fail::new("else8"));
             };
-            let mut n32 = Noisy::new("n32-shadow84");
-        };
-        let (mut a86, _) = tick(Rec::new("rec85", (acc ^ input) % 97)).await.pair;
+            let v9 = tick(acc % 100).await;
+            acc = (acc * 3 + v9) % 1_000_003;
+        }
+        acc = acc.wrapping_add(list2.len() as u64);
+        let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+        ev(format!("e10 {acc} {}", arg.touch()));
+        let mut it11: IntoIter<(Noisy, Noisy)> = vec![pair("it11.0")].into_iter();
+        'l14: while let Some(_) = tick(it11.next()).await {
+            let c15 = tick(input % 100 % 2 == 0).await;
+            if c15 { return Err(Fail::new("r16")); }
+            let mut n18 = tick(Rec::new("rec17", (acc ^ input) % 97)).await.into_name();
+            if acc % 4 == 0 {
+                let v20 = show(&Noisy::new("t19")).await as u64;
+                acc = (acc * 1 + v20) % 1_000_003;
+                ev(format!("e21 {acc} {}", n18.touch()));
+                ev(format!("e22 {acc} {}", arg.touch()));
+            } else {
+                {
+                    let f23 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v24 = f23(84u64 % 100).await;
+                    acc = (acc * 1 + v24) % 1_000_003;
+                }
+                let mut n25 = fallible_noisy("n25", 42u64 % 100).await?;
+            }
+        }
+        drop(arg);
+        let v26 = tick(acc % 100).await;
+        acc = (acc * 3 + v26) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -18723,7 +18359,7 @@ random_case! {
 }
 
 random_case! {
-    case_159, 0xe1f36d5f0bee3d15,
+    case_159, 0xcb56e9ee84463ee1,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         ev(format!("e1 {acc} {}", arg.touch()));
@@ -18738,51 +18374,106 @@ random_case! {
             i7 += 1;
             let v9 = async { tick(80u64).await }.await;
             acc = (acc * 3 + v9) % 1_000_003;
-            let w10 = tick(v6 % 100).await;
-            let r12 = tick(Rec::new("rec11", 18u64 % 100)).await;
-            match r12 {
-                rec13 if rec13.id % 3 == w10 % 3 => {
-                    acc = acc.wrapping_add(rec13.score());
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w10) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let f15 = |x: u64| (x * 5) ^ 13;
-                    let v16 = tick(v6 % 100).await;
-                    acc = f15(v16 % 1000);
-                }
-                Rec { pair: (mut a14, _), .. } => {
-                    let pairs17: Vec<(Noisy, Noisy)> = vec![pair("pairs17.0")];
-                    'l20: for (_, mut b19) in pairs17 {
-                        let v21 = tick_named("k22", w10 % 100).await;
-                        let v23 = tick_named("k24", (acc ^ input) % 97).await;
-                        let v25 = (v23 * 7 + v21) % 1_000_003;
-                        let v27 = tick(Rec::new("rec26", v9 % 100)).await.name.touch() as u64;
-                        acc = (acc * 1 + v27) % 1_000_003;
-                        let v28 = tick(v25 % 100).await;
-                        acc = (acc * 3 + v28) % 1_000_003;
-                        let (mut a30, _) = tick(Rec::new("rec29", acc % 100)).await.pair;
-                        let v32 = show(&a30).await as u64;
-                        acc = (acc * 1 + v32) % 1_000_003;
+            {
+                let w10 = tick(v6 % 100).await;
+                let r12 = tick(Rec::new("rec11", 18u64 % 100)).await;
+                match r12 {
+                    rec13 if rec13.id % 3 == w10 % 3 => {
+                        acc = acc.wrapping_add(rec13.score());
                     }
-                    acc = (acc * 5 + checked((v2 ^ input) % 97)?) % 1_000_003;
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w10) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
+                        ev(format!("e15 {acc} {}", b5.touch()));
+                    }
+                    Rec { pair: (mut a14, _), .. } => {
+                        if (input ^ acc) % 5 < 2 { drop(a14); }
+                    }
                 }
             }
         }
-        let Some(v33) = tick(maybe(0u64 % 100)).await else {
-            return Err(Fail::new("else34"));
-        };
-        let v36 = show(&Noisy::new("t35")).await as u64;
-        acc = (acc * 1 + v36) % 1_000_003;
-        let v38 = pass(acc % 100).await.wrapping_mul(3) % 1000;
-        acc = (acc * 1 + v38) % 1_000_003;
-        let mut a4 = Noisy::new("a4-shadow39");
-        if (input >> 45) & 1 == 1 { return Ok(acc); }
-        let Some(v40) = tick(maybe(v2 % 100)).await else {
-            let v41 = (show(&b5).await as u64);
-            acc = (acc * 1 + v41) % 1_000_003;
-            return Err(Fail::new("else42"));
-        };
-        let mut n43 = Noisy::new("n43");
+        {
+            let f16 = async |x: u64| tick(x % 100).await + 1;
+            let v17 = f16(28u64 % 100).await;
+            acc = (acc * 1 + v17) % 1_000_003;
+        }
+        if acc % 2 == 0 {
+            let list18: Vec<Noisy> = vec![Noisy::new("list18.0"), Noisy::new("list18.1")];
+            let f19 = first_of(&list18).await;
+            let v20 = (show(&Noisy::new("t21")).await as u64);
+            acc = acc.wrapping_add(v20);
+            if let Some(f19) = f19 {
+                acc = acc.wrapping_add(show(f19).await as u64 + list18.len() as u64);
+            }
+            let pairs22: Vec<(Noisy, Noisy)> = vec![pair("pairs22.0"), pair("pairs22.1")];
+            'l25: for (mut a23, mut b24) in pairs22.into_iter() {
+                let v26 = async { tick(35u64).await }.await;
+                let v27 = tick_named("k28", acc % 100).await;
+                let v29 = (v27 * 7 + v26) % 1_000_003;
+                {
+                    let w30 = tick_named("k31", v6 % 100).await;
+                    let r33 = tick(Rec::new("rec32", (v2 ^ input) % 97)).await;
+                    match r33 {
+                        rec34 if rec34.id % 3 == w30 % 3 => {
+                            acc = acc.wrapping_add(rec34.score());
+                            let v36 = tick(checked((acc ^ input) % 97)).await?;
+                            acc = (acc * 1 + v36) % 1_000_003;
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w30) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                        }
+                        Rec { pair: (mut a35, _), .. } => {
+                            let (mut a37, mut b38) = pair("p39");
+                            acc = acc.wrapping_add(show(&a37).await as u64);
+                            let v40 = tick_named("k41", (acc ^ input) % 97).await;
+                            acc = (acc * 3 + v40) % 1_000_003;
+                        }
+                    }
+                }
+            }
+            let list42: Vec<Noisy> = vec![];
+            let f43 = first_of(&list42).await;
+            let v44 = fallible(v6 % 100).await?;
+            acc = acc.wrapping_add(v44);
+            if let Some(f43) = f43 {
+                acc = acc.wrapping_add(show(f43).await as u64 + list42.len() as u64);
+            }
+        }
+        let v46 = fallible(input % 100).await?;
+        { let f45 = |x: u64| (x * 5) ^ 13; acc = f45(v46 % 1000); }
+        let c47 = tick((input ^ input) % 97 % 2 == 0).await;
+        if c47 {
+            if (input >> 46) & 1 == 1 { return Ok(acc); }
+            let (_, mut b49) = pair("p50");
+            acc = acc.wrapping_add(show(&b49).await as u64);
+            let v52 = show(&Noisy::new("t51")).await as u64;
+            acc = (acc * 1 + v52) % 1_000_003;
+            let (mut a53, mut b54) = tick(pair("p55")).await;
+            acc = acc.wrapping_add(show(&a53).await as u64);
+        }
+        drop(b5);
+        let r57 = tick(Noisy::new("b5-re56")).await;
+        b5 = r57;
+        {
+            {
+                let Some(v58) = tick(maybe(v2 % 100)).await else {
+                    return Err(Fail::new("else59"));
+                };
+                let mut arg = Noisy::new("arg-shadow60");
+                let mut i61: u64 = 0;
+                'l62: loop {
+                    if i61 >= 3 { break 'l62; }
+                    i61 += 1;
+                    let v63 = fallible(i7 % 100).await?;
+                    let v64 = fallible((acc ^ input) % 97).await?;
+                    let v65 = (v64 * 7 + v63) % 1_000_003;
+                    let v66 = tick(checked(v58 % 100)).await?;
+                    acc = (acc * 1 + v66) % 1_000_003;
+                    let Some(v67) = tick(maybe((i7 ^ input) % 97)).await else {
+                        break 'l62;
+                    };
+                }
+            }
+        }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -19080,105 +18771,120 @@ random_case! {
 }
 
 random_case! {
-    case_163, 0x24f2e9135dd81e31,
+    case_163, 0xc86980ee24f2e913,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         ev(format!("e1 {acc} {}", arg.touch()));
         let pairs2: Vec<(Noisy, Noisy)> = vec![pair("pairs2.0")];
-        'l5: for (mut a3, mut b4) in pairs2 {
-            ev(format!("e6 {acc} {}", a3.touch()));
-            let list7: Vec<Noisy> = vec![];
-            for (k8, item) in list7.iter().enumerate() {
-                acc = acc.wrapping_add(show(item).await as u64 + k8 as u64);
-            }
-            let list9: Vec<Noisy> = vec![Noisy::new("list9.0"), Noisy::new("list9.1")];
-            'l11: for x10 in list9.iter().map(|n| n.touch() as u64).take(2) {
-                let v13 = show(&tick(Rec::new("rec12", 92u64 % 100)).await.name).await as u64;
-                acc = (acc * 1 + v13) % 1_000_003;
-                let v14 = tick((input ^ input) % 97).await;
-                if v14 % 3 == 0 {
-                    let v15 = (show(&b4).await as u64);
-                    let v16 = pass(input % 100).await;
-                    let v17 = (v16 * 7 + v15) % 1_000_003;
-                    let list18: Vec<Noisy> = vec![];
-                    let f19 = first_of(&list18).await;
-                    let v20 = tick(acc % 100).await;
-                    acc = acc.wrapping_add(v20);
-                    if let Some(f19) = f19 {
-                        acc = acc.wrapping_add(show(f19).await as u64 + list18.len() as u64);
-                    }
-                    let r22 = tick(Noisy::new("a3-re21")).await;
-                    a3 = r22;
-                }
-                ev(format!("e23 {acc}"));
-            }
-        }
-        let v24 = async { tick(21u64).await }.await;
-        acc = (acc * 3 + v24) % 1_000_003;
-        if (input >> 50) & 1 == 1 { return Err(Fail::new("r25")); }
-        let list26: Vec<Noisy> = vec![];
-        let f27 = first_of(&list26).await;
-        if let Some(f27) = f27 {
-            acc = acc.wrapping_add(show(f27).await as u64 + list26.len() as u64);
-        }
-        let f28 = |x: u64| (x * 5) ^ 13;
-        let v29 = tick(acc % 100).await;
-        acc = f28(v29 % 1000);
-        let Some(v30) = tick(maybe((v29 ^ input) % 97)).await else {
-            let v31 = pass(input % 100).await;
-            acc = (acc * 1 + v31) % 1_000_003;
-            return Err(Fail::new("else32"));
-        };
-        let mut i33: u64 = 0;
-        'l34: while i33 < 1 {
-            i33 += 1;
-            let mut i35: u64 = 0;
-            'l36: loop {
-                if i35 >= 1 { break 'l36; }
-                i35 += 1;
-                if (input >> 9) & 1 == 1 { continue 'l36; }
-                let w37 = pass((acc ^ input) % 97).await;
-                let r39 = tick(Rec::new("rec38", v30 % 100)).await;
-                match r39 {
-                    rec40 if rec40.id % 3 == w37 % 3 => {
-                        acc = acc.wrapping_add(rec40.score());
-                        let f42 = |x: u64| (x * 5) ^ 13;
-                        let v43 = (show(&arg).await as u64);
-                        acc = f42(v43 % 1000);
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w37) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                        let Some(v44) = tick(maybe((w37 ^ input) % 97)).await else {
-                            continue 'l34;
-                        };
-                        let Some(v45) = tick(maybe(v24 % 100)).await else {
-                            break 'l34;
-                        };
-                    }
-                    Rec { pair: (mut a41, _), .. } => {
-                        acc = (acc * 5 + checked(i33 % 100)?) % 1_000_003;
-                    }
+        'l4: for &(ref a3, _) in pairs2.iter().skip(1) {
+            acc = acc.wrapping_add(show(a3).await as u64);
+            let v5 = async { tick(20u64).await }.await;
+            acc = (acc * 3 + v5) % 1_000_003;
+            let mut n6 = fallible_noisy("n6", 46u64 % 100).await?;
+            ev(format!("e7 {acc}"));
+            let v8 = fallible(v5 % 100).await?;
+            if v8 % 3 == 0 {
+                let mut i9: u64 = 0;
+                'l10: loop {
+                    if i9 >= 1 { break 'l10; }
+                    i9 += 1;
+                    let v11 = tick(checked((v5 ^ input) % 97)).await?;
+                    acc = (acc * 1 + v11) % 1_000_003;
+                    let mut n12 = Noisy::new("n12");
                 }
             }
-            let list46: Vec<Noisy> = vec![];
-            'l48: for x47 in list46.iter().rev().map(|n| n.touch() as u64) {
-                let Some(v49) = tick(maybe(acc % 100)).await else {
-                    break 'l34;
+        }
+        acc = acc.wrapping_add(pairs2.len() as u64);
+        let v13 = async { tick(63u64).await }.await;
+        acc = (acc * 3 + v13) % 1_000_003;
+        let mut i14: u64 = 0;
+        'l15: while i14 < 0 {
+            i14 += 1;
+            ev(format!("e16 {acc} {}", arg.touch()));
+            let mut n17 = Noisy::new("n17");
+            let mut i18: u64 = 0;
+            'l19: loop {
+                if i18 >= 3 { break 'l19; }
+                i18 += 1;
+                let Some(v20) = tick(maybe(acc % 100)).await else {
+                    let v21 = tick(acc % 100).await;
+                    acc = (acc * 1 + v21) % 1_000_003;
+                    continue 'l15;
                 };
-                let r51 = tick(Noisy::new("arg-re50")).await;
-                arg = r51;
-                let v52 = async { tick(91u64).await }.await;
-                acc = (acc * 3 + v52) % 1_000_003;
-                let v53 = tick(input % 100).await;
-                let v54 = tick(v53 % 100).await;
-                let v55 = (v54 * 7 + v53) % 1_000_003;
+                let Some(v22) = tick(maybe((v13 ^ input) % 97)).await else {
+                    return Err(Fail::new("else23"));
+                };
             }
-            let v56 = async { tick(17u64).await }.await;
-            acc = (acc * 3 + v56) % 1_000_003;
         }
-        let r58 = tick(Noisy::new("arg-re57")).await;
-        arg = r58;
-        drop(arg);
+        let Some(mut v24) = tick(maybe_noisy("v24", 11u64 % 100)).await else {
+            let g25 = Noisy::new("g25");
+            let v26 = async { tick(16u64).await }.await;
+            acc = (acc * 1 + v26) % 1_000_003;
+            let v27 = show(&g25).await as u64;
+            acc = (acc * 1 + v27) % 1_000_003;
+            return Err(Fail::new("else28"));
+        };
+        let v29 = (show(&Noisy::new("t30")).await as u64);
+        acc = (acc * 3 + v29) % 1_000_003;
+        let mut i31: u64 = 0;
+        'l32: loop {
+            if i31 >= 1 { break 'l32; }
+            i31 += 1;
+            let mut i33: u64 = 0;
+            'l34: loop {
+                if i33 >= 1 { break 'l34; }
+                i33 += 1;
+                ev(format!("e35 {acc} {}", arg.touch()));
+                let mut n36 = Noisy::new("n36");
+                acc = (acc * 5 + checked(49u64 % 100)?) % 1_000_003;
+                {
+                    let w37 = fallible(i31 % 100).await?;
+                    let r39 = tick(Rec::new("rec38", i14 % 100)).await;
+                    match r39 {
+                        rec40 if rec40.id % 3 == w37 % 3 => {
+                            acc = acc.wrapping_add(rec40.score());
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w37) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                        }
+                        Rec { pair: (mut a41, _), .. } => {
+                            let list42: Vec<Noisy> = vec![Noisy::new("list42.0")];
+                            let f43 = first_of(&list42).await;
+                            if let Some(f43) = f43 {
+                                acc = acc.wrapping_add(show(f43).await as u64 + list42.len() as u64);
+                            }
+                        }
+                    }
+                }
+            }
+            let mut it44: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+            'l47: while let Some((_, mut b46)) = tick(it44.next()).await {
+                let list48: Vec<Noisy> = vec![Noisy::new("list48.0")];
+                let f49 = first_of(&list48).await;
+                let v50 = tick(acc % 100).await;
+                acc = acc.wrapping_add(v50);
+                if let Some(f49) = f49 {
+                    acc = acc.wrapping_add(show(f49).await as u64 + list48.len() as u64);
+                }
+                drop(b46);
+                let Some(v51) = tick(maybe((i33 ^ input) % 97)).await else {
+                    let g52 = Noisy::new("g52");
+                    let v54 = tick_named("k53", i14 % 100).await;
+                    acc = (acc * 1 + v54) % 1_000_003;
+                    let v55 = show(&g52).await as u64;
+                    acc = (acc * 1 + v55) % 1_000_003;
+                    return Err(Fail::new("else56"));
+                };
+                let v58 = show(&Noisy::new("t57")).await as u64;
+                acc = (acc * 1 + v58) % 1_000_003;
+            }
+        }
+        let v59 = tick(input % 100).await;
+        let v60 = tick((acc ^ input) % 97).await;
+        let v61 = (v60 * 7 + v59) % 1_000_003;
+        let v62 = tick((v29 ^ input) % 97).await;
+        acc = (acc * 3 + v62) % 1_000_003;
+        acc = (acc * 5 + checked((acc ^ input) % 97)?) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -19339,18 +19045,20 @@ random_case! {
             i2 += 1;
             let v5 = show(&Noisy::new("t4")).await as u64;
             acc = (acc * 1 + v5) % 1_000_003;
-            let w6 = tick_named("k7", i2 % 100).await;
-            let r9 = tick(Rec::new("rec8", 79u64 % 100)).await;
-            match r9 {
-                rec10 if rec10.id % 3 == w6 % 3 => {
-                    acc = acc.wrapping_add(rec10.score());
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w6) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                }
-                Rec { pair: (mut a11, _), .. } => {
-                    let v12 = tick((input ^ input) % 97).await;
-                    acc = (acc * 3 + v12) % 1_000_003;
+            {
+                let w6 = tick_named("k7", i2 % 100).await;
+                let r9 = tick(Rec::new("rec8", 79u64 % 100)).await;
+                match r9 {
+                    rec10 if rec10.id % 3 == w6 % 3 => {
+                        acc = acc.wrapping_add(rec10.score());
+                    }
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w6) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
+                    }
+                    Rec { pair: (mut a11, _), .. } => {
+                        let v12 = tick((input ^ input) % 97).await;
+                        acc = (acc * 3 + v12) % 1_000_003;
+                    }
                 }
             }
         }
@@ -19360,9 +19068,11 @@ random_case! {
         let v16 = tick((i2 ^ input) % 97).await;
         let v17 = async { tick(6u64).await }.await;
         let v18 = (v17 * 7 + v16) % 1_000_003;
-        let f19 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-        let v20 = f19(v17 % 100).await;
-        acc = (acc * 1 + v20) % 1_000_003;
+        {
+            let f19 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v20 = f19(v17 % 100).await;
+            acc = (acc * 1 + v20) % 1_000_003;
+        }
         let v21 = (show(&Noisy::new("t22")).await as u64);
         acc = (acc * 3 + v21) % 1_000_003;
         {
@@ -19538,9 +19248,11 @@ random_case! {
                     acc = (acc * 3 + v10) % 1_000_003;
                     let c11 = tick(v8 % 100 % 2 == 0).await;
                     if c11 { drop(arg); }
-                    let f12 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v13 = f12(v6 % 100).await;
-                    acc = (acc * 1 + v13) % 1_000_003;
+                    {
+                        let f12 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v13 = f12(v6 % 100).await;
+                        acc = (acc * 1 + v13) % 1_000_003;
+                    }
                 } else {
                     let mut arg = Noisy::new("arg-shadow14");
                     let r16 = tick(Noisy::new("arg-re15")).await;
@@ -19594,15 +19306,13 @@ random_case! {
                 } else {
                     let mut arg = Noisy::new("arg-shadow50");
                     acc = (acc * 5 + checked(74u64 % 100)?) % 1_000_003;
-                    let f51 = |x: u64| (x * 5) ^ 13;
                     let v52 = tick_named("k53", input % 100).await;
-                    acc = f51(v52 % 1000);
+                    { let f51 = |x: u64| (x * 5) ^ 13; acc = f51(v52 % 1000); }
                 }
             }
         }
-        let f54 = |x: u64| (x * 5) ^ 13;
         let v55 = fallible((acc ^ input) % 97).await?;
-        acc = f54(v55 % 1000);
+        { let f54 = |x: u64| (x * 5) ^ 13; acc = f54(v55 % 1000); }
         let mut n56 = Noisy::new("n56");
         let v57 = tick(acc % 100).await;
         let v58 = tick(acc % 100).await;
@@ -19746,73 +19456,74 @@ random_case! {
 }
 
 random_case! {
-    case_169, 0x2bea01046e7a826b,
+    case_169, 0x685ea28226bbf983,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = async |x: u64| tick(x % 100).await + 1;
-        let v2 = f1(63u64 % 100).await;
-        acc = (acc * 1 + v2) % 1_000_003;
+        {
+            let f1 = async |x: u64| tick(x % 100).await + 1;
+            let v2 = f1(63u64 % 100).await;
+            acc = (acc * 1 + v2) % 1_000_003;
+        }
         let pairs3: Vec<(Noisy, Noisy)> = vec![pair("pairs3.0")];
-        'l6: for (_, mut b5) in pairs3.into_iter() {
-            let Some(v7) = tick(maybe(input % 100)).await else {
-                continue 'l6;
+        'l5: for (_, a4) in pairs3.iter().rev() {
+            acc = acc.wrapping_add(show(a4).await as u64);
+            let Some(v6) = tick(maybe(input % 100)).await else {
+                continue 'l5;
             };
             if acc % 3 == 0 { return Ok(acc); }
-            let v9 = show(&Noisy::new("t8")).await as u64;
-            acc = (acc * 1 + v9) % 1_000_003;
+            let v8 = show(&Noisy::new("t7")).await as u64;
+            acc = (acc * 1 + v8) % 1_000_003;
             if acc % 2 == 0 {
-                let v10 = fallible(acc % 100).await?;
-                acc = (acc * 3 + v10) % 1_000_003;
-                let Some(v11) = tick(maybe((v7 ^ input) % 97)).await else {
-                    let v13 = (show(&Noisy::new("t12")).await as u64);
-                    acc = (acc * 1 + v13) % 1_000_003;
-                    return Err(Fail::new("else14"));
+                let v9 = fallible(acc % 100).await?;
+                acc = (acc * 3 + v9) % 1_000_003;
+                let Some(v10) = tick(maybe((v9 ^ input) % 97)).await else {
+                    let v12 = (show(&Noisy::new("t11")).await as u64);
+                    acc = (acc * 1 + v12) % 1_000_003;
+                    return Err(Fail::new("else13"));
                 };
-                let mut n16 = tick(Rec::new("rec15", (input ^ input) % 97)).await.name;
-                let f17 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v18 = f17((input ^ input) % 97).await;
-                acc = (acc * 1 + v18) % 1_000_003;
+                let v15 = tick(Rec::new("rec14", acc % 100)).await.id;
+                acc = (acc * 1 + v15) % 1_000_003;
+                {
+                    let f16 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v17 = f16((input ^ input) % 97).await;
+                    acc = (acc * 1 + v17) % 1_000_003;
+                }
             }
         }
-        let v19 = tick(checked(acc % 100)).await?;
-        acc = (acc * 1 + v19) % 1_000_003;
-        if (input >> 20) & 1 == 1 { drop(arg); }
-        let f20 = |x: u64| (x * 5) ^ 13;
-        let v21 = async { tick(35u64).await }.await;
-        acc = f20(v21 % 1000);
-        let v22 = fallible((acc ^ input) % 97).await?;
-        if v22 % 3 == 0 {
-            let (mut a23, _) = pair("p25");
-            acc = acc.wrapping_add(show(&a23).await as u64);
-        } else {
-            let f26 = |x: u64| (x * 5) ^ 13;
-            let v27 = tick(18u64 % 100).await;
-            acc = f26(v27 % 1000);
-            let list28: Vec<Noisy> = vec![];
-            let f29 = first_of(&list28).await;
-            let v30 = tick(acc % 100).await;
-            acc = acc.wrapping_add(v30);
-            if let Some(f29) = f29 {
-                acc = acc.wrapping_add(show(f29).await as u64 + list28.len() as u64);
-            }
-            acc = acc.wrapping_add(list28.len() as u64);
-            let w31 = fallible((acc ^ input) % 97).await?;
-            let r33 = tick(Rec::new("rec32", v19 % 100)).await;
-            match r33 {
-                rec34 if rec34.id % 3 == w31 % 3 => {
-                    acc = acc.wrapping_add(rec34.score());
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w31) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                }
-                Rec { pair: (mut a35, _), .. } => {
-                    acc = (acc * 5 + checked(v2 % 100)?) % 1_000_003;
-                    let v36 = (show(&Noisy::new("t37")).await as u64);
-                    acc = (acc * 3 + v36) % 1_000_003;
-                }
-            }
-            let mut arg = Noisy::new("arg-shadow38");
+        acc = acc.wrapping_add(pairs3.len() as u64);
+        let list18: Vec<Noisy> = vec![];
+        'l20: for x19 in list18.iter().map(|n| n.touch() as u64).take(2) {
+            let mut n21 = Noisy::new("n21");
+            let r23 = tick(Noisy::new("n21-re22")).await;
+            n21 = r23;
+            if (input >> 63) & 1 == 1 { break 'l20; }
         }
+        if (input ^ acc) % 5 < 2 {
+            let list24: Vec<Noisy> = vec![Noisy::new("list24.0")];
+            let f25 = first_of(&list24).await;
+            if let Some(f25) = f25 {
+                acc = acc.wrapping_add(show(f25).await as u64 + list24.len() as u64);
+            }
+            acc = acc.wrapping_add(list24.len() as u64);
+            let v26 = tick(checked(acc % 100)).await?;
+            acc = (acc * 1 + v26) % 1_000_003;
+            let r28 = tick(Noisy::new("arg-re27")).await;
+            arg = r28;
+        }
+        let list29: Vec<Noisy> = vec![];
+        'l31: for _ in 0..1u64 {
+            let f30 = first_of(&list29).await;
+            let f30n = tick(f30.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f30) = f30 { acc = acc.wrapping_add(show(f30).await as u64); }
+            let r33 = tick(Noisy::new("arg-re32")).await;
+            arg = r33;
+            let Some(v34) = tick(maybe(f30n % 100)).await else {
+                continue 'l31;
+            };
+        }
+        acc = acc.wrapping_add(list29.len() as u64);
+        let v36 = tick(Rec::new("rec35", acc % 100)).await.score();
+        acc = (acc * 1 + v36) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -20129,9 +19840,8 @@ random_case! {
                 };
             }
         }
-        let f28 = |x: u64| (x * 5) ^ 13;
         let v29 = tick(i16 % 100).await;
-        acc = f28(v29 % 1000);
+        { let f28 = |x: u64| (x * 5) ^ 13; acc = f28(v29 % 1000); }
         let r31 = tick(Noisy::new("n2-re30")).await;
         n2 = r31;
         let Some(v32) = tick(maybe(6u64 % 100)).await else {
@@ -20208,80 +19918,42 @@ random_case! {
 }
 
 random_case! {
-    case_173, 0x54354acaae61760d,
+    case_173, 0xf59999f4a805cca6,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let Some(v1) = tick(maybe((acc ^ input) % 97)).await else {
             return Err(Fail::new("else2"));
         };
-        let w3 = (show(&arg).await as u64);
-        let r5 = tick(Rec::new("rec4", w3 % 100)).await;
-        match r5 {
-            rec6 if rec6.id % 3 == w3 % 3 => {
-                acc = acc.wrapping_add(rec6.score());
-                let mut i8: u64 = 0;
-                'l9: loop {
-                    if i8 >= 4 { break 'l9; }
-                    i8 += 1;
-                    let v10 = pass(input % 100).await;
-                    acc = (acc * 3 + v10) % 1_000_003;
-                    let mut it11: IntoIter<(Noisy, Noisy)> = vec![pair("it11.0"), pair("it11.1")].into_iter();
-                    'l14: while let Some(_) = tick(it11.next()).await {
-                        let v15 = fallible((i8 ^ input) % 97).await?;
-                        acc = (acc * 3 + v15) % 1_000_003;
-                        let v17 = show(&Noisy::new("t16")).await as u64;
-                        acc = (acc * 1 + v17) % 1_000_003;
-                        let list18: Vec<Noisy> = vec![Noisy::new("list18.0"), Noisy::new("list18.1")];
-                        let f19 = first_of(&list18).await;
-                        let v20 = pass((w3 ^ input) % 97).await;
-                        acc = acc.wrapping_add(v20);
-                        if let Some(f19) = f19 {
-                            acc = acc.wrapping_add(show(f19).await as u64 + list18.len() as u64);
-                        }
-                        acc = acc.wrapping_add(list18.len() as u64);
-                    }
-                    let c21 = tick((w3 ^ input) % 97 % 2 == 0).await;
-                    if c21 {
-                        let w3 = tick(w3 % 1000 + 1).await;
-                        ev(format!("e22 {acc} {}", arg.touch()));
-                        let mut arg = Noisy::new("arg-shadow23");
-                    } else {
-                        let v25 = tick(Rec::new("rec24", acc % 100)).await.score();
-                        acc = (acc * 1 + v25) % 1_000_003;
-                    }
-                }
-            }
-            Rec { id, ref name, .. } if (name.touch() as u64 ^ w3) % 2 == 0 => {
-                acc = acc.wrapping_add(id);
-                let f26 = |x: u64| (x * 5) ^ 13;
-                let v27 = tick_named("k28", 46u64 % 100).await;
-                acc = f26(v27 % 1000);
-            }
-            Rec { pair: (mut a7, _), .. } => {
-                let v29 = tick(v1 % 100).await;
-                let v30 = pass(acc % 100).await;
-                let v31 = (v30 * 7 + v29) % 1_000_003;
-                let v33 = show(&Noisy::new("t32")).await as u64;
-                acc = (acc * 1 + v33) % 1_000_003;
-            }
+        let list3: Vec<Noisy> = vec![Noisy::new("list3.0"), Noisy::new("list3.1")];
+        for (k4, item) in list3.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k4 as u64);
         }
-        let f34 = |x: u64| (x * 5) ^ 13;
-        let v35 = async { tick(46u64).await }.await;
-        acc = f34(v35 % 1000);
-        let w37 = async { tick(88u64).await }.await;
-        #[cfg(any())]
-        let v36: u64 = 1000;
-        #[cfg(all())]
-        let v36: u64 = w37 % 1000;
-        let v1 = tick(v1 % 1000 + 1).await;
-        if (input >> 21) & 1 == 1 { drop(arg); }
-        let mut n38 = Noisy::new("n38");
-        ev(format!("e39 {acc}"));
-        let mut n38 = Noisy::new("n38-shadow40");
-        ev(format!("e41 {acc}"));
-        let r45 = tick(pair("p44")).await;
-        let (_, mut b43) = r45;
-        acc = acc.wrapping_add(show(&b43).await as u64);
+        let v6 = fallible(acc % 100).await?;
+        { let f5 = |x: u64| (x * 5) ^ 13; acc = f5(v6 % 1000); }
+        let c7 = tick(input % 100 % 2 == 0).await;
+        if c7 { drop(arg); }
+        let list8: Vec<Noisy> = vec![];
+        let f9 = first_of(&list8).await;
+        if let Some(f9) = f9 {
+            acc = acc.wrapping_add(show(f9).await as u64 + list8.len() as u64);
+        }
+        let v11 = tick_named("k12", (acc ^ input) % 97).await;
+        { let f10 = |x: u64| (x * 5) ^ 13; acc = f10(v11 % 1000); }
+        let v14 = async { tick(6u64).await }.await;
+        { let f13 = |x: u64| (x * 5) ^ 13; acc = f13(v14 % 1000); }
+        let mut n16 = tick(Rec::new("rec15", v1 % 100)).await.name;
+        let v17 = tick((acc ^ input) % 97).await;
+        acc = (acc * 3 + v17) % 1_000_003;
+        let c18 = tick(acc % 100 % 2 == 0).await;
+        if c18 { drop(n16); }
+        let list19: Vec<Noisy> = vec![];
+        let f20 = first_of(&list19).await;
+        let v21 = tick(acc % 100).await;
+        acc = acc.wrapping_add(v21);
+        if let Some(f20) = f20 {
+            acc = acc.wrapping_add(show(f20).await as u64 + list19.len() as u64);
+        }
+        acc = acc.wrapping_add(list19.len() as u64);
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -20345,7 +20017,7 @@ random_case! {
 }
 
 random_case! {
-    case_175, 0x5741a59a9f34c14b,
+    case_175, 0x856a34346d3cb7ab,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let list1: Vec<Noisy> = vec![Noisy::new("list1.0")];
@@ -20384,123 +20056,64 @@ random_case! {
                     return Err(Fail::new("else23"));
                 };
                 let mut n24 = Noisy::new("n24");
-                let mut i25: u64 = 0;
-                let mut n27: Noisy = 'l26: loop {
-                    if i25 >= 2 { break 'l26 Noisy::new("n27-end"); }
-                    i25 += 1;
-                    let v28 = fallible(v15 % 100).await?;
-                    acc = (acc * 3 + v28) % 1_000_003;
-                    ev(format!("e29 {acc} {}", n24.touch()));
-                };
+                let pairs25: Vec<(Noisy, Noisy)> = vec![];
+                'l27: for &(ref a26, _) in pairs25.iter().skip(1) {
+                    acc = acc.wrapping_add(show(a26).await as u64);
+                    acc = (acc * 5 + checked(29u64 % 100)?) % 1_000_003;
+                    let mut n29 = tick(Rec::new("rec28", v8 % 100)).await.into_name();
+                    let v31 = show(&tick(Rec::new("rec30", (i19 ^ input) % 97)).await.name).await as u64;
+                    acc = (acc * 1 + v31) % 1_000_003;
+                }
+                acc = acc.wrapping_add(pairs25.len() as u64);
             }
-            let r31 = tick(Noisy::new("arg-re30")).await;
-            arg = r31;
-        }
-        let v32 = tick(v5 % 100).await;
-        if v32 % 3 == 0 {
-            let f33 = |x: u64| (x * 5) ^ 13;
-            let v34 = async { tick(92u64).await }.await;
-            acc = f33(v34 % 1000);
-            let mut n35 = Noisy::new("n35");
-        }
-        let c36 = tick(v13 % 100 % 2 == 0).await;
-        if c36 {
-            let mut i37: u64 = 0;
-            'l38: loop {
-                if i37 >= 3 { break 'l38; }
-                i37 += 1;
-                {
-                    let Some(v39) = tick(maybe(v7 % 100)).await else {
-                        break 'l38;
-                    };
-                    let list40: Vec<Noisy> = vec![];
-                    let f41 = first_of(&list40).await;
-                    let v42 = pass(v7 % 100).await;
-                    acc = acc.wrapping_add(v42);
-                    if let Some(f41) = f41 {
-                        acc = acc.wrapping_add(show(f41).await as u64 + list40.len() as u64);
+            let mut it32: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+            'l35: while let Some((_, mut b34)) = tick(it32.next()).await {
+                if acc % 4 == 0 { break 'l35; }
+                let c36 = tick(v13 % 100 % 2 == 0).await;
+                if c36 {
+                    let v38 = show(&Noisy::new("t37")).await as u64;
+                    acc = (acc * 1 + v38) % 1_000_003;
+                    if (input ^ acc) % 5 < 2 { break 'l35; }
+                    let v40 = (show(&b34).await as u64);
+                    { let f39 = |x: u64| (x * 5) ^ 13; acc = f39(v40 % 1000); }
+                    let (mut a41, _) = pair("p43");
+                    acc = acc.wrapping_add(show(&a41).await as u64);
+                }
+                if (input >> 32) & 1 == 1 {
+                    let mut n44 = Noisy::new("n44");
+                    {
+                        let f45 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v46 = f45((acc ^ input) % 97).await;
+                        acc = (acc * 1 + v46) % 1_000_003;
                     }
-                    let (mut a43, _) = pair("p45");
-                    acc = acc.wrapping_add(show(&a43).await as u64);
                 }
-                let v46 = tick(checked(v5 % 100)).await?;
-                acc = (acc * 1 + v46) % 1_000_003;
-                let list47: Vec<Noisy> = vec![];
-                'l49: for _ in 0..1u64 {
-                    let f48 = first_of(&list47).await;
-                    let f48n = tick(f48.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                    if let Some(f48) = f48 { acc = acc.wrapping_add(show(f48).await as u64); }
-                    if (input >> 12) & 1 == 1 { return Ok(acc); }
-                    let mut n50 = Noisy::new("n50");
-                }
-                acc = acc.wrapping_add(list47.len() as u64);
-            }
-            let Some(v51) = tick(maybe(acc % 100)).await else {
-                return Err(Fail::new("else52"));
-            };
-            let mut i53: u64 = 0;
-            'l54: loop {
-                if i53 >= 4 { break 'l54; }
-                i53 += 1;
-                let Some(v55) = tick(maybe(i37 % 100)).await else {
-                    return Err(Fail::new("else56"));
-                };
-                let f57 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                let v58 = f57(i53 % 100).await;
-                acc = (acc * 1 + v58) % 1_000_003;
-            }
-            let v60 = show(&Noisy::new("t59")).await as u64;
-            acc = (acc * 1 + v60) % 1_000_003;
-        } else {
-            let Some(v61) = tick(maybe((acc ^ input) % 97)).await else {
-                return Err(Fail::new("else62"));
-            };
-            if acc % 2 == 0 {
-                let mut i63: u64 = 0;
-                'l64: loop {
-                    if i63 >= 3 { break 'l64; }
-                    i63 += 1;
-                    let v66 = tick(Rec::new("rec65", v61 % 100)).await.score();
-                    acc = (acc * 1 + v66) % 1_000_003;
-                    if (input >> 42) & 1 == 1 { break 'l64; }
-                }
-            } else {
-                {
-                    let v68 = tick(Rec::new("rec67", v7 % 100)).await.id;
-                    acc = (acc * 1 + v68) % 1_000_003;
-                }
-                let r70 = tick(Noisy::new("arg-re69")).await;
-                arg = r70;
-                if (input ^ acc) % 5 < 2 {
-                    let mut arg = Noisy::new("arg-shadow71");
-                    let f72 = |x: u64| (x * 5) ^ 13;
-                    let v73 = tick(v3 % 100).await;
-                    acc = f72(v73 % 1000);
-                } else {
-                    let v74 = tick_named("k75", v32 % 100).await;
-                    acc = (acc * 3 + v74) % 1_000_003;
-                    let v77 = show(&Noisy::new("t76")).await as u64;
-                    acc = (acc * 1 + v77) % 1_000_003;
-                    let v10 = tick(v10 % 1000 + 1).await;
-                    let v78 = async { tick(46u64).await }.await;
-                    acc = (acc * 3 + v78) % 1_000_003;
-                }
-                let list79: Vec<Noisy> = vec![Noisy::new("list79.0")];
-                let f80 = first_of(&list79).await;
-                let v81 = fallible(input % 100).await?;
-                acc = acc.wrapping_add(v81);
-                if let Some(f80) = f80 {
-                    acc = acc.wrapping_add(show(f80).await as u64 + list79.len() as u64);
-                }
-                acc = acc.wrapping_add(list79.len() as u64);
+                let v48 = async { tick(22u64).await }.await;
+                { let f47 = |x: u64| (x * 5) ^ 13; acc = f47(v48 % 1000); }
             }
         }
-        let f82 = |x: u64| (x * 5) ^ 13;
-        let v83 = tick(acc % 100).await;
-        acc = f82(v83 % 1000);
-        let v84 = pass(acc % 100).await;
-        let v85 = (show(&Noisy::new("t86")).await as u64);
-        let v87 = (v85 * 7 + v84) % 1_000_003;
+        let v49 = pass(acc % 100).await;
+        acc = (acc * 3 + v49) % 1_000_003;
+        if acc % 3 == 0 {
+            let mut i50: u64 = 0;
+            'l51: loop {
+                if i50 >= 4 { break 'l51; }
+                i50 += 1;
+                let Some(v52) = tick(maybe(i50 % 100)).await else {
+                    return Err(Fail::new("else53"));
+                };
+                {
+                    let f54 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                    let v55 = f54(acc % 100).await;
+                    acc = (acc * 1 + v55) % 1_000_003;
+                }
+            }
+            let v57 = show(&Noisy::new("t56")).await as u64;
+            acc = (acc * 1 + v57) % 1_000_003;
+            let v59 = show(&Noisy::new("t58")).await as u64;
+            acc = (acc * 1 + v59) % 1_000_003;
+        }
+        let mut n61 = tick(Rec::new("rec60", 47u64 % 100)).await.name;
+        ev(format!("e62 {acc}"));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -20630,9 +20243,8 @@ random_case! {
         if v1 % 3 == 0 { drop(arg); }
         let r3 = tick(Noisy::new("arg-re2")).await;
         arg = r3;
-        let f4 = |x: u64| (x * 5) ^ 13;
         let v5 = (show(&arg).await as u64);
-        acc = f4(v5 % 1000);
+        { let f4 = |x: u64| (x * 5) ^ 13; acc = f4(v5 % 1000); }
         let v6 = tick(acc % 100).await;
         acc = (acc * 3 + v6) % 1_000_003;
         let v7 = pass(input % 100).await;
@@ -20643,9 +20255,8 @@ random_case! {
             acc = acc.wrapping_add(show(f9).await as u64 + list8.len() as u64);
         }
         acc = acc.wrapping_add(list8.len() as u64);
-        let f10 = |x: u64| (x * 5) ^ 13;
         let v11 = async { tick(40u64).await }.await;
-        acc = f10(v11 % 1000);
+        { let f10 = |x: u64| (x * 5) ^ 13; acc = f10(v11 % 1000); }
         acc = (acc * 5 + checked((v1 ^ input) % 97)?) % 1_000_003;
         let v12 = (show(&arg).await as u64);
         let v13 = tick(v7 % 100).await;
@@ -20703,9 +20314,8 @@ random_case! {
         acc = acc.wrapping_add(list1.len() as u64);
         let r4 = tick(Noisy::new("arg-re3")).await;
         arg = r4;
-        let f5 = |x: u64| (x * 5) ^ 13;
         let v6 = tick_named("k7", acc % 100).await;
-        acc = f5(v6 % 1000);
+        { let f5 = |x: u64| (x * 5) ^ 13; acc = f5(v6 % 1000); }
         let mut i8: u64 = 0;
         'l9: while i8 < 1 {
             i8 += 1;
@@ -20733,16 +20343,14 @@ random_case! {
             arg = r22;
             let mut n23 = Noisy::new("n23");
         } else {
-            let f24 = |x: u64| (x * 5) ^ 13;
             let v25 = tick(91u64 % 100).await;
-            acc = f24(v25 % 1000);
+            { let f24 = |x: u64| (x * 5) ^ 13; acc = f24(v25 % 1000); }
         }
         let mut i26: u64 = 0;
         'l27: while i26 < 4 {
             i26 += 1;
-            let f28 = |x: u64| (x * 5) ^ 13;
             let v29 = tick((acc ^ input) % 97).await;
-            acc = f28(v29 % 1000);
+            { let f28 = |x: u64| (x * 5) ^ 13; acc = f28(v29 % 1000); }
             let v31 = show(&Noisy::new("t30")).await as u64;
             acc = (acc * 1 + v31) % 1_000_003;
             let mut i32: u64 = 0;
@@ -20924,12 +20532,13 @@ random_case! {
                 'l8: loop {
                     if i7 >= 4 { break 'l8; }
                     i7 += 1;
-                    let f9 = |x: u64| (x * 5) ^ 13;
                     let v10 = (show(&Noisy::new("t11")).await as u64);
-                    acc = f9(v10 % 1000);
-                    let f12 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                    let v13 = f12(v6 % 100).await;
-                    acc = (acc * 1 + v13) % 1_000_003;
+                    { let f9 = |x: u64| (x * 5) ^ 13; acc = f9(v10 % 1000); }
+                    {
+                        let f12 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                        let v13 = f12(v6 % 100).await;
+                        acc = (acc * 1 + v13) % 1_000_003;
+                    }
                     let v15 = show(&Noisy::new("t14")).await as u64;
                     acc = (acc * 1 + v15) % 1_000_003;
                     let Some(mut v16) = tick(maybe_noisy("v16", i7 % 100)).await else {
@@ -20948,29 +20557,28 @@ random_case! {
                     let v24 = (v23 * 7 + v21) % 1_000_003;
                     let v26 = pass(acc % 100).await.wrapping_mul(3) % 1000;
                     acc = (acc * 1 + v26) % 1_000_003;
-                    let r30 = tick(pair("p29")).await;
-                    let (mut a27, _) = r30;
+                    let (mut a27, _) = tick(pair("p29")).await;
                     acc = acc.wrapping_add(show(&a27).await as u64);
-                    let r32 = tick(Noisy::new("arg-re31")).await;
-                    arg = r32;
+                    let r31 = tick(Noisy::new("arg-re30")).await;
+                    arg = r31;
                 }
             } else {
-                let v34 = show(&Noisy::new("t33")).await as u64;
-                acc = (acc * 1 + v34) % 1_000_003;
+                let v33 = show(&Noisy::new("t32")).await as u64;
+                acc = (acc * 1 + v33) % 1_000_003;
                 if (input >> 32) & 1 == 1 {
                     drop(n5);
                 } else {
-                    let (mut a35, mut b36) = pair("p37");
-                    acc = acc.wrapping_add(show(&a35).await as u64);
+                    let (mut a34, mut b35) = pair("p36");
+                    acc = acc.wrapping_add(show(&a34).await as u64);
                 }
-                let mut n5 = Noisy::new("n5-shadow38");
+                let mut n5 = Noisy::new("n5-shadow37");
                 if acc % 4 == 0 { drop(arg); }
             }
-            let v40 = show(&Noisy::new("t39")).await as u64;
-            acc = (acc * 1 + v40) % 1_000_003;
+            let v39 = show(&Noisy::new("t38")).await as u64;
+            acc = (acc * 1 + v39) % 1_000_003;
         }
-        if acc % 2 == 0 { return Err(Fail::new("r41")); }
-        let mut n42 = Noisy::new("n42");
+        if acc % 2 == 0 { return Err(Fail::new("r40")); }
+        let mut n41 = Noisy::new("n41");
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -21063,7 +20671,7 @@ random_case! {
 }
 
 random_case! {
-    case_183, 0xd92c2af96bdb0032,
+    case_183, 0xb885cfc977b0cca2,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let v1 = pass(input % 100).await;
@@ -21082,92 +20690,106 @@ random_case! {
         let Some(v7) = tick(maybe((acc ^ input) % 97)).await else {
             return Err(Fail::new("else8"));
         };
-        let mut it9: IntoIter<(Noisy, Noisy)> = vec![pair("it9.0")].into_iter();
-        'l12: while let Some(_) = tick(it9.next()).await {
-            let Some(v13) = tick(maybe(v7 % 100)).await else {
-                let v14 = pass((input ^ input) % 97).await;
-                acc = (acc * 1 + v14) % 1_000_003;
-                return Err(Fail::new("else15"));
-            };
-            let w16 = (show(&Noisy::new("t17")).await as u64);
-            let r19 = tick(Rec::new("rec18", input % 100)).await;
-            match r19 {
-                rec20 if rec20.id % 3 == w16 % 3 => {
-                    acc = acc.wrapping_add(rec20.score());
+        let list9: Vec<Noisy> = vec![Noisy::new("list9.0")];
+        'l11: for _ in 0..1u64 {
+            let f10 = first_of(&list9).await;
+            let f10n = tick(f10.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f10) = f10 { acc = acc.wrapping_add(show(f10).await as u64); }
+            let mut n12 = Noisy::new("n12");
+            let v13 = pass((input ^ input) % 97).await;
+            acc = (acc * 3 + v13) % 1_000_003;
+            let c14 = tick(70u64 % 100 % 2 == 0).await;
+            if c14 { break 'l11; }
+            let v16 = tick(Rec::new("rec15", v1 % 100)).await.name.touch() as u64;
+            acc = (acc * 1 + v16) % 1_000_003;
+        }
+        acc = acc.wrapping_add(list9.len() as u64);
+        {
+            let mut i17: u64 = 0;
+            'l18: while i17 < 2 {
+                i17 += 1;
+                let Some(v19) = tick(maybe((input ^ input) % 97)).await else {
+                    return Err(Fail::new("else20"));
+                };
+                let list21: Vec<Noisy> = vec![Noisy::new("list21.0"), Noisy::new("list21.1")];
+                'l23: for _ in 0..3u64 {
+                    let f22 = first_of(&list21).await;
+                    let f22n = tick(f22.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                    if let Some(f22) = f22 { acc = acc.wrapping_add(show(f22).await as u64); }
+                    let v25 = tick(input % 100).await;
+                    { let f24 = |x: u64| (x * 5) ^ 13; acc = f24(v25 % 1000); }
+                    let v27 = show(&Noisy::new("t26")).await as u64;
+                    acc = (acc * 1 + v27) % 1_000_003;
+                    ev(format!("e28 {acc}"));
+                    let mut n29 = Noisy::new("n29");
                 }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w16) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let v22 = fallible(v2 % 100).await?;
-                    let v23 = fallible(v6 % 100).await?;
-                    let v24 = (v23 * 7 + v22) % 1_000_003;
-                    {
-                        let mut n25 = Noisy::new("n25");
-                        ev(format!("e26 {acc}"));
-                        let (mut a27, _) = pair("p29");
-                        acc = acc.wrapping_add(show(&a27).await as u64);
-                    }
-                }
-                Rec { pair: (mut a21, _), .. } => {
-                    if acc % 4 == 0 {
-                        let mut n30 = Noisy::new("n30");
-                        let (mut a31, mut b32) = pair("p33");
-                        acc = acc.wrapping_add(show(&a31).await as u64);
-                        let v35 = show(&Noisy::new("t34")).await as u64;
-                        acc = (acc * 1 + v35) % 1_000_003;
-                    }
-                    if (input ^ acc) % 5 < 2 {
-                        let mut arg = Noisy::new("arg-shadow36");
-                        let Some(v37) = tick(maybe(acc % 100)).await else {
-                            let g38 = Noisy::new("g38");
-                            let v39 = pass(v7 % 100).await;
-                            acc = (acc * 1 + v39) % 1_000_003;
-                            let v40 = show(&g38).await as u64;
-                            acc = (acc * 1 + v40) % 1_000_003;
-                            break 'l12;
-                        };
-                        let v41 = async { tick(38u64).await }.await;
-                        acc = (acc * 3 + v41) % 1_000_003;
-                    }
+                acc = acc.wrapping_add(list21.len() as u64);
+                if (input >> 45) & 1 == 1 { return Err(Fail::new("r30")); }
+                {
+                    let mut n31 = Noisy::new("n31");
+                    let c32 = tick(v2 % 100 % 2 == 0).await;
+                    if c32 { break 'l18; }
                 }
             }
-            let c42 = tick((acc ^ input) % 97 % 2 == 0).await;
-            if c42 { continue 'l12; }
-            acc = (acc * 5 + checked(v1 % 100)?) % 1_000_003;
+            {
+                let mut it33: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+                'l36: while let Some((mut a34, mut b35)) = tick(it33.next()).await {
+                    let Some(v37) = tick(maybe(v1 % 100)).await else {
+                        continue 'l36;
+                    };
+                    let v39 = show(&Noisy::new("t38")).await as u64;
+                    acc = (acc * 1 + v39) % 1_000_003;
+                }
+            }
+            let v41 = show(&Noisy::new("t40")).await as u64;
+            acc = (acc * 1 + v41) % 1_000_003;
         }
-        let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-        let mut i43: u64 = 0;
-        'l44: loop {
-            if i43 >= 3 { break 'l44; }
-            i43 += 1;
-            let mut n46 = tick(Rec::new("rec45", v1 % 100)).await.name;
-            let c47 = tick(i43 % 100 % 2 == 0).await;
-            if c47 { continue 'l44; }
-            let Some(mut v48) = tick(maybe_noisy("v48", v1 % 100)).await else {
-                let v49 = fallible(v7 % 100).await?;
-                acc = (acc * 1 + v49) % 1_000_003;
-                break 'l44;
-            };
-            let (mut a50, mut b51) = pair("p52");
-            acc = acc.wrapping_add(show(&a50).await as u64);
-        }
-        let v53 = tick_named("k54", v6 % 100).await;
-        acc = (acc * 3 + v53) % 1_000_003;
-        let mut i55: u64 = 0;
-        'l56: while i55 < 1 {
-            i55 += 1;
-            let f57 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-            let v58 = f57((v7 ^ input) % 97).await;
-            acc = (acc * 1 + v58) % 1_000_003;
-            let mut i59: u64 = 0;
-            'l60: while i59 < 1 {
-                i59 += 1;
-                let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-                let v62 = tick(Rec::new("rec61", v7 % 100)).await.name.touch() as u64;
-                acc = (acc * 1 + v62) % 1_000_003;
+        let v43 = show(&tick(Rec::new("rec42", acc % 100)).await.name).await as u64;
+        acc = (acc * 1 + v43) % 1_000_003;
+        if (input >> 20) & 1 == 1 { return Err(Fail::new("r44")); }
+        let mut i45: u64 = 0;
+        'l46: loop {
+            if i45 >= 2 { break 'l46; }
+            i45 += 1;
+            let v48 = pass(v2 % 100).await;
+            { let f47 = |x: u64| (x * 5) ^ 13; acc = f47(v48 % 1000); }
+            let (mut a49, mut b50) = pair("p51");
+            acc = acc.wrapping_add(show(&a49).await as u64);
+            let v52 = tick_named("k53", (16u64 ^ input) % 97).await;
+            acc = (acc * 3 + v52) % 1_000_003;
+            let mut it54: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+            'l57: while let Some((mut a55, mut b56)) = tick(it54.next()).await {
+                let mut n58 = Noisy::new("n58");
+                {
+                    let w59 = (show(&b50).await as u64);
+                    let r61 = tick(Rec::new("rec60", (95u64 ^ input) % 97)).await;
+                    match r61 {
+                        rec62 if rec62.id % 3 == w59 % 3 => {
+                            acc = acc.wrapping_add(rec62.score());
+                            let Some(v64) = tick(maybe((v1 ^ input) % 97)).await else {
+                                return Err(Fail::new("else65"));
+                            };
+                            let v66 = (show(&n58).await as u64);
+                            let v67 = (show(&a55).await as u64);
+                            let v68 = (v67 * 7 + v66) % 1_000_003;
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w59) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                            if (input >> 6) & 1 == 1 { drop(n58); }
+                        }
+                        Rec { pair: (mut a63, _), .. } => {
+                            if (input >> 35) & 1 == 1 { break 'l46; }
+                            let v69 = fallible(v48 % 100).await?;
+                            let v70 = (show(&a63).await as u64);
+                            let v71 = (v70 * 7 + v69) % 1_000_003;
+                        }
+                    }
+                }
+                let c72 = tick(v7 % 100 % 2 == 0).await;
+                if c72 { continue 'l46; }
             }
         }
-        let v63 = (show(&Noisy::new("t64")).await as u64);
-        acc = (acc * 3 + v63) % 1_000_003;
+        if (input >> 13) & 1 == 1 { return Err(Fail::new("r73")); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -21304,7 +20926,7 @@ random_case! {
 }
 
 random_case! {
-    case_185, 0xcd1b692a5eff7187,
+    case_185, 0x321f2774a0753e8f,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         ev(format!("e1 {acc}"));
@@ -21313,70 +20935,41 @@ random_case! {
             if i2 >= 1 { break 'l3; }
             i2 += 1;
             let mut arg = Noisy::new("arg-shadow4");
-            let f5 = |x: u64| (x * 5) ^ 13;
             let v6 = async { tick(69u64).await }.await;
-            acc = f5(v6 % 1000);
+            { let f5 = |x: u64| (x * 5) ^ 13; acc = f5(v6 % 1000); }
             ev(format!("e7 {acc} {}", arg.touch()));
         }
         let mut arg = Noisy::new("arg-shadow8");
         let i2 = tick(i2 % 1000 + 1).await;
-        let w10 = (show(&Noisy::new("t11")).await as u64);
-        #[cfg(any())]
-        let v9: u64 = 1000;
-        #[cfg(all())]
-        let v9: u64 = w10 % 1000;
-        let Some(v12) = tick(maybe(i2 % 100)).await else {
-            return Err(Fail::new("else13"));
-        };
-        let mut n15 = tick(Rec::new("rec14", v12 % 100)).await.into_name();
-        let v16 = pass((26u64 ^ input) % 97).await;
-        acc = (acc * 3 + v16) % 1_000_003;
-        if acc % 2 == 0 {
-            let f17 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-            let v18 = f17(v9 % 100).await;
-            acc = (acc * 1 + v18) % 1_000_003;
-            let v20 = show(&Noisy::new("t19")).await as u64;
-            acc = (acc * 1 + v20) % 1_000_003;
-            let f21 = |x: u64| (x * 5) ^ 13;
-            let v22 = tick((v18 ^ input) % 97).await;
-            acc = f21(v22 % 1000);
-        } else {
-            let Some(v23) = tick(maybe(v9 % 100)).await else {
-                return Err(Fail::new("else24"));
-            };
-            let v25 = tick(v23 % 100).await;
-            if v25 % 3 == 0 {
-                let mut n26 = Noisy::new("n26");
-                let v27 = tick(checked(90u64 % 100)).await?;
-                acc = (acc * 1 + v27) % 1_000_003;
-            } else {
-                let c28 = tick((acc ^ input) % 97 % 2 == 0).await;
-                if c28 {
-                    let list29: Vec<Noisy> = vec![Noisy::new("list29.0")];
-                    let f30 = first_of(&list29).await;
-                    let v31 = (show(&Noisy::new("t32")).await as u64);
-                    acc = acc.wrapping_add(v31);
-                    if let Some(f30) = f30 {
-                        acc = acc.wrapping_add(show(f30).await as u64 + list29.len() as u64);
-                    }
-                    acc = acc.wrapping_add(list29.len() as u64);
-                    let v33 = tick(checked(v31 % 100)).await?;
-                    acc = (acc * 1 + v33) % 1_000_003;
-                    let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+        {
+            let w9 = pass(i2 % 100).await;
+            let r11 = tick(Rec::new("rec10", i2 % 100)).await;
+            match r11 {
+                rec12 if rec12.id % 3 == w9 % 3 => {
+                    acc = acc.wrapping_add(rec12.score());
                 }
-                if acc % 4 == 0 {
-                    let v34 = tick_named("k35", (input ^ input) % 97).await;
-                    acc = (acc * 3 + v34) % 1_000_003;
-                    let v37 = show(&Noisy::new("t36")).await as u64;
-                    acc = (acc * 1 + v37) % 1_000_003;
-                    let v39 = show(&Noisy::new("t38")).await as u64;
-                    acc = (acc * 1 + v39) % 1_000_003;
+                Rec { id, ref name, .. } if (name.touch() as u64 ^ w9) % 2 == 0 => {
+                    acc = acc.wrapping_add(id);
+                    let mut n15 = tick(Rec::new("rec14", i2 % 100)).await.into_name();
+                    let v16 = pass(26u64 % 100).await;
+                    acc = (acc * 3 + v16) % 1_000_003;
+                }
+                Rec { pair: (mut a13, _), .. } => {
+                    let v17 = pass((acc ^ input) % 97).await;
+                    acc = (acc * 3 + v17) % 1_000_003;
                 }
             }
-            let v40 = (show(&Noisy::new("t41")).await as u64);
-            let v42 = (show(&Noisy::new("t43")).await as u64);
-            let v44 = (v42 * 7 + v40) % 1_000_003;
         }
+        {
+            let f18 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+            let v19 = f18(acc % 100).await;
+            acc = (acc * 1 + v19) % 1_000_003;
+        }
+        let v21 = show(&Noisy::new("t20")).await as u64;
+        acc = (acc * 1 + v21) % 1_000_003;
+        let v23 = tick((acc ^ input) % 97).await;
+        { let f22 = |x: u64| (x * 5) ^ 13; acc = f22(v23 % 1000); }
+        ev(format!("e24 {acc}"));
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -21598,7 +21191,7 @@ random_case! {
 }
 
 random_case! {
-    case_187, 0xbfd1020471a5fb28,
+    case_187, 0x036c1121dcee5e7c,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         acc = (acc * 5 + checked((input ^ input) % 97)?) % 1_000_003;
@@ -21606,27 +21199,28 @@ random_case! {
         acc = (acc * 1 + v2) % 1_000_003;
         let v3 = fallible(input % 100).await?;
         acc = (acc * 3 + v3) % 1_000_003;
-        let pairs4: Vec<(Noisy, Noisy)> = vec![];
-        'l6: for &(ref a5, _) in pairs4.iter().skip(1) {
-            acc = acc.wrapping_add(show(a5).await as u64);
-            let f7 = |x: u64| (x * 5) ^ 13;
-            let v8 = tick(acc % 100).await;
-            acc = f7(v8 % 1000);
-            let v9 = tick(checked((25u64 ^ input) % 97)).await?;
-            acc = (acc * 1 + v9) % 1_000_003;
+        let mut it4: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+        'l7: while let Some((mut a5, mut b6)) = tick(it4.next()).await {
+            let v8 = (show(&Noisy::new("t9")).await as u64);
+            acc = (acc * 3 + v8) % 1_000_003;
+            let v10 = pass((acc ^ input) % 97).await;
+            let v11 = tick_named("k12", v8 % 100).await;
+            let v13 = (v11 * 7 + v10) % 1_000_003;
+            let v14 = tick(v2 % 100).await;
+            let v15 = (show(&Noisy::new("t16")).await as u64);
+            let v17 = (v15 * 7 + v14) % 1_000_003;
         }
-        acc = acc.wrapping_add(pairs4.len() as u64);
-        let v10 = tick(acc % 100).await;
-        acc = (acc * 3 + v10) % 1_000_003;
-        let v11 = async { tick(50u64).await }.await;
-        acc = (acc * 3 + v11) % 1_000_003;
-        let v12 = (show(&Noisy::new("t13")).await as u64);
-        acc = (acc * 3 + v12) % 1_000_003;
-        let Some(mut v14) = tick(maybe_noisy("v14", (acc ^ input) % 97)).await else {
-            let v16 = tick_named("k15", (v11 ^ input) % 97).await;
-            acc = (acc * 1 + v16) % 1_000_003;
-            return Err(Fail::new("else17"));
+        let v18 = async { tick(50u64).await }.await;
+        acc = (acc * 3 + v18) % 1_000_003;
+        let v19 = (show(&Noisy::new("t20")).await as u64);
+        acc = (acc * 3 + v19) % 1_000_003;
+        let Some(mut v21) = tick(maybe_noisy("v21", (49u64 ^ input) % 97)).await else {
+            let v23 = tick_named("k22", (v19 ^ input) % 97).await;
+            acc = (acc * 1 + v23) % 1_000_003;
+            return Err(Fail::new("else24"));
         };
+        let v25 = async { tick(83u64).await }.await;
+        acc = (acc * 3 + v25) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -21743,32 +21337,30 @@ random_case! {
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut n1 = Noisy::new("n1");
-        let f2 = |x: u64| (x * 5) ^ 13;
         let v3 = pass((74u64 ^ input) % 97).await;
-        acc = f2(v3 % 1000);
+        { let f2 = |x: u64| (x * 5) ^ 13; acc = f2(v3 % 1000); }
         drop(arg);
-        let pairs4: Vec<(Noisy, Noisy)> = vec![pair("pairs4.0"), pair("pairs4.1")];
-        'l6: for (_, a5) in pairs4.iter().rev() {
-            acc = acc.wrapping_add(show(a5).await as u64);
-            let v7 = tick(v3 % 100).await;
-            let v8 = async { tick(64u64).await }.await;
-            let v9 = (v8 * 7 + v7) % 1_000_003;
-            let pairs10: Vec<(Noisy, Noisy)> = vec![];
-            'l12: for (a11, _) in &pairs10 {
-                acc = acc.wrapping_add(show(a11).await as u64);
-                let mut n14 = tick(Rec::new("rec13", (v9 ^ input) % 97)).await.name;
-                let (mut a15, _) = pair("p17");
-                acc = acc.wrapping_add(show(&a15).await as u64);
-                let r19 = tick(Noisy::new("n1-re18")).await;
-                n1 = r19;
+        let mut it4: IntoIter<(Noisy, Noisy)> = vec![pair("it4.0"), pair("it4.1")].into_iter();
+        'l7: while let Some((_, mut b6)) = tick(it4.next()).await {
+            let v8 = tick(v3 % 100).await;
+            let v9 = async { tick(64u64).await }.await;
+            let v10 = (v9 * 7 + v8) % 1_000_003;
+            let pairs11: Vec<(Noisy, Noisy)> = vec![];
+            'l13: for (a12, _) in &pairs11 {
+                acc = acc.wrapping_add(show(a12).await as u64);
+                let mut n15 = tick(Rec::new("rec14", (v10 ^ input) % 97)).await.name;
+                let (mut a16, _) = pair("p18");
+                acc = acc.wrapping_add(show(&a16).await as u64);
+                let r20 = tick(Noisy::new("b6-re19")).await;
+                b6 = r20;
             }
-            acc = acc.wrapping_add(pairs10.len() as u64);
-            let mut n20 = Noisy::new("n20");
+            acc = acc.wrapping_add(pairs11.len() as u64);
+            let mut n21 = Noisy::new("n21");
         }
-        let v22 = show(&Noisy::new("t21")).await as u64;
-        acc = (acc * 1 + v22) % 1_000_003;
-        let v23 = (show(&n1).await as u64);
-        acc = (acc * 3 + v23) % 1_000_003;
+        let v23 = show(&Noisy::new("t22")).await as u64;
+        acc = (acc * 1 + v23) % 1_000_003;
+        let v24 = (show(&n1).await as u64);
+        acc = (acc * 3 + v24) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -21920,134 +21512,67 @@ random_case! {
 }
 
 random_case! {
-    case_191, 0x79633a35bc6ab0ab,
+    case_191, 0xf1c9d20017ca7be7,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         ev(format!("e1 {acc}"));
         let mut i2: u64 = 0;
         'l3: while i2 < 3 {
             i2 += 1;
-            let w4 = fallible((acc ^ input) % 97).await?;
-            let r6 = tick(Rec::new("rec5", 85u64 % 100)).await;
-            match r6 {
-                rec7 if rec7.id % 3 == w4 % 3 => {
-                    acc = acc.wrapping_add(rec7.score());
-                    {
-                        let v9 = tick_named("k10", (input ^ input) % 97).await;
-                        acc = (acc * 3 + v9) % 1_000_003;
-                        let mut n11 = Noisy::new("n11");
+            {
+                let w4 = fallible((acc ^ input) % 97).await?;
+                let r6 = tick(Rec::new("rec5", 85u64 % 100)).await;
+                match r6 {
+                    rec7 if rec7.id % 3 == w4 % 3 => {
+                        acc = acc.wrapping_add(rec7.score());
+                        let v9 = (show(&Noisy::new("t10")).await as u64);
+                        if v9 % 3 == 0 { break 'l3; }
+                        let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
                     }
-                    let list12: Vec<Noisy> = vec![];
-                    'l14: for _ in 0..1u64 {
-                        let f13 = first_of(&list12).await;
-                        let f13n = tick(f13.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                        if let Some(f13) = f13 { acc = acc.wrapping_add(show(f13).await as u64); }
-                        let v15 = tick_named("k16", i2 % 100).await;
-                        let v17 = async { tick(51u64).await }.await;
-                        let v18 = (v17 * 7 + v15) % 1_000_003;
-                        ev(format!("e19 {acc} {}", arg.touch()));
+                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w4) % 2 == 0 => {
+                        acc = acc.wrapping_add(id);
                     }
-                    acc = acc.wrapping_add(list12.len() as u64);
-                }
-                Rec { id, ref name, .. } if (name.touch() as u64 ^ w4) % 2 == 0 => {
-                    acc = acc.wrapping_add(id);
-                    let mut it20: IntoIter<(Noisy, Noisy)> = vec![pair("it20.0")].into_iter();
-                    'l23: while let Some((mut a21, _)) = tick(it20.next()).await {
-                        if (input >> 2) & 1 == 1 { continue 'l23; }
-                        let v24 = pass(acc % 100).await;
-                        acc = (acc * 3 + v24) % 1_000_003;
-                        if acc % 2 == 0 { break 'l3; }
-                        let v26 = tick(Rec::new("rec25", acc % 100)).await.score();
-                        acc = (acc * 1 + v26) % 1_000_003;
-                    }
-                    if (input >> 32) & 1 == 1 { continue 'l3; }
-                }
-                Rec { pair: (mut a8, _), .. } => {
-                    let v27 = pass(i2 % 100).await;
-                    acc = (acc * 3 + v27) % 1_000_003;
-                }
-            }
-            let input = tick(input % 1000 + 1).await;
-            if (input >> 25) & 1 == 1 {
-                if acc % 4 == 0 { continue 'l3; }
-                if (input >> 3) & 1 == 1 {
-                    let v28 = (show(&Noisy::new("t29")).await as u64);
-                    let v30 = tick(i2 % 100).await;
-                    let v31 = (v30 * 7 + v28) % 1_000_003;
-                    ev(format!("e32 {acc} {}", arg.touch()));
-                }
-                let v33 = tick(input % 100).await;
-                acc = (acc * 3 + v33) % 1_000_003;
-                let list34: Vec<Noisy> = vec![Noisy::new("list34.0"), Noisy::new("list34.1")];
-                for (k35, item) in list34.iter().enumerate() {
-                    acc = acc.wrapping_add(show(item).await as u64 + k35 as u64);
-                }
-            } else {
-                let mut i36: u64 = 0;
-                'l37: loop {
-                    if i36 >= 1 { break 'l37; }
-                    i36 += 1;
-                    acc = (acc * 5 + checked(i36 % 100)?) % 1_000_003;
-                    let v38 = (show(&Noisy::new("t39")).await as u64);
-                    acc = (acc * 3 + v38) % 1_000_003;
-                    let v41 = tick(Rec::new("rec40", input % 100)).await.id;
-                    acc = (acc * 1 + v41) % 1_000_003;
-                }
-                let mut i42: u64 = 0;
-                let mut n44: Noisy = 'l43: loop {
-                    if i42 >= 1 { break 'l43 Noisy::new("n44-end"); }
-                    i42 += 1;
-                    let c45 = tick(acc % 100 % 2 == 0).await;
-                    if c45 { break 'l3; }
-                    let Some(v46) = tick(maybe(w4 % 100)).await else {
-                        break 'l43 Noisy::new("brk47");
-                    };
-                    let mut arg = Noisy::new("arg-shadow48");
-                };
-                let v49 = tick(checked(i2 % 100)).await?;
-                acc = (acc * 1 + v49) % 1_000_003;
-                let c50 = tick(i42 % 100 % 2 == 0).await;
-                if c50 {
-                    let v51 = pass((w4 ^ input) % 97).await;
-                    let v52 = tick(input % 100).await;
-                    let v53 = (v52 * 7 + v51) % 1_000_003;
-                    let f54 = |x: u64| (x * 5) ^ 13;
-                    let v55 = tick(v49 % 100).await;
-                    acc = f54(v55 % 1000);
-                    let mut n44 = Noisy::new("n44-shadow56");
-                    let r58 = tick(Noisy::new("arg-re57")).await;
-                    arg = r58;
-                } else {
-                    let list59: Vec<Noisy> = vec![];
-                    let f60 = first_of(&list59).await;
-                    let v61 = async { tick(46u64).await }.await;
-                    acc = acc.wrapping_add(v61);
-                    if let Some(f60) = f60 {
-                        acc = acc.wrapping_add(show(f60).await as u64 + list59.len() as u64);
+                    Rec { pair: (mut a8, _), .. } => {
+                        let (mut a11, _) = pair("p13");
+                        acc = acc.wrapping_add(show(&a11).await as u64);
+                        let (_, mut b16) = tick(Rec::new("rec14", i2 % 100)).await.pair;
                     }
                 }
             }
+            if acc % 3 == 0 {
+                let mut it17: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
+                'l20: while let Some((mut a18, _)) = tick(it17.next()).await {
+                    let _ = tick(pair("p23")).await;
+                    let v24 = pass(5u64 % 100).await;
+                    acc = (acc * 3 + v24) % 1_000_003;
+                }
+                ev(format!("e25 {acc} {}", arg.touch()));
+                let r27 = tick(Noisy::new("arg-re26")).await;
+                arg = r27;
+                let c28 = tick(acc % 100 % 2 == 0).await;
+                if c28 {
+                    let c29 = tick((i2 ^ input) % 97 % 2 == 0).await;
+                    if c29 { return Err(Fail::new("r30")); }
+                }
+            }
+            {
+                let f31 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                let v32 = f31(26u64 % 100).await;
+                acc = (acc * 1 + v32) % 1_000_003;
+            }
         }
-        let mut i62: u64 = 0;
-        'l63: loop {
-            if i62 >= 4 { break 'l63; }
-            i62 += 1;
-            let v65 = show(&Noisy::new("t64")).await as u64;
-            acc = (acc * 1 + v65) % 1_000_003;
-            let _ = pair("p68");
-            if (input >> 22) & 1 == 1 { break 'l63; }
-            let v69 = tick(checked(input % 100)).await?;
-            acc = (acc * 1 + v69) % 1_000_003;
+        let mut it33: IntoIter<(Noisy, Noisy)> = vec![pair("it33.0"), pair("it33.1")].into_iter();
+        'l36: while let Some((mut a34, mut b35)) = tick(it33.next()).await {
+            let mut arg = Noisy::new("arg-shadow37");
+            if (input >> 36) & 1 == 1 { continue 'l36; }
         }
-        let mut arg = Noisy::new("arg-shadow70");
-        let f71 = |x: u64| (x * 5) ^ 13;
-        let v72 = pass(input % 100).await;
-        acc = f71(v72 % 1000);
-        let f73 = |x: u64| (x * 5) ^ 13;
-        let v74 = pass(input % 100).await;
-        acc = f73(v74 % 1000);
-        let v76 = show(&Noisy::new("t75")).await as u64;
-        acc = (acc * 1 + v76) % 1_000_003;
+        let mut n38 = Noisy::new("n38");
+        let v39 = (show(&arg).await as u64);
+        acc = (acc * 3 + v39) % 1_000_003;
+        let v40 = pass(v39 % 100).await;
+        acc = (acc * 3 + v40) % 1_000_003;
+        let v41 = tick_named("k42", input % 100).await;
+        acc = (acc * 3 + v41) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -22228,63 +21753,45 @@ random_case! {
 }
 
 random_case! {
-    case_193, 0xf6d04fe4c95e5a2b,
+    case_193, 0x7735a73f83c81ef9,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| (x * 5) ^ 13;
         let v2 = (show(&arg).await as u64);
-        acc = f1(v2 % 1000);
-        let mut i3: u64 = 0;
-        let mut n5: Noisy = 'l4: loop {
-            if i3 >= 3 { break 'l4 Noisy::new("n5-end"); }
-            i3 += 1;
-            let v6 = tick((47u64 ^ input) % 97).await;
-            acc = (acc * 3 + v6) % 1_000_003;
-            let list7: Vec<Noisy> = vec![Noisy::new("list7.0")];
-            let f8 = first_of(&list7).await;
-            if let Some(f8) = f8 {
-                acc = acc.wrapping_add(show(f8).await as u64 + list7.len() as u64);
-            }
-            acc = acc.wrapping_add(list7.len() as u64);
-            let v9 = tick_named("k10", input % 100).await;
-            acc = (acc * 3 + v9) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow11");
-        };
-        let v13 = show(&Noisy::new("t12")).await as u64;
-        acc = (acc * 1 + v13) % 1_000_003;
-        let list14: Vec<Noisy> = vec![Noisy::new("list14.0")];
-        'l16: for _ in 0..2u64 {
-            let f15 = first_of(&list14).await;
-            let f15n = tick(f15.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f15) = f15 { acc = acc.wrapping_add(show(f15).await as u64); }
-            let v17 = fallible((72u64 ^ input) % 97).await?;
-            let v18 = (show(&n5).await as u64);
-            let v19 = (v18 * 7 + v17) % 1_000_003;
-            let mut arg = Noisy::new("arg-shadow20");
-            let v22 = show(&Noisy::new("t21")).await as u64;
-            acc = (acc * 1 + v22) % 1_000_003;
-            let v23 = (show(&arg).await as u64);
-            acc = (acc * 3 + v23) % 1_000_003;
+        { let f1 = |x: u64| (x * 5) ^ 13; acc = f1(v2 % 1000); }
+        let list3: Vec<Noisy> = vec![];
+        for (k4, item) in list3.iter().enumerate() {
+            acc = acc.wrapping_add(show(item).await as u64 + k4 as u64);
         }
-        acc = acc.wrapping_add(list14.len() as u64);
-        let v24 = (show(&Noisy::new("t25")).await as u64);
-        let v26 = pass((32u64 ^ input) % 97).await;
-        let v27 = (v26 * 7 + v24) % 1_000_003;
-        let v28 = (show(&arg).await as u64);
+        let v5 = fallible((acc ^ input) % 97).await?;
+        let v6 = tick((47u64 ^ input) % 97).await;
+        let v7 = (v6 * 7 + v5) % 1_000_003;
+        let v8 = tick_named("k9", v2 % 100).await;
+        acc = (acc * 3 + v8) % 1_000_003;
+        let mut arg = Noisy::new("arg-shadow10");
+        let v12 = show(&Noisy::new("t11")).await as u64;
+        acc = (acc * 1 + v12) % 1_000_003;
+        let list13: Vec<Noisy> = vec![];
+        'l15: for _ in 0..2u64 {
+            let f14 = first_of(&list13).await;
+            let f14n = tick(f14.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f14) = f14 { acc = acc.wrapping_add(show(f14).await as u64); }
+            let v16 = fallible((v5 ^ input) % 97).await?;
+            let v17 = (show(&arg).await as u64);
+            let v18 = (v17 * 7 + v16) % 1_000_003;
+            let mut arg = Noisy::new("arg-shadow19");
+            let v21 = show(&Noisy::new("t20")).await as u64;
+            acc = (acc * 1 + v21) % 1_000_003;
+            let v22 = (show(&arg).await as u64);
+            acc = (acc * 3 + v22) % 1_000_003;
+        }
+        acc = acc.wrapping_add(list13.len() as u64);
+        let v23 = (show(&Noisy::new("t24")).await as u64);
+        let v25 = pass((v5 ^ input) % 97).await;
+        let v26 = (v25 * 7 + v23) % 1_000_003;
+        let v27 = (show(&arg).await as u64);
+        acc = (acc * 3 + v27) % 1_000_003;
+        let v28 = tick(v5 % 100).await;
         acc = (acc * 3 + v28) % 1_000_003;
-        let v29 = tick(i3 % 100).await;
-        acc = (acc * 3 + v29) % 1_000_003;
-        ev(format!("e30 {acc}"));
-        {
-            let v31 = (show(&arg).await as u64);
-            let v32 = tick((v2 ^ input) % 97).await;
-            let v33 = (v32 * 7 + v31) % 1_000_003;
-            if (input >> 41) & 1 == 1 { return Ok(acc); }
-            let v34 = pass((v31 ^ input) % 97).await;
-            let v35 = tick(v33 % 100).await;
-            let v36 = (v35 * 7 + v34) % 1_000_003;
-        }
-        if acc % 3 == 0 { return Ok(acc); }
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -22390,96 +21897,123 @@ random_case! {
 }
 
 random_case! {
-    case_195, 0x711578881f71bcc9,
+    case_195, 0xd4165cc83fd79817,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let mut n1 = fallible_noisy("n1", acc % 100).await?;
         let pairs2: Vec<(Noisy, Noisy)> = vec![];
-        'l5: for (mut a3, _) in pairs2 {
-            let mut n6 = Noisy::new("n6");
-            let v7 = tick((input ^ input) % 97).await;
-            let v8 = tick_named("k9", acc % 100).await;
-            let v10 = (v8 * 7 + v7) % 1_000_003;
-            let mut i11: u64 = 0;
-            'l12: while i11 < 1 {
-                i11 += 1;
-                let c13 = tick(i11 % 100 % 2 == 0).await;
-                if c13 { return Err(Fail::new("r14")); }
-                let v16 = pass(v10 % 100).await.wrapping_mul(3) % 1000;
-                acc = (acc * 1 + v16) % 1_000_003;
+        'l4: for (a3, _) in &pairs2 {
+            acc = acc.wrapping_add(show(a3).await as u64);
+            let mut n5 = Noisy::new("n5");
+            let v6 = tick((input ^ input) % 97).await;
+            let v7 = tick_named("k8", acc % 100).await;
+            let v9 = (v7 * 7 + v6) % 1_000_003;
+            let mut i10: u64 = 0;
+            'l11: while i10 < 1 {
+                i10 += 1;
+                let c12 = tick(i10 % 100 % 2 == 0).await;
+                if c12 { return Err(Fail::new("r13")); }
+                let v15 = pass(v9 % 100).await.wrapping_mul(3) % 1000;
+                acc = (acc * 1 + v15) % 1_000_003;
             }
-            let list17: Vec<Noisy> = vec![Noisy::new("list17.0"), Noisy::new("list17.1")];
-            'l19: for x18 in list17.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
-                let w20 = pass(76u64 % 100).await;
-                let r22 = tick(Rec::new("rec21", x18 % 100)).await;
-                match r22 {
-                    rec23 if rec23.id % 3 == w20 % 3 => {
-                        acc = acc.wrapping_add(rec23.score());
-                    }
-                    Rec { id, ref name, .. } if (name.touch() as u64 ^ w20) % 2 == 0 => {
-                        acc = acc.wrapping_add(id);
-                    }
-                    Rec { pair: (mut a24, _), .. } => {
-                        if acc % 4 == 0 { continue 'l19; }
-                        let f25 = |x: u64| async move { tick(x).await.wrapping_add(1) };
-                        let v26 = f25(acc % 100).await;
-                        acc = (acc * 1 + v26) % 1_000_003;
+            let list16: Vec<Noisy> = vec![Noisy::new("list16.0"), Noisy::new("list16.1")];
+            'l18: for x17 in list16.iter().filter(|n| n.touch() % 2 == 0).map(|n| n.touch() as u64) {
+                {
+                    let w19 = pass(76u64 % 100).await;
+                    let r21 = tick(Rec::new("rec20", x17 % 100)).await;
+                    match r21 {
+                        rec22 if rec22.id % 3 == w19 % 3 => {
+                            acc = acc.wrapping_add(rec22.score());
+                        }
+                        Rec { id, ref name, .. } if (name.touch() as u64 ^ w19) % 2 == 0 => {
+                            acc = acc.wrapping_add(id);
+                        }
+                        Rec { pair: (mut a23, _), .. } => {
+                            if acc % 4 == 0 { continue 'l18; }
+                            {
+                                let f24 = |x: u64| async move { tick(x).await.wrapping_add(1) };
+                                let v25 = f24(acc % 100).await;
+                                acc = (acc * 1 + v25) % 1_000_003;
+                            }
+                        }
                     }
                 }
-                let v28 = tick(Rec::new("rec27", acc % 100)).await.id;
-                acc = (acc * 1 + v28) % 1_000_003;
-                let v29 = pass(w20 % 100).await;
-                let v30 = pass(v29 % 100).await;
-                let v31 = (v30 * 7 + v29) % 1_000_003;
+                let v27 = tick(Rec::new("rec26", acc % 100)).await.id;
+                acc = (acc * 1 + v27) % 1_000_003;
+                let v28 = pass(v27 % 100).await;
+                let v29 = pass(acc % 100).await;
+                let v30 = (v29 * 7 + v28) % 1_000_003;
             }
         }
-        let list32: Vec<Noisy> = vec![Noisy::new("list32.0"), Noisy::new("list32.1")];
-        for (k33, item) in list32.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k33 as u64);
-        }
-        drop(n1);
-        let v34 = tick(checked(acc % 100)).await?;
-        acc = (acc * 1 + v34) % 1_000_003;
-        let v35 = pass(input % 100).await;
-        let v36 = tick((acc ^ input) % 97).await;
-        let v37 = (v36 * 7 + v35) % 1_000_003;
-        let list38: Vec<Noisy> = vec![Noisy::new("list38.0")];
-        for (k39, item) in list38.iter().enumerate() {
-            acc = acc.wrapping_add(show(item).await as u64 + k39 as u64);
-        }
-        let v40 = tick_named("k41", (44u64 ^ input) % 97).await;
-        if v40 % 3 == 0 {
-            let mut i42: u64 = 0;
-            'l43: loop {
-                if i42 >= 4 { break 'l43; }
-                i42 += 1;
-                let mut n44 = Noisy::new("n44");
-                let v46 = show(&Noisy::new("t45")).await as u64;
-                acc = (acc * 1 + v46) % 1_000_003;
-                let f47 = async |x: u64| tick(x % 100).await + 1;
-                let v48 = f47((v37 ^ input) % 97).await;
-                acc = (acc * 1 + v48) % 1_000_003;
+        acc = acc.wrapping_add(pairs2.len() as u64);
+        let v31 = tick(acc % 100).await;
+        let v32 = tick((80u64 ^ input) % 97).await;
+        let v33 = (v32 * 7 + v31) % 1_000_003;
+        let v34 = pass((v31 ^ input) % 97).await;
+        let v35 = tick(v31 % 100).await;
+        let v36 = (v35 * 7 + v34) % 1_000_003;
+        let v37 = async { tick(24u64).await }.await;
+        let v38 = (show(&n1).await as u64);
+        let v39 = (v38 * 7 + v37) % 1_000_003;
+        let list40: Vec<Noisy> = vec![Noisy::new("list40.0")];
+        'l42: for x41 in list40.iter().map(|n| n.touch() as u64).take(2) {
+            ev(format!("e43 {acc} {}", arg.touch()));
+            let list44: Vec<Noisy> = vec![Noisy::new("list44.0"), Noisy::new("list44.1")];
+            for (k45, item) in list44.iter().enumerate() {
+                acc = acc.wrapping_add(show(item).await as u64 + k45 as u64);
             }
-            let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
-            let Some(mut v49) = tick(maybe_noisy("v49", v37 % 100)).await else {
-                let g50 = Noisy::new("g50");
-                let v52 = (show(&Noisy::new("t51")).await as u64);
-                acc = (acc * 1 + v52) % 1_000_003;
-                let v53 = show(&g50).await as u64;
+        }
+        let list46: Vec<Noisy> = vec![];
+        'l48: for _ in 0..4u64 {
+            let f47 = first_of(&list46).await;
+            let f47n = tick(f47.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f47) = f47 { acc = acc.wrapping_add(show(f47).await as u64); }
+            let mut n49 = Noisy::new("n49");
+            let v51 = show(&Noisy::new("t50")).await as u64;
+            acc = (acc * 1 + v51) % 1_000_003;
+            {
+                let f52 = async |x: u64| tick(x % 100).await + 1;
+                let v53 = f52((v34 ^ input) % 97).await;
                 acc = (acc * 1 + v53) % 1_000_003;
-                return Err(Fail::new("else54"));
-            };
+            }
         }
-        let list55: Vec<Noisy> = vec![Noisy::new("list55.0")];
-        'l57: for x56 in list55.iter().map(|n| n.touch() as u64).take(2) {
-            if (input >> 19) & 1 == 1 { return Ok(acc); }
-            let v58 = tick((v36 ^ input) % 97).await;
-            acc = (acc * 3 + v58) % 1_000_003;
-            if (input >> 10) & 1 == 1 { continue 'l57; }
+        acc = acc.wrapping_add(list46.len() as u64);
+        let mut arg = pass(Noisy::new(format!("{}+", arg.name()))).await;
+        let Some(mut v54) = tick(maybe_noisy("v54", v34 % 100)).await else {
+            let g55 = Noisy::new("g55");
+            let v57 = (show(&Noisy::new("t56")).await as u64);
+            acc = (acc * 1 + v57) % 1_000_003;
+            let v58 = show(&g55).await as u64;
+            acc = (acc * 1 + v58) % 1_000_003;
+            return Err(Fail::new("else59"));
+        };
+        let c60 = tick((v36 ^ input) % 97 % 2 == 0).await;
+        if c60 {
+            let v62 = tick(Rec::new("rec61", v32 % 100)).await.name.touch() as u64;
+            acc = (acc * 1 + v62) % 1_000_003;
+            let pairs63: Vec<(Noisy, Noisy)> = vec![];
+            'l65: for (_, a64) in &pairs63 {
+                acc = acc.wrapping_add(show(a64).await as u64);
+                let mut it66: IntoIter<(Noisy, Noisy)> = vec![pair("it66.0"), pair("it66.1")].into_iter();
+                'l69: while let Some((mut a67, _)) = tick(it66.next()).await {
+                    let Some(mut v70) = tick(maybe_noisy("v70", acc % 100)).await else {
+                        let v71 = async { tick(69u64).await }.await;
+                        acc = (acc * 1 + v71) % 1_000_003;
+                        break 'l69;
+                    };
+                    if (input >> 19) & 1 == 1 { return Ok(acc); }
+                }
+                if (input ^ acc) % 5 < 2 {
+                    let c72 = tick(v36 % 100 % 2 == 0).await;
+                    if c72 { break 'l65; }
+                    let mut n1 = Noisy::new("n1-shadow73");
+                } else {
+                    let mut v54 = Noisy::new("v54-shadow74");
+                    let v76 = (show(&arg).await as u64);
+                    { let f75 = |x: u64| (x * 5) ^ 13; acc = f75(v76 % 1000); }
+                }
+            }
         }
-        let v59 = tick_named("k60", 47u64 % 100).await;
-        let v61 = async { tick(87u64).await }.await;
-        let v62 = (v61 * 7 + v59) % 1_000_003;
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -22515,91 +22049,99 @@ random_case! {
 }
 
 random_case! {
-    case_197, 0xb8a8d14960cfdb93,
+    case_197, 0x73dd551f516232e0,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
         let c1 = tick((acc ^ input) % 97 % 2 == 0).await;
         if c1 { drop(arg); }
         let r3 = tick(Noisy::new("arg-re2")).await;
         arg = r3;
-        let list4: Vec<Noisy> = vec![Noisy::new("list4.0"), Noisy::new("list4.1")];
-        'l6: for _ in 0..3u64 {
-            let f5 = first_of(&list4).await;
-            let f5n = tick(f5.map(|n| n.touch()).unwrap_or(0) as u64).await;
-            if let Some(f5) = f5 { acc = acc.wrapping_add(show(f5).await as u64); }
-            let v7 = fallible((40u64 ^ input) % 97).await?;
-            if v7 % 3 == 0 { continue 'l6; }
-            let mut i8: u64 = 0;
-            'l9: loop {
-                if i8 >= 4 { break 'l9; }
-                i8 += 1;
-                let c10 = tick(77u64 % 100 % 2 == 0).await;
-                if c10 { continue 'l9; }
-                let v11 = tick(acc % 100).await;
-                acc = (acc * 3 + v11) % 1_000_003;
-                let v13 = tick(Rec::new("rec12", (f5n ^ input) % 97)).await.id;
-                acc = (acc * 1 + v13) % 1_000_003;
+        let list4: Vec<Noisy> = vec![Noisy::new("list4.0")];
+        'l6: for x5 in list4.iter().map(|n| n.touch() as u64) {
+            let c7 = tick((acc ^ input) % 97 % 2 == 0).await;
+            if c7 {
+                let list8: Vec<Noisy> = vec![Noisy::new("list8.0"), Noisy::new("list8.1")];
+                'l10: for _ in 0..4u64 {
+                    let f9 = first_of(&list8).await;
+                    let f9n = tick(f9.map(|n| n.touch()).unwrap_or(0) as u64).await;
+                    if let Some(f9) = f9 { acc = acc.wrapping_add(show(f9).await as u64); }
+                    let v12 = show(&Noisy::new("t11")).await as u64;
+                    acc = (acc * 1 + v12) % 1_000_003;
+                    let mut arg = Noisy::new("arg-shadow13");
+                    let input = tick(input % 1000 + 1).await;
+                    if (input >> 25) & 1 == 1 { return Err(Fail::new("r14")); }
+                }
+                acc = acc.wrapping_add(list8.len() as u64);
+            } else {
+                let v15 = pass((acc ^ input) % 97).await;
+                acc = (acc * 3 + v15) % 1_000_003;
                 if (input >> 57) & 1 == 1 {
-                    if (input >> 20) & 1 == 1 { continue 'l9; }
-                    if (input >> 1) & 1 == 1 { break 'l9; }
-                    let mut n14 = Noisy::new("n14");
-                    let mut n15 = fallible_noisy("n15", 94u64 % 100).await?;
+                    if (input >> 20) & 1 == 1 { continue 'l6; }
+                    if (input >> 1) & 1 == 1 { break 'l6; }
+                    let mut n16 = Noisy::new("n16");
+                    let mut n17 = fallible_noisy("n17", acc % 100).await?;
                 } else {
-                    let v16 = tick_named("k17", (v11 ^ input) % 97).await;
-                    acc = (acc * 3 + v16) % 1_000_003;
-                    let mut n18 = fallible_noisy("n18", (v16 ^ input) % 97).await?;
+                    let v18 = tick_named("k19", (v15 ^ input) % 97).await;
+                    acc = (acc * 3 + v18) % 1_000_003;
+                    let mut n20 = fallible_noisy("n20", (v18 ^ input) % 97).await?;
                 }
             }
             if (input ^ acc) % 5 < 2 { continue 'l6; }
+            let v21 = tick(8u64 % 100).await;
+            if v21 % 3 == 0 { continue 'l6; }
+            let v22 = tick(checked((input ^ input) % 97)).await?;
+            acc = (acc * 1 + v22) % 1_000_003;
         }
-        acc = acc.wrapping_add(list4.len() as u64);
-        let mut n19 = Noisy::new("n19");
-        let mut it20: IntoIter<(Noisy, Noisy)> = vec![].into_iter();
-        'l23: while let Some((mut a21, _)) = tick(it20.next()).await {
-            let v24 = tick(checked((input ^ input) % 97)).await?;
-            acc = (acc * 1 + v24) % 1_000_003;
-            let list25: Vec<Noisy> = vec![];
-            'l27: for _ in 0..0u64 {
-                let f26 = first_of(&list25).await;
-                let f26n = tick(f26.map(|n| n.touch()).unwrap_or(0) as u64).await;
-                if let Some(f26) = f26 { acc = acc.wrapping_add(show(f26).await as u64); }
-                acc = (acc * 5 + checked(f26n % 100)?) % 1_000_003;
-                ev(format!("e28 {acc}"));
-                let f29 = |x: u64| (x * 5) ^ 13;
-                let v30 = tick_named("k31", f26n % 100).await;
-                acc = f29(v30 % 1000);
-                let f32 = |x: u64| (x * 5) ^ 13;
-                let v33 = tick_named("k34", acc % 100).await;
-                acc = f32(v33 % 1000);
+        let list23: Vec<Noisy> = vec![];
+        'l25: for _ in 0..0u64 {
+            let f24 = first_of(&list23).await;
+            let f24n = tick(f24.map(|n| n.touch()).unwrap_or(0) as u64).await;
+            if let Some(f24) = f24 { acc = acc.wrapping_add(show(f24).await as u64); }
+            let Some(v26) = tick(maybe(acc % 100)).await else {
+                let v28 = tick_named("k27", input % 100).await;
+                acc = (acc * 1 + v28) % 1_000_003;
+                continue 'l25;
+            };
+            let v30 = (show(&Noisy::new("t31")).await as u64);
+            { let f29 = |x: u64| (x * 5) ^ 13; acc = f29(v30 % 1000); }
+            let mut i32: u64 = 0;
+            'l33: while i32 < 1 {
+                i32 += 1;
+                let mut arg = Noisy::new("arg-shadow34");
+                let Some(mut v35) = tick(maybe_noisy("v35", (acc ^ input) % 97)).await else {
+                    let v36 = pass(acc % 100).await;
+                    acc = (acc * 1 + v36) % 1_000_003;
+                    break 'l25;
+                };
+                let mut n37 = Noisy::new("n37");
             }
-            acc = acc.wrapping_add(list25.len() as u64);
+            ev(format!("e38 {acc}"));
         }
-        let mut i35: u64 = 0;
-        'l36: while i35 < 3 {
-            i35 += 1;
-            let pairs37: Vec<(Noisy, Noisy)> = vec![];
-            'l39: for &(ref a38, _) in pairs37.iter().rev() {
-                acc = acc.wrapping_add(show(a38).await as u64);
-                if (input ^ acc) % 5 < 2 {
-                    let v40 = (show(&Noisy::new("t41")).await as u64);
-                    let v42 = tick(input % 100).await;
-                    let v43 = (v42 * 7 + v40) % 1_000_003;
-                    let Some(v44) = tick(maybe(input % 100)).await else {
-                        return Err(Fail::new("else45"));
-                    };
-                    let mut n19 = pass(Noisy::new(format!("{}+", n19.name()))).await;
-                }
-                let r47 = tick(Noisy::new("n19-re46")).await;
-                n19 = r47;
-                let c48 = tick(acc % 100 % 2 == 0).await;
-                if c48 { continue 'l39; }
+        acc = acc.wrapping_add(list23.len() as u64);
+        let mut i39: u64 = 0;
+        'l40: while i39 < 1 {
+            i39 += 1;
+            let v41 = (show(&Noisy::new("t42")).await as u64);
+            let v43 = tick_named("k44", (i39 ^ input) % 97).await;
+            let v45 = (v43 * 7 + v41) % 1_000_003;
+            if (input >> 23) & 1 == 1 { return Ok(acc); }
+            let mut i46: u64 = 0;
+            'l47: while i46 < 0 {
+                i46 += 1;
+                let v48 = fallible((i46 ^ input) % 97).await?;
+                acc = (acc * 3 + v48) % 1_000_003;
+                let v49 = tick(v43 % 100).await;
+                acc = (acc * 3 + v49) % 1_000_003;
+                let v50 = async { tick(52u64).await }.await;
+                if v50 % 3 == 0 { break 'l47; }
+                ev(format!("e51 {acc} {}", arg.touch()));
             }
-            acc = acc.wrapping_add(pairs37.len() as u64);
-            let r50 = tick(Noisy::new("n19-re49")).await;
-            n19 = r50;
-            let v52 = show(&Noisy::new("t51")).await as u64;
-            acc = (acc * 1 + v52) % 1_000_003;
+            let v52 = tick(v41 % 100).await;
+            acc = (acc * 3 + v52) % 1_000_003;
         }
+        let Some(v53) = tick(maybe((acc ^ input) % 97)).await else {
+            return Err(Fail::new("else54"));
+        };
         ev(format!("end {acc}"));
         Ok(acc)
     }
@@ -22811,12 +22353,10 @@ random_case! {
     case_199, 0x56360d72c9c40a97,
     async fn body(input: u64, mut arg: Noisy) -> Result<u64, Fail> {
         let mut acc: u64 = input % 7;
-        let f1 = |x: u64| (x * 5) ^ 13;
         let v2 = pass(acc % 100).await;
-        acc = f1(v2 % 1000);
-        let f3 = |x: u64| (x * 5) ^ 13;
+        { let f1 = |x: u64| (x * 5) ^ 13; acc = f1(v2 % 1000); }
         let v4 = tick(v2 % 100).await;
-        acc = f3(v4 % 1000);
+        { let f3 = |x: u64| (x * 5) ^ 13; acc = f3(v4 % 1000); }
         let mut n5 = fallible_noisy("n5", (acc ^ input) % 97).await?;
         let v6 = tick(acc % 100).await;
         acc = (acc * 3 + v6) % 1_000_003;

@@ -551,9 +551,12 @@ class Program:
         f = self.fresh("f")
         if self.free:
             self.emit(indent, f"let {f} = move |x: u64| x.wrapping_mul(5) ^ (input % 13);")
+            self.emit(indent, f"acc = {f}({self.operand(indent)} % 1000);")
         else:
-            self.emit(indent, f"let {f} = |x: u64| (x * 5) ^ 13;")
-        self.emit(indent, f"acc = {f}({self.operand(indent)} % 1000);")
+            # A call may move the closure, so a closure alive across later awaits would keep
+            # the rest of the body native: it lives in a block of its own.
+            v = self.operand(indent)
+            self.emit(indent, f"{{ let {f} = |x: u64| (x * 5) ^ 13; acc = {f}({v} % 1000); }}")
 
     def s_for_ref(self, indent, depth):
         v = self.fresh("list")
@@ -569,15 +572,18 @@ class Program:
     def value_statement(self, indent, depth):
         kinds = ["let_pair", "first", "chain", "chain", "try", "try", "shadow_await"]
         kinds += ["closure_await", "let_else_await"]
-        if depth == 0 and self.loop_depth == 0:
+        if self.free and depth == 0 and self.loop_depth == 0:
+            # A local declared under `#[cfg]` keeps the rest of the body native.
             kinds.append("cfg")
         if depth < 3:
             kinds += ["guard_match"]
             if self.loop_depth < 2:
                 kinds += ["iter_enum", "iter_map", "into_pairs", "ref_pairs", "tick_while_let"]
-                kinds += ["first_loop", "noisy_loop"]
+                kinds += ["first_loop"]
                 if self.free:
-                    kinds += ["while_let_pairs", "match_pair"]
+                    # A loop breaking with a value keeps a native region; in statement style
+                    # one holding an owned value keeps the rest of the body native.
+                    kinds += ["noisy_loop", "while_let_pairs", "match_pair"]
         getattr(self, "s_" + self.rng.choice(kinds))(indent, depth)
 
     def declare(self, names):
@@ -691,10 +697,6 @@ class Program:
         if self.chance(0.4):
             src = f"tick({src}).await"
             self.awaits += 1
-            if not self.free:
-                t = self.fresh("r")
-                self.emit(indent, f"let {t} = {src};")
-                src = t
         self.emit(indent, f"let {pat} = {src};")
         self.declare(decls)
         if decls:
@@ -821,6 +823,18 @@ class Program:
         return f'Rec::new("{self.fresh("rec")}", {self.value()})'
 
     def s_guard_match(self, indent, depth):
+        if not self.free:
+            # A scrutinee local that an arm may move keeps the rest of the body native: it
+            # lives in a block of its own.
+            self.emit(indent, "{")
+            self.push_scope()
+            self.guard_match(indent + 1, depth + 1)
+            self.pop_scope()
+            self.emit(indent, "}")
+        else:
+            self.guard_match(indent, depth)
+
+    def guard_match(self, indent, depth):
         w = self.fresh("w")
         self.emit(indent, f"let {w} = {self.awaited()};")
         self.values[-1].append(w)
@@ -914,12 +928,21 @@ class Program:
             self.emit(indent, f"let {f} = async {{ {body} }};")
             self.emit(indent, f"acc = acc.wrapping_add({self.awaited()});")
             self.emit(indent, f"acc = acc.wrapping_add({f}.await);")
-        elif r < 0.75:
-            self.emit(indent, f"let {f} = |x: u64| async move {{ tick(x).await.wrapping_add(1) }};")
-            self.add_to_acc(indent, f"{f}({self.value()}).await")
         else:
-            self.emit(indent, f"let {f} = async |x: u64| tick(x % 100).await + 1;")
-            self.add_to_acc(indent, f"{f}({self.value()}).await")
+            if r < 0.75:
+                closure = "|x: u64| async move { tick(x).await.wrapping_add(1) }"
+            else:
+                closure = "async |x: u64| tick(x % 100).await + 1"
+            # In statement style the closure lives in a block of its own (see `s_closure`).
+            inner = indent if self.free else indent + 1
+            if not self.free:
+                self.emit(indent, "{")
+                self.push_scope()
+            self.emit(inner, f"let {f} = {closure};")
+            self.add_to_acc(inner, f"{f}({self.value()}).await")
+            if not self.free:
+                self.pop_scope()
+                self.emit(indent, "}")
         self.awaits += 2
 
     # ---- whole programs ------------------------------------------------------------------
