@@ -6,13 +6,14 @@
 //! drains the ring and wakes exactly the addressee. Naive: each coroutine drains the ring
 //! itself on every poll, takes its message if there, else wakes itself and returns
 //! `Pending` — on tokio's current-thread runtime and on ours. Reported: ring drains ("source
-//! checks") per completed wait, and ns per completion.
+//! checks") per completed wait, and ns per completion (a short run's sample is the fastest of
+//! a few runs: see `runs`).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use structured_async::Subsystem as _;
 use structured_async::subsystem::ring::{self, Address, Producer, Receiver, Ring};
@@ -75,14 +76,48 @@ async fn naive_wait(ring: &Ring<u64>, receiver: &mut Receiver<u64>, now: Instant
     .await
 }
 
-/// One run: `reps` independent rings of `k` waiters each, built before the clock starts and
-/// handed one by one to `wait_all`; reports ring drains per completed wait.
+/// One sample: `reps` independent rings of `k` waiters each, built before the clock starts
+/// and handed one by one to `wait_all`; reports ring drains per completed wait.
 /// `prepare` builds per-ring state (a runtime with the ring registered) before the clock too.
+///
+/// A sample is the fastest of up to [`ATTEMPTS`] such runs when they are shorter than
+/// [`FASTEST_UNDER`] (every contestant at K = 1 and 100, ours at K = 10,000), else one run.
+/// A short run is as long as a time slice (~2 ms at K = 10,000), and at K = 10,000 it misses
+/// the L2 a few times per completion: on a loaded machine one such run in two was preempted or
+/// shared the caches with another process's burst and took 1.3-6x as long as the quiet ones.
+/// The fastest of a few is the quiet cost; longer runs average over such bursts anyway.
 fn runs<P>(
     k: usize,
     reps: usize,
     prepare: impl Fn(&Rc<Ring<u64>>) -> P,
     mut wait_all: impl FnMut(&P, Rc<Ring<u64>>, Vec<Receiver<u64>>, Rc<Relay>),
+) -> Sample {
+    let mut fastest = run_once(k, reps, &prepare, &mut wait_all);
+    for _ in 1..ATTEMPTS {
+        let took = Duration::from_nanos((fastest.ns_per_op * (k * reps) as f64) as u64);
+        if took >= FASTEST_UNDER {
+            break;
+        }
+        let sample = run_once(k, reps, &prepare, &mut wait_all);
+        if sample.ns_per_op < fastest.ns_per_op {
+            fastest = sample;
+        }
+    }
+    fastest
+}
+
+/// How many runs make one sample of a short run (see [`runs`]).
+const ATTEMPTS: usize = 5;
+
+/// Runs at least this long make a sample alone (see [`runs`]).
+const FASTEST_UNDER: Duration = Duration::from_millis(50);
+
+/// One run of [`runs`].
+fn run_once<P>(
+    k: usize,
+    reps: usize,
+    prepare: &impl Fn(&Rc<Ring<u64>>) -> P,
+    wait_all: &mut impl FnMut(&P, Rc<Ring<u64>>, Vec<Receiver<u64>>, Rc<Relay>),
 ) -> Sample {
     let sets: Vec<_> = (0..reps)
         .map(|_| {
