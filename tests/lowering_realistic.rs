@@ -1550,3 +1550,34 @@ differential! {
         v + name as u32 + k as u32
     }
 }
+
+// The awaited value a body's tail expression reads (`fetch(..).await.touch() + ..`) is a
+// temporary of that expression: it drops before the body's locals and parameters, not after
+// them as a local of the last block.
+differential! {
+    awaited_value_read_by_the_tail_expression,
+    entry: async { (reply(Noisy::new("req")).await, fresh().await, matched(Noisy::new("m")).await) },
+    async fn fetch(name: &str) -> Noisy {
+        tick(()).await;
+        Noisy::new(format!("resp-{name}"))
+    }
+    #[lowered]
+    async fn reply(req: Noisy) -> usize {
+        let buf = Noisy::new("buf");
+        tick(()).await;
+        fetch(req.name()).await.touch() + buf.name().len()
+    }
+    #[lowered]
+    async fn fresh() -> usize {
+        let buf = Noisy::new("buf");
+        tick(Noisy::new("t")).await.touch() + buf.name().len()
+    }
+    #[lowered]
+    async fn matched(m: Noisy) -> usize {
+        let _g = Noisy::new("g");
+        match tick(Noisy::new("s")).await.touch() {
+            0 => 0,
+            n => n + m.name().len(),
+        }
+    }
+}

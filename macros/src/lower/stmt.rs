@@ -242,7 +242,14 @@ impl Lowerer<'_> {
         self.suspend_await(aw, fut, e, await_span)?;
         let value = self.rewrite_expr(e, replace_spine(e, &syn::parse_quote!(#r)))?;
         if tail {
+            // The output is a temporary of the tail expression natively: it drops with the
+            // expression, before the locals, not after them as a local of the block.
             let tr = self.tr();
+            let value = if is_identity(e) {
+                quote!(#r)
+            } else {
+                quote!({ let #r = #r; #value })
+            };
             self.terminate(quote!(#tr::Return(#value)));
         } else if is_identity(e) {
             self.emit(quote!(::structured_async::__private::discard(#r);));
