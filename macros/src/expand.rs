@@ -126,9 +126,15 @@ fn native_body(
         quote!(let _ = &#this;)
     });
     // The body's statements go in as they are: the block around a lone expression would be
-    // "unnecessary braces" to rustc, a lint at the user's span.
+    // "unnecessary braces" to rustc, a lint at the user's span. Around statements, the
+    // user's braces keep the user's edition's drop order (see [`user_braces`]).
     let stmts = &item.block.stmts;
-    let frame = quote!(async move { #capture_self #binds #(#stmts)* });
+    let body = user_braces(
+        item.block.brace_token.span.join(),
+        TokenStream::new(),
+        stmts,
+    );
+    let frame = quote!(async move { #capture_self #binds #body });
     match yields {
         None => frame,
         Some(y) => {
@@ -143,6 +149,19 @@ fn native_body(
             ))
         }
     }
+}
+
+/// `prefix` (rebinding `let`s) and the statements `stmts` in braces with the span of the
+/// user's body braces, or bare when they are a lone expression. The edition of a block's span
+/// decides when its tail expression's temporaries drop: before its locals (2024), or after
+/// them (2021 and before), where a native `async fn` drops them in the user's crate.
+pub(crate) fn user_braces(span: Span, prefix: TokenStream, stmts: &[syn::Stmt]) -> TokenStream {
+    if prefix.is_empty() && matches!(stmts, [syn::Stmt::Expr(_, None)]) {
+        return quote!(#(#stmts)*);
+    }
+    let mut g = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, quote!(#prefix #(#stmts)*));
+    g.set_span(span);
+    quote!(#g)
 }
 
 fn emit(

@@ -60,6 +60,11 @@ pub(crate) struct BlockOut {
     pub(crate) from_live: usize,
     pub(crate) code: TokenStream,
     pub(crate) term: Option<TokenStream>,
+    /// When `term` returns the body's tail expression: the span of the body's braces and how
+    /// many of `input` (the oldest) are parameters. The other locals, the code and the term
+    /// go in braces with that span, so the tail's temporaries drop before those locals or
+    /// after them as the user's edition says, and before the parameters, as natively.
+    pub(crate) user_tail: Option<(Span, usize)>,
 }
 
 pub(crate) struct Names {
@@ -644,17 +649,41 @@ fn block_closure(block: &BlockOut) -> TokenStream {
     };
     let code = &block.code;
     let term = &block.term;
-    let rebind = if block.input.is_empty() {
-        quote!()
+    let rebind_of = |pats: &[TokenStream], names: &[Ident]| {
+        if pats.is_empty() {
+            quote!()
+        } else {
+            quote!(#[allow(unused_variables, unused_mut, unused_assignments)] let (#(#pats,)*) = (#(#names,)*);)
+        }
+    };
+    let rebind_pats: Vec<TokenStream> = rebind_pats.collect();
+    let Some((span, n_params)) = block.user_tail else {
+        let rebind = rebind_of(&rebind_pats, &names);
+        return quote!(|#params| {
+            let #packed = #live;
+            #unpack
+            #rebind
+            #start
+            #code
+            #term
+        });
+    };
+    let n_params = n_params.min(names.len());
+    let outer = rebind_of(&rebind_pats[..n_params], &names[..n_params]);
+    let inner = rebind_of(&rebind_pats[n_params..], &names[n_params..]);
+    let tail = if inner.is_empty() && code.is_empty() {
+        quote!(#term)
     } else {
-        quote!(#[allow(unused_variables, unused_mut, unused_assignments)] let (#(#rebind_pats,)*) = (#(#names,)*);)
+        let mut g =
+            proc_macro2::Group::new(proc_macro2::Delimiter::Brace, quote!(#inner #code #term));
+        g.set_span(span);
+        quote!(#g)
     };
     quote!(|#params| {
         let #packed = #live;
         #unpack
-        #rebind
+        #outer
         #start
-        #code
-        #term
+        #tail
     })
 }

@@ -21,6 +21,7 @@ impl Lowerer<'_> {
             hidden,
             code: TokenStream::new(),
             term: None,
+            tail: false,
         });
         self.blocks.len() - 1
     }
@@ -41,6 +42,12 @@ impl Lowerer<'_> {
 
     pub(super) fn terminate(&mut self, t: TokenStream) {
         self.blocks[self.cur].term = Some(t);
+    }
+
+    /// Ends the block returning the body's tail expression (`t` is `Return(value)`).
+    pub(super) fn terminate_tail(&mut self, t: TokenStream) {
+        self.blocks[self.cur].term = Some(t);
+        self.blocks[self.cur].tail = true;
     }
 
     pub(super) fn name_of(&self, id: LocalId, span: Span) -> Result<Ident, Fallback> {

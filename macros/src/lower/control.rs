@@ -397,7 +397,7 @@ impl Lowerer<'_> {
                 return Ok(());
             }
             let tr = self.tr();
-            self.terminate(quote!(#tr::Return(#rewritten)));
+            self.terminate_tail(quote!(#tr::Return(#rewritten)));
             return Ok(());
         }
         let mut s2 = s.clone();

@@ -135,6 +135,10 @@ struct Lowerer<'a> {
     regions: Vec<String>,
     /// How many more bounded regions may be tried (each try lowers the rest of its list).
     budget: usize,
+    /// The locals below this are the parameters'.
+    n_params: usize,
+    /// The span of the body's braces (see [`crate::expand::user_braces`]).
+    body_span: Span,
 }
 
 /// A block being built: its entry, its input locals, and the names they have in it.
@@ -146,6 +150,8 @@ struct Block0 {
     from_live: usize,
     code: TokenStream,
     term: Option<TokenStream>,
+    /// `term` returns the body's tail expression (see [`machine::BlockOut::user_tail`]).
+    tail: bool,
 }
 
 /// What [`Lowerer::restore`] copies prefixes of.
@@ -222,6 +228,8 @@ fn lower_body(
         strict: args.strict.is_some(),
         regions: Vec::new(),
         budget: 256,
+        n_params,
+        body_span: item.block.brace_token.span.join(),
     };
     // Block 0 takes the arguments as the signature names them and binds the patterns.
     let binds = flags::bind_params(&parts.params, &param_flags);
@@ -232,6 +240,7 @@ fn lower_body(
         from_live: parts.params.len() + usize::from(parts.receiver.is_some()),
         code: TokenStream::new(),
         term: None,
+        tail: false,
     });
     lw.bound = (0..n_params)
         .map(|id| (id, a.locals[id].name.clone()))
@@ -273,20 +282,25 @@ fn lower_body(
         .count();
     let blocks = std::mem::take(&mut lw.blocks);
     for (k, b) in blocks.into_iter().enumerate() {
-        let input = if k == 0 {
-            start_input.clone()
+        let (input, params) = if k == 0 {
+            (start_input.clone(), start_input.len())
         } else {
-            block_names(&a, &b.input, &b.hidden)
+            let names = block_names(&a, &b.input, &b.hidden);
+            let params = names.iter().take_while(|(id, _)| *id < n_params).count();
+            let input = names
                 .into_iter()
                 .map(|(id, name)| (name, a.locals[id].mutable))
-                .collect()
+                .collect();
+            (input, params)
         };
+        let user_tail = b.tail.then_some((lw.body_span, params));
         out_blocks.push(BlockOut {
             entry: b.entry,
             input,
             from_live: b.from_live,
             code: b.code,
             term: b.term,
+            user_tail,
         });
     }
     let yields = args.yields.as_ref().map(|(_, t)| t);

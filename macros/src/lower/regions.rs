@@ -297,16 +297,26 @@ impl Lowerer<'_> {
         refuse_yields(rest, why.span)?;
         let p = self.point(key(first), why.span)?;
         let owned = self.carried(&p, why.span)?;
-        let mut binds = TokenStream::new();
+        // The parameters outside, the body's locals and statements in the user's braces: the
+        // tail expression's temporaries drop before or after those locals as the user's
+        // edition says, and before the parameters (see `user_braces`).
+        let mut params = TokenStream::new();
+        let mut locals = TokenStream::new();
         for &id in &owned {
             let n = self.name_of(id, why.span)?;
             let m = self.a.local(id).mutable.then(|| quote!(mut));
-            binds.extend(quote!(#[allow(unused_mut, unused_variables, unused_assignments, clippy::redundant_locals)] let #m #n = #n;));
+            let bind = quote!(#[allow(unused_mut, unused_variables, unused_assignments, clippy::redundant_locals)] let #m #n = #n;);
+            if id < self.n_params {
+                params.extend(bind);
+            } else {
+                locals.extend(bind);
+            }
         }
+        let body = crate::expand::user_braces(self.body_span, locals, rest);
         // Items stay where they are, inside the region.
         let f = Ident::new("__f", Span::mixed_site());
         let r = Ident::new("__r", Span::mixed_site());
-        self.emit(quote!(let #f = async move { #binds #(#rest)* };));
+        self.emit(quote!(let #f = async move { #params #body };));
         let k = self.new_block(Entry::Await(quote!(#r)), Vec::new(), Vec::new());
         let v = format_ident!("Await{}", k);
         let tr = self.tr().clone();

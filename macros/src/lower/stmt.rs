@@ -229,7 +229,7 @@ impl Lowerer<'_> {
                     let value = self.suspend_expr(key(e), e, quote!(#e), await_span)?;
                     if tail {
                         let tr = self.tr();
-                        self.terminate(quote!(#tr::Return(#value)));
+                        self.terminate_tail(quote!(#tr::Return(#value)));
                     } else {
                         self.emit(quote!(::structured_async::__private::discard(#value);));
                     }
@@ -240,18 +240,23 @@ impl Lowerer<'_> {
         };
         let r = Ident::new("__r", Span::mixed_site());
         self.suspend_await(aw, fut, e, await_span)?;
-        let value = self.rewrite_expr(e, replace_spine(e, &syn::parse_quote!(#r)))?;
         if tail {
             // The output is a temporary of the tail expression natively: it drops with the
-            // expression, before the locals, not after them as a local of the block.
+            // expression's other temporaries (before the locals in edition 2024, after them
+            // before), not as a local of the block; `identity` makes it one again.
             let tr = self.tr();
             let value = if is_identity(e) {
                 quote!(#r)
             } else {
-                quote!({ let #r = #r; #value })
+                let temp: Expr = syn::parse_quote!(::core::convert::identity(#r));
+                let value = self.rewrite_expr(e, replace_spine(e, &temp))?;
+                quote!(#value)
             };
-            self.terminate(quote!(#tr::Return(#value)));
-        } else if is_identity(e) {
+            self.terminate_tail(quote!(#tr::Return(#value)));
+            return Ok(());
+        }
+        let value = self.rewrite_expr(e, replace_spine(e, &syn::parse_quote!(#r)))?;
+        if is_identity(e) {
             self.emit(quote!(::structured_async::__private::discard(#r);));
         } else {
             self.emit(quote!({ let #r = #r; #value; }));

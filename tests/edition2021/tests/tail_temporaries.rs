@@ -1,0 +1,95 @@
+//! Edition 2021 drops the temporaries of a block's tail expression after the block's locals
+//! (2024 drops them before), and those of a body's tail after its locals but before its
+//! parameters. `#[structured]` cannot ask the edition: the blocks that end in the body's tail
+//! carry the span of the user's braces, whose edition rustc applies. Each body is compiled
+//! as `#[structured]` and as a native `async fn` in this edition 2021 crate; both must agree
+//! on output and event and drop order, run to completion and cancelled after every poll.
+
+// Formatted with the other tests (style edition 2024), not as part of this crate.
+#[path = "../../support/mod.rs"]
+#[rustfmt::skip]
+mod support;
+
+use support::macros::differential;
+#[allow(unused_imports)]
+use support::{ev, tick, Noisy};
+
+fn opt(n: &Noisy, some: bool) -> Option<usize> {
+    if some {
+        Some(n.touch())
+    } else {
+        None
+    }
+}
+
+// The tail of an explicit machine's last block, of a native region ending the body, and of a
+// body kept whole as a native frame.
+differential! {
+    body_tail_temporaries_drop_after_the_locals,
+    entry: async {
+        (
+            explicit().await,
+            awaited(Noisy::new("p")).await,
+            region(Noisy::new("p")).await,
+            whole(Noisy::new("p")).await,
+        )
+    },
+    #[lowered]
+    async fn explicit() -> usize {
+        let x = Noisy::new("x");
+        let k = tick(1).await;
+        Noisy::new("tmp").touch() + k + x.name().len()
+    }
+    #[lowered]
+    async fn awaited(p: Noisy) -> usize {
+        let x = Noisy::new("x");
+        tick(()).await;
+        tick(Noisy::new("t")).await.touch() + x.name().len() + p.name().len()
+    }
+    #[lowered]
+    async fn region(p: Noisy) -> usize {
+        let x = Noisy::new("x");
+        tick(()).await;
+        let y = Noisy::new("y");
+        tick(Noisy::new("tmp").touch() + y.touch()).await + x.touch() + p.touch()
+    }
+    #[lowered]
+    async fn whole(p: Noisy) -> usize {
+        let x = Noisy::new("x");
+        let r = &x;
+        tick(()).await;
+        Noisy::new("tmp").touch() + r.touch() + p.touch()
+    }
+}
+
+// An `if let` ending the body keeps its scrutinee's temporaries to the end of the whole
+// `if`/`else`, after the locals; an inner block's tail temporaries live to the end of its
+// statement.
+differential! {
+    if_let_and_block_tails,
+    entry: async { (iflet(true).await, iflet(false).await, block_tail().await) },
+    #[lowered]
+    async fn iflet(some: bool) -> usize {
+        let _g = Noisy::new("g");
+        tick(()).await;
+        if let Some(n) = opt(&Noisy::new("scrut"), some) {
+            n + tick(1).await
+        } else {
+            ev("else");
+            tick(2).await
+        }
+    }
+    #[lowered]
+    async fn block_tail() -> usize {
+        let v = {
+            let a = Noisy::new("a");
+            tick(()).await;
+            Noisy::new("tmp").touch() + a.touch()
+        };
+        let w = {
+            let b = Noisy::new("b");
+            tick(b.touch()).await + Noisy::new("tmp2").touch()
+        };
+        v + w
+    }
+}
