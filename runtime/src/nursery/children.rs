@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use super::arena::Arena;
 use super::kind::this_thread;
 use super::pool;
-use super::slot::{Entry, FOREIGN, NO_WAITER, Polled, State, VTable};
+use super::slot::{Entry, FOREIGN, NO_WAITER, PollFn, Polled, State, VTable};
 use super::wake::{HubRef, WakeNode};
 
 /// A caught panic's payload.
@@ -373,6 +373,25 @@ impl Core {
         Some((node, index))
     }
 
+    /// Like [`Core::next_ready`], only if the next node on the run queue has `vtable`: the
+    /// next child of a run of one type.
+    #[inline(always)]
+    pub(super) fn next_ready_of(
+        &self,
+        alone: bool,
+        vtable: &'static VTable,
+    ) -> Option<(&WakeNode, u32)> {
+        let head = self.run_head.get();
+        if head.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null head is a live node of this hub (wake rule 2).
+        if !ptr::eq(unsafe { &*head }.entry.vtable.get(), vtable) {
+            return None;
+        }
+        self.next_ready(alone)
+    }
+
     /// Whether a node waits to be polled.
     #[inline]
     pub(super) fn has_ready(&self) -> bool {
@@ -388,23 +407,28 @@ impl Core {
         self.live.get()
     }
 
-    /// Polls child `index` if it is still running.
+    /// Polls child `index` with `poll` if it is still running.
     ///
     /// # Safety
-    /// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned with.
+    /// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned
+    /// with, and `poll` polls the type of child the slot's vtable is for.
     #[inline(always)]
-    pub(super) unsafe fn poll_child(&self, node: &WakeNode, failure: *const ()) -> Polled {
+    pub(super) unsafe fn poll_child(
+        &self,
+        node: &WakeNode,
+        failure: *const (),
+        poll: PollFn,
+    ) -> Polled {
         // Chunks never move, so this entry stays put while the child spawns or drops handles.
         let entry = &node.entry;
         if !entry.is(State::Running) {
             return self.poll_not_running(node);
         }
-        let vtable = entry.vtable.get();
         let waker = node.waker();
         let mut cx = Context::from_waker(&waker);
-        // SAFETY: the slot is `Running`, so its payload is this vtable's pinned future (slot
-        // rule 1); `failure` is as the caller promised.
-        let polled = unsafe { (vtable.poll)(entry, &mut cx, failure) };
+        // SAFETY: the slot is `Running`, so its payload is the pinned future of the type its
+        // vtable, and so `poll`, is for (slot rule 1); `failure` is as the caller promised.
+        let polled = unsafe { poll(entry, &mut cx, failure) };
         if !matches!(polled, Polled::Pending) {
             self.live.set(self.live.get() - 1);
             if !entry.has_handle() {
