@@ -345,8 +345,10 @@ pub(super) unsafe fn run_with<'a>(
         match out {
             Polled::Pending if woken => core.requeue(node, alone),
             Polled::Pending => {}
-            Polled::Done if body_done && core.live() == 0 => return (Stop::Finished, polled),
-            Polled::Done => {}
+            Polled::Done | Polled::Dropped if body_done && core.live() == 0 => {
+                return (Stop::Finished, polled);
+            }
+            Polled::Done | Polled::Dropped => {}
             Polled::Failed => return (Stop::Failed, polled),
         }
         polled += 1;

@@ -51,7 +51,10 @@ pub(super) enum State {
 /// What one poll of a child did.
 pub(super) enum Polled {
     Pending,
+    /// The child finished; its output waits for its handle.
     Done,
+    /// The child finished with no handle left: its output was dropped, the slot holds nothing.
+    Dropped,
     /// The child's output ended the nursery; it is in the scope's `failure` cell.
     Failed,
 }
@@ -171,7 +174,7 @@ where
             // stays `Finishing` meanwhile, so a panicking drop is not counted twice.
             drop(output);
             entry.empty_unhandled();
-            Polled::Done
+            Polled::Dropped
         }
         Ok(output) => {
             // SAFETY: the slot is laid out for `Stage<F>`, whose fields start at its start.
