@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use super::arena::Arena;
 use super::kind::this_thread;
 use super::pool;
-use super::slot::{Entry, FOREIGN, NO_WAITER, Polled, State, VTable};
+use super::slot::{Entry, FOREIGN, NO_WAITER, PollFn, Polled, State, VTable};
 use super::wake::{HubRef, WakeNode};
 
 /// A caught panic's payload.
@@ -105,11 +105,16 @@ impl Core {
         self.hub.node(index)
     }
 
-    /// A slot for a child with `vtable`, its entry set to `state` with a live handle: a free
-    /// slot, and `false`; or a new one when none is free, its node written with its `queued`
-    /// flag set to `queued`, and `true`. The child is not written yet.
+    /// A slot for a child with `vtable`, its entry set to `state` with a live handle, and its
+    /// payload: a free slot, and `false`; or a new one when none is free, its node written
+    /// with its `queued` flag set to `queued`, and `true`. The child is not written yet.
     #[inline(always)]
-    fn alloc_node(&self, vtable: &'static VTable, state: State, queued: bool) -> (&WakeNode, bool) {
+    fn alloc_node(
+        &self,
+        vtable: &'static VTable,
+        state: State,
+        queued: bool,
+    ) -> (&WakeNode, *mut u8, bool) {
         let free = self.free.get();
         if free != 0 {
             let node = self.node(free);
@@ -127,7 +132,7 @@ impl Core {
                 }
             }
             entry.replace_with(Entry::spawned(payload, vtable, state));
-            return (node, false);
+            return (node, payload, false);
         }
         // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
         let payload = unsafe { (*self.arena.get()).alloc(vtable.class) };
@@ -138,7 +143,7 @@ impl Core {
         // the index only once its node exists: cancelling walks every index below `len`.
         let node = self.hub.ensure(index, entry, queued);
         self.len.set(index + 1);
-        (node, true)
+        (node, payload, true)
     }
 
     /// Makes the current thread the one allowed to use the scope (a `Shared` tree's driver
@@ -230,10 +235,10 @@ impl Core {
         if self.cancelled.get() {
             return self.spawn_refused(future, vtable);
         }
-        let (node, fresh) = self.alloc_node(vtable, State::Running, true);
+        let (node, payload, fresh) = self.alloc_node(vtable, State::Running, true);
         // SAFETY: the payload is a slot of `vtable.class`, sized and aligned for `Stage<F>`
         // (arena rule 1), and holds nothing.
-        unsafe { node.entry.payload.get().cast::<F>().write(future) };
+        unsafe { payload.cast::<F>().write(future) };
         self.live.set(self.live.get() + 1);
         if fresh {
             // Written already queued and unlinked: no waker of a new node exists anywhere.
@@ -249,8 +254,7 @@ impl Core {
     #[cold]
     #[inline(never)]
     fn spawn_refused<F: Future>(&self, future: F, vtable: &'static VTable) -> &WakeNode {
-        let (node, _) = self.alloc_node(vtable, State::Empty, false);
-        let payload = node.entry.payload.get();
+        let (node, payload, _) = self.alloc_node(vtable, State::Empty, false);
         // SAFETY: the payload is a slot of `vtable.class`, sized and aligned for `Stage<F>`
         // (arena rule 1), and holds nothing; the future written there is dropped once.
         unsafe {
@@ -373,6 +377,25 @@ impl Core {
         Some((node, index))
     }
 
+    /// Like [`Core::next_ready`], only if the next node on the run queue has `vtable`: the
+    /// next child of a run of one type.
+    #[inline(always)]
+    pub(super) fn next_ready_of(
+        &self,
+        alone: bool,
+        vtable: &'static VTable,
+    ) -> Option<(&WakeNode, u32)> {
+        let head = self.run_head.get();
+        if head.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null head is a live node of this hub (wake rule 2).
+        if !ptr::eq(unsafe { &*head }.entry.vtable.get(), vtable) {
+            return None;
+        }
+        self.next_ready(alone)
+    }
+
     /// Whether a node waits to be polled.
     #[inline]
     pub(super) fn has_ready(&self) -> bool {
@@ -388,30 +411,48 @@ impl Core {
         self.live.get()
     }
 
-    /// Polls child `index` if it is still running.
+    /// Polls child `index` with `poll` if it is still running.
     ///
     /// # Safety
-    /// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned with.
+    /// `failure` points to the scope's `Cell<Option<R>>` for the `R` children were spawned
+    /// with, and `poll` polls the type of child the slot's vtable is for.
     #[inline(always)]
-    pub(super) unsafe fn poll_child(&self, node: &WakeNode, failure: *const ()) -> Polled {
+    pub(super) unsafe fn poll_child(
+        &self,
+        node: &WakeNode,
+        failure: *const (),
+        poll: PollFn,
+    ) -> Polled {
         // Chunks never move, so this entry stays put while the child spawns or drops handles.
         let entry = &node.entry;
         if !entry.is(State::Running) {
             return self.poll_not_running(node);
         }
-        let vtable = entry.vtable.get();
         let waker = node.waker();
         let mut cx = Context::from_waker(&waker);
-        // SAFETY: the slot is `Running`, so its payload is this vtable's pinned future (slot
-        // rule 1); `failure` is as the caller promised.
-        let polled = unsafe { (vtable.poll)(entry, &mut cx, failure) };
-        if !matches!(polled, Polled::Pending) {
-            self.live.set(self.live.get() - 1);
-            if !entry.has_handle() {
-                // The poll left it `Empty`: without a handle the output was dropped at once.
+        // SAFETY: the slot is `Running`, so its payload is the pinned future of the type its
+        // vtable, and so `poll`, is for (slot rule 1); `failure` is as the caller promised.
+        let polled = unsafe { poll(entry, &mut cx, failure) };
+        match polled {
+            Polled::Pending => {}
+            // Without a handle the output was dropped at once: the slot holds nothing.
+            Polled::Dropped => {
+                self.live.set(self.live.get() - 1);
                 self.free_slot(node);
-            } else {
+            }
+            // The output waits for the handle, which may be awaited.
+            Polled::Done => {
+                self.live.set(self.live.get() - 1);
                 self.wake_waiter(node);
+            }
+            Polled::Failed => {
+                self.live.set(self.live.get() - 1);
+                // The child's drop may have dropped its handle.
+                if !entry.has_handle() {
+                    self.free_slot(node);
+                } else {
+                    self.wake_waiter(node);
+                }
             }
         }
         polled

@@ -11,7 +11,7 @@ use super::children::{Core, Panic};
 use super::kind::TreeKind;
 use super::outcome::ChildOutput;
 use super::scope::Scope;
-use super::slot::Polled;
+use super::slot::{self, PollFn, Polled};
 use super::wake::WakeNode;
 use crate::time::{Sleep, sleep};
 
@@ -138,6 +138,7 @@ where
                     node
                 }
                 Ok((Stop::Idle | Stop::Finished, _)) => break,
+                Ok((Stop::Next, _)) => unreachable!("`poll_children` goes on after a run"),
                 Ok((Stop::Budget, n)) => {
                     polled = n;
                     if core.has_ready() {
@@ -228,8 +229,8 @@ where
     }
 }
 
-/// Why [`poll_children`] returned.
-enum Stop<'a> {
+/// Why [`poll_children`] (or a run in it) returned.
+pub(super) enum Stop<'a> {
     /// The body's node came up: the driver polls the body itself.
     Body(&'a WakeNode),
     /// A child's output ended the nursery; it is in the scope's `failure` cell.
@@ -240,6 +241,8 @@ enum Stop<'a> {
     Budget,
     /// The last child finished, after the body.
     Finished,
+    /// A run ended: the next node on the run queue (if any) holds another type of child.
+    Next,
 }
 
 /// Polls the ready children in turn until one of [`Stop`], counting each poll on top of
@@ -254,9 +257,8 @@ unsafe fn poll_children(
     mut polled: usize,
     body_done: bool,
 ) -> (Stop<'_>, usize) {
-    let mut alone = core.hub.alone();
     let stop = loop {
-        let (node, index) = match core.next_ready(alone) {
+        let (node, index) = match core.next_ready(core.hub.alone()) {
             Some(ready) => ready,
             // Children woken by siblings during this turn run in it too, and then those that
             // woke themselves in its first lap (wake rule 8).
@@ -266,27 +268,104 @@ unsafe fn poll_children(
         if index == 0 {
             break Stop::Body(node);
         }
-        // Left set between two polls, in which no code runs that could wake anything.
-        core.hub.set_polled(Some(node));
-        // SAFETY: as the caller promised.
-        let out = unsafe { core.poll_child(node, failure) };
-        // The poll may have cloned a waker (or a clone may have been dropped meanwhile).
-        alone = core.hub.alone();
-        let woken = core.hub.take_self_woken();
-        match out {
-            Polled::Pending if woken => core.requeue(node, alone),
-            Polled::Pending => {}
-            Polled::Done if body_done && core.live() == 0 => break Stop::Finished,
-            Polled::Done => {}
-            Polled::Failed => break Stop::Failed,
-        }
-        polled += 1;
-        if polled == TURN_BUDGET {
-            break Stop::Budget;
+        // The node and those queued right after it with children of the same type run in a
+        // loop that knows the type: polls, outputs and drops inline.
+        let run = node.entry.vtable.get().run;
+        // SAFETY: as the caller promised; `node` is a child's (not the body's), just taken
+        // off the run queue.
+        match unsafe { run(core, node, failure, polled, body_done) } {
+            (Stop::Next, n) => polled = n,
+            (stop, n) => {
+                polled = n;
+                break stop;
+            }
         }
     };
     core.hub.set_polled(None);
     (stop, polled)
+}
+
+/// [`VTable::run`](super::slot::VTable::run) for children of type `F` in a nursery whose
+/// output is `R`.
+///
+/// # Safety
+/// `first` is a node of `core` just taken off its run queue, for a child slot (not the
+/// body) whose vtable is `F`'s; `failure` points to the scope's `Cell<Option<R>>`.
+pub(super) unsafe fn poll_run<'a, F: Future, R>(
+    core: &'a Core,
+    first: &'a WakeNode,
+    failure: *const (),
+    polled: usize,
+    body_done: bool,
+) -> (Stop<'a>, usize)
+where
+    F::Output: ChildOutput<R>,
+{
+    // SAFETY: as the caller promised: the slots of this run hold `F`s.
+    unsafe {
+        run_with(
+            core,
+            first,
+            failure,
+            polled,
+            body_done,
+            slot::poll_child::<F, R>,
+        )
+    }
+}
+
+/// Polls `first` with `poll`, then each node on the run queue after it that has the same
+/// vtable, until one of [`Stop`] ([`Stop::Next`] when the next node has another vtable or
+/// none is left). Counts each poll on top of `polled` (returned).
+///
+/// # Safety
+/// `first` is a node of `core` just taken off its run queue, for a child slot (not the
+/// body); `poll` polls the type of child its vtable is for; `failure` points to the scope's
+/// `Cell<Option<R>>` for the `R` children were spawned with.
+#[inline(always)]
+pub(super) unsafe fn run_with<'a>(
+    core: &'a Core,
+    first: &'a WakeNode,
+    failure: *const (),
+    mut polled: usize,
+    body_done: bool,
+    poll: PollFn,
+) -> (Stop<'a>, usize) {
+    let vtable = first.entry.vtable.get();
+    let mut node = first;
+    loop {
+        // Left set between two polls, in which no code runs that could wake anything.
+        core.hub.set_polled(Some(node));
+        // SAFETY: as the caller promised; every node after the first has the same vtable
+        // (checked below), so `poll` is for its child's type too.
+        let out = unsafe { core.poll_child(node, failure, poll) };
+        // The poll may have cloned a waker (or a clone may have been dropped meanwhile).
+        let alone = core.hub.alone();
+        let woken = core.hub.take_self_woken();
+        match out {
+            Polled::Pending if woken => core.requeue(node, alone),
+            Polled::Pending => {}
+            Polled::Done | Polled::Dropped if body_done && core.live() == 0 => {
+                return (Stop::Finished, polled);
+            }
+            Polled::Done | Polled::Dropped => {}
+            Polled::Failed => return (Stop::Failed, polled),
+        }
+        polled += 1;
+        if polled == TURN_BUDGET {
+            return (Stop::Budget, polled);
+        }
+        match core.next_ready_of(alone, vtable) {
+            Some((next, index)) => {
+                // The body's node never has a child's vtable.
+                if index == 0 {
+                    return (Stop::Body(next), polled);
+                }
+                node = next;
+            }
+            None => return (Stop::Next, polled),
+        }
+    }
 }
 
 impl<B, R, K: TreeKind> Drop for Driver<'_, '_, '_, B, R, K> {

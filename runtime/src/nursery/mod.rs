@@ -29,7 +29,10 @@
 //!   nursery polled in its parent's second lap runs its whole turn as a second lap, so
 //!   nesting does not multiply the polls a yield gets (`d + 1` at depth `d`). Under tokio,
 //!   whose coop budget makes resources return `Pending` and wake at once when spent, the
-//!   budget and the two laps keep many children in one task linear.
+//!   budget and the two laps keep many children in one task linear. Children of one type
+//!   queued one after another (a spawn loop's) are polled by one loop made for that type
+//!   (`VTable::run`), with the child's poll, output and drop inlined, in the same order and
+//!   with the same bookkeeping as one by one.
 //! - **Threads** ([`TreeKind`]): `nursery!(|n| ...)` is a [`Local`] tree, polled by one thread,
 //!   whose children need not be `Send`; `nursery!(send |n| ...)` is a [`Shared`] tree, a `Send`
 //!   future for multi-threaded runtimes, whose children must be `Send`.

@@ -23,8 +23,10 @@ use core::ptr;
 use core::task::{Context, Poll};
 
 use super::arena;
+use super::children::Core;
+use super::driver::{Stop, poll_run, run_with};
 use super::outcome::ChildOutput;
-use super::wake::WakeTag;
+use super::wake::{WakeNode, WakeTag};
 use crate::executor::AsyncCancel;
 
 /// What a slot holds (slot rule 1). `Running` is 0, so that the check before every poll
@@ -49,30 +51,60 @@ pub(super) enum State {
 /// What one poll of a child did.
 pub(super) enum Polled {
     Pending,
+    /// The child finished; its output waits for its handle.
     Done,
+    /// The child finished with no handle left: its output was dropped, the slot holds nothing.
+    Dropped,
     /// The child's output ended the nursery; it is in the scope's `failure` cell.
     Failed,
 }
 
 /// Type-erased operations on one child type, one static table per type.
 pub(super) struct VTable {
-    /// Polls the future; on completion drops it and stores the output for the handle (or
-    /// drops it at once when no handle is left), or the failure.
-    pub(super) poll: unsafe fn(&Entry, &mut Context<'_>, *const ()) -> Polled,
     pub(super) drop_future: unsafe fn(*mut u8),
     pub(super) drop_output: unsafe fn(*mut u8),
     /// Drives the future's async cleanup, for children spawned with `spawn_cancellable`.
     pub(super) poll_cancel: Option<unsafe fn(*mut u8, &mut Context<'_>) -> Poll<()>>,
+    /// Polls a node holding this type and the nodes queued right after it that hold the
+    /// same type, in one loop that knows the type (see `driver::poll_run`).
+    pub(super) run: RunFn,
     pub(super) class: usize,
 }
 
+/// The type of [`VTable::run`]: `(core, first node, failure, polled, body_done)`.
+pub(super) type RunFn =
+    for<'a> unsafe fn(&'a Core, &'a WakeNode, *const (), usize, bool) -> (Stop<'a>, usize);
+
 static NO_CHILD: VTable = VTable {
-    poll: |_, _, _| Polled::Pending,
     drop_future: |_| {},
     drop_output: |_| {},
     poll_cancel: None,
+    run: no_run,
     class: 0,
 };
+
+/// The run of nodes that hold no child: polling one does nothing.
+///
+/// # Safety
+/// As for [`poll_run`].
+unsafe fn no_run<'a>(
+    core: &'a Core,
+    first: &'a WakeNode,
+    failure: *const (),
+    polled: usize,
+    body_done: bool,
+) -> (Stop<'a>, usize) {
+    // SAFETY: as the caller promised; this poll reads no payload.
+    unsafe {
+        run_with(core, first, failure, polled, body_done, |_, _, _| {
+            Polled::Pending
+        })
+    }
+}
+
+/// Polls a child whose slot is `Running`: on completion drops the future and stores the
+/// output for the handle (or drops it at once when no handle is left), or the failure.
+pub(super) type PollFn = unsafe fn(&Entry, &mut Context<'_>, *const ()) -> Polled;
 
 /// A child's payload: its future, then, in the same place, its output.
 #[repr(C)]
@@ -88,10 +120,10 @@ where
     F::Output: ChildOutput<R>,
 {
     pub(super) const TABLE: &'static VTable = &VTable {
-        poll: poll_child::<F, R>,
         drop_future: drop_as::<F>,
         drop_output: drop_as::<F::Output>,
         poll_cancel: None,
+        run: poll_run::<F, R>,
         class: arena::class_of(Layout::new::<Stage<F>>()),
     };
 }
@@ -116,7 +148,8 @@ unsafe fn poll_cancel_as<F: AsyncCancel>(payload: *mut u8, cx: &mut Context<'_>)
 /// # Safety
 /// `entry` is `Running` with a pinned `F` as its payload (slot rule 1) and `failure` points to
 /// the scope's `Cell<Option<R>>`.
-unsafe fn poll_child<F: Future, R>(
+#[inline]
+pub(super) unsafe fn poll_child<F: Future, R>(
     entry: &Entry,
     cx: &mut Context<'_>,
     failure: *const (),
@@ -141,7 +174,7 @@ where
             // stays `Finishing` meanwhile, so a panicking drop is not counted twice.
             drop(output);
             entry.empty_unhandled();
-            Polled::Done
+            Polled::Dropped
         }
         Ok(output) => {
             // SAFETY: the slot is laid out for `Stage<F>`, whose fields start at its start.
