@@ -21,7 +21,7 @@ impl Lowerer<'_> {
             hidden,
             code: TokenStream::new(),
             term: None,
-            tail: false,
+            tail: None,
         });
         self.blocks.len() - 1
     }
@@ -47,7 +47,29 @@ impl Lowerer<'_> {
     /// Ends the block returning the body's tail expression (`t` is `Return(value)`).
     pub(super) fn terminate_tail(&mut self, t: TokenStream) {
         self.blocks[self.cur].term = Some(t);
-        self.blocks[self.cur].tail = true;
+        self.blocks[self.cur].tail = Some(self.tail_scope);
+    }
+
+    /// Lowers `f` with [`Self::tail_scope`] set for a branch or arm ending the body whose
+    /// statements are `stmts`: the locals in scope before them (bindings of its pattern too)
+    /// are outside it.
+    pub(super) fn in_tail_scope<T>(
+        &mut self,
+        stmts: &[Stmt],
+        f: impl FnOnce(&mut Self) -> Result<T, Fallback>,
+    ) -> Result<T, Fallback> {
+        let scope = match stmts.first() {
+            Some(s) => self
+                .a
+                .points
+                .get(&key(s))
+                .map_or(usize::MAX, |p| p.in_scope.iter().max().map_or(0, |m| m + 1)),
+            None => usize::MAX,
+        };
+        let outer = std::mem::replace(&mut self.tail_scope, scope);
+        let r = f(self);
+        self.tail_scope = outer;
+        r
     }
 
     pub(super) fn name_of(&self, id: LocalId, span: Span) -> Result<Ident, Fallback> {

@@ -34,12 +34,16 @@ impl Lowerer<'_> {
         self.terminate(quote!(if #cond { #g_then } else { #g_else }));
         let ctx = if tail { Ctx::FnTail } else { Ctx::Unit };
         self.switch(then_k);
-        self.lower_stmts(&i.then_branch.stmts, ctx)?;
+        let then_stmts = &i.then_branch.stmts;
+        self.in_tail_scope(then_stmts, |lw| lw.lower_stmts(then_stmts, ctx))?;
         self.close_branch(join, span)?;
         if let Some((_, els)) = &i.else_branch {
             self.switch(else_k);
             match &**els {
-                Expr::Block(b) => self.lower_stmts(&b.block.stmts, ctx)?,
+                Expr::Block(b) => {
+                    let stmts = &b.block.stmts;
+                    self.in_tail_scope(stmts, |lw| lw.lower_stmts(stmts, ctx))?;
+                }
                 Expr::If(inner) => self.lower_if(els, inner, tail)?,
                 other => return fallback(other.span(), "unsupported `else`"),
             }
@@ -206,8 +210,11 @@ impl Lowerer<'_> {
         for (arm, k) in m.arms.iter().zip(targets) {
             self.switch(k);
             match &*arm.body {
-                Expr::Block(b) if b.label.is_none() => self.lower_stmts(&b.block.stmts, ctx)?,
-                body => self.lower_arm_expr(body, tail)?,
+                Expr::Block(b) if b.label.is_none() => {
+                    let stmts = &b.block.stmts;
+                    self.in_tail_scope(stmts, |lw| lw.lower_stmts(stmts, ctx))?;
+                }
+                body => self.in_tail_scope(&[], |lw| lw.lower_arm_expr(body, tail))?,
             }
             self.close_branch(join, span)?;
         }

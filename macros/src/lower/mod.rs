@@ -135,8 +135,10 @@ struct Lowerer<'a> {
     regions: Vec<String>,
     /// How many more bounded regions may be tried (each try lowers the rest of its list).
     budget: usize,
-    /// The locals below this are the parameters'.
-    n_params: usize,
+    /// The locals below this are outside the innermost scope that ends with the body's tail
+    /// being lowered: the parameters' at the body's level, those in scope at an `if` branch
+    /// or `match` arm ending the body (a scope of its own for temporaries in every edition).
+    tail_scope: usize,
     /// The span of the body's braces (see [`crate::expand::user_braces`]).
     body_span: Span,
 }
@@ -150,8 +152,9 @@ struct Block0 {
     from_live: usize,
     code: TokenStream,
     term: Option<TokenStream>,
-    /// `term` returns the body's tail expression (see [`machine::BlockOut::user_tail`]).
-    tail: bool,
+    /// `term` returns the body's tail expression: the locals below this are outside the
+    /// braces of [`machine::BlockOut::user_tail`].
+    tail: Option<usize>,
 }
 
 /// What [`Lowerer::restore`] copies prefixes of.
@@ -228,7 +231,7 @@ fn lower_body(
         strict: args.strict.is_some(),
         regions: Vec::new(),
         budget: 256,
-        n_params,
+        tail_scope: n_params,
         body_span: item.block.brace_token.span.join(),
     };
     // Block 0 takes the arguments as the signature names them and binds the patterns.
@@ -240,7 +243,7 @@ fn lower_body(
         from_live: parts.params.len() + usize::from(parts.receiver.is_some()),
         code: TokenStream::new(),
         term: None,
-        tail: false,
+        tail: None,
     });
     lw.bound = (0..n_params)
         .map(|id| (id, a.locals[id].name.clone()))
@@ -286,14 +289,15 @@ fn lower_body(
             (start_input.clone(), start_input.len())
         } else {
             let names = block_names(&a, &b.input, &b.hidden);
-            let params = names.iter().take_while(|(id, _)| *id < n_params).count();
+            let outside = b.tail.unwrap_or(n_params);
+            let params = names.iter().take_while(|(id, _)| *id < outside).count();
             let input = names
                 .into_iter()
                 .map(|(id, name)| (name, a.locals[id].mutable))
                 .collect();
             (input, params)
         };
-        let user_tail = b.tail.then_some((lw.body_span, params));
+        let user_tail = b.tail.map(|_| (lw.body_span, params));
         out_blocks.push(BlockOut {
             entry: b.entry,
             input,

@@ -297,16 +297,17 @@ impl Lowerer<'_> {
         refuse_yields(rest, why.span)?;
         let p = self.point(key(first), why.span)?;
         let owned = self.carried(&p, why.span)?;
-        // The parameters outside, the body's locals and statements in the user's braces: the
-        // tail expression's temporaries drop before or after those locals as the user's
-        // edition says, and before the parameters (see `user_braces`).
+        // The parameters (or the locals from outside the branch ending the body) outside, the
+        // other locals and the statements in the user's braces: the tail expression's
+        // temporaries drop before or after those locals as the user's edition says, and
+        // before the ones outside (see `user_braces`).
         let mut params = TokenStream::new();
         let mut locals = TokenStream::new();
         for &id in &owned {
             let n = self.name_of(id, why.span)?;
             let m = self.a.local(id).mutable.then(|| quote!(mut));
             let bind = quote!(#[allow(unused_mut, unused_variables, unused_assignments, clippy::redundant_locals)] let #m #n = #n;);
-            if id < self.n_params {
+            if id < self.tail_scope {
                 params.extend(bind);
             } else {
                 locals.extend(bind);

@@ -93,3 +93,48 @@ differential! {
         v + w
     }
 }
+
+fn len(n: &Noisy) -> usize {
+    n.touch()
+}
+
+// An `if` branch or `match` arm ending the body is a scope of its own for temporaries: its
+// tail's temporaries drop after the branch's locals but before the locals and parameters
+// from outside it.
+differential! {
+    branch_tails_drop_before_the_outer_locals,
+    entry: async {
+        (
+            arms(0, Noisy::new("p")).await,
+            arms(1, Noisy::new("p")).await,
+            arms(2, Noisy::new("p")).await,
+            by_match(Some(3)).await,
+            by_match(None).await,
+        )
+    },
+    #[lowered]
+    async fn arms(k: u32, p: Noisy) -> usize {
+        let x = Noisy::new("x");
+        if k == 0 {
+            tick(()).await;
+            Noisy::new("t0").touch() + len(&x)
+        } else if k == 1 {
+            let y = Noisy::new("y");
+            tick(Noisy::new("t1")).await.touch() + len(&y)
+        } else {
+            len(&p) + tick(Noisy::new("t2").touch()).await
+        }
+    }
+    #[lowered]
+    async fn by_match(o: Option<u32>) -> usize {
+        let g = Noisy::new("g");
+        match o {
+            Some(v) => {
+                let w = tick(v).await;
+                let z = Noisy::new("z");
+                Noisy::new("ts").touch() + w as usize + len(&g) + len(&z)
+            }
+            None => tick(Noisy::new("tn")).await.touch(),
+        }
+    }
+}
