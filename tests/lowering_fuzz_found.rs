@@ -188,3 +188,41 @@ differential! {
         s
     }
 }
+
+// Found by random programs with shadowing across awaits (session 5): a `let` whose initialiser
+// is a plain awaited call and that shadows a local still alive binds in the await's resume
+// block, which bound the older local under the shared name; after the `let` that name was the
+// newer local, so the block handed the newer one on in the older one's place, and past the
+// shadowing scope the older name read the newer value (no compile error: same type).
+differential! {
+    shadowing_let_with_a_plain_await_in_a_nested_block,
+    entry: shadow_in_block(2),
+    #[lowered]
+    async fn shadow_in_block(input: u64) -> u64 {
+        if input % 2 == 0 {
+            let t = input + 1;
+            let input = tick(t).await;
+            ev(format!("inner {input}"));
+        }
+        tick(()).await;
+        input
+    }
+}
+
+// The same with owned values (the future a plain call of locals): the outer local was dropped
+// at the end of the block and the inner one used after it in its place.
+differential! {
+    shadowing_owned_let_with_a_plain_await_in_a_nested_block,
+    entry: shadow_owned_in_block(2),
+    #[lowered]
+    async fn shadow_owned_in_block(n: u64) -> usize {
+        let v = Noisy::new("outer");
+        if n > 1 {
+            let w = Noisy::new("inner");
+            let v = tick(w).await;
+            ev(format!("inner {}", v.touch()));
+        }
+        tick(()).await;
+        v.touch()
+    }
+}

@@ -325,7 +325,8 @@ impl Lowerer<'_> {
         let tr = self.tr().clone();
         if lent.is_empty() && simple_future(&fut) {
             let packed = self.pack_ids(&carried, span)?;
-            let k = self.new_block(Entry::Await(quote!(#r)), carried, Vec::new());
+            let hidden = self.still_hidden(&carried);
+            let k = self.new_block(Entry::Await(quote!(#r)), carried, hidden);
             let v = format_ident!("Await{}", k);
             self.emit(quote!(let #f = #fut;));
             self.terminate(quote!(#tr::#v(#f, #packed)));
@@ -478,6 +479,19 @@ impl Lowerer<'_> {
         Ok(())
     }
 
+    /// The locals of `input` the current block hides, which a resume block must hide too: the
+    /// block began at a `let` that shadows them, and when that `let` awaits, the resume block
+    /// is where it binds (so the older local, bound under its own name there, would be packed
+    /// by that name after the `let` and the newer local carried in its place).
+    fn still_hidden(&self, input: &[LocalId]) -> Vec<LocalId> {
+        self.blocks[self.cur]
+            .hidden
+            .iter()
+            .copied()
+            .filter(|id| input.contains(id))
+            .collect()
+    }
+
     /// Ends the block with `AwaitK(__f, rest)`, the adapter `__f` handing `owned` back with
     /// its result `r`, and continues in the resume block `K`.
     fn await_adapter(
@@ -493,14 +507,8 @@ impl Lowerer<'_> {
         let mut input = rest;
         input.extend(owned.iter().copied());
         // The resume block binds what the adapter hands back under the names its own input
-        // has there. A local this block hides stays hidden: the block began at a `let` that
-        // shadows it, and when that `let` awaits, the resume block is where it binds.
-        let hidden: Vec<LocalId> = self.blocks[self.cur]
-            .hidden
-            .iter()
-            .copied()
-            .filter(|id| input.contains(id))
-            .collect();
+        // has there.
+        let hidden = self.still_hidden(&input);
         let names = block_names(self.a, &input, &hidden);
         let owned_names: Vec<Ident> = owned
             .iter()
