@@ -272,7 +272,8 @@ unsafe fn poll_children(
         // loop that knows the type: polls, outputs and drops inline.
         let run = node.entry.vtable.get().run;
         // SAFETY: as the caller promised; `node` is a child's (not the body's), just taken
-        // off the run queue.
+        // off the run queue, and `run` was read from that node's own vtable, so it is the
+        // `poll_run` of the type its slot holds (slot rule 1).
         match unsafe { run(core, node, failure, polled, body_done) } {
             (Stop::Next, n) => polled = n,
             (stop, n) => {
@@ -301,7 +302,8 @@ pub(super) unsafe fn poll_run<'a, F: Future, R>(
 where
     F::Output: ChildOutput<R>,
 {
-    // SAFETY: as the caller promised: the slots of this run hold `F`s.
+    // SAFETY: as the caller promised, `first` holds an `F`; `run_with` checks every later
+    // node's vtable before it polls it as an `F`.
     unsafe {
         run_with(
             core,
