@@ -224,6 +224,19 @@ impl Lowerer<'_> {
                 Expr::ForLoop(_) => "a `for` loop with awaits in its body",
                 Expr::Block(_) => "a labelled block with awaits",
                 Expr::Loop(_) | Expr::While(_) => "a loop producing a value",
+                // The body's tail (`Some(f().await?.len())`) with locals of its scope alive:
+                // as a native region its temporaries drop where the user's edition drops them
+                // (after those locals before 2024), which an adapter computing it would not
+                // do. (With only parameters, outer locals or `Copy` ones, no order differs.)
+                _ if tail
+                    && !self.strict
+                    && self
+                        .bound
+                        .iter()
+                        .any(|&(id, _)| id >= self.tail_scope && !self.a.local(id).known_copy) =>
+                {
+                    return fallback(await_span, "a tail expression awaiting inside an operand");
+                }
                 _ => {
                     // `f(g().await).await;`, `x = a.await * b.await;`: one adapter.
                     let value = self.suspend_expr(key(e), e, quote!(#e), await_span)?;

@@ -138,3 +138,20 @@ differential! {
         }
     }
 }
+
+// A tail awaiting inside an operand (`Some(f(o).await?.touch())`, `v.await[1]`): the awaited
+// value is a temporary of the tail.
+differential! {
+    tails_awaiting_inside_an_operand,
+    entry: async { (wrapped(Some(Noisy::new("o"))).await, indexed().await) },
+    #[lowered]
+    async fn wrapped(o: Option<Noisy>) -> Option<usize> {
+        let _x = Noisy::new("x");
+        Some(tick(o).await?.touch())
+    }
+    #[lowered]
+    async fn indexed() -> usize {
+        let _x = Noisy::new("x");
+        tick(vec![Noisy::new("v0"), Noisy::new("v1")]).await[1].touch()
+    }
+}
