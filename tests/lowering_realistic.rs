@@ -1501,7 +1501,16 @@ differential! {
 // the await instead of at the end of its scope (a silent drop-order difference).
 differential! {
     borrowing_methods_named_like_consuming_ones,
-    entry: async { (parse("ab").await, parse("xb").await, grid().await, std_values(Some(2), Ok(Noisy::new("ok"))).await) },
+    entry: async {
+        (
+            parse("ab").await,
+            parse("xb").await,
+            grid().await,
+            std_values(Some(2), Ok(Noisy::new("ok"))).await,
+            from_a_getter().await,
+            named_like_a_result().await,
+        )
+    },
     struct Parser { src: Vec<char>, pos: usize, _n: Noisy }
     impl Parser {
         fn expect(&mut self, c: char) -> Result<(), String> {
@@ -1538,6 +1547,37 @@ differential! {
         let v = tick(doubled.len()).await;
         ev("end");
         v + fine as usize
+    }
+    // The local comes from a method named like one returning an `Option` (`get`), or its
+    // type is named like a `Result`: neither makes it one.
+    struct Registry;
+    impl Registry {
+        fn get(&self) -> Parser {
+            Parser { src: vec!['a'], pos: 0, _n: Noisy::new("got") }
+        }
+    }
+    struct SearchResult { hits: u32, _n: Noisy }
+    impl SearchResult {
+        fn ok(&self) -> bool {
+            self.hits > 0
+        }
+    }
+    #[lowered]
+    async fn from_a_getter() -> Result<usize, String> {
+        let reg = Registry;
+        let mut p = reg.get();
+        p.expect('a')?;
+        let v = tick(2).await;
+        ev("end");
+        Ok(v)
+    }
+    #[lowered]
+    async fn named_like_a_result() -> bool {
+        let r: SearchResult = SearchResult { hits: 1, _n: Noisy::new("found") };
+        let good = r.ok();
+        tick(()).await;
+        ev("end");
+        good
     }
     // Known `Option`s and `Result`s are still moved by them.
     #[lowered]

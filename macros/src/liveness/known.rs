@@ -95,8 +95,19 @@ pub(super) const CONSUMING_IF_STD: &[&str] = &[
     "and_then",
 ];
 
-/// Whether a written type is an `Option`, a `Result` (or an alias named `…Result`) or an
-/// `impl` iterator, future or stream: its [`CONSUMING_IF_STD`] methods take `self`.
+/// The traits whose `impl Trait` values take `self` in their [`CONSUMING_IF_STD`] methods.
+const STD_VALUE_TRAITS: &[&str] = &[
+    "Iterator",
+    "DoubleEndedIterator",
+    "ExactSizeIterator",
+    "FusedIterator",
+    "Future",
+    "Stream",
+];
+
+/// Whether a written type is an `Option`, a `Result` (std's or an alias of that name, such as
+/// `io::Result`) or an `impl` iterator, future or stream: its [`CONSUMING_IF_STD`] methods
+/// take `self`. A user type named otherwise (`SearchResult`) may define them on `&self`.
 pub(super) fn is_std_value_type(ty: &syn::Type) -> bool {
     match ty {
         syn::Type::Group(g) => is_std_value_type(&g.elem),
@@ -105,55 +116,25 @@ pub(super) fn is_std_value_type(ty: &syn::Type) -> bool {
             p.qself.is_none()
                 && p.path.segments.last().is_some_and(|s| {
                     let name = s.ident.to_string();
-                    name == "Option" || name.ends_with("Result")
+                    name == "Option" || name == "Result"
                 })
         }
         syn::Type::ImplTrait(t) => t.bounds.iter().any(|b| {
             matches!(b, syn::TypeParamBound::Trait(t)
             if t.path.segments.last().is_some_and(|s| {
                 let name = s.ident.to_string();
-                name.ends_with("Iterator") || name == "Future" || name == "Stream"
+                STD_VALUE_TRAITS.contains(&name.as_str())
             }))
         }),
         _ => false,
     }
 }
 
-/// Methods whose result is an `Option`, a `Result` or an iterator on the std types that have
-/// them (`v.get(i)`, `s.parse()`, `v.iter()`, `r.map_err(..)`).
-const STD_VALUE_RESULT: &[&str] = &[
-    "get",
-    "get_mut",
-    "first",
-    "last",
-    "pop",
-    "pop_front",
-    "pop_back",
-    "find",
-    "find_map",
-    "position",
-    "max",
-    "min",
-    "max_by_key",
-    "min_by_key",
-    "nth",
-    "binary_search",
-    "parse",
-    "checked_add",
-    "checked_sub",
-    "checked_mul",
-    "checked_div",
-    "ok",
-    "err",
-    "ok_or",
-    "ok_or_else",
-    "map_err",
-    "next",
-    "strip_prefix",
-    "strip_suffix",
-    "split_once",
-    "rsplit_once",
-    "try_into",
+/// Methods that make an iterator on the std types that have them (`v.iter()`, `s.chars()`).
+/// Methods returning an `Option` or a `Result` on std types (`get`, `first`, `parse`, `next`)
+/// are not listed: a user type's method of that name may return a type of its own whose
+/// `expect` or `map` borrows it (a silent drop-order difference if taken for a move).
+const ITERATOR_MAKERS: &[&str] = &[
     "iter",
     "iter_mut",
     "chars",
@@ -165,8 +146,8 @@ const STD_VALUE_RESULT: &[&str] = &[
 ];
 
 /// Whether a `let` initialiser is surely an `Option`, a `Result` or an iterator (see
-/// [`Local::std_value`]): `Some(..)`, `None`, `Ok(..)`, `Err(..)`, a method of
-/// [`STD_VALUE_RESULT`] or an iterator adapter, `rx.recv().await`, `s.next().await`.
+/// [`Local::std_value`]): `Some(..)`, `None`, `Ok(..)`, `Err(..)`, or a method making or
+/// adapting an iterator ([`ITERATOR_MAKERS`], [`BY_VALUE_ADAPTERS`]).
 pub(super) fn is_std_value_expr(e: &Expr) -> bool {
     let last_is = |p: &syn::Path, names: &[&str]| {
         p.segments
@@ -181,10 +162,8 @@ pub(super) fn is_std_value_expr(e: &Expr) -> bool {
         }
         Expr::MethodCall(m) => {
             let name = m.method.to_string();
-            STD_VALUE_RESULT.contains(&name.as_str()) || BY_VALUE_ADAPTERS.contains(&name.as_str())
+            ITERATOR_MAKERS.contains(&name.as_str()) || BY_VALUE_ADAPTERS.contains(&name.as_str())
         }
-        Expr::Await(a) => matches!(&*a.base, Expr::MethodCall(m)
-            if matches!(m.method.to_string().as_str(), "recv" | "next" | "try_recv")),
         _ => false,
     }
 }

@@ -432,25 +432,25 @@ impl Analysis {
         }
     }
 
-    /// Whether the root local of a receiver is a reference parameter (`&T`, `&mut T`,
-    /// `&self`): a method call reborrows through it and never moves it.
     /// Whether the receiver `e` is a local known to be an `Option`, a `Result` or an iterator.
     fn receiver_is_std_value(&self, e: &Expr) -> bool {
-        let root = match e {
-            Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
-            _ => None,
-        };
-        root.and_then(|r| self.resolve(r))
-            .is_some_and(|id| self.locals[id].std_value)
+        self.receiver_local(e).is_some_and(|l| l.std_value)
     }
 
-    fn receiver_is_ref(&self, e: &Expr) -> bool {
+    /// The local a receiver names, when it is a plain local (`p` in `p.expect(..)`).
+    fn receiver_local(&self, e: &Expr) -> Option<&Local> {
         let root = match e {
             Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
             _ => None,
         };
         root.and_then(|r| self.resolve(r))
-            .is_some_and(|id| self.locals[id].ref_param)
+            .map(|id| &self.locals[id])
+    }
+
+    /// Whether the root local of a receiver is a reference parameter (`&T`, `&mut T`,
+    /// `&self`): a method call reborrows through it and never moves it.
+    fn receiver_is_ref(&self, e: &Expr) -> bool {
+        self.receiver_local(e).is_some_and(|l| l.ref_param)
     }
 
     fn place_mention(&mut self, e: &Expr, kind: Use) {
