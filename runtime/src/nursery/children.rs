@@ -471,6 +471,8 @@ impl Core {
     }
 
     /// Polls the async cleanup of a cancelling child; drops it once the cleanup is done.
+    /// Returns `Pending`, or `Done` once the cleanup ended, with or without a handle left
+    /// (this frees the slot when none is; the driver treats `Done` and `Dropped` alike).
     fn poll_cleanup(&self, node: &WakeNode, cx: &mut Context<'_>) -> Polled {
         let entry = &node.entry;
         let vtable = entry.vtable.get();

@@ -138,7 +138,6 @@ where
                     node
                 }
                 Ok((Stop::Idle | Stop::Finished, _)) => break,
-                Ok((Stop::Next, _)) => unreachable!("`poll_children` goes on after a run"),
                 Ok((Stop::Budget, n)) => {
                     polled = n;
                     if core.has_ready() {
@@ -241,8 +240,6 @@ pub(super) enum Stop<'a> {
     Budget,
     /// The last child finished, after the body.
     Finished,
-    /// A run ended: the next node on the run queue (if any) holds another type of child.
-    Next,
 }
 
 /// Polls the ready children in turn until one of [`Stop`], counting each poll on top of
@@ -274,12 +271,10 @@ unsafe fn poll_children(
         // SAFETY: as the caller promised; `node` is a child's (not the body's), just taken
         // off the run queue, and `run` was read from that node's own vtable, so it is the
         // `poll_run` of the type its slot holds (slot rule 1).
-        match unsafe { run(core, node, failure, polled, body_done) } {
-            (Stop::Next, n) => polled = n,
-            (stop, n) => {
-                polled = n;
-                break stop;
-            }
+        let (stop, n) = unsafe { run(core, node, failure, polled, body_done) };
+        polled = n;
+        if let Some(stop) = stop {
+            break stop;
         }
     };
     core.hub.set_polled(None);
@@ -298,7 +293,7 @@ pub(super) unsafe fn poll_run<'a, F: Future, R>(
     failure: *const (),
     polled: usize,
     body_done: bool,
-) -> (Stop<'a>, usize)
+) -> (Option<Stop<'a>>, usize)
 where
     F::Output: ChildOutput<R>,
 {
@@ -317,7 +312,7 @@ where
 }
 
 /// Polls `first` with `poll`, then each node on the run queue after it that has the same
-/// vtable, until one of [`Stop`] ([`Stop::Next`] when the next node has another vtable or
+/// vtable, until one of [`Stop`] (`None` when the next node has another vtable or
 /// none is left). Counts each poll on top of `polled` (returned).
 ///
 /// # Safety
@@ -332,7 +327,7 @@ pub(super) unsafe fn run_with<'a>(
     mut polled: usize,
     body_done: bool,
     poll: PollFn,
-) -> (Stop<'a>, usize) {
+) -> (Option<Stop<'a>>, usize) {
     let vtable = first.entry.vtable.get();
     let mut node = first;
     loop {
@@ -348,24 +343,24 @@ pub(super) unsafe fn run_with<'a>(
             Polled::Pending if woken => core.requeue(node, alone),
             Polled::Pending => {}
             Polled::Done | Polled::Dropped if body_done && core.live() == 0 => {
-                return (Stop::Finished, polled);
+                return (Some(Stop::Finished), polled);
             }
             Polled::Done | Polled::Dropped => {}
-            Polled::Failed => return (Stop::Failed, polled),
+            Polled::Failed => return (Some(Stop::Failed), polled),
         }
         polled += 1;
         if polled == TURN_BUDGET {
-            return (Stop::Budget, polled);
+            return (Some(Stop::Budget), polled);
         }
         match core.next_ready_of(alone, vtable) {
             Some((next, index)) => {
                 // The body's node never has a child's vtable.
                 if index == 0 {
-                    return (Stop::Body(next), polled);
+                    return (Some(Stop::Body(next)), polled);
                 }
                 node = next;
             }
-            None => return (Stop::Next, polled),
+            None => return (None, polled),
         }
     }
 }

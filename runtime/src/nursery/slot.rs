@@ -73,7 +73,7 @@ pub(super) struct VTable {
 
 /// The type of [`VTable::run`]: `(core, first node, failure, polled, body_done)`.
 pub(super) type RunFn =
-    for<'a> unsafe fn(&'a Core, &'a WakeNode, *const (), usize, bool) -> (Stop<'a>, usize);
+    for<'a> unsafe fn(&'a Core, &'a WakeNode, *const (), usize, bool) -> (Option<Stop<'a>>, usize);
 
 static NO_CHILD: VTable = VTable {
     drop_future: |_| {},
@@ -93,7 +93,7 @@ unsafe fn no_run<'a>(
     failure: *const (),
     polled: usize,
     body_done: bool,
-) -> (Stop<'a>, usize) {
+) -> (Option<Stop<'a>>, usize) {
     // SAFETY: as the caller promised; this poll reads no payload.
     unsafe {
         run_with(core, first, failure, polled, body_done, |_, _, _| {
