@@ -155,3 +155,24 @@ differential! {
         tick(vec![Noisy::new("v0"), Noisy::new("v1")]).await[1].touch()
     }
 }
+
+// The fix for an explicit machine is in its last block: `explicit` above must stay explicit,
+// not become a native region (whose tail the user's braces also cover). The same body under
+// `strict`, which refuses any native region, must compile and agree with native.
+#[structured_async::structured(strict)]
+async fn explicit_strict() -> usize {
+    let x = Noisy::new("x");
+    let k = tick(1).await;
+    Noisy::new("tmp").touch() + k + x.name().len()
+}
+
+async fn explicit_native() -> usize {
+    let x = Noisy::new("x");
+    let k = tick(1).await;
+    Noisy::new("tmp").touch() + k + x.name().len()
+}
+
+#[test]
+fn an_explicit_machine_tail_stays_explicit_and_agrees() {
+    support::check(explicit_strict, explicit_native);
+}
