@@ -159,7 +159,12 @@ pub(crate) fn user_braces(span: Span, prefix: TokenStream, stmts: &[syn::Stmt]) 
     if prefix.is_empty() && matches!(stmts, [syn::Stmt::Expr(_, None)]) {
         return quote!(#(#stmts)*);
     }
-    let mut g = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, quote!(#prefix #(#stmts)*));
+    spanned_braces(span, quote!(#prefix #(#stmts)*))
+}
+
+/// `tokens` in braces carrying `span` (and so its edition: see [`user_braces`]).
+pub(crate) fn spanned_braces(span: Span, tokens: TokenStream) -> TokenStream {
+    let mut g = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, tokens);
     g.set_span(span);
     quote!(#g)
 }

@@ -668,16 +668,12 @@ fn block_closure(block: &BlockOut) -> TokenStream {
             #term
         });
     };
-    let n_params = n_params.min(names.len());
     let outer = rebind_of(&rebind_pats[..n_params], &names[..n_params]);
     let inner = rebind_of(&rebind_pats[n_params..], &names[n_params..]);
     let tail = if inner.is_empty() && code.is_empty() {
         quote!(#term)
     } else {
-        let mut g =
-            proc_macro2::Group::new(proc_macro2::Delimiter::Brace, quote!(#inner #code #term));
-        g.set_span(span);
-        quote!(#g)
+        crate::expand::spanned_braces(span, quote!(#inner #code #term))
     };
     quote!(|#params| {
         let #packed = #live;
