@@ -35,7 +35,7 @@ impl<'ast> Visit<'ast> for BorrowProbe<'_> {
             Expr::MethodCall(m)
                 if carrying_call(e).is_some() || {
                     let name = m.method.to_string();
-                    CONSUMING.contains(&name.as_str()) || BY_VALUE_ADAPTERS.contains(&name.as_str())
+                    consuming(&name) || BY_VALUE_ADAPTERS.contains(&name.as_str())
                 } =>
             {
                 self.visit_expr(&m.receiver);

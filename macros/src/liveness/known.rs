@@ -65,23 +65,14 @@ pub(super) const CONSUMING: &[&str] = &[
     "into_boxed_slice",
     "into_keys",
     "into_values",
-    "unwrap",
-    "expect",
-    "unwrap_or",
-    "unwrap_or_else",
-    "unwrap_or_default",
-    "ok",
-    "err",
-    "map",
-    "and_then",
     "into",
-    "unwrap_err",
 ];
 
-/// The [`CONSUMING`] methods a user type may well define taking `&self` or `&mut self` (a
-/// parser's `expect`, a grid's `map`, a status's `ok`): they move a local only when it is
-/// known to be an `Option`, a `Result` or an iterator ([`Local::std_value`]); called on
-/// another local they may borrow it, and a local taken for moved would drop early.
+/// Methods that take `self` by value on `Option`, `Result` and iterators, which a user type
+/// may well define taking `&self` or `&mut self` (a parser's `expect`, a grid's `map`, a
+/// status's `ok`): they move a local only when it is known to be one of those
+/// ([`Local::std_value`]); called on another local they may borrow it, and a local taken for
+/// moved would drop early.
 pub(super) const CONSUMING_IF_STD: &[&str] = &[
     "unwrap",
     "expect",
@@ -166,6 +157,12 @@ pub(super) fn is_std_value_expr(e: &Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether a method of this name takes `self` by value on the types that have it: one of
+/// [`CONSUMING`] or [`CONSUMING_IF_STD`].
+pub(super) fn consuming(name: &str) -> bool {
+    CONSUMING.contains(&name) || CONSUMING_IF_STD.contains(&name)
 }
 
 /// Methods that take `&self`/`&mut self` on every common type that has them (or `self` on

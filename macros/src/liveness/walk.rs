@@ -63,7 +63,7 @@ impl<'ast> Visit<'ast> for Analysis {
                 let ambiguous = CONSUMING_IF_STD.contains(&name.as_str())
                     && matches!(&*m.receiver, Expr::Path(_))
                     && !self.receiver_is_std_value(&m.receiver);
-                let kind = if CONSUMING.contains(&name.as_str()) && !ambiguous {
+                let kind = if consuming(&name) && !ambiguous {
                     Use::Move
                 } else if BORROWING.contains(&name.as_str()) || self.receiver_is_ref(&m.receiver) {
                     Use::Ref
