@@ -1,7 +1,8 @@
 //! The poll loop's rules for subsystems, each proven by counting polls:
 //! the task budget, weighting by priority × waiters, no polling (nor `park_hint`) of a
-//! subsystem without waiters, parking in the blocking subsystem until the nearest deadline, no parking while a
-//! busy subsystem has waiters, and `ready_hint` consulted between task polls.
+//! subsystem without waiters, parking in the blocking subsystem until the nearest deadline,
+//! no parking while a busy subsystem has waiters, and `ready_hint` consulted between task
+//! polls.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;

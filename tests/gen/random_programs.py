@@ -16,8 +16,8 @@ logging `Noisy`, every await a `Tick` that pends as the harness's plan says. Bra
 the `input` argument, so each input drives a different path through the same program.
 
 About a quarter of the statements (30 % in free style, 20 % in statement style) are the
-shapes application code writes around values (the `value_statement` group): `for` over `iter().enumerate()` and other adapter chains (items
-guessed `Copy`), over owned pairs and `while let` on an iterator with partial patterns
+shapes application code writes around values (the `value_statement` group): `for` over
+`iter().enumerate()` and other adapter chains (items guessed `Copy`), over owned pairs and `while let` on an iterator with partial patterns
 (`(a, _)`, `_`), `let`/`match` of pairs leaving a part unbound, a reference returned by an
 await (`first_of(&v).await`) used beside its lender, `#[cfg]` lets; `?` on an owned and on a
 plain `Result` inside loops; `let … else` whose `else` awaits before it leaves; a labelled
@@ -28,9 +28,11 @@ guards reading awaited values and bindings of an awaited scrutinee; chains on an
 async closures and async blocks created first and awaited later.
 
 Even cases are written in free style (awaits anywhere: in conditions, guards, operands,
-arguments); odd cases in statement style (each await starts a `let`, conditions are await-free,
-no `match`/labelled blocks and `for` only over iterators of a local), the shape the explicit lowering handles without falling back
-to a native frame, so both the explicit machine and the fallback are compared. `--style
+arguments); odd cases in statement style: their core statements await only at the start of a
+`let`, conditions are await-free, there are no labelled blocks and `for` goes only over
+iterators of a local, the shape the explicit lowering handles without falling back to a native
+frame (the value-shaped statements above also await in operands and `match`, each in a block
+of its own), so both the explicit machine and the fallback are compared. `--style
 statement` (or `free`) writes every case in one style, for long runs over many seeds.
 
 Only programs that compile as native async fns are produced: the generator tracks which
