@@ -1509,6 +1509,7 @@ differential! {
             std_values(Some(2), Ok(Noisy::new("ok"))).await,
             from_a_getter().await,
             named_like_a_result().await,
+            split_tiles(&Image).await,
         )
     },
     struct Parser { src: Vec<char>, pos: usize, _n: Noisy }
@@ -1578,6 +1579,27 @@ differential! {
         tick(()).await;
         ev("end");
         good
+    }
+    // Nor is a local from a method named like one making an iterator (`split`).
+    struct Image;
+    impl Image {
+        fn split(&self, k: u32) -> Tiles {
+            Tiles { n: k * 2, _n: Noisy::new("tiles") }
+        }
+    }
+    struct Tiles { n: u32, _n: Noisy }
+    impl Tiles {
+        fn map(&self, f: impl Fn(u32) -> u32) -> u32 {
+            f(self.n)
+        }
+    }
+    #[lowered]
+    async fn split_tiles(img: &Image) -> u32 {
+        let tiles = img.split(2);
+        let t = tiles.map(|n| n + 1);
+        tick(()).await;
+        ev("end");
+        t
     }
     // Known `Option`s and `Result`s are still moved by them.
     #[lowered]

@@ -121,24 +121,12 @@ pub(super) fn is_std_value_type(ty: &syn::Type) -> bool {
     }
 }
 
-/// Methods that make an iterator on the std types that have them (`v.iter()`, `s.chars()`).
-/// Methods returning an `Option` or a `Result` on std types (`get`, `first`, `parse`, `next`)
-/// are not listed: a user type's method of that name may return a type of its own whose
-/// `expect` or `map` borrows it (a silent drop-order difference if taken for a move).
-const ITERATOR_MAKERS: &[&str] = &[
-    "iter",
-    "iter_mut",
-    "chars",
-    "bytes",
-    "lines",
-    "split",
-    "split_whitespace",
-    "char_indices",
-];
-
-/// Whether a `let` initialiser is surely an `Option`, a `Result` or an iterator (see
-/// [`Local::std_value`]): `Some(..)`, `None`, `Ok(..)`, `Err(..)`, or a method making or
-/// adapting an iterator ([`ITERATOR_MAKERS`], [`BY_VALUE_ADAPTERS`]).
+/// Whether a `let` initialiser is surely an `Option` or a `Result` (see
+/// [`Local::std_value`]): `Some(..)`, `None`, `Ok(..)`, `Err(..)`. No method call counts,
+/// whatever its name (`get`, `first`, `parse`, `iter`, `split`, `map`): a user type's method
+/// of that name may return a type of its own whose `expect`, `ok` or `map` borrows it, and a
+/// local taken for moved would drop early (a silent drop-order difference); such a local is
+/// an unknown use instead, a native region where it matters.
 pub(super) fn is_std_value_expr(e: &Expr) -> bool {
     let last_is = |p: &syn::Path, names: &[&str]| {
         p.segments
@@ -150,10 +138,6 @@ pub(super) fn is_std_value_expr(e: &Expr) -> bool {
         Expr::Path(p) => p.qself.is_none() && last_is(&p.path, &["None"]),
         Expr::Call(c) => {
             matches!(&*c.func, Expr::Path(p) if p.qself.is_none() && last_is(&p.path, &["Some", "Ok", "Err"]))
-        }
-        Expr::MethodCall(m) => {
-            let name = m.method.to_string();
-            ITERATOR_MAKERS.contains(&name.as_str()) || BY_VALUE_ADAPTERS.contains(&name.as_str())
         }
         _ => false,
     }
