@@ -124,7 +124,8 @@ fn a_long_run_keeps_the_budget_and_polls_pending_children_again() {
         }
     }
     assert_eq!(first, (0..1000).collect::<Vec<_>>());
-    // 1,000 first polls and the second polls cannot all fit in one turn of 128 polls.
+    // 1,000 first polls and the second polls cannot all fit in one turn of 128 polls (the
+    // runtime's `TURN_BUDGET` in runtime/src/nursery/driver.rs; a loose lower bound).
     assert!(turns >= (1000 + yielders) / 128, "{turns} turns");
 }
 
