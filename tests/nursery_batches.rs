@@ -589,6 +589,61 @@ fn a_thread_wakes_first_poll_wakers_after_a_thousand_siblings_came_and_went() {
     assert_eq!(board.polls(), want);
 }
 
+/// The one child type of the race tests: polls counted in `polls[id]`; a racer hands a clone
+/// of its first poll's waker to a new thread that wakes it at once, maybe before the first
+/// poll has returned `Pending`.
+async fn racer(id: usize, races: bool, polls: Arc<[AtomicUsize]>) {
+    let mut sent = false;
+    poll_fn(|cx| {
+        polls[id].fetch_add(1, Ordering::SeqCst);
+        if sent || !races {
+            return Poll::Ready(());
+        }
+        sent = true;
+        let waker = cx.waker().clone();
+        std::thread::spawn(move || waker.wake());
+        Poll::Pending
+    })
+    .await
+}
+
+/// Every fifth child of a run of 50 (one type) is woken from another thread while, or just
+/// after, its first poll returns `Pending`: each is polled exactly twice (the wake is neither
+/// lost nor doubled), the rest once; in a `Local` tree under `block_on` and in a `send`
+/// nursery run on another thread, 20 times each.
+#[test]
+fn a_wake_racing_the_first_poll_from_another_thread_polls_that_child_once_more() {
+    let _turn = serial();
+    const CHILDREN: usize = 50;
+    let races = |id: usize| id % 5 == 2;
+    let want: Vec<usize> = (0..CHILDREN).map(|id| 1 + usize::from(races(id))).collect();
+    let fresh = || -> Arc<[AtomicUsize]> { (0..CHILDREN).map(|_| AtomicUsize::new(0)).collect() };
+    let counts = |polls: &[AtomicUsize]| -> Vec<usize> {
+        polls.iter().map(|p| p.load(Ordering::SeqCst)).collect()
+    };
+    for _ in 0..20 {
+        let polls = fresh();
+        block_on(nursery!(|n| {
+            for id in 0..CHILDREN {
+                n.spawn(racer(id, races(id), Arc::clone(&polls)));
+            }
+        }));
+        assert_eq!(counts(&polls), want, "local tree");
+
+        let polls = fresh();
+        let shared = Arc::clone(&polls);
+        let fut = nursery!(send move |n| {
+            for id in 0..CHILDREN {
+                n.spawn(racer(id, races(id), Arc::clone(&shared)));
+            }
+        });
+        std::thread::spawn(move || block_on(fut))
+            .join()
+            .expect("the send nursery");
+        assert_eq!(counts(&polls), want, "send tree");
+    }
+}
+
 /// Three children in the middle of a run park their first poll's waker; bursts of 500 more
 /// children of the same type are spawned and finish (some probably in memory the first run
 /// used); then each parked waker, woken by the body, polls exactly its own child once, and
