@@ -20,6 +20,7 @@ use std::future::{Future, pending, poll_fn};
 use std::marker::PhantomPinned;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
@@ -289,9 +290,12 @@ fn outputs_of_dropped_handles_are_dropped_once_when_both_are_gone() {
 // ---------------------------------------------------------------------------------------------
 // 2. A handle awaited before its child was ever polled.
 
+/// Handles parked for [`relay`]s, by id.
+type Slots<'s> = RefCell<Vec<Option<ChildHandle<'s, u32>>>>;
+
 /// One child type: takes the handle parked for it in `slots[id]` (if any), awaits it, and
 /// returns `id * 10` plus what it awaited.
-async fn relay<'s>(id: u32, slots: &RefCell<Vec<Option<ChildHandle<'s, u32>>>>, log: &Log) -> u32 {
+async fn relay<'s>(id: u32, slots: Rc<Slots<'s>>, log: &Log) -> u32 {
     push(log, format!("poll {id}"));
     let parked = slots.borrow_mut()[id as usize].take();
     let mut out = id * 10;
@@ -313,12 +317,12 @@ fn a_handle_awaited_before_its_child_ran_in_the_middle_of_a_run() {
     let log = Log::default();
     let log = &log;
     let (body_got, outs) = block_on(nursery!(|n| {
-        // Children cannot borrow the body's locals (they may outlive its poll), and `'scope`
-        // cannot be named outside: a leaked cell (ten `None`s once child 2 took its handle)
-        // carries the handle to the sibling.
-        let slots = RefCell::new((0..10).map(|_| None).collect::<Vec<_>>());
-        let slots = &*Box::leak(Box::new(slots));
-        let hs: Vec<_> = (0..10).map(|id| n.spawn(relay(id, slots, log))).collect();
+        // Children cannot borrow the body's locals (they may outlive the body), and `'scope`
+        // cannot be named outside it: a shared cell carries the handle to the sibling.
+        let slots = Rc::new(RefCell::new((0..10).map(|_| None).collect::<Vec<_>>()));
+        let hs: Vec<_> = (0..10)
+            .map(|id| n.spawn(relay(id, Rc::clone(&slots), log)))
+            .collect();
         let mut hs: Vec<Option<_>> = hs.into_iter().map(Some).collect();
         slots.borrow_mut()[2] = hs[7].take();
         // Not polled yet: awaiting it is the first thing the body does after the spawns.
