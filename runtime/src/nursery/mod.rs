@@ -56,6 +56,7 @@
 //! ```
 
 mod arena;
+mod batch;
 mod children;
 mod driver;
 mod kind;

@@ -8,6 +8,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
+use super::batch::Target;
 use super::children::Core;
 use super::kind::{Admits, Local, TreeKind};
 use super::outcome::ChildOutput;
@@ -104,10 +105,15 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
         K: Admits<F>,
     {
         self.check();
-        let node = self.core.spawn(child, VTableOf::<F, R>::TABLE);
+        // A `Shared` tree keeps every child in a node of its own.
+        let target = if K::SHARED {
+            Target::Node(self.core.spawn(child, VTableOf::<F, R>::TABLE))
+        } else {
+            self.core.spawn_batched::<F, R>(child)
+        };
         ChildHandle {
             core: &self.core,
-            node: NodeRef(node),
+            node: NodeRef(target),
             taken: false,
             _local: PhantomData,
             _out: PhantomData,
@@ -161,7 +167,7 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
         let node = self.core.spawn(child, VTableOf::<F, R>::CANCELLABLE);
         ChildHandle {
             core: &self.core,
-            node: NodeRef(node),
+            node: NodeRef(Target::Node(node)),
             taken: false,
             _local: PhantomData,
             _out: PhantomData,
@@ -257,13 +263,21 @@ impl<T, K: TreeKind> ChildHandle<'_, T, K> {
         if K::SHARED {
             self.core.check_owner();
         }
-        !self.taken && self.node.0.entry.state() == State::Done
+        !self.taken
+            && match self.core.node_of(self.node.0) {
+                Some(node) => node.entry.state() == State::Done,
+                None => match self.node.0 {
+                    Target::Record(head) => Core::record_done(head),
+                    Target::Node(_) => false,
+                },
+            }
     }
 }
 
-/// The wake node (and entry) of a handle's child, kept so the handle finds its slot without
-/// a lookup; it lives as long as the core.
-struct NodeRef<'scope>(&'scope WakeNode);
+/// The wake node (and entry) of a handle's child, or its record in a batch, kept so the
+/// handle finds its child without a lookup; it lives as long as the core (a record, as long
+/// as the handle: batch rule 2).
+struct NodeRef<'scope>(Target<'scope>);
 
 // SAFETY: as for `Core` above: the node is reached only through its handle, which in a
 // `Local` tree carries `LocalTree` (never sent or shared), and in a `Shared` tree checks that
@@ -286,7 +300,20 @@ impl<T, K: TreeKind> Future for ChildHandle<'_, T, K> {
             !self.taken,
             "a child handle was polled after it returned the output"
         );
-        let (core, node) = (self.core, self.node.0);
+        let core = self.core;
+        let Some(node) = core.node_of(self.node.0) else {
+            let Target::Record(head) = self.node.0 else {
+                unreachable!("a node target is its own node")
+            };
+            // SAFETY: the record's child was spawned by `spawn` with output `T`.
+            return match unsafe { core.poll_record::<T>(head, cx) } {
+                Some(output) => {
+                    self.taken = true;
+                    Poll::Ready(output)
+                }
+                None => Poll::Pending,
+            };
+        };
         let entry = &node.entry;
         match entry.state() {
             State::Done => {
@@ -318,7 +345,18 @@ impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
         if K::SHARED {
             self.core.check_owner();
         }
-        let node = self.node.0;
+        let node = match self.node.0 {
+            Target::Node(node) => node,
+            Target::Record(head) => {
+                if self.core.drop_record_handle(head) {
+                    return;
+                }
+                match self.core.node_of(self.node.0) {
+                    Some(node) => node,
+                    None => return,
+                }
+            }
+        };
         let entry = &node.entry;
         entry.set_has_handle(false);
         // Most handles are dropped while their child runs, with nobody awaiting them.
@@ -350,7 +388,13 @@ fn release(core: &Core, node: &WakeNode) {
 impl<T, K: TreeKind> core::fmt::Debug for ChildHandle<'_, T, K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ChildHandle")
-            .field("index", &self.node.0.index())
+            .field(
+                "index",
+                &match self.node.0 {
+                    Target::Node(node) => node.index(),
+                    Target::Record(head) => Core::batch_index(head),
+                },
+            )
             .field("finished", &self.is_finished())
             .finish()
     }
