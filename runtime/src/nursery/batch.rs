@@ -229,20 +229,21 @@ impl Core {
         // `Record<F>` (the block is aligned to 64 and the stride is `Record<F>`'s size), and
         // holds nothing yet.
         let record = unsafe { block.cast::<u8>().add(back).cast::<Record<F>>() };
+        // SAFETY: as above; `block` is live.
+        unsafe { (*block).len.set(len + 1) };
+        self.live.set(self.live.get() + 1);
+        // The head last, next to the handle's first look at it (a handle dropped at once
+        // then costs one store).
         // SAFETY: as above.
         unsafe {
-            record.write(Record {
-                head: Head {
-                    word: Cell::new(FRESH | HANDLE),
-                    back: back as u32,
-                },
-                stage: Stage {
-                    future: ManuallyDrop::new(future),
-                },
+            ptr::addr_of_mut!((*record).stage).write(Stage {
+                future: ManuallyDrop::new(future),
             });
-            (*block).len.set(len + 1);
+            ptr::addr_of_mut!((*record).head).write(Head {
+                word: Cell::new(FRESH | HANDLE),
+                back: back as u32,
+            });
         }
-        self.live.set(self.live.get() + 1);
         // SAFETY: just written; it stays while its handle lives (batch rule 2).
         Target::Record(unsafe { &(*record).head })
     }
@@ -594,6 +595,7 @@ unsafe fn poll_record<'a, F: Future, R>(
     probe: &mut &'a WakeNode,
     yielded: &mut (u32, u32),
     released: &mut u32,
+    done: &mut u32,
     failure: *const (),
 ) -> Step<'a>
 where
@@ -653,7 +655,11 @@ where
         }
         // SAFETY: the future finished; dropped in place once.
         unsafe { ptr::drop_in_place(stage.cast::<F>()) };
-        core.live.set(core.live.get() - 1);
+        // Subtracted from `live` as the run ends; meanwhile `Core::live` subtracts it (a store,
+        // not a read-modify-write of `live`, whose chain through memory would cost a third of
+        // a ready child).
+        *done += 1;
+        core.done_in_run.set(*done);
         return match output.settle() {
             // Read after the drop, which may have dropped the handle.
             Ok(output) if head.word.get() & HANDLE == 0 => {
@@ -737,6 +743,8 @@ where
     let mut yielded = (u32::MAX, 0);
     // Records released in this run, counted on the block as it ends.
     let mut released = 0;
+    // Children finished in this run (see `Core::done_in_run`).
+    let mut done = 0;
     let is_y = ptr::eq(first, block.ynode.get());
     let mut stop = None;
     let fresh_from = block.next.get();
@@ -759,6 +767,7 @@ where
                         &mut probe,
                         &mut yielded,
                         &mut released,
+                        &mut done,
                         failure,
                     )
                 };
@@ -798,6 +807,7 @@ where
                     &mut probe,
                     &mut yielded,
                     &mut released,
+                    &mut done,
                     failure,
                 )
             };
@@ -815,6 +825,8 @@ where
         block.next.set(k);
     }
     block.released.set(block.released.get() + released);
+    core.live.set(core.live.get() - done as usize);
+    core.done_in_run.set(0);
     // Records left that come first in the next lap or turn: the node goes back to the run
     // queue's front for them.
     let left = if is_y {
