@@ -571,6 +571,16 @@ impl Core {
     }
 }
 
+/// What a batch run keeps while it polls records.
+struct Run<'a> {
+    /// The node whose waker a record's poll gets.
+    probe: &'a WakeNode,
+    /// The range of the records that yielded in this run.
+    yielded: (u32, u32),
+    /// Records released in this run, counted on the block as it ends.
+    released: u32,
+}
+
 /// What polling one record did, for [`poll_batch`]'s loop.
 enum Step<'a> {
     /// Polled; go on.
@@ -592,10 +602,7 @@ unsafe fn poll_record<'a, F: Future, R>(
     core: &'a Core,
     block: &Block,
     k: u32,
-    probe: &mut &'a WakeNode,
-    yielded: &mut (u32, u32),
-    released: &mut u32,
-    done: &mut u32,
+    run: &mut Run<'a>,
     failure: *const (),
 ) -> Step<'a>
 where
@@ -613,7 +620,7 @@ where
     if word & NOT_WAITING == 0 {
         // SAFETY: as above.
         let stage = unsafe { ptr::addr_of_mut!((*record).stage) }.cast::<u8>();
-        let waker = probe.waker();
+        let waker = run.probe.waker();
         let mut cx = Context::from_waker(&waker);
         // SAFETY: a fresh or yielded record holds its future, which never moves (batch
         // rule 2).
@@ -626,25 +633,25 @@ where
                 // nobody else can wake it, so it needs no node, only another poll, in the
                 // turn's second lap (or the next turn), like a node that yielded.
                 head.word.set(YIELDED | (word & HANDLE));
-                yielded.0 = yielded.0.min(k);
-                yielded.1 = yielded.1.max(k + 1);
+                run.yielded.0 = run.yielded.0.min(k);
+                run.yielded.1 = run.yielded.1.max(k + 1);
                 return Step::Polled;
             }
             // The probe becomes the child's node: any waker it cloned points there.
             let handle = word & HANDLE != 0;
-            probe.entry.replace_with(Entry::with_handle(
+            run.probe.entry.replace_with(Entry::with_handle(
                 stage,
                 block.vtable,
                 State::Running,
                 handle,
             ));
-            head.word.set(MAT | probe.index());
+            head.word.set(MAT | run.probe.index());
             core.probe.set(ptr::null());
             if woken {
-                core.requeue(probe, alone);
+                core.requeue(run.probe, alone);
             }
-            *probe = core.probe();
-            core.hub.set_polled(Some(*probe));
+            run.probe = core.probe();
+            core.hub.set_polled(Some(run.probe));
             return Step::Polled;
         };
         // A wake of itself while it finished means nothing.
@@ -655,18 +662,14 @@ where
         }
         // SAFETY: the future finished; dropped in place once.
         unsafe { ptr::drop_in_place(stage.cast::<F>()) };
-        // Subtracted from `live` as the run ends; meanwhile `Core::live` subtracts it (a store,
-        // not a read-modify-write of `live`, whose chain through memory would cost a third of
-        // a ready child).
-        *done += 1;
-        core.done_in_run.set(*done);
+        core.live.set(core.live.get() - 1);
         return match output.settle() {
             // Read after the drop, which may have dropped the handle.
             Ok(output) if head.word.get() & HANDLE == 0 => {
                 drop(output);
                 head.word.set(RELEASED);
                 // Counted on the block when the run ends (nothing frees it meanwhile).
-                *released += 1;
+                run.released += 1;
                 Step::Polled
             }
             Ok(output) => {
@@ -678,7 +681,7 @@ where
             Err(end) => {
                 if head.word.get() & HANDLE == 0 {
                     head.word.set(RELEASED);
-                    *released += 1;
+                    run.released += 1;
                 } else {
                     head.word.set(EMPTY | HANDLE);
                 }
@@ -701,7 +704,7 @@ where
     let out = unsafe { core.poll_child(child, failure, poll_child::<F, R>) };
     let alone = core.hub.alone();
     let woken = core.hub.take_self_woken();
-    core.hub.set_polled(Some(*probe));
+    core.hub.set_polled(Some(run.probe));
     match out {
         Polled::Pending if woken => core.requeue(child, alone),
         Polled::Failed => return Step::Stop(Stop::Failed),
@@ -737,14 +740,13 @@ where
         // Off the run queue: spawns no longer append here (batch rule 3).
         core.open.set(ptr::null_mut());
     }
-    let mut probe = core.probe();
+    let probe = core.probe();
     core.hub.set_polled(Some(probe));
-    // The range of the records that yield in this run.
-    let mut yielded = (u32::MAX, 0);
-    // Records released in this run, counted on the block as it ends.
-    let mut released = 0;
-    // Children finished in this run (see `Core::done_in_run`).
-    let mut done = 0;
+    let mut run = Run {
+        probe,
+        yielded: (u32::MAX, 0),
+        released: 0,
+    };
     let is_y = ptr::eq(first, block.ynode.get());
     let mut stop = None;
     let fresh_from = block.next.get();
@@ -759,18 +761,7 @@ where
             let mut k = from;
             while k < to {
                 // SAFETY: as the caller promised; `k < hi <= len`.
-                let step = unsafe {
-                    poll_record::<F, R>(
-                        core,
-                        block,
-                        k,
-                        &mut probe,
-                        &mut yielded,
-                        &mut released,
-                        &mut done,
-                        failure,
-                    )
-                };
+                let step = unsafe { poll_record::<F, R>(core, block, k, &mut run, failure) };
                 k += 1;
                 match step {
                     Step::Skipped => continue,
@@ -799,18 +790,7 @@ where
                 break None;
             }
             // SAFETY: as the caller promised; `k < len`.
-            let step = unsafe {
-                poll_record::<F, R>(
-                    core,
-                    block,
-                    k,
-                    &mut probe,
-                    &mut yielded,
-                    &mut released,
-                    &mut done,
-                    failure,
-                )
-            };
+            let step = unsafe { poll_record::<F, R>(core, block, k, &mut run, failure) };
             k += 1;
             match step {
                 Step::Skipped => continue,
@@ -824,9 +804,7 @@ where
         };
         block.next.set(k);
     }
-    block.released.set(block.released.get() + released);
-    core.live.set(core.live.get() - done as usize);
-    core.done_in_run.set(0);
+    block.released.set(block.released.get() + run.released);
     // Records left that come first in the next lap or turn: the node goes back to the run
     // queue's front for them.
     let left = if is_y {
@@ -841,17 +819,17 @@ where
     // the yielded records; that node cannot be in two places, so if it must stay at the
     // front, they get nodes of their own there instead.
     let mut own_nodes = false;
-    if yielded.0 < yielded.1 {
+    if run.yielded.0 < run.yielded.1 {
         if (is_y && left) || block.yqueued.get() == QUEUED_FRONT {
             own_nodes = true;
         } else {
             if is_y {
                 // The walk reached every record: its range is just the new one.
-                block.ylo.set(yielded.0);
-                block.yhi.set(yielded.1);
+                block.ylo.set(run.yielded.0);
+                block.yhi.set(run.yielded.1);
             } else {
-                block.ylo.set(block.ylo.get().min(yielded.0));
-                block.yhi.set(block.yhi.get().max(yielded.1));
+                block.ylo.set(block.ylo.get().min(run.yielded.0));
+                block.yhi.set(block.yhi.get().max(run.yielded.1));
             }
             let ynode = core.ynode(block);
             core.requeue(ynode, core.hub.alone());

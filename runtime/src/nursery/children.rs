@@ -35,11 +35,8 @@ pub(super) struct Core {
     len: Cell<u32>,
     /// Head of the free slot list; 0 when empty.
     free: Cell<u32>,
-    /// Children not finished yet, counting those a batch run finished so far
-    /// (`done_in_run`), which it subtracts as it ends.
+    /// Children not finished yet.
     pub(super) live: Cell<usize>,
-    /// Children the batch run going on finished so far.
-    pub(super) done_in_run: Cell<u32>,
     /// Set once the nursery cancels: children spawned afterwards are dropped unpolled.
     pub(super) cancelled: Cell<bool>,
     /// The batch spawns of its type may append to, or null (batch rule 2).
@@ -82,7 +79,6 @@ impl Core {
             len: Cell::new(1),
             free: Cell::new(0),
             live: Cell::new(0),
-            done_in_run: Cell::new(0),
             cancelled: Cell::new(false),
             open: Cell::new(ptr::null_mut()),
             probe: Cell::new(ptr::null()),
@@ -488,7 +484,7 @@ impl Core {
     /// Children not finished yet.
     #[inline]
     pub(super) fn live(&self) -> usize {
-        self.live.get() - self.done_in_run.get() as usize
+        self.live.get()
     }
 
     /// Polls child `index` with `poll` if it is still running.
@@ -574,11 +570,6 @@ impl Core {
         Polled::Done
     }
 
-    /// Counts the children a batch run finished before a panic cut it short.
-    fn settle_run(&self) {
-        self.live.set(self.live.get() - self.done_in_run.replace(0) as usize);
-    }
-
     /// Starts ending the nursery: drops every child and unclaimed output, except that children
     /// spawned with `spawn_cancellable` are queued to run their async cleanup. Returns how many
     /// do; later spawns are refused.
@@ -586,7 +577,6 @@ impl Core {
     /// A destructor that panics stops the walk there and its panic is returned: the caller
     /// then drops everything with [`Core::cancel_all`], cleaning children too, in slot order.
     pub(super) fn begin_cancel(&self) -> Result<usize, Panic> {
-        self.settle_run();
         self.cancelled.set(true);
         self.open.set(ptr::null_mut());
         let mut cleaning = 0;
@@ -615,7 +605,6 @@ impl Core {
     /// dropped, and the first panic is returned once all are (later ones are dropped; the panic
     /// hook has reported each already).
     pub(super) fn cancel_all(&self) -> Option<Panic> {
-        self.settle_run();
         self.cancelled.set(true);
         self.open.set(ptr::null_mut());
         let mut first = None;
@@ -722,7 +711,6 @@ impl Drop for Core {
                 ManuallyDrop::take(&mut self.arena),
             )
         };
-        self.settle_run();
         if self.live.get() != 0 {
             // Some children were never dropped (the driver drops every child even when
             // destructors panic, so only a bug gets here). They are pinned: their memory must
