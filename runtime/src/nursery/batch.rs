@@ -18,7 +18,8 @@
 //! 1. A record's word says what its stage holds: `FRESH` an unpolled future, `DONE` its
 //!    output, `EMPTY`/`RELEASED` nothing, `FINISHING` a future being dropped, `MAT`/`MAT_FRESH`
 //!    whatever the entry of node `word & INDEX` says (that node's vtable is `Kind::Borrowed` and
-//!    its payload is this stage). `HANDLE` (outside `MAT*`) says a handle refers to the record.
+//!    its payload is this stage). The head's `handle` (outside `MAT*`, where the node's entry
+//!    says it) says a handle refers to the record.
 //! 2. A record is `RELEASED` exactly once, when it holds nothing and no handle or node refers
 //!    to it; the block is freed only when all its records are released and its node is neither
 //!    queued, being polled nor walked by a cancel (`queued`, `walking`), so a record, the
@@ -55,7 +56,6 @@ const BLOCK_ALIGN: usize = 64;
 
 /// Where a record's state sits in its word; the node index takes the bits below.
 const SHIFT: u32 = 28;
-const HANDLE: u32 = 1 << 31;
 const INDEX: u32 = (1 << SHIFT) - 1;
 const STATE: u32 = 0b111 << SHIFT;
 const FRESH: u32 = 0;
@@ -109,12 +109,17 @@ pub(super) struct Block {
 }
 
 const _: () = assert!(size_of::<Block>() <= RECORDS_AT && align_of::<Block>() <= BLOCK_ALIGN);
+// A record's offset fits its head's `back`.
+const _: () = assert!(MAX_BLOCK <= u16::MAX as usize + 1);
 
-/// A record's word and its offset in its block, right before its stage.
+/// A record's word, whether a handle refers to it, and its offset in its block, right
+/// before its stage. The handle's flag has a byte of its own, so that dropping a handle at
+/// once is one store.
 #[repr(C)]
 pub(super) struct Head {
     word: Cell<u32>,
-    back: u32,
+    handle: Cell<bool>,
+    back: u16,
 }
 
 /// One child in a block.
@@ -240,8 +245,9 @@ impl Core {
                 future: ManuallyDrop::new(future),
             });
             ptr::addr_of_mut!((*record).head).write(Head {
-                word: Cell::new(FRESH | HANDLE),
-                back: back as u32,
+                word: Cell::new(FRESH),
+                handle: Cell::new(true),
+                back: back as u16,
             });
         }
         // SAFETY: just written; it stays while its handle lives (batch rule 2).
@@ -408,29 +414,27 @@ impl Core {
         while k < block.len.get() {
             let head = block.head(k);
             let word = head.word.get();
-            let handle = word & HANDLE;
             match word & STATE {
                 FRESH | YIELDED => {
-                    head.word.set(EMPTY | handle);
+                    head.word.set(EMPTY);
                     self.live.set(self.live.get() - 1);
                     // SAFETY: a fresh record holds its unpolled future (batch rule 1).
                     unsafe { (vtable.drop_future)(head.stage()) };
                 }
                 DONE => {
-                    head.word.set(EMPTY | handle);
+                    head.word.set(EMPTY);
                     // SAFETY: a done record holds its output (batch rule 1).
                     unsafe { (vtable.drop_output)(head.stage()) };
                 }
                 FINISHING => {
                     // Its drop panicked half-way: what is left is leaked, never dropped twice.
-                    head.word.set(EMPTY | handle);
+                    head.word.set(EMPTY);
                     self.live.set(self.live.get() - 1);
                 }
                 MAT | MAT_FRESH => self.cancel_slot(word & INDEX),
                 _ => {}
             }
-            let word = head.word.get();
-            if word & STATE == EMPTY && word & HANDLE == 0 {
+            if head.word.get() & STATE == EMPTY && !head.handle.get() {
                 head.word.set(RELEASED);
                 block.released.set(block.released.get() + 1);
             }
@@ -476,7 +480,7 @@ impl Core {
             head.stage(),
             block.vtable,
             State::Running,
-            word & HANDLE != 0,
+            head.handle.get(),
         );
         let (node, _) = self.take_node(entry, false);
         head.word.set(MAT | node.index());
@@ -535,9 +539,10 @@ impl Core {
     /// caller then drops the handle of.
     #[inline]
     pub(super) fn drop_record_handle(&self, head: &Head) -> bool {
+        // Meaningless once materialised (the node's entry says it then).
+        head.handle.set(false);
         let word = head.word.get();
         if word & STATE == FRESH {
-            head.word.set(word & !HANDLE);
             return true;
         }
         if matches!(word & STATE, MAT | MAT_FRESH) {
@@ -551,7 +556,6 @@ impl Core {
     fn drop_record_handle_slow(&self, head: &Head) {
         let word = head.word.get();
         match word & STATE {
-            YIELDED | FINISHING => head.word.set(word & !HANDLE),
             DONE => {
                 head.word.set(EMPTY);
                 let vtable = head.block().vtable;
@@ -601,7 +605,7 @@ enum Step<'a> {
 unsafe fn poll_record<'a, F: Future, R>(
     core: &'a Core,
     block: &Block,
-    k: u32,
+    k: usize,
     run: &mut Run<'a>,
     failure: *const (),
 ) -> Step<'a>
@@ -611,7 +615,7 @@ where
     let base = ptr::from_ref(block).cast::<u8>().cast_mut();
     // SAFETY: record `k < len` of `F` (batch rule 1).
     let record = unsafe {
-        base.add(RECORDS_AT + k as usize * size_of::<Record<F>>())
+        base.add(RECORDS_AT + k * size_of::<Record<F>>())
             .cast::<Record<F>>()
     };
     // SAFETY: as above; the head is plain data read through a shared reference.
@@ -632,13 +636,14 @@ where
                 // It woke itself and no waker of the nursery exists but the ones it lends:
                 // nobody else can wake it, so it needs no node, only another poll, in the
                 // turn's second lap (or the next turn), like a node that yielded.
-                head.word.set(YIELDED | (word & HANDLE));
-                run.yielded.0 = run.yielded.0.min(k);
-                run.yielded.1 = run.yielded.1.max(k + 1);
+                head.word.set(YIELDED);
+                // Indices fit `u32` (a block holds fewer records).
+                run.yielded.0 = run.yielded.0.min(k as u32);
+                run.yielded.1 = run.yielded.1.max(k as u32 + 1);
                 return Step::Polled;
             }
             // The probe becomes the child's node: any waker it cloned points there.
-            let handle = word & HANDLE != 0;
+            let handle = head.handle.get();
             run.probe.entry.replace_with(Entry::with_handle(
                 stage,
                 block.vtable,
@@ -658,14 +663,14 @@ where
         core.hub.take_self_woken();
         if core::mem::needs_drop::<F>() || core::mem::needs_drop::<F::Output>() {
             // A destructor that panics must not be run again by a cancel.
-            head.word.set(FINISHING | (word & HANDLE));
+            head.word.set(FINISHING);
         }
         // SAFETY: the future finished; dropped in place once.
         unsafe { ptr::drop_in_place(stage.cast::<F>()) };
         core.live.set(core.live.get() - 1);
         return match output.settle() {
             // Read after the drop, which may have dropped the handle.
-            Ok(output) if head.word.get() & HANDLE == 0 => {
+            Ok(output) if !head.handle.get() => {
                 drop(output);
                 head.word.set(RELEASED);
                 // Counted on the block when the run ends (nothing frees it meanwhile).
@@ -675,15 +680,15 @@ where
             Ok(output) => {
                 // SAFETY: the stage is laid out for `Stage<F>`.
                 unsafe { stage.cast::<F::Output>().write(output) };
-                head.word.set(DONE | HANDLE);
+                head.word.set(DONE);
                 Step::Polled
             }
             Err(end) => {
-                if head.word.get() & HANDLE == 0 {
+                if !head.handle.get() {
                     head.word.set(RELEASED);
                     run.released += 1;
                 } else {
-                    head.word.set(EMPTY | HANDLE);
+                    head.word.set(EMPTY);
                 }
                 // SAFETY: the caller passes the scope's failure cell, typed by `R`.
                 let failure = unsafe { &*failure.cast::<Cell<Option<R>>>() };
@@ -761,7 +766,8 @@ where
             let mut k = from;
             while k < to {
                 // SAFETY: as the caller promised; `k < hi <= len`.
-                let step = unsafe { poll_record::<F, R>(core, block, k, &mut run, failure) };
+                let step =
+                    unsafe { poll_record::<F, R>(core, block, k as usize, &mut run, failure) };
                 k += 1;
                 match step {
                     Step::Skipped => continue,
@@ -783,8 +789,8 @@ where
     } else {
         // The batch's own node: the records not polled yet. Nothing appends to the batch
         // while its node is off the run queue, so its length holds for the run.
-        let len = block.len.get();
-        let mut k = block.next.get();
+        let len = block.len.get() as usize;
+        let mut k = block.next.get() as usize;
         stop = loop {
             if k == len {
                 break None;
@@ -802,7 +808,7 @@ where
                 break Some(Stop::Budget);
             }
         };
-        block.next.set(k);
+        block.next.set(k as u32);
     }
     block.released.set(block.released.get() + run.released);
     // Records left that come first in the next lap or turn: the node goes back to the run
