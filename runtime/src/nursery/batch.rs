@@ -407,6 +407,10 @@ impl Core {
         }
         // SAFETY: a running batch node's payload is its live block (batch rule 2).
         let block = unsafe { &*node.entry.payload.get().cast::<Block>() };
+        if !ptr::eq(block.node, node) {
+            // The node of its yielded records: the batch's own node stands for them.
+            return;
+        }
         block.walking.set(true);
         let vtable = block.vtable;
         let mut k = 0;
@@ -431,7 +435,7 @@ impl Core {
                     head.word.set(EMPTY);
                     self.live.set(self.live.get() - 1);
                 }
-                MAT | MAT_FRESH => self.cancel_slot(word & INDEX),
+                MAT | MAT_FRESH => self.cancel_node(self.node(word & INDEX)),
                 _ => {}
             }
             if head.word.get() & STATE == EMPTY && !head.handle.get() {

@@ -638,15 +638,22 @@ impl Core {
     /// first records that the slot no longer holds it, so that calling this again after a
     /// panic finishes the slot without dropping anything twice.
     pub(super) fn cancel_slot(&self, index: u32) {
+        let node = self.node(index);
+        match node.entry.vtable.get().kind {
+            // Its records, in spawn order, where the batch stands (its own node's slot),
+            // those with nodes of their own too.
+            Kind::Batch => self.cancel_batch(node),
+            // Dropped by its batch's walk, in the order of the batch's records.
+            Kind::Borrowed => {}
+            Kind::Child => self.cancel_node(node),
+        }
+    }
+
+    /// Drops what `node`'s slot holds (see [`Core::cancel_slot`]).
+    pub(super) fn cancel_node(&self, node: &WakeNode) {
         {
-            let node = self.node(index);
             let entry = &node.entry;
             let vtable = entry.vtable.get();
-            if vtable.kind == Kind::Batch {
-                // Its records, in order, where the batch stands.
-                self.cancel_batch(node);
-                return;
-            }
             match entry.state() {
                 State::Running | State::Cancelling => {
                     entry.set_state(State::Empty);
