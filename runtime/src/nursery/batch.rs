@@ -15,19 +15,29 @@
 //! materialises the record into a node of its own, which the batch polls in the record's turn.
 //!
 //! Invariants (cited as "batch rule N"):
-//! 1. A record's word says what its stage holds: `FRESH` an unpolled future, `DONE` its
-//!    output, `EMPTY`/`RELEASED` nothing, `FINISHING` a future being dropped, `MAT`/`MAT_FRESH`
-//!    whatever the entry of node `word & INDEX` says (that node's vtable is `Kind::Borrowed` and
-//!    its payload is this stage). The head's `handle` (outside `MAT*`, where the node's entry
-//!    says it) says a handle refers to the record.
+//! 1. A record's word says what its stage holds: `FRESH` an unpolled future, `YIELDED` a
+//!    future that woke itself and waits for its next poll, `POLLING` a future being polled,
+//!    `DONE` its output, `EMPTY`/`RELEASED` nothing, `FINISHING` a future (or output) being
+//!    dropped, `MAT`/`MAT_FRESH` whatever the entry of node `word & INDEX` says (that node's
+//!    vtable is `Kind::Borrowed` and its payload is this stage). The head's `handle` (outside
+//!    `MAT*`, where the node's entry says it) says a handle refers to the record.
 //! 2. A record is `RELEASED` exactly once, when it holds nothing and no handle or node refers
 //!    to it; the block is freed only when all its records are released and its node is neither
-//!    queued, being polled nor walked by a cancel (`queued`, `walking`), so a record, the
-//!    stage a borrowed node points to and the header stay in place as long as anyone may
-//!    reach them. `Core::open` never names a freed block.
+//!    queued (`queued`, `yqueued`), being run (`running`) nor walked by a cancel (`walking`),
+//!    so a record, the stage a borrowed node points to and the header stay in place as long
+//!    as anyone may reach them. `Core::open` never names a freed block. Records are reached
+//!    through pointers derived from the block's own (the arena's), never from a reference to
+//!    its header or to another record.
 //! 3. Only the owner touches blocks and records (as slot rule 3). `Core::open`, the batch
 //!    spawns append to, is a block whose node is the run queue's tail: anything else queued
 //!    there, or its node taken off, clears it.
+//! 4. A record that woke itself while no waker of the nursery existed but the ones lent to
+//!    polls (`HubRef::alone`) is `YIELDED` with no node: nothing but its next poll can
+//!    observe it. The block's second node, `ynode`, stands for those records on the lap lists
+//!    (wake rule 8), so they are polled where a yielded node would be; each run of it polls
+//!    each of them once, going round from where the last run stopped. When that node must
+//!    stand at the run queue's front for records a run did not reach, records that yielded
+//!    in that run get nodes of their own instead.
 
 use core::alloc::Layout;
 use core::cell::Cell;
@@ -57,7 +67,7 @@ const BLOCK_ALIGN: usize = 64;
 /// Where a record's state sits in its word; the node index takes the bits below.
 const SHIFT: u32 = 28;
 const INDEX: u32 = (1 << SHIFT) - 1;
-const STATE: u32 = 0b111 << SHIFT;
+const STATE: u32 = 0b1111 << SHIFT;
 const FRESH: u32 = 0;
 const DONE: u32 = 1 << SHIFT;
 const EMPTY: u32 = 2 << SHIFT;
@@ -66,8 +76,11 @@ const YIELDED: u32 = 4 << SHIFT;
 const MAT_FRESH: u32 = 5 << SHIFT;
 const MAT: u32 = 6 << SHIFT;
 const RELEASED: u32 = 7 << SHIFT;
+/// The record's child is being polled from the batch (its handle, polled by code inside that
+/// poll, does not materialise it).
+const POLLING: u32 = 8 << SHIFT;
 /// The bits that are zero in `FRESH` and `YIELDED` only: the states that wait for a poll.
-const NOT_WAITING: u32 = 0b011 << SHIFT;
+const NOT_WAITING: u32 = 0b1011 << SHIFT;
 
 /// `Block::ynode` is on no list.
 const NOT_QUEUED: u8 = 0;
@@ -104,6 +117,8 @@ pub(super) struct Block {
     queued: Cell<bool>,
     /// A cancel walks the records (batch rule 2).
     walking: Cell<bool>,
+    /// One of its nodes is being run (batch rule 2).
+    running: Cell<bool>,
     /// Where `ynode` is queued: [`NOT_QUEUED`], [`QUEUED_BEHIND`] or [`QUEUED_FRONT`].
     yqueued: Cell<u8>,
 }
@@ -142,53 +157,52 @@ pub(super) const fn record_size<F: Future>() -> usize {
     size_of::<Record<F>>()
 }
 
+/// A record, by a pointer derived from its block's (batch rule 2).
+pub(super) type Rec = *mut Head;
+
 /// A handle's child: a node, or a record of a batch.
 #[derive(Clone, Copy)]
 pub(super) enum Target<'a> {
     Node(&'a WakeNode),
-    Record(&'a Head),
+    Record(Rec),
 }
 
-impl Head {
-    /// The head of the record whose stage is at `stage`.
-    ///
-    /// # Safety
-    /// `stage` is the stage of a live record (a borrowed entry's payload, batch rule 1).
-    pub(super) unsafe fn of_stage<'a>(stage: *mut u8) -> &'a Head {
-        // SAFETY: as the caller promised; the head is the 8 bytes before the stage.
-        unsafe { &*stage.sub(size_of::<Head>()).cast::<Head>() }
-    }
-
-    /// The stage after this head.
-    fn stage(&self) -> *mut u8 {
-        // Records are laid out by `Record<F>`, whose stage follows the 8-byte head (records
-        // of batchable types are aligned to at most 8).
-        ptr::from_ref(self)
-            .cast::<u8>()
-            .cast_mut()
-            .wrapping_add(size_of::<Head>())
-    }
-
-    /// The block this record lies in.
-    fn block(&self) -> &Block {
-        let at = ptr::from_ref(self)
-            .cast::<u8>()
-            .wrapping_sub(self.back as usize);
-        // SAFETY: `back` is this record's offset in its block, whose header is alive while a
-        // record is reachable (batch rule 2).
-        unsafe { &*at.cast::<Block>() }
-    }
+/// The head of a live record, for its word and handle flag.
+///
+/// # Safety
+/// `rec` is a live record (batch rule 2).
+unsafe fn head<'a>(rec: Rec) -> &'a Head {
+    // SAFETY: as the caller promised.
+    unsafe { &*rec }
 }
 
-impl Block {
-    /// Record `k`'s head.
-    fn head(&self, k: u32) -> &Head {
-        let at = ptr::from_ref(self)
-            .cast::<u8>()
-            .wrapping_add(RECORDS_AT + k as usize * self.stride as usize);
-        // SAFETY: record `k < len` was written by a spawn and stays in place (batch rule 2).
-        unsafe { &*at.cast::<Head>() }
-    }
+/// The record whose stage is at `stage` (a borrowed entry's payload).
+pub(super) fn of_stage(stage: *mut u8) -> Rec {
+    // Records of batchable types put their stage 8 bytes after the head.
+    stage.wrapping_sub(size_of::<Head>()).cast()
+}
+
+/// The stage of `rec`.
+fn stage(rec: Rec) -> *mut u8 {
+    rec.cast::<u8>().wrapping_add(size_of::<Head>())
+}
+
+/// The block `rec` lies in.
+///
+/// # Safety
+/// `rec` is a live record (batch rule 2).
+unsafe fn block_of(rec: Rec) -> *mut Block {
+    // SAFETY: as the caller promised.
+    let back = unsafe { (*rec).back };
+    rec.cast::<u8>().wrapping_sub(back as usize).cast()
+}
+
+/// Record `k` of `block`.
+fn record(block: *mut Block, k: usize, stride: usize) -> Rec {
+    block
+        .cast::<u8>()
+        .wrapping_add(RECORDS_AT + k * stride)
+        .cast()
 }
 
 impl Core {
@@ -250,8 +264,7 @@ impl Core {
                 back: back as u16,
             });
         }
-        // SAFETY: just written; it stays while its handle lives (batch rule 2).
-        Target::Record(unsafe { &(*record).head })
+        Target::Record(record.cast())
     }
 
     /// A spawn the open batch cannot take: opens a batch when the run queue's tail is the
@@ -320,6 +333,7 @@ impl Core {
                 class: class as u32,
                 queued: Cell::new(true),
                 walking: Cell::new(false),
+                running: Cell::new(false),
                 ynode: Cell::new(ptr::null()),
                 yqueued: Cell::new(NOT_QUEUED),
                 ylo: Cell::new(u32::MAX),
@@ -357,34 +371,47 @@ impl Core {
 
     /// Releases a record that holds nothing and that nobody refers to any more (batch rule 2),
     /// and frees its block if it was the last.
-    pub(super) fn release(&self, head: &Head) {
+    ///
+    /// # Safety
+    /// `rec` is a live record.
+    pub(super) unsafe fn release(&self, rec: Rec) {
+        // SAFETY: as the caller promised.
+        let (head, block) = unsafe { (head(rec), block_of(rec)) };
         debug_assert!(head.word.get() & STATE != RELEASED);
         head.word.set(RELEASED);
-        let block = head.block();
-        block.released.set(block.released.get() + 1);
-        self.free_block_if_done(block);
+        // SAFETY: a live record's block is live (batch rule 2).
+        let header = unsafe { &*block };
+        header.released.set(header.released.get() + 1);
+        // SAFETY: as above.
+        unsafe { self.free_block_if_done(block) };
     }
 
-    /// Frees `block` and its node if no record and nobody else needs it (batch rule 2).
-    fn free_block_if_done(&self, block: &Block) {
+    /// Frees `at` and its nodes if no record and nobody else needs it (batch rule 2).
+    ///
+    /// # Safety
+    /// `at` is a live block.
+    unsafe fn free_block_if_done(&self, at: *mut Block) {
+        // SAFETY: as the caller promised.
+        let block = unsafe { &*at };
         if block.released.get() != block.len.get()
             || block.queued.get()
             || block.walking.get()
+            || block.running.get()
             || block.yqueued.get() != NOT_QUEUED
         {
             return;
         }
-        let at = ptr::from_ref(block).cast_mut();
         if ptr::eq(self.open.get(), at) {
             self.open.set(ptr::null_mut());
         }
         // SAFETY: the node lives as long as the core (wake rule 2).
         let node = unsafe { &*block.node };
         let class = block.class as usize;
-        // SAFETY: nothing refers to the block any more (batch rule 2); its node's payload is
-        // reset below before the slot is freed, so the memory is given back once.
-        unsafe { self.arena_free(class, at.cast()) };
         let ynode = block.ynode.get();
+        // SAFETY: nothing refers to the block any more (batch rule 2); its nodes' payloads are
+        // reset below before their slots are freed, so the memory is given back once; the
+        // block is not read after this.
+        unsafe { self.arena_free(class, at.cast()) };
         for node in [ptr::from_ref(node), ynode] {
             if node.is_null() {
                 continue;
@@ -405,8 +432,9 @@ impl Core {
         if !node.entry.is(State::Running) {
             return;
         }
+        let at = node.entry.payload.get().cast::<Block>();
         // SAFETY: a running batch node's payload is its live block (batch rule 2).
-        let block = unsafe { &*node.entry.payload.get().cast::<Block>() };
+        let block = unsafe { &*at };
         if !ptr::eq(block.node, node) {
             // The node of its yielded records: the batch's own node stands for them.
             return;
@@ -416,19 +444,22 @@ impl Core {
         let mut k = 0;
         // A drop may append nothing (spawns are refused once cancelled), but re-read anyway.
         while k < block.len.get() {
-            let head = block.head(k);
+            let rec = record(at, k as usize, block.stride as usize);
+            // SAFETY: record `k < len` stays in place while the block lives (batch rule 2).
+            let head = unsafe { head(rec) };
             let word = head.word.get();
             match word & STATE {
-                FRESH | YIELDED => {
+                // `POLLING`: its poll panicked; dropped as a panicked node's child is.
+                FRESH | YIELDED | POLLING => {
                     head.word.set(EMPTY);
                     self.live.set(self.live.get() - 1);
-                    // SAFETY: a fresh record holds its unpolled future (batch rule 1).
-                    unsafe { (vtable.drop_future)(head.stage()) };
+                    // SAFETY: such a record holds its future (batch rule 1).
+                    unsafe { (vtable.drop_future)(stage(rec)) };
                 }
                 DONE => {
                     head.word.set(EMPTY);
                     // SAFETY: a done record holds its output (batch rule 1).
-                    unsafe { (vtable.drop_output)(head.stage()) };
+                    unsafe { (vtable.drop_output)(stage(rec)) };
                 }
                 FINISHING => {
                     // Its drop panicked half-way: what is left is leaked, never dropped twice.
@@ -445,21 +476,29 @@ impl Core {
             k += 1;
         }
         block.walking.set(false);
-        self.free_block_if_done(block);
+        // SAFETY: as above.
+        unsafe { self.free_block_if_done(at) };
     }
 
     /// Gives a record whose handle is awaited before its first poll a node of its own, polled
     /// when the batch reaches the record (batch rule 1).
-    fn materialise_fresh(&self, head: &Head) -> &WakeNode {
-        let block = head.block();
-        let entry = Entry::spawned(head.stage(), block.vtable, State::Running);
+    ///
+    /// # Safety
+    /// `rec` is a live record.
+    unsafe fn materialise_fresh(&self, rec: Rec) -> &WakeNode {
+        // SAFETY: as the caller promised; its block is live too (batch rule 2).
+        let vtable = unsafe { (*block_of(rec)).vtable };
+        let entry = Entry::spawned(stage(rec), vtable, State::Running);
         let (node, _) = self.take_node(entry, false);
-        head.word.set(MAT_FRESH | node.index());
+        // SAFETY: as above.
+        unsafe { head(rec) }.word.set(MAT_FRESH | node.index());
         node
     }
 
     /// The node of `block`'s yielded records, taken when the first one yields.
-    fn ynode(&self, block: &Block) -> &WakeNode {
+    fn ynode(&self, at: *mut Block) -> &WakeNode {
+        // SAFETY: the caller's block is live.
+        let block = unsafe { &*at };
         let ynode = block.ynode.get();
         if !ynode.is_null() {
             // SAFETY: nodes live as long as the core (wake rule 2).
@@ -467,25 +506,19 @@ impl Core {
         }
         // SAFETY: the block's own node carries the batch's vtable.
         let batch = unsafe { (*block.node).entry.vtable.get() };
-        let at = ptr::from_ref(block).cast::<u8>().cast_mut();
-        let (node, _) = self.take_node(Entry::spawned(at, batch, State::Running), false);
+        let (node, _) = self.take_node(Entry::spawned(at.cast(), batch, State::Running), false);
         block.ynode.set(node);
         node
     }
 
     /// Gives a record that yielded a node of its own, queued behind what is queued now.
-    fn materialise_yielded(&self, head: &Head) {
-        let word = head.word.get();
-        if word & STATE != YIELDED {
+    fn materialise_yielded(&self, rec: Rec, vtable: &'static VTable) {
+        // SAFETY: the caller's record is live.
+        let head = unsafe { head(rec) };
+        if head.word.get() & STATE != YIELDED {
             return;
         }
-        let block = head.block();
-        let entry = Entry::with_handle(
-            head.stage(),
-            block.vtable,
-            State::Running,
-            head.handle.get(),
-        );
+        let entry = Entry::with_handle(stage(rec), vtable, State::Running, head.handle.get());
         let (node, _) = self.take_node(entry, false);
         head.word.set(MAT | node.index());
         self.requeue(node, self.hub.alone());
@@ -496,16 +529,21 @@ impl Core {
     pub(super) fn node_of<'a>(&'a self, target: Target<'a>) -> Option<&'a WakeNode> {
         match target {
             Target::Node(node) => Some(node),
-            Target::Record(head) => {
-                let word = head.word.get();
+            Target::Record(rec) => {
+                // SAFETY: a handle's record is live while the handle is (batch rule 2).
+                let word = unsafe { head(rec) }.word.get();
                 matches!(word & STATE, MAT | MAT_FRESH).then(|| self.node(word & INDEX))
             }
         }
     }
 
     /// Whether a handle's record holds its output.
-    pub(super) fn record_done(head: &Head) -> bool {
-        head.word.get() & STATE == DONE
+    ///
+    /// # Safety
+    /// `rec` is a live record.
+    pub(super) unsafe fn record_done(rec: Rec) -> bool {
+        // SAFETY: as the caller promised.
+        unsafe { head(rec) }.word.get() & STATE == DONE
     }
 
     /// Polls a handle whose record is not materialised: its output, or `None` after
@@ -513,28 +551,30 @@ impl Core {
     ///
     /// # Safety
     /// `T` is the output type of the record's child.
-    pub(super) unsafe fn poll_record<T>(&self, head: &Head, cx: &mut Context<'_>) -> Option<T> {
-        let word = head.word.get();
-        match word & STATE {
+    /// `T` is the output type of the record's child, and `rec` a live record (its handle's).
+    pub(super) unsafe fn poll_handle<T>(&self, rec: Rec, cx: &mut Context<'_>) -> Option<T> {
+        // SAFETY: as the caller promised.
+        let head = unsafe { head(rec) };
+        match head.word.get() & STATE {
             DONE => {
                 // SAFETY: a done record holds its output, a `T` as the caller promised;
                 // read once, then released.
-                let output = unsafe { head.stage().cast::<T>().read() };
+                let output = unsafe { stage(rec).cast::<T>().read() };
                 head.word.set(EMPTY);
-                self.release(head);
+                // SAFETY: as above; not used afterwards.
+                unsafe { self.release(rec) };
                 Some(output)
             }
             FRESH | YIELDED => {
-                let node = self.materialise_fresh(head);
+                // SAFETY: as above.
+                let node = unsafe { self.materialise_fresh(rec) };
                 self.set_waiter(node, cx.waker());
                 None
             }
-            // Dropped by a destructor that polls this very handle: try again later.
-            FINISHING => {
-                cx.waker().wake_by_ref();
-                None
-            }
-            // Cancelled: the nursery is ending.
+            // Polled by code inside the child's own poll or drop (`POLLING`, `FINISHING`):
+            // whoever waits there is the child itself, which this record's end cannot wake
+            // any more than a child awaiting itself on a node of its own would be; or
+            // cancelled (`EMPTY`): the nursery is ending.
             _ => None,
         }
     }
@@ -542,7 +582,12 @@ impl Core {
     /// Drops a handle to a record; false if the record is materialised, whose node the
     /// caller then drops the handle of.
     #[inline]
-    pub(super) fn drop_record_handle(&self, head: &Head) -> bool {
+    ///
+    /// # Safety
+    /// `rec` is a live record, its handle's.
+    pub(super) unsafe fn drop_record_handle(&self, rec: Rec) -> bool {
+        // SAFETY: as the caller promised.
+        let head = unsafe { head(rec) };
         // Meaningless once materialised (the node's entry says it then).
         head.handle.set(false);
         let word = head.word.get();
@@ -552,30 +597,40 @@ impl Core {
         if matches!(word & STATE, MAT | MAT_FRESH) {
             return false;
         }
-        self.drop_record_handle_slow(head);
+        // SAFETY: as above.
+        unsafe { self.drop_record_handle_slow(rec) };
         true
     }
 
+    /// # Safety
+    /// As for [`Core::drop_record_handle`].
     #[inline(never)]
-    fn drop_record_handle_slow(&self, head: &Head) {
-        let word = head.word.get();
-        match word & STATE {
+    unsafe fn drop_record_handle_slow(&self, rec: Rec) {
+        // SAFETY: as the caller promised.
+        let head = unsafe { head(rec) };
+        match head.word.get() & STATE {
             DONE => {
                 head.word.set(EMPTY);
-                let vtable = head.block().vtable;
+                // SAFETY: as above; a live record's block is live (batch rule 2).
+                let vtable = unsafe { (*block_of(rec)).vtable };
                 // SAFETY: a done record holds its output (batch rule 1); nobody can take it.
-                unsafe { (vtable.drop_output)(head.stage()) };
-                self.release(head);
+                unsafe { (vtable.drop_output)(stage(rec)) };
+                // SAFETY: as above; not used afterwards.
+                unsafe { self.release(rec) };
             }
-            EMPTY => self.release(head),
+            // SAFETY: as above; not used afterwards.
+            EMPTY => unsafe { self.release(rec) },
             _ => {}
         }
     }
 
-    /// The node standing for the batch `head` is in, for a handle's `Debug`.
-    pub(super) fn batch_index(head: &Head) -> u32 {
-        // SAFETY: the node lives as long as the core (wake rule 2).
-        unsafe { (*head.block().node).index() }
+    /// The slot of the node standing for the batch `rec` is in, for a handle's `Debug`.
+    ///
+    /// # Safety
+    /// `rec` is a live record.
+    pub(super) unsafe fn batch_index(rec: Rec) -> u32 {
+        // SAFETY: as the caller promised; nodes live as long as the core (wake rule 2).
+        unsafe { (*(*block_of(rec)).node).index() }
     }
 }
 
@@ -608,7 +663,7 @@ enum Step<'a> {
 #[inline(always)]
 unsafe fn poll_record<'a, F: Future, R>(
     core: &'a Core,
-    block: &Block,
+    at: *mut Block,
     k: usize,
     run: &mut Run<'a>,
     failure: *const (),
@@ -616,18 +671,14 @@ unsafe fn poll_record<'a, F: Future, R>(
 where
     F::Output: ChildOutput<R>,
 {
-    let base = ptr::from_ref(block).cast::<u8>().cast_mut();
-    // SAFETY: record `k < len` of `F` (batch rule 1).
-    let record = unsafe {
-        base.add(RECORDS_AT + k * size_of::<Record<F>>())
-            .cast::<Record<F>>()
-    };
-    // SAFETY: as above; the head is plain data read through a shared reference.
-    let head = unsafe { &(*record).head };
+    let rec = record(at, k, size_of::<Record<F>>());
+    // SAFETY: record `k < len` of `F` (batch rule 1), reached from the block's pointer.
+    let head = unsafe { head(rec) };
     let word = head.word.get();
     if word & NOT_WAITING == 0 {
-        // SAFETY: as above.
-        let stage = unsafe { ptr::addr_of_mut!((*record).stage) }.cast::<u8>();
+        let stage = stage(rec);
+        // Its handle, polled from inside this poll, must not give it a node (batch rule 1).
+        head.word.set(POLLING);
         let waker = run.probe.waker();
         let mut cx = Context::from_waker(&waker);
         // SAFETY: a fresh or yielded record holds its future, which never moves (batch
@@ -648,12 +699,11 @@ where
             }
             // The probe becomes the child's node: any waker it cloned points there.
             let handle = head.handle.get();
-            run.probe.entry.replace_with(Entry::with_handle(
-                stage,
-                block.vtable,
-                State::Running,
-                handle,
-            ));
+            // SAFETY: the caller's block is live.
+            let vtable = unsafe { (*at).vtable };
+            run.probe
+                .entry
+                .replace_with(Entry::with_handle(stage, vtable, State::Running, handle));
             head.word.set(MAT | run.probe.index());
             core.probe.set(ptr::null());
             if woken {
@@ -742,10 +792,13 @@ where
     if !first.entry.is(State::Running) {
         return (None, polled);
     }
+    let at = first.entry.payload.get().cast::<Block>();
     // SAFETY: a running batch node's payload is its live block (batch rule 2), of `F`
     // records as its vtable says.
-    let block = unsafe { &*first.entry.payload.get().cast::<Block>() };
-    if ptr::eq(core.open.get(), block) {
+    let block = unsafe { &*at };
+    // Not freed while it runs, whatever its records' nodes do (batch rule 2).
+    block.running.set(true);
+    if ptr::eq(core.open.get(), at) {
         // Off the run queue: spawns no longer append here (batch rule 3).
         core.open.set(ptr::null_mut());
     }
@@ -770,8 +823,7 @@ where
             let mut k = from;
             while k < to {
                 // SAFETY: as the caller promised; `k < hi <= len`.
-                let step =
-                    unsafe { poll_record::<F, R>(core, block, k as usize, &mut run, failure) };
+                let step = unsafe { poll_record::<F, R>(core, at, k as usize, &mut run, failure) };
                 k += 1;
                 match step {
                     Step::Skipped => continue,
@@ -800,7 +852,7 @@ where
                 break None;
             }
             // SAFETY: as the caller promised; `k < len`.
-            let step = unsafe { poll_record::<F, R>(core, block, k, &mut run, failure) };
+            let step = unsafe { poll_record::<F, R>(core, at, k, &mut run, failure) };
             k += 1;
             match step {
                 Step::Skipped => continue,
@@ -841,7 +893,7 @@ where
                 block.ylo.set(block.ylo.get().min(run.yielded.0));
                 block.yhi.set(block.yhi.get().max(run.yielded.1));
             }
-            let ynode = core.ynode(block);
+            let ynode = core.ynode(at);
             core.requeue(ynode, core.hub.alone());
             block.yqueued.set(QUEUED_BEHIND);
         }
@@ -863,7 +915,8 @@ where
         };
         for (from, to) in visited {
             for k in from..to {
-                core.materialise_yielded(block.head(k));
+                let rec = record(at, k as usize, size_of::<Record<F>>());
+                core.materialise_yielded(rec, block.vtable);
             }
         }
     }
@@ -878,6 +931,8 @@ where
     } else if !is_y {
         block.queued.set(false);
     }
-    core.free_block_if_done(block);
+    block.running.set(false);
+    // SAFETY: as above.
+    unsafe { core.free_block_if_done(at) };
     (stop, polled)
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::arena::Arena;
-use super::batch::{Block, Head};
+use super::batch::{self, Block};
 use super::kind::this_thread;
 use super::pool;
 use super::slot::{Entry, FOREIGN, Kind, NO_WAITER, PollFn, Polled, State, VTable};
@@ -297,10 +297,11 @@ impl Core {
         debug_assert_eq!(entry.waiter(), NO_WAITER);
         if entry.vtable.get().kind == Kind::Borrowed {
             // The payload is a batch record's stage: the record goes, not to the next child.
-            // SAFETY: a borrowed entry's payload is the stage of a live record (batch rule 1).
-            let head = unsafe { Head::of_stage(entry.payload.get()) };
+            let rec = batch::of_stage(entry.payload.get());
             entry.clear_payload();
-            self.release(head);
+            // SAFETY: a borrowed entry's payload is the stage of a live record (batch rule 1),
+            // which nothing uses after this.
+            unsafe { self.release(rec) };
         }
         // The payload stays with the slot for its next child (slot rule 4).
         entry.set_free(self.free.get());

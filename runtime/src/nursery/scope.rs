@@ -267,7 +267,8 @@ impl<T, K: TreeKind> ChildHandle<'_, T, K> {
             && match self.core.node_of(self.node.0) {
                 Some(node) => node.entry.state() == State::Done,
                 None => match self.node.0 {
-                    Target::Record(head) => Core::record_done(head),
+                    // SAFETY: a handle's record is live while the handle is (batch rule 2).
+                    Target::Record(rec) => unsafe { Core::record_done(rec) },
                     Target::Node(_) => false,
                 },
             }
@@ -302,11 +303,12 @@ impl<T, K: TreeKind> Future for ChildHandle<'_, T, K> {
         );
         let core = self.core;
         let Some(node) = core.node_of(self.node.0) else {
-            let Target::Record(head) = self.node.0 else {
+            let Target::Record(rec) = self.node.0 else {
                 unreachable!("a node target is its own node")
             };
-            // SAFETY: the record's child was spawned by `spawn` with output `T`.
-            return match unsafe { core.poll_record::<T>(head, cx) } {
+            // SAFETY: the record's child was spawned by `spawn` with output `T`; a handle's
+            // record is live while the handle is (batch rule 2).
+            return match unsafe { core.poll_handle::<T>(rec, cx) } {
                 Some(output) => {
                     self.taken = true;
                     Poll::Ready(output)
@@ -347,8 +349,9 @@ impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
         }
         let node = match self.node.0 {
             Target::Node(node) => node,
-            Target::Record(head) => {
-                if self.core.drop_record_handle(head) {
+            Target::Record(rec) => {
+                // SAFETY: the handle's own record, live while the handle is (batch rule 2).
+                if unsafe { self.core.drop_record_handle(rec) } {
                     return;
                 }
                 match self.core.node_of(self.node.0) {
@@ -390,10 +393,12 @@ impl<T, K: TreeKind> core::fmt::Debug for ChildHandle<'_, T, K> {
         f.debug_struct("ChildHandle")
             .field(
                 "index",
-                &match self.node.0 {
+                // A handle that took its output refers to nothing any more.
+                &(!self.taken).then(|| match self.node.0 {
                     Target::Node(node) => node.index(),
-                    Target::Record(head) => Core::batch_index(head),
-                },
+                    // SAFETY: a handle's record is live while the handle is (batch rule 2).
+                    Target::Record(rec) => unsafe { Core::batch_index(rec) },
+                }),
             )
             .field("finished", &self.is_finished())
             .finish()
