@@ -1,5 +1,8 @@
-//! Review of nursery batches (scratch): re-entrancy and bookkeeping of batch records, public
-//! API only.
+//! Adversarial tests of nursery batches (a soundness review's repros): children that drop,
+//! poll or await their own handle inside their first poll, yielded records awaited and dropped
+//! while their batch runs, panics in a batch, stale and cross-thread probe wakers, `Debug` of
+//! handles whose batch is gone. Each asserts exact drop and poll counts; before the fixes they
+//! failed, or crashed the test binary. Public API only.
 
 use std::cell::RefCell;
 use std::future::{Future, pending, poll_fn};

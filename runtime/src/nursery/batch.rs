@@ -936,3 +936,80 @@ where
     unsafe { core.free_block_if_done(at) };
     (stop, polled)
 }
+
+#[cfg(test)]
+mod tests {
+    use core::cell::Cell;
+    use core::future::{Future, poll_fn};
+    use core::pin::pin;
+    use core::task::{Context, Poll, Waker};
+
+    use crate::nursery::nursery;
+
+    /// Polls `fut` to completion with a waker that does nothing.
+    fn run<F: Future>(fut: F) -> F::Output {
+        let mut fut = pin!(fut);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    /// A spawn loop's ready children take no wake nodes: 1,000 of them hand out a slot for
+    /// the first child, one per block (blocks double) and the probe, not 1,000.
+    #[test]
+    fn ready_children_of_a_spawn_loop_take_no_nodes() {
+        let sum = Cell::new(0u64);
+        let sum = &sum;
+        let slots = run(nursery(async |n| {
+            for i in 0..1_000u64 {
+                drop(n.spawn(async move { sum.set(sum.get() + i) }));
+            }
+            crate::yield_now().await;
+            n.core.slots()
+        }));
+        assert_eq!(sum.get(), 999 * 1_000 / 2);
+        // The body, the first child, 8 blocks (8, 16, ... records, up to 16 KiB), the probe.
+        assert!(slots < 16, "{slots} slots for 1,000 ready children");
+    }
+
+    /// Children that wake themselves once (with no waker cloned) take no nodes either: they
+    /// are polled again as records. Children that hand their waker out get nodes.
+    #[test]
+    fn yielding_children_take_no_nodes_waker_holders_do() {
+        let slots = run(nursery(async |n| {
+            for _ in 0..1_000 {
+                drop(n.spawn(crate::yield_now()));
+            }
+            crate::yield_now().await;
+            crate::yield_now().await;
+            n.core.slots()
+        }));
+        // As above, plus one node per block for its yielded records.
+        assert!(slots < 32, "{slots} slots for 1,000 yielding children");
+        let parked = core::cell::RefCell::new(Vec::new());
+        let parked = &parked;
+        let slots = run(nursery(async |n| {
+            for _ in 0..100 {
+                let mut first = true;
+                drop(n.spawn(poll_fn(move |cx: &mut Context<'_>| {
+                    if core::mem::take(&mut first) {
+                        parked.borrow_mut().push(cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(())
+                })));
+            }
+            crate::yield_now().await;
+            let slots = n.core.slots();
+            parked.take().into_iter().for_each(Waker::wake);
+            slots
+        }));
+        assert!(
+            slots > 100,
+            "{slots} slots for 100 children holding their wakers"
+        );
+    }
+}

@@ -217,6 +217,12 @@ impl Core {
         }
     }
 
+    /// Slot indices handed out so far (the body's included), for tests that count nodes.
+    #[cfg(test)]
+    pub(super) fn slots(&self) -> u32 {
+        self.len.get()
+    }
+
     /// Makes the current thread the one allowed to use the scope (a `Shared` tree's driver
     /// calls this as it starts to poll or drop the nursery).
     pub(super) fn enter(&self) {
