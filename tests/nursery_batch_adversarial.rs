@@ -472,3 +472,71 @@ fn debug_of_taken_handles_after_their_batch_is_gone() {
         assert!(s.contains("finished: false"), "{s}");
     }
 }
+
+/// The child of [`a_record_awaiting_by_the_probe_keeps_the_probe`]: `A` polls `other` once in
+/// its first poll, then yields six times, holding `other`, and finishes; `P` hands a clone of
+/// its waker to `parked` and pends until the body takes it back and wakes it; `D` finishes
+/// at once.
+async fn probe_kid<'a>(
+    act: u8,
+    mut other: Option<structured_async::nursery::ChildHandle<'a, ()>>,
+    parked: &'a RefCell<Vec<Waker>>,
+    polls: &'a std::cell::Cell<u32>,
+) {
+    let mut n = 0;
+    poll_fn(|cx| {
+        polls.set(polls.get() + 1);
+        n += 1;
+        match act {
+            b'A' if n == 1 => {
+                if let Some(h) = other.as_mut() {
+                    let _ = Pin::new(h).poll(cx);
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            b'A' if n < 7 => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            // Parked until the body wakes it (and only then does it find its waker gone).
+            b'P' if n == 1 || !parked.borrow().is_empty() => {
+                if n == 1 {
+                    parked.borrow_mut().push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    })
+    .await;
+    drop(other);
+}
+
+/// A record that awaits a sibling's handle in its first poll registers the probe's waker as
+/// that handle's waiter; when it then only yields, it must still keep the probe as its node,
+/// or the sibling's end wakes whichever record the probe served next ("a wake polls only the
+/// woken child": here the record that parked its waker would be polled a third time).
+#[test]
+fn a_record_awaiting_by_the_probe_keeps_the_probe() {
+    let parked = RefCell::new(Vec::new());
+    let polls: Vec<std::cell::Cell<u32>> = (0..3).map(|_| std::cell::Cell::new(0)).collect();
+    let (parked, polls) = (&parked, &polls);
+    block_on(nursery!(|n| {
+        let slow = n.spawn(async {
+            for _ in 0..3 {
+                yield_now().await;
+            }
+        });
+        // The first of the type has a node; the next two are records of one batch.
+        drop(n.spawn(probe_kid(b'D', None, parked, &polls[0])));
+        drop(n.spawn(probe_kid(b'A', Some(slow), parked, &polls[1])));
+        drop(n.spawn(probe_kid(b'P', None, parked, &polls[2])));
+        for _ in 0..10 {
+            yield_now().await;
+        }
+        parked.take().into_iter().for_each(Waker::wake);
+    }));
+    let polls: Vec<u32> = polls.iter().map(std::cell::Cell::get).collect();
+    assert_eq!(polls, [1, 7, 2]);
+}

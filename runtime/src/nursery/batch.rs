@@ -32,7 +32,8 @@
 //!    spawns append to, is a block whose node is the run queue's tail: anything else queued
 //!    there, or its node taken off, clears it.
 //! 4. A record that woke itself while no waker of the nursery existed but the ones lent to
-//!    polls (`HubRef::alone`) is `YIELDED` with no node: nothing but its next poll can
+//!    polls (`HubRef::alone`), and registered no handle's waiter by the probe's index
+//!    (`Core::probe_claimed`), is `YIELDED` with no node: nothing but its next poll can
 //!    observe it. The block's second node, `ynode`, stands for those records on the lap lists
 //!    (wake rule 8), so they are polled where a yielded node would be; each run of it polls
 //!    each of them once, going round from where the last run stopped. When that node must
@@ -687,7 +688,9 @@ where
         let Poll::Ready(output) = future.poll(&mut cx) else {
             let alone = core.hub.alone();
             let woken = core.hub.take_self_woken();
-            if woken && alone {
+            // Whether it awaits a handle by the probe's index: then it keeps the probe.
+            let claimed = core.probe_claimed.replace(false);
+            if woken && alone && !claimed {
                 // It woke itself and no waker of the nursery exists but the ones it lends:
                 // nobody else can wake it, so it needs no node, only another poll, in the
                 // turn's second lap (or the next turn), like a node that yielded.

@@ -43,6 +43,9 @@ pub(super) struct Core {
     pub(super) open: Cell<*mut Block>,
     /// The node whose waker a batch record's first poll gets, or null until needed.
     pub(super) probe: Cell<*const WakeNode>,
+    /// A record being polled registered the probe's index as a handle's waiter: it gets the
+    /// probe as its node even if it only yielded (batch rule 4).
+    pub(super) probe_claimed: Cell<bool>,
     /// Wakers of handles awaited from outside this nursery (rare), by slot.
     /// Boxed on first use: the map itself is 48 bytes, kept out of the nursery future.
     #[expect(
@@ -82,6 +85,7 @@ impl Core {
             cancelled: Cell::new(false),
             open: Cell::new(ptr::null_mut()),
             probe: Cell::new(ptr::null()),
+            probe_claimed: Cell::new(false),
             grace: Cell::new(DEFAULT_GRACE),
             owner: AtomicUsize::new(0),
             foreign: RefCell::new(None),
@@ -248,6 +252,12 @@ impl Core {
                     self.take_foreign(index);
                 }
                 entry.set_waiter(local);
+                let probe = self.probe.get();
+                // SAFETY: a non-null probe is a live node of this hub (wake rule 2).
+                if !probe.is_null() && unsafe { (*probe).index() } == local {
+                    // A batch record awaits by the probe's index: it must keep that node.
+                    self.probe_claimed.set(true);
+                }
             }
             None => {
                 let mut foreign = self.foreign.borrow_mut();
