@@ -14,9 +14,10 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::arena::Arena;
+use super::batch::{self, Block};
 use super::kind::this_thread;
 use super::pool;
-use super::slot::{Entry, FOREIGN, NO_WAITER, PollFn, Polled, State, VTable};
+use super::slot::{Entry, FOREIGN, Kind, NO_WAITER, PollFn, Polled, State, VTable};
 use super::wake::{HubRef, WakeNode};
 
 /// A caught panic's payload.
@@ -35,9 +36,16 @@ pub(super) struct Core {
     /// Head of the free slot list; 0 when empty.
     free: Cell<u32>,
     /// Children not finished yet.
-    live: Cell<usize>,
+    pub(super) live: Cell<usize>,
     /// Set once the nursery cancels: children spawned afterwards are dropped unpolled.
-    cancelled: Cell<bool>,
+    pub(super) cancelled: Cell<bool>,
+    /// The batch spawns of its type may append to, or null (batch rule 2).
+    pub(super) open: Cell<*mut Block>,
+    /// The node whose waker a batch record's first poll gets, or null until needed.
+    pub(super) probe: Cell<*const WakeNode>,
+    /// A record being polled registered the probe's index as a handle's waiter: it gets the
+    /// probe as its node even if it only yielded (batch rule 4).
+    pub(super) probe_claimed: Cell<bool>,
     /// Wakers of handles awaited from outside this nursery (rare), by slot.
     /// Boxed on first use: the map itself is 48 bytes, kept out of the nursery future.
     #[expect(
@@ -52,7 +60,7 @@ pub(super) struct Core {
     pub(super) grace: Cell<Duration>,
     /// The owner's run queue: nodes to poll this turn, oldest first (wake rule 3).
     run_head: Cell<*const WakeNode>,
-    run_tail: Cell<*const WakeNode>,
+    pub(super) run_tail: Cell<*const WakeNode>,
     /// Nodes that woke themselves in this turn's first lap: polled again in its second lap
     /// (wake rules 3, 8).
     again_head: Cell<*const WakeNode>,
@@ -75,6 +83,9 @@ impl Core {
             free: Cell::new(0),
             live: Cell::new(0),
             cancelled: Cell::new(false),
+            open: Cell::new(ptr::null_mut()),
+            probe: Cell::new(ptr::null()),
+            probe_claimed: Cell::new(false),
             grace: Cell::new(DEFAULT_GRACE),
             owner: AtomicUsize::new(0),
             foreign: RefCell::new(None),
@@ -124,10 +135,12 @@ impl Core {
             let mut payload = entry.payload.get();
             if old != vtable.class {
                 // SAFETY: owner only (slot rule 3); a free slot keeps the payload it last held,
-                // from the arena for its old class, holding nothing (slot rule 4).
+                // from the arena for its old class, holding nothing (slot rule 4), or none.
                 unsafe {
                     let arena = &mut *self.arena.get();
-                    arena.free(old, payload);
+                    if !payload.is_null() {
+                        arena.free(old, payload);
+                    }
                     payload = arena.alloc(vtable.class);
                 }
             }
@@ -144,6 +157,74 @@ impl Core {
         let node = self.hub.ensure(index, entry, queued);
         self.len.set(index + 1);
         (node, payload, true)
+    }
+
+    /// A node for `entry` with no payload of the arena's class scheme: a free slot (whose kept
+    /// payload goes back to the arena), and `false`; or a new one written with its `queued`
+    /// flag set to `queued`, and `true`.
+    pub(super) fn take_node(&self, entry: Entry, queued: bool) -> (&WakeNode, bool) {
+        let free = self.free.get();
+        if free != 0 {
+            let node = self.node(free);
+            let old = &node.entry;
+            self.free.set(old.waiter());
+            let payload = old.payload.get();
+            if !payload.is_null() {
+                // SAFETY: owner only (slot rule 3); a free slot's payload is from the arena
+                // for its vtable's class and holds nothing (slot rule 4).
+                unsafe { (*self.arena.get()).free(old.vtable.get().class, payload) };
+            }
+            old.replace_with(entry);
+            return (node, false);
+        }
+        let index = self.len.get();
+        let node = self.hub.ensure(index, entry, queued);
+        self.len.set(index + 1);
+        (node, true)
+    }
+
+    /// A slot of `class` from the arena.
+    pub(super) fn arena_alloc(&self, class: usize) -> *mut u8 {
+        // SAFETY: owner only (slot rule 3); no other arena borrow is live here.
+        unsafe { (*self.arena.get()).alloc(class) }
+    }
+
+    /// Gives a slot of `class` back to the arena.
+    ///
+    /// # Safety
+    /// As for [`Arena::free`].
+    pub(super) unsafe fn arena_free(&self, class: usize, slot: *mut u8) {
+        // SAFETY: owner only (slot rule 3); as the caller promised.
+        unsafe { (*self.arena.get()).free(class, slot) }
+    }
+
+    /// Queues a node just taken for a child to poll: `fresh` says it was written queued.
+    pub(super) fn schedule_new(&self, node: &WakeNode, fresh: bool) {
+        if fresh {
+            self.push_run(node, node);
+        } else {
+            self.schedule_node(node);
+        }
+    }
+
+    /// Puts `node`, just taken off the run queue, back at its front, unless it is queued
+    /// already (a stale wake's).
+    pub(super) fn push_front(&self, node: &WakeNode) {
+        if node.mark_queued_by_owner(self.hub.alone()) {
+            let head = self.run_head.get();
+            // SAFETY: a non-null head is a live queued node of this hub (wake rule 2).
+            node.set_next(unsafe { head.as_ref() });
+            self.run_head.set(node);
+            if head.is_null() {
+                self.run_tail.set(node);
+            }
+        }
+    }
+
+    /// Slot indices handed out so far (the body's included), for tests that count nodes.
+    #[cfg(test)]
+    pub(super) fn slots(&self) -> u32 {
+        self.len.get()
     }
 
     /// Makes the current thread the one allowed to use the scope (a `Shared` tree's driver
@@ -171,6 +252,12 @@ impl Core {
                     self.take_foreign(index);
                 }
                 entry.set_waiter(local);
+                let probe = self.probe.get();
+                // SAFETY: a non-null probe is a live node of this hub (wake rule 2).
+                if !probe.is_null() && unsafe { (*probe).index() } == local {
+                    // A batch record awaits by the probe's index: it must keep that node.
+                    self.probe_claimed.set(true);
+                }
             }
             None => {
                 let mut foreign = self.foreign.borrow_mut();
@@ -224,6 +311,14 @@ impl Core {
         // Nobody awaits a slot that holds nothing and has no handle: whoever cleared
         // `has_handle` forgot the waiter, or found none, and only a handle sets one.
         debug_assert_eq!(entry.waiter(), NO_WAITER);
+        if entry.vtable.get().kind == Kind::Borrowed {
+            // The payload is a batch record's stage: the record goes, not to the next child.
+            let rec = batch::of_stage(entry.payload.get());
+            entry.clear_payload();
+            // SAFETY: a borrowed entry's payload is the stage of a live record (batch rule 1),
+            // which nothing uses after this.
+            unsafe { self.release(rec) };
+        }
         // The payload stays with the slot for its next child (slot rule 4).
         entry.set_free(self.free.get());
         self.free.set(node.index());
@@ -240,12 +335,8 @@ impl Core {
         // (arena rule 1), and holds nothing.
         unsafe { payload.cast::<F>().write(future) };
         self.live.set(self.live.get() + 1);
-        if fresh {
-            // Written already queued and unlinked: no waker of a new node exists anywhere.
-            self.push_run(node, node);
-        } else {
-            self.schedule_node(node);
-        }
+        // A fresh node is written already queued and unlinked: no waker of it exists.
+        self.schedule_new(node, fresh);
         node
     }
 
@@ -283,6 +374,8 @@ impl Core {
     /// Appends an owner-held list of queued nodes to the run queue.
     #[inline]
     fn push_run(&self, first: &WakeNode, last: &WakeNode) {
+        // The open batch's node is no longer the tail (batch rule 3).
+        self.open.set(ptr::null_mut());
         append(&self.run_head, &self.run_tail, first, last);
     }
 
@@ -502,6 +595,7 @@ impl Core {
     /// then drops everything with [`Core::cancel_all`], cleaning children too, in slot order.
     pub(super) fn begin_cancel(&self) -> Result<usize, Panic> {
         self.cancelled.set(true);
+        self.open.set(ptr::null_mut());
         let mut cleaning = 0;
         // One `catch_unwind` for the whole walk, not one per child.
         catch_unwind(AssertUnwindSafe(|| {
@@ -529,6 +623,7 @@ impl Core {
     /// hook has reported each already).
     pub(super) fn cancel_all(&self) -> Option<Panic> {
         self.cancelled.set(true);
+        self.open.set(ptr::null_mut());
         let mut first = None;
         let mut index = 1;
         loop {
@@ -559,9 +654,21 @@ impl Core {
     /// Drops what slot `index` holds. Each step that runs user code (a drop, a waker's drop)
     /// first records that the slot no longer holds it, so that calling this again after a
     /// panic finishes the slot without dropping anything twice.
-    fn cancel_slot(&self, index: u32) {
+    pub(super) fn cancel_slot(&self, index: u32) {
+        let node = self.node(index);
+        match node.entry.vtable.get().kind {
+            // Its records, in spawn order, where the batch stands (its own node's slot),
+            // those with nodes of their own too.
+            Kind::Batch => self.cancel_batch(node),
+            // Dropped by its batch's walk, in the order of the batch's records.
+            Kind::Borrowed => {}
+            Kind::Child => self.cancel_node(node),
+        }
+    }
+
+    /// Drops what `node`'s slot holds (see [`Core::cancel_slot`]).
+    pub(super) fn cancel_node(&self, node: &WakeNode) {
         {
-            let node = self.node(index);
             let entry = &node.entry;
             let vtable = entry.vtable.get();
             match entry.state() {

@@ -19,6 +19,14 @@
 //!   polls that child and no other. A child that wakes itself only sets a flag in a thread-local
 //!   record of the child being polled. Cloning a waker counts one reference on the nursery's wake
 //!   hub, which outlives the nursery while any waker does.
+//! - **Batches** (`batch`): in a [`Local`] tree, the second and later children of one type
+//!   spawned one after another (a spawn loop's) are written as records into a block from the
+//!   arena (a burst's blocks double, up to 16 KiB), with one node on the run queue for the whole
+//!   block, polled by one loop made for that type with the waker of one spare node. A child that
+//!   finishes in its first poll, or only wakes itself while no waker of the nursery is held
+//!   anywhere, never gets a wake node; one that pends with its waker possibly held elsewhere, or
+//!   whose handle is awaited before its first poll, gets one then. Poll order, cancel order,
+//!   handles and wakes are as for children with nodes of their own.
 //! - **Turns** (`driver`): one poll of the nursery polls the children woken before it began,
 //!   children spawned during it and children their siblings wake during it, at most 128,
 //!   then returns `Pending` after waking itself if more are ready. Children that woke
@@ -56,6 +64,7 @@
 //! ```
 
 mod arena;
+mod batch;
 mod children;
 mod driver;
 mod kind;

@@ -8,6 +8,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
+use super::batch::Target;
 use super::children::Core;
 use super::kind::{Admits, Local, TreeKind};
 use super::outcome::ChildOutput;
@@ -104,10 +105,15 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
         K: Admits<F>,
     {
         self.check();
-        let node = self.core.spawn(child, VTableOf::<F, R>::TABLE);
+        // A `Shared` tree keeps every child in a node of its own.
+        let target = if K::SHARED {
+            Target::Node(self.core.spawn(child, VTableOf::<F, R>::TABLE))
+        } else {
+            self.core.spawn_batched::<F, R>(child)
+        };
         ChildHandle {
             core: &self.core,
-            node: NodeRef(node),
+            node: NodeRef(target),
             taken: false,
             _local: PhantomData,
             _out: PhantomData,
@@ -161,7 +167,7 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
         let node = self.core.spawn(child, VTableOf::<F, R>::CANCELLABLE);
         ChildHandle {
             core: &self.core,
-            node: NodeRef(node),
+            node: NodeRef(Target::Node(node)),
             taken: false,
             _local: PhantomData,
             _out: PhantomData,
@@ -257,13 +263,22 @@ impl<T, K: TreeKind> ChildHandle<'_, T, K> {
         if K::SHARED {
             self.core.check_owner();
         }
-        !self.taken && self.node.0.entry.state() == State::Done
+        !self.taken
+            && match self.core.node_of(self.node.0) {
+                Some(node) => node.entry.state() == State::Done,
+                None => match self.node.0 {
+                    // SAFETY: a handle's record is live while the handle is (batch rule 2).
+                    Target::Record(rec) => unsafe { Core::record_done(rec) },
+                    Target::Node(_) => false,
+                },
+            }
     }
 }
 
-/// The wake node (and entry) of a handle's child, kept so the handle finds its slot without
-/// a lookup; it lives as long as the core.
-struct NodeRef<'scope>(&'scope WakeNode);
+/// The wake node (and entry) of a handle's child, or its record in a batch, kept so the
+/// handle finds its child without a lookup; it lives as long as the core (a record, as long
+/// as the handle: batch rule 2).
+struct NodeRef<'scope>(Target<'scope>);
 
 // SAFETY: as for `Core` above: the node is reached only through its handle, which in a
 // `Local` tree carries `LocalTree` (never sent or shared), and in a `Shared` tree checks that
@@ -286,7 +301,21 @@ impl<T, K: TreeKind> Future for ChildHandle<'_, T, K> {
             !self.taken,
             "a child handle was polled after it returned the output"
         );
-        let (core, node) = (self.core, self.node.0);
+        let core = self.core;
+        let Some(node) = core.node_of(self.node.0) else {
+            let Target::Record(rec) = self.node.0 else {
+                unreachable!("a node target is its own node")
+            };
+            // SAFETY: the record's child was spawned by `spawn` with output `T`; a handle's
+            // record is live while the handle is (batch rule 2).
+            return match unsafe { core.poll_handle::<T>(rec, cx) } {
+                Some(output) => {
+                    self.taken = true;
+                    Poll::Ready(output)
+                }
+                None => Poll::Pending,
+            };
+        };
         let entry = &node.entry;
         match entry.state() {
             State::Done => {
@@ -318,7 +347,19 @@ impl<T, K: TreeKind> Drop for ChildHandle<'_, T, K> {
         if K::SHARED {
             self.core.check_owner();
         }
-        let node = self.node.0;
+        let node = match self.node.0 {
+            Target::Node(node) => node,
+            Target::Record(rec) => {
+                // SAFETY: the handle's own record, live while the handle is (batch rule 2).
+                if unsafe { self.core.drop_record_handle(rec) } {
+                    return;
+                }
+                match self.core.node_of(self.node.0) {
+                    Some(node) => node,
+                    None => return,
+                }
+            }
+        };
         let entry = &node.entry;
         entry.set_has_handle(false);
         // Most handles are dropped while their child runs, with nobody awaiting them.
@@ -350,7 +391,15 @@ fn release(core: &Core, node: &WakeNode) {
 impl<T, K: TreeKind> core::fmt::Debug for ChildHandle<'_, T, K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ChildHandle")
-            .field("index", &self.node.0.index())
+            .field(
+                "index",
+                // A handle that took its output refers to nothing any more.
+                &(!self.taken).then(|| match self.node.0 {
+                    Target::Node(node) => node.index(),
+                    // SAFETY: a handle's record is live while the handle is (batch rule 2).
+                    Target::Record(rec) => unsafe { Core::batch_index(rec) },
+                }),
+            )
             .field("finished", &self.is_finished())
             .finish()
     }

@@ -69,6 +69,24 @@ pub(super) struct VTable {
     /// same type, in one loop that knows the type (see `driver::poll_run`).
     pub(super) run: RunFn,
     pub(super) class: usize,
+    /// What a node with this table is: a child in a payload of its own, a batch, or a child
+    /// whose payload is a record of a batch (see `batch`).
+    pub(super) kind: Kind,
+    /// The size of a batch record of this type: tables equal in every field (which the
+    /// compiler may merge into one) are for records of one size.
+    pub(super) record_size: usize,
+}
+
+/// What a node holds, as its vtable says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Kind {
+    /// A child whose payload is a slot of the arena of its vtable's class (slot rule 4).
+    Child,
+    /// A batch: the payload is a block of records (`batch::Block`) of one child type.
+    Batch,
+    /// A child whose payload is the stage of a record in a batch: freeing the slot releases
+    /// the record instead of keeping the payload (slot rule 4 does not apply).
+    Borrowed,
 }
 
 /// The type of [`VTable::run`]: `(core, first node, failure, polled, body_done)`.
@@ -81,6 +99,15 @@ static NO_CHILD: VTable = VTable {
     poll_cancel: None,
     run: no_run,
     class: 0,
+    kind: Kind::Child,
+    record_size: 0,
+};
+
+/// The table of a node whose payload is null (a probe, or a slot freed from a batch record):
+/// its class matches no child's, so the next child placed there allocates a payload.
+pub(super) static NO_PAYLOAD: VTable = VTable {
+    class: usize::MAX,
+    ..NO_CHILD
 };
 
 /// The run of nodes that hold no child: polling one does nothing.
@@ -108,8 +135,8 @@ pub(super) type PollFn = unsafe fn(&Entry, &mut Context<'_>, *const ()) -> Polle
 
 /// A child's payload: its future, then, in the same place, its output.
 #[repr(C)]
-union Stage<F: Future> {
-    future: core::mem::ManuallyDrop<F>,
+pub(super) union Stage<F: Future> {
+    pub(super) future: core::mem::ManuallyDrop<F>,
     output: core::mem::ManuallyDrop<F::Output>,
 }
 
@@ -125,6 +152,23 @@ where
         poll_cancel: None,
         run: poll_run::<F, R>,
         class: arena::class_of(Layout::new::<Stage<F>>()),
+        kind: Kind::Child,
+        record_size: super::batch::record_size::<F>(),
+    };
+
+    /// The table of an `F` whose payload is a batch record's stage.
+    pub(super) const BORROWED: &'static VTable = &VTable {
+        kind: Kind::Borrowed,
+        class: usize::MAX,
+        ..*Self::TABLE
+    };
+
+    /// The table of a batch of `F`s (the node's payload is the block).
+    pub(super) const BATCH: &'static VTable = &VTable {
+        run: super::batch::poll_batch::<F, R>,
+        kind: Kind::Batch,
+        class: usize::MAX,
+        ..*Self::TABLE
     };
 }
 
@@ -249,6 +293,29 @@ impl Entry {
     #[inline]
     pub(super) const fn spawned(payload: *mut u8, vtable: &'static VTable, state: State) -> Entry {
         Entry::new(payload, vtable, state, true)
+    }
+
+    /// The entry of a probe: no payload, and a handle bit that keeps a cancel from freeing it.
+    pub(super) const fn probe() -> Entry {
+        Entry::new(ptr::null_mut(), &NO_PAYLOAD, State::Empty, true)
+    }
+
+    /// The entry of a child in `payload` in `state`, with or without a live handle.
+    #[inline]
+    pub(super) const fn with_handle(
+        payload: *mut u8,
+        vtable: &'static VTable,
+        state: State,
+        handle: bool,
+    ) -> Entry {
+        Entry::new(payload, vtable, state, handle)
+    }
+
+    /// Forgets the payload (a batch's block or record, given back elsewhere).
+    #[inline]
+    pub(super) fn clear_payload(&self) {
+        self.payload.set(ptr::null_mut());
+        self.vtable.set(&NO_PAYLOAD);
     }
 
     #[inline]
