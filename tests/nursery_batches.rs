@@ -927,8 +927,9 @@ fn an_err_in_a_run_drops_the_body_then_each_child_once_by_slot() {
         }
     };
     let log = Log::default();
-    let out = drive(run_of_workers(&log, &tail), || {}).output;
-    assert_eq!(out, Err("fail"));
+    let driven = drive(run_of_workers(&log, &tail), || {});
+    assert_eq!(driven.output, Err("fail"));
+    assert_eq!(driven.pendings, driven.wakes, "no wake was lost");
     let mut want = polls_of(0..12, act);
     want.push("body resumed".into());
     want.extend(polls_of(12..15, act));
