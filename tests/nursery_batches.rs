@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use structured_async::{ChildHandle, Scope, block_on, nursery, yield_now};
+use structured_async::{ChildHandle, Scope, block_on, nursery, timeout, yield_now};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -35,6 +35,14 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `fut` on the runtime's `block_on`, failing the test instead of hanging it if the
+/// future never finishes (a lost wake): a watchdog far beyond the tests' fraction of a second,
+/// not a measurement.
+fn finish<F: Future>(fut: F) -> F::Output {
+    block_on(timeout(std::time::Duration::from_secs(120), fut))
+        .expect("the nursery finished (a lost wake would leave it pending forever)")
 }
 
 /// An ordered record of events.
@@ -150,7 +158,7 @@ fn a_runs_outputs_reach_their_handles_in_reverse_and_shuffled_order() {
     for seed in [0, 0x9e37_79b9_7f4a_7c15, 0xdead_beef_cafe_f00d] {
         let first_polls = RefCell::new(Vec::new());
         let first_polls = &first_polls;
-        let got = block_on(nursery!(|n| {
+        let got = finish(nursery!(|n| {
             let mut handles: Vec<(u64, ChildHandle<'_, u64>)> = (0..CHILDREN)
                 .map(|i| (i, n.spawn(square(i, first_polls))))
                 .collect();
@@ -235,7 +243,7 @@ fn outputs_of_dropped_handles_are_dropped_once_when_both_are_gone() {
     let log = Log::default();
     let gate = Gate::default();
     let (log, gate) = (&log, &gate);
-    block_on(nursery!(|n| {
+    finish(nursery!(|n| {
         let mut hs: Vec<Option<ChildHandle<'_, Out<'_>>>> = (0..6)
             .map(|id| {
                 let waits = id == 2 || id == 4;
@@ -316,7 +324,7 @@ fn a_handle_awaited_before_its_child_ran_in_the_middle_of_a_run() {
     let _turn = serial();
     let log = Log::default();
     let log = &log;
-    let (body_got, outs) = block_on(nursery!(|n| {
+    let (body_got, outs) = finish(nursery!(|n| {
         // Children cannot borrow the body's locals (they may outlive the body), and `'scope`
         // cannot be named outside it: a shared cell carries the handle to the sibling.
         let slots = Rc::new(RefCell::new((0..10).map(|_| None).collect::<Vec<_>>()));
@@ -549,7 +557,7 @@ fn a_thread_wakes_first_poll_wakers_after_a_thousand_siblings_came_and_went() {
     let mut board = Board::new(FIRST_RUN + LATER);
     board.to_thread = Some(to_thread);
     let board = &board;
-    block_on(nursery!(|n| {
+    finish(nursery!(|n| {
         let mut first = Vec::new();
         for id in 0..FIRST_RUN {
             let plan = if id % 10 == 5 {
@@ -627,7 +635,7 @@ fn a_wake_racing_the_first_poll_from_another_thread_polls_that_child_once_more()
     };
     for _ in 0..20 {
         let polls = fresh();
-        block_on(nursery!(|n| {
+        finish(nursery!(|n| {
             for id in 0..CHILDREN {
                 n.spawn(racer(id, races(id), Arc::clone(&polls)));
             }
@@ -641,7 +649,7 @@ fn a_wake_racing_the_first_poll_from_another_thread_polls_that_child_once_more()
                 n.spawn(racer(id, races(id), Arc::clone(&shared)));
             }
         });
-        std::thread::spawn(move || block_on(fut))
+        std::thread::spawn(move || finish(fut))
             .join()
             .expect("the send nursery");
         assert_eq!(counts(&polls), want, "send tree");
@@ -919,8 +927,9 @@ fn an_err_in_a_run_drops_the_body_then_each_child_once_by_slot() {
         }
     };
     let log = Log::default();
-    let out = drive(run_of_workers(&log, &tail), || {}).output;
-    assert_eq!(out, Err("fail"));
+    let driven = drive(run_of_workers(&log, &tail), || {});
+    assert_eq!(driven.output, Err("fail"));
+    assert_eq!(driven.pendings, driven.wakes, "no wake was lost");
     let mut want = polls_of(0..12, act);
     want.push("body resumed".into());
     want.extend(polls_of(12..15, act));
@@ -1163,6 +1172,7 @@ fn a_long_lived_nursery_of_bursts_keeps_its_memory_bounded() {
     const BURST: u64 = 1_000;
     let sum = Cell::new(0u64);
     let sum = &sum;
+    // Plain `block_on`: the watchdog's timer would add its own allocations to the count.
     let (outputs, bytes) = block_on(nursery!(|n| {
         let mut handles = Vec::with_capacity(BURST as usize);
         let mut region = None;
@@ -1295,7 +1305,7 @@ fn large_zero_sized_and_aligned_futures_in_runs() {
     let big_addrs = RefCell::new(Vec::new());
     let aligned_addrs = RefCell::new(Vec::new());
     let (big_addrs, aligned_addrs) = (&big_addrs, &aligned_addrs);
-    let (bigs, wides, lines) = block_on(nursery!(|n| {
+    let (bigs, wides, lines) = finish(nursery!(|n| {
         let mut bigs = Vec::new();
         let mut wides = Vec::new();
         let mut lines = Vec::new();
