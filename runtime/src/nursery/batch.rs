@@ -1,9 +1,9 @@
 //! Batches: children of one type spawned one after another, kept as records in one block and
 //! polled by one loop, so that a child that finishes in its first poll never gets a wake node.
 //!
-//! A spawn loop's second child of one type opens a batch: a block of records (a word of
-//! bookkeeping, then the child's stage) carved from the arena, and a node on the run queue
-//! that stands for the whole block. Later spawns of that type append a record while the
+//! A spawn loop's second child of one type opens a batch: a block of records (an 8-byte head,
+//! its state word, handle flag and offset in the block, then the child's stage) carved from
+//! the arena, and a node on the run queue that stands for the whole block. Later spawns of that type append a record while the
 //! batch's node is still the run queue's tail, so the run queue's order is the order of spawns
 //! as before. A burst's blocks double in size, so a lone pair costs a small block.
 //!
@@ -11,8 +11,10 @@
 //! waker of one spare node, the nursery's probe. A child that finishes there is done with no
 //! node of its own. A child that returns `Pending` is materialised: the probe becomes its node
 //! (the waker it may have cloned points there), its entry's payload is the record's stage, and
-//! a new probe is taken for the next record. A handle awaited before its child's first poll
-//! materialises the record into a node of its own, which the batch polls in the record's turn.
+//! a new probe is taken for the next record; one that only woke itself needs no node (batch
+//! rule 4). A handle awaited before its child's first poll materialises the record into a node
+//! of its own, which the batch polls in the record's turn. `Shared` trees and children spawned
+//! with `spawn_cancellable` keep a node each.
 //!
 //! Invariants (cited as "batch rule N"):
 //! 1. A record's word says what its stage holds: `FRESH` an unpolled future, `YIELDED` a
