@@ -871,36 +871,19 @@ where
         let stride = size_of::<Record<F>>();
         let end = record(at, block.len.get() as usize, stride);
         let mut rec = record(at, block.next.get() as usize, stride);
-        stop = 'fresh: loop {
-            let left = (end.addr() - rec.addr()) / stride;
-            if left == 0 {
+        stop = loop {
+            if rec == end {
                 break None;
             }
-            let room = TURN_BUDGET.saturating_sub(polled);
-            if room == 0 {
-                break Some(Stop::Budget);
+            // SAFETY: as the caller promised; `rec` is below `len`.
+            let step = unsafe { poll_record::<F, R>(core, at, rec, &mut run, failure) };
+            rec = rec.wrapping_byte_add(stride);
+            match step {
+                Step::Skipped => continue,
+                Step::Polled => {}
+                Step::Stop(s) => break Some(s),
             }
-            // At most the budget's room: the loop counts records, not polls, and settles
-            // the count of polls once (records it skips did not use the budget).
-            let n = left.min(room);
-            let from = rec;
-            let until = rec.wrapping_byte_add(n * stride);
-            let mut skipped = 0;
-            while rec != until {
-                // SAFETY: as the caller promised; `rec` is below `len`.
-                let step = unsafe { poll_record::<F, R>(core, at, rec, &mut run, failure) };
-                rec = rec.wrapping_byte_add(stride);
-                match step {
-                    Step::Polled => {}
-                    Step::Skipped => skipped += 1,
-                    Step::Stop(s) => {
-                        // The records before this one that were polled.
-                        polled += (rec.addr() - from.addr()) / stride - 1 - skipped;
-                        break 'fresh Some(s);
-                    }
-                }
-            }
-            polled += n - skipped;
+            polled += 1;
             if polled == TURN_BUDGET {
                 break Some(Stop::Budget);
             }
