@@ -141,53 +141,30 @@ macro_rules! with_kids {
     }};
 }
 
-/// A child that drops its own handle during its first (and only) poll: its output has no
-/// handle to go to and must be dropped once, like a node child's.
+/// A child that drops its own handle during its first poll: its output has no handle to go
+/// to and must be dropped once, like a node child's, whether the child then finishes at once,
+/// pends once after waking itself with no clone (a yielded record), or keeps a waker clone
+/// (materialised into the probe node).
 #[test]
-fn own_handle_dropped_in_first_poll_then_ready_drops_output() {
-    let log = &Log::default();
-    block_on(with_kids!(
-        log,
-        vec![Act::Ready, Act::Ready, Act::DropOwnThenReady, Act::Ready],
-        |n, slots, _w| {
-            // Keep the other handles until the kids ran.
-            yield_now().await;
-            slots.borrow_mut().clear();
-        }
-    ));
-    assert_eq!(count(log, "drop out 2"), 1, "{:?}", log.borrow());
-}
-
-/// Same, but the child pends once after waking itself (no clone): a yielded record.
-#[test]
-fn own_handle_dropped_in_first_poll_then_yield_drops_output() {
-    let log = &Log::default();
-    block_on(with_kids!(
-        log,
-        vec![Act::Ready, Act::Ready, Act::DropOwnThenYield, Act::Ready],
-        |n, slots, _w| {
-            yield_now().await;
-            yield_now().await;
-            slots.borrow_mut().clear();
-        }
-    ));
-    assert_eq!(count(log, "drop out 2"), 1, "{:?}", log.borrow());
-}
-
-/// Same, but the child keeps a waker clone (materialised into the probe node).
-#[test]
-fn own_handle_dropped_in_first_poll_then_clone_drops_output() {
-    let log = &Log::default();
-    block_on(with_kids!(
-        log,
-        vec![Act::Ready, Act::Ready, Act::DropOwnThenClone, Act::Ready],
-        |n, slots, _w| {
-            yield_now().await;
-            yield_now().await;
-            slots.borrow_mut().clear();
-        }
-    ));
-    assert_eq!(count(log, "drop out 2"), 1, "{:?}", log.borrow());
+fn own_handle_dropped_in_first_poll_drops_output() {
+    for act in [
+        Act::DropOwnThenReady,
+        Act::DropOwnThenYield,
+        Act::DropOwnThenClone,
+    ] {
+        let log = &Log::default();
+        block_on(with_kids!(
+            log,
+            vec![Act::Ready, Act::Ready, act, Act::Ready],
+            |n, slots, _w| {
+                // Keep the other handles until the kids ran.
+                yield_now().await;
+                yield_now().await;
+                slots.borrow_mut().clear();
+            }
+        ));
+        assert_eq!(count(log, "drop out 2"), 1, "{act:?}: {:?}", log.borrow());
+    }
 }
 
 /// A child that polls its own handle during its first poll, then pends: dropping the nursery
