@@ -910,14 +910,12 @@ fn dropping_the_nursery_mid_run_drops_each_child_and_output_once_by_slot() {
     assert_eq!(log.take(), want);
 }
 
-/// A worker's `Err` in the middle of a run of one type: the workers after it are never
-/// polled; the body is dropped first (its handles drop the outputs they hold, in the order
-/// the body holds them), then every child left, by slot; each future and output exactly
-/// once. The nursery resolves to the error.
-#[test]
-fn an_err_in_a_run_drops_the_body_then_each_child_once_by_slot() {
-    let _turn = serial();
-    let mut tail = vec![Act::Finish, Act::Pend, Act::Fail];
+/// The workers after the first twelve for a run that ends at worker 14 (`end` is `Fail` or
+/// `Panic`), and the log that ending must leave: the polls up to worker 14; then the body,
+/// whose handles drop the outputs they hold in spawn order, then its tag; then the children
+/// still alive, by slot: the pending ones and the unpolled tail.
+fn ended_at_worker_14(end: Act) -> (Vec<Act>, Vec<String>) {
+    let mut tail = vec![Act::Finish, Act::Pend, end];
     tail.extend((15..40).map(head_act));
     let act = |id: u32| {
         if id < 12 {
@@ -926,26 +924,35 @@ fn an_err_in_a_run_drops_the_body_then_each_child_once_by_slot() {
             tail[id as usize - 12]
         }
     };
-    let log = Log::default();
-    let driven = drive(run_of_workers(&log, &tail), || {});
-    assert_eq!(driven.output, Err("fail"));
-    assert_eq!(driven.pendings, driven.wakes, "no wake was lost");
     let mut want = polls_of(0..12, act);
     want.push("body resumed".into());
     want.extend(polls_of(12..15, act));
-    // The body: its handles, in spawn order, then its tag.
     want.extend(
         (0..15)
             .filter(|&id| act(id) == Act::Finish)
             .map(|id| format!("drop out {id}")),
     );
     want.push("drop body".into());
-    // Then the children still alive, by slot: the pending ones and the unpolled tail.
     want.extend(
         (0..40)
             .filter(|&id| act(id) == Act::Pend || id >= 15)
             .map(|id| format!("drop fut {id}")),
     );
+    (tail, want)
+}
+
+/// A worker's `Err` in the middle of a run of one type: the workers after it are never
+/// polled; the body is dropped first (its handles drop the outputs they hold, in the order
+/// the body holds them), then every child left, by slot; each future and output exactly
+/// once. The nursery resolves to the error.
+#[test]
+fn an_err_in_a_run_drops_the_body_then_each_child_once_by_slot() {
+    let _turn = serial();
+    let (tail, want) = ended_at_worker_14(Act::Fail);
+    let log = Log::default();
+    let driven = drive(run_of_workers(&log, &tail), || {});
+    assert_eq!(driven.output, Err("fail"));
+    assert_eq!(driven.pendings, driven.wakes, "no wake was lost");
     assert_eq!(log.take(), want);
 }
 
@@ -956,35 +963,13 @@ fn an_err_in_a_run_drops_the_body_then_each_child_once_by_slot() {
 #[test]
 fn a_panic_in_a_run_drops_the_body_then_each_child_once_by_slot() {
     let _turn = serial();
-    let mut tail = vec![Act::Finish, Act::Pend, Act::Panic];
-    tail.extend((15..40).map(head_act));
-    let act = |id: u32| {
-        if id < 12 {
-            head_act(id)
-        } else {
-            tail[id as usize - 12]
-        }
-    };
+    let (tail, want) = ended_at_worker_14(Act::Panic);
     let log = Log::default();
     let caught = catch_unwind(AssertUnwindSafe(|| {
         drive(run_of_workers(&log, &tail), || {});
     }));
     let payload = caught.expect_err("the worker's panic resumes");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"a worker panics"));
-    let mut want = polls_of(0..12, act);
-    want.push("body resumed".into());
-    want.extend(polls_of(12..15, act));
-    want.extend(
-        (0..15)
-            .filter(|&id| act(id) == Act::Finish)
-            .map(|id| format!("drop out {id}")),
-    );
-    want.push("drop body".into());
-    want.extend(
-        (0..40)
-            .filter(|&id| act(id) == Act::Pend || id >= 15)
-            .map(|id| format!("drop fut {id}")),
-    );
     assert_eq!(log.take(), want);
 }
 
