@@ -107,7 +107,6 @@ pub(super) struct Block {
     /// The next record to poll.
     next: Cell<u32>,
     released: Cell<u32>,
-    stride: u32,
     /// The arena class of the block.
     class: u32,
     /// The records that yielded lie in `ylo..yhi`.
@@ -342,7 +341,6 @@ impl Core {
                 cap: cap as u32,
                 next: Cell::new(0),
                 released: Cell::new(0),
-                stride: stride as u32,
                 class: class as u32,
                 queued: Cell::new(true),
                 walking: Cell::new(false),
@@ -457,7 +455,7 @@ impl Core {
         let mut k = 0;
         // A drop may append nothing (spawns are refused once cancelled), but re-read anyway.
         while k < block.len.get() {
-            let rec = record(at, k as usize, block.stride as usize);
+            let rec = record(at, k as usize, vtable.record_size);
             // SAFETY: record `k < len` stays in place while the block lives (batch rule 2).
             let head = unsafe { head(rec) };
             let word = head.word.get();
