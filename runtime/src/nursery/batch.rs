@@ -52,7 +52,7 @@ use core::task::{Context, Poll};
 
 use super::arena;
 use super::children::Core;
-use super::driver::{Stop, TURN_BUDGET};
+use super::driver::{Stop, TURN_BUDGET, poll_node};
 use super::outcome::ChildOutput;
 use super::slot::{Entry, Polled, Stage, State, VTable, VTableOf, poll_child};
 use super::wake::WakeNode;
@@ -771,16 +771,11 @@ where
     // Its handle was awaited before this poll: its own node runs it now.
     let child = core.node(word & INDEX);
     head.word.set(MAT | (word & INDEX));
-    core.hub.set_polled(Some(child));
     // SAFETY: a materialised record's node holds the running `F` (batch rule 1).
-    let out = unsafe { core.poll_child(child, failure, poll_child::<F, R>) };
-    let alone = core.hub.alone();
-    let woken = core.hub.take_self_woken();
+    let (out, _) = unsafe { poll_node(core, child, failure, poll_child::<F, R>) };
     core.hub.set_polled(Some(run.probe));
-    match out {
-        Polled::Pending if woken => core.requeue(child, alone),
-        Polled::Failed => return Step::Stop(Stop::Failed),
-        _ => {}
+    if matches!(out, Polled::Failed) {
+        return Step::Stop(Stop::Failed);
     }
     Step::Polled
 }

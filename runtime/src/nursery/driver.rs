@@ -331,16 +331,10 @@ pub(super) unsafe fn run_with<'a>(
     let vtable = first.entry.vtable.get();
     let mut node = first;
     loop {
-        // Left set between two polls, in which no code runs that could wake anything.
-        core.hub.set_polled(Some(node));
         // SAFETY: as the caller promised; every node after the first has the same vtable
         // (checked below), so `poll` is for its child's type too.
-        let out = unsafe { core.poll_child(node, failure, poll) };
-        // The poll may have cloned a waker (or a clone may have been dropped meanwhile).
-        let alone = core.hub.alone();
-        let woken = core.hub.take_self_woken();
+        let (out, alone) = unsafe { poll_node(core, node, failure, poll) };
         match out {
-            Polled::Pending if woken => core.requeue(node, alone),
             Polled::Pending => {}
             Polled::Done | Polled::Dropped if body_done && core.live() == 0 => {
                 return (Some(Stop::Finished), polled);
@@ -363,6 +357,31 @@ pub(super) unsafe fn run_with<'a>(
             None => return (None, polled),
         }
     }
+}
+
+/// Polls `node`'s child once with `poll` (slot bookkeeping as [`Core::poll_child`] does it),
+/// and queues it for the lap the turn is in if it woke itself (wake rule 8). Returns what the
+/// poll did and [`HubRef::alone`](super::wake::HubRef::alone) read after it.
+///
+/// # Safety
+/// As for [`Core::poll_child`], with `node` a child's node.
+#[inline(always)]
+pub(super) unsafe fn poll_node(
+    core: &Core,
+    node: &WakeNode,
+    failure: *const (),
+    poll: PollFn,
+) -> (Polled, bool) {
+    // Left set between two polls, in which no code runs that could wake anything.
+    core.hub.set_polled(Some(node));
+    // SAFETY: as the caller promised.
+    let out = unsafe { core.poll_child(node, failure, poll) };
+    // The poll may have cloned a waker (or a clone may have been dropped meanwhile).
+    let alone = core.hub.alone();
+    if core.hub.take_self_woken() && matches!(out, Polled::Pending) {
+        core.requeue(node, alone);
+    }
+    (out, alone)
 }
 
 impl<B, R, K: TreeKind> Drop for Driver<'_, '_, '_, B, R, K> {
