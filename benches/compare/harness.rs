@@ -131,8 +131,9 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Runs every contestant once as a warm-up, then `rounds` rounds; round `r` runs every
-/// contestant once, starting at contestant `r % n`, so no peer always runs first or last
-/// (after an allocator-heavy neighbour, or on a cold cache).
+/// contestant once, starting at contestant `r % n` and going on in an order shuffled anew
+/// each round (see [`round_order`]), so no peer always runs first or last, nor always right
+/// after the same neighbour (an allocator-heavy one leaves caches and the heap cold).
 pub fn run_group(group: Group, rounds: usize) -> GroupResult {
     run_rounds(group, rounds, true)
 }
@@ -155,8 +156,7 @@ fn run_rounds(mut group: Group, rounds: usize, warmup: bool) -> GroupResult {
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); n];
     for round in 0..rounds {
-        for i in 0..n {
-            let k = (round + i) % n;
+        for k in round_order(round, n) {
             let s = (group.contestants[k].run)();
             samples[k].push(s);
         }
@@ -195,6 +195,32 @@ fn run_rounds(mut group: Group, rounds: usize, warmup: bool) -> GroupResult {
     };
     eprint!("{}", table(std::slice::from_ref(&result)));
     result
+}
+
+/// The order of round `round` over `n` contestants: contestant `round % n` first, the others
+/// after it in an order drawn from a generator seeded by the round (the same in every run of
+/// the bench). With a fixed cyclic order, as a plain rotation keeps, each contestant would
+/// always run right after the same neighbour: in the spawn + join groups the first row then
+/// always followed the allocator-heaviest peer, and paid for the caches and heap it left.
+fn round_order(round: usize, n: usize) -> Vec<usize> {
+    let first = round % n;
+    let mut order: Vec<usize> = (0..n).filter(|&k| k != first).collect();
+    // splitmix64: enough for a shuffle, and no dependency.
+    let mut state = (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    // Fisher-Yates.
+    for i in (1..order.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order.insert(0, first);
+    order
 }
 
 fn fmt_num(v: f64) -> String {
