@@ -1359,3 +1359,61 @@ fn large_zero_sized_and_aligned_futures_in_runs() {
     assert_eq!(aligned_addrs.borrow().len(), 3 * 16 * 2);
     assert!(aligned_addrs.borrow().iter().all(|&(_, a)| a % 64 == 0));
 }
+
+/// One child's view in [`running_is_exact_at_every_poll_of_a_spawn_loops_children`].
+#[derive(Debug)]
+enum Seen {
+    /// A poll of child `.0` read `Scope::running() == .1`.
+    Poll(usize, usize),
+    /// Child `.0` is about to return `Ready`.
+    Done(usize),
+}
+
+/// `Scope::running()` read from inside a spawn loop's children is exact at every poll: it
+/// counts every child whose future has not returned `Ready` yet, whatever order the nursery
+/// polls them in. Children finish in their first poll, yield once, or have their handle
+/// awaited before they ever ran; 300 of them span three turns of the budget.
+#[test]
+fn running_is_exact_at_every_poll_of_a_spawn_loops_children() {
+    let _serial = serial();
+    const N: usize = 300;
+    const AWAITED: usize = 200;
+    let seen: RefCell<Vec<Seen>> = RefCell::new(Vec::new());
+    let seen = &seen;
+    finish(nursery!(|n| {
+        let mut awaited = None;
+        for k in 0..N {
+            let handle = n.spawn(async move {
+                seen.borrow_mut().push(Seen::Poll(k, n.running()));
+                if k % 3 == 1 {
+                    yield_now().await;
+                    seen.borrow_mut().push(Seen::Poll(k, n.running()));
+                }
+                seen.borrow_mut().push(Seen::Done(k));
+            });
+            if k == AWAITED {
+                awaited = Some(handle);
+            }
+        }
+        awaited.expect("spawned above").await;
+    }));
+    let seen = seen.take();
+    let mut ended = Vec::new();
+    for event in &seen {
+        match *event {
+            Seen::Poll(k, running) => {
+                let finished = ended.len();
+                assert_eq!(
+                    running,
+                    N - finished,
+                    "child {k} polled after {finished} ended"
+                );
+            }
+            Seen::Done(k) => ended.push(k),
+        }
+    }
+    ended.sort_unstable();
+    assert_eq!(ended, (0..N).collect::<Vec<_>>());
+    let polls = seen.iter().filter(|e| matches!(e, Seen::Poll(..))).count();
+    assert_eq!(polls, N + N / 3);
+}

@@ -18,11 +18,12 @@
 //!
 //! Invariants (cited as "batch rule N"):
 //! 1. A record's word says what its stage holds: `FRESH` an unpolled future, `YIELDED` a
-//!    future that woke itself and waits for its next poll, `POLLING` a future being polled,
-//!    `DONE` its output, `EMPTY`/`RELEASED` nothing, `FINISHING` a future (or output) being
+//!    future that woke itself and waits for its next poll (either being polled, if it is
+//!    `Core::batch_cur`), `DONE` its output, `EMPTY`/`RELEASED` nothing, `FINISHING` a future (or output) being
 //!    dropped, `MAT`/`MAT_FRESH` whatever the entry of node `word & INDEX` says (that node's
-//!    vtable is `Kind::Borrowed` and its payload is this stage). The head's `handle` (outside
-//!    `MAT*`, where the node's entry says it) says a handle refers to the record.
+//!    vtable is `Kind::Borrowed` and its payload is this stage). The head's `handle_gone`
+//!    (outside `MAT*`, where the node's entry says it) says whether the record's handle was
+//!    dropped.
 //! 2. A record is `RELEASED` exactly once, when it holds nothing and no handle or node refers
 //!    to it; the block is freed only when all its records are released and its node is neither
 //!    queued (`queued`, `yqueued`), being run (`running`) nor walked by a cancel (`walking`),
@@ -41,6 +42,11 @@
 //!    each of them once, going round from where the last run stopped. When that node must
 //!    stand at the run queue's front for records a run did not reach, records that yielded
 //!    in that run get nodes of their own instead.
+//! 5. While a walk of a block's records polls one, `Core::batch_cur` is that record; a walk
+//!    of fresh records starts at the block's `next` (moved only as the walk ends) and counts
+//!    in `Core::batch_kept` the records it went past that did not finish or were counted off
+//!    `live` by their own node: the others finished, and come off `live` as the walk ends
+//!    (`WalkEnd`, also when a poll panics), so `Core::live` subtracts them until then.
 
 use core::alloc::Layout;
 use core::cell::Cell;
@@ -79,11 +85,8 @@ const YIELDED: u32 = 4 << SHIFT;
 const MAT_FRESH: u32 = 5 << SHIFT;
 const MAT: u32 = 6 << SHIFT;
 const RELEASED: u32 = 7 << SHIFT;
-/// The record's child is being polled from the batch (its handle, polled by code inside that
-/// poll, does not materialise it).
-const POLLING: u32 = 8 << SHIFT;
 /// The bits that are zero in `FRESH` and `YIELDED` only: the states that wait for a poll.
-const NOT_WAITING: u32 = 0b1011 << SHIFT;
+const NOT_WAITING: u32 = 0b0011 << SHIFT;
 
 /// `Block::ynode` is on no list.
 const NOT_QUEUED: u8 = 0;
@@ -129,18 +132,59 @@ const _: () = assert!(size_of::<Block>() <= RECORDS_AT && align_of::<Block>() <=
 // A record's offset fits its head's `back`.
 const _: () = assert!(MAX_BLOCK <= u16::MAX as usize + 1);
 
-/// A record's word, whether a handle refers to it, and its offset in its block, right
+/// What [`Core::open`] names while no batch is open: a block with no room, so that a spawn
+/// finds out whether it may append with one test. Nothing writes to it: nothing appends to
+/// a block without room, no node's payload is this block and no record lies in it.
+struct NoBlock(Block);
+
+// SAFETY: `NO_BLOCK` is never written (see `NoBlock`), so threads share only reads of
+// fields that never change.
+unsafe impl Sync for NoBlock {}
+
+static NO_BLOCK: NoBlock = NoBlock(Block {
+    node: ptr::null(),
+    vtable: VTableOf::<core::future::Ready<()>, ()>::BORROWED,
+    ynode: Cell::new(ptr::null()),
+    len: Cell::new(0),
+    cap: 0,
+    next: Cell::new(0),
+    released: Cell::new(0),
+    class: 0,
+    ylo: Cell::new(0),
+    yhi: Cell::new(0),
+    ycur: Cell::new(0),
+    queued: Cell::new(false),
+    walking: Cell::new(false),
+    running: Cell::new(false),
+    yqueued: Cell::new(NOT_QUEUED),
+});
+
+/// [`NO_BLOCK`], as [`Core::open`] holds it (only ever read through it).
+pub(super) fn no_block() -> *mut Block {
+    ptr::from_ref(&NO_BLOCK.0).cast_mut()
+}
+
+/// A record's word, whether its handle was dropped, and its offset in its block, right
 /// before its stage. The handle's flag has a byte of its own, so that dropping a handle at
-/// once is one store.
+/// once is one store, and is zero while the handle lives, so that a new record's head is
+/// its offset alone (a spawn writes no flag).
 #[repr(C)]
 pub(super) struct Head {
     word: Cell<u32>,
-    handle: Cell<bool>,
+    handle_gone: Cell<bool>,
     back: u16,
 }
 
-/// Where `Head::handle` and `Head::back` sit in the head read as one little-endian `u64`.
-const HANDLE_AT: u32 = 8 * core::mem::offset_of!(Head, handle) as u32;
+impl Head {
+    /// Whether a handle refers to the record (meaningless once materialised: the node's
+    /// entry says it then).
+    #[inline(always)]
+    fn has_handle(&self) -> bool {
+        !self.handle_gone.get()
+    }
+}
+
+/// Where `Head::back` sits in the head read as one little-endian `u64`.
 const BACK_AT: u32 = 8 * core::mem::offset_of!(Head, back) as u32;
 const _: () = assert!(cfg!(target_endian = "little") && size_of::<Head>() == 8);
 
@@ -233,17 +277,16 @@ impl Core {
         let borrowed = VTableOf::<F, R>::BORROWED;
         if batchable::<F>() {
             let open = self.open.get();
-            if !open.is_null() {
-                // SAFETY: `open` names a live block (batch rule 2) whose node is the run
-                // queue's tail (`Core::open` is cleared otherwise, batch rule 3).
-                let block = unsafe { &*open };
-                let len = block.len.get();
-                if len < block.cap && ptr::eq(block.vtable, borrowed) {
-                    debug_assert_eq!(block.vtable.record_size, size_of::<Record<F>>());
-                    // SAFETY: as above; the block has room for record `len` of `F` (its
-                    // vtable is `F`'s, so its stride is `Record<F>`'s).
-                    return unsafe { self.append(open, len, future) };
-                }
+            // SAFETY: `open` names a live block (batch rule 2) whose node is the run queue's
+            // tail (`Core::open` is cleared otherwise, batch rule 3), or `NO_BLOCK`.
+            let block = unsafe { &*open };
+            let len = block.len.get();
+            // `NO_BLOCK` has no room: one test for both.
+            if len < block.cap && ptr::eq(block.vtable, borrowed) {
+                debug_assert_eq!(block.vtable.record_size, size_of::<Record<F>>());
+                // SAFETY: as above; the block has room for record `len` of `F` (its vtable is
+                // `F`'s, so its stride is `Record<F>`'s), so it is not `NO_BLOCK`.
+                return unsafe { self.append(open, len, future) };
             }
         }
         self.spawn_slow::<F, R>(future, VTableOf::<F, R>::TABLE, borrowed)
@@ -270,11 +313,12 @@ impl Core {
             ptr::addr_of_mut!((*record).stage).write(Stage {
                 future: ManuallyDrop::new(future),
             });
-            // One store: `word` FRESH (0), `handle` true, `back` (the layout is `Head`'s,
-            // checked below); three narrow stores were slower (2.85 vs 3.3 ns per ready child).
+            // One store: `word` FRESH (0), `handle_gone` false (0), `back` (the layout is
+            // `Head`'s, checked above); three narrow stores were slower (2.85 vs 3.3 ns per
+            // ready child).
             ptr::addr_of_mut!((*record).head)
                 .cast::<u64>()
-                .write(u64::from(FRESH) | 1 << HANDLE_AT | (back as u64) << BACK_AT);
+                .write(u64::from(FRESH) | (back as u64) << BACK_AT);
         }
         Target::Record(record.cast())
     }
@@ -301,7 +345,7 @@ impl Core {
         // SAFETY: a non-null tail is a live queued node (wake rule 2); `open` names a live
         // block (batch rule 2).
         let records = unsafe {
-            if !open.is_null() && ptr::eq((*open).vtable, borrowed) {
+            if open != no_block() && ptr::eq((*open).vtable, borrowed) {
                 ((*open).cap as usize * 2).min((MAX_BLOCK - RECORDS_AT) / stride)
             } else if ptr::eq((*tail).entry.vtable.get(), table) && (*tail).index() != 0 {
                 FIRST_RECORDS
@@ -413,7 +457,7 @@ impl Core {
             return;
         }
         if ptr::eq(self.open.get(), at) {
-            self.open.set(ptr::null_mut());
+            self.open.set(no_block());
         }
         // SAFETY: the node lives as long as the core (wake rule 2).
         let node = unsafe { &*block.node };
@@ -460,8 +504,8 @@ impl Core {
             let head = unsafe { head(rec) };
             let word = head.word.get();
             match word & STATE {
-                // `POLLING`: its poll panicked; dropped as a panicked node's child is.
-                FRESH | YIELDED | POLLING => {
+                // Its poll may have panicked: dropped as a panicked node's child is.
+                FRESH | YIELDED => {
                     head.word.set(EMPTY);
                     self.live.set(self.live.get() - 1);
                     // SAFETY: such a record holds its future (batch rule 1).
@@ -480,7 +524,7 @@ impl Core {
                 MAT | MAT_FRESH => self.cancel_node(self.node(word & INDEX)),
                 _ => {}
             }
-            if head.word.get() & STATE == EMPTY && !head.handle.get() {
+            if head.word.get() & STATE == EMPTY && !head.has_handle() {
                 head.word.set(RELEASED);
                 block.released.set(block.released.get() + 1);
             }
@@ -529,7 +573,7 @@ impl Core {
         if head.word.get() & STATE != YIELDED {
             return;
         }
-        let entry = Entry::with_handle(stage(rec), vtable, State::Running, head.handle.get());
+        let entry = Entry::with_handle(stage(rec), vtable, State::Running, head.has_handle());
         let (node, _) = self.take_node(entry, false);
         head.word.set(MAT | node.index());
         self.requeue(node, self.hub.alone());
@@ -576,13 +620,14 @@ impl Core {
                 unsafe { self.release(rec) };
                 Some(output)
             }
-            FRESH | YIELDED => {
+            FRESH | YIELDED if rec != self.batch_cur.get() => {
                 // SAFETY: as above.
                 let node = unsafe { self.materialise_fresh(rec) };
                 self.set_waiter(node, cx.waker());
                 None
             }
-            // Polled by code inside the child's own poll or drop (`POLLING`, `FINISHING`):
+            // Polled by code inside the child's own poll or drop (`Core::batch_cur`,
+            // `FINISHING`):
             // whoever waits there is the child itself, which this record's end cannot wake
             // any more than a child awaiting itself on a node of its own would be; or
             // cancelled (`EMPTY`): the nursery is ending.
@@ -600,7 +645,7 @@ impl Core {
         // SAFETY: as the caller promised.
         let head = unsafe { head(rec) };
         // Meaningless once materialised (the node's entry says it then).
-        head.handle.set(false);
+        head.handle_gone.set(true);
         let word = head.word.get();
         if word & STATE == FRESH {
             return true;
@@ -655,6 +700,67 @@ struct Run<'a> {
     released: u32,
 }
 
+/// Marks the path it is called on as unlikely (`core::hint::cold_path` needs a newer rustc
+/// than the crate's MSRV), so that the likely one is laid out straight.
+#[cold]
+#[inline(always)]
+fn cold_path() {}
+
+/// `Core::batch_kept` outside a walk of fresh records.
+pub(super) const NOT_WALKING: u32 = u32::MAX;
+
+/// The records a walk of fresh records went past before `cur`, the one it polls.
+///
+/// # Safety
+/// `cur` is the record being polled in a walk of its block's fresh records (batch rule 5).
+pub(super) unsafe fn walked(cur: Rec) -> usize {
+    // SAFETY: as the caller promised, `cur` and its block are live; the walk started at the
+    // block's `next`, which it only moves as it ends.
+    unsafe {
+        let block = &*block_of(cur);
+        let from = record(
+            block_of(cur),
+            block.next.get() as usize,
+            block.vtable.record_size,
+        );
+        (cur.addr() - from.addr()) / block.vtable.record_size
+    }
+}
+
+/// Ends a walk of a batch's records however it ends (a child's poll may panic): the
+/// children a walk of fresh records finished come off `live` (batch rule 5), and no record
+/// is being polled any more.
+struct WalkEnd<'a> {
+    core: &'a Core,
+    /// The first record of a walk of fresh records and their size; null for the yielded
+    /// records' walk.
+    from: Rec,
+    stride: usize,
+}
+
+impl Drop for WalkEnd<'_> {
+    fn drop(&mut self) {
+        let core = self.core;
+        if !self.from.is_null() {
+            // `batch_cur` is the record whose poll panicked, or the end of the walk.
+            let walked = (core.batch_cur.get().addr() - self.from.addr()) / self.stride;
+            let done = walked - core.batch_kept.get() as usize;
+            core.live.set(core.live.get() - done);
+        }
+        core.batch_cur.set(ptr::null_mut());
+        core.batch_kept.set(NOT_WALKING);
+    }
+}
+
+/// Counts a record of a walk of fresh records that its poll did not finish, or whose own
+/// node counts it (batch rule 5).
+#[inline(always)]
+fn kept<const FRESH_WALK: bool>(core: &Core) {
+    if FRESH_WALK {
+        core.batch_kept.set(core.batch_kept.get() + 1);
+    }
+}
+
 /// What polling one record did, for [`poll_batch`]'s loop.
 enum Step<'a> {
     /// Polled; go on.
@@ -665,14 +771,17 @@ enum Step<'a> {
     Stop(Stop<'a>),
 }
 
-/// Polls record `k` of `block` (a batch of `F`s whose node is `node`) if it waits for a poll:
-/// a fresh or yielded record with the probe's waker, a record materialised before its first
-/// poll through its own node.
+/// Polls record `rec` of `block` if it waits for a poll: a fresh or yielded record with the
+/// probe's waker, a record materialised before its first poll through its own node. In the
+/// walk of fresh records (`FRESH_WALK`), children that finish are counted off `live` as the
+/// walk ends; in the yielded records' walk, one by one.
 ///
 /// # Safety
-/// As for [`poll_batch`]; `k < len`.
+/// As for [`poll_batch`]; `rec` is below `len`; with `FRESH_WALK`, `Core::batch_from` is
+/// the walk's first record and every record from there to `rec` was counted as this walk
+/// counts.
 #[inline(always)]
-unsafe fn poll_record<'a, F: Future, R>(
+unsafe fn poll_record<'a, F: Future, R, const FRESH_WALK: bool>(
     core: &'a Core,
     at: *mut Block,
     rec: Rec,
@@ -684,11 +793,11 @@ where
 {
     // SAFETY: a record of `F` below `len` (batch rule 1), reached from the block's pointer.
     let head = unsafe { head(rec) };
+    // Its handle, polled from inside its poll, must not give it a node (batch rule 1).
+    core.batch_cur.set(rec);
     let word = head.word.get();
     if word & NOT_WAITING == 0 {
         let stage = stage(rec);
-        // Its handle, polled from inside this poll, must not give it a node (batch rule 1).
-        head.word.set(POLLING);
         let waker = run.probe.waker();
         let mut cx = Context::from_waker(&waker);
         // SAFETY: a fresh or yielded record holds its future, which never moves (batch
@@ -699,6 +808,7 @@ where
             let woken = core.hub.take_self_woken();
             // Whether it awaits a handle by the probe's index: then it keeps the probe.
             let claimed = core.probe_claimed.replace(false);
+            kept::<FRESH_WALK>(core);
             if woken && alone && !claimed {
                 // It woke itself and no waker of the nursery exists but the ones it lends:
                 // nobody else can wake it, so it needs no node, only another poll, in the
@@ -711,7 +821,7 @@ where
                 return Step::Polled;
             }
             // The probe becomes the child's node: any waker it cloned points there.
-            let handle = head.handle.get();
+            let handle = head.has_handle();
             // SAFETY: the caller's block is live.
             let vtable = unsafe { (*at).vtable };
             run.probe
@@ -734,10 +844,12 @@ where
         }
         // SAFETY: the future finished; dropped in place once.
         unsafe { ptr::drop_in_place(stage.cast::<F>()) };
-        core.live.set(core.live.get() - 1);
+        if !FRESH_WALK {
+            core.live.set(core.live.get() - 1);
+        }
         return match output.settle() {
             // Read after the drop, which may have dropped the handle.
-            Ok(output) if !head.handle.get() => {
+            Ok(output) if !head.has_handle() => {
                 drop(output);
                 head.word.set(RELEASED);
                 // Counted on the block when the run ends (nothing frees it meanwhile).
@@ -745,13 +857,15 @@ where
                 Step::Polled
             }
             Ok(output) => {
+                // Kept for a handle: out of the way of spawn loops that drop their handles.
+                cold_path();
                 // SAFETY: the stage is laid out for `Stage<F>`.
                 unsafe { stage.cast::<F::Output>().write(output) };
                 head.word.set(DONE);
                 Step::Polled
             }
             Err(end) => {
-                if !head.handle.get() {
+                if !head.has_handle() {
                     head.word.set(RELEASED);
                     run.released += 1;
                 } else {
@@ -765,14 +879,20 @@ where
             }
         };
     }
+    // Records that wait for no poll are rare in a batch's walk (their children were
+    // materialised or finished through their nodes): the fresh ones' poll comes first.
+    cold_path();
     if word & STATE != MAT_FRESH {
+        kept::<FRESH_WALK>(core);
         return Step::Skipped;
     }
-    // Its handle was awaited before this poll: its own node runs it now.
+    // Its handle was awaited before this poll: its own node runs it now, and counts it off
+    // `live` if it ends (kept once polled: until then, it is not among the records walked).
     let child = core.node(word & INDEX);
     head.word.set(MAT | (word & INDEX));
     // SAFETY: a materialised record's node holds the running `F` (batch rule 1).
     let (out, _) = unsafe { poll_node(core, child, failure, poll_child::<F, R>) };
+    kept::<FRESH_WALK>(core);
     core.hub.set_polled(Some(run.probe));
     if matches!(out, Polled::Failed) {
         return Step::Stop(Stop::Failed);
@@ -808,7 +928,7 @@ where
     block.running.set(true);
     if ptr::eq(core.open.get(), at) {
         // Off the run queue: spawns no longer append here (batch rule 3).
-        core.open.set(ptr::null_mut());
+        core.open.set(no_block());
     }
     let probe = core.probe();
     core.hub.set_polled(Some(probe));
@@ -827,12 +947,17 @@ where
     let mut stopped = None;
     if is_y {
         block.yqueued.set(NOT_QUEUED);
+        let _end = WalkEnd {
+            core,
+            from: ptr::null_mut(),
+            stride: 0,
+        };
         'walk: for (i, &(from, to)) in segments.iter().enumerate() {
             let mut k = from;
             while k < to {
                 // SAFETY: as the caller promised; `k < hi <= len`.
                 let step = unsafe {
-                    poll_record::<F, R>(
+                    poll_record::<F, R, false>(
                         core,
                         at,
                         record(at, k as usize, size_of::<Record<F>>()),
@@ -863,24 +988,48 @@ where
         // while its node is off the run queue, so its length holds for the run.
         let stride = size_of::<Record<F>>();
         let end = record(at, block.len.get() as usize, stride);
-        let mut rec = record(at, block.next.get() as usize, stride);
+        let from = record(at, block.next.get() as usize, stride);
+        // The turn's budget ends the walk at `limit`, which moves on by one record for each
+        // record that was not a poll: the loop compares one pointer per record.
+        let room = TURN_BUDGET.saturating_sub(polled);
+        let mut limit = if (end.addr() - from.addr()) / stride > room {
+            from.wrapping_byte_add(room * stride)
+        } else {
+            end
+        };
+        let mut uncounted = 0;
+        let mut rec = from;
+        core.batch_kept.set(0);
+        let end_walk = WalkEnd { core, from, stride };
         stop = loop {
-            if rec == end {
+            if rec == limit {
                 break None;
             }
-            // SAFETY: as the caller promised; `rec` is below `len`.
-            let step = unsafe { poll_record::<F, R>(core, at, rec, &mut run, failure) };
+            // SAFETY: as the caller promised; `rec` is below `limit <= len`.
+            let step = unsafe { poll_record::<F, R, true>(core, at, rec, &mut run, failure) };
             rec = rec.wrapping_byte_add(stride);
             match step {
-                Step::Skipped => continue,
                 Step::Polled => {}
-                Step::Stop(s) => break Some(s),
-            }
-            polled += 1;
-            if polled == TURN_BUDGET {
-                break Some(Stop::Budget);
+                Step::Skipped => {
+                    uncounted += 1;
+                    if limit != end {
+                        limit = limit.wrapping_byte_add(stride);
+                    }
+                }
+                // The poll that stops the turn is not counted (as in the typed runs).
+                Step::Stop(s) => {
+                    uncounted += 1;
+                    break Some(s);
+                }
             }
         };
+        // Every record up to `rec` was walked.
+        core.batch_cur.set(rec);
+        drop(end_walk);
+        polled += (rec.addr() - from.addr()) / stride - uncounted;
+        if stop.is_none() && polled == TURN_BUDGET {
+            stop = Some(Stop::Budget);
+        }
         block.next.set(index_of::<F>(at, rec) as u32);
     }
     block.released.set(block.released.get() + run.released);

@@ -23,8 +23,9 @@ use super::wake::{HubRef, WakeNode};
 /// A caught panic's payload.
 pub(super) type Panic = Box<dyn Any + Send>;
 
-/// How long cancellable children may clean up unless the body says otherwise.
-const DEFAULT_GRACE: Duration = Duration::from_secs(1);
+/// How long cancellable children may clean up unless the body says otherwise: a second, in
+/// nanoseconds.
+const DEFAULT_GRACE_NANOS: u64 = 1_000_000_000;
 
 /// The type-erased core of a nursery: children, their wake nodes and the run queue.
 pub(super) struct Core {
@@ -37,9 +38,19 @@ pub(super) struct Core {
     free: Cell<u32>,
     /// Children not finished yet.
     pub(super) live: Cell<usize>,
+    /// The record a batch's walk is polling (or last polled, in the walk now going on), null
+    /// outside walks: its handle, polled or dropped by code inside that poll, leaves it be
+    /// (batch rule 1).
+    pub(super) batch_cur: Cell<*mut batch::Head>,
+    /// In a walk of a batch's fresh records, the records walked that did not finish there
+    /// (or that their own node counted off `live`); `batch::NOT_WALKING` outside one. That
+    /// walk counts its finished children off `live` as it ends, not one by one (see
+    /// [`Core::live`]): a decrement of `live` per child would chain each child's poll to the
+    /// one before through memory.
+    pub(super) batch_kept: Cell<u32>,
     /// Set once the nursery cancels: children spawned afterwards are dropped unpolled.
     pub(super) cancelled: Cell<bool>,
-    /// The batch spawns of its type may append to, or null (batch rule 2).
+    /// The batch spawns of its type may append to, or `batch::NO_BLOCK` (batch rule 2).
     pub(super) open: Cell<*mut Block>,
     /// The node whose waker a batch record's first poll gets, or null until needed.
     pub(super) probe: Cell<*const WakeNode>,
@@ -56,8 +67,9 @@ pub(super) struct Core {
     /// In a `Shared` tree, the thread polling (or dropping) the nursery: the only one allowed
     /// to use its scope and handles.
     owner: AtomicUsize,
-    /// How long cancellable children may spend on their async cleanup.
-    pub(super) grace: Cell<Duration>,
+    /// How long cancellable children may spend on their async cleanup, in nanoseconds (half
+    /// a `Duration`'s size, in every nursery future; 584 years at most).
+    grace: Cell<u64>,
     /// The owner's run queue: nodes to poll this turn, oldest first (wake rule 3).
     run_head: Cell<*const WakeNode>,
     pub(super) run_tail: Cell<*const WakeNode>,
@@ -82,11 +94,13 @@ impl Core {
             len: Cell::new(1),
             free: Cell::new(0),
             live: Cell::new(0),
+            batch_cur: Cell::new(ptr::null_mut()),
+            batch_kept: Cell::new(batch::NOT_WALKING),
             cancelled: Cell::new(false),
-            open: Cell::new(ptr::null_mut()),
+            open: Cell::new(batch::no_block()),
             probe: Cell::new(ptr::null()),
             probe_claimed: Cell::new(false),
-            grace: Cell::new(DEFAULT_GRACE),
+            grace: Cell::new(DEFAULT_GRACE_NANOS),
             owner: AtomicUsize::new(0),
             foreign: RefCell::new(None),
             run_head: Cell::new(ptr::null()),
@@ -375,7 +389,7 @@ impl Core {
     #[inline]
     fn push_run(&self, first: &WakeNode, last: &WakeNode) {
         // The open batch's node is no longer the tail (batch rule 3).
-        self.open.set(ptr::null_mut());
+        self.open.set(batch::no_block());
         append(&self.run_head, &self.run_tail, first, last);
     }
 
@@ -498,10 +512,29 @@ impl Core {
             || self.hub.has_ready()
     }
 
+    /// How long cancellable children may spend on their async cleanup.
+    pub(super) fn grace(&self) -> Duration {
+        Duration::from_nanos(self.grace.get())
+    }
+
+    /// Sets [`Core::grace`] (saturated at 584 years).
+    pub(super) fn set_grace(&self, grace: Duration) {
+        self.grace
+            .set(u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX));
+    }
+
     /// Children not finished yet.
     #[inline]
     pub(super) fn live(&self) -> usize {
-        self.live.get()
+        let kept = self.batch_kept.get();
+        if kept == batch::NOT_WALKING {
+            return self.live.get();
+        }
+        // Called from a child's poll in a walk of fresh records: the records before the one
+        // polled now finished, but for the kept ones.
+        // SAFETY: in such a walk, `batch_cur` is the live record being polled (batch rule 5).
+        let walked = unsafe { batch::walked(self.batch_cur.get()) };
+        self.live.get() - (walked - kept as usize)
     }
 
     /// Polls child `index` with `poll` if it is still running.
@@ -595,7 +628,7 @@ impl Core {
     /// then drops everything with [`Core::cancel_all`], cleaning children too, in slot order.
     pub(super) fn begin_cancel(&self) -> Result<usize, Panic> {
         self.cancelled.set(true);
-        self.open.set(ptr::null_mut());
+        self.open.set(batch::no_block());
         let mut cleaning = 0;
         // One `catch_unwind` for the whole walk, not one per child.
         catch_unwind(AssertUnwindSafe(|| {
@@ -623,7 +656,7 @@ impl Core {
     /// hook has reported each already).
     pub(super) fn cancel_all(&self) -> Option<Panic> {
         self.cancelled.set(true);
-        self.open.set(ptr::null_mut());
+        self.open.set(batch::no_block());
         let mut first = None;
         let mut index = 1;
         loop {
@@ -735,7 +768,7 @@ impl Drop for Core {
                 ManuallyDrop::take(&mut self.arena),
             )
         };
-        if self.live.get() != 0 {
+        if self.live() != 0 {
             // Some children were never dropped (the driver drops every child even when
             // destructors panic, so only a bug gets here). They are pinned: their memory must
             // stay as it is (leaked), never be freed or reused without their destructor.

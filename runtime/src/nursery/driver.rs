@@ -77,7 +77,7 @@ impl<'a, 'scope, 'env, B, R, K: TreeKind> Driver<'a, 'scope, 'env, B, R, K> {
                 return Poll::Ready(end);
             }
             (None, Ok(_)) => {
-                self.ending = Some((end, Box::pin(sleep(core.grace.get()))));
+                self.ending = Some((end, Box::pin(sleep(core.grace()))));
                 return Poll::Pending;
             }
             (Some(panic), _) | (None, Err(panic)) => panic,

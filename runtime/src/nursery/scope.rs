@@ -186,7 +186,7 @@ impl<'scope, 'env, R, K: TreeKind> Scope<'scope, 'env, R, K> {
     /// ```
     pub fn set_grace(&self, grace: Duration) {
         self.check();
-        self.core.grace.set(grace);
+        self.core.set_grace(grace);
     }
 
     /// In a `Shared` tree, panics unless called by the thread polling the nursery.
