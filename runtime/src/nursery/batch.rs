@@ -3,9 +3,9 @@
 //!
 //! A spawn loop's second child of one type opens a batch: a block of records (an 8-byte head,
 //! its state word, handle flag and offset in the block, then the child's stage) carved from
-//! the arena, and a node on the run queue that stands for the whole block. Later spawns of that type append a record while the
-//! batch's node is still the run queue's tail, so the run queue's order is the order of spawns
-//! as before. A burst's blocks double in size, so a lone pair costs a small block.
+//! the arena, and a node on the run queue that stands for the whole block. Later spawns of
+//! that type append a record while the batch's node is still the run queue's tail, so the run
+//! queue's order is the order of spawns as before. A burst's blocks double in size, so a lone pair costs a small block.
 //!
 //! When the turn reaches the batch's node, `poll_batch` polls its records in order with the
 //! waker of one spare node, the nursery's probe. A child that finishes there is done with no
@@ -19,8 +19,8 @@
 //! Invariants (cited as "batch rule N"):
 //! 1. A record's word says what its stage holds: `FRESH` an unpolled future, `YIELDED` a
 //!    future that woke itself and waits for its next poll (either being polled, if it is
-//!    `Core::batch_cur`), `DONE` its output, `EMPTY`/`RELEASED` nothing, `FINISHING` a future (or output) being
-//!    dropped, `MAT`/`MAT_FRESH` whatever the entry of node `word & INDEX` says (that node's
+//!    `Core::batch_cur`), `DONE` its output, `EMPTY`/`RELEASED` nothing, `FINISHING` a
+//!    future (or output) being dropped, `MAT`/`MAT_FRESH` whatever the entry of node `word & INDEX` says (that node's
 //!    vtable is `Kind::Borrowed` and its payload is this stage). The head's `handle_gone`
 //!    (outside `MAT*`, where the node's entry says it) says whether the record's handle was
 //!    dropped.
@@ -315,10 +315,12 @@ impl Core {
             });
             // One store: `word` FRESH (0), `handle_gone` false (0), `back` (the layout is
             // `Head`'s, checked above); three narrow stores were slower (2.85 vs 3.3 ns per
-            // ready child).
+            // ready child). Unaligned: a head is only 4-aligned, and records of a future
+            // aligned to at most 4 whose size is not a multiple of 8 start at every other
+            // multiple of 4 (Miri caught the aligned 8-byte store there).
             ptr::addr_of_mut!((*record).head)
                 .cast::<u64>()
-                .write(u64::from(FRESH) | (back as u64) << BACK_AT);
+                .write_unaligned(u64::from(FRESH) | (back as u64) << BACK_AT);
         }
         Target::Record(record.cast())
     }
@@ -777,9 +779,9 @@ enum Step<'a> {
 /// walk ends; in the yielded records' walk, one by one.
 ///
 /// # Safety
-/// As for [`poll_batch`]; `rec` is below `len`; with `FRESH_WALK`, `Core::batch_from` is
-/// the walk's first record and every record from there to `rec` was counted as this walk
-/// counts.
+/// As for [`poll_batch`]; `rec` is below `len`; with `FRESH_WALK`, the walk started at the
+/// block's `next` and `Core::batch_kept` counts the records from there to `rec` that did not
+/// finish in it (batch rule 5).
 #[inline(always)]
 unsafe fn poll_record<'a, F: Future, R, const FRESH_WALK: bool>(
     core: &'a Core,
@@ -844,10 +846,7 @@ where
         }
         // SAFETY: the future finished; dropped in place once.
         unsafe { ptr::drop_in_place(stage.cast::<F>()) };
-        if !FRESH_WALK {
-            core.live.set(core.live.get() - 1);
-        }
-        return match output.settle() {
+        let step = match output.settle() {
             // Read after the drop, which may have dropped the handle.
             Ok(output) if !head.has_handle() => {
                 drop(output);
@@ -878,6 +877,12 @@ where
                 Step::Stop(Stop::Failed)
             }
         };
+        // After the output's drop, as for a child in a node of its own (a destructor that
+        // panics leaves the record `FINISHING`, which the cancel counts off `live`).
+        if !FRESH_WALK {
+            core.live.set(core.live.get() - 1);
+        }
+        return step;
     }
     // Records that wait for no poll are rare in a batch's walk (their children were
     // materialised or finished through their nodes): the fresh ones' poll comes first.
