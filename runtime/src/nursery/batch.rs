@@ -5,7 +5,8 @@
 //! its state word, handle flag and offset in the block, then the child's stage) carved from
 //! the arena, and a node on the run queue that stands for the whole block. Later spawns of
 //! that type append a record while the batch's node is still the run queue's tail, so the run
-//! queue's order is the order of spawns as before. A burst's blocks double in size, so a lone pair costs a small block.
+//! queue's order is the order of spawns as before. A burst's blocks double in size, so a lone
+//! pair costs a small block.
 //!
 //! When the turn reaches the batch's node, `poll_batch` polls its records in order with the
 //! waker of one spare node, the nursery's probe. A child that finishes there is done with no
@@ -20,10 +21,10 @@
 //! 1. A record's word says what its stage holds: `FRESH` an unpolled future, `YIELDED` a
 //!    future that woke itself and waits for its next poll (either being polled, if it is
 //!    `Core::batch_cur`), `DONE` its output, `EMPTY`/`RELEASED` nothing, `FINISHING` a
-//!    future (or output) being dropped, `MAT`/`MAT_FRESH` whatever the entry of node `word & INDEX` says (that node's
-//!    vtable is `Kind::Borrowed` and its payload is this stage). The head's `handle_gone`
-//!    (outside `MAT*`, where the node's entry says it) says whether the record's handle was
-//!    dropped.
+//!    future (or output) being dropped, `MAT`/`MAT_FRESH` whatever the entry of node
+//!    `word & INDEX` says (that node's vtable is `Kind::Borrowed` and its payload is this
+//!    stage). The head's `handle_gone` (outside `MAT*`, where the node's entry says it) says
+//!    whether the record's handle was dropped.
 //! 2. A record is `RELEASED` exactly once, when it holds nothing and no handle or node refers
 //!    to it; the block is freed only when all its records are released and its node is neither
 //!    queued (`queued`, `yqueued`), being run (`running`) nor walked by a cancel (`walking`),
