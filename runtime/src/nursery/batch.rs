@@ -346,8 +346,10 @@ impl Core {
         let stride = size_of::<Record<F>>();
         let open = self.open.get();
         // SAFETY: a non-null tail is a live queued node (wake rule 2); `open` names a live
-        // block (batch rule 2).
+        // block (batch rule 2) or `NO_BLOCK`.
         let records = unsafe {
+            // A full batch of this type gets a successor twice its size. `NO_BLOCK` is no
+            // batch: it borrows one type's table, and its cap of 0 would double to 0.
             if open != no_block() && ptr::eq((*open).vtable, borrowed) {
                 ((*open).cap as usize * 2).min((MAX_BLOCK - RECORDS_AT) / stride)
             } else if ptr::eq((*tail).entry.vtable.get(), table) && (*tail).index() != 0 {
