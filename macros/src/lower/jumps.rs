@@ -240,13 +240,33 @@ pub(super) fn loop_label(e: &Expr) -> Option<String> {
 /// Whether a macro's tokens hold `?`, `return`, `break` or `continue`, which cannot be
 /// rewritten inside them.
 pub(super) fn macro_leaves(m: &syn::Macro) -> bool {
-    fn leaves(tokens: TokenStream) -> bool {
-        tokens.into_iter().any(|t| match t {
-            proc_macro2::TokenTree::Ident(i) => i == "return" || i == "break" || i == "continue",
-            proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
-            proc_macro2::TokenTree::Group(g) => leaves(g.stream()),
-            proc_macro2::TokenTree::Literal(_) => false,
+    /// `sigils`: a `?` that does not follow an operand is a prefix sigil (tracing's and log's
+    /// `?value`, "record with `Debug`"), not the try operator.
+    fn leaves(tokens: TokenStream, sigils: bool) -> bool {
+        // Whether the previous token ends an operand (`x`, `1`, `(..)`, `x?`).
+        let mut after_operand = false;
+        tokens.into_iter().any(|t| {
+            let (leaves_here, ends_operand) = match t {
+                proc_macro2::TokenTree::Ident(i) => {
+                    (i == "return" || i == "break" || i == "continue", true)
+                }
+                proc_macro2::TokenTree::Punct(p) if p.as_char() == '?' => {
+                    let is_try = !sigils || after_operand;
+                    (is_try, is_try)
+                }
+                proc_macro2::TokenTree::Punct(_) => (false, false),
+                proc_macro2::TokenTree::Group(g) => (leaves(g.stream(), sigils), true),
+                proc_macro2::TokenTree::Literal(_) => (false, true),
+            };
+            after_operand = ends_operand;
+            leaves_here
         })
     }
-    leaves(m.tokens.clone())
+    // Only in macros known to take expressions: in any other, tokens may be pasted anywhere.
+    let known = m
+        .path
+        .segments
+        .last()
+        .is_some_and(|s| super::syntax::is_await_free_macro(&s.ident.to_string()));
+    leaves(m.tokens.clone(), known)
 }

@@ -51,7 +51,8 @@ pub(crate) struct Fallback {
 fn fallback<T>(span: Span, reason: impl Into<String>) -> Result<T, Fallback> {
     Err(Fallback {
         span,
-        reason: reason.into(),
+        // The body's `self` is `__self` inside the machine; the user wrote `self`.
+        reason: reason.into().replace("`__self`", "`self`"),
     })
 }
 

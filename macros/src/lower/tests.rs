@@ -379,3 +379,38 @@ fn for_items_guessed_copy_are_checked_where_the_loop_binds_them() {
         assert!(!out.contains("assert_copy_item"), "{src}: {out}");
     }
 }
+
+#[test]
+fn tracing_sigils_and_spans_keep_the_lowering_explicit() {
+    for body in [
+        // `?frame` records with `Debug`: a sigil, not the try operator.
+        "async fn f(frame: Vec<u8>) -> Result<usize, E> { debug!(?frame); let n = g().await?; Ok(n + frame.len()) }",
+        "async fn f(k: u32) -> Result<u32, E> { tracing::info!(key = ?k, %k, \"get\"); Ok(g(k).await? + k) }",
+        "async fn f(x: u32) -> Result<u32, E> { let span = tracing::info_span!(\"work\", x); let n = g().await?; drop(span); Ok(n + x) }",
+        "async fn f(x: u32) -> u32 { tracing::event!(Level::INFO, x); g(x).await }",
+    ] {
+        let (explicit, report) = lowered("", body);
+        assert!(explicit, "{body}: {report}");
+        assert!(report.contains("fallbacks: none"), "{body}: {report}");
+    }
+    // A try operator inside such a macro still leaves the fn from inside its tokens.
+    for body in [
+        "async fn f() -> Result<u32, E> { debug!(\"{}\", h()?); g().await }",
+        "async fn f() -> Result<u32, E> { info!(?x, \"{}\", y??); g().await }",
+        "async fn f() -> Result<u32, E> { info!(value = x?); g().await }",
+    ] {
+        let (_, report) = lowered("", body);
+        assert!(report.contains("contains `?`"), "{body}: {report}");
+    }
+}
+
+#[test]
+fn reports_name_the_receiver_self() {
+    let (explicit, report) = lowered(
+        "",
+        "async fn f(&mut self) -> Result<usize, E> { self.conn.read().await }",
+    );
+    assert!(!explicit, "{report}");
+    assert!(report.contains("`self`"), "{report}");
+    assert!(!report.contains("__self"), "{report}");
+}
