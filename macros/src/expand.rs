@@ -102,7 +102,17 @@ fn expand(args: &Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     if explicit_mut_self && let Some(syn::FnArg::Receiver(r)) = parts.sig.inputs.first_mut() {
         r.mutability = None;
     }
-    let out = emit(&item, &parts, yields, &quote!(#keep_used #body));
+    let body = quote!(#keep_used #body);
+    // An attribute macro below this one (`#[instrument]`, `#[tokio::main]`, a web framework's
+    // route) expands after it and expects the `async fn` it was written on: it gets one, whose
+    // body awaits the machine. Left on a plain fn returning `impl Future`, such a macro fails
+    // to compile or, worse, compiles and does something else (`#[instrument]` would enter its
+    // span only while the future is created, not while it runs).
+    let out = if yields.is_none() && item.attrs.iter().any(|a| !is_builtin(a)) {
+        emit_async(&item, &parts, &body)
+    } else {
+        emit(&item, &parts, yields, &body)
+    };
     Ok(match strict_error {
         Some(e) => {
             let mut err = e.to_compile_error();
@@ -167,6 +177,62 @@ pub(crate) fn spanned_braces(span: Span, tokens: TokenStream) -> TokenStream {
     let mut g = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, tokens);
     g.set_span(span);
     quote!(#g)
+}
+
+/// Attributes rustc itself reads (lint levels, docs, `inline`, `cfg`, tool attributes), which
+/// mean the same on the generated fn; any other outer attribute may be a macro that expects an
+/// `async fn` (`cfg_attr` too: it may stand for one).
+fn is_builtin(attr: &syn::Attribute) -> bool {
+    const BUILTIN: &[&str] = &[
+        "allow",
+        "warn",
+        "deny",
+        "forbid",
+        "expect",
+        "deprecated",
+        "must_use",
+        "doc",
+        "inline",
+        "cold",
+        "track_caller",
+        "cfg",
+        "no_mangle",
+        "export_name",
+        "link_section",
+        "target_feature",
+    ];
+    const TOOLS: &[&str] = &["rustfmt", "clippy", "diagnostic"];
+    if matches!(attr.style, syn::AttrStyle::Inner(_)) {
+        return true;
+    }
+    let path = attr.path();
+    match (path.segments.first(), path.segments.len()) {
+        (Some(first), 1) => BUILTIN.iter().any(|b| first.ident == b),
+        (Some(first), _) => TOOLS.iter().any(|t| first.ident == t),
+        (None, _) => false,
+    }
+}
+
+/// The fn as an `async fn` that awaits `body` (the machine), with the user's attributes: for
+/// the attribute macros that expand after this one.
+fn emit_async(item: &ItemFn, parts: &FnParts, body: &TokenStream) -> TokenStream {
+    let (inner, attrs): (Vec<_>, Vec<_>) = item
+        .attrs
+        .iter()
+        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
+    let vis = &item.vis;
+    let mut sig = parts.sig.clone();
+    sig.asyncness = item.sig.asyncness;
+    sig.output = item.sig.output.clone();
+    let machine = Ident::new("__structured_machine", Span::mixed_site());
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #(#inner)*
+            let #machine = { #body };
+            #machine.await
+        }
+    }
 }
 
 fn emit(

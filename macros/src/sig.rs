@@ -43,7 +43,10 @@ pub(crate) fn validate(item: &ItemFn) -> syn::Result<()> {
     if sig.asyncness.is_none() {
         push(syn::Error::new_spanned(
             sig.fn_token,
-            "#[structured] applies to an `async fn`; write `async fn`",
+            "#[structured] applies to an `async fn`; write `async fn`. If it is written so, an \
+             attribute macro that expanded before #[structured] made it a plain fn: write \
+             #[structured] above `#[tokio::main]`, `#[tokio::test]` and the like (methods of \
+             an `#[async_trait]` impl cannot be lowered)",
         ));
     }
     if let Some(c) = &sig.constness {

@@ -206,12 +206,16 @@ impl Analysis {
 
     fn mention_at(&mut self, id: LocalId, kind: Use, node: Option<usize>) {
         // A `move` closure or block takes what it captures by value however it uses it: the
-        // whole local, or only the fields it names (edition 2021 precise captures). The
-        // rewrites of the body (drop flags) must not reach inside it.
+        // whole local, or only the fields it names (edition 2021 precise captures). A capture
+        // through a `&mut` parameter (`self.n` in a `&mut self` method) stops at the
+        // reference, so that moves the reference itself. The rewrites of the body (drop
+        // flags) must not reach inside it.
         let (kind, node) = if self.in_cfg > 0 {
             (Use::Unknown, None)
         } else if self.captured_by_move(id) {
-            let moved = if kind == Use::Field || self.via_field {
+            let local = &self.locals[id];
+            let through_mut_ref = local.ref_param && !local.shared_ref;
+            let moved = if (kind == Use::Field || self.via_field) && !through_mut_ref {
                 Use::Field
             } else {
                 Use::Move
