@@ -58,7 +58,8 @@ differential! {
     }
 }
 
-// An attribute macro written below `#[structured]` expands after it and gets an `async fn`.
+// An attribute macro written below `#[structured]` expands after it and gets the `async fn` as
+// written (the body keeps its native frame).
 #[structured]
 #[tokio::test]
 async fn tokio_test_below_structured_runs_the_body() {
@@ -142,6 +143,41 @@ async fn structured_step(x: u32) -> u32 {
     let y = tick(x).await;
     tracing::info!("after");
     y + 1
+}
+
+struct Conn {
+    n: usize,
+}
+
+impl Conn {
+    async fn read(&mut self) -> usize {
+        tick(self.n).await
+    }
+}
+
+// mini-redis's `Client::get` shape, awaited where `tokio::spawn` needs `Send`: an `async fn`
+// that awaited the machine inline did not compile here (rustc's `Send` check of a native frame
+// holding a machine: "implementation of `FnOnce` is not general enough").
+#[structured]
+#[tracing::instrument(skip(conn))]
+async fn get(conn: &mut Conn, key: &str) -> usize {
+    tracing::info!("get");
+    conn.read().await + key.len()
+}
+
+fn spawnable<F: Future + Send>(f: F) -> F {
+    f
+}
+
+#[test]
+fn instrument_below_structured_stays_send_for_spawn() {
+    let task = spawnable(async {
+        let mut conn = Conn { n: 1 };
+        get(&mut conn, "key").await
+    });
+    let (n, log) = events(|| block_on(task));
+    assert_eq!(n, 4);
+    assert_eq!(log, ["get in get"]);
 }
 
 #[test]

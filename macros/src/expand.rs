@@ -76,6 +76,40 @@ fn expand(args: &Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     }
     let keep_used = yields::keep_used(&check.paths);
 
+    // An attribute macro below this one (`#[instrument]`, `#[tokio::test]`) expands after it and
+    // expects the `async fn` it was written on. On the plain fn returning the machine it fails
+    // to compile or, worse, does something else (`#[instrument]` would enter its span only
+    // while the future is created). Nor can it get an `async fn` that awaits the machine: a
+    // native frame holding a machine is not `Send` by rustc's check of higher-ranked
+    // lifetimes (the machine's bounds name its block closures), so `tokio::spawn` refuses it.
+    // It gets the fn as written: the body keeps its native frame.
+    if yields.is_none()
+        && let Some(attr) = item.attrs.iter().find(|a| !is_builtin(a))
+    {
+        let path = attr.path().to_token_stream().to_string().replace(' ', "");
+        report.line(format!(
+            "states: 1 native adapter for the whole body (fallback: `#[{path}]` expands after \
+             #[structured] and gets the `async fn` as written)"
+        ));
+        report.print();
+        let out = item.to_token_stream();
+        return Ok(match args.strict {
+            Some(_) => {
+                let mut err = syn::Error::new_spanned(
+                    attr,
+                    format!(
+                        "#[structured(strict)]: `#[{path}]` expands after #[structured] and needs \
+                         the `async fn` as written, so the body keeps its native frame"
+                    ),
+                )
+                .to_compile_error();
+                err.extend(out);
+                err
+            }
+            None => out,
+        });
+    }
+
     let parts = sig::split(&item);
     // Strict mode refuses a native frame; the error comes with the native expansion, so the
     // fn still exists and the user sees this one error only.
@@ -102,17 +136,7 @@ fn expand(args: &Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     if explicit_mut_self && let Some(syn::FnArg::Receiver(r)) = parts.sig.inputs.first_mut() {
         r.mutability = None;
     }
-    let body = quote!(#keep_used #body);
-    // An attribute macro below this one (`#[instrument]`, `#[tokio::main]`, a web framework's
-    // route) expands after it and expects the `async fn` it was written on: it gets one, whose
-    // body awaits the machine. Left on a plain fn returning `impl Future`, such a macro fails
-    // to compile or, worse, compiles and does something else (`#[instrument]` would enter its
-    // span only while the future is created, not while it runs).
-    let out = if yields.is_none() && item.attrs.iter().any(|a| !is_builtin(a)) {
-        emit_async(&item, &parts, &body)
-    } else {
-        emit(&item, &parts, yields, &body)
-    };
+    let out = emit(&item, &parts, yields, &quote!(#keep_used #body));
     Ok(match strict_error {
         Some(e) => {
             let mut err = e.to_compile_error();
@@ -210,28 +234,6 @@ fn is_builtin(attr: &syn::Attribute) -> bool {
         (Some(first), 1) => BUILTIN.iter().any(|b| first.ident == b),
         (Some(first), _) => TOOLS.iter().any(|t| first.ident == t),
         (None, _) => false,
-    }
-}
-
-/// The fn as an `async fn` that awaits `body` (the machine), with the user's attributes: for
-/// the attribute macros that expand after this one.
-fn emit_async(item: &ItemFn, parts: &FnParts, body: &TokenStream) -> TokenStream {
-    let (inner, attrs): (Vec<_>, Vec<_>) = item
-        .attrs
-        .iter()
-        .partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
-    let vis = &item.vis;
-    let mut sig = parts.sig.clone();
-    sig.asyncness = item.sig.asyncness;
-    sig.output = item.sig.output.clone();
-    let machine = Ident::new("__structured_machine", Span::mixed_site());
-    quote! {
-        #(#attrs)*
-        #vis #sig {
-            #(#inner)*
-            let #machine = { #body };
-            #machine.await
-        }
     }
 }
 

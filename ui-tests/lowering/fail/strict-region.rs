@@ -47,4 +47,11 @@ async fn guard_borrows_its_local_lock() -> u32 {
     v
 }
 
+// An attribute macro below expands after #[structured] and gets the `async fn` as written.
+#[structured(strict)]
+#[tracing::instrument]
+async fn instrumented(n: u32) -> u32 {
+    show("x").await as u32 + n
+}
+
 fn main() {}
