@@ -140,7 +140,10 @@ pub(crate) struct Analysis {
     collecting: Vec<Vec<(LocalId, Use)>>,
     /// The closures and `async` blocks being walked, innermost last: whether each is `move`,
     /// and the first local declared inside it (older ones are captured).
-    in_closure: Vec<(bool, LocalId)>,
+    /// The closures and `async` blocks around this point, innermost last: whether it is
+    /// `move`, the first local declared inside it, and the depth and number of arms where it
+    /// stands (where a `move` one takes its captures).
+    in_closure: Vec<(bool, LocalId, usize, usize)>,
     /// How many `#[cfg]`-attributed statements or arms enclose the walk: a mention there may
     /// not exist, so it is recorded as [`Use::Unknown`].
     in_cfg: usize,
@@ -210,6 +213,13 @@ impl Analysis {
         // through a `&mut` parameter (`self.n` in a `&mut self` method) stops at the
         // reference, so that moves the reference itself. The rewrites of the body (drop
         // flags) must not reach inside it.
+        // A `move` closure or block takes its captures where it stands, whatever runs its
+        // body and how often: the outermost one that captures the local says where.
+        let at = self
+            .in_closure
+            .iter()
+            .find(|&&(is_move, first, _, _)| is_move && id < first)
+            .map(|&(_, _, depth, arms)| (depth, arms));
         let (kind, node) = if self.in_cfg > 0 {
             (Use::Unknown, None)
         } else if self.captured_by_move(id) {
@@ -225,12 +235,16 @@ impl Analysis {
             (kind, node)
         };
         let pos = self.tick();
+        let (depth, arms) = match at {
+            Some((depth, arms)) if kind != Use::Unknown => (depth, self.arms[..arms].to_vec()),
+            _ => (self.depth, self.arms.clone()),
+        };
         self.mentions.push(Mention {
             local: id,
             pos,
             kind,
-            depth: self.depth,
-            arms: self.arms.clone(),
+            depth,
+            arms,
             // The rewrites of the body do not reach into macro tokens.
             node: node.filter(|_| self.in_yield == 0),
         });
@@ -243,7 +257,7 @@ impl Analysis {
     fn captured_by_move(&self, id: LocalId) -> bool {
         self.in_closure
             .iter()
-            .any(|&(is_move, first)| is_move && id < first)
+            .any(|&(is_move, first, _, _)| is_move && id < first)
     }
 
     fn mention_name(&mut self, name: &Ident, kind: Use) {

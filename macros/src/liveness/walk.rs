@@ -118,11 +118,12 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.depth -= 1;
             }
             Expr::Closure(c) => {
+                let at = (self.depth, self.arms.len());
                 self.depth += 1;
                 let k = self.construct();
                 self.enter_arm(k, 0);
                 self.in_closure
-                    .push((c.capture.is_some(), self.locals.len()));
+                    .push((c.capture.is_some(), self.locals.len(), at.0, at.1));
                 self.push_scope();
                 for p in &c.inputs {
                     self.bind_pattern(p, false, false, false);
@@ -134,8 +135,12 @@ impl<'ast> Visit<'ast> for Analysis {
                 self.depth -= 1;
             }
             Expr::Async(a) => {
-                self.in_closure
-                    .push((a.capture.is_some(), self.locals.len()));
+                self.in_closure.push((
+                    a.capture.is_some(),
+                    self.locals.len(),
+                    self.depth,
+                    self.arms.len(),
+                ));
                 let c = self.construct();
                 self.enter_arm(c, 0);
                 self.visit_block(&a.block);

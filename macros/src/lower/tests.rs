@@ -414,3 +414,16 @@ fn reports_name_the_receiver_self() {
     assert!(report.contains("`self`"), "{report}");
     assert!(!report.contains("__self"), "{report}");
 }
+
+#[test]
+fn a_move_closure_takes_its_captures_where_it_stands() {
+    for body in [
+        // The closure body runs later (or never), but `c` moves into it here, on every path.
+        "async fn f(c: &mut Counter) -> u32 { let mut inc = move || { c.n += 1; c.n }; g(()).await; inc() + inc() }",
+        "async fn f(s: String) -> usize { let fut = async move { s.len() }; g().await; fut.await }",
+    ] {
+        let (explicit, report) = lowered("", body);
+        assert!(explicit, "{body}: {report}");
+        assert!(report.contains("fallbacks: none"), "{body}: {report}");
+    }
+}
