@@ -218,3 +218,25 @@ fn instrument_above_structured_on_a_mut_self_method() {
     assert_eq!((n, &s.channels[..]), (2, &[1, 7][..]));
     assert_eq!(log, ["subscribing in subscribe"]);
 }
+
+// A body that ends in a `panic!` statement: the machine added an unreachable `Return(())`
+// after it, which rustc warned about at the user's `#[structured]` (a native body does not).
+#[deny(unreachable_code)]
+mod diverging {
+    use super::*;
+
+    #[structured]
+    pub async fn fail(code: u32) {
+        tick(()).await;
+        panic!("boom {code}");
+    }
+}
+
+#[test]
+fn a_body_ending_in_panic_compiles_without_warnings_and_panics() {
+    let panic = std::panic::catch_unwind(|| block_on(diverging::fail(7))).unwrap_err();
+    assert_eq!(
+        panic.downcast_ref::<String>().map(String::as_str),
+        Some("boom 7")
+    );
+}

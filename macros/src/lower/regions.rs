@@ -78,7 +78,12 @@ impl Lowerer<'_> {
                 return Err(f);
             }
         }
-        let diverges = matches!(stmts.last(), Some(Stmt::Expr(e, _)) if diverges_expr(e));
+        let diverges = match stmts.last() {
+            Some(Stmt::Expr(e, _)) => diverges_expr(e),
+            // `panic!(..);` ending the body is a statement macro.
+            Some(Stmt::Macro(m)) => diverges_macro(&m.mac),
+            _ => false,
+        };
         if diverges && !self.terminated() {
             self.terminate(TokenStream::new());
         }

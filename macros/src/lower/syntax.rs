@@ -206,11 +206,16 @@ pub(super) fn contains_let(e: &Expr) -> bool {
 pub(super) fn diverges_expr(e: &Expr) -> bool {
     match e {
         Expr::Return(_) | Expr::Break(_) | Expr::Continue(_) => true,
-        Expr::Macro(m) => ["panic", "unreachable", "todo", "unimplemented"]
-            .iter()
-            .any(|n| m.mac.path.is_ident(n)),
+        Expr::Macro(m) => diverges_macro(&m.mac),
         _ => false,
     }
+}
+
+/// `panic!`, `unreachable!`, `todo!`, `unimplemented!`.
+pub(super) fn diverges_macro(m: &syn::Macro) -> bool {
+    ["panic", "unreachable", "todo", "unimplemented"]
+        .iter()
+        .any(|n| m.path.is_ident(n))
 }
 
 /// `a..b`, `a..=b` with plain ends: a value holding no borrow and no temporary.
