@@ -15,7 +15,8 @@ impl Report {
     }
 
     pub(crate) fn line(&mut self, line: String) {
-        self.lines.push(line);
+        // The body's `self` is `__self` inside the machine; the user wrote `self`.
+        self.lines.push(line.replace("__self", "self"));
     }
 
     #[cfg(test)]

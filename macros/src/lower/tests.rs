@@ -413,6 +413,16 @@ fn reports_name_the_receiver_self() {
     assert!(!explicit, "{report}");
     assert!(report.contains("`self`"), "{report}");
     assert!(!report.contains("__self"), "{report}");
+    // A region's report quotes its first statement.
+    let (_, report) = lowered(
+        "",
+        "async fn f(&mut self) -> usize { let n = self.n; let r = self.m.lock().await; h().await; r.len() + n }",
+    );
+    assert!(
+        report.contains("native region from `let r = self . m"),
+        "{report}"
+    );
+    assert!(!report.contains("__self"), "{report}");
 }
 
 #[test]
