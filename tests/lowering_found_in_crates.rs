@@ -240,3 +240,27 @@ fn a_body_ending_in_panic_compiles_without_warnings_and_panics() {
         Some("boom 7")
     );
 }
+
+// `dbg!(x)` moves `x` (it returns it): the native frame drops it right there.
+differential! {
+    dbg_moves_its_argument,
+    entry: f(Noisy::new("arg")),
+    #[lowered]
+    async fn f(a: Noisy) -> u32 {
+        dbg!(a);
+        ev("after dbg");
+        tick(1).await
+    }
+}
+
+// tracing's and log's macros borrow what they name.
+differential! {
+    a_local_named_in_a_log_macro_stays_explicit,
+    entry: f(Noisy::new("frame")),
+    #[lowered]
+    async fn f(frame: Noisy) -> usize {
+        tracing::debug!(?frame, request = %frame);
+        tracing::info!("{}", frame);
+        tick(frame.touch()).await
+    }
+}

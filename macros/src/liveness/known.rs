@@ -342,7 +342,20 @@ pub(crate) const FORMAT_MACROS: &[&str] = &[
     "format_args",
     "unreachable",
     "todo",
-    "dbg",
+    // log's and tracing's: a message's arguments are format arguments, and tracing records a
+    // field's value by reference (`x`, `name = x`, `?x`, `%x`); a span holds no borrow.
+    "trace",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "event",
+    "span",
+    "trace_span",
+    "debug_span",
+    "info_span",
+    "warn_span",
+    "error_span",
 ];
 
 /// Macros known not to expand to `.await`, besides the formatting ones the liveness already
@@ -364,19 +377,8 @@ pub(crate) const OTHER_AWAIT_FREE_MACROS: &[&str] = &[
     "include_str",
     "include_bytes",
     "compile_error",
-    "trace",
-    "debug",
-    "info",
-    "warn",
-    "error",
-    // tracing's spans and events.
-    "span",
-    "trace_span",
-    "debug_span",
-    "info_span",
-    "warn_span",
-    "error_span",
-    "event",
+    // Moves its arguments (and returns them): not a borrowing macro.
+    "dbg",
     "thread_local",
     "addr_of",
     "addr_of_mut",

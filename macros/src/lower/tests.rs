@@ -388,6 +388,9 @@ fn tracing_sigils_and_spans_keep_the_lowering_explicit() {
         "async fn f(k: u32) -> Result<u32, E> { tracing::info!(key = ?k, %k, \"get\"); Ok(g(k).await? + k) }",
         "async fn f(x: u32) -> Result<u32, E> { let span = tracing::info_span!(\"work\", x); let n = g().await?; drop(span); Ok(n + x) }",
         "async fn f(x: u32) -> u32 { tracing::event!(Level::INFO, x); g(x).await }",
+        // A local named in a log macro is borrowed, not maybe moved.
+        "async fn f(&mut self) -> Result<usize, E> { let frame = vec![1u8]; debug!(request = ?frame); self.conn.write(&frame).await }",
+        "async fn f(c: &mut Conn) -> Result<usize, E> { let frame = vec![1u8]; tracing::info!(%frame, \"{}\", frame.len()); c.write(&frame).await }",
     ] {
         let (explicit, report) = lowered("", body);
         assert!(explicit, "{body}: {report}");
