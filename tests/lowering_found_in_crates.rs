@@ -264,3 +264,47 @@ differential! {
         tick(frame.touch()).await
     }
 }
+
+// Awaiting a method through `&mut self` or a `&mut` parameter whose output borrows through the
+// reference: the reference must not be carried past the await (it has nothing to drop), or
+// the adapter that hands it back cannot compile (E0505 for `peek_param` before).
+differential! {
+    awaiting_a_method_of_a_field_of_mut_self,
+    entry: async {
+        let mut c = Client { conn: Conn { buf: vec![3, 4] } };
+        let a = c.next().await;
+        let b = c.peek_first().await;
+        let d = Client::peek_param(&mut c.conn).await;
+        (a, b, d, c.conn.buf.len())
+    },
+    pub struct Conn { pub buf: Vec<u8> }
+    impl Conn {
+        async fn pop(&mut self) -> Option<u8> {
+            tick(()).await;
+            self.buf.pop()
+        }
+        async fn peek(&mut self) -> &u8 {
+            tick(()).await;
+            &self.buf[0]
+        }
+    }
+    pub struct Client { pub conn: Conn }
+    impl Client {
+        #[lowered]
+        async fn next(&mut self) -> Option<u8> {
+            let v = self.conn.pop().await?;
+            tick(()).await;
+            Some(v + self.conn.buf.len() as u8)
+        }
+        #[lowered]
+        async fn peek_first(&mut self) -> u8 {
+            let first = self.conn.peek().await;
+            *first
+        }
+        #[lowered]
+        async fn peek_param(c: &mut Conn) -> u8 {
+            let first = c.peek().await;
+            *first
+        }
+    }
+}

@@ -162,7 +162,10 @@ impl Lowerer<'_> {
             }
             let carry = if used_after && !self.gone(id, p) {
                 true
-            } else if l.known_copy {
+            } else if l.known_copy || l.ref_param {
+                // No drop glue (a reference parameter): nothing to drop at the end of its
+                // scope, so nothing to carry there. Carried, it would be handed back by the
+                // adapter of an await whose output borrows through it, which cannot compile.
                 false
             } else if uncertain {
                 return fallback(
