@@ -61,20 +61,11 @@ impl<'ast> Visit<'ast> for BorrowProbe<'_> {
                     a => self.visit_expr(a),
                 }
             }
-            // `format!` makes a `String` of what it borrows; tracing's span macros a `Span`
-            // (no lifetime) that records its fields' values as it is created.
+            // `format!` makes a `String` of what it borrows, a span macro a `Span`.
             Expr::Macro(m)
                 if m.mac.path.is_ident("format")
                     || m.mac.path.segments.last().is_some_and(|s| {
-                        matches!(
-                            s.ident.to_string().as_str(),
-                            "span"
-                                | "trace_span"
-                                | "debug_span"
-                                | "info_span"
-                                | "warn_span"
-                                | "error_span"
-                        )
+                        super::known::SPAN_MACROS.contains(&s.ident.to_string().as_str())
                     }) => {}
             // `pin!(fut)` borrows a temporary that lives as long as the enclosing block.
             Expr::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "pin") => {

@@ -358,6 +358,17 @@ pub(crate) const FORMAT_MACROS: &[&str] = &[
     "error_span",
 ];
 
+/// tracing's span macros: the `Span` they make has no lifetime, and records its fields' values
+/// as it is created.
+pub(crate) const SPAN_MACROS: &[&str] = &[
+    "span",
+    "trace_span",
+    "debug_span",
+    "info_span",
+    "warn_span",
+    "error_span",
+];
+
 /// Macros known not to expand to `.await`, besides the formatting ones the liveness already
 /// knows ([`FORMAT_MACROS`]); any other macro may (`join!`, `select!`, a user's
 /// `macro_rules!`), and an await cannot stand in a block closure, so it keeps a native frame.

@@ -139,10 +139,8 @@ pub(crate) struct Analysis {
     /// Stack of mention collectors (operands of awaits being walked).
     collecting: Vec<Vec<(LocalId, Use)>>,
     /// The closures and `async` blocks being walked, innermost last: whether each is `move`,
-    /// and the first local declared inside it (older ones are captured).
-    /// The closures and `async` blocks around this point, innermost last: whether it is
-    /// `move`, the first local declared inside it, and the depth and number of arms where it
-    /// stands (where a `move` one takes its captures).
+    /// the first local declared inside it (older ones are captured), and the depth and number
+    /// of arms where it stands (where a `move` one takes its captures).
     in_closure: Vec<(bool, LocalId, usize, usize)>,
     /// How many `#[cfg]`-attributed statements or arms enclose the walk: a mention there may
     /// not exist, so it is recorded as [`Use::Unknown`].
@@ -211,10 +209,9 @@ impl Analysis {
         // A `move` closure or block takes what it captures by value however it uses it: the
         // whole local, or only the fields it names (edition 2021 precise captures). A capture
         // through a `&mut` parameter (`self.n` in a `&mut self` method) stops at the
-        // reference, so that moves the reference itself. The rewrites of the body (drop
-        // flags) must not reach inside it.
-        // A `move` closure or block takes its captures where it stands, whatever runs its
-        // body and how often: the outermost one that captures the local says where.
+        // reference, so that moves the reference itself. It takes them where it stands,
+        // whatever runs its body and how often: the outermost one that captures the local
+        // says where. The rewrites of the body (drop flags) must not reach inside it.
         let at = self
             .in_closure
             .iter()
