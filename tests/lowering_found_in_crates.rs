@@ -1,7 +1,8 @@
 //! What putting `#[structured]` on every `async fn` of two real crates found (mini-redis and
-//! bb8, session 8): bodies that did not compile, and attribute macros that did not compose.
-//! The bodies are differential tests (see `support/macros.rs`); the attributes are compared
-//! with the same fn without `#[structured]`.
+//! bb8, session 8), and what came up while fixing it: bodies that did not compile or lost
+//! their lowering, and attribute macros that did not compose. The bodies are differential
+//! tests (see `support/macros.rs`); the attributes are compared with the same fn without
+//! `#[structured]`.
 
 mod support;
 
