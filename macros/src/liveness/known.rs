@@ -323,8 +323,8 @@ pub(super) fn copy_items(e: &Expr) -> bool {
     }
 }
 
-/// Macros that only borrow their arguments.
-pub(crate) const FORMAT_MACROS: &[&str] = &[
+/// Macros that only borrow their arguments, with [`SPAN_MACROS`] (see [`borrows_only`]).
+const FORMAT_MACROS: &[&str] = &[
     "format",
     "print",
     "println",
@@ -350,12 +350,6 @@ pub(crate) const FORMAT_MACROS: &[&str] = &[
     "warn",
     "error",
     "event",
-    "span",
-    "trace_span",
-    "debug_span",
-    "info_span",
-    "warn_span",
-    "error_span",
 ];
 
 /// tracing's span macros: the `Span` they make has no lifetime, and records its fields' values
@@ -369,8 +363,14 @@ pub(crate) const SPAN_MACROS: &[&str] = &[
     "error_span",
 ];
 
-/// Macros known not to expand to `.await`, besides the formatting ones the liveness already
-/// knows ([`FORMAT_MACROS`]); any other macro may (`join!`, `select!`, a user's
+/// Whether a macro of this name only borrows its arguments (the formatting macros, log's and
+/// tracing's).
+pub(crate) fn borrows_only(name: &str) -> bool {
+    FORMAT_MACROS.contains(&name) || SPAN_MACROS.contains(&name)
+}
+
+/// Macros known not to expand to `.await`, besides the borrowing ones the liveness already
+/// knows ([`borrows_only`]); any other macro may (`join!`, `select!`, a user's
 /// `macro_rules!`), and an await cannot stand in a block closure, so it keeps a native frame.
 pub(crate) const OTHER_AWAIT_FREE_MACROS: &[&str] = &[
     "vec",

@@ -24,7 +24,7 @@ pub(crate) use bindings::{Matching, leaves_parts, matching_use, pattern_bindings
 use borrow::*;
 use known::*;
 pub(crate) use known::{
-    BY_VALUE_ADAPTERS, FORMAT_MACROS, OTHER_AWAIT_FREE_MACROS, is_compound_assign, owned_await,
+    BY_VALUE_ADAPTERS, OTHER_AWAIT_FREE_MACROS, borrows_only, is_compound_assign, owned_await,
     owned_result,
 };
 
@@ -376,7 +376,7 @@ impl Analysis {
             return;
         }
         let name = macro_name(mac);
-        let kind = if FORMAT_MACROS.contains(&name.as_str()) {
+        let kind = if borrows_only(&name) {
             Use::Ref
         } else {
             Use::Unknown
@@ -392,7 +392,7 @@ impl Analysis {
     /// shadows `fut`): the locals it names are [`Local::unsure`] unless it is a known one.
     fn may_redeclare(&mut self, mac: &syn::Macro) {
         let name = macro_name(mac);
-        if FORMAT_MACROS.contains(&name.as_str())
+        if borrows_only(&name)
             || OTHER_AWAIT_FREE_MACROS.contains(&name.as_str())
             || crate::yields::is_yield(mac)
         {

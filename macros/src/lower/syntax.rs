@@ -29,8 +29,7 @@ pub(super) struct AwaitFinder {
 
 /// Whether a macro of this name is known not to expand to `.await`.
 pub(super) fn is_await_free_macro(name: &str) -> bool {
-    crate::liveness::FORMAT_MACROS.contains(&name)
-        || crate::liveness::OTHER_AWAIT_FREE_MACROS.contains(&name)
+    crate::liveness::borrows_only(name) || crate::liveness::OTHER_AWAIT_FREE_MACROS.contains(&name)
 }
 
 impl<'ast> Visit<'ast> for AwaitFinder {
